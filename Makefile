@@ -1,0 +1,43 @@
+# sse_bridge: PostgreSQL extension (PGXS) and the bridge daemon.
+#
+#   make          build the extension and bridge/sse-bridge
+#   make install  install both
+#   make test     install missing packages, build, run every test (throwaway cluster)
+#   make run      run the demo: throwaway cluster, sample jobs, bridge on :8080
+#   make bench    side-by-side benchmarks (not part of make test)
+
+.DEFAULT_GOAL := all
+
+EXTENSION   = sse_bridge
+MODULE_big  = sse_bridge
+OBJS        = $(patsubst %.c,%.o,$(wildcard src/*.c))
+DATA        = $(wildcard sse_bridge--*.sql)
+REGRESS     = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --load-extension=sse_bridge
+ISOLATION   = $(patsubst specs/%.spec,%,$(sort $(wildcard specs/*.spec)))
+ISOLATION_OPTS = --load-extension=sse_bridge
+PG_CFLAGS   = -std=c11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Wno-declaration-after-statement
+PG_CPPFLAGS = -I$(srcdir)/src
+SHLIB_LINK  = -ljansson
+EXTRA_CLEAN = regression.diffs regression.out results output_iso
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+
+.PHONY: test run bench torture
+test:
+	@scripts/test.sh
+run:
+	@scripts/run.sh
+bench:
+	@bench/run.sh
+torture:
+	@test/torture/torture.sh $(DURATION)
+
+ifneq ($(PGXS),)
+include $(PGXS)
+-include bridge/bridge.mk
+else
+all install installcheck clean:
+	@echo "PostgreSQL server development files are missing; run: scripts/deps.sh" >&2; exit 1
+endif

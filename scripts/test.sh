@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The project's test command (`make test`): install what is missing, build and
+# install the extension and the bridge, start a throwaway cluster, run the
+# pg_regress and isolation suites, then every test/*/run.sh in name order.
+# The cluster is stopped and removed on exit, whatever happened.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh || exit 1
+make -s -j2 all >/dev/null || { echo "build failed"; exit 1; }
+make -s install >/dev/null || { echo "install failed"; exit 1; }
+
+env_lines=$(scripts/pgcluster.sh start) || { echo "cannot start cluster"; exit 1; }
+eval "$env_lines"
+export SSE_PGDIR SSE_PGDATA SSE_PGBIN PGHOST PGPORT PGUSER PGDATABASE
+trap 'scripts/pgcluster.sh stop "$SSE_PGDIR"' EXIT
+
+passed=0; failed=0; failures=()
+step() {
+  local name=$1; shift
+  echo "=== $name"
+  local t0=$SECONDS
+  if "$@"; then
+    passed=$((passed + 1)); echo "--- ok: $name ($((SECONDS - t0))s)"
+  else
+    failed=$((failed + 1)); failures+=("$name"); echo "--- FAILED: $name ($((SECONDS - t0))s)"
+  fi
+}
+
+regress() {
+  make -s installcheck || { cat regression.diffs output_iso/regression.diffs 2>/dev/null | head -200; return 1; }
+}
+step "pg_regress + isolation" regress
+
+only=${SSE_TEST_ONLY:-}
+for t in test/*/run.sh; do
+  [ -x "$t" ] || continue
+  name=$(basename "$(dirname "$t")")
+  if [ -n "$only" ] && [[ ",$only," != *",$name,"* ]]; then continue; fi
+  step "$name" "$t"
+done
+
+echo
+[ ${#failures[@]} -gt 0 ] && echo "failed steps: ${failures[*]}"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
