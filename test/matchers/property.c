@@ -61,6 +61,9 @@ static const char *const SCALARS[] = {
 	"0", "1", "1.0", "-0", "2", "1e0", "2.5", "10", "1e1", "0.25",
 	"\"x\"", "\"y\"", "\"\"", "\"\\u00e9\"", "\"\xc3\xa9\"", "true", "false", "null"
 };
+/* both parameters are text: the payload must reach every side verbatim */
+static const Oid TEXT_PARAMS[2] = {25, 25};
+
 #define NELEM(a) ((int) (sizeof(a) / sizeof((a)[0])))
 
 static void
@@ -209,7 +212,7 @@ check_patterns(PGconn *conn, int n, int *positives)
 						 "CASE s WHEN '*' THEN '\\.[^.]+' WHEN '#' THEN '(\\.[^.]+)*' "
 						 "ELSE '\\.' || s END, '' ORDER BY i) "
 						 "FROM unnest(string_to_array($1, '.')) WITH ORDINALITY u(s, i)) || '$'),"
-						 " sse_match($1, $2)", 2, NULL), "prepare");
+						 " sse_match($1, $2)", 2, TEXT_PARAMS), "prepare");
 	for (int i = 0; i < n; i++)
 	{
 		strbuf		p = {0},
@@ -247,7 +250,7 @@ check_filters(PGconn *conn, int n, int *positives)
 	must(conn, PQprepare(conn, "flt",
 						 "SELECT CASE WHEN jsonb_typeof($2::jsonb) = 'object' "
 						 "THEN $2::jsonb @> $1::jsonb ELSE $1::jsonb = '{}'::jsonb END,"
-						 " sse_filter_match($1::jsonb, $2)", 2, NULL), "prepare");
+						 " sse_filter_match($1::jsonb, $2)", 2, TEXT_PARAMS), "prepare");
 	for (int i = 0; i < n; i++)
 	{
 		strbuf		f = {0},
