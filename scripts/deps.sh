@@ -8,8 +8,12 @@ PKGS=(
   build-essential pkg-config clang libclang-rt-14-dev
   postgresql-15 postgresql-server-dev-15 postgresql-client-15 libpq-dev
   libuv1-dev libjansson-dev libhttp-parser-dev libjwt-dev libcmocka-dev
-  curl nodejs npm ca-certificates procps iproute2
+  curl ca-certificates procps iproute2
 )
+# node and npm may come from another packaging of Node.js; what matters is
+# that the commands exist.
+command -v node >/dev/null 2>&1 || PKGS+=(nodejs)
+command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 case "${1:-}" in
   --bench) PKGS+=(nginx libnginx-mod-nchan linux-perf) ;;
 esac
