@@ -1,0 +1,55 @@
+/*
+ * sse_bridge.h
+ *		Shared declarations of the sse_bridge extension.
+ *
+ * The extension keeps a commit-ordered event log in sse_bridge.events.
+ * Events are collected in transaction memory (sse_publish.c) and written,
+ * with their ids, from a pre-commit callback while the transaction holds the
+ * publish lock declared below.  See docs/design.md for the contract with the
+ * bridge daemon.
+ */
+#ifndef SSE_BRIDGE_H
+#define SSE_BRIDGE_H
+
+#include "postgres.h"
+
+#include "sse_match.h"
+
+/*
+ * The publish lock: a transaction-scoped advisory lock on one int8 key,
+ * taken in ExclusiveLock mode by every publishing commit.  It is the lock
+ * pg_advisory_xact_lock(6004219003886977585) takes, so it shows up in
+ * pg_locks as an advisory lock with objsubid = 1 (int8 key), and a session
+ * can hold it by hand to stall publishing commits (the isolation specs do).
+ * The key spells "SSE_PUB1" in ASCII.
+ */
+#define SSE_PUBLISH_LOCK_KEY		INT64CONST(0x5353455F50554231)
+
+/* The one NOTIFY channel, shared with the bridge. */
+#define SSE_NOTIFY_CHANNEL			"sse_bridge"
+
+/* Schema and relations, always referenced fully qualified. */
+#define SSE_SCHEMA					"sse_bridge"
+#define SSE_EVENTS_SEQUENCE			"events_id_seq"
+
+/* Event names the bridge sends itself; sse_publish refuses them. */
+#define SSE_EVENT_CLOSE				"close"
+
+/* GUCs (sse_bridge.c) */
+extern int	sse_max_payload;		/* bytes */
+extern int	sse_retention;			/* seconds */
+
+/* sse_publish.c */
+extern void SsePublishInit(void);
+extern char *SseDisplayName(const char *s, size_t len);
+extern void SseCheckChannel(const char *channel, size_t len);
+extern void SseCheckEventName(const char *event, size_t len);
+extern void SseCheckPayloadSize(size_t len);
+extern void SseEnqueueEvent(const char *channel, size_t channel_len,
+							const char *event, size_t event_len,
+							const char *data, size_t data_len);
+
+/* sse_subscription.c */
+extern void SseNotifySubscription(int64 sid);
+
+#endif							/* SSE_BRIDGE_H */

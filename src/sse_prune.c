@@ -1,0 +1,100 @@
+/*
+ * sse_prune.c
+ *		Retention: sse_prune(older_than interval DEFAULT NULL).
+ *
+ * Pruning deletes a contiguous prefix of the log, ids 1..X, and raises
+ * sse_bridge.meta.pruned_through to X in the same statement (never lowers
+ * it).  Readers join meta into every read of the log, so a reader whose
+ * cursor is below pruned_through learns in the same snapshot that events
+ * are gone (the bridge then sends "reset").  X is one less than the first
+ * id, in id order, committed at or after now() - older_than, or the largest
+ * id when every event is older.  Ids are assigned under the publish lock and
+ * created_at is taken right after, so created_at grows with id; cutting a
+ * prefix rather than deleting by date keeps the log gap-free.
+ *
+ * Concurrent prunes serialize on the meta row.  Publishing commits are not
+ * blocked: they only add ids above X.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type_d.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "sse_bridge.h"
+
+PG_FUNCTION_INFO_V1(sse_prune);
+
+/* The age must not be negative: that would prune events not yet written. */
+static void
+CheckPruneAge(Interval *age)
+{
+	Interval   *zero = palloc0(sizeof(Interval));
+
+	if (DatumGetBool(DirectFunctionCall2(interval_lt, IntervalPGetDatum(age),
+										 IntervalPGetDatum(zero))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sse_prune age must not be negative"),
+				 errhint("Pass how old events must be to be deleted, for example '1 day', or NULL for sse_bridge.retention.")));
+}
+
+/*
+ * sse_prune(older_than interval DEFAULT NULL) RETURNS bigint
+ *
+ * NULL means sse_bridge.retention.  Returns the number of events deleted.
+ */
+Datum
+sse_prune(PG_FUNCTION_ARGS)
+{
+	Interval   *age;
+	Oid			argtypes[1] = {INTERVALOID};
+	Datum		values[1];
+	int			rc;
+	bool		isnull;
+	int64		deleted;
+
+	if (PG_ARGISNULL(0))
+	{
+		age = palloc0(sizeof(Interval));
+		age->time = (int64) sse_retention * USECS_PER_SEC;
+	}
+	else
+		age = PG_GETARG_INTERVAL_P(0);
+	CheckPruneAge(age);
+	values[0] = IntervalPGetDatum(age);
+
+	SPI_connect();
+	rc = SPI_execute_with_args(
+		"WITH cut AS ("
+		"  SELECT COALESCE("
+		"    (SELECT e.id - 1 FROM sse_bridge.events e"
+		"      WHERE e.created_at >= pg_catalog.now() - $1"
+		"      ORDER BY e.id LIMIT 1),"
+		"    (SELECT pg_catalog.max(e.id) FROM sse_bridge.events e),"
+		"    0) AS x"
+		"), meta AS ("
+		"  UPDATE sse_bridge.meta"
+		"     SET pruned_through = GREATEST(pruned_through, (SELECT x FROM cut))"
+		"  RETURNING pruned_through"
+		"), gone AS ("
+		"  DELETE FROM sse_bridge.events e USING cut WHERE e.id <= cut.x"
+		"  RETURNING 1"
+		") "
+		"SELECT (SELECT pg_catalog.count(*) FROM gone),"
+		"       (SELECT pg_catalog.count(*) FROM meta)",
+		1, argtypes, values, NULL, false, 0);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pruning sse_bridge.events failed: %s",
+			 SPI_result_code_string(rc));
+	deleted = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
+	if (DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									SPI_tuptable->tupdesc, 2, &isnull)) != 1)
+		elog(ERROR, "sse_bridge.meta must hold exactly one row");
+	SPI_finish();
+
+	PG_RETURN_INT64(deleted);
+}

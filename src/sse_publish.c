@@ -1,0 +1,524 @@
+/*
+ * sse_publish.c
+ *		Publishing: validation, the pending-event list and the commit hook.
+ *
+ * sse_publish() does not write anything.  It validates the event and appends
+ * it to a list that lives in a memory context under TopTransactionContext,
+ * tagged with the subtransaction nesting level that queued it.  The list is
+ * always ordered by non-decreasing level: while level L is current, every
+ * queued event has level <= L, because an inner subtransaction that ends
+ * either drops its events (abort) or relabels them to its parent's level
+ * (commit).  So both operations only touch a suffix of the list.
+ *
+ * At XACT_EVENT_PRE_COMMIT the transaction takes the publish lock (an
+ * exclusive transaction-scoped advisory lock, SSE_PUBLISH_LOCK_KEY), draws
+ * one id per event from sse_bridge.events_id_seq and inserts the rows, then
+ * queues one NOTIFY "e <maxid>".  The lock is released only after the
+ * commit is visible in the proc array, so ids become visible in id order:
+ * once a reader sees id N, every smaller id that will ever commit is
+ * already visible.  Publishing commits are therefore serialized, for the
+ * time it takes to insert their rows and to commit.
+ *
+ * The rows are inserted as the role that owns the SECURITY DEFINER entry
+ * points (the extension owner), recorded when the first event is queued, so
+ * publishers need EXECUTE on the functions and no table privileges.
+ *
+ * A transaction with pending events cannot be prepared: its ids would have
+ * to be assigned at COMMIT PREPARED, which runs no commit callbacks.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type_d.h"
+#include "commands/async.h"
+#include "commands/sequence.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "nodes/pg_list.h"
+#include "storage/lock.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "sse_bridge.h"
+
+/* One queued event; every pointer lives in PendingContext. */
+typedef struct SsePendingEvent
+{
+	int			level;			/* nesting level of the queuing subxact */
+	text	   *channel;
+	text	   *event;			/* NULL: the SSE default, "message" */
+	text	   *data;
+} SsePendingEvent;
+
+/* State of the current transaction; all reset at transaction end. */
+static MemoryContext PendingContext = NULL;
+static List *PendingEvents = NIL;
+static Oid	PendingOwner = InvalidOid;
+
+/* Saved across transactions; revalidated by the plan cache. */
+static SPIPlanPtr InsertPlan = NULL;
+
+static void SseXactCallback(XactEvent event, void *arg);
+static void SseSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
+							   SubTransactionId parentSubid, void *arg);
+static void SseFlushPending(void);
+static void SseResetPending(void);
+static text *SseCopyText(const char *s, size_t len);
+
+PG_FUNCTION_INFO_V1(sse_publish_text);
+PG_FUNCTION_INFO_V1(sse_publish_jsonb);
+
+/*
+ * SsePublishInit
+ *		Register the transaction callbacks.  Called once from _PG_init.
+ */
+void
+SsePublishInit(void)
+{
+	RegisterXactCallback(SseXactCallback, NULL);
+	RegisterSubXactCallback(SseSubXactCallback, NULL);
+}
+
+/* ----------------------------------------------------------------
+ *		Validation
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * SseDisplayName
+ *		A printable, bounded rendering of a user-supplied name for messages:
+ *		control characters are escaped and long names are cut.
+ */
+char *
+SseDisplayName(const char *s, size_t len)
+{
+	StringInfoData buf;
+	int			shown = pg_mbcliplen(s, (int) Min(len, (size_t) INT_MAX), 64);
+
+	initStringInfo(&buf);
+	for (int i = 0; i < shown; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c == '\n')
+			appendStringInfoString(&buf, "\\n");
+		else if (c == '\r')
+			appendStringInfoString(&buf, "\\r");
+		else if (c < 0x20 || c == 0x7f)
+			appendStringInfo(&buf, "\\x%02x", c);
+		else
+			appendStringInfoChar(&buf, (char) c);
+	}
+	if ((size_t) shown < len)
+		appendStringInfoString(&buf, "...");
+	return buf.data;
+}
+
+/*
+ * SseCheckChannel
+ *		Raise an error unless the name is a valid concrete channel.
+ */
+void
+SseCheckChannel(const char *channel, size_t len)
+{
+	sse_name_status st = sse_channel_check(channel, len);
+
+	if (st == SSE_NAME_WILDCARD || st == SSE_NAME_BAD_WILDCARD)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid channel name \"%s\"",
+						SseDisplayName(channel, len)),
+				 errdetail("The channel name %s.", sse_name_status_message(st)),
+				 errhint("Wildcards \"*\" and \"#\" are allowed only in subscription patterns; publish to a concrete channel.")));
+	if (st != SSE_NAME_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid channel name \"%s\"",
+						SseDisplayName(channel, len)),
+				 errdetail("The channel name %s.", sse_name_status_message(st)),
+				 errhint("A channel name is 1 to %d characters: dot-separated, non-empty segments of letters, digits, \"_\" and \"-\".",
+						 SSE_CHANNEL_MAX)));
+}
+
+/*
+ * SseCheckEventName
+ *		Raise an error unless the name is a valid SSE event name that the
+ *		bridge does not reserve for itself.
+ */
+void
+SseCheckEventName(const char *event, size_t len)
+{
+	static const char *const reserved[] = {"ready", "reset", SSE_EVENT_CLOSE};
+	sse_name_status st = sse_event_name_check(event, len);
+
+	if (st != SSE_NAME_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid event name \"%s\"", SseDisplayName(event, len)),
+				 errdetail("The event name %s.", sse_name_status_message(st)),
+				 errhint("An event name is 1 to %d characters with no control characters such as CR or LF; pass NULL for the default event.",
+						 SSE_EVENT_NAME_MAX)));
+
+	for (int i = 0; i < lengthof(reserved); i++)
+	{
+		if (len == strlen(reserved[i]) && memcmp(event, reserved[i], len) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_RESERVED_NAME),
+					 errmsg("event name \"%s\" is reserved", reserved[i]),
+					 errdetail("The bridge itself sends the events \"ready\", \"reset\" and \"close\"."),
+					 errhint("To end the streams of a channel, call sse_close(channel); otherwise choose another event name.")));
+	}
+}
+
+/*
+ * SseCheckPayloadSize
+ *		Raise an error when a payload exceeds sse_bridge.max_payload.
+ */
+void
+SseCheckPayloadSize(size_t len)
+{
+	if (len > (size_t) sse_max_payload)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("event payload is too large"),
+				 errdetail("The payload is %zu bytes; sse_bridge.max_payload is %d bytes.",
+						   len, sse_max_payload),
+				 errhint("Publish a reference to the data instead, or raise sse_bridge.max_payload.")));
+}
+
+/* Publishing writes at commit; refuse early where that cannot work. */
+static void
+CheckCanPublish(void)
+{
+	PreventCommandIfReadOnly("sse_publish()");
+	PreventCommandIfParallelMode("sse_publish()");
+	PreventCommandDuringRecovery("sse_publish()");
+}
+
+/* ----------------------------------------------------------------
+ *		The pending list
+ * ----------------------------------------------------------------
+ */
+
+static text *
+SseCopyText(const char *s, size_t len)
+{
+	text	   *t = (text *) MemoryContextAlloc(PendingContext, len + VARHDRSZ);
+
+	SET_VARSIZE(t, len + VARHDRSZ);
+	memcpy(VARDATA(t), s, len);
+	return t;
+}
+
+/*
+ * SseEnqueueEvent
+ *		Queue an event for the current transaction.
+ *
+ * The caller has validated channel and event (the event may be NULL, and may
+ * be a reserved name only for sse_close).  The payload size is checked here.
+ * Must be called with the extension owner as current user, i.e. from a
+ * SECURITY DEFINER entry point: that role writes the rows at commit.
+ */
+void
+SseEnqueueEvent(const char *channel, size_t channel_len,
+				const char *event, size_t event_len,
+				const char *data, size_t data_len)
+{
+	SsePendingEvent *ev;
+	MemoryContext oldcxt;
+
+	SseCheckPayloadSize(data_len);
+	CheckCanPublish();
+
+	if (PendingContext == NULL)
+	{
+		PendingContext = AllocSetContextCreate(TopTransactionContext,
+											   "sse_bridge pending events",
+											   ALLOCSET_DEFAULT_SIZES);
+		PendingOwner = GetUserId();
+	}
+
+	oldcxt = MemoryContextSwitchTo(PendingContext);
+	ev = palloc(sizeof(SsePendingEvent));
+	ev->level = GetCurrentTransactionNestLevel();
+	ev->channel = SseCopyText(channel, channel_len);
+	ev->event = event ? SseCopyText(event, event_len) : NULL;
+	ev->data = SseCopyText(data, data_len);
+	PendingEvents = lappend(PendingEvents, ev);
+	MemoryContextSwitchTo(oldcxt);
+}
+
+static void
+SseResetPending(void)
+{
+	/* The context itself goes away with TopTransactionContext. */
+	PendingContext = NULL;
+	PendingEvents = NIL;
+	PendingOwner = InvalidOid;
+}
+
+/*
+ * Subtransaction end: the events of level >= the ending level form a suffix
+ * of the list; drop them on abort, hand them to the parent on commit.
+ */
+static void
+SseSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
+				   SubTransactionId parentSubid, void *arg)
+{
+	int			level;
+	int			keep;
+
+	if (PendingEvents == NIL)
+		return;
+	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
+		return;
+
+	level = GetCurrentTransactionNestLevel();
+	keep = list_length(PendingEvents);
+	while (keep > 0)
+	{
+		SsePendingEvent *ev = list_nth(PendingEvents, keep - 1);
+
+		if (ev->level < level)
+			break;
+		if (event == SUBXACT_EVENT_COMMIT_SUB)
+			ev->level = level - 1;
+		keep--;
+	}
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		PendingEvents = list_truncate(PendingEvents, keep);
+}
+
+static void
+SseXactCallback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+			if (PendingEvents != NIL)
+				SseFlushPending();
+			break;
+
+		case XACT_EVENT_PRE_PREPARE:
+			if (PendingEvents != NIL)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot prepare a transaction that has published events"),
+						 errdetail("Events get their ids when their transaction commits, and COMMIT PREPARED cannot assign them."),
+						 errhint("Publish the events in a separate transaction, for example after COMMIT PREPARED.")));
+			break;
+
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			SseResetPending();
+			break;
+
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+			/* sse_publish is parallel unsafe: workers never queue events */
+			break;
+	}
+}
+
+/* ----------------------------------------------------------------
+ *		Writing the events at commit
+ * ----------------------------------------------------------------
+ */
+
+static Oid
+SseEventsSequenceOid(void)
+{
+	Oid			nsp = get_namespace_oid(SSE_SCHEMA, true);
+	Oid			seq = OidIsValid(nsp) ?
+		get_relname_relid(SSE_EVENTS_SEQUENCE, nsp) : InvalidOid;
+
+	if (!OidIsValid(seq))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("sequence %s.%s does not exist",
+						SSE_SCHEMA, SSE_EVENTS_SEQUENCE),
+				 errhint("Create the sse_bridge extension in this database.")));
+	return seq;
+}
+
+/* Caller is connected to SPI. */
+static SPIPlanPtr
+SseInsertPlan(void)
+{
+	static Oid	argtypes[4] = {INT8OID, TEXTOID, TEXTOID, TEXTOID};
+
+	if (InsertPlan == NULL)
+	{
+		SPIPlanPtr	plan;
+
+		plan = SPI_prepare("INSERT INTO sse_bridge.events "
+						   "(id, channel, event, data, created_at) "
+						   "VALUES ($1, $2, $3, $4, pg_catalog.clock_timestamp())",
+						   4, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s",
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		InsertPlan = plan;
+	}
+	return InsertPlan;
+}
+
+/*
+ * SseFlushPending
+ *		Assign ids to the pending events and insert them.
+ *
+ * Runs in XACT_EVENT_PRE_COMMIT, at top level, after deferred triggers have
+ * fired.  Takes the publish lock and keeps it until the transaction ends.
+ */
+static void
+SseFlushPending(void)
+{
+	List	   *events = PendingEvents;
+	LOCKTAG		tag;
+	Oid			save_userid;
+	int			save_sec_context;
+	Oid			seqoid;
+	SPIPlanPtr	plan;
+	int64		maxid = 0;
+	ListCell   *lc;
+	char		payload[32];
+
+	PendingEvents = NIL;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId,
+						 (uint32) (SSE_PUBLISH_LOCK_KEY >> 32),
+						 (uint32) SSE_PUBLISH_LOCK_KEY,
+						 1);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+
+	/* Restored by AbortTransaction if anything below fails. */
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(PendingOwner,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	PushActiveSnapshot(GetTransactionSnapshot());
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	seqoid = SseEventsSequenceOid();
+	plan = SseInsertPlan();
+
+	foreach(lc, events)
+	{
+		SsePendingEvent *ev = lfirst(lc);
+		Datum		values[4];
+		char		nulls[4] = {' ', ' ', ' ', ' '};
+		int			rc;
+
+		maxid = nextval_internal(seqoid, false);
+		values[0] = Int64GetDatum(maxid);
+		values[1] = PointerGetDatum(ev->channel);
+		values[2] = PointerGetDatum(ev->event);
+		values[3] = PointerGetDatum(ev->data);
+		if (ev->event == NULL)
+			nulls[2] = 'n';
+
+		/* The insert reads nothing: reuse one snapshot for every row. */
+		rc = SPI_execute_snapshot(plan, values, nulls, GetActiveSnapshot(),
+								  InvalidSnapshot, false, true, 0);
+		if (rc != SPI_OK_INSERT)
+			elog(ERROR, "inserting into sse_bridge.events failed: %s",
+				 SPI_result_code_string(rc));
+	}
+
+	SPI_finish();
+	PopActiveSnapshot();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+
+	if (PendingEvents != NIL)
+		elog(ERROR, "events were published while sse_bridge.events was being written");
+
+	snprintf(payload, sizeof(payload), "e " INT64_FORMAT, maxid);
+	Async_Notify(SSE_NOTIFY_CHANNEL, payload);
+}
+
+/* ----------------------------------------------------------------
+ *		SQL entry points
+ * ----------------------------------------------------------------
+ */
+
+/* Common part of both sse_publish variants; data is not NULL. */
+static void
+SsePublish(FunctionCallInfo fcinfo, const char *data, size_t data_len)
+{
+	text	   *channel;
+	text	   *event = NULL;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("channel must not be null"),
+				 errhint("Pass the name of the channel to publish to.")));
+	channel = PG_GETARG_TEXT_PP(0);
+	SseCheckChannel(VARDATA_ANY(channel), VARSIZE_ANY_EXHDR(channel));
+
+	if (!PG_ARGISNULL(2))
+	{
+		event = PG_GETARG_TEXT_PP(2);
+		SseCheckEventName(VARDATA_ANY(event), VARSIZE_ANY_EXHDR(event));
+	}
+
+	SseEnqueueEvent(VARDATA_ANY(channel), VARSIZE_ANY_EXHDR(channel),
+					event ? VARDATA_ANY(event) : NULL,
+					event ? VARSIZE_ANY_EXHDR(event) : 0,
+					data, data_len);
+}
+
+static void
+CheckDataNotNull(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("event data must not be null"),
+				 errhint("Publish an empty string, or 'null'::jsonb, for an event without data.")));
+}
+
+/*
+ * sse_publish(channel text, data text, event text DEFAULT NULL) RETURNS void
+ *
+ * The text is stored exactly as given, line breaks included.
+ */
+Datum
+sse_publish_text(PG_FUNCTION_ARGS)
+{
+	text	   *data;
+
+	CheckDataNotNull(fcinfo);
+	data = PG_GETARG_TEXT_PP(1);
+	SsePublish(fcinfo, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data));
+	PG_RETURN_VOID();
+}
+
+/*
+ * sse_publish(channel text, data jsonb, event text DEFAULT NULL) RETURNS void
+ *
+ * The data is stored in jsonb's canonical text form.
+ */
+Datum
+sse_publish_jsonb(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *jb;
+	char	   *data;
+
+	CheckDataNotNull(fcinfo);
+	jb = PG_GETARG_JSONB_P(1);
+	data = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+	SsePublish(fcinfo, data, strlen(data));
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,451 @@
+/*
+ * sse_subscription.c
+ *		Server-side subscriptions and sse_close().
+ *
+ * A subscription is a row of sse_bridge.subscriptions: a list of channel
+ * patterns, a JSON filter, a ttl and the log head at creation (start_id).
+ * Its uuid is the capability a browser presents to the bridge, so it is
+ * never written to a NOTIFY payload or to an error message; notifications
+ * carry the internal sid instead ("s <sid>", see docs/design.md).
+ *
+ * Every function that changes a subscription row queues that notification
+ * (delivered at commit, like the change itself).  sse_touch only moves
+ * last_seen, which the bridge never applies, so it does not notify.
+ *
+ * All entry points are SECURITY DEFINER and run their SQL through SPI as the
+ * extension owner, with fully qualified names.  Concurrent changes of one
+ * subscription serialize on its row lock (every change is one UPDATE or
+ * DELETE, computed from the current row).
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type_d.h"
+#include "commands/async.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "sse_bridge.h"
+
+PG_FUNCTION_INFO_V1(sse_subscribe_filter);
+PG_FUNCTION_INFO_V1(sse_subscription_add);
+PG_FUNCTION_INFO_V1(sse_subscription_remove);
+PG_FUNCTION_INFO_V1(sse_subscription_set_filter);
+PG_FUNCTION_INFO_V1(sse_unsubscribe);
+PG_FUNCTION_INFO_V1(sse_touch);
+PG_FUNCTION_INFO_V1(sse_expire);
+PG_FUNCTION_INFO_V1(sse_close);
+
+/* Keep the first occurrence of each pattern, in order. */
+#define SSE_DEDUP(arr) \
+	"ARRAY(SELECT p FROM pg_catalog.unnest(" arr ") WITH ORDINALITY AS u(p, o)" \
+	" GROUP BY p ORDER BY pg_catalog.min(o))"
+
+/*
+ * SseNotifySubscription
+ *		Tell listeners (at commit) that subscription sid changed.
+ */
+void
+SseNotifySubscription(int64 sid)
+{
+	char		payload[32];
+
+	snprintf(payload, sizeof(payload), "s " INT64_FORMAT, sid);
+	Async_Notify(SSE_NOTIFY_CHANNEL, payload);
+}
+
+/* ----------------------------------------------------------------
+ *		Argument checks
+ * ----------------------------------------------------------------
+ */
+
+static void
+CheckArgNotNull(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name),
+				 errhint("Pass a value for every argument; omit the optional ones to get their defaults.")));
+}
+
+/*
+ * CheckPatterns
+ *		Every element must be a valid pattern; at least one element.
+ */
+static void
+CheckPatterns(ArrayType *patterns)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	deconstruct_array(patterns, TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a subscription needs at least one channel pattern"),
+				 errhint("Pass an array such as ARRAY['jobs.42', 'news.#'].")));
+
+	for (int i = 0; i < n; i++)
+	{
+		text	   *pat;
+		sse_name_status st;
+
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("channel pattern must not be null"),
+					 errhint("Remove the NULL elements from the array.")));
+		pat = DatumGetTextPP(elems[i]);
+		st = sse_pattern_check(VARDATA_ANY(pat), VARSIZE_ANY_EXHDR(pat));
+		if (st != SSE_NAME_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid channel pattern \"%s\"",
+							SseDisplayName(VARDATA_ANY(pat),
+										   VARSIZE_ANY_EXHDR(pat))),
+					 errdetail("The pattern %s.", sse_name_status_message(st)),
+					 errhint("A pattern is dot-separated segments of letters, digits, \"_\" and \"-\"; a whole segment may be \"*\" (exactly one segment) or \"#\" (zero or more segments).")));
+	}
+}
+
+/* The filter must be a JSON object: the containment target of data. */
+static void
+CheckFilter(Jsonb *filter)
+{
+	if (!JB_ROOT_IS_OBJECT(filter))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("subscription filter must be a JSON object"),
+				 errhint("Use '{}' to receive every event, or an object such as '{\"user\": 42}' that event data must contain.")));
+}
+
+/* 0 < ttl <= 100 years, so that last_seen + ttl can never overflow. */
+static void
+CheckTtl(Interval *ttl)
+{
+	Interval   *zero = palloc0(sizeof(Interval));
+	Interval   *limit = palloc0(sizeof(Interval));
+
+	limit->month = 100 * MONTHS_PER_YEAR;
+	if (!DatumGetBool(DirectFunctionCall2(interval_gt, IntervalPGetDatum(ttl),
+										  IntervalPGetDatum(zero))) ||
+		DatumGetBool(DirectFunctionCall2(interval_gt, IntervalPGetDatum(ttl),
+										 IntervalPGetDatum(limit))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("subscription ttl must be positive and at most 100 years"),
+				 errhint("The ttl is how long an unused subscription survives sse_expire(), for example '1 hour'.")));
+}
+
+static void
+ReportUnknownSubscription(void)
+{
+	/* The uuid is a capability: never echo it into the server log. */
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("subscription does not exist"),
+			 errhint("It may have been dropped or expired; create a new one with sse_subscribe_filter().")));
+}
+
+/* ----------------------------------------------------------------
+ *		SPI helpers
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Run one statement and return the number of rows it processed; the rows
+ * (if any) are in SPI_tuptable.  Caller is connected to SPI.
+ */
+static uint64
+SseExec(const char *sql, int nargs, Oid *argtypes, Datum *values, int expected)
+{
+	int			rc;
+
+	rc = SPI_execute_with_args(sql, nargs, argtypes, values, NULL, false, 0);
+	if (rc != expected)
+		elog(ERROR, "SPI_execute_with_args failed: %s",
+			 SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+static Datum
+SseGetColumn(uint64 row, int col)
+{
+	bool		isnull;
+	Datum		d;
+
+	d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col,
+					  &isnull);
+	if (isnull)
+		elog(ERROR, "unexpected null in column %d", col);
+	return d;
+}
+
+/* Notify every sid in column col of SPI_tuptable. */
+static void
+SseNotifyRows(uint64 nrows, int col)
+{
+	for (uint64 i = 0; i < nrows; i++)
+		SseNotifySubscription(DatumGetInt64(SseGetColumn(i, col)));
+}
+
+/*
+ * Run an UPDATE ... WHERE id = $1 RETURNING sid, channels on one
+ * subscription, notify, and return the resulting patterns.
+ */
+static Datum
+SseUpdatePatterns(const char *sql, Datum id, Datum patterns,
+				  bool refuse_empty)
+{
+	Oid			argtypes[2] = {UUIDOID, TEXTARRAYOID};
+	Datum		values[2] = {id, patterns};
+	Datum		result;
+
+	SPI_connect();
+	if (SseExec(sql, 2, argtypes, values, SPI_OK_UPDATE_RETURNING) == 0)
+		ReportUnknownSubscription();
+	result = SseGetColumn(0, 2);
+	if (refuse_empty && ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(result)),
+									   ARR_DIMS(DatumGetArrayTypeP(result))) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot remove every pattern of a subscription"),
+				 errhint("Call sse_unsubscribe() to drop the subscription instead.")));
+	SseNotifyRows(1, 1);
+	result = SPI_datumTransfer(result, false, -1);
+	SPI_finish();
+	return result;
+}
+
+/* ----------------------------------------------------------------
+ *		SQL entry points
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * sse_subscribe_filter(channels text[], filter jsonb DEFAULT '{}',
+ *						ttl interval DEFAULT '1 hour') RETURNS uuid
+ *
+ * start_id is the log head in this statement's snapshot.  Ids are assigned
+ * at commit in commit order, so every event that commits after that
+ * snapshot, including those of transactions in flight, gets a larger id.
+ */
+Datum
+sse_subscribe_filter(PG_FUNCTION_ARGS)
+{
+	Oid			argtypes[3] = {TEXTARRAYOID, JSONBOID, INTERVALOID};
+	Datum		values[3];
+	Datum		id;
+
+	CheckArgNotNull(fcinfo, 0, "channels");
+	CheckArgNotNull(fcinfo, 1, "filter");
+	CheckArgNotNull(fcinfo, 2, "ttl");
+	CheckPatterns(PG_GETARG_ARRAYTYPE_P(0));
+	CheckFilter(PG_GETARG_JSONB_P(1));
+	CheckTtl(PG_GETARG_INTERVAL_P(2));
+
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_GETARG_DATUM(1);
+	values[2] = PG_GETARG_DATUM(2);
+
+	SPI_connect();
+	SseExec("INSERT INTO sse_bridge.subscriptions "
+			"(id, channels, filter, ttl, start_id) "
+			"SELECT pg_catalog.gen_random_uuid(), " SSE_DEDUP("$1") ", $2, $3, "
+			"GREATEST((SELECT pg_catalog.max(id) FROM sse_bridge.events), "
+			"m.pruned_through) "
+			"FROM sse_bridge.meta m RETURNING id, sid",
+			3, argtypes, values, SPI_OK_INSERT_RETURNING);
+	if (SPI_processed != 1)
+		elog(ERROR, "sse_bridge.meta must hold exactly one row");
+	SseNotifyRows(1, 2);
+	id = SPI_datumTransfer(SseGetColumn(0, 1), false, UUID_LEN);
+	SPI_finish();
+
+	PG_RETURN_DATUM(id);
+}
+
+/*
+ * sse_subscription_add(id uuid, channels text[]) RETURNS text[]
+ *
+ * Appends the patterns that are not there yet; returns the new list.
+ */
+Datum
+sse_subscription_add(PG_FUNCTION_ARGS)
+{
+	CheckArgNotNull(fcinfo, 0, "subscription id");
+	CheckArgNotNull(fcinfo, 1, "channels");
+	CheckPatterns(PG_GETARG_ARRAYTYPE_P(1));
+
+	PG_RETURN_DATUM(SseUpdatePatterns(
+		"UPDATE sse_bridge.subscriptions "
+		"SET channels = " SSE_DEDUP("channels OPERATOR(pg_catalog.||) $2")
+		" WHERE id OPERATOR(pg_catalog.=) $1 RETURNING sid, channels",
+		PG_GETARG_DATUM(0), PG_GETARG_DATUM(1), false));
+}
+
+/*
+ * sse_subscription_remove(id uuid, channels text[]) RETURNS text[]
+ *
+ * Removes the given patterns (absent ones are ignored); returns the new
+ * list.  Removing the last pattern is an error.
+ */
+Datum
+sse_subscription_remove(PG_FUNCTION_ARGS)
+{
+	CheckArgNotNull(fcinfo, 0, "subscription id");
+	CheckArgNotNull(fcinfo, 1, "channels");
+	CheckPatterns(PG_GETARG_ARRAYTYPE_P(1));
+
+	PG_RETURN_DATUM(SseUpdatePatterns(
+		"UPDATE sse_bridge.subscriptions "
+		"SET channels = ARRAY(SELECT p FROM pg_catalog.unnest(channels) "
+		"WITH ORDINALITY AS u(p, o) "
+		"WHERE p OPERATOR(pg_catalog.<>) ALL ($2) ORDER BY o) "
+		"WHERE id OPERATOR(pg_catalog.=) $1 RETURNING sid, channels",
+		PG_GETARG_DATUM(0), PG_GETARG_DATUM(1), true));
+}
+
+/*
+ * sse_subscription_set_filter(id uuid, filter jsonb) RETURNS void
+ */
+Datum
+sse_subscription_set_filter(PG_FUNCTION_ARGS)
+{
+	Oid			argtypes[2] = {UUIDOID, JSONBOID};
+	Datum		values[2];
+
+	CheckArgNotNull(fcinfo, 0, "subscription id");
+	CheckArgNotNull(fcinfo, 1, "filter");
+	CheckFilter(PG_GETARG_JSONB_P(1));
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_GETARG_DATUM(1);
+
+	SPI_connect();
+	if (SseExec("UPDATE sse_bridge.subscriptions SET filter = $2 "
+				"WHERE id OPERATOR(pg_catalog.=) $1 RETURNING sid",
+				2, argtypes, values, SPI_OK_UPDATE_RETURNING) == 0)
+		ReportUnknownSubscription();
+	SseNotifyRows(1, 1);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * Run a statement on one subscription given by uuid; returns whether the
+ * row existed, notifying its sid when notify is set.
+ */
+static bool
+SseOneSubscription(const char *sql, Datum id, int expected, bool notify)
+{
+	Oid			argtypes[1] = {UUIDOID};
+	Datum		values[1] = {id};
+	uint64		n;
+
+	SPI_connect();
+	n = SseExec(sql, 1, argtypes, values, expected);
+	if (notify)
+		SseNotifyRows(n, 1);
+	SPI_finish();
+	return n > 0;
+}
+
+/*
+ * sse_unsubscribe(id uuid) RETURNS boolean
+ *
+ * False when there was no such subscription: dropping is idempotent.
+ */
+Datum
+sse_unsubscribe(PG_FUNCTION_ARGS)
+{
+	CheckArgNotNull(fcinfo, 0, "subscription id");
+	PG_RETURN_BOOL(SseOneSubscription(
+		"DELETE FROM sse_bridge.subscriptions "
+		"WHERE id OPERATOR(pg_catalog.=) $1 RETURNING sid",
+		PG_GETARG_DATUM(0), SPI_OK_DELETE_RETURNING, true));
+}
+
+/*
+ * sse_touch(id uuid) RETURNS boolean
+ *
+ * Marks the subscription as used now; false when it does not exist (the
+ * bridge then ends the stream).  Does not notify.
+ */
+Datum
+sse_touch(PG_FUNCTION_ARGS)
+{
+	CheckArgNotNull(fcinfo, 0, "subscription id");
+	PG_RETURN_BOOL(SseOneSubscription(
+		"UPDATE sse_bridge.subscriptions SET last_seen = pg_catalog.now() "
+		"WHERE id OPERATOR(pg_catalog.=) $1",
+		PG_GETARG_DATUM(0), SPI_OK_UPDATE, false));
+}
+
+/*
+ * sse_expire() RETURNS integer
+ *
+ * Drops the subscriptions unused for longer than their ttl.
+ */
+Datum
+sse_expire(PG_FUNCTION_ARGS)
+{
+	uint64		n;
+
+	SPI_connect();
+	n = SseExec("DELETE FROM sse_bridge.subscriptions "
+				"WHERE last_seen OPERATOR(pg_catalog.+) ttl "
+				"OPERATOR(pg_catalog.<) pg_catalog.now() RETURNING sid",
+				0, NULL, NULL, SPI_OK_DELETE_RETURNING);
+	SseNotifyRows(n, 1);
+	SPI_finish();
+	PG_RETURN_INT32((int32) Min(n, (uint64) PG_INT32_MAX));
+}
+
+/*
+ * sse_close(channel text) RETURNS void
+ *
+ * Publishes the terminal "close" event on the channel (through the pending
+ * list, so it is ordered and rolled back like any event) and marks closed
+ * the subscriptions that list the channel literally among their patterns.
+ */
+Datum
+sse_close(PG_FUNCTION_ARGS)
+{
+	text	   *channel;
+	StringInfoData data;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	uint64		n;
+
+	CheckArgNotNull(fcinfo, 0, "channel");
+	channel = PG_GETARG_TEXT_PP(0);
+	SseCheckChannel(VARDATA_ANY(channel), VARSIZE_ANY_EXHDR(channel));
+
+	/* A valid channel name needs no escaping inside a JSON string. */
+	initStringInfo(&data);
+	appendStringInfoString(&data, "{\"channel\":\"");
+	appendBinaryStringInfo(&data, VARDATA_ANY(channel),
+						   VARSIZE_ANY_EXHDR(channel));
+	appendStringInfoString(&data, "\"}");
+	SseEnqueueEvent(VARDATA_ANY(channel), VARSIZE_ANY_EXHDR(channel),
+					SSE_EVENT_CLOSE, strlen(SSE_EVENT_CLOSE),
+					data.data, data.len);
+
+	values[0] = PointerGetDatum(channel);
+	SPI_connect();
+	n = SseExec("UPDATE sse_bridge.subscriptions SET closed_at = pg_catalog.now() "
+				"WHERE $1 OPERATOR(pg_catalog.=) ANY (channels) RETURNING sid",
+				1, argtypes, values, SPI_OK_UPDATE_RETURNING);
+	SseNotifyRows(n, 1);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
