@@ -17,6 +17,10 @@
  *					is pipelined (all requests written, then all responses
  *					read).  {j} in PATH becomes the event's job.
  *
+ * When paced, "t" is the time the event was due, not the time it was sent:
+ * a server that stalls its publisher then shows the stall as latency instead
+ * of hiding it (no coordinated omission).
+ *
  * Prints one JSON line: events, elapsed seconds, events per second.
  * Blocking I/O throughout: the publisher is one client, not a server.
  */
@@ -62,6 +66,7 @@ static struct
 };
 
 static char *padding;
+static int64_t due_us;			/* paced: stamp of the next batch; 0 = now */
 
 static int64_t
 wall_us(void)
@@ -89,7 +94,7 @@ format_event(char *buf, size_t cap, long i)
 	long		seq = i / cf.jobs + 1;
 
 	return snprintf(buf, cap, "{\"s\":%ld,\"t\":%lld,\"job\":\"%ld\",\"p\":\"%s\"}",
-					seq, (long long) wall_us(), job, padding);
+					seq, (long long) (due_us ? due_us : wall_us()), job, padding);
 }
 
 /* ---------------------------------------------------------------- */
@@ -319,6 +324,7 @@ main(int argc, char **argv)
 		http_connect();
 
 	double		t0 = mono_s();
+	int64_t		t0_wall = wall_us();
 	long		sent = 0;
 
 	while (sent < cf.count)
@@ -329,6 +335,8 @@ main(int argc, char **argv)
 		{
 			double		due = t0 + (double) sent / cf.rate;
 			double		now = mono_s();
+
+			due_us = t0_wall + (int64_t) ((double) sent / cf.rate * 1e6);
 
 			if (due > now)
 			{

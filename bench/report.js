@@ -1,0 +1,203 @@
+#!/usr/bin/env node
+// Builds the benchmark table from bench/run.sh's raw results.
+//   node bench/report.js FACTS.json RESULTS.jsonl OUT.json
+// Prints the table on stdout and writes {machine, rows, raw} to OUT.json.
+// Nothing here is measured: every number comes from the raw results.
+'use strict';
+const fs = require('fs');
+
+const [factsFile, resultsFile, outFile] = process.argv.slice(2);
+const machine = JSON.parse(fs.readFileSync(factsFile, 'utf8'));
+const raw = fs.readFileSync(resultsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+
+const pick = (pred) => raw.filter(pred);
+const median = (xs) => {
+  const v = xs.filter((x) => typeof x === 'number' && isFinite(x)).sort((a, b) => a - b);
+  return v.length ? v[Math.floor((v.length - 1) / 2)] : null;
+};
+const ratio = (a, b) => (a != null && b != null && b !== 0 ? a / b : null);
+const rows = [];
+
+function integrity(runs) {
+  let bad = 0;
+  const notes = [];
+  for (const r of runs) {
+    const lg = r.loadgen || r.replay;
+    if (!lg) { notes.push('no result'); bad++; continue; }
+    for (const k of ['gaps', 'dups', 'reorders', 'missing', 'failed', 'parse_errors']) {
+      if (lg[k]) { notes.push(`${k}=${lg[k]}`); bad++; }
+    }
+  }
+  return bad ? notes.join(' ') : 'ok';
+}
+
+function row(scenario, metric, unit, values, ratios, target, met, notes) {
+  rows.push({ scenario, metric, unit, values, ratios, target, met, notes: notes || '' });
+}
+
+// ---------------------------------------------------------------- fan-out
+for (const n of [1000, 5000]) {
+  const thr = {};
+  const lat = {};
+  const integ = {};
+  for (const t of ['bridge', 'nchan', 'ceiling', 'ceiling_per_event']) {
+    const runs = pick((r) => r.scenario === 'fanout' && r.target === t && r.conns === n && r.mode === 'thr');
+    if (runs.length) {
+      thr[t] = median(runs.map((r) => r.loadgen && r.loadgen.rate));
+      integ[t] = integrity(runs);
+    }
+    const l = pick((r) => r.scenario === 'fanout' && r.target === t && r.conns === n && r.mode === 'lat')[0];
+    if (l && l.loadgen) {
+      lat[t] = l.loadgen.lat_us;
+      integ[t] = integ[t] === 'ok' || integ[t] == null ? integrity([l]) : integ[t];
+    }
+  }
+  if (Object.keys(thr).length) {
+    const rn = ratio(thr.bridge, thr.nchan);
+    const rc = ratio(thr.bridge, thr.ceiling);
+    const rcc = ratio(thr.bridge, thr.ceiling_per_event);
+    row(`fan-out ${n}`, 'deliveries/s (median)', 'ev/s',
+      { bridge: thr.bridge, nchan: thr.nchan, ceiling: thr.ceiling, ceiling_per_event: thr.ceiling_per_event },
+      { bridge_nchan: rn, bridge_ceiling: rc, bridge_ceiling_per_event: rcc },
+      '>= 1.5x Nchan and >= 0.7x ceiling',
+      rn != null && rc != null ? rn >= 1.5 && rc >= 0.7 : null,
+      `integrity: ${Object.entries(integ).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  }
+  if (Object.keys(lat).length) {
+    const p = (t, k) => (lat[t] ? lat[t][k] : null);
+    const rp = ratio(p('bridge', 'p99'), p('nchan', 'p99'));
+    for (const k of ['p50', 'p99', 'max']) {
+      row(`fan-out ${n}`, `latency ${k} (paced)`, 'us',
+        { bridge: p('bridge', k), nchan: p('nchan', k), ceiling: p('ceiling', k) },
+        { bridge_nchan: ratio(p('bridge', k), p('nchan', k)), bridge_ceiling: ratio(p('bridge', k), p('ceiling', k)) },
+        k === 'p99' ? 'p99 <= Nchan p99' : '',
+        k === 'p99' ? (rp != null ? rp <= 1 : null) : null,
+        k === 'p99' ? `offered load ${machine.lat_deliveries_per_s} deliveries/s` : '');
+    }
+  }
+}
+
+// ---------------------------------------------------------------- selective
+{
+  const get = (t) => pick((r) => r.scenario === 'selective' && r.target === t)[0];
+  const b = get('bridge');
+  const s = get('bridge_scan');
+  const nc = get('nchan');
+  const cpuPerEv = (r) => (r && r.loadgen && r.events ? (r.server_cpu_s * 1e6) / r.events : null);
+  const rate = (r) => (r && r.loadgen ? r.loadgen.rate : null);
+  if (b || nc) {
+    const scanAvail = s && !s.unavailable;
+    row('selective', 'deliveries/s', 'ev/s',
+      { bridge: rate(b), bridge_scan: scanAvail ? rate(s) : null, nchan: rate(nc) },
+      { bridge_scan: scanAvail ? ratio(rate(b), rate(s)) : null, bridge_nchan: ratio(rate(b), rate(nc)) },
+      '', null,
+      `${b ? b.conns : ''} streams, ${b ? b.jobs : ''} filter values, integrity: bridge ${b ? integrity([b]) : '-'}` +
+      `${scanAvail ? `, scan ${integrity([s])}` : ''}, nchan ${nc ? integrity([nc]) : '-'}`);
+    const ci = cpuPerEv(b);
+    const cs = scanAvail ? cpuPerEv(s) : null;
+    row('selective', 'server CPU per published event', 'us',
+      { bridge: ci, bridge_scan: cs, nchan: cpuPerEv(nc) },
+      { scan_over_index: ratio(cs, ci), bridge_nchan: ratio(ci, cpuPerEv(nc)) },
+      '>= 10x faster than evaluating every filter',
+      cs != null && ci != null ? cs / ci >= 10 : null,
+      scanAvail ? '' : 'the bridge has no switch to evaluate every filter (--filter-index off); not measured');
+  }
+}
+
+// ---------------------------------------------------------------- idle
+{
+  const per = {};
+  const anon = {};
+  for (const t of ['bridge', 'nchan', 'ceiling']) {
+    const r = pick((x) => x.scenario === 'idle' && x.target === t)[0];
+    if (r && r.rss1_kb != null && r.loadgen && r.loadgen.ready > 0) {
+      per[t] = ((r.rss1_kb - r.rss0_kb) * 1024) / r.loadgen.ready;
+      anon[t] = ((r.anon1_kb - r.anon0_kb) * 1024) / r.loadgen.ready;
+    }
+  }
+  if (Object.keys(per).length) {
+    row('idle', 'RSS per idle connection', 'bytes', per,
+      { bridge_nchan: ratio(per.bridge, per.nchan), bridge_ceiling: ratio(per.bridge, per.ceiling) },
+      '<= 1024 bytes', per.bridge != null ? per.bridge <= 1024 : null,
+      `anonymous RSS per connection: ${Object.entries(anon).map(([k, v]) => `${k} ${Math.round(v)}`).join(', ')}`);
+  }
+}
+
+// ---------------------------------------------------------------- replay
+{
+  const vals = {};
+  const idle = {};
+  const during = {};
+  const integ = {};
+  for (const t of ['bridge', 'nchan']) {
+    const r = pick((x) => x.scenario === 'replay' && x.target === t)[0];
+    if (!r) continue;
+    vals[t] = r.replay ? r.replay.elapsed_s : null;
+    idle[t] = r.live_idle ? r.live_idle.lat_us.p99 : null;
+    during[t] = r.live_during ? r.live_during.lat_us.p99 : null;
+    integ[t] = integrity([{ replay: r.replay }]);
+    if (r.replay && r.replay.complete_conns !== r.clients) integ[t] += ` (${r.replay.complete_conns}/${r.clients} caught up)`;
+  }
+  if (Object.keys(vals).length) {
+    const first = pick((x) => x.scenario === 'replay')[0];
+    row('replay', 'time until all caught up', 's', vals,
+      { bridge_nchan: ratio(vals.bridge, vals.nchan) }, '', null,
+      `${first.clients} clients x ${first.behind} events behind; integrity: ` +
+      Object.entries(integ).map(([k, v]) => `${k} ${v}`).join(', '));
+    row('replay', 'live p99 idle', 'us', idle, { bridge_nchan: ratio(idle.bridge, idle.nchan) }, '', null);
+    const g = {};
+    for (const t of Object.keys(during)) g[t] = ratio(during[t], idle[t]);
+    row('replay', 'live p99 during replay', 'us', during,
+      { bridge_during_over_idle: g.bridge, nchan_during_over_idle: g.nchan }, 'during <= 2x idle',
+      g.bridge != null ? g.bridge <= 2 : null);
+  }
+}
+
+// ---------------------------------------------------------------- publish
+{
+  const r = pick((x) => x.scenario === 'publish')[0];
+  if (r) {
+    const o = r.output || null;
+    let rat = null;
+    if (o) {
+      rat = o.ratio != null ? o.ratio : null;
+      if (rat == null) {
+        const num = Object.entries(o).find(([k]) => /sse_publish|publish_rate|sse/.test(k));
+        const den = Object.entries(o).find(([k]) => /notify|insert/.test(k));
+        if (num && den && typeof num[1] === 'number' && typeof den[1] === 'number') rat = num[1] / den[1];
+      }
+    }
+    row('publish', 'sse_publish vs INSERT + pg_notify', 'ratio', { bridge: rat }, { bridge_insert_notify: rat },
+      '>= 0.85', rat != null ? rat >= 0.85 : null,
+      r.unavailable ? 'bench/publish/run.sh not present' : r.failed ? 'bench/publish/run.sh failed'
+        : o ? JSON.stringify(o) : String(r.text || '').trim().split('\n').slice(-3).join(' | '));
+  }
+}
+
+// ---------------------------------------------------------------- print
+const fmt = (v, unit) => {
+  if (v == null) return '-';
+  if (unit === 'ratio') return v.toFixed(2);
+  if (unit === 's' || unit === 'us' && v < 10) return v.toFixed(2);
+  if (Math.abs(v) >= 10000) return `${(v / 1000).toFixed(0)}k`;
+  return v >= 100 ? v.toFixed(0) : v.toFixed(1);
+};
+const fmtRatios = (r) => Object.entries(r).filter(([, v]) => v != null).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ') || '-';
+const head = ['scenario', 'metric', 'sse_bridge', 'Nchan', 'ceiling', 'ratios', 'target', 'met'];
+const lines = rows.map((r) => [
+  r.scenario, `${r.metric} [${r.unit}]`,
+  fmt(r.values.bridge, r.unit) + (r.values.bridge_scan != null ? ` (scan ${fmt(r.values.bridge_scan, r.unit)})` : ''),
+  fmt(r.values.nchan, r.unit),
+  fmt(r.values.ceiling, r.unit) + (r.values.ceiling_per_event != null ? ` (per-event ${fmt(r.values.ceiling_per_event, r.unit)})` : ''),
+  fmtRatios(r.ratios), r.target || '', r.met == null ? (r.target ? 'n/a' : '') : r.met ? 'yes' : 'NO',
+]);
+const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
+const out = [head, widths.map((w) => '-'.repeat(w)), ...lines]
+  .map((l) => `| ${l.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`).join('\n');
+console.log(`\nsse_bridge benchmarks (${machine.command}; ${machine.cores} cores, kernel ${machine.kernel}, ` +
+  `PostgreSQL ${machine.postgres}, nginx ${machine.nginx}, nchan ${machine.nchan}, ${machine.date})\n`);
+console.log(out);
+const notes = rows.filter((r) => r.notes).map((r) => `- ${r.scenario} / ${r.metric}: ${r.notes}`);
+if (notes.length) console.log(`\n${notes.join('\n')}`);
+fs.writeFileSync(outFile, `${JSON.stringify({ machine, rows, raw }, null, 2)}\n`);
+console.log(`\nwritten: ${outFile}`);

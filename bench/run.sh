@@ -1,0 +1,476 @@
+#!/usr/bin/env bash
+# make bench: sse_bridge, nginx+Nchan and a minimal broadcaster (the ceiling),
+# side by side in one run, on 127.0.0.1 only.
+#
+#   bench/run.sh                 full run (>= 1,000,000 deliveries per fan-out)
+#   QUICK=1 bench/run.sh         short development run
+#   ONLY="fanout idle" bench/run.sh   a subset of: idle fanout selective replay publish
+#   TARGETS="bridge nchan" ...   a subset of: bridge nchan ceiling
+#   PERF=1 ...                   also profile the bridge during fan-out (perf)
+#
+# Prints a table and writes it as JSON to bench/results/latest.json.
+# Every server, loop and wait here is bounded in time; a trap stops them all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+QUICK=${QUICK:-0}
+ONLY=${ONLY:-idle fanout selective replay publish}
+TARGETS=${TARGETS:-bridge nchan ceiling}
+PERF=${PERF:-0}
+B=$ROOT/bench/build
+
+log() { printf '== %s\n' "$*" >&2; }
+want() { [[ " $ONLY " == *" $1 "* ]]; }
+has_target() { [[ " $TARGETS " == *" $1 "* ]]; }
+
+# ---------------------------------------------------------------- sizes
+# The fan-out sizes give at least 1,000,000 deliveries per run; QUICK=1 is a
+# fifth of that with fewer connections where the count itself is not the point.
+if [ "$QUICK" = 1 ]; then
+  FAN_EVENTS_1000=200; FAN_EVENTS_5000=40; REPEAT=1
+  LAT_SECONDS=3
+  SEL_CONNS=10000; SEL_JOBS=100; SEL_EVENTS=2000
+  IDLE_CONNS=10000
+  RP_CLIENTS=200; RP_BEHIND=2000; LIVE_IDLE_SECONDS=3
+else
+  FAN_EVENTS_1000=1000; FAN_EVENTS_5000=200; REPEAT=${REPEAT:-3}
+  LAT_SECONDS=10
+  SEL_CONNS=10000; SEL_JOBS=100; SEL_EVENTS=10000
+  IDLE_CONNS=10000
+  RP_CLIENTS=1000; RP_BEHIND=10000; LIVE_IDLE_SECONDS=5
+fi
+BATCH=${BATCH:-10}             # events per transaction / pipelined POSTs
+PAYLOAD=${PAYLOAD:-16}          # padding bytes per event (data is ~70 bytes)
+LAT_DELIVERIES=${LAT_DELIVERIES:-50000}   # deliveries/s in the paced latency runs
+LIVE_CONNS=100; LIVE_RATE=100    # replay scenario: live clients and events/s
+
+# ---------------------------------------------------------------- setup
+NEED_PG=0
+{ has_target bridge || want publish; } && NEED_PG=1
+scripts/deps.sh --bench
+log "building"
+if [ "$NEED_PG" = 1 ]; then
+  make -s >/dev/null
+  make -s install >/dev/null
+fi
+make -s -C bench >/dev/null
+
+ulimit -n "$(ulimit -Hn)"
+WORK=$(mktemp -d /tmp/sse_bench.XXXXXX)
+RESULTS=$WORK/results.jsonl
+: >"$RESULTS"
+PIDS=()
+SSE_PGDIR=
+
+cleanup() {
+  local rc=$?
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do
+    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+  done
+  [ -n "$SSE_PGDIR" ] && scripts/pgcluster.sh stop "$SSE_PGDIR"
+  if [ $rc -ne 0 ]; then
+    log "failed; logs kept in $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  local p
+  for _ in $(seq 1 200); do
+    p=$(( (RANDOM % 20000) + 21000 ))
+    if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then echo "$p"; return 0; fi
+  done
+  return 1
+}
+
+# Waits (bounded) until a file exists.
+wait_file() {
+  local f=$1 secs=$2 i
+  for i in $(seq 1 $((secs * 10))); do [ -s "$f" ] && return 0; sleep 0.1; done
+  return 1
+}
+
+# Waits (bounded) until GET url answers 200.
+wait_http() {
+  local url=$1 i
+  for i in $(seq 1 100); do
+    curl -fs -o /dev/null --max-time 1 "$url" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# CPU seconds (user+system) used so far by a process.
+cpu_s() {
+  awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+anon_kb() { awk '/^RssAnon:/ { print $2 }' "/proc/$1/status"; }
+
+if [ "$NEED_PG" = 1 ]; then
+  log "starting a throwaway cluster"
+  eval "$(scripts/pgcluster.sh start)"
+  export PGHOST PGPORT PGUSER PGDATABASE SSE_PGDATA SSE_PGBIN SSE_PGDIR
+  psql -qXc "CREATE EXTENSION IF NOT EXISTS sse_bridge" >/dev/null
+fi
+
+BRIDGE_BIN=$ROOT/bridge/sse-bridge
+BPORT=$(free_port); NPORT=$(free_port); CPORT=$(free_port); CCPORT=$(free_port)
+BRIDGE_PID=; NGINX_PID=; NCHAN_WORKER=; CEIL_PID=; CEILP_PID=
+
+# ---------------------------------------------------------------- servers
+start_bridge() {
+  stop_bridge
+  "$BRIDGE_BIN" --db "host=$PGHOST port=$PGPORT dbname=$PGDATABASE user=$PGUSER" \
+    --listen "127.0.0.1:$BPORT" --public-channels 'bench.#' \
+    --max-clients 20000 --log-level warn "$@" 2>>"$WORK/bridge.log" &
+  BRIDGE_PID=$!
+  PIDS+=("$BRIDGE_PID")
+  wait_http "http://127.0.0.1:$BPORT/healthz" || { log "bridge did not come up"; tail "$WORK/bridge.log" >&2; return 1; }
+}
+stop_bridge() {
+  [ -n "$BRIDGE_PID" ] || return 0
+  kill "$BRIDGE_PID" 2>/dev/null || true
+  wait "$BRIDGE_PID" 2>/dev/null || true
+  BRIDGE_PID=
+}
+
+start_nchan() {
+  stop_nchan
+  local p=$WORK/nginx
+  rm -rf "$p"; mkdir -p "$p"
+  sed -e "s#@PREFIX@#$p#g" -e "s#@PORT@#$NPORT#g" bench/nchan.conf.in >"$p/nginx.conf"
+  nginx -p "$p" -c "$p/nginx.conf" -e "$p/error.log" 2>>"$WORK/nginx.log" &
+  NGINX_PID=$!
+  PIDS+=("$NGINX_PID")
+  local i
+  for i in $(seq 1 50); do
+    NCHAN_WORKER=$(pgrep -P "$NGINX_PID" | head -1 || true)
+    [ -n "$NCHAN_WORKER" ] && curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$NPORT/" && return 0
+    sleep 0.1
+  done
+  log "nginx did not come up"; cat "$p/error.log" >&2; return 1
+}
+stop_nchan() {
+  [ -n "$NGINX_PID" ] || return 0
+  kill -QUIT "$NGINX_PID" 2>/dev/null || true
+  local i
+  for i in $(seq 1 50); do kill -0 "$NGINX_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$NGINX_PID" 2>/dev/null || true
+  wait "$NGINX_PID" 2>/dev/null || true
+  NGINX_PID=; NCHAN_WORKER=
+}
+
+# start_ceiling [--per-event]: the ceiling on CPORT (one write per socket per
+# pipelined batch), or, with --per-event, one write per event on CCPORT.
+start_ceiling() {
+  local port=$CPORT pid
+  [ "${1:-}" = --per-event ] && port=$CCPORT
+  "$B/ceiling" --port "$port" "$@" 2>>"$WORK/ceiling.log" &
+  pid=$!
+  PIDS+=("$pid")
+  if [ "$port" = "$CPORT" ]; then CEIL_PID=$pid; else CEILP_PID=$pid; fi
+  local i
+  for i in $(seq 1 50); do
+    ss -Hltn "sport = :$port" | grep -q . && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+server_pid() {
+  case $1 in
+    bridge) echo "$BRIDGE_PID" ;; nchan) echo "$NCHAN_WORKER" ;;
+    ceiling) echo "$CEIL_PID" ;; ceiling_per_event) echo "$CEILP_PID" ;;
+  esac
+}
+port_of() {
+  case $1 in
+    bridge) echo "$BPORT" ;; nchan) echo "$NPORT" ;;
+    ceiling) echo "$CPORT" ;; ceiling_per_event) echo "$CCPORT" ;;
+  esac
+}
+
+# Subscriber path for a channel; {i} is left for the load generator.
+sub_path() {
+  local t=$1 ch=$2 filter=${3:-}
+  case $t in
+    bridge) echo "/events?channel=bench.$ch${filter:+&filter=$filter}" ;;
+    nchan) echo "/sub?id=$ch" ;;
+    ceiling*) echo "/sub" ;;
+  esac
+}
+ready_args() { [ "$1" = bridge ] && echo "--ready-event ready" || true; }
+
+# publish TARGET CHANNEL publisher-args...   ({j} in CHANNEL: the job)
+publish() {
+  local t=$1 ch=$2; shift 2
+  case $t in
+    bridge) "$B/publisher" --pg "bench.$ch" --size "$PAYLOAD" "$@" ;;
+    nchan) "$B/publisher" --http "/pub?id=$ch" --port "$NPORT" --size "$PAYLOAD" "$@" ;;
+    ceiling*) "$B/publisher" --http "/pub" --port "$(port_of "$t")" --size "$PAYLOAD" "$@" ;;
+  esac
+}
+
+# record SCENARIO TARGET KEY=JSON...: one line of results.
+record() {
+  local s=$1 t=$2; shift 2
+  local line="{\"scenario\":\"$s\",\"target\":\"$t\""
+  local kv
+  for kv in "$@"; do line+=",\"${kv%%=*}\":${kv#*=}"; done
+  echo "$line}" >>"$RESULTS"
+}
+
+json_or_null() { [ -s "$1" ] && tail -1 "$1" || echo null; }
+
+# ---------------------------------------------------------------- scenarios
+
+# fanout_run TARGET CONNS EVENTS MODE(thr|lat) LABEL
+# One channel; the publisher sends EVENTS events either unpaced in batches
+# (thr: saturation throughput) or paced at LAT_DELIVERIES/CONNS events/s one
+# at a time (lat: latency below saturation, the same offered load for all).
+fanout_run() {
+  local t=$1 n=$2 ev=$3 mode=$4 label=$5
+  local ch="f$n$mode$RANDOM" pid out=$WORK/$label.lg pub=$WORK/$label.pub
+  local port; port=$(port_of "$t")
+  # shellcheck disable=SC2046
+  "$B/loadgen" --port "$port" --path "$(sub_path "$t" "$ch")" --conns "$n" $(ready_args "$t") \
+    --ready-file "$WORK/$label.ready" --expect-per-conn "$ev" --first-seq 1 \
+    --idle 15 --timeout 180 --label "$label" >"$out" 2>>"$WORK/loadgen.log" &
+  local lg=$!
+  wait_file "$WORK/$label.ready" 60 || { log "$label: clients not ready"; kill "$lg"; }
+  local spid; spid=$(server_pid "$t")
+  local c0; c0=$(cpu_s "$spid")
+  local perf_pid=
+  if [ "$PERF" = 1 ] && [ "$t" = bridge ] && [ "$mode" = thr ]; then
+    perf record -F 499 -g -o "$WORK/$label.perf" -p "$spid" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
+  if [ "$mode" = thr ]; then
+    publish "$t" "$ch" --count "$ev" --batch "$BATCH" >"$pub" 2>>"$WORK/publisher.log" || true
+  else
+    publish "$t" "$ch" --count "$ev" --batch 1 --rate "$(( LAT_DELIVERIES / n ))" >"$pub" 2>>"$WORK/publisher.log" || true
+  fi
+  wait "$lg" || true
+  local c1; c1=$(cpu_s "$spid")
+  if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid" 2>/dev/null || true; wait "$perf_pid" 2>/dev/null || true
+    mkdir -p bench/results
+    perf report -i "$WORK/$label.perf" --no-children --percent-limit 1 --stdio 2>/dev/null \
+      | grep -v '^$' | head -150 >"bench/results/perf-$label.txt" || true
+  fi
+  record fanout "$t" "conns=$n" "mode=\"$mode\"" "events=$ev" "batch=$BATCH" \
+    "server_cpu_s=$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" \
+    "loadgen=$(json_or_null "$out")" "publisher=$(json_or_null "$pub")"
+}
+
+scenario_fanout() {
+  local n ev t r
+  for n in 1000 5000; do
+    ev=$FAN_EVENTS_1000; [ "$n" = 5000 ] && ev=$FAN_EVENTS_5000
+    for r in $(seq 1 "$REPEAT"); do
+      for t in $TARGETS ceiling_per_event; do
+        [ "$t" = ceiling_per_event ] && { has_target ceiling || continue; }
+        log "fan-out: $t, $n connections, $ev events (throughput, run $r)"
+        fanout_run "$t" "$n" "$ev" thr "fan-$t-$n-thr-$r"
+      done
+    done
+    for t in $TARGETS; do
+      local lev=$(( LAT_DELIVERIES / n * LAT_SECONDS ))
+      log "fan-out: $t, $n connections, $lev events paced at $(( LAT_DELIVERIES / n ))/s (latency)"
+      fanout_run "$t" "$n" "$lev" lat "fan-$t-$n-lat"
+    done
+  done
+}
+
+# Selective fan-out: SEL_CONNS streams, stream i filtered to job i % SEL_JOBS
+# (so each event matches 1 / SEL_JOBS of them); SEL_EVENTS events rotate
+# through the jobs.  The bridge runs with its filter index and, when it has
+# a switch for it, with every filter evaluated for every event.
+selective_run() {
+  local t=$1 label=$2
+  local ch="sel$RANDOM" path out=$WORK/$label.lg pub=$WORK/$label.pub
+  local per=$(( SEL_EVENTS / SEL_JOBS ))
+  case $t in
+    bridge*) path="/events?channel=bench.$ch&filter=%7B%22job%22%3A%22{i}%22%7D" ;;
+    nchan) path="/sub?id=$ch{i}" ;;
+  esac
+  local port; port=$(port_of "${t%%_*}")
+  # shellcheck disable=SC2046
+  "$B/loadgen" --port "$port" --path "$path" --mod "$SEL_JOBS" --conns "$SEL_CONNS" \
+    $(ready_args "${t%%_*}") --ready-file "$WORK/$label.ready" --expect-per-conn "$per" \
+    --first-seq 1 --idle 15 --timeout 300 --label "$label" >"$out" 2>>"$WORK/loadgen.log" &
+  local lg=$!
+  wait_file "$WORK/$label.ready" 120 || { log "$label: clients not ready"; kill "$lg"; }
+  local spid; spid=$(server_pid "${t%%_*}")
+  local c0; c0=$(cpu_s "$spid")
+  local pubch=$ch; [ "$t" = nchan ] && pubch="$ch{j}"
+  publish "${t%%_*}" "$pubch" --count "$SEL_EVENTS" --jobs "$SEL_JOBS" --batch "$BATCH" \
+    >"$pub" 2>>"$WORK/publisher.log" || true
+  wait "$lg" || true
+  local c1; c1=$(cpu_s "$spid")
+  record selective "$t" "conns=$SEL_CONNS" "jobs=$SEL_JOBS" "events=$SEL_EVENTS" \
+    "server_cpu_s=$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" \
+    "loadgen=$(json_or_null "$out")" "publisher=$(json_or_null "$pub")"
+}
+
+scenario_selective() {
+  if has_target bridge; then
+    log "selective: bridge (filter index), $SEL_CONNS streams"
+    selective_run bridge selective-bridge
+    if "$BRIDGE_BIN" --help 2>&1 | grep -q -- '--filter-index'; then
+      start_bridge --filter-index off
+      log "selective: bridge (every filter evaluated), $SEL_CONNS streams"
+      selective_run bridge_scan selective-bridge-scan
+      start_bridge
+    else
+      log "selective: the bridge has no --filter-index switch; scan mode not measured"
+      record selective bridge_scan "unavailable=true"
+    fi
+  fi
+  if has_target nchan; then
+    log "selective: nchan (one channel per job), $SEL_CONNS streams"
+    selective_run nchan selective-nchan
+  fi
+}
+
+# Idle footprint: server RSS with IDLE_CONNS idle streams minus RSS with none,
+# on a freshly started server.
+scenario_idle() {
+  local t
+  for t in $TARGETS; do
+    case $t in bridge) start_bridge ;; nchan) start_nchan ;; ceiling) [ -n "$CEIL_PID" ] || start_ceiling ;; esac
+    local spid; spid=$(server_pid "$t")
+    sleep 1
+    local r0 a0 r1 a1
+    r0=$(rss_kb "$spid"); a0=$(anon_kb "$spid")
+    log "idle: $t, $IDLE_CONNS connections (RSS before: $r0 kB)"
+    # shellcheck disable=SC2046
+    "$B/loadgen" --port "$(port_of "$t")" --path "$(sub_path "$t" idle)" --conns "$IDLE_CONNS" \
+      $(ready_args "$t") --ready-file "$WORK/idle-$t.ready" --timeout 300 --label "idle-$t" \
+      >"$WORK/idle-$t.lg" 2>>"$WORK/loadgen.log" &
+    local lg=$!
+    wait_file "$WORK/idle-$t.ready" 120 || log "idle: $t: clients not ready"
+    sleep 2
+    r1=$(rss_kb "$spid"); a1=$(anon_kb "$spid")
+    kill -TERM "$lg" 2>/dev/null || true
+    wait "$lg" || true
+    record idle "$t" "conns=$IDLE_CONNS" "rss0_kb=$r0" "rss1_kb=$r1" "anon0_kb=$a0" "anon1_kb=$a1" \
+      "loadgen=$(json_or_null "$WORK/idle-$t.lg")"
+  done
+}
+
+# Replay: RP_CLIENTS clients connect RP_BEHIND events behind the head of a
+# channel; meanwhile LIVE_CONNS clients of another channel receive LIVE_RATE
+# events/s.  Live latency is measured for LIVE_IDLE_SECONDS before the
+# replay (idle) and for the whole replay (during).
+replay_run() {
+  local t=$1 label=replay-$1
+  local rch="rp$RANDOM" lch="live$RANDOM" port; port=$(port_of "$t")
+  log "replay: $t, filling $RP_BEHIND events"
+  publish "$t" "$rch" --count "$RP_BEHIND" --batch 100 >"$WORK/$label.fill" 2>>"$WORK/publisher.log"
+  local rpath hdr=()
+  if [ "$t" = bridge ]; then
+    local head; head=$(psql -qXtAc "SELECT max(id) FROM sse_bridge.events")
+    rpath="/events?channel=bench.$rch"
+    hdr=(--header "Last-Event-ID: $((head - RP_BEHIND))")
+  else
+    rpath="/replay?id=$rch"
+  fi
+  # the live stream, bounded by count
+  local live_total=$(( LIVE_RATE * (LIVE_IDLE_SECONDS + 300) ))
+  publish "$t" "$lch" --count "$live_total" --batch 1 --rate "$LIVE_RATE" \
+    >"$WORK/$label.livepub" 2>>"$WORK/publisher.log" &
+  local lp=$!
+  PIDS+=("$lp")
+  # shellcheck disable=SC2046
+  "$B/loadgen" --port "$port" --path "$(sub_path "$t" "$lch")" --conns "$LIVE_CONNS" $(ready_args "$t") \
+    --ready-file "$WORK/$label.live1.ready" --duration "$LIVE_IDLE_SECONDS" --timeout 120 \
+    --label "$label-live-idle" >"$WORK/$label.live1" 2>>"$WORK/loadgen.log" || true
+  # shellcheck disable=SC2046
+  "$B/loadgen" --port "$port" --path "$(sub_path "$t" "$lch")" --conns "$LIVE_CONNS" $(ready_args "$t") \
+    --ready-file "$WORK/$label.live2.ready" --timeout 400 \
+    --label "$label-live-during" >"$WORK/$label.live2" 2>>"$WORK/loadgen.log" &
+  local l2=$!
+  wait_file "$WORK/$label.live2.ready" 60 || true
+  log "replay: $t, $RP_CLIENTS clients catching up"
+  local spid; spid=$(server_pid "$t")
+  local c0; c0=$(cpu_s "$spid")
+  # shellcheck disable=SC2046
+  "$B/loadgen" --port "$port" --path "$rpath" "${hdr[@]}" --conns "$RP_CLIENTS" $(ready_args "$t") \
+    --expect-per-conn "$RP_BEHIND" --first-seq 1 --idle 20 --timeout 300 \
+    --label "$label-clients" >"$WORK/$label.rp" 2>>"$WORK/loadgen.log" || true
+  local c1; c1=$(cpu_s "$spid")
+  kill -TERM "$l2" 2>/dev/null || true
+  wait "$l2" || true
+  kill "$lp" 2>/dev/null || true
+  wait "$lp" 2>/dev/null || true
+  record replay "$t" "clients=$RP_CLIENTS" "behind=$RP_BEHIND" \
+    "server_cpu_s=$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" \
+    "replay=$(json_or_null "$WORK/$label.rp")" \
+    "live_idle=$(json_or_null "$WORK/$label.live1")" \
+    "live_during=$(json_or_null "$WORK/$label.live2")"
+}
+
+scenario_replay() {
+  local t
+  for t in $TARGETS; do
+    [ "$t" = ceiling ] && continue   # the ceiling keeps no history
+    replay_run "$t"
+  done
+}
+
+scenario_publish() {
+  if [ -x bench/publish/run.sh ]; then
+    log "publish: bench/publish/run.sh"
+    local out=$WORK/publish.out
+    if bench/publish/run.sh >"$out" 2>"$WORK/publish.err"; then
+      local j; j=$(grep -E '^\{' "$out" | tail -1 || true)
+      record publish bridge "output=${j:-null}" "text=$(node -e 'process.stdout.write(JSON.stringify(require("fs").readFileSync(process.argv[1],"utf8")))' "$out")"
+    else
+      log "publish: bench/publish/run.sh failed"; tail -5 "$WORK/publish.err" >&2
+      record publish bridge "failed=true"
+    fi
+  else
+    log "publish: bench/publish/run.sh not present"
+    record publish bridge "unavailable=true"
+  fi
+}
+
+# ---------------------------------------------------------------- run
+want idle && scenario_idle
+has_target bridge && { [ -n "$BRIDGE_PID" ] || start_bridge; }
+has_target nchan && { [ -n "$NGINX_PID" ] || start_nchan; }
+if want fanout; then
+  has_target ceiling && { [ -n "$CEIL_PID" ] || start_ceiling; start_ceiling --per-event; }
+  scenario_fanout
+fi
+want selective && scenario_selective
+want replay && scenario_replay
+want publish && scenario_publish
+
+# machine facts
+facts=$WORK/facts.json
+{
+  printf '{"date":"%s","quick":%s,"cores":%s,"cpu":%s,"kernel":"%s",' \
+    "$(date -u +%FT%TZ)" "$([ "$QUICK" = 1 ] && echo true || echo false)" "$(nproc)" \
+    "$(node -e 'process.stdout.write(JSON.stringify(process.argv[1]))' "$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)")" \
+    "$(uname -r)"
+  printf '"mem_mb":%s,"postgres":"%s","nginx":"%s","nchan":"%s","libuv":"%s",' \
+    "$(awk '/MemTotal/ { print int($2 / 1024) }' /proc/meminfo)" \
+    "$( [ "$NEED_PG" = 1 ] && psql -qXtAc 'SHOW server_version' || true)" \
+    "$(nginx -v 2>&1 | sed 's#.*/##')" \
+    "$(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null)" \
+    "$(pkg-config --modversion libuv)"
+  printf '"bridge":"%s","commit":"%s","batch":%s,"payload_pad":%s,"lat_deliveries_per_s":%s,"command":"%s"}\n' \
+    "$("$BRIDGE_BIN" --version 2>/dev/null | head -1)" "$(git rev-parse --short HEAD)" \
+    "$BATCH" "$PAYLOAD" "$LAT_DELIVERIES" "$([ "$QUICK" = 1 ] && echo 'QUICK=1 ')make bench"
+} >"$facts"
+
+mkdir -p bench/results
+node bench/report.js "$facts" "$RESULTS" bench/results/latest.json
