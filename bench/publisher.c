@@ -127,7 +127,7 @@ pg_send_batch(long first, int n)
 	{
 		format_event(ev, sizeof(ev), first + k);
 		len += (size_t) snprintf(sql + len, sql_cap - len,
-								 "SELECT sse_publish('%s','%s');", cf.pg_channel, ev);
+								 "SELECT sse_publish('%s','%s'::text);", cf.pg_channel, ev);
 	}
 	snprintf(sql + len, sql_cap - len, "COMMIT;");
 	PGresult   *r = PQexec(pg, sql);
