@@ -7,7 +7,10 @@
  * (0-based) belongs to job (i % --jobs) and carries that job's sequence
  * number, so a stream filtered to one job sees 1, 2, 3, ...:
  *
- *	{"s":<seq>,"t":<wall-clock us at send>,"job":"<j>","p":"<padding>"}
+ *	{"s":<seq>,"t":<wall-clock us at send>,"job":"<j>","n":{"job":"<j>"},"p":"<padding>"}
+ *
+ * ("n" repeats the job one level down, so a filter can select the same
+ * events through a member that a key/value index does not cover.)
  *
  * Modes:
  *	--pg CHANNEL	one transaction per batch: BEGIN; SELECT sse_publish(...)
@@ -93,8 +96,8 @@ format_event(char *buf, size_t cap, long i)
 	long		job = i % cf.jobs;
 	long		seq = i / cf.jobs + 1;
 
-	return snprintf(buf, cap, "{\"s\":%ld,\"t\":%lld,\"job\":\"%ld\",\"p\":\"%s\"}",
-					seq, (long long) (due_us ? due_us : wall_us()), job, padding);
+	return snprintf(buf, cap, "{\"s\":%ld,\"t\":%lld,\"job\":\"%ld\",\"n\":{\"job\":\"%ld\"},\"p\":\"%s\"}",
+					seq, (long long) (due_us ? due_us : wall_us()), job, job, padding);
 }
 
 /* ---------------------------------------------------------------- */

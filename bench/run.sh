@@ -228,6 +228,15 @@ record() {
 
 json_or_null() { [ -s "$1" ] && tail -1 "$1" || echo null; }
 
+# The bridge's /metrics samples as one JSON object (name{labels} -> value).
+metrics() {
+  curl -fs --max-time 2 "http://127.0.0.1:$BPORT/metrics" 2>/dev/null \
+    | awk 'BEGIN { printf "{"; n = 0 }
+           /^#/ || NF < 2 { next }
+           { k = $1; gsub(/"/, "\\\"", k); printf "%s\"%s\":%s", (n++ ? "," : ""), k, $2 + 0 }
+           END { print "}" }'
+}
+
 # ---------------------------------------------------------------- scenarios
 
 # fanout_run TARGET CONNS EVENTS MODE(thr|lat) LABEL
@@ -245,6 +254,7 @@ fanout_run() {
   local lg=$!
   wait_file "$WORK/$label.ready" 60 || { log "$label: clients not ready"; kill "$lg"; }
   local spid; spid=$(server_pid "$t")
+  [ "$t" = bridge ] && metrics >"$WORK/$label.m0"
   local c0; c0=$(cpu_s "$spid")
   local perf_pid=
   if [ "$PERF" = 1 ] && [ "$t" = bridge ] && [ "$mode" = thr ]; then
@@ -264,7 +274,9 @@ fanout_run() {
     perf report -i "$WORK/$label.perf" --no-children --percent-limit 1 --stdio 2>/dev/null \
       | grep -v '^$' | head -150 >"bench/results/perf-$label.txt" || true
   fi
-  record fanout "$t" "conns=$n" "mode=\"$mode\"" "events=$ev" "batch=$BATCH" \
+  local m=null
+  [ "$t" = bridge ] && { metrics >"$WORK/$label.m1"; m="{\"before\":$(cat "$WORK/$label.m0"),\"after\":$(cat "$WORK/$label.m1")}"; }
+  record fanout "$t" "conns=$n" "mode=\"$mode\"" "events=$ev" "batch=$BATCH" "metrics=$m" \
     "server_cpu_s=$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" \
     "loadgen=$(json_or_null "$out")" "publisher=$(json_or_null "$pub")"
 }
@@ -290,31 +302,45 @@ scenario_fanout() {
 
 # Selective fan-out: SEL_CONNS streams, stream i filtered to job i % SEL_JOBS
 # (so each event matches 1 / SEL_JOBS of them); SEL_EVENTS events rotate
-# through the jobs.  The bridge runs with its filter index and, when it has
-# a switch for it, with every filter evaluated for every event.
+# through the jobs.  The bridge runs twice: with its filter index, and with
+# every filter evaluated for every event.  For the second it uses
+# --filter-index off when it has that switch; otherwise the same filters
+# one level down ({"n":{"job":...}}, a member a key/value index cannot
+# cover), which select exactly the same events from the same payloads.
 selective_run() {
-  local t=$1 label=$2
+  local t=$1 label=$2 scan_how=${3:-}
   local ch="sel$RANDOM" path out=$WORK/$label.lg pub=$WORK/$label.pub
   local per=$(( SEL_EVENTS / SEL_JOBS ))
   case $t in
-    bridge*) path="/events?channel=bench.$ch&filter=%7B%22job%22%3A%22{i}%22%7D" ;;
+    bridge) path="/events?channel=bench.$ch&filter=%7B%22job%22%3A%22{i}%22%7D" ;;
+    bridge_scan)
+      if [ "$scan_how" = nested ]; then
+        path="/events?channel=bench.$ch&filter=%7B%22n%22%3A%7B%22job%22%3A%22{i}%22%7D%7D"
+      else
+        path="/events?channel=bench.$ch&filter=%7B%22job%22%3A%22{i}%22%7D"
+      fi ;;
     nchan) path="/sub?id=$ch{i}" ;;
   esac
-  local port; port=$(port_of "${t%%_*}")
+  local base=${t%%_*}
+  local port; port=$(port_of "$base")
   # shellcheck disable=SC2046
   "$B/loadgen" --port "$port" --path "$path" --mod "$SEL_JOBS" --conns "$SEL_CONNS" \
-    $(ready_args "${t%%_*}") --ready-file "$WORK/$label.ready" --expect-per-conn "$per" \
+    $(ready_args "$base") --ready-file "$WORK/$label.ready" --expect-per-conn "$per" \
     --first-seq 1 --idle 15 --timeout 300 --label "$label" >"$out" 2>>"$WORK/loadgen.log" &
   local lg=$!
   wait_file "$WORK/$label.ready" 120 || { log "$label: clients not ready"; kill "$lg"; }
-  local spid; spid=$(server_pid "${t%%_*}")
+  local spid; spid=$(server_pid "$base")
+  [ "$base" = bridge ] && metrics >"$WORK/$label.m0"
   local c0; c0=$(cpu_s "$spid")
   local pubch=$ch; [ "$t" = nchan ] && pubch="$ch{j}"
-  publish "${t%%_*}" "$pubch" --count "$SEL_EVENTS" --jobs "$SEL_JOBS" --batch "$BATCH" \
+  publish "$base" "$pubch" --count "$SEL_EVENTS" --jobs "$SEL_JOBS" --batch "$BATCH" \
     >"$pub" 2>>"$WORK/publisher.log" || true
   wait "$lg" || true
   local c1; c1=$(cpu_s "$spid")
+  local m=null
+  [ "$base" = bridge ] && { metrics >"$WORK/$label.m1"; m="{\"before\":$(cat "$WORK/$label.m0"),\"after\":$(cat "$WORK/$label.m1")}"; }
   record selective "$t" "conns=$SEL_CONNS" "jobs=$SEL_JOBS" "events=$SEL_EVENTS" \
+    "scan_how=\"$scan_how\"" "metrics=$m" \
     "server_cpu_s=$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" \
     "loadgen=$(json_or_null "$out")" "publisher=$(json_or_null "$pub")"
 }
@@ -325,12 +351,12 @@ scenario_selective() {
     selective_run bridge selective-bridge
     if "$BRIDGE_BIN" --help 2>&1 | grep -q -- '--filter-index'; then
       start_bridge --filter-index off
-      log "selective: bridge (every filter evaluated), $SEL_CONNS streams"
-      selective_run bridge_scan selective-bridge-scan
+      log "selective: bridge with --filter-index off, $SEL_CONNS streams"
+      selective_run bridge_scan selective-bridge-scan flag
       start_bridge
     else
-      log "selective: the bridge has no --filter-index switch; scan mode not measured"
-      record selective bridge_scan "unavailable=true"
+      log "selective: bridge with unindexable (nested) filters, $SEL_CONNS streams"
+      selective_run bridge_scan selective-bridge-scan nested
     fi
   fi
   if has_target nchan; then
