@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# `make run`: the demo. On a fresh Debian machine as root it installs what is
+# missing, builds and installs the extension and the bridge, then starts:
+#   - a throwaway PostgreSQL cluster with the extension,
+#   - a sample `jobs` table published through sse_notify_trigger('job.{name}'),
+#   - a publisher that moves jobs through their states every second,
+#   - the bridge on 127.0.0.1:8080 with the job channels public,
+# prints how to watch the stream, and stops everything on Ctrl-C.
+#
+#   SSE_RUN_LISTEN=HOST:PORT     where the bridge listens (127.0.0.1:8080)
+#   SSE_RUN_SECONDS=N            stop by itself after N seconds of running
+#   SSE_RUN_CORS_ORIGIN=ORIGIN   let a page on ORIGIN connect (--cors-origin)
+#   SSE_RUN_SKIP_BUILD=1         skip deps.sh and the build (already installed)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+listen=${SSE_RUN_LISTEN:-127.0.0.1:8080}
+seconds=${SSE_RUN_SECONDS:-}
+bridge_pid=
+publisher_pid=
+SSE_PGDIR=
+
+log() { printf '[make run] %s\n' "$*" >&2; }
+
+cleanup() {
+  trap - EXIT INT TERM
+  if [ -n "$publisher_pid" ]; then kill "$publisher_pid" 2>/dev/null || true; wait "$publisher_pid" 2>/dev/null || true; fi
+  if [ -n "$bridge_pid" ]; then
+    kill -TERM "$bridge_pid" 2>/dev/null || true
+    wait "$bridge_pid" 2>/dev/null || true
+  fi
+  if [ -n "$SSE_PGDIR" ]; then scripts/pgcluster.sh stop "$SSE_PGDIR" || true; fi
+  log "stopped"
+}
+trap cleanup EXIT
+trap 'exit 0' INT TERM
+
+if [ "${SSE_RUN_SKIP_BUILD:-0}" != 1 ]; then
+  scripts/deps.sh
+  log "building"
+  make -s -j2
+  make -s install >/dev/null
+fi
+[ -x bridge/sse-bridge ] || { log "bridge/sse-bridge is missing; run make"; exit 1; }
+
+log "starting a throwaway cluster"
+eval "$(scripts/pgcluster.sh start)"
+export PGHOST PGPORT PGUSER PGDATABASE
+log "cluster: $SSE_PGDIR (port $PGPORT, database $PGDATABASE)"
+
+psql -XAtq -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+CREATE EXTENSION sse_bridge;
+CREATE TABLE jobs (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name        text NOT NULL UNIQUE,
+    state       text NOT NULL DEFAULT 'queued',   -- queued, running, done, failed
+    progress    integer NOT NULL DEFAULT 0,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    started_at  timestamptz,
+    finished_at timestamptz
+);
+-- every change to a job is published on job.<name>, named insert/update/delete
+CREATE TRIGGER jobs_sse AFTER INSERT OR UPDATE OR DELETE ON jobs
+    FOR EACH ROW EXECUTE FUNCTION sse_notify_trigger('job.{name}');
+INSERT INTO jobs (name) VALUES ('report-1'), ('backup-2'), ('import-3');
+SQL
+
+# One tick of the publisher: each statement is its own transaction.
+tick_sql=$(cat <<'SQL'
+WITH f AS (UPDATE jobs SET state = CASE WHEN random() < 0.15 THEN 'failed' ELSE 'done' END,
+                           finished_at = now()
+           WHERE state = 'running' AND progress >= 100 RETURNING name)
+SELECT sse_close('job.' || name) FROM f;
+UPDATE jobs SET progress = least(100, progress + 10 + (random() * 20)::int) WHERE state = 'running';
+UPDATE jobs SET state = 'running', started_at = now()
+ WHERE id = (SELECT min(id) FROM jobs WHERE state = 'queued')
+   AND (SELECT count(*) FROM jobs WHERE state = 'running') < 2;
+INSERT INTO jobs (name)
+SELECT (ARRAY['report', 'backup', 'import', 'resize'])[1 + (random() * 3)::int]
+       || '-' || (SELECT coalesce(max(id), 0) + 1 FROM jobs)
+ WHERE (SELECT count(*) FROM jobs WHERE state = 'queued') < 2;
+SQL
+)
+
+bridge_args=(--db "host=$PGHOST port=$PGPORT user=$PGUSER dbname=$PGDATABASE"
+             --listen "$listen" --public-channels 'job.*')
+[ -n "${SSE_RUN_CORS_ORIGIN:-}" ] && bridge_args+=(--cors-origin "$SSE_RUN_CORS_ORIGIN")
+bridge/sse-bridge "${bridge_args[@]}" &
+bridge_pid=$!
+
+deadline=$((SECONDS + 20))
+until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$listen/healthz" || true)" = 200 ]; do
+  if ! kill -0 "$bridge_pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+    log "the bridge did not start on $listen"; exit 1
+  fi
+  sleep 0.2
+done
+
+(
+  trap 'exit 0' TERM
+  while :; do
+    # through stdin, not -c, so that every statement commits on its own
+    psql -XAtq -v ON_ERROR_STOP=1 <<<"$tick_sql" >/dev/null || true
+    sleep 1
+  done
+) &
+publisher_pid=$!
+
+sub=$(psql -XAtq -c "SELECT sse_subscribe_filter(ARRAY['job.*'], '{\"state\": \"done\"}', '1 day')")
+
+cat <<EOF
+
+  sse_bridge demo: jobs move through queued -> running -> done|failed every second.
+
+  Watch every job (ad hoc, the job.* channels are public):
+    curl -N 'http://$listen/events?channel=job.*'
+
+  Watch one job; the stream ends when the job finishes (sse_close), and a
+  reconnect then gets 204:
+    curl -N 'http://$listen/events?channel=job.report-1'
+
+  A server-side subscription, finished jobs only (the uuid is the capability):
+    curl -N 'http://$listen/events/$sub'
+
+  In a browser (a page on another origin needs SSE_RUN_CORS_ORIGIN=<origin>):
+    const es = new EventSource('http://$listen/events?channel=job.*');
+    for (const type of ['insert', 'update', 'delete'])
+      es.addEventListener(type, (e) => console.log(type, e.lastEventId, JSON.parse(e.data)));
+
+  Publish your own event:
+    psql -h $PGHOST -p $PGPORT -U $PGUSER $PGDATABASE -c "SELECT sse_publish('job.hello', '{\"hi\": 1}'::jsonb, 'greeting')"
+
+  Health and metrics: http://$listen/healthz  http://$listen/metrics
+  Ctrl-C stops the bridge, the publisher and the cluster.
+
+EOF
+
+if [ -n "$seconds" ]; then
+  # a bounded run (for tests and scripted demos): the bridge may not exit first
+  end=$((SECONDS + seconds))
+  while [ "$SECONDS" -lt "$end" ] && kill -0 "$bridge_pid" 2>/dev/null; do sleep 0.5; done
+  kill -0 "$bridge_pid" 2>/dev/null || { log "the bridge exited"; exit 1; }
+  log "SSE_RUN_SECONDS=$seconds elapsed"
+else
+  wait "$bridge_pid" || true
+  log "the bridge exited"
+fi

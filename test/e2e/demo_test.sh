@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Checks the `make run` demo (scripts/run.sh) end to end: started on a free
+# port with a bounded run time, it must print the curl line, stream a job
+# event (JSON row with a state) to curl -N, then stop by itself with status
+# 0, leaving neither the bridge port open nor its cluster directory behind.
+# Called by test/e2e/run.sh; exits non-zero on failure.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+tmp=${SSE_E2E_TMP:-$(mktemp -d /tmp/sse_demo.XXXXXX)}
+log=$tmp/demo.log
+out=$tmp/demo-curl.txt
+demo_pid=
+
+fail() { echo "    demo: $*"; [ -f "$log" ] && sed 's/^/    | /' "$log" | tail -n 40; exit 1; }
+
+stop_demo() {
+  if [ -n "$demo_pid" ] && kill -0 "$demo_pid" 2>/dev/null; then
+    kill -TERM "$demo_pid" 2>/dev/null
+    local deadline=$((SECONDS + 15))
+    while kill -0 "$demo_pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+    kill -0 "$demo_pid" 2>/dev/null && kill -KILL "$demo_pid" 2>/dev/null
+  fi
+}
+trap stop_demo EXIT
+
+port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+run_seconds=25
+# the demo starts its own cluster; the outer test cluster's variables must not leak in
+env -u PGHOST -u PGPORT -u PGDATABASE -u SSE_PGDATA -u SSE_PGBIN -u SSE_PGDIR \
+  SSE_RUN_LISTEN="127.0.0.1:$port" SSE_RUN_SECONDS=$run_seconds SSE_RUN_SKIP_BUILD=1 \
+  "$root/scripts/run.sh" >"$log" 2>&1 &
+demo_pid=$!
+
+deadline=$((SECONDS + 60))
+until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz")" = 200 ]; do
+  kill -0 "$demo_pid" 2>/dev/null || fail "exited before its bridge answered /healthz"
+  [ "$SECONDS" -lt "$deadline" ] || fail "bridge not healthy on port $port after 60 s"
+  sleep 0.2
+done
+t_up=$SECONDS
+
+line="curl -N 'http://127.0.0.1:$port/events?channel=job.*'"
+deadline=$((SECONDS + 10))
+until grep -qF "$line" "$log"; do
+  [ "$SECONDS" -lt "$deadline" ] || fail "the curl line to watch was not printed: $line"
+  sleep 0.2
+done
+
+# the publisher moves jobs every second: an update must arrive well within 15 s
+curl -sN --max-time 15 "http://127.0.0.1:$port/events?channel=job.*" >"$out" 2>/dev/null &
+curl_pid=$!
+deadline=$((SECONDS + 15))
+until grep -q '^event: update' "$out" && grep -qE '^data: \{.*"state"' "$out"; do
+  kill -0 "$curl_pid" 2>/dev/null || break
+  [ "$SECONDS" -lt "$deadline" ] || break
+  sleep 0.2
+done
+kill "$curl_pid" 2>/dev/null; wait "$curl_pid" 2>/dev/null
+grep -q '^event: update' "$out" || fail "no job update event through curl; got: $(head -c 400 "$out")"
+ev_data=$(grep -m1 -E '^data: \{.*"state"' "$out" | sed 's/^data: //')
+node -e 'const r = JSON.parse(process.argv[1]); if (!r.name || !["queued","running","done","failed"].includes(r.state)) process.exit(1)' \
+  "$ev_data" || fail "job event is not a jobs row: $ev_data"
+grep -q '^id: [0-9]' "$out" || fail "job events carry no id"
+
+# SSE_RUN_SECONDS: the demo stops by itself and cleans up
+deadline=$((t_up + run_seconds + 30))
+while kill -0 "$demo_pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.5; done
+kill -0 "$demo_pid" 2>/dev/null && fail "still running after SSE_RUN_SECONDS=$run_seconds"
+wait "$demo_pid"; st=$?
+demo_pid=
+[ "$st" -eq 0 ] || fail "exit status $st"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz")" = 000 ] || fail "bridge still listening after the demo stopped"
+pgdir=$(sed -n 's/^\[make run\] cluster: \([^ ]*\) .*/\1/p' "$log" | head -1)
+[ -n "$pgdir" ] || fail "the cluster directory was not reported"
+[ ! -d "$pgdir" ] || fail "cluster directory $pgdir left behind"
+echo "    demo: streamed $(grep -c '^id:' "$out") job events on port $port, stopped cleanly"
+exit 0

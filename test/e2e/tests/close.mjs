@@ -1,0 +1,82 @@
+// sse_close(channel): streams naming the channel literally receive `close`
+// and end; later requests get 204, which stops EventSource for good.
+// Wildcard streams receive it as an ordinary event and stay open.
+import assert from 'node:assert/strict';
+import { test } from '../lib/harness.mjs';
+import { ENV, uniq } from '../lib/env.mjs';
+import { lit, publish, rows, sql, sqlValue } from '../lib/db.mjs';
+import { curlStream, cStream, esStream, request } from '../lib/clients.mjs';
+import { assertSameEvents } from '../lib/expect.mjs';
+
+const M = () => ENV.mainUrl;
+
+test('close ends subscription streams (also through a non-matching filter); then 204, EventSource stops', async (t) => {
+  const ch = `job.${uniq()}`;
+  const id = await sqlValue(`sse_subscribe_filter(ARRAY[${lit(ch)}])`);
+  const idFiltered = await sqlValue(`sse_subscribe_filter(ARRAY[${lit(ch)}], '{"state": "never"}')`);
+  const es = esStream(`${M()}/events/${id}`);
+  const c = cStream(`${M()}/events/${id}`);
+  const cf = cStream(`${M()}/events/${idFiltered}`);
+  for (const x of [es, c, cf]) t.defer(x.close);
+  for (const x of [es, c, cf]) await x.waitReady();
+  await publish([{ channel: ch, data: { state: 'running' }, asJson: true }, { channel: ch, data: { state: 'done' }, asJson: true }]);
+  await sql(`SELECT sse_close(${lit(ch)});`);
+  const all = await rows(`channel = ${lit(ch)}`);
+  const closeRow = all[all.length - 1];
+  assert.equal(closeRow.event, 'close', 'sse_close did not log a close event');
+  // the C clients do not reconnect: the stream must end by itself after close
+  for (const x of [c, cf]) {
+    await x.waitFor((r) => r.ended, 'the stream to end after close');
+    assert.equal(x.eofs, 1, `${x.kind} stream did not end cleanly`);
+    const last = x.events[x.events.length - 1];
+    assert.equal(last.event, 'close', `last event is ${last.event}`);
+    assert.equal(last.id, closeRow.id);
+  }
+  assertSameEvents(c.rows(), all, 'subscription stream up to close');
+  assertSameEvents(cf.rows(), [closeRow], 'filtered subscription gets only close');
+  // EventSource reconnects after the end, gets 204 and stops
+  await es.waitFor((r) => r.ended, 'EventSource to stop', 15_000);
+  assert.equal(es.responses[es.responses.length - 1].status, 204, `statuses: ${es.responses.map((r) => r.status)}`);
+  assert.equal(es.es.readyState, 2, 'EventSource is not CLOSED');
+  assertSameEvents(es.rows(), all, 'EventSource up to close');
+  for (const sid of [id, idFiltered]) {
+    const res = await request(`${M()}/events/${sid}`);
+    assert.equal(res.status, 204, `GET after close: ${res.status} ${res.body}`);
+    assert.equal(res.body, '');
+    const res2 = await request(`${M()}/events/${sid}`, { headers: { 'Last-Event-ID': closeRow.id } });
+    assert.equal(res2.status, 204, `GET after close with Last-Event-ID: ${res2.status}`);
+  }
+  // a reader still behind the close gets the rest, then close, then the end
+  const behind = cStream(`${M()}/events/${id}`, { lastEventId: all[0].id });
+  t.defer(behind.close);
+  await behind.waitFor((r) => r.ended, 'the stream to end');
+  assertSameEvents(behind.rows(), all.slice(1), 'reader behind the close');
+});
+
+test('close on a literal ad-hoc channel ends that stream; wildcard streams stay open; then 204', async (t) => {
+  const base = `pub.${uniq()}`;
+  const ch = `${base}.job`;
+  const literal = curlStream(`${M()}/events?channel=${ch}`);
+  const wild = curlStream(`${M()}/events?channel=${base}.*`);
+  const both = cStream(`${M()}/events?channel=${ch}&channel=${base}.other`);
+  for (const x of [literal, wild, both]) t.defer(x.close);
+  for (const x of [literal, wild, both]) await x.waitReady();
+  await publish([{ channel: ch, data: 'step' }]);
+  await sql(`SELECT sse_close(${lit(ch)});`);
+  const closeId = await sqlValue(`(SELECT max(id) FROM sse_bridge.events WHERE channel = ${lit(ch)})`);
+  await literal.waitFor((r) => r.ended, 'the literal stream to end');
+  assert.equal(literal.exit.code, 0, `curl exit ${JSON.stringify(literal.exit)} ${literal.log.join(' ')}`);
+  assert.equal(literal.events[literal.events.length - 1].event, 'close');
+  await both.waitFor((r) => r.ended, 'the stream listing the channel to end');
+  await publish([{ channel: `${base}.more`, data: 'after close' }]);
+  await wild.waitEvent((e) => e.data === 'after close', 'an event after close on the wildcard stream');
+  assert.ok(!wild.ended, 'wildcard stream ended');
+  assert.ok(wild.events.some((e) => e.event === 'close' && e.id === closeId), 'wildcard stream did not get close');
+  const res = await request(`${M()}/events?channel=${ch}`);
+  assert.equal(res.status, 204, `ad-hoc request for a closed channel: ${res.status} ${res.body}`);
+  const es = esStream(`${M()}/events?channel=${ch}`);
+  t.defer(es.close);
+  await es.waitFor((r) => r.ended, 'EventSource to stop');
+  assert.deepEqual(es.responses.map((r) => r.status), [204]);
+  assert.equal(es.events.length, 0);
+});

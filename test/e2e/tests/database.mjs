@@ -1,0 +1,72 @@
+// Losing the database: streams stay open, the bridge reconnects and
+// catches up, nothing is lost or duplicated.
+import assert from 'node:assert/strict';
+import { test } from '../lib/harness.mjs';
+import { ENV, uniq } from '../lib/env.mjs';
+import { lit, publish, restartServer, rows, serverRunning, startServer, stopServer } from '../lib/db.mjs';
+import { curlStream, cStream, esStream } from '../lib/clients.mjs';
+import { assertSameEvents } from '../lib/expect.mjs';
+import { findMetric, healthz, metrics, metricValue, poll, withBridge } from '../lib/bridge.mjs';
+
+const M = () => ENV.mainUrl;
+
+test('pg_ctl restart during a stream: every later event delivered, none duplicated, clients stay connected', async (t) => {
+  const ch = `pub.${uniq()}.restart`;
+  const url = `${M()}/events?channel=${ch}`;
+  const clients = [curlStream(url), esStream(url), cStream(url)];
+  for (const c of clients) t.defer(c.close);
+  for (const c of clients) await c.waitReady();
+  const { list: m0 } = await metrics(M());
+  const rc = findMetric(m0, [/reconnect/]);
+  assert.ok(rc, `no database reconnect metric: ${m0.map((m) => m.name).join(', ')}`);
+  await publish([1, 2, 3].map((i) => ({ channel: ch, data: `before ${i}` })));
+  for (const c of clients) await c.waitFor((r) => r.rows().length >= 3, '3 events before the restart');
+  await restartServer();
+  await publish([1, 2, 3, 4, 5].map((i) => ({ channel: ch, data: `after ${i}`, event: 'after' })));
+  const want = await rows(`channel = ${lit(ch)}`);
+  for (const c of clients) {
+    await c.waitFor((r) => r.rows().length >= want.length, `${want.length} events`, 40_000);
+    assertSameEvents(c.rows(), want, c.kind);
+  }
+  assert.ok(!clients[0].ended, 'curl stream ended during the restart');
+  assert.ok(!clients[2].ended, 'C client stream ended during the restart');
+  assert.equal(clients[1].connects, 1, 'EventSource had to reconnect');
+  await poll(async () => metricValue((await metrics(M())).list, rc.name) > metricValue(m0, rc.name),
+    'the reconnect counter to move', { timeoutMs: 5000 });
+  assert.equal(await healthz(M()), 200);
+});
+
+test('database down: /healthz 503, streams stay open with keepalives, catch up after start', async (t) => {
+  const b = await withBridge(t, ['--public-channels', 'pub.#', '--keepalive', '1']);
+  const ch = `pub.${uniq()}.down`;
+  const url = `${b.url}/events?channel=${ch}`;
+  const c = cStream(url);
+  const es = esStream(url);
+  t.defer(c.close);
+  t.defer(es.close);
+  await c.waitReady();
+  await es.waitReady();
+  await publish([{ channel: ch, data: 'before' }]);
+  await c.waitFor((r) => r.rows().length >= 1, 'first event');
+  t.defer(async () => {
+    if (!(await serverRunning())) await startServer();
+  });
+  await stopServer();
+  try {
+    await poll(async () => (await healthz(b.url)) === 503, '/healthz 503 while the database is down', { timeoutMs: 15_000 });
+    const n = c.comments.length;
+    await c.waitFor((r) => r.comments.length >= n + 2, 'keepalives while the database is down', 10_000);
+    assert.ok(!c.ended, 'stream ended while the database was down');
+  } finally {
+    await startServer();
+  }
+  await poll(async () => (await healthz(b.url)) === 200, '/healthz 200 after the database is back', { timeoutMs: 40_000 });
+  await publish([{ channel: ch, data: 'after 1' }, { channel: ch, data: 'after 2' }]);
+  const want = await rows(`channel = ${lit(ch)}`);
+  for (const x of [c, es]) {
+    await x.waitFor((r) => r.rows().length >= want.length, `${want.length} events`, 30_000);
+    assertSameEvents(x.rows(), want, x.kind);
+  }
+  assert.ok(!c.ended);
+  assert.equal(es.connects, 1, 'EventSource had to reconnect');
+});

@@ -1,0 +1,96 @@
+// Replay from the log by Last-Event-ID (header and query parameter), and
+// reconnecting clients losing nothing across a bridge restart.
+import assert from 'node:assert/strict';
+import { test } from '../lib/harness.mjs';
+import { ENV, uniq } from '../lib/env.mjs';
+import { lit, publish, rows } from '../lib/db.mjs';
+import { curlStream, cStream, esStream } from '../lib/clients.mjs';
+import { assertSameEvents, readyHead } from '../lib/expect.mjs';
+import { startBridge } from '../lib/bridge.mjs';
+
+const M = () => ENV.mainUrl;
+
+async function seed(ch, n) {
+  const list = [];
+  for (let i = 0; i < n; i++) {
+    list.push({ channel: ch, data: { i, note: `event ${i}` }, asJson: true, event: i % 2 ? 'odd' : null });
+  }
+  await publish(list);
+  return rows(`channel = ${lit(ch)}`);
+}
+
+// Replays then live events, for clients made by connect(url, lastId).
+async function replayCase(t, how) {
+  const ch = `pub.${uniq()}.replay`;
+  const all = await seed(ch, 6);
+  const from = all[1].id;
+  const clients = how(ch, from);
+  for (const c of clients) t.defer(c.close);
+  for (const c of clients) {
+    const ready = await c.waitReady();
+    const readyIdx = c.events.indexOf(ready);
+    assertSameEvents(c.events.slice(0, readyIdx), all.slice(2), `${c.kind} replay before ready`);
+    assert.ok(readyHead(ready) >= Number(all[5].id), 'ready head below the replayed events');
+  }
+  await publish([{ channel: ch, data: 'live 1' }, { channel: ch, data: 'live 2', event: 'tick' }]);
+  const want = await rows(`channel = ${lit(ch)} AND id > ${from}`);
+  for (const c of clients) {
+    await c.waitFor((r) => r.rows().length >= want.length, `${want.length} events`);
+    assertSameEvents(c.rows(), want, c.kind);
+  }
+}
+
+test('replay by Last-Event-ID header (curl, eventsource, C)', (t) => replayCase(t, (ch, from) => {
+  const url = `${M()}/events?channel=${ch}`;
+  return [
+    curlStream(url, { headers: { 'Last-Event-ID': from } }),
+    esStream(url, { lastEventId: from }),
+    cStream(url, { lastEventId: from }),
+  ];
+}));
+
+test('replay by lastEventId query parameter (curl, eventsource, C)', (t) => replayCase(t, (ch, from) => {
+  const url = `${M()}/events?channel=${ch}&lastEventId=${from}`;
+  return [curlStream(url), esStream(url), cStream(url)];
+}));
+
+test('Last-Event-ID 0 replays the whole retained history of a channel', async (t) => {
+  const ch = `pub.${uniq()}.zero`;
+  const all = await seed(ch, 3);
+  const c = cStream(`${M()}/events?channel=${ch}`, { lastEventId: 0 });
+  t.defer(c.close);
+  await c.waitReady();
+  assertSameEvents(c.rows(), all, 'replay from 0');
+});
+
+test('bridge restarted on the same port: EventSource and C client reconnect with Last-Event-ID, lose nothing', async (t) => {
+  const ch = `pub.${uniq()}.reconnect`;
+  const args = ['--public-channels', 'pub.#', '--retry', '200'];
+  let b = await startBridge(args, { name: 'reconnect1' });
+  t.defer(() => b.stop());
+  t.note(`log: ${b.logPath}`);
+  const url = `${b.url}/events?channel=${ch}`;
+  const es = esStream(url);
+  const c = cStream(url, { reconnect: 50, maxDelayMs: 200 });
+  t.defer(es.close);
+  t.defer(c.close);
+  await es.waitReady();
+  await c.waitReady();
+  await publish([{ channel: ch, data: 'one' }, { channel: ch, data: 'two' }]);
+  await es.waitFor((r) => r.rows().length >= 2, '2 events');
+  await c.waitFor((r) => r.rows().length >= 2, '2 events');
+  await b.stop('SIGTERM');
+  await c.waitFor((r) => r.eofs >= 1, 'end of stream at shutdown');
+  await publish([{ channel: ch, data: 'while down 1' }, { channel: ch, data: 'while\ndown 2', event: 'x' }]);
+  b = await startBridge(args, { port: b.port, name: 'reconnect2' });
+  t.note(`log: ${b.logPath}`);
+  await publish([{ channel: ch, data: 'after restart' }]);
+  const want = await rows(`channel = ${lit(ch)}`);
+  for (const cl of [es, c]) {
+    await cl.waitFor((r) => r.rows().length >= want.length, `${want.length} events`, 30_000);
+    assertSameEvents(cl.rows(), want, cl.kind);
+  }
+  assert.ok(c.connects >= 2, 'the C client did not reconnect');
+  assert.ok(c.log.some((l) => l === `connect Last-Event-ID=${want[1].id}`),
+    `C client did not reconnect with Last-Event-ID ${want[1].id}: ${c.log.join(' | ')}`);
+});
