@@ -1,0 +1,353 @@
+#!/usr/bin/env bash
+# Torture test of the delivery promise: every matching event is delivered
+# once, in id order, across reconnects, bridge crashes and database restarts.
+#
+#   test/torture/torture.sh [DURATION] [--self-check] [--keep]
+#
+# DURATION is the publishing time (seconds, or 90s / 10m / 1h; default 60).
+# With the cluster environment of scripts/test.sh exported (PGHOST, PGPORT,
+# PGUSER, SSE_PGDATA, SSE_PGBIN) it uses that cluster; otherwise it builds
+# and installs the tree and starts a throwaway cluster of its own.
+#
+# What runs, all on loopback:
+#   - publisher (C, libpq): 16 threads of transactions of 1-50 events with
+#     commit delays, rollbacks and savepoint rollbacks; see publisher.c;
+#   - two bridges on the same database (B with a small --client-queue and
+#     replay cache); every subscriber picks one at random on each connection;
+#   - 56 subscribers (plan.mjs): ad-hoc patterns, server-side subscriptions
+#     and JSON filters, on tclient.c (C) and the npm eventsource client
+#     (tnode.mjs), with random disconnects, one slow reader that the bridges
+#     must drop, and "race" subscribers held off while the log is pruned;
+#   - faults, in a fixed rotation so that even the short form injects each
+#     kind: kill -9 of a bridge and restart, pg_ctl restart -m fast and
+#     -m immediate, sse_prune alone, sse_prune while race subscribers are
+#     held off (they must get "reset"), and sse_prune concurrent with their
+#     reconnection.
+# Then publishers stop, clients drain (verify --wait: every subscriber has
+# its last expected id, with a deadline) and verify prints the verdict.
+#
+# Pruning and the expected sets.  sse_prune deletes rows, but the verdict
+# needs every committed row.  Before each prune, and once at the end, one
+# transaction takes the publish lock (pg_advisory_xact_lock on the key in
+# src/sse_bridge.h, the lock every publishing commit takes before it
+# assigns ids), copies every row above the copy's current maximum into
+# torture.shadow, and only then calls sse_prune.  While the lock is held no
+# commit can add ids, and every commit that released it is already visible
+# (design.md: the lock is released after the commit is visible), so the copy
+# holds every id up to the head and the prune can only delete copied rows.
+# The copy and the prune commit or fail together.  The publisher logs are
+# checked against the copy as well, so an incomplete copy would show up as
+# committed events missing rather than pass unnoticed.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+
+duration=60
+self_check=0
+keep=0
+for a in "$@"; do
+  case "$a" in
+    --self-check) self_check=1 ;;
+    --keep) keep=1 ;;
+    '') ;;
+    *[0-9]s) duration=${a%s} ;;
+    *[0-9]m) duration=$(( ${a%m} * 60 )) ;;
+    *[0-9]h) duration=$(( ${a%h} * 3600 )) ;;
+    *[0-9]) duration=$a ;;
+    *) echo "usage: $0 [DURATION] [--self-check] [--keep]" >&2; exit 2 ;;
+  esac
+done
+[ "$duration" -ge 10 ] 2>/dev/null || { echo "torture: DURATION must be at least 10 seconds" >&2; exit 2; }
+
+SEED=${TORTURE_SEED:-$(( $(date +%s) % 100000 ))}
+N_SUBS=${TORTURE_SUBSCRIBERS:-56}
+N_PUB=${TORTURE_PUBLISHERS:-16}
+PAUSE_MS=${TORTURE_PAUSE_MS:-120}
+DRAIN_S=${TORTURE_DRAIN_SECONDS:-120}
+
+log() { printf '[torture %s] %s\n' "$(date +%T)" "$*"; }
+
+# ------------------------------------------------------------------ cluster
+own_cluster=0
+if [ -z "${PGHOST:-}" ] || [ -z "${SSE_PGDATA:-}" ] || [ -z "${SSE_PGBIN:-}" ]; then
+  log "no cluster in the environment: building, installing, starting one"
+  (cd "$root" && make -s -j2 all >/dev/null && make -s install >/dev/null) || { echo "torture: build failed" >&2; exit 1; }
+  env_lines=$("$root/scripts/pgcluster.sh" start) || { echo "torture: cannot start a cluster" >&2; exit 1; }
+  eval "$env_lines"
+  export PGHOST PGPORT PGUSER PGDATABASE SSE_PGDIR SSE_PGDATA SSE_PGBIN
+  own_cluster=1
+fi
+export PGDATABASE=sse_torture
+work=$(mktemp -d /tmp/sse_torture.XXXXXX)
+chmod 755 "$work"
+
+pids=()
+bridge_pid=()
+cleanup() {
+  local rc=$?
+  for p in "${bridge_pid[@]}" "${pids[@]}"; do
+    [ -n "$p" ] && kill -9 "$p" 2>/dev/null
+  done
+  wait 2>/dev/null
+  if [ "$own_cluster" = 1 ]; then "$root/scripts/pgcluster.sh" stop "$SSE_PGDIR"; fi
+  if [ "$rc" -eq 0 ] && [ "$keep" = 0 ]; then rm -rf "$work"; else echo "torture: logs kept in $work"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ------------------------------------------------------------------ build
+bin=$here/build
+mkdir -p "$bin"
+CC=${CC:-cc}
+CFLAGS="-std=c11 -O2 -g -Wall -Wextra -Werror"
+PGINC=$(pg_config --includedir)
+$CC $CFLAGS -I"$PGINC" "$here/publisher.c" -lpq -lpthread -o "$bin/publisher" || exit 1
+$CC $CFLAGS "$here/tclient.c" -lcrypto -lm -o "$bin/tclient" || exit 1
+$CC $CFLAGS -I"$PGINC" "$here/verify.c" -lpq -ljansson -lcrypto -o "$bin/verify" || exit 1
+
+if [ -d "$here/node_modules/eventsource" ]; then
+  modules=$here
+elif [ -f "$here/package-lock.json" ] && (cd "$here" && npm ci --silent --no-audit --no-fund >/dev/null 2>&1); then
+  modules=$here
+elif [ -d "$root/test/e2e/node_modules/eventsource" ]; then
+  modules=$root/test/e2e
+else
+  echo "torture: the npm eventsource package is missing (npm ci in test/torture failed)" >&2; exit 1
+fi
+
+BRIDGE=${SSE_BRIDGE_BIN:-$root/bridge/sse-bridge}
+[ -x "$BRIDGE" ] || BRIDGE=$(command -v sse-bridge || true)
+[ -x "$BRIDGE" ] || { echo "torture: no bridge binary (bridge/sse-bridge)" >&2; exit 1; }
+
+# ------------------------------------------------------------------ database
+psql -qX -d postgres -c "DROP DATABASE IF EXISTS sse_torture" >/dev/null 2>&1
+psql -qX -d postgres -v ON_ERROR_STOP=1 -c "CREATE DATABASE sse_torture" >/dev/null || exit 1
+psql -qX -v ON_ERROR_STOP=1 >/dev/null <<'SQL' || exit 1
+CREATE EXTENSION sse_bridge;
+CREATE SCHEMA torture;
+CREATE TABLE torture.shadow (
+    id bigint PRIMARY KEY, channel text NOT NULL, event text, data text NOT NULL,
+    created_at timestamptz NOT NULL);
+-- The verifier's own reading of a payload as jsonb (NULL when not JSON).
+CREATE FUNCTION torture.try_jsonb(t text) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  RETURN t::jsonb;
+EXCEPTION WHEN others THEN
+  RETURN NULL;
+END $$;
+SQL
+
+# Copy new rows into the shadow under the publish lock, then prune rows older
+# than $1 (an interval; empty = copy only).  Both in one transaction.
+copy_and_prune() {
+  local age=${1:-}
+  psql -qAtX -v ON_ERROR_STOP=1 -v age="$age" >>"$work/prune.log" 2>&1 <<'SQL'
+BEGIN;
+SELECT pg_advisory_xact_lock(6004219003886977585);
+INSERT INTO torture.shadow
+  SELECT id, channel, event, data, created_at FROM sse_bridge.events
+  WHERE id > (SELECT coalesce(max(id), 0) FROM torture.shadow);
+SELECT CASE WHEN :'age' = '' THEN 0 ELSE sse_prune(nullif(:'age', '')::interval) END;
+COMMIT;
+SQL
+}
+
+head_id() {
+  psql -qAtX -c "SELECT greatest((SELECT max(id) FROM sse_bridge.events), pruned_through) FROM sse_bridge.meta" 2>/dev/null
+}
+
+# ------------------------------------------------------------------ bridges
+free_port() {
+  local p
+  for _ in $(seq 1 200); do
+    p=$(( (RANDOM % 20000) + 30000 ))
+    if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then echo "$p"; return 0; fi
+  done
+  return 1
+}
+port_a=$(free_port); port_b=$(free_port)
+while [ "$port_b" = "$port_a" ]; do port_b=$(free_port); done
+ports=("$port_a" "$port_b")
+bridge_args=(
+  "--listen 127.0.0.1:$port_a"
+  "--listen 127.0.0.1:$port_b --client-queue 512k --replay-cache 1M"
+)
+conninfo="host=$PGHOST port=$PGPORT dbname=sse_torture user=$PGUSER"
+slow_drops=0
+
+start_bridge() {
+  local i=$1
+  # shellcheck disable=SC2086
+  "$BRIDGE" --db "$conninfo" ${bridge_args[$i]} --public-channels 't.#' \
+    --retry 300 --keepalive 2 --poll-interval 1000 --log-level info \
+    >>"$work/bridge-$i.log" 2>&1 &
+  bridge_pid[$i]=$!
+}
+
+# Wait until bridge i answers /healthz with 200 (database link up).
+wait_bridge() {
+  local i=$1 t=$((SECONDS + 30))
+  while [ $SECONDS -lt $t ]; do
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${ports[$i]}/healthz")" = 200 ]; then return 0; fi
+    kill -0 "${bridge_pid[$i]}" 2>/dev/null || { log "bridge $i exited"; tail -5 "$work/bridge-$i.log"; return 1; }
+    sleep 0.1
+  done
+  log "bridge $i not healthy after 30 s"; return 1
+}
+
+# Slow-client drops so far on bridge i (its /metrics counter resets when it
+# is killed, so it is read before every kill and at the end).
+scrape_drops() {
+  local i=$1 n
+  n=$(curl -s --max-time 2 "http://127.0.0.1:${ports[$i]}/metrics" 2>/dev/null |
+      awk '/^[a-z_]*slow[a-z_]*drop[a-z_]*(\{[^}]*\})? / || /^[a-z_]*drop[a-z_]*slow[a-z_]*(\{[^}]*\})? / {s += $NF} END {print s + 0}')
+  slow_drops=$((slow_drops + ${n:-0}))
+}
+
+for i in 0 1; do start_bridge "$i"; done
+for i in 0 1; do wait_bridge "$i" || exit 1; done
+log "bridges on ports ${ports[*]}; seed $SEED; work dir $work"
+
+# ------------------------------------------------------------------ load
+config=$work/subscribers.tsv
+: >"$config"
+node "$here/plan.mjs" --phase pre --out "$config" --subscribers "$N_SUBS" || exit 1
+
+"$bin/publisher" --threads "$N_PUB" --seconds "$duration" --dir "$work" --seed "$SEED" \
+  --pause-ms "$PAUSE_MS" >"$work/publisher.out" 2>"$work/publisher.err" &
+pub_pid=$!
+pids+=("$pub_pid")
+
+# subscriptions created and ad-hoc streams opened while publishing is busy
+t=$((SECONDS + 30))
+until [ "$(head_id)" -gt 0 ] 2>/dev/null; do
+  [ $SECONDS -lt $t ] || { log "no event published after 30 s"; cat "$work/publisher.err"; exit 1; }
+  sleep 0.1
+done
+node "$here/plan.mjs" --phase main --out "$config" --subscribers "$N_SUBS" || exit 1
+
+client_secs=$((duration + DRAIN_S + 120))
+"$bin/tclient" --config "$config" --dir "$work" --ports "$port_a,$port_b" --seed "$SEED" \
+  --seconds "$client_secs" --cut-mean-ms 8000 >"$work/tclient.out" 2>"$work/tclient.err" &
+tclient_pid=$!
+pids+=("$tclient_pid")
+node "$here/tnode.mjs" --config "$config" --dir "$work" --ports "$port_a,$port_b" --seed "$SEED" \
+  --seconds "$client_secs" --cut-mean-ms 8000 --modules "$modules" >"$work/tnode.out" 2>"$work/tnode.err" &
+tnode_pid=$!
+pids+=("$tnode_pid")
+log "$N_PUB publishers for ${duration}s, $(grep -c . "$config") subscribers"
+
+# ------------------------------------------------------------------ faults
+declare -A faults=([bridge_kill]=0 [pg_fast]=0 [pg_immediate]=0 [prune]=0 [prune_race]=0 [prune_concurrent]=0)
+
+kill_bridge() {
+  local i=$1
+  scrape_drops "$i"
+  kill -9 "${bridge_pid[$i]}" 2>/dev/null
+  wait "${bridge_pid[$i]}" 2>/dev/null
+  faults[bridge_kill]=$((faults[bridge_kill] + 1))
+  log "kill -9 bridge $i"
+  sleep "0.$((RANDOM % 9 + 1))"    # down for a moment: clients hit a closed port
+  start_bridge "$i"
+}
+
+pg_restart() {
+  local mode=$1
+  log "pg_ctl restart -m $mode"
+  if runuser -u postgres -- "$SSE_PGBIN/pg_ctl" -D "$SSE_PGDATA" restart -m "$mode" -w -t 60 \
+       -l "$(dirname "$SSE_PGDATA")/server.log" >>"$work/pg_ctl.log" 2>&1; then
+    faults[pg_$mode]=$((faults[pg_$mode] + 1))
+  else
+    log "pg_ctl restart -m $mode failed"; tail -5 "$work/pg_ctl.log"
+  fi
+}
+
+holds=0
+# Hold the race subscribers off, let events accumulate, prune them all.
+# concurrent=1: release the subscribers while the prune runs instead.
+prune_race() {
+  local concurrent=$1 h0 t
+  holds=$((holds + 1))
+  kill -USR1 "$tclient_pid"
+  t=$((SECONDS + 10))
+  until grep -q "holds=$holds " "$work/tclient.state" 2>/dev/null; do
+    [ $SECONDS -lt $t ] || { log "race subscribers not held"; return; }
+    sleep 0.05
+  done
+  h0=$(head_id); t=$((SECONDS + 10))
+  while [ "$(head_id)" -le $((h0 + 20)) ] 2>/dev/null && [ $SECONDS -lt $t ]; do sleep 0.1; done
+  if [ "$concurrent" = 1 ]; then
+    copy_and_prune '0 s' &
+    local cp=$!
+    kill -USR2 "$tclient_pid"
+    wait "$cp" && faults[prune_concurrent]=$((faults[prune_concurrent] + 1))
+    log "sse_prune('0 s') concurrent with the race subscribers' reconnection"
+  else
+    copy_and_prune '0 s' && faults[prune_race]=$((faults[prune_race] + 1))
+    kill -USR2 "$tclient_pid"
+    log "sse_prune('0 s') while race subscribers were held off"
+  fi
+}
+
+rotation=(kill_a prune pg_fast race kill_b pg_immediate concurrent kill_both prune race pg_fast kill_a concurrent pg_immediate)
+k=0
+while kill -0 "$pub_pid" 2>/dev/null; do
+  # the next fault in 3-6 s, or as soon as publishing ends
+  t=$((SECONDS + 3 + RANDOM % 4))
+  while [ $SECONDS -lt $t ] && kill -0 "$pub_pid" 2>/dev/null; do sleep 0.2; done
+  kill -0 "$pub_pid" 2>/dev/null || break
+  case ${rotation[$((k % ${#rotation[@]}))]} in
+    kill_a) kill_bridge 0 ;;
+    kill_b) kill_bridge 1 ;;
+    kill_both) kill_bridge 0; kill_bridge 1 ;;
+    pg_fast) pg_restart fast ;;
+    pg_immediate) pg_restart immediate ;;
+    prune) copy_and_prune "$((RANDOM % 3 + 1)) s" && faults[prune]=$((faults[prune] + 1)); log "sse_prune" ;;
+    race) prune_race 0 ;;
+    concurrent) prune_race 1 ;;
+  esac
+  k=$((k + 1))
+done
+wait "$pub_pid"; pub_rc=$?
+log "publishing done (rc $pub_rc): $(cat "$work/publisher.out")"
+[ -s "$work/publisher.err" ] && { log "publisher messages:"; sort "$work/publisher.err" | uniq -c | sort -rn | head -5; }
+
+# ------------------------------------------------------------------ drain
+for i in 0 1; do
+  kill -0 "${bridge_pid[$i]}" 2>/dev/null || start_bridge "$i"
+done
+for i in 0 1; do wait_bridge "$i" || exit 1; done
+copy_and_prune '' || { log "final copy failed"; tail -5 "$work/prune.log"; exit 1; }
+kill -HUP "$tclient_pid" "$tnode_pid" 2>/dev/null
+log "draining (deadline ${DRAIN_S}s)"
+"$bin/verify" --config "$config" --dir "$work" --wait "$DRAIN_S"
+for i in 0 1; do scrape_drops "$i"; done
+kill -TERM "$tclient_pid" "$tnode_pid" 2>/dev/null
+wait "$tclient_pid" "$tnode_pid" 2>/dev/null
+cat "$work/tclient.out" "$work/tnode.out"
+faults[slow_drop]=$slow_drops
+fault_list=$(for f in "${!faults[@]}"; do printf '%s=%s,' "$f" "${faults[$f]}"; done | sed 's/,$//')
+
+# ------------------------------------------------------------------ verdict
+"$bin/verify" --config "$config" --dir "$work" --faults "$fault_list" | tee "$work/verdict.txt"
+rc=${PIPESTATUS[0]}
+[ "$pub_rc" -eq 0 ] || { log "publisher failed"; rc=1; }
+for f in bridge_kill pg_fast pg_immediate prune_race prune_concurrent slow_drop; do
+  if [ "${faults[$f]}" -eq 0 ]; then log "fault $f was never injected"; rc=1; fi
+done
+
+if [ "$self_check" = 1 ]; then
+  # Damage one client log on disk: drop one delivery; the verdict must fail.
+  victim=$(grep -l '"k":"e"' "$work"/adhoc*.log "$work"/sub*.log 2>/dev/null | head -1)
+  if [ -n "$victim" ]; then
+    n=$(grep -n '"k":"e"' "$victim" | sed -n '2p' | cut -d: -f1)
+    sed -i "${n}d" "$victim"
+    if "$bin/verify" --config "$config" --dir "$work" --faults "$fault_list" >"$work/selfcheck.txt"; then
+      log "self-check FAILED: a dropped delivery in $(basename "$victim") went unnoticed"; rc=1
+    else
+      log "self-check ok: dropping line $n of $(basename "$victim") gives: $(grep '^subscribers=' "$work/selfcheck.txt")"
+    fi
+  fi
+fi
+exit "$rc"

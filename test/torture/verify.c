@@ -1,0 +1,1185 @@
+/*
+ * verify.c - the torture test's verdict.
+ *
+ * Inputs: the subscriber table (--config), the client and publisher logs
+ * (--dir), and the database (libpq environment), where torture.shadow holds
+ * a copy of every committed event row (see torture.sh for why that copy is
+ * complete even though sse_prune deletes rows while the test runs).
+ *
+ * Expected set of a subscriber: every row of torture.shadow with
+ *   id > start            (start: the given id, a subscription's start_id,
+ *                          or the head announced by the first "ready" of an
+ *                          ad-hoc stream opened without Last-Event-ID),
+ *   channel matching one of its patterns (AMQP rules: "*" is exactly one
+ *                          segment, "#" zero or more; implemented here, not
+ *                          taken from the shared matcher under test),
+ *   data matching its filter (evaluated by the server's own jsonb: the
+ *                          filter is empty, or the payload parses as a JSON
+ *                          object and data::jsonb @> filter; close events
+ *                          bypass the filter),
+ * in id order.  The received sequence must equal it exactly:
+ *   lost        expected ids never received and not announced by a reset
+ *   duplicated  ids received more than once
+ *   reordered   ids received after a larger id
+ *   corrupted   right id, wrong event name / data length / data MD5
+ *   unexpected  ids received that are not in the expected set
+ *   bad_resets  resets that claim ids that were never pruned, or that
+ *               cannot be read
+ * An id is "accounted for" by a reset only if the reset's lost range covers
+ * it and the range lies within sse_bridge.meta.pruned_through.
+ *
+ * The publisher logs are checked against the log table too: every event of
+ * a committed transaction present exactly once, nothing from a rolled-back
+ * transaction or savepoint, unknown outcomes all or nothing, and the ids of
+ * one transaction consecutive in publish order.
+ *
+ * Modes:
+ *   --wait SECONDS  poll the client logs until every subscriber has
+ *                   received (or been told by a reset it lost) the last id
+ *                   it expects, or the deadline passes; exit 0 / 1.
+ *   (default)       print the verdict; exit 1 on any difference.
+ * The verdict run always ends with a self-check: it drops, duplicates,
+ * swaps and corrupts one delivery of a real subscriber in memory and
+ * requires each mutation to be reported.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <glob.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <openssl/evp.h>
+
+#define MAX_SUBS 512
+#define MAX_PATTERNS 8
+
+/* ---------------------------------------------------------------- rows */
+
+typedef struct row {
+	int64_t		id;
+	char	   *channel;
+	char	   *event;			/* "message" when NULL in the table */
+	bool		is_close;
+	size_t		len;			/* of the LF-normalised payload */
+	char		md5[33];
+	uint64_t	tag;			/* packed p/t/e, 0 = untagged */
+} row;
+
+static row *rows;
+static size_t n_rows;
+static int64_t pruned_through;
+
+static ssize_t
+row_index(int64_t id)
+{
+	size_t		lo = 0, hi = n_rows;
+
+	while (lo < hi)
+	{
+		size_t		mid = (lo + hi) / 2;
+
+		if (rows[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return (lo < n_rows && rows[lo].id == id) ? (ssize_t) lo : -1;
+}
+
+static void
+md5_hex(const unsigned char *p, size_t n, char out[33])
+{
+	unsigned char d[EVP_MAX_MD_SIZE];
+	unsigned int dl = 0;
+
+	EVP_Digest(p, n, d, &dl, EVP_md5(), NULL);
+	for (unsigned i = 0; i < 16; i++)
+		sprintf(out + 2 * i, "%02x", d[i]);
+}
+
+/*
+ * What a WHATWG client rebuilds from the frames: lines split on CRLF, CR or
+ * LF and joined with LF.
+ */
+static size_t
+normalise(const char *in, size_t n, char *out)
+{
+	size_t		o = 0;
+
+	for (size_t i = 0; i < n; i++)
+	{
+		if (in[i] == '\r')
+		{
+			out[o++] = '\n';
+			if (i + 1 < n && in[i + 1] == '\n')
+				i++;
+		}
+		else
+			out[o++] = in[i];
+	}
+	return o;
+}
+
+static uint64_t
+pack_tag(long p, long t, long e)
+{
+	return ((uint64_t) p << 48) | ((uint64_t) t << 16) | (uint64_t) e | (1ULL << 63);
+}
+
+static uint64_t
+find_tag(const char *d)
+{
+	const char *q = strstr(d, "@@p");
+	long		p, t, e;
+	int			used = 0;
+
+	if (!q || sscanf(q, "@@p%ldt%lde%ld@@%n", &p, &t, &e, &used) != 3 || used == 0)
+		return 0;
+	return pack_tag(p, t, e);
+}
+
+static PGconn *conn;
+
+static PGresult *
+must(PGresult *r, const char *what)
+{
+	if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK)
+	{
+		fprintf(stderr, "verify: %s: %s", what, PQerrorMessage(conn));
+		exit(2);
+	}
+	return r;
+}
+
+static void
+load_rows(void)
+{
+	PGresult   *r;
+	size_t		cap = 1024;
+	char	   *norm = NULL;
+	size_t		norm_cap = 0;
+
+	r = must(PQexec(conn, "SELECT pruned_through FROM sse_bridge.meta"), "meta");
+	pruned_through = PQntuples(r) ? atoll(PQgetvalue(r, 0, 0)) : 0;
+	PQclear(r);
+
+	rows = malloc(cap * sizeof(row));
+	if (!PQsendQuery(conn, "SELECT id, channel, event, data FROM torture.shadow ORDER BY id") ||
+		!PQsetSingleRowMode(conn))
+	{
+		fprintf(stderr, "verify: %s", PQerrorMessage(conn));
+		exit(2);
+	}
+	while ((r = PQgetResult(conn)) != NULL)
+	{
+		if (PQresultStatus(r) == PGRES_SINGLE_TUPLE)
+		{
+			const char *d = PQgetvalue(r, 0, 3);
+			size_t		dl = (size_t) PQgetlength(r, 0, 3);
+			row		   *w;
+
+			if (n_rows == cap)
+				rows = realloc(rows, (cap *= 2) * sizeof(row));
+			w = &rows[n_rows++];
+			w->id = atoll(PQgetvalue(r, 0, 0));
+			w->channel = strdup(PQgetvalue(r, 0, 1));
+			w->event = strdup(PQgetisnull(r, 0, 2) ? "message" : PQgetvalue(r, 0, 2));
+			w->is_close = !PQgetisnull(r, 0, 2) && strcmp(w->event, "close") == 0;
+			if (dl + 1 > norm_cap)
+				norm = realloc(norm, norm_cap = dl + 1);
+			w->len = normalise(d, dl, norm);
+			md5_hex((unsigned char *) norm, w->len, w->md5);
+			w->tag = find_tag(d);
+		}
+		else if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		{
+			fprintf(stderr, "verify: reading torture.shadow: %s", PQerrorMessage(conn));
+			exit(2);
+		}
+		PQclear(r);
+	}
+	free(norm);
+}
+
+/* ---------------------------------------------------------------- matching */
+
+static bool
+seg_match(char **p, int np, char **c, int nc)
+{
+	if (np == 0)
+		return nc == 0;
+	if (strcmp(p[0], "#") == 0)
+	{
+		for (int k = 0; k <= nc; k++)
+			if (seg_match(p + 1, np - 1, c + k, nc - k))
+				return true;
+		return false;
+	}
+	if (nc == 0)
+		return false;
+	if (strcmp(p[0], "*") != 0 && strcmp(p[0], c[0]) != 0)
+		return false;
+	return seg_match(p + 1, np - 1, c + 1, nc - 1);
+}
+
+static int
+split_dots(char *s, char **out, int max)
+{
+	int			n = 0;
+	char	   *save = NULL;
+
+	for (char *t = strtok_r(s, ".", &save); t && n < max; t = strtok_r(NULL, ".", &save))
+		out[n++] = t;
+	return n;
+}
+
+static bool
+pattern_match(const char *pattern, const char *channel)
+{
+	char		pb[512], cb[512];
+	char	   *ps[128], *cs[128];
+
+	snprintf(pb, sizeof pb, "%s", pattern);
+	snprintf(cb, sizeof cb, "%s", channel);
+	return seg_match(ps, split_dots(pb, ps, 128), cs, split_dots(cb, cs, 128));
+}
+
+/* Filters: one row bitmap per distinct filter, computed by PostgreSQL. */
+typedef struct filter_set {
+	char	   *filter;
+	bool	   *match;			/* by row index */
+} filter_set;
+
+static filter_set filters[MAX_SUBS];
+static int	n_filters;
+
+static bool *
+filter_bitmap(const char *filter)
+{
+	for (int i = 0; i < n_filters; i++)
+		if (strcmp(filters[i].filter, filter) == 0)
+			return filters[i].match;
+
+	const char *vals[1] = {filter};
+	PGresult   *r = must(PQexecParams(conn,
+									  "SELECT id FROM torture_parsed "
+									  "WHERE $1::jsonb = '{}'::jsonb "
+									  "   OR (jsonb_typeof(j) = 'object' AND j @> $1::jsonb) "
+									  "ORDER BY id",
+									  1, NULL, vals, NULL, NULL, 0), "filter");
+	filter_set *f = &filters[n_filters++];
+
+	f->filter = strdup(filter);
+	f->match = calloc(n_rows ? n_rows : 1, sizeof(bool));
+	for (int i = 0; i < PQntuples(r); i++)
+	{
+		ssize_t		k = row_index(atoll(PQgetvalue(r, i, 0)));
+
+		if (k >= 0)
+			f->match[k] = true;
+	}
+	PQclear(r);
+	return f->match;
+}
+
+/* ---------------------------------------------------------------- subscribers */
+
+typedef enum rec_kind {
+	R_EVENT, R_READY, R_RESET, R_FINAL, R_CUT, R_END, R_CONNECT
+} rec_kind;
+
+typedef struct rec {
+	rec_kind	kind;
+	int64_t		id;				/* -1 when not a non-negative integer */
+	char	   *ev;
+	size_t		len;
+	char		md5[33];
+	char	   *data;			/* ready/reset data, final body */
+	int			status;
+} rec;
+
+typedef struct range {
+	int64_t		from, through;	/* lost ids from..through, inclusive */
+} range;
+
+typedef struct subscriber {
+	char		name[128];
+	char		client[16];
+	char	   *patterns[MAX_PATTERNS];
+	int			n_patterns;
+	char	   *filter;
+	char		start_spec[64];
+	int64_t		start;			/* -1 = not known yet */
+	bool	   *expected;		/* by row index; NULL until start known */
+	size_t		n_expected;
+	int64_t		last_expected;
+
+	FILE	   *log;
+	rec		   *recs;
+	size_t		n_recs, cap_recs;
+	char	   *partial;		/* incomplete last line */
+} subscriber;
+
+static subscriber subs[MAX_SUBS];
+static int	n_subs;
+static const char *dir = ".";
+static long bad_lines;
+
+static int64_t
+parse_id(const char *s)
+{
+	char	   *end;
+
+	if (!s || !*s || *s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	long long	v = strtoll(s, &end, 10);
+
+	return (*end || errno) ? -1 : (int64_t) v;
+}
+
+static void
+add_rec(subscriber *s, const char *line)
+{
+	json_error_t err;
+	json_t	   *j = json_loads(line, 0, &err);
+	const char *k;
+	rec			r = {.id = -1};
+
+	if (!j || !(k = json_string_value(json_object_get(j, "k"))))
+	{
+		bad_lines++;
+		fprintf(stderr, "verify: %s: unreadable log line: %.200s\n", s->name, line);
+		json_decref(j);
+		return;
+	}
+	switch (k[0])
+	{
+		case 'e':
+			r.kind = R_EVENT;
+			r.id = parse_id(json_string_value(json_object_get(j, "id")));
+			r.ev = strdup(json_string_value(json_object_get(j, "ev")) ?: "");
+			r.len = (size_t) json_integer_value(json_object_get(j, "len"));
+			snprintf(r.md5, sizeof r.md5, "%s", json_string_value(json_object_get(j, "md5")) ?: "");
+			break;
+		case 'y':
+		case 'r':
+			r.kind = k[0] == 'y' ? R_READY : R_RESET;
+			r.id = parse_id(json_string_value(json_object_get(j, "id")));
+			r.data = strdup(json_string_value(json_object_get(j, "data")) ?: "");
+			break;
+		case 'f':
+			r.kind = R_FINAL;
+			r.status = (int) json_integer_value(json_object_get(j, "status"));
+			r.data = strdup(json_string_value(json_object_get(j, "body")) ?: "");
+			break;
+		case 'x':
+			r.kind = strcmp(json_string_value(json_object_get(j, "why")) ?: "", "cut") == 0 ? R_CUT : R_END;
+			break;
+		case 'c':
+			r.kind = R_CONNECT;
+			break;
+		default:
+			json_decref(j);
+			return;				/* status lines are informational */
+	}
+	json_decref(j);
+	if (s->n_recs == s->cap_recs)
+		s->recs = realloc(s->recs, (s->cap_recs = s->cap_recs ? s->cap_recs * 2 : 256) * sizeof(rec));
+	s->recs[s->n_recs++] = r;
+}
+
+/* Read whatever complete lines were appended since the last call. */
+static void
+read_log(subscriber *s)
+{
+	char	   *line = NULL;
+	size_t		cap = 0;
+	ssize_t		n;
+
+	if (!s->log)
+	{
+		char		p[4096];
+
+		snprintf(p, sizeof p, "%s/%s.log", dir, s->name);
+		s->log = fopen(p, "r");
+		if (!s->log)
+			return;
+	}
+	clearerr(s->log);
+	while ((n = getline(&line, &cap, s->log)) > 0)
+	{
+		if (line[n - 1] != '\n')
+		{
+			/* a line still being written: keep it for the next read */
+			size_t		old = s->partial ? strlen(s->partial) : 0;
+
+			s->partial = realloc(s->partial, old + (size_t) n + 1);
+			memcpy(s->partial + old, line, (size_t) n + 1);
+			break;
+		}
+		line[n - 1] = 0;
+		if (s->partial)
+		{
+			size_t		old = strlen(s->partial);
+
+			s->partial = realloc(s->partial, old + (size_t) n + 1);
+			memcpy(s->partial + old, line, (size_t) n);
+			add_rec(s, s->partial);
+			free(s->partial);
+			s->partial = NULL;
+		}
+		else
+			add_rec(s, line);
+	}
+	free(line);
+}
+
+static bool
+load_config(const char *path)
+{
+	FILE	   *f = fopen(path, "r");
+	char		line[8192];
+
+	if (!f)
+	{
+		perror(path);
+		return false;
+	}
+	while (fgets(line, sizeof line, f) && n_subs < MAX_SUBS)
+	{
+		char	   *fld[10];
+		int			nf = 0;
+		char	   *save = NULL;
+
+		if (line[0] == '#' || line[0] == '\n')
+			continue;
+		line[strcspn(line, "\n")] = 0;
+		for (char *t = strtok_r(line, "\t", &save); t && nf < 10; t = strtok_r(NULL, "\t", &save))
+			fld[nf++] = t;
+		if (nf < 9)
+		{
+			fprintf(stderr, "verify: bad config line\n");
+			return false;
+		}
+		subscriber *s = &subs[n_subs++];
+		char	   *ps = NULL;
+
+		snprintf(s->name, sizeof s->name, "%s", fld[0]);
+		snprintf(s->client, sizeof s->client, "%s", fld[1]);
+		for (char *t = strtok_r(fld[6], ",", &ps); t && s->n_patterns < MAX_PATTERNS; t = strtok_r(NULL, ",", &ps))
+			s->patterns[s->n_patterns++] = strdup(t);
+		s->filter = strdup(fld[7]);
+		snprintf(s->start_spec, sizeof s->start_spec, "%s", fld[8]);
+		s->start = strcmp(fld[8], "head") == 0 ? -1 : parse_id(fld[8]);
+		if (strcmp(fld[8], "head") != 0 && s->start < 0)
+		{
+			fprintf(stderr, "verify: %s: bad start %s\n", s->name, fld[8]);
+			return false;
+		}
+	}
+	fclose(f);
+	return true;
+}
+
+/* The head id announced by a ready event: data {"head": N, ...} or its id. */
+static int64_t
+ready_head(const rec *r)
+{
+	json_t	   *j = json_loads(r->data, 0, NULL);
+	json_t	   *h = j ? json_object_get(j, "head") : NULL;
+	int64_t		v = -1;
+
+	if (json_is_integer(h))
+		v = json_integer_value(h);
+	else if (json_is_string(h))
+		v = parse_id(json_string_value(h));
+	json_decref(j);
+	if (v < 0)
+		v = r->id;
+	return v;
+}
+
+/*
+ * The ids a reset says were lost, as an inclusive range.  Accepted shapes:
+ * {"from":A,"to":B} / {"first":A,"last":B} / {"lost_from":A,"lost_through":B}
+ * / {"after":A-1,"through":B}; integers or digit strings.
+ */
+static int64_t
+json_id(json_t *o, const char *key)
+{
+	json_t	   *v = json_object_get(o, key);
+
+	if (json_is_integer(v))
+		return json_integer_value(v);
+	if (json_is_string(v))
+		return parse_id(json_string_value(v));
+	return -1;
+}
+
+static bool
+reset_range(const rec *r, range *out)
+{
+	static const char *pairs[][2] = {
+		{"from", "to"}, {"first", "last"}, {"lost_from", "lost_through"},
+		{"lost_from", "lost_to"}, {"from", "through"},
+	};
+	json_t	   *j = json_loads(r->data, 0, NULL);
+	bool		ok = false;
+
+	for (size_t i = 0; j && !ok && i < sizeof pairs / sizeof pairs[0]; i++)
+	{
+		int64_t		a = json_id(j, pairs[i][0]), b = json_id(j, pairs[i][1]);
+
+		if (a >= 0 && b >= 0)
+		{
+			out->from = a;
+			out->through = b;
+			ok = true;
+		}
+	}
+	if (j && !ok)
+	{
+		int64_t		a = json_id(j, "after"), b = json_id(j, "through");
+
+		if (a >= 0 && b >= 0)
+		{
+			out->from = a + 1;
+			out->through = b;
+			ok = true;
+		}
+	}
+	json_decref(j);
+	return ok;
+}
+
+/* Fix the start and the expected set once they can be known. */
+static void
+compute_expected(subscriber *s)
+{
+	if (s->expected)
+		return;
+	if (s->start < 0)
+	{
+		for (size_t i = 0; i < s->n_recs; i++)
+			if (s->recs[i].kind == R_READY)
+			{
+				s->start = ready_head(&s->recs[i]);
+				break;
+			}
+		if (s->start < 0)
+			return;
+	}
+	bool	   *fm = filter_bitmap(s->filter);
+
+	s->expected = calloc(n_rows ? n_rows : 1, sizeof(bool));
+	s->last_expected = -1;
+	for (size_t i = 0; i < n_rows; i++)
+	{
+		row		   *w = &rows[i];
+		bool		m = false;
+
+		if (w->id <= s->start)
+			continue;
+		for (int k = 0; k < s->n_patterns && !m; k++)
+			m = pattern_match(s->patterns[k], w->channel);
+		if (!m || !(fm[i] || w->is_close))
+			continue;
+		s->expected[i] = true;
+		s->n_expected++;
+		s->last_expected = w->id;
+	}
+}
+
+/* ---------------------------------------------------------------- verdict */
+
+typedef struct tally {
+	long		deliveries, lost, duplicated, reordered, corrupted, unexpected;
+	long		resets, bad_resets, reset_accounted, finals, cuts, connects;
+	long		no_start;
+} tally;
+
+static bool
+covered(const range *rs, size_t n, int64_t id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (id >= rs[i].from && id <= rs[i].through)
+			return true;
+	return false;
+}
+
+/*
+ * Compare one subscriber's records with its expected set.  quiet: no
+ * per-id report (used by the self-check).
+ */
+static void
+judge(subscriber *s, const rec *recs, size_t n, tally *t, bool quiet)
+{
+	bool	   *seen = calloc(n_rows ? n_rows : 1, sizeof(bool));
+	range	   *rs = calloc(n + 1, sizeof(range));
+	size_t		n_rs = 0;
+	int64_t		maxid = -1;
+	int			shown = 0;
+
+#define SHOW(...) do { if (!quiet && shown++ < 8) { printf("  %s: ", s->name); printf(__VA_ARGS__); printf("\n"); } } while (0)
+
+	if (!s->expected)
+	{
+		t->no_start++;
+		if (!quiet)
+			printf("  %s: no start point (never got ready)\n", s->name);
+		free(seen);
+		free(rs);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+	{
+		const rec  *r = &recs[i];
+
+		switch (r->kind)
+		{
+			case R_RESET:
+				t->resets++;
+				if (!reset_range(r, &rs[n_rs]))
+				{
+					t->bad_resets++;
+					SHOW("reset data not understood: %s", r->data);
+				}
+				else if (rs[n_rs].through > pruned_through)
+				{
+					t->bad_resets++;
+					SHOW("reset claims ids %" PRId64 "..%" PRId64 " but pruned_through is %" PRId64,
+						 rs[n_rs].from, rs[n_rs].through, pruned_through);
+				}
+				else
+					n_rs++;
+				continue;
+			case R_FINAL:
+				t->finals++;
+				SHOW("final answer %d: %.200s", r->status, r->data);
+				continue;
+			case R_CUT:
+				t->cuts++;
+				continue;
+			case R_CONNECT:
+				t->connects++;
+				continue;
+			case R_EVENT:
+				break;
+			default:
+				continue;
+		}
+		t->deliveries++;
+		ssize_t		k = r->id >= 0 ? row_index(r->id) : -1;
+
+		if (k < 0 || !s->expected[k])
+		{
+			if (k >= 0 && seen[k])
+			{
+				t->duplicated++;
+				SHOW("id %" PRId64 " received again", r->id);
+				continue;
+			}
+			t->unexpected++;
+			if (k >= 0)
+				seen[k] = true;
+			SHOW("id %s%" PRId64 " (%s) is not in the expected set%s", r->id < 0 ? "?" : "",
+				 r->id, r->ev, k < 0 ? " (no such committed row)" : "");
+			continue;
+		}
+		if (seen[k])
+		{
+			t->duplicated++;
+			SHOW("id %" PRId64 " received again", r->id);
+			continue;
+		}
+		seen[k] = true;
+		if (r->id < maxid)
+		{
+			t->reordered++;
+			SHOW("id %" PRId64 " received after id %" PRId64, r->id, maxid);
+		}
+		if (r->id > maxid)
+			maxid = r->id;
+		if (strcmp(r->ev, rows[k].event) != 0 || r->len != rows[k].len ||
+			strcmp(r->md5, rows[k].md5) != 0)
+		{
+			t->corrupted++;
+			SHOW("id %" PRId64 " differs: got event %s len %zu md5 %s, row has %s %zu %s",
+				 r->id, r->ev, r->len, r->md5, rows[k].event, rows[k].len, rows[k].md5);
+		}
+	}
+	/* expected but never received */
+	int64_t		run_from = -1, run_to = -1;
+	long		run_n = 0;
+
+	for (size_t i = 0; i <= n_rows; i++)
+	{
+		bool		miss = false;
+
+		if (i < n_rows && s->expected[i] && !seen[i])
+		{
+			if (covered(rs, n_rs, rows[i].id))
+				t->reset_accounted++;
+			else
+			{
+				t->lost++;
+				miss = true;
+			}
+		}
+		if (miss)
+		{
+			if (run_n == 0)
+				run_from = rows[i].id;
+			run_to = rows[i].id;
+			run_n++;
+		}
+		else if (run_n > 0 && (i == n_rows || (s->expected[i] && seen[i])))
+		{
+			SHOW("lost %ld event(s), ids %" PRId64 "..%" PRId64, run_n, run_from, run_to);
+			run_n = 0;
+		}
+	}
+#undef SHOW
+	free(seen);
+	free(rs);
+}
+
+static bool
+reached(subscriber *s)
+{
+	compute_expected(s);
+	if (!s->expected)
+		return false;
+	if (s->last_expected < 0)
+		return true;
+	for (size_t i = s->n_recs; i-- > 0;)
+	{
+		rec		   *r = &s->recs[i];
+		range		rg;
+
+		if (r->kind == R_EVENT && r->id >= s->last_expected)
+			return true;
+		if (r->kind == R_RESET && reset_range(r, &rg) && rg.through >= s->last_expected)
+			return true;
+		if (r->kind == R_FINAL && r->status < 500)
+			return true;		/* it will never get more */
+	}
+	return false;
+}
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+static int
+wait_drain(double seconds)
+{
+	double		deadline = now_s() + seconds;
+	struct timespec tick = {.tv_nsec = 200 * 1000000L};
+
+	for (;;)
+	{
+		int			pending = 0;
+
+		for (int i = 0; i < n_subs; i++)
+		{
+			read_log(&subs[i]);
+			if (!reached(&subs[i]))
+				pending++;
+		}
+		if (pending == 0)
+		{
+			printf("drain: all %d subscribers reached their last expected id\n", n_subs);
+			return 0;
+		}
+		if (now_s() >= deadline)
+		{
+			printf("drain: %d subscriber(s) did not reach their last expected id:", pending);
+			for (int i = 0; i < n_subs; i++)
+				if (!reached(&subs[i]))
+					printf(" %s(want %" PRId64 ")", subs[i].name, subs[i].last_expected);
+			printf("\n");
+			return 1;
+		}
+		nanosleep(&tick, NULL);	/* polling interval of the drain wait */
+	}
+}
+
+/* ---------------------------------------------------------------- publishers */
+
+typedef struct tagref {
+	uint64_t	tag;
+	size_t		row;
+} tagref;
+
+static int
+cmp_tag(const void *a, const void *b)
+{
+	const tagref *x = a, *y = b;
+
+	return x->tag < y->tag ? -1 : x->tag > y->tag;
+}
+
+static tagref *tags;
+static size_t n_tags;
+
+static ssize_t
+tag_row(uint64_t tag)
+{
+	size_t		lo = 0, hi = n_tags;
+
+	while (lo < hi)
+	{
+		size_t		mid = (lo + hi) / 2;
+
+		if (tags[mid].tag < tag)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return (lo < n_tags && tags[lo].tag == tag) ? (ssize_t) tags[lo].row : -1;
+}
+
+/* Returns the number of problems found. */
+static long
+check_publishers(void)
+{
+	glob_t		g;
+	char		pat[4096];
+	long		committed_txns = 0, committed_events = 0, missing = 0, leaked = 0,
+				partial = 0, noncontig = 0, misordered = 0, dup_tags = 0, untagged = 0,
+				unknown_txns = 0, rolled_back_txns = 0;
+	bool	   *claimed = calloc(n_rows ? n_rows : 1, sizeof(bool));
+
+	tags = malloc((n_rows ? n_rows : 1) * sizeof(tagref));
+	for (size_t i = 0; i < n_rows; i++)
+		if (rows[i].tag)
+			tags[n_tags++] = (tagref) {rows[i].tag, i};
+		else
+			untagged++;
+	qsort(tags, n_tags, sizeof(tagref), cmp_tag);
+	for (size_t i = 1; i < n_tags; i++)
+		if (tags[i].tag == tags[i - 1].tag)
+		{
+			dup_tags++;
+			printf("  publish: tag stored twice, ids %" PRId64 " and %" PRId64 "\n",
+				   rows[tags[i - 1].row].id, rows[tags[i].row].id);
+		}
+
+	snprintf(pat, sizeof pat, "%s/pub-*.log", dir);
+	if (glob(pat, 0, NULL, &g) != 0)
+	{
+		printf("publish: no publisher logs in %s\n", dir);
+		return 1;
+	}
+	for (size_t f = 0; f < g.gl_pathc; f++)
+	{
+		FILE	   *fp = fopen(g.gl_pathv[f], "r");
+		char	   *line = NULL;
+		size_t		cap = 0;
+		long		pubno = -1;
+		int64_t		prev_max = -1;
+
+		sscanf(strrchr(g.gl_pathv[f], '/') + 1, "pub-%ld.log", &pubno);
+		while (fp && getline(&line, &cap, fp) > 0)
+		{
+			char		kind;
+			long		txn;
+			int			off = 0;
+			int64_t		ids[64];
+			int			n_ids = 0, n_present = 0, n_tags_line = 0;
+			char	   *p;
+
+			if (sscanf(line, "%c %ld%n", &kind, &txn, &off) != 2)
+				continue;
+			for (p = strtok(line + off, " \n"); p; p = strtok(NULL, " \n"))
+			{
+				long		pp, tt, ee;
+
+				if (sscanf(p, "@@p%ldt%lde%ld@@", &pp, &tt, &ee) != 3)
+					continue;
+				ssize_t		k = tag_row(pack_tag(pp, tt, ee));
+
+				n_tags_line++;
+				if (k >= 0)
+				{
+					claimed[k] = true;
+					n_present++;
+					if (n_ids < 64)
+						ids[n_ids++] = rows[k].id;
+				}
+				if (kind == 'C' && k < 0)
+				{
+					missing++;
+					printf("  publish: committed %s is not in the log\n", p);
+				}
+				if ((kind == 'R' || kind == 'S') && k >= 0)
+				{
+					leaked++;
+					printf("  publish: %s %s is in the log as id %" PRId64 "\n",
+						   kind == 'R' ? "rolled-back" : "savepoint-dropped", p, rows[k].id);
+				}
+			}
+			if (kind == 'C')
+			{
+				committed_txns++;
+				committed_events += n_tags_line;
+			}
+			else if (kind == 'U')
+			{
+				unknown_txns++;
+				if (n_present != 0 && n_present != n_tags_line)
+				{
+					partial++;
+					printf("  publish: p%ld txn %ld with unknown outcome is partly stored (%d of %d)\n",
+						   pubno, txn, n_present, n_tags_line);
+				}
+				if (n_present)
+					committed_events += n_present;
+			}
+			else if (kind == 'R')
+				rolled_back_txns++;
+			if ((kind == 'C' || kind == 'U') && n_ids > 0)
+			{
+				for (int i = 1; i < n_ids; i++)
+					if (ids[i] != ids[i - 1] + 1)
+					{
+						noncontig++;
+						printf("  publish: p%ld txn %ld ids not consecutive in publish order: %" PRId64 " then %" PRId64 "\n",
+							   pubno, txn, ids[i - 1], ids[i]);
+						break;
+					}
+				if (ids[0] <= prev_max)
+				{
+					misordered++;
+					printf("  publish: p%ld txn %ld got id %" PRId64 " below its previous transaction's %" PRId64 "\n",
+						   pubno, txn, ids[0], prev_max);
+				}
+				prev_max = ids[n_ids - 1];
+			}
+		}
+		free(line);
+		if (fp)
+			fclose(fp);
+	}
+	globfree(&g);
+	long		orphans = 0;
+
+	for (size_t i = 0; i < n_rows; i++)
+		if (rows[i].tag && !claimed[i])
+		{
+			orphans++;
+			if (orphans <= 5)
+				printf("  publish: id %" PRId64 " has a tag no publisher logged\n", rows[i].id);
+		}
+	free(claimed);
+	printf("publish: committed_txns=%ld rolled_back_txns=%ld unknown_txns=%ld events=%ld "
+		   "missing=%ld leaked=%ld partial=%ld noncontiguous=%ld misordered=%ld "
+		   "duplicate_tags=%ld orphans=%ld untagged=%ld\n",
+		   committed_txns, rolled_back_txns, unknown_txns, committed_events, missing, leaked,
+		   partial, noncontig, misordered, dup_tags, orphans, untagged);
+	return missing + leaked + partial + noncontig + misordered + dup_tags + orphans + untagged;
+}
+
+/* ---------------------------------------------------------------- self-check */
+
+static bool
+self_check(void)
+{
+	subscriber *s = NULL;
+	size_t		best = 0;
+
+	for (int i = 0; i < n_subs; i++)
+	{
+		size_t		ev = 0;
+
+		for (size_t k = 0; k < subs[i].n_recs; k++)
+			ev += subs[i].recs[k].kind == R_EVENT;
+		if (subs[i].expected && ev > best)
+		{
+			best = ev;
+			s = &subs[i];
+		}
+	}
+	if (!s || best < 3)
+	{
+		printf("self-check: FAILED (no subscriber with 3 deliveries to mutate)\n");
+		return false;
+	}
+	tally		base = {0};
+
+	judge(s, s->recs, s->n_recs, &base, true);
+
+	/* the middle delivery, and the next delivery after it */
+	size_t		mid = 0, next = 0, seen_ev = 0;
+
+	for (size_t k = 0; k < s->n_recs; k++)
+		if (s->recs[k].kind == R_EVENT && seen_ev++ == best / 2)
+			mid = k;
+	for (next = mid + 1; next < s->n_recs && s->recs[next].kind != R_EVENT; next++)
+		;
+	rec		   *m = malloc((s->n_recs + 1) * sizeof(rec));
+	tally		t;
+	bool		ok = true;
+	char		out[256];
+
+	/* drop */
+	memcpy(m, s->recs, mid * sizeof(rec));
+	memcpy(m + mid, s->recs + mid + 1, (s->n_recs - mid - 1) * sizeof(rec));
+	t = (tally) {0};
+	judge(s, m, s->n_recs - 1, &t, true);
+	ok &= t.lost == base.lost + 1;
+	snprintf(out, sizeof out, "drop id %" PRId64 " -> lost %ld", s->recs[mid].id, t.lost - base.lost);
+
+	/* duplicate */
+	memcpy(m, s->recs, (mid + 1) * sizeof(rec));
+	memcpy(m + mid + 1, s->recs + mid, (s->n_recs - mid) * sizeof(rec));
+	t = (tally) {0};
+	judge(s, m, s->n_recs + 1, &t, true);
+	ok &= t.duplicated == base.duplicated + 1 && t.lost == base.lost;
+	snprintf(out + strlen(out), sizeof out - strlen(out), ", duplicate -> duplicated %ld",
+			 t.duplicated - base.duplicated);
+
+	/* swap with the next delivery */
+	if (next < s->n_recs)
+	{
+		memcpy(m, s->recs, s->n_recs * sizeof(rec));
+		m[mid] = s->recs[next];
+		m[next] = s->recs[mid];
+		t = (tally) {0};
+		judge(s, m, s->n_recs, &t, true);
+		ok &= t.reordered > base.reordered;
+		snprintf(out + strlen(out), sizeof out - strlen(out), ", swap -> reordered %ld",
+				 t.reordered - base.reordered);
+	}
+
+	/* corrupt the payload digest */
+	memcpy(m, s->recs, s->n_recs * sizeof(rec));
+	m[mid].md5[0] = m[mid].md5[0] == '0' ? '1' : '0';
+	t = (tally) {0};
+	judge(s, m, s->n_recs, &t, true);
+	ok &= t.corrupted == base.corrupted + 1;
+	snprintf(out + strlen(out), sizeof out - strlen(out), ", corrupt -> corrupted %ld",
+			 t.corrupted - base.corrupted);
+	free(m);
+	printf("self-check on %s: %s: %s\n", s->name, ok ? "ok" : "FAILED", out);
+	return ok;
+}
+
+/* ---------------------------------------------------------------- main */
+
+int
+main(int argc, char **argv)
+{
+	const char *config = NULL, *faults = "";
+	double		wait = -1;
+
+	for (int i = 1; i + 1 < argc; i += 2)
+	{
+		if (strcmp(argv[i], "--config") == 0)
+			config = argv[i + 1];
+		else if (strcmp(argv[i], "--dir") == 0)
+			dir = argv[i + 1];
+		else if (strcmp(argv[i], "--wait") == 0)
+			wait = atof(argv[i + 1]);
+		else if (strcmp(argv[i], "--faults") == 0)
+			faults = argv[i + 1];
+		else
+		{
+			fprintf(stderr, "verify: unknown option %s\n", argv[i]);
+			return 2;
+		}
+	}
+	if (!config || !load_config(config))
+		return 2;
+	conn = PQconnectdb("");
+	if (PQstatus(conn) != CONNECTION_OK)
+	{
+		fprintf(stderr, "verify: %s", PQerrorMessage(conn));
+		return 2;
+	}
+	load_rows();
+	PQclear(must(PQexec(conn,
+						"CREATE TEMP TABLE torture_parsed AS "
+						"SELECT id, torture.try_jsonb(data) AS j FROM torture.shadow"),
+				 "parse payloads"));
+
+	if (wait >= 0)
+		return wait_drain(wait);
+
+	tally		t = {0};
+	long		per_sub_bad = 0;
+
+	for (int i = 0; i < n_subs; i++)
+	{
+		tally		one = {0};
+
+		read_log(&subs[i]);
+		compute_expected(&subs[i]);
+		judge(&subs[i], subs[i].recs, subs[i].n_recs, &one, false);
+		if (one.lost || one.duplicated || one.reordered || one.corrupted || one.unexpected ||
+			one.bad_resets || one.finals || one.no_start)
+			per_sub_bad++;
+#define ADD(f) t.f += one.f
+		ADD(deliveries);
+		ADD(lost);
+		ADD(duplicated);
+		ADD(reordered);
+		ADD(corrupted);
+		ADD(unexpected);
+		ADD(resets);
+		ADD(bad_resets);
+		ADD(reset_accounted);
+		ADD(finals);
+		ADD(cuts);
+		ADD(connects);
+		ADD(no_start);
+#undef ADD
+	}
+	long		pub_problems = check_publishers();
+	long		injected = 0;
+
+	for (const char *p = faults; *p;)
+	{
+		const char *eq = strchr(p, '=');
+
+		if (!eq)
+			break;
+		injected += atol(eq + 1);
+		p = strchr(eq, ',') ? strchr(eq, ',') + 1 : eq + strlen(eq);
+	}
+	printf("details: expected_rows=%zu pruned_through=%" PRId64 " resets=%ld reset_accounted=%ld "
+		   "client_cuts=%ld connects=%ld corrupted=%ld unexpected=%ld bad_resets=%ld "
+		   "final_answers=%ld no_start=%ld bad_log_lines=%ld injected={%s}\n",
+		   n_rows, pruned_through, t.resets, t.reset_accounted, t.cuts, t.connects,
+		   t.corrupted, t.unexpected, t.bad_resets, t.finals, t.no_start, bad_lines, faults);
+	bool		sc = self_check();
+
+	printf("subscribers=%d events=%zu deliveries=%ld faults=%ld lost=%ld duplicated=%ld reordered=%ld\n",
+		   n_subs, n_rows, t.deliveries, injected + t.cuts, t.lost, t.duplicated, t.reordered);
+	bool		fail = t.lost || t.duplicated || t.reordered || t.corrupted || t.unexpected ||
+		t.bad_resets || t.finals || t.no_start || bad_lines || pub_problems || !sc ||
+		n_rows == 0 || t.deliveries == 0;
+
+	if (fail)
+		printf("VERDICT: FAIL (%ld of %d subscribers differ, %ld publish problems)\n",
+			   per_sub_bad, n_subs, pub_problems);
+	else
+		printf("VERDICT: PASS\n");
+	PQfinish(conn);
+	return fail ? 1 : 0;
+}
