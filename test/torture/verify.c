@@ -854,6 +854,10 @@ tag_row(uint64_t tag)
 	return (lo < n_tags && tags[lo].tag == tag) ? (ssize_t) tags[lo].row : -1;
 }
 
+static int	pub_shown;
+
+#define PSHOW(...) do { if (pub_shown++ < 20) printf(__VA_ARGS__); } while (0)
+
 /* Returns the number of problems found. */
 static long
 check_publishers(void)
@@ -876,7 +880,7 @@ check_publishers(void)
 		if (tags[i].tag == tags[i - 1].tag)
 		{
 			dup_tags++;
-			printf("  publish: tag stored twice, ids %" PRId64 " and %" PRId64 "\n",
+			PSHOW("  publish: tag stored twice, ids %" PRId64 " and %" PRId64 "\n",
 				   rows[tags[i - 1].row].id, rows[tags[i].row].id);
 		}
 
@@ -925,12 +929,12 @@ check_publishers(void)
 				if (kind == 'C' && k < 0)
 				{
 					missing++;
-					printf("  publish: committed %s is not in the log\n", p);
+					PSHOW("  publish: committed %s is not in the log\n", p);
 				}
 				if ((kind == 'R' || kind == 'S') && k >= 0)
 				{
 					leaked++;
-					printf("  publish: %s %s is in the log as id %" PRId64 "\n",
+					PSHOW("  publish: %s %s is in the log as id %" PRId64 "\n",
 						   kind == 'R' ? "rolled-back" : "savepoint-dropped", p, rows[k].id);
 				}
 			}
@@ -945,7 +949,7 @@ check_publishers(void)
 				if (n_present != 0 && n_present != n_tags_line)
 				{
 					partial++;
-					printf("  publish: p%ld txn %ld with unknown outcome is partly stored (%d of %d)\n",
+					PSHOW("  publish: p%ld txn %ld with unknown outcome is partly stored (%d of %d)\n",
 						   pubno, txn, n_present, n_tags_line);
 				}
 				if (n_present)
@@ -959,14 +963,14 @@ check_publishers(void)
 					if (ids[i] != ids[i - 1] + 1)
 					{
 						noncontig++;
-						printf("  publish: p%ld txn %ld ids not consecutive in publish order: %" PRId64 " then %" PRId64 "\n",
+						PSHOW("  publish: p%ld txn %ld ids not consecutive in publish order: %" PRId64 " then %" PRId64 "\n",
 							   pubno, txn, ids[i - 1], ids[i]);
 						break;
 					}
 				if (ids[0] <= prev_max)
 				{
 					misordered++;
-					printf("  publish: p%ld txn %ld got id %" PRId64 " below its previous transaction's %" PRId64 "\n",
+					PSHOW("  publish: p%ld txn %ld got id %" PRId64 " below its previous transaction's %" PRId64 "\n",
 						   pubno, txn, ids[0], prev_max);
 				}
 				prev_max = ids[n_ids - 1];
@@ -984,7 +988,7 @@ check_publishers(void)
 		{
 			orphans++;
 			if (orphans <= 5)
-				printf("  publish: id %" PRId64 " has a tag no publisher logged\n", rows[i].id);
+				PSHOW("  publish: id %" PRId64 " has a tag no publisher logged\n", rows[i].id);
 		}
 	free(claimed);
 	printf("publish: committed_txns=%ld rolled_back_txns=%ld unknown_txns=%ld events=%ld "
