@@ -1,0 +1,52 @@
+# bridge/bridge.mk - the sse-bridge daemon; included by the top-level Makefile
+# after PGXS.  Objects go to bridge/build/ with the bridge's own flags (PGXS
+# CFLAGS are for the server module and are not used here).
+#
+#   make                 builds bridge/sse-bridge (part of `all`)
+#   make install         installs it into $(BRIDGE_BINDIR) (default: $(bindir))
+#   make clean           removes it
+#   make bridge-asan     builds bridge/build/asan/sse-bridge with ASan+UBSan
+
+BRIDGE_CC      ?= $(if $(filter clang%,$(notdir $(CC))),$(CC),cc)
+BRIDGE_PKGS    := libuv jansson libpq
+BRIDGE_PKGCF   := $(shell pkg-config --cflags $(BRIDGE_PKGS) 2>/dev/null)
+BRIDGE_PKGLIBS := $(shell pkg-config --libs $(BRIDGE_PKGS) 2>/dev/null)
+BRIDGE_CFLAGS  ?= -O2 -g
+BRIDGE_WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+BRIDGE_DEFS    := -D_GNU_SOURCE -Isrc -Ibridge $(if $(BRIDGE_PKGCF),$(BRIDGE_PKGCF),-I$(shell pg_config --includedir 2>/dev/null))
+BRIDGE_LIBS    := $(if $(BRIDGE_PKGLIBS),$(BRIDGE_PKGLIBS),-luv -ljansson -lpq) -lhttp_parser
+BRIDGE_SRCS    := $(sort $(wildcard bridge/*.c))
+BRIDGE_SHARED  := src/sse_match.c src/sse_filter.c
+BRIDGE_OBJS    := $(patsubst bridge/%.c,bridge/build/%.o,$(BRIDGE_SRCS)) \
+                  $(patsubst src/%.c,bridge/build/shared_%.o,$(BRIDGE_SHARED))
+BRIDGE_HDRS    := $(wildcard bridge/*.h) src/sse_match.h src/sse_filter.h
+BRIDGE_BINDIR  ?= $(bindir)
+
+all: bridge/sse-bridge
+install: install-bridge
+clean: clean-bridge
+
+bridge/build/%.o: bridge/%.c $(BRIDGE_HDRS)
+	@mkdir -p bridge/build
+	$(BRIDGE_CC) $(BRIDGE_CFLAGS) $(BRIDGE_WARN) $(BRIDGE_DEFS) -c -o $@ $<
+
+bridge/build/shared_%.o: src/%.c $(BRIDGE_HDRS)
+	@mkdir -p bridge/build
+	$(BRIDGE_CC) $(BRIDGE_CFLAGS) $(BRIDGE_WARN) $(BRIDGE_DEFS) -c -o $@ $<
+
+bridge/sse-bridge: $(BRIDGE_OBJS)
+	$(BRIDGE_CC) $(BRIDGE_CFLAGS) -o $@ $(BRIDGE_OBJS) $(BRIDGE_LIBS)
+
+.PHONY: install-bridge clean-bridge bridge-asan
+install-bridge: bridge/sse-bridge
+	install -d '$(DESTDIR)$(BRIDGE_BINDIR)'
+	install -m 755 bridge/sse-bridge '$(DESTDIR)$(BRIDGE_BINDIR)/sse-bridge'
+
+clean-bridge:
+	rm -rf bridge/build bridge/sse-bridge
+
+BRIDGE_SAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+bridge-asan: bridge/build/asan/sse-bridge
+bridge/build/asan/sse-bridge: $(BRIDGE_SRCS) $(BRIDGE_SHARED) $(BRIDGE_HDRS)
+	@mkdir -p bridge/build/asan
+	$(BRIDGE_CC) $(BRIDGE_SAN) $(BRIDGE_WARN) $(BRIDGE_DEFS) -o $@ $(BRIDGE_SRCS) $(BRIDGE_SHARED) $(BRIDGE_LIBS)

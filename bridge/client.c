@@ -1,0 +1,609 @@
+/*
+ * client.c - HTTP connections: request head, routing, output, closing.
+ *
+ * One handler table entry per state (client_ops); client_set_state runs the
+ * exit action of the old state and the entry action of the new one:
+ *   READING   exit: free the request parser
+ *   LIVE      entry: join the hub; exit: leave the hub
+ * Invariants:
+ *  - reads use one shared buffer (client_alloc), so an idle connection holds
+ *    no read buffer;
+ *  - output is only written from client_flush_pending (a uv_check handle), at
+ *    most one uv_write in flight per client, carrying every queued frame;
+ *  - a client is never closed inside a write path: slow or broken clients
+ *    are marked CF_DOOMED and closed at the next flush;
+ *  - hub membership changes only outside hub_dispatch (CF_ENDING defers it);
+ *  - the struct is freed only in client_closed (uv_close callback).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "bridge.h"
+#include "client.h"
+#include "config.h"
+#include "log.h"
+#include "metrics.h"
+#include "replay.h"
+#include "resp.h"
+#include "route.h"
+#include "work.h"
+
+#define CLIENT_MAX_BUFS 256
+#define CLIENT_LINGER_MS 5000
+#define CLIENT_EXTRA_REJECTS 1024
+
+typedef struct client_ops {
+	void		(*on_read)(client *c, const char *buf, ssize_t n);
+	void		(*on_written)(client *c);
+	void		(*on_enter)(client *c);
+	void		(*on_exit)(client *c);
+} client_ops;
+
+client	   *client_list;
+size_t		client_count;
+size_t		client_streams;
+
+static client *pending_head;
+static char read_buf[65536];
+static bool read_buf_busy;
+
+static void client_read_request(client *c, const char *buf, ssize_t n);
+static void client_read_ignore(client *c, const char *buf, ssize_t n);
+static void client_written_replaying(client *c);
+static void client_written_closing(client *c);
+static void client_exit_reading(client *c);
+static void client_enter_live(client *c);
+static void client_exit_live(client *c);
+
+static const client_ops ops[CS_COUNT] = {
+	[CS_READING] = {client_read_request, NULL, NULL, client_exit_reading},
+	[CS_OPENING] = {client_read_ignore, NULL, NULL, NULL},
+	[CS_REPLAYING] = {client_read_ignore, client_written_replaying, NULL, NULL},
+	[CS_LIVE] = {client_read_ignore, NULL, client_enter_live, client_exit_live},
+	[CS_CLOSING] = {client_read_ignore, client_written_closing, NULL, NULL},
+};
+
+static const char *const client_state_names[CS_COUNT] = {
+	"reading", "opening", "replaying", "live", "closing"
+};
+
+void
+client_set_state(client *c, client_state st)
+{
+	client_state old = (client_state) c->state;
+
+	if (old == st)
+		return;
+	if (ops[old].on_exit)
+		ops[old].on_exit(c);
+	c->state = (uint8_t) st;
+	client_streams += (st == CS_REPLAYING || st == CS_LIVE) -
+		(old == CS_REPLAYING || old == CS_LIVE);
+	log_debug("client %p: %s -> %s", (void *) c, client_state_names[old], client_state_names[st]);
+	if (ops[st].on_enter)
+		ops[st].on_enter(c);
+	if (st == CS_CLOSING) {
+		c->deadline_ms = bridge_now() + CLIENT_LINGER_MS;
+		if (c->q.n == 0)
+			client_written_closing(c);
+	}
+}
+
+static void
+client_exit_reading(client *c)
+{
+	if (c->req) {
+		req_free(c->req);
+		free(c->req);
+		c->req = NULL;
+	}
+}
+
+static void
+client_enter_live(client *c)
+{
+	if (!hub_add(&c->st->sub)) {
+		log_error("out of memory adding a subscription to the hub");
+		c->flags |= CF_DOOMED;
+	}
+}
+
+static void
+client_exit_live(client *c)
+{
+	hub_remove(&c->st->sub);
+}
+
+static void
+client_mark_pending(client *c)
+{
+	if (c->flags & (CF_PENDING | CF_CLOSED))
+		return;
+	c->flags |= CF_PENDING;
+	c->pending_next = pending_head;
+	pending_head = c;
+}
+
+void
+client_send(client *c, frame *f)
+{
+	if (f == NULL || (c->flags & CF_CLOSED)) {
+		frame_unref(f);
+		return;
+	}
+	if (!outq_push(&c->q, f)) {
+		c->flags |= CF_DOOMED;
+		log_error("out of memory queueing output");
+	}
+	if (c->state != CS_READING && c->state != CS_CLOSING)
+		c->deadline_ms = bridge_now();	/* last traffic, for keepalives */
+	if (c->state == CS_LIVE && outq_bytes(&c->q) > cfg.client_queue &&
+		!(c->flags & CF_DOOMED)) {
+		c->flags |= CF_DOOMED;
+		metrics.slow_drops++;
+		log_info("dropping a slow client: %zu bytes queued", outq_bytes(&c->q));
+	}
+	client_mark_pending(c);
+}
+
+void
+client_end(client *c)
+{
+	c->flags |= CF_ENDING;
+	client_mark_pending(c);
+}
+
+static void
+client_respond(client *c, frame *f)
+{
+	client_send(c, f);
+	client_set_state(c, CS_CLOSING);
+}
+
+void
+client_respond_error(client *c, int status, const char *code, const char *detail)
+{
+	const char *origin = c->st ? c->st->origin
+		: (c->req && c->req->origin.set ? c->req->origin.s : NULL);
+	frame	   *f = resp_error(status, code, detail, origin);
+
+	if (f == NULL)
+		c->flags |= CF_DOOMED;
+	log_debug("client %p: %d %s", (void *) c, status, code);
+	client_respond(c, f);
+}
+
+/* ---- closing ---- */
+
+static void
+client_free(client *c)
+{
+	outq_clear(&c->q);
+	if (c->req) {
+		req_free(c->req);
+		free(c->req);
+	}
+	if (c->st) {
+		for (size_t i = 0; i < c->st->sub.npatterns; i++)
+			free(c->st->sub.patterns[i]);
+		free(c->st->sub.patterns);
+		json_decref(c->st->sub.filter);
+		free(c->st->sub_id);
+		free(c->st->origin);
+		free(c->st);
+	}
+	free(c);
+}
+
+static void
+client_closed(uv_handle_t *h)
+{
+	client_free(h->data);
+	bridge_maybe_finish();
+}
+
+static void
+client_unlink(client *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else if (client_list == c)
+		client_list = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+	client_count--;
+}
+
+void
+client_close(client *c)
+{
+	if (c->flags & CF_CLOSED)
+		return;
+	if (c->state == CS_LIVE)
+		hub_remove(&c->st->sub);
+	if (c->flags & CF_PARKED)
+		replay_unpark(c);
+	if (c->state == CS_REPLAYING || c->state == CS_LIVE)
+		client_streams--;
+	if (c->st != NULL) {
+		if (c->st->job != NULL) {
+			db_job_cancel(c->st->job);
+			c->st->job = NULL;
+		}
+	}
+	c->flags |= CF_CLOSED;
+	client_unlink(c);
+	uv_close((uv_handle_t *) &c->tcp, client_closed);
+}
+
+static void
+client_shutdown_done(uv_shutdown_t *sreq, int status)
+{
+	client	   *c = sreq->data;
+
+	(void) status;
+	free(sreq);
+	client_close(c);
+}
+
+/* CLOSING: everything written; send FIN, then close. */
+static void
+client_written_closing(client *c)
+{
+	uv_shutdown_t *sreq;
+
+	if (c->q.n > 0 || (c->flags & (CF_SHUTDOWN | CF_CLOSED)))
+		return;
+	sreq = malloc(sizeof(uv_shutdown_t));
+	c->flags |= CF_SHUTDOWN;
+	if (sreq == NULL) {
+		client_close(c);
+		return;
+	}
+	sreq->data = c;
+	if (uv_shutdown(sreq, (uv_stream_t *) &c->tcp, client_shutdown_done) != 0) {
+		free(sreq);
+		client_close(c);
+	}
+}
+
+static void
+client_written_replaying(client *c)
+{
+	replay_step(c);
+}
+
+/* ---- writing ---- */
+
+static void
+client_on_write(uv_write_t *wr, int status)
+{
+	client	   *c = wr->data;
+	size_t		before = outq_bytes(&c->q);
+
+	free(wr);
+	c->flags &= (uint8_t) ~CF_WRITING;
+	outq_complete(&c->q);
+	if (c->flags & CF_CLOSED)
+		return;
+	if (status < 0) {
+		log_debug("client %p: write failed: %s", (void *) c, uv_strerror(status));
+		c->flags |= CF_DOOMED;
+		client_mark_pending(c);
+		return;
+	}
+	metrics.bytes_sent += before - outq_bytes(&c->q);
+	if (outq_pending(&c->q) > 0)
+		client_mark_pending(c);
+	if (ops[c->state].on_written)
+		ops[c->state].on_written(c);
+}
+
+static void
+client_flush(client *c)
+{
+	uv_buf_t	bufs[CLIENT_MAX_BUFS];
+	uv_write_t *wr;
+	uint32_t	n;
+
+	if ((c->flags & (CF_WRITING | CF_CLOSED)) || outq_pending(&c->q) == 0)
+		return;
+	wr = malloc(sizeof(uv_write_t));
+	if (wr == NULL) {
+		client_close(c);
+		return;
+	}
+	n = outq_take(&c->q, bufs, CLIENT_MAX_BUFS);
+	wr->data = c;
+	c->flags |= CF_WRITING;
+	if (uv_write(wr, (uv_stream_t *) &c->tcp, bufs, n, client_on_write) != 0) {
+		c->flags &= (uint8_t) ~CF_WRITING;
+		free(wr);
+		outq_complete(&c->q);
+		client_close(c);
+	}
+}
+
+/* Deferred work for one client: close, end the stream, write. */
+static void
+client_service(client *c)
+{
+	if (c->flags & CF_CLOSED)
+		return;
+	if (c->flags & CF_DOOMED) {
+		client_close(c);
+		return;
+	}
+	if ((c->flags & CF_ENDING) && (c->state == CS_REPLAYING || c->state == CS_LIVE ||
+								   c->state == CS_OPENING)) {
+		client_set_state(c, CS_CLOSING);
+	}
+	client_flush(c);
+}
+
+void
+client_flush_pending(void)
+{
+	while (pending_head != NULL) {
+		client	   *c = pending_head;
+
+		pending_head = c->pending_next;
+		c->pending_next = NULL;
+		c->flags &= (uint8_t) ~CF_PENDING;
+		client_service(c);
+	}
+}
+
+/* ---- reading ---- */
+
+static void
+client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	(void) h;
+	(void) suggested;
+	if (read_buf_busy) {		/* never expected: reads are processed at once */
+		*buf = uv_buf_init(NULL, 0);
+		return;
+	}
+	read_buf_busy = true;
+	*buf = uv_buf_init(read_buf, sizeof(read_buf));
+}
+
+static void
+client_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	client	   *c = s->data;
+
+	read_buf_busy = false;
+	if (n == 0 || (c->flags & CF_CLOSED))
+		return;
+	ops[c->state].on_read(c, buf->base, n);
+}
+
+static void
+client_read_ignore(client *c, const char *buf, ssize_t n)
+{
+	(void) buf;
+	if (n < 0)
+		client_close(c);		/* peer went away */
+}
+
+static stream *
+client_stream_new(client *c, route_result *rr)
+{
+	stream	   *st = calloc(1, sizeof(stream));
+	const char *origin = c->req->origin.set ? c->req->origin.s : NULL;
+
+	if (st == NULL)
+		return NULL;
+	st->owner = c;
+	st->last_event_id = rr->last_event_id;
+	st->sub.patterns = rr->patterns;
+	st->sub.npatterns = rr->npatterns;
+	st->sub.filter = rr->filter;
+	rr->patterns = NULL;
+	rr->npatterns = 0;
+	rr->filter = NULL;
+	if (origin && cfg.cors_origin[0])
+		st->origin = strdup(origin);
+	if (rr->kind == ROUTE_SUB)
+		st->sub_id = strdup(rr->sub_id);
+	return st;
+}
+
+static void
+client_start_stream(client *c, route_result *rr)
+{
+	c->st = client_stream_new(c, rr);
+	if (c->st == NULL || (rr->kind == ROUTE_SUB && c->st->sub_id == NULL)) {
+		client_respond_error(c, 503, "unavailable", "out of memory");
+		return;
+	}
+	client_set_state(c, CS_OPENING);
+	work_open(c);
+}
+
+static void
+client_simple(client *c, route_result *rr, const char *origin)
+{
+	size_t		len;
+	char	   *body;
+
+	switch (rr->kind) {
+		case ROUTE_PREFLIGHT:
+			client_respond(c, resp_empty(204, origin, 1));
+			break;
+		case ROUTE_HEALTH:
+			if (db_link_up(&br.live))
+				client_respond(c, resp_body(200, "application/json", "{\"status\":\"ok\"}\n", 16, origin));
+			else
+				client_respond_error(c, 503, "unavailable", "the database link is down");
+			break;
+		case ROUTE_METRICS:
+			body = metrics_render(&len);
+			client_respond(c, body ? resp_body(200, "text/plain; version=0.0.4; charset=utf-8",
+											   body, len, origin) : NULL);
+			free(body);
+			break;
+		default:
+			client_respond_error(c, rr->status, rr->error, rr->detail);
+			break;
+	}
+}
+
+static void
+client_route(client *c)
+{
+	route_result rr;
+	const char *origin = c->req->origin.set ? c->req->origin.s : NULL;
+
+	if (c->flags & CF_REJECT) {
+		metrics.rejected++;
+		client_respond(c, resp_busy(origin));
+		return;
+	}
+	if (br.stopping) {
+		client_respond_error(c, 503, "unavailable", "shutting down");
+		return;
+	}
+	route_request(c->req, br.public_scope, &rr);
+	if (rr.kind == ROUTE_ADHOC || rr.kind == ROUTE_SUB)
+		client_start_stream(c, &rr);
+	else
+		client_simple(c, &rr, origin);
+	route_result_free(&rr);
+}
+
+static void
+client_read_request(client *c, const char *buf, ssize_t n)
+{
+	if (n < 0) {
+		client_close(c);		/* gone before finishing the request */
+		return;
+	}
+	if (c->req == NULL) {
+		c->req = malloc(sizeof(req));
+		if (c->req == NULL) {
+			client_close(c);
+			return;
+		}
+		req_init(c->req, cfg.max_header_bytes);
+	}
+	switch (req_feed(c->req, buf, (size_t) n)) {
+		case REQ_MORE:
+			return;
+		case REQ_ERROR:
+			if (c->flags & CF_REJECT)
+				client_respond(c, resp_busy(NULL));
+			else
+				client_respond_error(c, c->req->status,
+									 c->req->status == 431 ? "headers_too_large" : "bad_request",
+									 c->req->detail);
+			return;
+		case REQ_DONE:
+			client_route(c);
+			return;
+	}
+}
+
+/* ---- accepting ---- */
+
+static void
+client_reject_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+void
+client_accept(uv_stream_t *listener)
+{
+	client	   *c = calloc(1, sizeof(client));
+
+	if (c == NULL || uv_tcp_init(br.loop, &c->tcp) != 0) {
+		free(c);
+		return;
+	}
+	c->tcp.data = c;
+	if (uv_accept(listener, (uv_stream_t *) &c->tcp) != 0 ||
+		client_count >= cfg.max_clients + CLIENT_EXTRA_REJECTS) {
+		uv_close((uv_handle_t *) &c->tcp, client_reject_closed);
+		return;
+	}
+	metrics.connections++;
+	if (client_count >= cfg.max_clients)
+		c->flags |= CF_REJECT;
+	c->next = client_list;
+	if (client_list)
+		client_list->prev = c;
+	client_list = c;
+	client_count++;
+	c->state = CS_READING;
+	c->deadline_ms = bridge_now() + cfg.header_timeout * 1000;
+	uv_tcp_nodelay(&c->tcp, 1);
+	if (uv_read_start((uv_stream_t *) &c->tcp, client_alloc, client_on_read) != 0)
+		client_close(c);
+}
+
+/* ---- hub delivery, sweep, shutdown ---- */
+
+void
+client_deliver(hub_sub *s, event *ev, bool ends)
+{
+	stream	   *st = (stream *) s;
+	client	   *c = st->owner;
+
+	if (c->flags & (CF_ENDING | CF_DOOMED | CF_CLOSED))
+		return;
+	client_send(c, frame_ref(event_frame(ev)));
+	c->cursor = ev->id;
+	metrics.events_sent++;
+	if (ends)
+		client_end(c);
+}
+
+static void
+client_sweep_one(client *c, uint64_t now)
+{
+	switch ((client_state) c->state) {
+		case CS_READING:
+			if (now >= c->deadline_ms) {
+				log_debug("client %p: request head timed out", (void *) c);
+				client_respond_error(c, 408, "timeout", "request head not received in time");
+			}
+			break;
+		case CS_REPLAYING:
+		case CS_LIVE:
+			if (now >= c->deadline_ms + cfg.keepalive * 1000 && outq_pending(&c->q) == 0)
+				client_send(c, frame_ref(br.keepalive));
+			break;
+		case CS_CLOSING:
+			if (now >= c->deadline_ms)
+				client_close(c);
+			break;
+		case CS_OPENING:
+		case CS_COUNT:
+			break;
+	}
+}
+
+void
+client_sweep(uint64_t now)
+{
+	for (client *c = client_list, *next; c; c = next) {
+		next = c->next;
+		client_sweep_one(c, now);
+	}
+}
+
+void
+client_shutdown_all(void)
+{
+	for (client *c = client_list, *next; c; c = next) {
+		next = c->next;
+		if (c->state == CS_REPLAYING || c->state == CS_LIVE)
+			client_end(c);
+		else if (c->state != CS_CLOSING)
+			client_close(c);
+	}
+}

@@ -1,0 +1,259 @@
+/*
+ * config.c - one table of settings drives defaults, environment variables,
+ * getopt_long, --help and --version.
+ *
+ * Invariants: every entry in cfg_table names a field of cfg; string fields
+ * always point at heap copies owned by this module (never at argv or environ).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+
+cfg_settings cfg;
+
+typedef enum cfg_type {
+	CFG_STRING,
+	CFG_UINT,
+	CFG_SIZE
+} cfg_type;
+
+typedef struct cfg_entry {
+	const char *name;			/* long option; env SSE_BRIDGE_<NAME> */
+	cfg_type	type;
+	void	   *var;
+	const char *def;			/* default, in the option's own syntax */
+	const char *arg;			/* metavariable shown by --help */
+	const char *help;
+} cfg_entry;
+
+static const cfg_entry cfg_table[] = {
+	{"db", CFG_STRING, &cfg.db, "", "CONNINFO",
+	 "database connection (default: libpq environment, or DATABASE_URL)"},
+	{"listen", CFG_STRING, &cfg.listen, "127.0.0.1:8080", "HOST:PORT",
+	 "address to serve on"},
+	{"public-channels", CFG_STRING, &cfg.public_channels, "", "PATTERNS",
+	 "comma-separated patterns ad-hoc subscribers may read (empty: ad hoc off)"},
+	{"keepalive", CFG_UINT, &cfg.keepalive, "15", "SECONDS",
+	 "idle time before a keepalive comment"},
+	{"retry", CFG_UINT, &cfg.retry, "3000", "MS",
+	 "the retry: value sent to clients"},
+	{"max-clients", CFG_UINT, &cfg.max_clients, "10000", "N",
+	 "connection limit; further connections get 503"},
+	{"client-queue", CFG_SIZE, &cfg.client_queue, "1M", "BYTES",
+	 "output queue limit per client; a client over it is dropped"},
+	{"cors-origin", CFG_STRING, &cfg.cors_origin, "", "ORIGIN",
+	 "allowed cross-origin caller (or *)"},
+	{"log-level", CFG_STRING, &cfg.log_level, "info", "LEVEL",
+	 "error, warn, info or debug"},
+	{"header-timeout", CFG_UINT, &cfg.header_timeout, "10", "SECONDS",
+	 "time allowed to send the request line and headers"},
+	{"max-header-bytes", CFG_SIZE, &cfg.max_header_bytes, "8k", "BYTES",
+	 "request line and headers larger than this get 431"},
+	{"poll-interval", CFG_UINT, &cfg.poll_interval, "5000", "MS",
+	 "backstop poll of the event log"},
+	{"touch-interval", CFG_UINT, &cfg.touch_interval, "10", "SECONDS",
+	 "period of sse_touch and sse_expire calls"},
+	{"replay-cache", CFG_SIZE, &cfg.replay_cache, "64M", "BYTES",
+	 "recent events kept in memory for replays"},
+	{"batch", CFG_UINT, &cfg.batch, "1000", "ROWS",
+	 "rows per fetch from the event log"},
+};
+
+#define CFG_N (sizeof(cfg_table) / sizeof(cfg_table[0]))
+
+bool
+cfg_parse_size(const char *s, uint64_t *out)
+{
+	char	   *end;
+	unsigned long long v;
+	uint64_t	mul = 1;
+
+	if (!isdigit((unsigned char) s[0]))
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return false;
+	switch (*end) {
+		case '\0': break;
+		case 'k': case 'K': mul = 1024; end++; break;
+		case 'm': case 'M': mul = 1024 * 1024; end++; break;
+		case 'g': case 'G': mul = 1024 * 1024 * 1024; end++; break;
+		default: return false;
+	}
+	if ((*end == 'B' || *end == 'b') && mul > 1)
+		end++;
+	if (*end != '\0' || v > UINT64_MAX / mul)
+		return false;
+	*out = v * mul;
+	return true;
+}
+
+static bool
+cfg_parse_uint(const char *s, uint64_t *out)
+{
+	char	   *end;
+
+	if (!isdigit((unsigned char) s[0]))
+		return false;
+	errno = 0;
+	*out = strtoull(s, &end, 10);
+	return errno == 0 && *end == '\0';
+}
+
+/* Store value into e's variable; on error print a message and return false. */
+static bool
+cfg_set(const cfg_entry *e, const char *value, const char *origin)
+{
+	bool		ok = true;
+
+	switch (e->type) {
+		case CFG_STRING:
+			free(*(char **) e->var);
+			*(char **) e->var = strdup(value);
+			ok = *(char **) e->var != NULL;
+			break;
+		case CFG_UINT:
+			ok = cfg_parse_uint(value, (uint64_t *) e->var);
+			break;
+		case CFG_SIZE:
+			ok = cfg_parse_size(value, (uint64_t *) e->var);
+			break;
+	}
+	if (!ok)
+		fprintf(stderr, "sse-bridge: invalid value \"%s\" for %s (from %s)\n",
+				value, e->name, origin);
+	return ok;
+}
+
+static void
+cfg_env_name(const cfg_entry *e, char *buf, size_t size)
+{
+	size_t		n = (size_t) snprintf(buf, size, "SSE_BRIDGE_");
+
+	for (const char *p = e->name; *p && n + 1 < size; p++)
+		buf[n++] = *p == '-' ? '_' : (char) toupper((unsigned char) *p);
+	buf[n] = '\0';
+}
+
+static void
+cfg_usage(FILE *out)
+{
+	char		env[64];
+
+	fprintf(out, "Usage: sse-bridge [OPTION]...\n"
+			"Stream rows of the sse_bridge event log to Server-Sent Events clients.\n\n");
+	for (size_t i = 0; i < CFG_N; i++) {
+		const cfg_entry *e = &cfg_table[i];
+		char		left[64];
+
+		cfg_env_name(e, env, sizeof(env));
+		snprintf(left, sizeof(left), "--%s %s", e->name, e->arg);
+		fprintf(out, "  %-32s %s\n  %-32s [default: %s] [env: %s]\n",
+				left, e->help, "", e->def[0] ? e->def : "none", env);
+	}
+	fprintf(out, "  %-32s %s\n  %-32s %s\n", "-h, --help", "show this help",
+			"-V, --version", "print the version");
+}
+
+static bool
+cfg_defaults_and_env(void)
+{
+	char		env[64];
+
+	for (size_t i = 0; i < CFG_N; i++) {
+		const cfg_entry *e = &cfg_table[i];
+		const char *v;
+
+		if (!cfg_set(e, e->def, "default"))
+			return false;
+		cfg_env_name(e, env, sizeof(env));
+		v = getenv(env);
+		if (v != NULL && !cfg_set(e, v, env))
+			return false;
+	}
+	if (cfg.db[0] == '\0' && getenv("SSE_BRIDGE_DB") == NULL && getenv("DATABASE_URL"))
+		return cfg_set(&cfg_table[0], getenv("DATABASE_URL"), "DATABASE_URL");
+	return true;
+}
+
+static bool
+cfg_validate(void)
+{
+	log_level	lv;
+
+	if (!log_parse_level(cfg.log_level, &lv)) {
+		fprintf(stderr, "sse-bridge: unknown log level \"%s\"\n", cfg.log_level);
+		return false;
+	}
+	log_threshold = lv;
+	if (cfg.keepalive == 0 || cfg.batch == 0 || cfg.max_clients == 0 ||
+		cfg.poll_interval == 0 || cfg.touch_interval == 0 || cfg.header_timeout == 0) {
+		fprintf(stderr, "sse-bridge: keepalive, batch, max-clients, poll-interval, "
+				"touch-interval and header-timeout must be positive\n");
+		return false;
+	}
+	if (cfg.max_header_bytes < 256 || cfg.max_header_bytes > 1024 * 1024 ||
+		cfg.batch > 100000 || cfg.retry > 86400000 || cfg.keepalive > 86400) {
+		fprintf(stderr, "sse-bridge: a setting is out of range\n");
+		return false;
+	}
+	return true;
+}
+
+cfg_result
+cfg_load(int argc, char **argv)
+{
+	struct option opts[CFG_N + 3];
+
+	if (!cfg_defaults_and_env())
+		return CFG_EXIT_ERROR;
+	for (size_t i = 0; i < CFG_N; i++)
+		opts[i] = (struct option) {cfg_table[i].name, required_argument, NULL, (int) (256 + i)};
+	opts[CFG_N] = (struct option) {"help", no_argument, NULL, 'h'};
+	opts[CFG_N + 1] = (struct option) {"version", no_argument, NULL, 'V'};
+	opts[CFG_N + 2] = (struct option) {NULL, 0, NULL, 0};
+	optind = 1;
+	for (;;) {
+		int			c = getopt_long(argc, argv, "hV", opts, NULL);
+
+		if (c == -1)
+			break;
+		if (c == 'h') {
+			cfg_usage(stdout);
+			return CFG_EXIT_OK;
+		}
+		if (c == 'V') {
+			printf("sse-bridge %s\n", BRIDGE_VERSION);
+			return CFG_EXIT_OK;
+		}
+		if (c < 256 || c >= (int) (256 + CFG_N)) {
+			fprintf(stderr, "Try 'sse-bridge --help' for more information.\n");
+			return CFG_EXIT_ERROR;
+		}
+		if (!cfg_set(&cfg_table[c - 256], optarg, "command line"))
+			return CFG_EXIT_ERROR;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "sse-bridge: unexpected argument \"%s\"\n", argv[optind]);
+		return CFG_EXIT_ERROR;
+	}
+	return cfg_validate() ? CFG_OK : CFG_EXIT_ERROR;
+}
+
+void
+cfg_free(void)
+{
+	for (size_t i = 0; i < CFG_N; i++) {
+		if (cfg_table[i].type == CFG_STRING) {
+			free(*(char **) cfg_table[i].var);
+			*(char **) cfg_table[i].var = NULL;
+		}
+	}
+}

@@ -1,0 +1,50 @@
+/*
+ * config.h - the bridge's settings, filled from defaults, the environment
+ * (SSE_BRIDGE_<NAME>) and the command line, in that order of precedence.
+ */
+#ifndef BRIDGE_CONFIG_H
+#define BRIDGE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BRIDGE_VERSION "0.1.0"
+
+typedef struct cfg_settings {
+	char	   *db;				/* libpq conninfo, "" = libpq environment */
+	char	   *listen;			/* HOST:PORT */
+	char	   *public_channels; /* comma-separated patterns, "" = ad hoc off */
+	uint64_t	keepalive;		/* seconds of silence before a comment */
+	uint64_t	retry;			/* ms, sent as "retry:" */
+	uint64_t	max_clients;	/* open connections */
+	uint64_t	client_queue;	/* bytes queued per client before a drop */
+	char	   *cors_origin;	/* "" = no CORS headers */
+	char	   *log_level;
+	uint64_t	header_timeout; /* seconds to receive a full request head */
+	uint64_t	max_header_bytes; /* request line + headers */
+	uint64_t	poll_interval;	/* ms between backstop polls of the log */
+	uint64_t	touch_interval; /* seconds between sse_touch/sse_expire calls */
+	uint64_t	replay_cache;	/* bytes of recent events kept in memory */
+	uint64_t	batch;			/* rows per fetch */
+} cfg_settings;
+
+extern cfg_settings cfg;
+
+typedef enum cfg_result {
+	CFG_OK,					/* run */
+	CFG_EXIT_OK,			/* --help or --version printed */
+	CFG_EXIT_ERROR			/* bad option, message printed */
+} cfg_result;
+
+/*
+ * Fill cfg from defaults, environment and argv.  Strings in cfg are owned by
+ * the module and freed by cfg_free().
+ */
+cfg_result cfg_load(int argc, char **argv);
+void cfg_free(void);
+
+/* Parse "123", "64k", "1M", "2G" (binary units) into *out. */
+bool cfg_parse_size(const char *s, uint64_t *out);
+
+#endif

@@ -1,0 +1,533 @@
+/*
+ * db.c - asynchronous libpq links: connect, setup, job queue, reconnect.
+ *
+ * States and their handlers (db_set_state is the only place state changes):
+ *   DISCONNECTED  backoff timer pending            -> db_on_timer
+ *   CONNECTING    PQconnectPoll on socket events   -> db_io_connecting
+ *   SETUP         setup statement in flight        -> db_io_query
+ *   IDLE          LISTENing, no query              -> db_io_query
+ *   BUSY          one job in flight                -> db_io_query
+ *   STOPPED       terminal
+ * Invariants: the loop never blocks on libpq (the connection is
+ * non-blocking; we read only after readiness and flush until done); a
+ * uv_poll_t is closed before libpq closes its socket; cur is non-NULL
+ * exactly in BUSY; a job is owned by exactly one of: the queue, cur, or its
+ * done callback.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "log.h"
+
+#define DB_BACKOFF_MIN_MS 100
+#define DB_BACKOFF_MAX_MS 5000
+
+char	   *db_conninfo = "";
+
+static void db_on_poll(uv_poll_t *h, int status, int events);
+static void db_fail(db_link *l, const char *why);
+static void db_kick(db_link *l);
+static void db_send_step(db_link *l);
+static bool db_watch(db_link *l, int events);
+
+static const char *const db_state_names[] = {
+	"disconnected", "connecting", "setup", "idle", "busy", "stopped"
+};
+
+static void
+db_set_state(db_link *l, db_state st)
+{
+	if (l->state == st)
+		return;
+	log_debug("db %s: %s -> %s", l->name, db_state_names[l->state], db_state_names[st]);
+	l->state = st;
+}
+
+static char *
+db_strdup(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+static db_job *
+db_job_alloc(int nparams, const char *const *params, db_done_fn done, void *owner)
+{
+	db_job	   *job = calloc(1, sizeof(db_job));
+
+	if (job == NULL || nparams > DB_MAX_PARAMS) {
+		free(job);
+		return NULL;
+	}
+	job->nparams = nparams;
+	for (int i = 0; i < nparams; i++)
+		job->params[i] = db_strdup(params[i]);
+	job->done = done;
+	job->owner = owner;
+	return job;
+}
+
+db_job *
+db_job_new(const char *stmt, int nparams, const char *const *params,
+		   db_done_fn done, void *owner)
+{
+	db_job	   *job = db_job_alloc(nparams, params, done, owner);
+
+	if (job != NULL)
+		job->stmt = stmt;
+	return job;
+}
+
+db_job *
+db_job_sql(const char *sql, int nparams, const char *const *params,
+		   db_done_fn done, void *owner)
+{
+	db_job	   *job = db_job_alloc(nparams, params, done, owner);
+
+	if (job != NULL && (job->sql = strdup(sql)) == NULL) {
+		db_job_free(job);
+		return NULL;
+	}
+	return job;
+}
+
+void
+db_job_free(db_job *job)
+{
+	if (job == NULL)
+		return;
+	for (int i = 0; i < job->nparams; i++)
+		free(job->params[i]);
+	free(job->sql);
+	free(job);
+}
+
+bool
+db_link_up(const db_link *l)
+{
+	return l->state == DB_IDLE || l->state == DB_BUSY;
+}
+
+size_t
+db_queue_len(const db_link *l)
+{
+	size_t		n = l->cur != NULL;
+
+	for (db_job *j = l->head; j; j = j->next)
+		n++;
+	return n;
+}
+
+static void
+db_on_timer(uv_timer_t *t)
+{
+	db_link    *l = t->data;
+	const char *kw[] = {"keepalives", "keepalives_idle", "keepalives_interval",
+		"keepalives_count", "fallback_application_name", "dbname", NULL};
+	const char *val[] = {"1", "10", "5", "3", "sse-bridge", db_conninfo, NULL};
+
+	if (l->state != DB_DISCONNECTED)
+		return;
+	l->conn = PQconnectStartParams(kw, val, 1);
+	if (l->conn == NULL || PQstatus(l->conn) == CONNECTION_BAD) {
+		db_fail(l, l->conn ? PQerrorMessage(l->conn) : "out of memory");
+		return;
+	}
+	db_set_state(l, DB_CONNECTING);
+	l->fd = -1;
+	if (!db_watch(l, UV_WRITABLE))	/* libpq: start as if POLLING_WRITING */
+		db_fail(l, "cannot poll socket");
+}
+
+static void
+db_poll_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void
+db_unwatch(db_link *l)
+{
+	if (l->poll != NULL) {
+		uv_close((uv_handle_t *) l->poll, db_poll_closed);
+		l->poll = NULL;
+	}
+	l->fd = -1;
+	l->events = 0;
+}
+
+/* Poll the connection's current socket for events; recreate on a new fd. */
+static bool
+db_watch(db_link *l, int events)
+{
+	int			fd = PQsocket(l->conn);
+
+	if (fd < 0)
+		return false;
+	if (l->poll != NULL && fd != l->fd)
+		db_unwatch(l);
+	if (l->poll == NULL) {
+		l->poll = malloc(sizeof(uv_poll_t));
+		if (l->poll == NULL || uv_poll_init(l->loop, l->poll, fd) != 0) {
+			free(l->poll);
+			l->poll = NULL;
+			return false;
+		}
+		l->poll->data = l;
+		l->fd = fd;
+		l->events = 0;
+	}
+	if (events != l->events) {
+		l->events = events;
+		return uv_poll_start(l->poll, events, db_on_poll) == 0;
+	}
+	return true;
+}
+
+static void
+db_schedule(db_link *l)
+{
+	uint64_t	delay = DB_BACKOFF_MIN_MS;
+
+	for (unsigned i = 0; i < l->attempt && delay < DB_BACKOFF_MAX_MS; i++)
+		delay *= 2;
+	if (delay > DB_BACKOFF_MAX_MS)
+		delay = DB_BACKOFF_MAX_MS;
+	delay = delay / 2 + (uint64_t) rand() % (delay / 2 + 1);	/* jitter */
+	if (l->attempt == 0)
+		delay = 0;
+	l->attempt++;
+	uv_timer_start(&l->timer, db_on_timer, delay, 0);
+}
+
+/* Drop the connection; requeue the job in flight; reconnect later. */
+static void
+db_fail(db_link *l, const char *why)
+{
+	bool		was_up = db_link_up(l) || l->state == DB_SETUP;
+	char		msg[256];
+
+	snprintf(msg, sizeof(msg), "%s", why ? why : "");
+	msg[strcspn(msg, "\n")] = '\0';
+	if (l->state == DB_STOPPED)
+		return;
+	log_warn("db %s: connection failed: %s", l->name, msg);
+	if (l->cur != NULL) {
+		l->cur->next = l->head;
+		l->head = l->cur;
+		if (l->tail == NULL)
+			l->tail = l->cur;
+		l->cur = NULL;
+	}
+	PQclear(l->res);
+	l->res = NULL;
+	db_unwatch(l);
+	PQfinish(l->conn);
+	l->conn = NULL;
+	db_set_state(l, DB_DISCONNECTED);
+	if (was_up && l->was_up) {
+		l->reconnects++;
+		l->was_up = false;
+		if (l->ops.down)
+			l->ops.down(l);
+	}
+	if (l->attempt == 0)
+		l->attempt = 1;
+	db_schedule(l);
+}
+
+static void
+db_io_connecting(db_link *l, int events)
+{
+	(void) events;
+	switch (PQconnectPoll(l->conn)) {
+		case PGRES_POLLING_READING:
+			if (!db_watch(l, UV_READABLE))
+				db_fail(l, "cannot poll socket");
+			return;
+		case PGRES_POLLING_WRITING:
+			if (!db_watch(l, UV_WRITABLE))
+				db_fail(l, "cannot poll socket");
+			return;
+		case PGRES_POLLING_OK:
+			break;
+		default:
+			db_fail(l, PQerrorMessage(l->conn));
+			return;
+	}
+	if (PQsetnonblocking(l->conn, 1) != 0 || !db_watch(l, UV_READABLE)) {
+		db_fail(l, "cannot switch to non-blocking mode");
+		return;
+	}
+	db_set_state(l, DB_SETUP);
+	l->step = 0;
+	db_send_step(l);
+}
+
+/* After a send: flush, and poll for writability while output remains. */
+static void
+db_flush(db_link *l)
+{
+	int			r = PQflush(l->conn);
+
+	if (r < 0)
+		db_fail(l, PQerrorMessage(l->conn));
+	else if (!db_watch(l, UV_READABLE | (r == 1 ? UV_WRITABLE : 0)))
+		db_fail(l, "cannot poll socket");
+}
+
+static void
+db_send_step(db_link *l)
+{
+	const db_step *s = &l->steps[l->step];
+	int			ok = s->name ? PQsendPrepare(l->conn, s->name, s->sql, 0, NULL)
+		: PQsendQuery(l->conn, s->sql);
+
+	if (!ok) {
+		db_fail(l, PQerrorMessage(l->conn));
+		return;
+	}
+	db_flush(l);
+}
+
+static void
+db_send_job(db_link *l)
+{
+	db_job	   *job = l->head;
+	int			ok;
+
+	l->head = job->next;
+	if (l->head == NULL)
+		l->tail = NULL;
+	job->next = NULL;
+	l->cur = job;
+	db_set_state(l, DB_BUSY);
+	if (job->stmt)
+		ok = PQsendQueryPrepared(l->conn, job->stmt, job->nparams,
+								 (const char *const *) job->params, NULL, NULL, 0);
+	else
+		ok = PQsendQueryParams(l->conn, job->sql, job->nparams, NULL,
+							   (const char *const *) job->params, NULL, NULL, 0);
+	if (!ok) {
+		db_fail(l, PQerrorMessage(l->conn));
+		return;
+	}
+	db_flush(l);
+}
+
+/* Send the next queued job if the link is idle. */
+static void
+db_kick(db_link *l)
+{
+	while (l->state == DB_IDLE && l->head != NULL) {
+		if (l->head->cancelled) {
+			db_job	   *job = l->head;	/* cancelled before it was sent */
+
+			l->head = job->next;
+			if (l->head == NULL)
+				l->tail = NULL;
+			job->next = NULL;
+			job->done(job, NULL);
+			continue;
+		}
+		db_send_job(l);
+	}
+}
+
+void
+db_submit(db_link *l, db_job *job)
+{
+	job->next = NULL;
+	if (l->tail)
+		l->tail->next = job;
+	else
+		l->head = job;
+	l->tail = job;
+	db_kick(l);
+}
+
+static void
+db_step_done(db_link *l, PGresult *res)
+{
+	const db_step *s = &l->steps[l->step];
+	ExecStatusType st = PQresultStatus(res);
+
+	if ((st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) || (s->check && !s->check(l, res))) {
+		char		why[300];
+
+		snprintf(why, sizeof(why), "setup step %zu: %s", l->step,
+				 st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? "rejected"
+				 : PQresultErrorMessage(res));
+		PQclear(res);
+		db_fail(l, why);
+		return;
+	}
+	PQclear(res);
+	if (++l->step < l->nsteps) {
+		db_send_step(l);
+		return;
+	}
+	l->attempt = 0;
+	l->was_up = true;
+	db_set_state(l, DB_IDLE);
+	log_info("db %s: connected", l->name);
+	if (l->ops.up)
+		l->ops.up(l);
+	db_kick(l);
+}
+
+static void
+db_job_done(db_link *l, PGresult *res)
+{
+	db_job	   *job = l->cur;
+
+	if (PQstatus(l->conn) == CONNECTION_BAD) {
+		PQclear(res);
+		db_fail(l, "connection lost during a query");
+		return;
+	}
+	l->cur = NULL;
+	db_set_state(l, DB_IDLE);
+	job->done(job, res);
+	PQclear(res);
+	db_kick(l);
+}
+
+/* A query finished (PQgetResult returned NULL): hand over its first result. */
+static void
+db_query_complete(db_link *l)
+{
+	PGresult   *res = l->res;
+
+	l->res = NULL;
+	if (res == NULL) {
+		db_fail(l, "query returned no result");
+		return;
+	}
+	if (l->state == DB_SETUP)
+		db_step_done(l, res);
+	else
+		db_job_done(l, res);
+}
+
+static void
+db_drain_notifies(db_link *l)
+{
+	PGnotify   *n;
+
+	while (l->conn != NULL && (n = PQnotifies(l->conn)) != NULL) {
+		if (l->ops.notify && db_link_up(l))
+			l->ops.notify(l, n->extra);
+		PQfreemem(n);
+	}
+}
+
+static void
+db_collect(db_link *l)
+{
+	while ((l->state == DB_SETUP || l->state == DB_BUSY) && !PQisBusy(l->conn)) {
+		PGresult   *r = PQgetResult(l->conn);
+
+		if (r == NULL) {
+			db_query_complete(l);
+			continue;
+		}
+		if (l->res == NULL)
+			l->res = r;
+		else
+			PQclear(r);
+	}
+}
+
+static void
+db_io_query(db_link *l, int events)
+{
+	if (events & UV_WRITABLE) {
+		db_flush(l);
+		if (l->conn == NULL)
+			return;
+	}
+	if (events & UV_READABLE) {
+		if (!PQconsumeInput(l->conn)) {
+			db_fail(l, PQerrorMessage(l->conn));
+			return;
+		}
+	}
+	db_collect(l);
+	if (l->conn != NULL)
+		db_drain_notifies(l);
+	if (l->conn != NULL && PQstatus(l->conn) == CONNECTION_BAD)
+		db_fail(l, "connection lost");
+}
+
+static void
+db_on_poll(uv_poll_t *h, int status, int events)
+{
+	db_link    *l = h->data;
+
+	if (status < 0)
+		events = UV_READABLE | UV_WRITABLE;	/* let libpq find the error */
+	switch (l->state) {
+		case DB_CONNECTING:
+			db_io_connecting(l, events);
+			break;
+		case DB_SETUP:
+		case DB_IDLE:
+		case DB_BUSY:
+			db_io_query(l, events);
+			break;
+		case DB_DISCONNECTED:
+		case DB_STOPPED:
+			break;
+	}
+}
+
+void
+db_link_init(db_link *l, uv_loop_t *loop, const char *name,
+			 const db_step *steps, size_t nsteps, db_ops ops)
+{
+	memset(l, 0, sizeof(*l));
+	l->name = name;
+	l->loop = loop;
+	l->steps = steps;
+	l->nsteps = nsteps;
+	l->ops = ops;
+	l->fd = -1;
+	l->state = DB_DISCONNECTED;
+	uv_timer_init(loop, &l->timer);
+	l->timer.data = l;
+}
+
+void
+db_link_start(db_link *l)
+{
+	l->attempt = 0;
+	db_schedule(l);
+}
+
+void
+db_link_stop(db_link *l)
+{
+	db_job	   *job;
+
+	uv_timer_stop(&l->timer);
+	uv_close((uv_handle_t *) &l->timer, NULL);
+	db_unwatch(l);
+	PQclear(l->res);
+	l->res = NULL;
+	if (l->conn)
+		PQfinish(l->conn);
+	l->conn = NULL;
+	db_set_state(l, DB_STOPPED);
+	if (l->cur) {
+		l->cur->next = l->head;
+		l->head = l->cur;
+		l->cur = NULL;
+	}
+	while ((job = l->head) != NULL) {
+		l->head = job->next;
+		job->next = NULL;
+		job->done(job, NULL);
+	}
+	l->tail = NULL;
+}

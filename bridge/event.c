@@ -1,0 +1,89 @@
+/*
+ * event.c - in-memory events with lazily parsed JSON and a lazily formatted,
+ * shared SSE frame.
+ *
+ * Invariants: an event's strings are immutable and NUL-terminated; a name
+ * that fails sse_event_name_check is dropped (the event goes out unnamed),
+ * so a frame can never carry an injected field; is_close is true exactly
+ * when the name is "close".
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "event.h"
+#include "sse_filter.h"
+#include "sse_match.h"
+
+event *
+event_new(int64_t id, int64_t created_us, const char *channel, size_t chlen,
+		  const char *name, size_t nlen, const char *data, size_t dlen)
+{
+	event	   *ev;
+	char	   *p;
+
+	if (name != NULL && sse_event_name_check(name, nlen) != SSE_NAME_OK)
+		name = NULL;
+	if (name == NULL)
+		nlen = 0;
+	if (chlen > UINT32_MAX || nlen > UINT32_MAX)
+		return NULL;
+	ev = malloc(sizeof(event) + chlen + 1 + nlen + 1 + dlen + 1);
+	if (ev == NULL)
+		return NULL;
+	memset(ev, 0, sizeof(*ev));
+	ev->id = id;
+	ev->created_us = created_us;
+	p = (char *) (ev + 1);
+	ev->channel = memcpy(p, channel, chlen);
+	p[chlen] = '\0';
+	p += chlen + 1;
+	if (name != NULL) {
+		ev->name = memcpy(p, name, nlen);
+		p[nlen] = '\0';
+		p += nlen + 1;
+		ev->is_close = nlen == 5 && memcmp(name, "close", 5) == 0;
+	}
+	ev->data = memcpy(p, data, dlen);
+	p[dlen] = '\0';
+	ev->chlen = (uint32_t) chlen;
+	ev->nlen = (uint32_t) nlen;
+	ev->dlen = dlen;
+	return ev;
+}
+
+void
+event_free(event *ev)
+{
+	if (ev == NULL)
+		return;
+	json_decref(ev->json);
+	frame_unref(ev->frame);
+	free(ev);
+}
+
+frame *
+event_frame(event *ev)
+{
+	if (ev->frame == NULL)
+		ev->frame = frame_event(ev->id, ev->name, ev->nlen, ev->data, ev->dlen);
+	return ev->frame;
+}
+
+const json_t *
+event_json(event *ev)
+{
+	if (!ev->parsed) {
+		ev->parsed = true;
+		ev->json = sse_json_parse(ev->data, ev->dlen);
+	}
+	return ev->json;
+}
+
+size_t
+event_cost(const event *ev)
+{
+	/* struct + strings + a frame of about the same size + JSON overhead */
+	size_t		base = sizeof(event) + ev->chlen + ev->nlen + ev->dlen + 3;
+
+	return base + ev->dlen + 64 + (ev->dlen > 0 && ev->data[0] == '{' ? ev->dlen * 2 : 0);
+}

@@ -1,0 +1,46 @@
+/*
+ * event.h - one row of sse_bridge.events in memory.
+ *
+ * The payload is parsed as JSON at most once and formatted as an SSE frame at
+ * most once, both lazily, on first need.
+ *
+ * Ownership: event_new copies its arguments; the event owns its strings,
+ * its parsed JSON and one reference to its frame.  event_frame returns a
+ * borrowed frame (take frame_ref to keep it).  event_json returns a borrowed
+ * value (NULL when the payload is not JSON).
+ */
+#ifndef BRIDGE_EVENT_H
+#define BRIDGE_EVENT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "frame.h"
+
+typedef struct event {
+	int64_t		id;
+	int64_t		created_us;		/* commit time, microseconds since epoch */
+	char	   *channel;		/* all strings live in the same allocation */
+	char	   *name;			/* NULL = default "message" */
+	char	   *data;
+	uint32_t	chlen;
+	uint32_t	nlen;
+	size_t		dlen;
+	json_t	   *json;
+	frame	   *frame;
+	bool		parsed;
+	bool		is_close;
+} event;
+
+event	   *event_new(int64_t id, int64_t created_us, const char *channel, size_t chlen,
+					  const char *name, size_t nlen, const char *data, size_t dlen);
+void		event_free(event *ev);
+frame	   *event_frame(event *ev);
+const json_t *event_json(event *ev);
+
+/* Approximate memory held, for the replay cache's byte limit. */
+size_t		event_cost(const event *ev);
+
+#endif

@@ -1,0 +1,46 @@
+/*
+ * frame.h - immutable, reference-counted byte buffers shared by clients.
+ *
+ * Ownership: frame_alloc and every frame_* constructor return a frame with
+ * one reference owned by the caller.  frame_ref adds one; frame_unref drops
+ * one and frees at zero.  The bytes never change after construction, so one
+ * frame may sit in many client queues at once.  Single-threaded only.
+ */
+#ifndef BRIDGE_FRAME_H
+#define BRIDGE_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct frame {
+	uint32_t	refs;
+	uint32_t	len;
+	char		data[];
+} frame;
+
+/* Uninitialised frame of len bytes (the caller fills data); NULL on OOM. */
+frame	   *frame_alloc(size_t len);
+frame	   *frame_from(const char *bytes, size_t len);
+frame	   *frame_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static inline frame *
+frame_ref(frame *f)
+{
+	f->refs++;
+	return f;
+}
+
+void		frame_unref(frame *f);
+
+/*
+ * An SSE event: "id: <id>", "event: <name>" when name is not NULL, then one
+ * "data: " line per payload line (split on CRLF, CR or LF), then a blank
+ * line.  name must already be a valid event name (no CR/LF).
+ */
+frame	   *frame_event(int64_t id, const char *name, size_t nlen,
+						const char *data, size_t dlen);
+
+/* Bytes frame_event would produce (for accounting without formatting). */
+size_t		frame_event_size(int64_t id, size_t nlen, const char *data, size_t dlen);
+
+#endif

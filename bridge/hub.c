@@ -1,0 +1,400 @@
+/*
+ * hub.c - subscription index and per-event fan-out.
+ *
+ * Invariants:
+ *  - every added hub_sub has exactly one entry per pattern, each in exactly
+ *    one list of the bucket for that pattern text;
+ *  - a bucket exists while it has entries; a key list exists while it has
+ *    entries; empty ones are freed at once;
+ *  - literal buckets are visited before wildcard buckets, so a close event
+ *    that ends a stream reaches it through its literal pattern first;
+ *  - hub_dispatch never changes the index (callbacks defer changes).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hmap.h"
+#include "hub.h"
+#include "sse_filter.h"
+#include "sse_match.h"
+
+#define HUB_KEY_MAX 512
+
+typedef struct hub_list {
+	hub_entry  *first;
+} hub_list;
+
+typedef struct hub_bucket {
+	char	   *pattern;
+	size_t		plen;
+	bool		literal;
+	size_t		n;
+	hub_list	all;			/* no filter */
+	hub_list	scan;			/* filter with no indexable member */
+	hmap		keys;			/* encoded (key, scalar) -> hub_keylist */
+	struct hub_bucket *wnext;	/* wildcard buckets list */
+	struct hub_bucket **wpprev;
+} hub_bucket;
+
+typedef struct hub_keylist {
+	hub_list	list;
+	size_t		klen;
+	char		key[];
+} hub_keylist;
+
+struct hub_entry {
+	hub_entry  *next;
+	hub_entry **pprev;
+	hub_sub    *sub;
+	hub_bucket *bucket;
+	hub_keylist *kl;			/* NULL when in all or scan */
+};
+
+static struct {
+	hmap		literal;		/* pattern text -> bucket */
+	hmap		wild_by_text;	/* pattern text -> bucket */
+	hub_bucket *wild;			/* all wildcard buckets */
+	size_t		nsubs;
+	hub_deliver_fn deliver;
+} hub;
+
+uint64_t	hub_filter_evals;
+
+void
+hub_init(hub_deliver_fn deliver)
+{
+	memset(&hub, 0, sizeof(hub));
+	hub.deliver = deliver;
+}
+
+void
+hub_shutdown(void)
+{
+	hmap_clear(&hub.literal);
+	hmap_clear(&hub.wild_by_text);
+	hub.wild = NULL;
+}
+
+size_t
+hub_count(void)
+{
+	return hub.nsubs;
+}
+
+/*
+ * Encode (key, scalar value) into buf; returns the length, or 0 when the
+ * value is not a scalar or the encoding would not fit.  Numbers that are
+ * equal under jsonb (1 and 1.0) encode the same.
+ */
+static size_t
+hub_encode(const char *k, size_t klen, const json_t *v, char *buf, size_t size)
+{
+	char		val[40];
+	const char *vs = val;
+	size_t		vlen;
+	char		tag;
+
+	switch (json_typeof(v)) {
+		case JSON_STRING: tag = 's'; vs = json_string_value(v); vlen = json_string_length(v); break;
+		case JSON_INTEGER:
+		case JSON_REAL: tag = 'n'; vlen = (size_t) snprintf(val, sizeof(val), "%.17g", json_number_value(v)); break;
+		case JSON_TRUE: tag = 't'; vlen = 0; break;
+		case JSON_FALSE: tag = 'f'; vlen = 0; break;
+		case JSON_NULL: tag = 'z'; vlen = 0; break;
+		default: return 0;
+	}
+	if (klen > UINT32_MAX || sizeof(uint32_t) + klen + 1 + vlen > size)
+		return 0;
+	uint32_t	kl = (uint32_t) klen;
+
+	memcpy(buf, &kl, sizeof(kl));
+	memcpy(buf + sizeof(kl), k, klen);
+	buf[sizeof(kl) + klen] = tag;
+	memcpy(buf + sizeof(kl) + klen + 1, vs, vlen);
+	return sizeof(kl) + klen + 1 + vlen;
+}
+
+/* The index key of a filter: its first scalar member, or 0 if none fits. */
+static size_t
+hub_filter_key(const json_t *filter, char *buf, size_t size)
+{
+	const char *k;
+	json_t	   *v;
+
+	json_object_foreach((json_t *) filter, k, v) {
+		size_t		n = hub_encode(k, json_object_iter_key_len(json_object_key_to_iter(k)), v, buf, size);
+
+		if (n > 0)
+			return n;
+	}
+	return 0;
+}
+
+static void
+hub_list_insert(hub_list *l, hub_entry *e)
+{
+	e->next = l->first;
+	if (e->next)
+		e->next->pprev = &e->next;
+	e->pprev = &l->first;
+	l->first = e;
+}
+
+static void
+hub_list_unlink(hub_entry *e)
+{
+	*e->pprev = e->next;
+	if (e->next)
+		e->next->pprev = e->pprev;
+	e->next = NULL;
+	e->pprev = NULL;
+}
+
+static hub_bucket *
+hub_bucket_get(const char *pat, bool create)
+{
+	size_t		plen = strlen(pat);
+	bool		literal = sse_pattern_is_literal(pat, plen);
+	hmap	   *m = literal ? &hub.literal : &hub.wild_by_text;
+	hub_bucket *b = hmap_get(m, pat, plen);
+
+	if (b != NULL || !create)
+		return b;
+	b = calloc(1, sizeof(hub_bucket));
+	if (b == NULL || (b->pattern = strdup(pat)) == NULL || !hmap_put(m, pat, plen, b)) {
+		if (b)
+			free(b->pattern);
+		free(b);
+		return NULL;
+	}
+	b->plen = plen;
+	b->literal = literal;
+	if (!literal) {
+		b->wnext = hub.wild;
+		if (b->wnext)
+			b->wnext->wpprev = &b->wnext;
+		b->wpprev = &hub.wild;
+		hub.wild = b;
+	}
+	return b;
+}
+
+static void
+hub_bucket_release(hub_bucket *b)
+{
+	if (b->n > 0)
+		return;
+	hmap_del(b->literal ? &hub.literal : &hub.wild_by_text, b->pattern, b->plen);
+	if (!b->literal) {
+		*b->wpprev = b->wnext;
+		if (b->wnext)
+			b->wnext->wpprev = b->wpprev;
+	}
+	hmap_clear(&b->keys);
+	free(b->pattern);
+	free(b);
+}
+
+/* Put e into the right list of bucket b for filter f. */
+static bool
+hub_place(hub_bucket *b, hub_entry *e, const json_t *f)
+{
+	char		key[HUB_KEY_MAX];
+	size_t		klen = f ? hub_filter_key(f, key, sizeof(key)) : 0;
+	hub_keylist *kl;
+
+	if (f == NULL || klen == 0) {
+		hub_list_insert(f == NULL ? &b->all : &b->scan, e);
+		return true;
+	}
+	kl = hmap_get(&b->keys, key, klen);
+	if (kl == NULL) {
+		kl = calloc(1, sizeof(hub_keylist) + klen);
+		if (kl == NULL || !hmap_put(&b->keys, key, klen, kl)) {
+			free(kl);
+			return false;
+		}
+		kl->klen = klen;
+		memcpy(kl->key, key, klen);
+	}
+	hub_list_insert(&kl->list, e);
+	e->kl = kl;
+	return true;
+}
+
+static void
+hub_unplace(hub_entry *e)
+{
+	hub_keylist *kl = e->kl;
+
+	hub_list_unlink(e);
+	if (kl != NULL && kl->list.first == NULL) {
+		hmap_del(&e->bucket->keys, kl->key, kl->klen);
+		free(kl);
+	}
+	e->kl = NULL;
+	e->bucket->n--;
+	hub_bucket_release(e->bucket);
+	e->bucket = NULL;
+}
+
+bool
+hub_add(hub_sub *s)
+{
+	s->entries = calloc(s->npatterns, sizeof(hub_entry));
+	if (s->entries == NULL)
+		return false;
+	for (size_t i = 0; i < s->npatterns; i++) {
+		hub_entry  *e = &s->entries[i];
+		hub_bucket *b = hub_bucket_get(s->patterns[i], true);
+
+		e->sub = s;
+		if (b == NULL || !hub_place(b, e, s->filter)) {
+			if (b)
+				hub_bucket_release(b);
+			hub_remove(s);
+			return false;
+		}
+		e->bucket = b;
+		b->n++;
+	}
+	s->seen = -1;
+	hub.nsubs++;
+	return true;
+}
+
+void
+hub_remove(hub_sub *s)
+{
+	bool		complete = true;
+
+	if (s->entries == NULL)
+		return;
+	for (size_t i = 0; i < s->npatterns; i++) {
+		if (s->entries[i].bucket != NULL)
+			hub_unplace(&s->entries[i]);
+		else
+			complete = false;
+	}
+	if (complete)
+		hub.nsubs--;
+	free(s->entries);
+	s->entries = NULL;
+}
+
+static void
+hub_send(hub_sub *s, event *ev, bool ends)
+{
+	if (s->seen >= ev->id)
+		return;
+	s->seen = ev->id;
+	hub.deliver(s, ev, ends);
+}
+
+static void
+hub_list_all(hub_list *l, event *ev, bool ends)
+{
+	for (hub_entry *e = l->first, *next; e; e = next) {
+		next = e->next;
+		hub_send(e->sub, ev, ends);
+	}
+}
+
+static void
+hub_list_filtered(hub_list *l, event *ev, const json_t *data)
+{
+	for (hub_entry *e = l->first, *next; e; e = next) {
+		next = e->next;
+		if (e->sub->seen >= ev->id)
+			continue;
+		hub_filter_evals++;
+		if (sse_filter_match(e->sub->filter, data))
+			hub_send(e->sub, ev, false);
+	}
+}
+
+/* Close events bypass filters: everyone in the bucket gets them. */
+static void
+hub_bucket_close(hub_bucket *b, event *ev)
+{
+	bool		ends = b->literal;
+	size_t		i;
+
+	hub_list_all(&b->all, ev, ends);
+	hub_list_all(&b->scan, ev, ends);
+	for (hmap_entry *he = hmap_first(&b->keys, &i); he; he = hmap_next(&b->keys, he, &i))
+		hub_list_all(&((hub_keylist *) he->value)->list, ev, ends);
+}
+
+static void
+hub_bucket_keyed(hub_bucket *b, event *ev, const json_t *data)
+{
+	const char *k;
+	json_t	   *v;
+	char		key[HUB_KEY_MAX];
+
+	if (!json_is_object(data))
+		return;
+	json_object_foreach((json_t *) data, k, v) {
+		size_t		klen = hub_encode(k, json_object_iter_key_len(json_object_key_to_iter(k)),
+									  v, key, sizeof(key));
+		hub_keylist *kl = klen ? hmap_get(&b->keys, key, klen) : NULL;
+
+		if (kl != NULL)
+			hub_list_filtered(&kl->list, ev, data);
+	}
+}
+
+static void
+hub_bucket_dispatch(hub_bucket *b, event *ev)
+{
+	if (ev->is_close) {
+		hub_bucket_close(b, ev);
+		return;
+	}
+	hub_list_all(&b->all, ev, false);
+	if (b->scan.first == NULL && b->keys.n == 0)
+		return;
+	const json_t *data = event_json(ev);
+
+	if (b->scan.first != NULL)
+		hub_list_filtered(&b->scan, ev, data);
+	if (b->keys.n > 0)
+		hub_bucket_keyed(b, ev, data);
+}
+
+void
+hub_dispatch(event *ev)
+{
+	hub_bucket *b = hmap_get(&hub.literal, ev->channel, ev->chlen);
+
+	if (b != NULL)
+		hub_bucket_dispatch(b, ev);
+	for (b = hub.wild; b != NULL; b = b->wnext)
+		if (sse_pattern_match(b->pattern, b->plen, ev->channel, ev->chlen))
+			hub_bucket_dispatch(b, ev);
+}
+
+bool
+hub_matches(const hub_sub *s, event *ev, bool *ends)
+{
+	bool		matched = false;
+
+	*ends = false;
+	for (size_t i = 0; i < s->npatterns; i++) {
+		const char *p = s->patterns[i];
+		size_t		plen = strlen(p);
+
+		if (!sse_pattern_match(p, plen, ev->channel, ev->chlen))
+			continue;
+		matched = true;
+		if (ev->is_close && plen == ev->chlen && memcmp(p, ev->channel, plen) == 0)
+			*ends = true;
+	}
+	if (!matched)
+		return false;
+	if (ev->is_close || s->filter == NULL)
+		return true;
+	return sse_filter_match(s->filter, event_json(ev));
+}

@@ -1,0 +1,59 @@
+/*
+ * hub.h - live subscriptions indexed for fan-out.
+ *
+ * Index: a literal pattern maps straight to its bucket; wildcard patterns
+ * are grouped by distinct pattern text and tested once per event per
+ * distinct pattern.  Inside a bucket, subscriptions without a filter sit in
+ * one list; a filter with a top-level scalar member (k: v) is indexed under
+ * (k, v), so an event only visits subscriptions whose key/value it carries;
+ * the rest are scanned.  Each candidate is confirmed with sse_filter_match,
+ * so the index only narrows, never decides.  Delivery cost grows with
+ * matches, not with subscriptions.
+ *
+ * Ownership: a hub_sub is owned by its caller (a client's stream) and must
+ * stay valid, with unchanged patterns and filter, between hub_add and
+ * hub_remove.  The deliver callback must not call hub_add or hub_remove
+ * (defer them); it receives a borrowed event.
+ */
+#ifndef BRIDGE_HUB_H
+#define BRIDGE_HUB_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "event.h"
+
+typedef struct hub_entry hub_entry;
+
+typedef struct hub_sub {
+	char	  **patterns;		/* borrowed from the owner */
+	size_t		npatterns;
+	json_t	   *filter;			/* borrowed; NULL = match everything */
+	int64_t		seen;			/* last event delivered (dedupes patterns) */
+	hub_entry  *entries;		/* one per pattern while added */
+} hub_sub;
+
+/*
+ * Called once per (subscription, matching event), in id order.  ends is true
+ * when the event is a close on one of the subscription's literal patterns.
+ */
+typedef void (*hub_deliver_fn)(hub_sub *s, event *ev, bool ends);
+
+void		hub_init(hub_deliver_fn deliver);
+void		hub_shutdown(void);
+bool		hub_add(hub_sub *s);
+void		hub_remove(hub_sub *s);
+size_t		hub_count(void);
+
+/* Deliver ev to every added subscription that matches it. */
+void		hub_dispatch(event *ev);
+
+/* The same decision for one subscription, without the index (replays). */
+bool		hub_matches(const hub_sub *s, event *ev, bool *ends);
+
+/* Counters for /metrics: filter evaluations and deliveries. */
+extern uint64_t hub_filter_evals;
+
+#endif

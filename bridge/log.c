@@ -1,0 +1,65 @@
+/*
+ * log.c - leveled log lines on stderr.
+ *
+ * Invariants: every message is written with a single write(2) so lines from
+ * one process never interleave; messages longer than the line buffer are
+ * truncated.  Callers never pass subscription ids at LOG_INFO or above.
+ */
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+log_level log_threshold = LOG_INFO;
+
+static const char *const log_names[] = {"error", "warn", "info", "debug"};
+
+bool
+log_parse_level(const char *s, log_level *out)
+{
+	for (int i = 0; i <= LOG_DEBUG; i++) {
+		if (strcasecmp(s, log_names[i]) == 0) {
+			*out = (log_level) i;
+			return true;
+		}
+	}
+	if (strcasecmp(s, "warning") == 0) {
+		*out = LOG_WARN;
+		return true;
+	}
+	return false;
+}
+
+void
+log_msg(log_level level, const char *fmt, ...)
+{
+	char line[1024];
+	struct timespec ts;
+	struct tm tm;
+	va_list ap;
+	int n;
+
+	if (level > log_threshold)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = (int) strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+	n += snprintf(line + n, sizeof(line) - (size_t) n, ".%03ldZ sse-bridge %s: ",
+				  ts.tv_nsec / 1000000, log_names[level]);
+	va_start(ap, fmt);
+	int m = vsnprintf(line + n, sizeof(line) - (size_t) n - 1, fmt, ap);
+	va_end(ap);
+	if (m < 0)
+		m = 0;
+	n += m;
+	if (n > (int) sizeof(line) - 2)
+		n = (int) sizeof(line) - 2;
+	line[n++] = '\n';
+	ssize_t w = write(STDERR_FILENO, line, (size_t) n);
+	(void) w;
+}

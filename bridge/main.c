@@ -1,0 +1,235 @@
+/*
+ * main.c - process setup: settings, listener, signals, the per-turn flush,
+ * the sweep timer, and an orderly shutdown.
+ *
+ * Shutdown (SIGTERM/SIGINT): stop accepting, end every stream after its
+ * queued bytes, close the database links once the last client is gone, and
+ * exit 0.  A hard deadline closes whatever is left after 4 s.
+ * Invariants: all handles live in `br` or in clients; after uv_run returns
+ * every handle is closed and every allocation is released (leak-free under
+ * AddressSanitizer).
+ */
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bridge.h"
+#include "config.h"
+#include "feed.h"
+#include "hub.h"
+#include "log.h"
+#include "ring.h"
+#include "work.h"
+
+#define BRIDGE_STOP_DEADLINE_MS 4000
+#define BRIDGE_SWEEP_MS 250
+#define BRIDGE_RING_EVENTS 200000
+
+bridge_state br;
+static bool finished;
+
+static void
+bridge_on_flush(uv_check_t *h)
+{
+	(void) h;
+	client_flush_pending();
+}
+
+static void
+bridge_on_sweep(uv_timer_t *t)
+{
+	(void) t;
+	client_sweep(bridge_now());
+}
+
+static void
+bridge_finish(void)
+{
+	if (finished)
+		return;
+	finished = true;
+	log_info("shut down");
+	feed_stop();
+	work_stop();
+	uv_close((uv_handle_t *) &br.flush, NULL);
+	uv_close((uv_handle_t *) &br.sweep, NULL);
+	uv_close((uv_handle_t *) &br.stop_timer, NULL);
+	uv_close((uv_handle_t *) &br.sigterm, NULL);
+	uv_close((uv_handle_t *) &br.sigint, NULL);
+}
+
+void
+bridge_maybe_finish(void)
+{
+	if (br.stopping && client_count == 0)
+		bridge_finish();
+}
+
+static void
+bridge_on_deadline(uv_timer_t *t)
+{
+	(void) t;
+	log_warn("shutdown deadline: closing %zu remaining connections", client_count);
+	while (client_list != NULL)
+		client_close(client_list);
+	bridge_maybe_finish();
+}
+
+static void
+bridge_on_signal(uv_signal_t *h, int signum)
+{
+	(void) h;
+	if (br.stopping)
+		return;
+	log_info("received %s: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+	br.stopping = true;
+	if (br.listening)
+		uv_close((uv_handle_t *) &br.listener, NULL);
+	br.listening = false;
+	client_shutdown_all();
+	uv_timer_start(&br.stop_timer, bridge_on_deadline, BRIDGE_STOP_DEADLINE_MS, 0);
+	bridge_maybe_finish();
+}
+
+static void
+bridge_on_connection(uv_stream_t *server, int status)
+{
+	if (status < 0) {
+		log_warn("accept failed: %s", uv_strerror(status));
+		return;
+	}
+	client_accept(server);
+}
+
+/* Split HOST:PORT ([v6]:port accepted) and resolve it. */
+static struct addrinfo *
+bridge_resolve(const char *spec)
+{
+	char		host[256];
+	const char *colon = strrchr(spec, ':');
+	struct addrinfo hints = {0}, *res = NULL;
+	size_t		hl;
+
+	if (colon == NULL || colon[1] == '\0')
+		return NULL;
+	hl = (size_t) (colon - spec);
+	if (hl >= 2 && spec[0] == '[' && spec[hl - 1] == ']') {
+		spec++;
+		hl -= 2;
+	}
+	if (hl >= sizeof(host))
+		return NULL;
+	memcpy(host, spec, hl);
+	host[hl] = '\0';
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	if (getaddrinfo(hl ? host : NULL, colon + 1, &hints, &res) != 0)
+		return NULL;
+	return res;
+}
+
+static bool
+bridge_listen(void)
+{
+	struct addrinfo *ai = bridge_resolve(cfg.listen);
+	struct sockaddr_storage name;
+	int			namelen = sizeof(name), r;
+	char		addr[64] = "?";
+
+	if (ai == NULL) {
+		log_error("cannot resolve --listen %s (want HOST:PORT)", cfg.listen);
+		return false;
+	}
+	uv_tcp_init(br.loop, &br.listener);
+	br.listening = true;
+	r = uv_tcp_bind(&br.listener, ai->ai_addr, 0);
+	freeaddrinfo(ai);
+	if (r == 0)
+		r = uv_listen((uv_stream_t *) &br.listener, 1024, bridge_on_connection);
+	if (r != 0) {
+		log_error("cannot listen on %s: %s", cfg.listen, uv_strerror(r));
+		return false;
+	}
+	uv_tcp_getsockname(&br.listener, (struct sockaddr *) &name, &namelen);
+	if (name.ss_family == AF_INET6)
+		uv_ip6_name((struct sockaddr_in6 *) &name, addr, sizeof(addr));
+	else
+		uv_ip4_name((struct sockaddr_in *) &name, addr, sizeof(addr));
+	log_info("listening on %s:%d", addr,
+			 ntohs(name.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &name)->sin6_port
+				   : ((struct sockaddr_in *) &name)->sin_port));
+	return true;
+}
+
+static bool
+bridge_setup(void)
+{
+	char		err[256] = "";
+
+	br.public_scope = scope_new(cfg.public_channels, err, sizeof(err));
+	if (br.public_scope == NULL) {
+		log_error("--public-channels: %s", err[0] ? err : "out of memory");
+		return false;
+	}
+	br.keepalive = frame_printf(": keepalive\n\n");
+	db_conninfo = cfg.db;
+	ring_init(cfg.replay_cache, BRIDGE_RING_EVENTS);
+	hub_init(client_deliver);
+	uv_check_init(br.loop, &br.flush);
+	uv_check_start(&br.flush, bridge_on_flush);
+	uv_timer_init(br.loop, &br.sweep);
+	uv_timer_start(&br.sweep, bridge_on_sweep, BRIDGE_SWEEP_MS, BRIDGE_SWEEP_MS);
+	uv_timer_init(br.loop, &br.stop_timer);
+	uv_signal_init(br.loop, &br.sigterm);
+	uv_signal_start(&br.sigterm, bridge_on_signal, SIGTERM);
+	uv_signal_init(br.loop, &br.sigint);
+	uv_signal_start(&br.sigint, bridge_on_signal, SIGINT);
+	feed_init();
+	work_init();
+	return true;
+}
+
+static void
+bridge_teardown(void)
+{
+	uv_loop_close(br.loop);
+	scope_free(br.public_scope);
+	frame_unref(br.keepalive);
+	ring_shutdown();
+	hub_shutdown();
+	cfg_free();
+}
+
+int
+main(int argc, char **argv)
+{
+	switch (cfg_load(argc, argv)) {
+		case CFG_OK: break;
+		case CFG_EXIT_OK: cfg_free(); return 0;
+		case CFG_EXIT_ERROR: cfg_free(); return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	srand((unsigned) time(NULL) ^ (unsigned) getpid());
+	br.loop = uv_default_loop();
+	if (!bridge_setup())
+		return 1;
+	if (!bridge_listen()) {
+		br.stopping = true;
+		bridge_finish();
+		uv_run(br.loop, UV_RUN_DEFAULT);
+		bridge_teardown();
+		return 1;
+	}
+	log_info("sse-bridge %s starting; ad hoc %s", BRIDGE_VERSION,
+			 scope_count(br.public_scope) ? "enabled" : "disabled");
+	feed_start();
+	work_start();
+	uv_run(br.loop, UV_RUN_DEFAULT);
+	bridge_teardown();
+	return 0;
+}

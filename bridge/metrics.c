@@ -1,0 +1,85 @@
+/*
+ * metrics.c - Prometheus text exposition of the bridge's counters.
+ *
+ * Invariants: counters only grow; gauges are read at render time from the
+ * modules that own them.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "bridge.h"
+#include "hub.h"
+#include "metrics.h"
+#include "ring.h"
+
+metrics_counters metrics;
+
+static const double lag_bounds[12] = {
+	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10
+};
+
+void
+metrics_observe_lag(int64_t created_us, int64_t now_us)
+{
+	double		s = (double) (now_us - created_us) / 1e6;
+
+	if (s < 0)
+		s = 0;
+	metrics.lag_count++;
+	metrics.lag_sum += s;
+	for (int i = 0; i < 12; i++)
+		if (s <= lag_bounds[i])
+			metrics.lag_buckets[i]++;
+}
+
+static void
+metrics_line(FILE *f, const char *name, const char *type, const char *help, uint64_t v)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help, name, type, name, v);
+}
+
+static void
+metrics_lag(FILE *f)
+{
+	const char *n = "sse_bridge_lag_seconds";
+
+	fprintf(f, "# HELP %s Time from commit to queueing for clients.\n# TYPE %s histogram\n", n, n);
+	for (int i = 0; i < 12; i++)
+		fprintf(f, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", n, lag_bounds[i], metrics.lag_buckets[i]);
+	fprintf(f, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum %.6f\n%s_count %" PRIu64 "\n",
+			n, metrics.lag_count, n, metrics.lag_sum, n, metrics.lag_count);
+}
+
+char *
+metrics_render(size_t *len)
+{
+	char	   *buf = NULL;
+	FILE	   *f = open_memstream(&buf, len);
+
+	if (f == NULL)
+		return NULL;
+	metrics_line(f, "sse_bridge_clients", "gauge", "Open client connections.", client_count);
+	metrics_line(f, "sse_bridge_streams", "gauge", "Clients replaying or live.", client_streams);
+	metrics_line(f, "sse_bridge_subscriptions_indexed", "gauge", "Live streams in the fan-out index.", hub_count());
+	metrics_line(f, "sse_bridge_connections_total", "counter", "Accepted connections.", metrics.connections);
+	metrics_line(f, "sse_bridge_rejected_total", "counter", "Connections refused over --max-clients.", metrics.rejected);
+	metrics_line(f, "sse_bridge_events_fetched_total", "counter", "Events read from the log.", metrics.events_fetched);
+	metrics_line(f, "sse_bridge_events_sent_total", "counter", "Event frames queued to clients.", metrics.events_sent);
+	metrics_line(f, "sse_bridge_bytes_sent_total", "counter", "Bytes written to clients.", metrics.bytes_sent);
+	metrics_line(f, "sse_bridge_replayed_events_total", "counter", "Event frames sent while replaying.", metrics.replayed);
+	metrics_line(f, "sse_bridge_replay_pages_total", "counter", "Replay pages read from the log.", metrics.replay_pages);
+	metrics_line(f, "sse_bridge_resets_total", "counter", "Reset events sent.", metrics.resets);
+	metrics_line(f, "sse_bridge_slow_client_drops_total", "counter", "Clients dropped over --client-queue.", metrics.slow_drops);
+	metrics_line(f, "sse_bridge_filter_evaluations_total", "counter", "JSON filter evaluations during fan-out.", hub_filter_evals);
+	metrics_line(f, "sse_bridge_db_reconnects_total", "counter", "Database reconnections.", br.live.reconnects + br.work.reconnects);
+	metrics_line(f, "sse_bridge_db_up", "gauge", "1 while the live database link is up.", db_link_up(&br.live));
+	metrics_line(f, "sse_bridge_head_id", "gauge", "Last event id read from the log.", ring_valid() ? (uint64_t) ring_hi() : 0);
+	metrics_line(f, "sse_bridge_replay_cache_events", "gauge", "Events in the replay cache.", ring_count());
+	metrics_lag(f);
+	if (fclose(f) != 0) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}

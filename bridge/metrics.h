@@ -1,0 +1,33 @@
+/*
+ * metrics.h - counters for GET /metrics (Prometheus text format).
+ *
+ * Ownership: metrics_render returns a malloc'ed string the caller frees.
+ */
+#ifndef BRIDGE_METRICS_H
+#define BRIDGE_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct metrics_counters {
+	uint64_t	events_fetched;		/* rows read by live fetches */
+	uint64_t	events_sent;		/* event frames queued to clients */
+	uint64_t	bytes_sent;			/* bytes written to sockets */
+	uint64_t	replayed;			/* event frames sent during replays */
+	uint64_t	replay_pages;		/* replay pages read from the database */
+	uint64_t	slow_drops;			/* clients closed for a full queue */
+	uint64_t	resets;				/* reset events sent */
+	uint64_t	connections;		/* accepted connections */
+	uint64_t	rejected;			/* 503 over --max-clients */
+	uint64_t	lag_count;
+	double		lag_sum;			/* seconds, commit to queued */
+	uint64_t	lag_buckets[12];
+} metrics_counters;
+
+extern metrics_counters metrics;
+
+/* Record commit-to-send lag for one event (created_us = commit time). */
+void		metrics_observe_lag(int64_t created_us, int64_t now_us);
+char	   *metrics_render(size_t *len);
+
+#endif

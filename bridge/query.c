@@ -1,0 +1,165 @@
+/*
+ * query.c - query-string and Last-Event-ID parsing.
+ *
+ * Invariants: nothing here trusts lengths or terminators in the input; every
+ * loop is bounded by len.  Decoded values never contain NUL, so they are
+ * safe to use as C strings.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "query.h"
+
+static int
+query_hex(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+bool
+query_decode(const char *s, size_t len, char **out)
+{
+	char	   *d = malloc(len + 1);
+	size_t		n = 0;
+
+	if (d == NULL)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char		c = s[i];
+
+		if (c == '+')
+			c = ' ';
+		else if (c == '%') {
+			int			hi = i + 2 < len ? query_hex(s[i + 1]) : -1;
+			int			lo = hi >= 0 ? query_hex(s[i + 2]) : -1;
+
+			if (lo < 0 || (hi == 0 && lo == 0)) {
+				free(d);
+				return false;
+			}
+			c = (char) (hi * 16 + lo);
+			i += 2;
+		}
+		else if (c == '\0') {
+			free(d);
+			return false;
+		}
+		d[n++] = c;
+	}
+	d[n] = '\0';
+	*out = d;
+	return true;
+}
+
+void
+query_params_free(query_params *p)
+{
+	for (size_t i = 0; i < p->nchannels; i++)
+		free(p->channels[i]);
+	free(p->filter);
+	free(p->last_event_id);
+	*p = (query_params) {0};
+}
+
+static bool
+query_key_is(const char *k, size_t klen, const char *name)
+{
+	return strlen(name) == klen && memcmp(k, name, klen) == 0;
+}
+
+/* Store one decoded pair; false with err set on a problem. */
+static bool
+query_store(query_params *p, const char *k, size_t klen, char *val,
+			char *err, size_t errsize)
+{
+	char	  **slot = NULL;
+
+	if (query_key_is(k, klen, "channel")) {
+		if (p->nchannels == QUERY_MAX_CHANNELS) {
+			snprintf(err, errsize, "at most %d channel parameters", QUERY_MAX_CHANNELS);
+			free(val);
+			return false;
+		}
+		p->channels[p->nchannels++] = val;
+		return true;
+	}
+	if (query_key_is(k, klen, "filter"))
+		slot = &p->filter;
+	else if (query_key_is(k, klen, "lastEventId"))
+		slot = &p->last_event_id;
+	if (slot == NULL) {
+		free(val);
+		return true;
+	}
+	if (*slot != NULL) {
+		snprintf(err, errsize, "parameter %.*s given twice", (int) klen, k);
+		free(val);
+		return false;
+	}
+	*slot = val;
+	return true;
+}
+
+bool
+query_parse(const char *qs, size_t len, query_params *out, char *err, size_t errsize)
+{
+	size_t		i = 0;
+
+	*out = (query_params) {0};
+	while (i < len) {
+		size_t		start = i, eq = 0, klen, vlen;
+		char	   *val;
+
+		while (i < len && qs[i] != '&')
+			i++;
+		for (eq = start; eq < i && qs[eq] != '='; eq++)
+			;
+		klen = eq - start;
+		vlen = eq < i ? i - eq - 1 : 0;
+		if (i - start > 0) {
+			if (!query_decode(eq < i ? qs + eq + 1 : "", vlen, &val)) {
+				snprintf(err, errsize, "bad percent-encoding in parameter %.*s",
+						 (int) (klen > 40 ? 40 : klen), qs + start);
+				query_params_free(out);
+				return false;
+			}
+			if (!query_store(out, qs + start, klen, val, err, errsize)) {
+				query_params_free(out);
+				return false;
+			}
+		}
+		i++;					/* skip '&' */
+	}
+	return true;
+}
+
+bool
+query_parse_event_id(const char *s, size_t len, int64_t *out)
+{
+	size_t		b = 0, e = len;
+	int64_t		v = 0;
+
+	while (b < e && (s[b] == ' ' || s[b] == '\t'))
+		b++;
+	while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t'))
+		e--;
+	if (b == e || e - b > 19)
+		return false;
+	for (size_t i = b; i < e; i++) {
+		if (!isdigit((unsigned char) s[i]))
+			return false;
+		if (v > (INT64_MAX - (s[i] - '0')) / 10)
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return true;
+}

@@ -1,0 +1,41 @@
+/*
+ * query.h - query strings of GET /events and the Last-Event-ID value.
+ *
+ * Ownership: query_parse fills a query_params whose strings are heap copies
+ * owned by it; release them with query_params_free.
+ */
+#ifndef BRIDGE_QUERY_H
+#define BRIDGE_QUERY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define QUERY_MAX_CHANNELS 32
+
+typedef struct query_params {
+	char	   *channels[QUERY_MAX_CHANNELS];
+	size_t		nchannels;
+	char	   *filter;			/* NULL when absent */
+	char	   *last_event_id;	/* NULL when absent */
+} query_params;
+
+/*
+ * Parse "a=b&c=d" (without the '?').  Known keys: channel (repeatable),
+ * filter, lastEventId; others are ignored.  On failure returns false and
+ * writes a reason to err; out is then already freed.
+ */
+bool		query_parse(const char *qs, size_t len, query_params *out,
+						char *err, size_t errsize);
+void		query_params_free(query_params *p);
+
+/*
+ * Percent-decode s ('+' is a space) into a new NUL-terminated string.
+ * False on a bad escape or an encoded NUL.
+ */
+bool		query_decode(const char *s, size_t len, char **out);
+
+/* A Last-Event-ID: decimal digits only, fits int64.  Spaces around are ok. */
+bool		query_parse_event_id(const char *s, size_t len, int64_t *out);
+
+#endif

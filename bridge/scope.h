@@ -1,0 +1,30 @@
+/*
+ * scope.h - which patterns an ad-hoc subscriber may use (--public-channels).
+ *
+ * A requested pattern P is allowed only when every channel P can match is
+ * matched by at least one public pattern (P's language is a subset of the
+ * union of the public patterns' languages).
+ *
+ * Ownership: a scope owns copies of its patterns; scope_allows keeps no
+ * reference to its argument.
+ */
+#ifndef BRIDGE_SCOPE_H
+#define BRIDGE_SCOPE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct scope scope;
+
+/*
+ * Parse a comma-separated pattern list (spaces around items are ignored; an
+ * empty list allows nothing).  NULL with a message in err on a bad pattern.
+ */
+scope	   *scope_new(const char *list, char *err, size_t errsize);
+void		scope_free(scope *s);
+size_t		scope_count(const scope *s);
+
+/* True when pat (which must pass sse_pattern_check) lies inside the scope. */
+bool		scope_allows(const scope *s, const char *pat, size_t plen);
+
+#endif
