@@ -55,8 +55,8 @@ function psql(sql, vars) {
 function subscribe(patterns, filter) {
   const arr = '{' + patterns.map((p) => '"' + p + '"').join(',') + '}';
   const out = psql(
-    "SELECT s.id, s.start_id FROM sse_bridge.subscriptions s " +
-    "WHERE s.id = sse_subscribe_filter(:'ch'::text[], :'f'::jsonb, '2 hours');\n",
+    "SELECT sse_subscribe_filter(:'ch'::text[], :'f'::jsonb, '2 hours') AS sid \\gset\n" +
+    "SELECT s.id, s.start_id FROM sse_bridge.subscriptions s WHERE s.id = :'sid';\n",
     { ch: arr, f: filter });
   const [id, start] = out.split('|');
   if (!/^[0-9a-f-]{36}$/.test(id) || !/^[0-9]+$/.test(start)) throw new Error('unexpected subscription row: ' + out);

@@ -8,7 +8,7 @@
  * colon, data lines joined by LF, last event id persisting across
  * connections).  Like EventSource, a subscriber reconnects after the
  * server's retry delay whenever a 200 stream ends or the connection fails,
- * and sends the last event id it saw in a Last-Event-ID header.  A 204 ends
+ * and sends the id of the last event it dispatched in a Last-Event-ID header.  A 204 ends
  * the subscriber; another 4xx is logged and also ends it.
  *
  * Every subscriber writes DIR/<name>.log, one JSON object per line:
@@ -160,7 +160,9 @@ typedef struct sub {
 	buf			fbody;			/* body of a non-200 answer */
 
 	/* WHATWG parser */
-	buf			line, data, evtype, last_id;
+	buf			line, data, evtype;
+	buf			last_id;		/* the last event ID buffer */
+	buf			sent_id;		/* last event ID string: set on dispatch */
 	bool		after_cr;
 	long		retry_ms;
 
@@ -248,6 +250,8 @@ sse_dispatch(sub *s)
 		s->evtype.len = 0;
 		return;
 	}
+	/* WHATWG: the id sent on reconnection is the one of a dispatched event */
+	buf_set(&s->sent_id, s->last_id.p ? s->last_id.p : "", s->last_id.len);
 	s->data.len--;				/* the final LF */
 	s->data.p[s->data.len] = 0;
 	if (strcmp(type, "ready") == 0 || strcmp(type, "reset") == 0)
@@ -492,8 +496,8 @@ sub_connect(sub *s)
 	s->attempts++;
 	if (s->attempts == 1 && strcmp(s->initial_lid, "-") != 0)
 		lid = s->initial_lid;
-	else if (s->last_id.len)
-		lid = s->last_id.p;
+	else if (s->sent_id.len)
+		lid = s->sent_id.p;
 
 	snprintf(num, sizeof num, "{\"k\":\"c\",\"port\":%d,\"lid\":", s->port);
 	buf_puts(&l, num);
@@ -631,7 +635,7 @@ sub_input(sub *s, const char *p, size_t n)
 static void
 sub_readable(sub *s, char *rbuf, size_t cap)
 {
-	size_t		want = (s->slow && !drain) ? 2048 : cap;
+	size_t		want = (s->slow && !drain) ? 1024 : cap;
 	ssize_t		got = recv(s->fd, rbuf, want, 0);
 
 	if (got < 0 && (errno == EAGAIN || errno == EINTR))
@@ -713,7 +717,8 @@ load_config(const char *path)
 		s->lid_query = strcmp(fld[4], "query") == 0;
 		s->slow = strstr(fld[5], "slow") != NULL;
 		s->race = strstr(fld[5], "race") != NULL;
-		s->steady = strstr(fld[5], "steady") != NULL;
+		/* a slow reader keeps its connection until the bridge drops it */
+		s->steady = strstr(fld[5], "steady") != NULL || s->slow;
 		s->fd = -1;
 		s->retry_ms = 3000;
 		s->state = ST_WAIT;

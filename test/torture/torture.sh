@@ -62,7 +62,7 @@ done
 SEED=${TORTURE_SEED:-$(( $(date +%s) % 100000 ))}
 N_SUBS=${TORTURE_SUBSCRIBERS:-56}
 N_PUB=${TORTURE_PUBLISHERS:-16}
-PAUSE_MS=${TORTURE_PAUSE_MS:-120}
+PAUSE_MS=${TORTURE_PAUSE_MS:-800}
 DRAIN_S=${TORTURE_DRAIN_SECONDS:-120}
 
 log() { printf '[torture %s] %s\n' "$(date +%T)" "$*"; }
