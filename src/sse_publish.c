@@ -40,6 +40,7 @@
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "storage/lock.h"
+#include "utils/array.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -62,7 +63,8 @@ static List *PendingEvents = NIL;
 static Oid	PendingOwner = InvalidOid;
 
 /* Saved across transactions; revalidated by the plan cache. */
-static SPIPlanPtr InsertPlan = NULL;
+static SPIPlanPtr InsertOnePlan = NULL;
+static SPIPlanPtr InsertManyPlan = NULL;
 
 static void SseXactCallback(XactEvent event, void *arg);
 static void SseSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
@@ -349,28 +351,106 @@ SseEventsSequenceOid(void)
 	return seq;
 }
 
-/* Caller is connected to SPI. */
+/* Prepare and keep a plan; caller is connected to SPI. */
 static SPIPlanPtr
-SseInsertPlan(void)
+SseKeepPlan(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+	return plan;
+}
+
+/*
+ * Insert one event; caller is connected to SPI and has pushed the snapshot.
+ */
+static void
+SseInsertOne(SsePendingEvent *ev, int64 id)
 {
 	static Oid	argtypes[4] = {INT8OID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	int			rc;
 
-	if (InsertPlan == NULL)
+	if (InsertOnePlan == NULL)
+		InsertOnePlan = SseKeepPlan(
+			"INSERT INTO sse_bridge.events (id, channel, event, data, created_at) "
+			"VALUES ($1, $2, $3, $4, pg_catalog.clock_timestamp())",
+			4, argtypes);
+
+	values[0] = Int64GetDatum(id);
+	values[1] = PointerGetDatum(ev->channel);
+	values[2] = PointerGetDatum(ev->event);
+	values[3] = PointerGetDatum(ev->data);
+	if (ev->event == NULL)
+		nulls[2] = 'n';
+
+	/* The insert reads nothing: no need for a fresh snapshot. */
+	rc = SPI_execute_snapshot(InsertOnePlan, values, nulls, GetActiveSnapshot(),
+							  InvalidSnapshot, false, true, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "inserting into sse_bridge.events failed: %s",
+			 SPI_result_code_string(rc));
+}
+
+/*
+ * Insert several events with one statement (one executor run instead of
+ * one per event, which keeps the publish lock for a shorter time).  ids[i]
+ * belongs to the i-th event.  Same preconditions as SseInsertOne.
+ */
+static void
+SseInsertMany(List *events, int64 *ids)
+{
+	static Oid	argtypes[4] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	int			n = list_length(events);
+	Datum	   *idd = palloc(n * sizeof(Datum));
+	Datum	   *chd = palloc(n * sizeof(Datum));
+	Datum	   *evd = palloc(n * sizeof(Datum));
+	bool	   *evnull = palloc(n * sizeof(bool));
+	Datum	   *dad = palloc(n * sizeof(Datum));
+	Datum		values[4];
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	ListCell   *lc;
+	int			rc;
+
+	if (InsertManyPlan == NULL)
+		InsertManyPlan = SseKeepPlan(
+			"INSERT INTO sse_bridge.events (id, channel, event, data, created_at) "
+			"SELECT u.id, u.channel, u.event, u.data, pg_catalog.clock_timestamp() "
+			"FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
+			"pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(id, channel, event, data)",
+			4, argtypes);
+
+	foreach(lc, events)
 	{
-		SPIPlanPtr	plan;
+		SsePendingEvent *ev = lfirst(lc);
+		int			i = foreach_current_index(lc);
 
-		plan = SPI_prepare("INSERT INTO sse_bridge.events "
-						   "(id, channel, event, data, created_at) "
-						   "VALUES ($1, $2, $3, $4, pg_catalog.clock_timestamp())",
-						   4, argtypes);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s",
-				 SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		InsertPlan = plan;
+		idd[i] = Int64GetDatum(ids[i]);
+		chd[i] = PointerGetDatum(ev->channel);
+		evd[i] = PointerGetDatum(ev->event);
+		evnull[i] = ev->event == NULL;
+		dad[i] = PointerGetDatum(ev->data);
 	}
-	return InsertPlan;
+	values[0] = PointerGetDatum(construct_array(idd, n, INT8OID, sizeof(int64),
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[1] = PointerGetDatum(construct_array(chd, n, TEXTOID, -1, false,
+												TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_md_array(evd, evnull, 1, dims, lbs,
+												   TEXTOID, -1, false,
+												   TYPALIGN_INT));
+	values[3] = PointerGetDatum(construct_array(dad, n, TEXTOID, -1, false,
+												TYPALIGN_INT));
+
+	rc = SPI_execute_snapshot(InsertManyPlan, values, NULL, GetActiveSnapshot(),
+							  InvalidSnapshot, false, true, 0);
+	if (rc != SPI_OK_INSERT || SPI_processed != (uint64) n)
+		elog(ERROR, "inserting into sse_bridge.events failed: %s",
+			 SPI_result_code_string(rc));
 }
 
 /*
@@ -384,13 +464,12 @@ static void
 SseFlushPending(void)
 {
 	List	   *events = PendingEvents;
+	int			n = list_length(events);
+	int64	   *ids;
 	LOCKTAG		tag;
 	Oid			save_userid;
 	int			save_sec_context;
 	Oid			seqoid;
-	SPIPlanPtr	plan;
-	int64		maxid = 0;
-	ListCell   *lc;
 	char		payload[32];
 
 	PendingEvents = NIL;
@@ -407,34 +486,19 @@ SseFlushPending(void)
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	PushActiveSnapshot(GetTransactionSnapshot());
-
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+
+	/* Under the lock, ids are drawn in the order sessions commit. */
 	seqoid = SseEventsSequenceOid();
-	plan = SseInsertPlan();
+	ids = palloc(n * sizeof(int64));
+	for (int i = 0; i < n; i++)
+		ids[i] = nextval_internal(seqoid, false);
 
-	foreach(lc, events)
-	{
-		SsePendingEvent *ev = lfirst(lc);
-		Datum		values[4];
-		char		nulls[4] = {' ', ' ', ' ', ' '};
-		int			rc;
-
-		maxid = nextval_internal(seqoid, false);
-		values[0] = Int64GetDatum(maxid);
-		values[1] = PointerGetDatum(ev->channel);
-		values[2] = PointerGetDatum(ev->event);
-		values[3] = PointerGetDatum(ev->data);
-		if (ev->event == NULL)
-			nulls[2] = 'n';
-
-		/* The insert reads nothing: reuse one snapshot for every row. */
-		rc = SPI_execute_snapshot(plan, values, nulls, GetActiveSnapshot(),
-								  InvalidSnapshot, false, true, 0);
-		if (rc != SPI_OK_INSERT)
-			elog(ERROR, "inserting into sse_bridge.events failed: %s",
-				 SPI_result_code_string(rc));
-	}
+	if (n == 1)
+		SseInsertOne(linitial(events), ids[0]);
+	else
+		SseInsertMany(events, ids);
 
 	SPI_finish();
 	PopActiveSnapshot();
@@ -443,7 +507,7 @@ SseFlushPending(void)
 	if (PendingEvents != NIL)
 		elog(ERROR, "events were published while sse_bridge.events was being written");
 
-	snprintf(payload, sizeof(payload), "e " INT64_FORMAT, maxid);
+	snprintf(payload, sizeof(payload), "e " INT64_FORMAT, ids[n - 1]);
 	Async_Notify(SSE_NOTIFY_CHANNEL, payload);
 }
 
