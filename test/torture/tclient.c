@@ -19,6 +19,7 @@
  *   {"k":"r","id":"..","data":".."}            event "reset"
  *   {"k":"x","why":".."}                       the connection ended
  *   {"k":"f","status":N,"body":".."}           a final non-200 answer
+ *   {"k":"m","why":"drain"}                    drain mode started (SIGHUP)
  * An event's data is represented by its length and MD5; the verifier hashes
  * the database rows the same way (line ends normalised to LF).
  *
@@ -805,6 +806,10 @@ handle_signals(void)
 		drain = true;
 		for (int i = 0; i < n_subs; i++)
 		{
+			buf			l = {0};
+
+			buf_puts(&l, "{\"k\":\"m\",\"why\":\"drain\"}");
+			logline(&subs[i], &l);
 			subs[i].cut_ms = 0;
 			if (subs[i].state == ST_HELD)
 			{

@@ -176,7 +176,11 @@ for (const line of readFileSync(args.config, 'utf8').split('\n')) {
 }
 process.on('SIGHUP', () => {
   drain = true;
-  for (const s of subs) { for (const t of s.timers) clearTimeout(t); s.timers.clear(); }
+  for (const s of subs) {
+    for (const t of s.timers) clearTimeout(t);
+    s.timers.clear();
+    logLine(s, { k: 'm', why: 'drain' });
+  }
 });
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);

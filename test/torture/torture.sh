@@ -314,14 +314,32 @@ log "publishing done (rc $pub_rc): $(cat "$work/publisher.out")"
 [ -s "$work/publisher.err" ] && { log "publisher messages:"; sort "$work/publisher.err" | uniq -c | sort -rn | head -5; }
 
 # ------------------------------------------------------------------ drain
-for i in 0 1; do
-  kill -0 "${bridge_pid[$i]}" 2>/dev/null || start_bridge "$i"
-done
-for i in 0 1; do wait_bridge "$i" || exit 1; done
+# Publishing is over.  Copy the last rows, then end with one more crash of
+# both bridges: the clients are switched to drain mode (no more cuts; each
+# logs a marker) while no bridge is up, so every subscriber must reconnect,
+# replay from its Last-Event-ID and get a fresh "ready" after its marker.
+# verify --wait polls the logs until each subscriber has that ready and its
+# last expected id (or a reset covering it), with a deadline.
 copy_and_prune '' || { log "final copy failed"; tail -5 "$work/prune.log"; exit 1; }
+for i in 0 1; do
+  if kill -0 "${bridge_pid[$i]}" 2>/dev/null; then
+    scrape_drops "$i"
+    kill -9 "${bridge_pid[$i]}"; wait "${bridge_pid[$i]}" 2>/dev/null
+    faults[bridge_kill]=$((faults[bridge_kill] + 1))
+  fi
+done
 kill -HUP "$tclient_pid" "$tnode_pid" 2>/dev/null
-log "draining (deadline ${DRAIN_S}s)"
-"$bin/verify" --config "$config" --dir "$work" --wait "$DRAIN_S"
+t=$((SECONDS + 15))
+for name in $(cut -f1 "$config"); do
+  until grep -q '"k":"m"' "$work/$name.log" 2>/dev/null; do
+    [ $SECONDS -lt $t ] || { log "$name never logged its drain marker"; exit 1; }
+    sleep 0.05
+  done
+done
+for i in 0 1; do start_bridge "$i"; done
+for i in 0 1; do wait_bridge "$i" || exit 1; done
+log "both bridges killed and restarted; draining (deadline ${DRAIN_S}s)"
+"$bin/verify" --config "$config" --dir "$work" --ready-after-drain 1 --wait "$DRAIN_S"
 for i in 0 1; do scrape_drops "$i"; done
 kill -TERM "$tclient_pid" "$tnode_pid" 2>/dev/null
 wait "$tclient_pid" "$tnode_pid" 2>/dev/null

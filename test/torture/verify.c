@@ -293,7 +293,7 @@ filter_bitmap(const char *filter)
 /* ---------------------------------------------------------------- subscribers */
 
 typedef enum rec_kind {
-	R_EVENT, R_READY, R_RESET, R_FINAL, R_CUT, R_END, R_CONNECT
+	R_EVENT, R_READY, R_RESET, R_FINAL, R_CUT, R_END, R_CONNECT, R_MARK
 } rec_kind;
 
 typedef struct rec {
@@ -304,6 +304,7 @@ typedef struct rec {
 	char		md5[33];
 	char	   *data;			/* ready/reset data, final body */
 	int			status;
+	int			port;			/* R_CONNECT */
 } rec;
 
 typedef struct range {
@@ -386,6 +387,10 @@ add_rec(subscriber *s, const char *line)
 			break;
 		case 'c':
 			r.kind = R_CONNECT;
+			r.port = (int) json_integer_value(json_object_get(j, "port"));
+			break;
+		case 'm':
+			r.kind = R_MARK;
 			break;
 		default:
 			json_decref(j);
@@ -604,7 +609,7 @@ compute_expected(subscriber *s)
 typedef struct tally {
 	long		deliveries, lost, duplicated, reordered, corrupted, unexpected;
 	long		resets, bad_resets, reset_accounted, finals, cuts, connects;
-	long		no_start;
+	long		no_start, switches;
 } tally;
 
 static bool
@@ -628,6 +633,7 @@ judge(subscriber *s, const rec *recs, size_t n, tally *t, bool quiet)
 	size_t		n_rs = 0;
 	int64_t		maxid = -1;
 	int			shown = 0;
+	int			last_port = 0;
 
 #define SHOW(...) do { if (!quiet && shown++ < 8) { printf("  %s: ", s->name); printf(__VA_ARGS__); printf("\n"); } } while (0)
 
@@ -671,6 +677,9 @@ judge(subscriber *s, const rec *recs, size_t n, tally *t, bool quiet)
 				continue;
 			case R_CONNECT:
 				t->connects++;
+				if (last_port && r->port != last_port)
+					t->switches++;
+				last_port = r->port;
 				continue;
 			case R_EVENT:
 				break;
@@ -753,11 +762,26 @@ judge(subscriber *s, const rec *recs, size_t n, tally *t, bool quiet)
 	free(rs);
 }
 
+static bool need_final_ready;
+
 static bool
 reached(subscriber *s)
 {
 	compute_expected(s);
 	if (!s->expected)
+		return false;
+	/* after the drain marker the harness restarts both bridges: wait for
+	 * a fresh ready, so the final replay is part of what is judged */
+	bool		ready_after_mark = true;
+
+	for (size_t i = 0; i < s->n_recs; i++)
+	{
+		if (s->recs[i].kind == R_MARK)
+			ready_after_mark = !need_final_ready;
+		else if (s->recs[i].kind == R_READY)
+			ready_after_mark = true;
+	}
+	if (!ready_after_mark)
 		return false;
 	if (s->last_expected < 0)
 		return true;
@@ -1100,6 +1124,8 @@ main(int argc, char **argv)
 			dir = argv[i + 1];
 		else if (strcmp(argv[i], "--wait") == 0)
 			wait = atof(argv[i + 1]);
+		else if (strcmp(argv[i], "--ready-after-drain") == 0)
+			need_final_ready = atoi(argv[i + 1]) != 0;
 		else if (strcmp(argv[i], "--faults") == 0)
 			faults = argv[i + 1];
 		else
@@ -1152,7 +1178,11 @@ main(int argc, char **argv)
 		ADD(cuts);
 		ADD(connects);
 		ADD(no_start);
+		ADD(switches);
 #undef ADD
+		if (one.resets)
+			printf("  %s: %ld reset(s) accounted for %ld of its %zu expected ids\n",
+				   subs[i].name, one.resets, one.reset_accounted, subs[i].n_expected);
 	}
 	long		pub_problems = check_publishers();
 	long		injected = 0;
@@ -1167,9 +1197,9 @@ main(int argc, char **argv)
 		p = strchr(eq, ',') ? strchr(eq, ',') + 1 : eq + strlen(eq);
 	}
 	printf("details: expected_rows=%zu pruned_through=%" PRId64 " resets=%ld reset_accounted=%ld "
-		   "client_cuts=%ld connects=%ld corrupted=%ld unexpected=%ld bad_resets=%ld "
+		   "client_cuts=%ld connects=%ld bridge_switches=%ld corrupted=%ld unexpected=%ld bad_resets=%ld "
 		   "final_answers=%ld no_start=%ld bad_log_lines=%ld injected={%s}\n",
-		   n_rows, pruned_through, t.resets, t.reset_accounted, t.cuts, t.connects,
+		   n_rows, pruned_through, t.resets, t.reset_accounted, t.cuts, t.connects, t.switches,
 		   t.corrupted, t.unexpected, t.bad_resets, t.finals, t.no_start, bad_lines, faults);
 	bool		sc = self_check();
 
