@@ -33,7 +33,8 @@
  * Config (--config FILE, tab-separated, '#' comments), one subscriber a line:
  *   name client path initial_lid lid_mode flags patterns filter start
  * Only lines whose client is "c" are used here; initial_lid is "-" or an id;
- * lid_mode is "header" or "query" (first request only); flags is a comma
+ * lid_mode is "header" or "query" (used until the first event arrives, then
+ * the Last-Event-ID header takes over); flags is a comma
  * list of slow, race, steady (no random disconnects), or "-".
  */
 #define _GNU_SOURCE
@@ -495,7 +496,10 @@ sub_connect(sub *s)
 
 	s->port = ports[rnd() % (uint64_t) n_ports];
 	s->attempts++;
-	if (s->attempts == 1 && strcmp(s->initial_lid, "-") != 0)
+	/* the configured starting point holds until an event has been seen */
+	bool		initial = s->sent_id.len == 0 && strcmp(s->initial_lid, "-") != 0;
+
+	if (initial)
 		lid = s->initial_lid;
 	else if (s->sent_id.len)
 		lid = s->sent_id.p;
@@ -506,7 +510,7 @@ sub_connect(sub *s)
 	buf_puts(&l, "}");
 	logline(s, &l);
 
-	if (lid && s->attempts == 1 && s->lid_query)
+	if (lid && initial && s->lid_query)
 		snprintf(path, sizeof path, "%s%clastEventId=%s", s->path,
 				 strchr(s->path, '?') ? '&' : '?', lid);
 	else

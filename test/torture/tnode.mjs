@@ -5,8 +5,8 @@
 // reconnecting and resends Last-Event-ID itself; the `fetch` it is given
 // only (a) sends each request to a bridge picked at random from --ports, so
 // a stream moves between bridges on reconnection, (b) adds the initial
-// Last-Event-ID header on the very first request when the table asks for
-// one (lid_mode "query" puts lastEventId in the URL instead, and it stays
+// Last-Event-ID header on requests made before EventSource has an id of its
+// own, when the table asks for one (lid_mode "query" puts lastEventId in the URL instead, and it stays
 // there on every reconnection, as a browser page would do), and (c) cuts
 // the body at a random moment, which EventSource sees as a network error.
 //
@@ -89,7 +89,8 @@ function makeFetch(s) {
     u.port = String(ports[Math.floor(rand() * ports.length)]);
     const headers = { ...(init.headers || {}) };
     s.attempts++;
-    if (s.attempts === 1 && s.initialLid !== '-' && s.lidMode === 'header') headers['Last-Event-ID'] = s.initialLid;
+    // the configured starting point holds until EventSource has an id of its own
+    if (!headers['Last-Event-ID'] && s.initialLid !== '-' && s.lidMode === 'header') headers['Last-Event-ID'] = s.initialLid;
     if (s.resumeLid && !headers['Last-Event-ID']) headers['Last-Event-ID'] = s.resumeLid;
     s.resumeLid = null;
     logLine(s, { k: 'c', port: Number(u.port), lid: headers['Last-Event-ID'] || '' });
