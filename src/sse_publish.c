@@ -365,57 +365,57 @@ SseKeepPlan(const char *sql, int nargs, Oid *argtypes)
 }
 
 /*
- * Insert one event; caller is connected to SPI and has pushed the snapshot.
+ * The insert of one transaction's events.  Everything but the ids is built
+ * before the publish lock is taken, so that the lock covers little more
+ * than drawing the ids, one executor run and the commit itself.
  */
-static void
-SseInsertOne(SsePendingEvent *ev, int64 id)
+typedef struct SseInsert
 {
-	static Oid	argtypes[4] = {INT8OID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
-	int			rc;
-
-	if (InsertOnePlan == NULL)
-		InsertOnePlan = SseKeepPlan(
-			"INSERT INTO sse_bridge.events (id, channel, event, data, created_at) "
-			"VALUES ($1, $2, $3, $4, pg_catalog.clock_timestamp())",
-			4, argtypes);
-
-	values[0] = Int64GetDatum(id);
-	values[1] = PointerGetDatum(ev->channel);
-	values[2] = PointerGetDatum(ev->event);
-	values[3] = PointerGetDatum(ev->data);
-	if (ev->event == NULL)
-		nulls[2] = 'n';
-
-	/* The insert reads nothing: no need for a fresh snapshot. */
-	rc = SPI_execute_snapshot(InsertOnePlan, values, nulls, GetActiveSnapshot(),
-							  InvalidSnapshot, false, true, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "inserting into sse_bridge.events failed: %s",
-			 SPI_result_code_string(rc));
-}
+	SPIPlanPtr	plan;
+	int			n;				/* number of events */
+	Datum		values[4];		/* id (filled under the lock), channel, event, data */
+	char		nulls[4];
+} SseInsert;
 
 /*
- * Insert several events with one statement (one executor run instead of
- * one per event, which keeps the publish lock for a shorter time).  ids[i]
- * belongs to the i-th event.  Same preconditions as SseInsertOne.
+ * Prepare the insert of the given events: one row directly, several rows
+ * through arrays and one INSERT ... SELECT (one executor run instead of one
+ * per event).  Caller is connected to SPI.
  */
 static void
-SseInsertMany(List *events, int64 *ids)
+SseInsertPrepare(SseInsert *ins, List *events)
 {
-	static Oid	argtypes[4] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	static Oid	onetypes[4] = {INT8OID, TEXTOID, TEXTOID, TEXTOID};
+	static Oid	manytypes[4] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
 	int			n = list_length(events);
-	Datum	   *idd = palloc(n * sizeof(Datum));
-	Datum	   *chd = palloc(n * sizeof(Datum));
-	Datum	   *evd = palloc(n * sizeof(Datum));
-	bool	   *evnull = palloc(n * sizeof(bool));
-	Datum	   *dad = palloc(n * sizeof(Datum));
-	Datum		values[4];
+	Datum	   *chd;
+	Datum	   *evd;
+	bool	   *evnull;
+	Datum	   *dad;
 	int			dims[1] = {n};
 	int			lbs[1] = {1};
 	ListCell   *lc;
-	int			rc;
+
+	ins->n = n;
+	memset(ins->nulls, ' ', sizeof(ins->nulls));
+
+	if (n == 1)
+	{
+		SsePendingEvent *ev = linitial(events);
+
+		if (InsertOnePlan == NULL)
+			InsertOnePlan = SseKeepPlan(
+				"INSERT INTO sse_bridge.events (id, channel, event, data, created_at) "
+				"VALUES ($1, $2, $3, $4, pg_catalog.clock_timestamp())",
+				4, onetypes);
+		ins->plan = InsertOnePlan;
+		ins->values[1] = PointerGetDatum(ev->channel);
+		ins->values[2] = PointerGetDatum(ev->event);
+		ins->values[3] = PointerGetDatum(ev->data);
+		if (ev->event == NULL)
+			ins->nulls[2] = 'n';
+		return;
+	}
 
 	if (InsertManyPlan == NULL)
 		InsertManyPlan = SseKeepPlan(
@@ -423,34 +423,70 @@ SseInsertMany(List *events, int64 *ids)
 			"SELECT u.id, u.channel, u.event, u.data, pg_catalog.clock_timestamp() "
 			"FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
 			"pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(id, channel, event, data)",
-			4, argtypes);
+			4, manytypes);
+	ins->plan = InsertManyPlan;
 
+	chd = palloc(n * sizeof(Datum));
+	evd = palloc(n * sizeof(Datum));
+	evnull = palloc(n * sizeof(bool));
+	dad = palloc(n * sizeof(Datum));
 	foreach(lc, events)
 	{
 		SsePendingEvent *ev = lfirst(lc);
 		int			i = foreach_current_index(lc);
 
-		idd[i] = Int64GetDatum(ids[i]);
 		chd[i] = PointerGetDatum(ev->channel);
 		evd[i] = PointerGetDatum(ev->event);
 		evnull[i] = ev->event == NULL;
 		dad[i] = PointerGetDatum(ev->data);
 	}
-	values[0] = PointerGetDatum(construct_array(idd, n, INT8OID, sizeof(int64),
-												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[1] = PointerGetDatum(construct_array(chd, n, TEXTOID, -1, false,
-												TYPALIGN_INT));
-	values[2] = PointerGetDatum(construct_md_array(evd, evnull, 1, dims, lbs,
-												   TEXTOID, -1, false,
-												   TYPALIGN_INT));
-	values[3] = PointerGetDatum(construct_array(dad, n, TEXTOID, -1, false,
-												TYPALIGN_INT));
+	ins->values[1] = PointerGetDatum(construct_array(chd, n, TEXTOID, -1, false,
+													 TYPALIGN_INT));
+	ins->values[2] = PointerGetDatum(construct_md_array(evd, evnull, 1, dims, lbs,
+														TEXTOID, -1, false,
+														TYPALIGN_INT));
+	ins->values[3] = PointerGetDatum(construct_array(dad, n, TEXTOID, -1, false,
+													 TYPALIGN_INT));
+}
 
-	rc = SPI_execute_snapshot(InsertManyPlan, values, NULL, GetActiveSnapshot(),
-							  InvalidSnapshot, false, true, 0);
-	if (rc != SPI_OK_INSERT || SPI_processed != (uint64) n)
+/*
+ * Draw the ids and insert the rows; returns the largest id.  Caller holds
+ * the publish lock, is connected to SPI and has pushed a snapshot.
+ */
+static int64
+SseInsertExecute(SseInsert *ins, Oid seqoid)
+{
+	int64		id = 0;
+	int			rc;
+
+	if (ins->n == 1)
+	{
+		id = nextval_internal(seqoid, false);
+		ins->values[0] = Int64GetDatum(id);
+	}
+	else
+	{
+		Datum	   *idd = palloc(ins->n * sizeof(Datum));
+
+		for (int i = 0; i < ins->n; i++)
+		{
+			id = nextval_internal(seqoid, false);
+			idd[i] = Int64GetDatum(id);
+		}
+		ins->values[0] = PointerGetDatum(construct_array(idd, ins->n, INT8OID,
+														 sizeof(int64),
+														 FLOAT8PASSBYVAL,
+														 TYPALIGN_DOUBLE));
+	}
+
+	/* The insert reads nothing: no need for a fresh snapshot. */
+	rc = SPI_execute_snapshot(ins->plan, ins->values, ins->nulls,
+							  GetActiveSnapshot(), InvalidSnapshot,
+							  false, true, 0);
+	if (rc != SPI_OK_INSERT || SPI_processed != (uint64) ins->n)
 		elog(ERROR, "inserting into sse_bridge.events failed: %s",
 			 SPI_result_code_string(rc));
+	return id;
 }
 
 /*
@@ -464,21 +500,15 @@ static void
 SseFlushPending(void)
 {
 	List	   *events = PendingEvents;
-	int			n = list_length(events);
-	int64	   *ids;
+	SseInsert	ins;
 	LOCKTAG		tag;
 	Oid			save_userid;
 	int			save_sec_context;
 	Oid			seqoid;
+	int64		maxid;
 	char		payload[32];
 
 	PendingEvents = NIL;
-
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId,
-						 (uint32) (SSE_PUBLISH_LOCK_KEY >> 32),
-						 (uint32) SSE_PUBLISH_LOCK_KEY,
-						 1);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 
 	/* Restored by AbortTransaction if anything below fails. */
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
@@ -488,17 +518,16 @@ SseFlushPending(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-
-	/* Under the lock, ids are drawn in the order sessions commit. */
 	seqoid = SseEventsSequenceOid();
-	ids = palloc(n * sizeof(int64));
-	for (int i = 0; i < n; i++)
-		ids[i] = nextval_internal(seqoid, false);
+	SseInsertPrepare(&ins, events);
 
-	if (n == 1)
-		SseInsertOne(linitial(events), ids[0]);
-	else
-		SseInsertMany(events, ids);
+	/* From here to the end of the transaction, commits are serialized. */
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId,
+						 (uint32) (SSE_PUBLISH_LOCK_KEY >> 32),
+						 (uint32) SSE_PUBLISH_LOCK_KEY,
+						 1);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	maxid = SseInsertExecute(&ins, seqoid);
 
 	SPI_finish();
 	PopActiveSnapshot();
@@ -507,7 +536,7 @@ SseFlushPending(void)
 	if (PendingEvents != NIL)
 		elog(ERROR, "events were published while sse_bridge.events was being written");
 
-	snprintf(payload, sizeof(payload), "e " INT64_FORMAT, ids[n - 1]);
+	snprintf(payload, sizeof(payload), "e " INT64_FORMAT, maxid);
 	Async_Notify(SSE_NOTIFY_CHANNEL, payload);
 }
 
