@@ -24,7 +24,8 @@
  * ':' is a comment; "field: value" loses exactly one space after the colon;
  * a line without a colon is a field with an empty value; data lines are
  * joined with LF and the final LF removed; id is ignored if it contains NUL
- * and persists across events; retry is taken only if all ASCII digits; an
+ * and persists across events, but reaches the Last-Event-ID used to
+ * reconnect only when an event is dispatched; retry is taken only if all ASCII digits; an
  * empty line dispatches; an event with an empty data buffer is not
  * dispatched; an incomplete event at end of stream is discarded.
  *
@@ -323,6 +324,10 @@ typedef struct sse_parser {
 	buf			data;				/* data buffer */
 	buf			event_type;			/* event type buffer */
 	buf			last_id;			/* last event ID buffer (persists) */
+	buf			reconnect_id;		/* the source's last event ID string:
+									 * set from last_id at dispatch only, so
+									 * an id line of an event cut off by the
+									 * end of the stream is not used */
 	long		retry_ms;			/* reconnection time */
 	bool		after_cr;			/* previous byte was CR: skip one LF */
 	bool		at_start;			/* BOM check pending for this stream */
@@ -350,6 +355,7 @@ sse_dispatch(sse_parser *ps)
 	const char *type;
 	size_t		tlen;
 
+	buf_set(&ps->reconnect_id, ps->last_id.p ? ps->last_id.p : "", ps->last_id.len);
 	if (ps->data.len == 0)
 	{
 		ps->event_type.len = 0;
@@ -858,7 +864,7 @@ run_connection(sse_parser *ps, int attempt)
 	char		rbuf[16384];
 	buf			l = {0};
 	char		num[16];
-	const char *lid = attempt == 0 ? opt.last_event_id : ps->last_id.p;
+	const char *lid = attempt == 0 ? opt.last_event_id : ps->reconnect_id.p;
 
 	snprintf(num, sizeof num, "%d", attempt);
 	buf_puts(&l, "{\"kind\":\"connect\",\"attempt\":");
@@ -973,6 +979,7 @@ main(int argc, char **argv)
 	buf_free(&ps.data);
 	buf_free(&ps.event_type);
 	buf_free(&ps.last_id);
+	buf_free(&ps.reconnect_id);
 	free(opt.host);
 	free(opt.port);
 	free(opt.path);

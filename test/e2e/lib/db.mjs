@@ -1,6 +1,7 @@
 // Database access through psql (asynchronous, so that the event loop keeps
 // serving the in-process EventSource clients while a query runs).
 import { spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ENV } from './env.mjs';
 
@@ -80,19 +81,24 @@ export async function prunedThrough() {
   return Number(await sqlValue('SELECT pruned_through FROM sse_bridge.meta'));
 }
 
+// Run a command with its output in a log file, resolving on exit: pg_ctl
+// start/restart leave the postmaster holding stdout/stderr, so waiting for
+// the pipes to close would wait for the server to stop.
 function run(cmd, args) {
+  const logPath = `${ENV.tmp}/pg_ctl.log`;
   return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const out = [];
-    p.stdout.on('data', (b) => out.push(b));
-    p.stderr.on('data', (b) => out.push(b));
+    const fd = openSync(logPath, 'a');
+    const p = spawn(cmd, args, { stdio: ['ignore', fd, fd] });
+    closeSync(fd);
     p.on('error', reject);
-    p.on('close', (code) => {
-      if (code === 0) resolve(Buffer.concat(out).toString());
-      else reject(new Error(`${cmd} ${args.join(' ')} failed (${code}): ${Buffer.concat(out).toString().trim()}`));
+    p.on('exit', (code) => {
+      if (code === 0) resolve();
+      else reject(new Error(`${cmd} ${args.join(' ')} failed (${code}); see ${logPath}:\n${readFileSync(logPath, 'utf8').slice(-800)}`));
     });
   });
 }
+
+const serverLog = () => `${dirname(ENV.pgdata)}/server.log`;
 
 function pgCtl(...args) {
   return run('runuser', ['-u', 'postgres', '--', `${ENV.pgbin}/pg_ctl`, '-D', ENV.pgdata, ...args]);
@@ -100,7 +106,7 @@ function pgCtl(...args) {
 
 // The server restart every test environment documents.
 export function restartServer() {
-  return pgCtl('restart', '-m', 'fast', '-w');
+  return pgCtl('restart', '-m', 'fast', '-w', '-l', serverLog());
 }
 
 export function stopServer() {
@@ -108,7 +114,7 @@ export function stopServer() {
 }
 
 export function startServer() {
-  return pgCtl('start', '-w', '-l', `${dirname(ENV.pgdata)}/server.log`);
+  return pgCtl('start', '-w', '-l', serverLog());
 }
 
 export async function serverRunning() {

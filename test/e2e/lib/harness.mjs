@@ -78,7 +78,7 @@ export async function runAll({ only, label, resultsFile }) {
       console.log(`ok - ${name} (${secs}s)`);
     } else {
       console.log(`FAIL - ${name} (${secs}s)`);
-      for (const e of errors) console.log(`    ${e.split('\n').join('\n    ')}`);
+      for (const e of errors) console.log(`    ${e.trim().replace(/\n\s*\n/g, '\n').split('\n').join('\n    ')}`);
       for (const n of notes) console.log(`    note: ${n.split('\n').join('\n    ')}`);
     }
     results.push({ name, ok: errors.length === 0, errors });

@@ -35,18 +35,22 @@ test('stream headers, retry line first, ready carries the head id (curl)', async
 test('ready promise: an event committed right after ready arrives (curl, eventsource, C)', async (t) => {
   const ch = `pub.${uniq()}.ready`;
   const url = `${M()}/events?channel=${ch}`;
-  const clients = [curlStream(url), esStream(url), cStream(url)];
-  for (const c of clients) t.defer(c.close);
-  for (const c of clients) {
+  const clients = [];
+  // each client connects, and the moment it reports ready an event commits
+  for (const make of [curlStream, esStream, cStream]) {
+    const c = make(url);
+    t.defer(c.close);
+    clients.push(c);
     await c.waitReady();
     await publish([{ channel: ch, data: `after ready of ${c.kind}` }]);
   }
-  const want = await rows(`channel = ${lit(ch)}`);
-  assert.equal(want.length, 3);
+  const all = await rows(`channel = ${lit(ch)}`);
+  assert.equal(all.length, 3);
   for (const [i, c] of clients.entries()) {
+    const h = readyHead(c.events.find((e) => e.event === 'ready'));
+    assert.ok(h < Number(all[i].id), `${c.kind}: ready head ${h} is not below the event published after it`);
     await c.waitFor((r) => r.rows().length >= 3 - i, `${3 - i} events`);
-    // each client must see every event published after its own ready
-    assertSameEvents(c.rows(), want.slice(i), c.kind);
+    assertSameEvents(c.rows(), all.slice(i), c.kind);
   }
 });
 
