@@ -106,14 +106,17 @@ $CC $CFLAGS -I"$PGINC" "$here/publisher.c" -lpq -lpthread -o "$bin/publisher" ||
 $CC $CFLAGS "$here/tclient.c" -lcrypto -lm -o "$bin/tclient" || exit 1
 $CC $CFLAGS -I"$PGINC" "$here/verify.c" -lpq -ljansson -lcrypto -o "$bin/verify" || exit 1
 
+# The eventsource package: this directory's own install, else the one the
+# end-to-end suite installed from the same pinned version, else npm ci here.
 if [ -d "$here/node_modules/eventsource" ]; then
-  modules=$here
-elif [ -f "$here/package-lock.json" ] && (cd "$here" && npm ci --silent --no-audit --no-fund >/dev/null 2>&1); then
   modules=$here
 elif [ -d "$root/test/e2e/node_modules/eventsource" ]; then
   modules=$root/test/e2e
+elif (cd "$here" && npm ci --no-audit --no-fund >"$work/npm.log" 2>&1); then
+  modules=$here
 else
-  echo "torture: the npm eventsource package is missing (npm ci in test/torture failed)" >&2; exit 1
+  cat "$work/npm.log" >&2
+  echo "torture: cannot install the npm eventsource package (npm ci in test/torture)" >&2; exit 1
 fi
 
 BRIDGE=${SSE_BRIDGE_BIN:-$root/bridge/sse-bridge}
@@ -290,11 +293,14 @@ prune_race() {
   fi
 }
 
-rotation=(kill_a prune pg_fast race kill_b pg_immediate concurrent kill_both prune race pg_fast kill_a concurrent pg_immediate)
+# every kind appears in the first seven slots; the interval shrinks for short
+# runs so that a one-minute run goes through the rotation about once
+rotation=(kill_a race pg_fast concurrent kill_b pg_immediate prune kill_both race pg_immediate concurrent kill_a pg_fast prune)
+gap=$(( duration / ${#rotation[@]} )); [ "$gap" -lt 2 ] && gap=2; [ "$gap" -gt 6 ] && gap=6
 k=0
 while kill -0 "$pub_pid" 2>/dev/null; do
-  # the next fault in 3-6 s, or as soon as publishing ends
-  t=$((SECONDS + 3 + RANDOM % 4))
+  # the next fault in gap..gap+2 s, or as soon as publishing ends
+  t=$((SECONDS + gap + RANDOM % 3))
   while [ $SECONDS -lt $t ] && kill -0 "$pub_pid" 2>/dev/null; do sleep 0.2; done
   kill -0 "$pub_pid" 2>/dev/null || break
   case ${rotation[$((k % ${#rotation[@]}))]} in
