@@ -16,22 +16,25 @@
  *	--pg CHANNEL	one transaction per batch: BEGIN; SELECT sse_publish(...)
  *					once per event; COMMIT (libpq environment for the
  *					connection, or --conninfo).
- *	--http PATH		one POST per event on one keep-alive connection; a batch
- *					is pipelined (all requests written, then all responses
- *					read).  {j} in PATH becomes the event's job.
+ *	--http PATH		one POST per event on one keep-alive connection,
+ *					pipelined: a batch is written at once, up to --window
+ *					requests are in flight, and responses are read as they
+ *					come.  {j} in PATH becomes the event's job.
  *
  * When paced, "t" is the time the event was due, not the time it was sent:
  * a server that stalls its publisher then shows the stall as latency instead
  * of hiding it (no coordinated omission).
  *
  * Prints one JSON line: events, elapsed seconds, events per second.
- * Blocking I/O throughout: the publisher is one client, not a server.
+ * libpq is used synchronously; the HTTP socket is non-blocking under poll().
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -55,6 +58,7 @@ static struct
 	double		rate;
 	int			jobs;
 	int			size;
+	long		window;
 	long		first_index;
 	double		timeout_s;
 } cf = {
@@ -65,6 +69,7 @@ static struct
 	.jobs = 1,
 	.size = 0,
 	.conninfo = "",
+	.window = 1000,
 	.timeout_s = 300,
 };
 
@@ -147,8 +152,9 @@ pg_send_batch(long first, int n)
 /* HTTP */
 
 static int sock = -1;
-static char *out;
-static size_t out_cap;
+static char *out;				/* requests not yet written: out_off .. out_len */
+static size_t out_cap, out_len, out_off;
+static long outstanding;		/* requests sent without a response yet */
 static char inbuf[65536];
 static size_t in_len;
 
@@ -166,35 +172,107 @@ http_connect(void)
 		exit(1);
 	}
 	setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	fcntl(sock, F_SETFL, fcntl(sock, F_GETFL) | O_NONBLOCK);
 	out_cap = (size_t) cf.batch * ((size_t) cf.size + strlen(cf.http_path) + 300) + 64;
 	out = malloc(out_cap);
 }
 
-/* Reads one HTTP response (status line, headers, Content-Length body). */
+/*
+ * Consumes every complete response in inbuf (status line, headers,
+ * Content-Length body); returns how many, exits on a non-2xx status.
+ */
 static int
-http_read_response(void)
+http_parse_responses(void)
 {
+	int			done = 0;
+	size_t		pos = 0;
+
 	for (;;)
 	{
-		char	   *hend = memmem(inbuf, in_len, "\r\n\r\n", 4);
+		char	   *h = inbuf + pos;
+		char	   *hend = memmem(h, in_len - pos, "\r\n\r\n", 4);
 
-		if (hend)
+		if (!hend)
+			break;
+		size_t		hlen = (size_t) (hend - h) + 4;
+		int			status = 0;
+		size_t		blen = 0;
+
+		sscanf(h, "HTTP/1.%*d %d", &status);
+		for (char *p = h + 1; p < hend; p++)
+			if (p[-1] == '\n' && strncasecmp(p, "content-length:", 15) == 0)
+				blen = strtoul(p + 15, NULL, 10);
+		if (in_len - pos < hlen + blen)
+			break;
+		if (status < 200 || status >= 300)
 		{
-			size_t		hlen = (size_t) (hend - inbuf) + 4;
-			int			status = 0;
-			size_t		blen = 0;
-
-			sscanf(inbuf, "HTTP/1.%*d %d", &status);
-			for (char *p = inbuf; p < hend; p++)
-				if (p > inbuf && p[-1] == '\n' && strncasecmp(p, "content-length:", 15) == 0)
-					blen = strtoul(p + 15, NULL, 10);
-			if (in_len >= hlen + blen)
-			{
-				memmove(inbuf, inbuf + hlen + blen, in_len - hlen - blen);
-				in_len -= hlen + blen;
-				return status;
-			}
+			fprintf(stderr, "publisher: HTTP status %d\n", status);
+			exit(1);
 		}
+		pos += hlen + blen;
+		done++;
+	}
+	memmove(inbuf, inbuf + pos, in_len - pos);
+	in_len -= pos;
+	return done;
+}
+
+/* Appends the POSTs of events first .. first+n-1 to the output buffer. */
+static void
+http_format_batch(long first, int n)
+{
+	char		ev[8192];
+	char		path[1024];
+	const char *mark = strstr(cf.http_path, "{j}");
+
+	if (out_off == out_len)
+		out_off = out_len = 0;
+	for (int k = 0; k < n; k++)
+	{
+		int			elen = format_event(ev, sizeof(ev), first + k);
+
+		if (mark)
+			snprintf(path, sizeof(path), "%.*s%ld%s", (int) (mark - cf.http_path),
+					 cf.http_path, (first + k) % cf.jobs, mark + 3);
+		else
+			snprintf(path, sizeof(path), "%s", cf.http_path);
+		out_len += (size_t) snprintf(out + out_len, out_cap - out_len,
+									 "POST %s HTTP/1.1\r\nHost: %s:%d\r\n"
+									 "Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s",
+									 path, cf.host, cf.port, elen, ev);
+	}
+}
+
+/*
+ * Waits up to timeout_s for the socket, writes pending requests and reads
+ * responses; returns how many responses completed.
+ */
+static int
+http_pump(double timeout_s)
+{
+	struct pollfd pfd = {.fd = sock, .events = POLLIN | (out_off < out_len ? POLLOUT : 0)};
+	int			ms = timeout_s <= 0 ? 0 : (int) (timeout_s * 1000) + 1;
+	int			done = 0;
+
+	if (poll(&pfd, 1, ms) < 0 && errno != EINTR)
+	{
+		perror("publisher: poll");
+		exit(1);
+	}
+	if (pfd.revents & POLLOUT)
+	{
+		ssize_t		w = write(sock, out + out_off, out_len - out_off);
+
+		if (w < 0 && errno != EAGAIN && errno != EINTR)
+		{
+			perror("publisher: write");
+			exit(1);
+		}
+		if (w > 0)
+			out_off += (size_t) w;
+	}
+	if (pfd.revents & (POLLIN | POLLHUP | POLLERR))
+	{
 		if (in_len == sizeof(inbuf))
 		{
 			fprintf(stderr, "publisher: response too large\n");
@@ -202,60 +280,18 @@ http_read_response(void)
 		}
 		ssize_t		n = read(sock, inbuf + in_len, sizeof(inbuf) - in_len);
 
-		if (n <= 0)
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
 		{
 			fprintf(stderr, "publisher: connection closed by server\n");
 			exit(1);
 		}
-		in_len += (size_t) n;
-	}
-}
-
-static void
-http_send_batch(long first, int n)
-{
-	size_t		len = 0;
-	char		ev[8192];
-	char		path[1024];
-
-	for (int k = 0; k < n; k++)
-	{
-		int			elen = format_event(ev, sizeof(ev), first + k);
-		const char *mark = strstr(cf.http_path, "{j}");
-
-		if (mark)
-			snprintf(path, sizeof(path), "%.*s%ld%s", (int) (mark - cf.http_path),
-					 cf.http_path, (first + k) % cf.jobs, mark + 3);
-		else
-			snprintf(path, sizeof(path), "%s", cf.http_path);
-		len += (size_t) snprintf(out + len, out_cap - len,
-								 "POST %s HTTP/1.1\r\nHost: %s:%d\r\n"
-								 "Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s",
-								 path, cf.host, cf.port, elen, ev);
-	}
-	for (size_t off = 0; off < len;)
-	{
-		ssize_t		w = write(sock, out + off, len - off);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
+		if (n > 0)
 		{
-			perror("publisher: write");
-			exit(1);
-		}
-		off += (size_t) w;
-	}
-	for (int k = 0; k < n; k++)
-	{
-		int			status = http_read_response();
-
-		if (status < 200 || status >= 300)
-		{
-			fprintf(stderr, "publisher: HTTP status %d\n", status);
-			exit(1);
+			in_len += (size_t) n;
+			done = http_parse_responses();
 		}
 	}
+	return done;
 }
 
 /* ---------------------------------------------------------------- */
@@ -273,6 +309,7 @@ usage(void)
 			"  --rate R       events per second, 0 = as fast as possible (0)\n"
 			"  --jobs J       jobs the events rotate through (1)\n"
 			"  --size S       padding bytes per event (0)\n"
+			"  --window W     HTTP: requests in flight at most (1000)\n"
 			"  --timeout S    give up after S seconds (300)\n");
 	exit(2);
 }
@@ -306,6 +343,8 @@ main(int argc, char **argv)
 			cf.rate = atof(v);
 		else if (OPT("--jobs"))
 			cf.jobs = atoi(v);
+		else if (OPT("--window"))
+			cf.window = atol(v);
 		else if (OPT("--size"))
 			cf.size = atoi(v);
 		else if (OPT("--timeout"))
@@ -315,7 +354,7 @@ main(int argc, char **argv)
 #undef OPT
 	}
 	if ((!cf.pg_channel) == (!cf.http_path) || cf.batch < 1 || cf.jobs < 1
-		|| cf.size < 0 || cf.size > 4000 || cf.count < 0)
+		|| cf.size < 0 || cf.size > 4000 || cf.count < 0 || cf.window < cf.batch)
 		usage();
 	padding = malloc((size_t) cf.size + 1);
 	memset(padding, 'x', (size_t) cf.size);
@@ -330,39 +369,48 @@ main(int argc, char **argv)
 	int64_t		t0_wall = wall_us();
 	long		sent = 0;
 
-	while (sent < cf.count)
+	while (sent < cf.count || outstanding > 0)
 	{
 		int			n = cf.count - sent < cf.batch ? (int) (cf.count - sent) : cf.batch;
+		bool		room = sent < cf.count
+			&& (pg || (out_off == out_len && outstanding + n <= cf.window));
+		double		wait = 0;
 
-		if (cf.rate > 0)
-		{
-			double		due = t0 + (double) sent / cf.rate;
-			double		now = mono_s();
-
-			due_us = t0_wall + (int64_t) ((double) sent / cf.rate * 1e6);
-
-			if (due > now)
-			{
-				struct timespec ts = {(time_t) (due - now), (long) ((due - now - (double) (time_t) (due - now)) * 1e9)};
-
-				nanosleep(&ts, NULL);
-			}
-		}
-		if (cf.pg_channel)
-			pg_send_batch(cf.first_index + sent, n);
-		else
-			http_send_batch(cf.first_index + sent, n);
-		sent += n;
 		if (mono_s() - t0 > cf.timeout_s)
 		{
 			fprintf(stderr, "publisher: timeout after %ld events\n", sent);
 			break;
 		}
+		if (room && cf.rate > 0)
+		{
+			wait = t0 + (double) sent / cf.rate - mono_s();
+			due_us = t0_wall + (int64_t) ((double) sent / cf.rate * 1e6);
+		}
+		if (room && wait <= 0)
+		{
+			if (pg)
+				pg_send_batch(cf.first_index + sent, n);
+			else
+			{
+				http_format_batch(cf.first_index + sent, n);
+				outstanding += n;
+			}
+			sent += n;
+			continue;
+		}
+		if (pg)
+		{
+			struct timespec ts = {(time_t) wait, (long) ((wait - (double) (time_t) wait) * 1e9)};
+
+			nanosleep(&ts, NULL);
+		}
+		else
+			outstanding -= http_pump(room ? wait : 1.0);
 	}
 	double		el = mono_s() - t0;
 
 	printf("{\"events\":%ld,\"elapsed_s\":%.3f,\"rate\":%.0f}\n", sent, el, el > 0 ? (double) sent / el : 0);
 	if (pg)
 		PQfinish(pg);
-	return sent == cf.count ? 0 : 1;
+	return sent == cf.count && outstanding == 0 ? 0 : 1;
 }

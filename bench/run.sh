@@ -7,6 +7,7 @@
 #   ONLY="fanout idle" bench/run.sh   a subset of: idle fanout selective replay publish
 #   TARGETS="bridge nchan" ...   a subset of: bridge nchan ceiling
 #   PERF=1 ...                   also profile the bridge during fan-out (perf)
+#   KEEP=1 ...                   keep the work directory (logs, raw outputs)
 #
 # Prints a table and writes it as JSON to bench/results/latest.json.
 # Every server, loop and wait here is bounded in time; a trap stops them all.
@@ -43,6 +44,7 @@ BATCH=${BATCH:-10}             # events per transaction / pipelined POSTs
 PAYLOAD=${PAYLOAD:-16}          # padding bytes per event (data is ~70 bytes)
 LAT_DELIVERIES=${LAT_DELIVERIES:-50000}   # deliveries/s in the paced latency runs
 LIVE_CONNS=100; LIVE_RATE=100    # replay scenario: live clients and events/s
+FAN_CONNS=${FAN_CONNS:-1000 5000}
 
 # ---------------------------------------------------------------- setup
 NEED_PG=0
@@ -70,8 +72,8 @@ cleanup() {
     kill -9 "$p" 2>/dev/null || true
   done
   [ -n "$SSE_PGDIR" ] && scripts/pgcluster.sh stop "$SSE_PGDIR"
-  if [ $rc -ne 0 ]; then
-    log "failed; logs kept in $WORK"
+  if [ $rc -ne 0 ] || [ "${KEEP:-0}" = 1 ]; then
+    log "logs kept in $WORK"
   else
     rm -rf "$WORK"
   fi
@@ -261,10 +263,15 @@ fanout_run() {
     perf record -F 499 -g -o "$WORK/$label.perf" -p "$spid" >/dev/null 2>&1 &
     perf_pid=$!
   fi
+  local prc=0
   if [ "$mode" = thr ]; then
-    publish "$t" "$ch" --count "$ev" --batch "$BATCH" >"$pub" 2>>"$WORK/publisher.log" || true
+    publish "$t" "$ch" --count "$ev" --batch "$BATCH" >"$pub" 2>>"$WORK/publisher.log" || prc=$?
   else
-    publish "$t" "$ch" --count "$ev" --batch 1 --rate "$(( LAT_DELIVERIES / n ))" >"$pub" 2>>"$WORK/publisher.log" || true
+    publish "$t" "$ch" --count "$ev" --batch 1 --rate "$(( LAT_DELIVERIES / n ))" >"$pub" 2>>"$WORK/publisher.log" || prc=$?
+  fi
+  if [ "$prc" != 0 ]; then
+    log "$label: publisher failed ($prc): $(tail -1 "$WORK/publisher.log")"
+    sleep 5; kill -TERM "$lg" 2>/dev/null || true
   fi
   wait "$lg" || true
   local c1; c1=$(cpu_s "$spid")
@@ -283,7 +290,7 @@ fanout_run() {
 
 scenario_fanout() {
   local n ev t r
-  for n in 1000 5000; do
+  for n in $FAN_CONNS; do
     ev=$FAN_EVENTS_1000; [ "$n" = 5000 ] && ev=$FAN_EVENTS_5000
     for r in $(seq 1 "$REPEAT"); do
       for t in $TARGETS ceiling_per_event; do
