@@ -17,4 +17,4 @@ createdb "$db"
 trap 'dropdb --if-exists "$db"' EXIT
 psql -qX -d "$db" -c "CREATE EXTENSION sse_bridge"
 
-build/stress --dbname "$db" --publishers 16 --rows 30000 "$@"
+build/stress --dbname "$db" --publishers 16 --rows 100000 "$@"
