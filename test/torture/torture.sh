@@ -39,6 +39,7 @@
 # checked against the copy as well, so an incomplete copy would show up as
 # committed events missing rather than pass unnoticed.
 set -uo pipefail
+shopt -s extglob
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
@@ -164,7 +165,9 @@ head_id() {
 free_port() {
   local p
   for _ in $(seq 1 200); do
-    p=$(( (RANDOM % 20000) + 30000 ))
+    # below the ephemeral range, so that no client connection can hold
+    # the port while a killed bridge is being restarted
+    p=$(( (RANDOM % 12000) + 20000 ))
     if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then echo "$p"; return 0; fi
   done
   return 1
@@ -208,8 +211,19 @@ scrape_drops() {
   slow_drops=$((slow_drops + ${n:-0}))
 }
 
-for i in 0 1; do start_bridge "$i"; done
-for i in 0 1; do wait_bridge "$i" || exit 1; done
+# another process may take a free port first: try a few
+for i in 0 1; do
+  for try in 1 2 3 4 5; do
+    start_bridge "$i"
+    wait_bridge "$i" && break
+    [ "$try" = 5 ] && exit 1
+    kill -9 "${bridge_pid[$i]}" 2>/dev/null; wait "${bridge_pid[$i]}" 2>/dev/null
+    p=$(free_port); while [ "$p" = "${ports[0]}" ] || [ "$p" = "${ports[1]}" ]; do p=$(free_port); done
+    ports[$i]=$p
+    bridge_args[$i]=${bridge_args[$i]/127.0.0.1:+([0-9])/127.0.0.1:$p}
+  done
+done
+port_a=${ports[0]}; port_b=${ports[1]}
 log "bridges on ports ${ports[*]}; seed $SEED; work dir $work"
 
 # ------------------------------------------------------------------ load
