@@ -12,6 +12,7 @@ import './tests/close.mjs';
 import './tests/jobs.mjs';
 import './tests/errors.mjs';
 import './tests/http.mjs';
+import './tests/daemon.mjs';
 import './tests/flow.mjs';
 import './tests/database.mjs';
 import './tests/shutdown.mjs';
