@@ -44,7 +44,13 @@ fi
 [ -x bridge/sse-bridge ] || { log "bridge/sse-bridge is missing; run make"; exit 1; }
 
 log "starting a throwaway cluster"
-eval "$(scripts/pgcluster.sh start)"
+# pgcluster.sh picks a free port; another process may take it first: retry
+for attempt in 1 2 3; do
+  if env_lines=$(scripts/pgcluster.sh start); then break; fi
+  [ "$attempt" -lt 3 ] || { log "cannot start a cluster"; exit 1; }
+  log "cluster start failed; retrying"
+done
+eval "$env_lines"
 export PGHOST PGPORT PGUSER PGDATABASE
 log "cluster: $SSE_PGDIR (port $PGPORT, database $PGDATABASE)"
 

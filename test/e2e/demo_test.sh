@@ -3,6 +3,8 @@
 # port with a bounded run time, it must print the curl line, stream a job
 # event (JSON row with a state) to curl -N, then stop by itself with status
 # 0, leaving neither the bridge port open nor its cluster directory behind.
+# A second run is stopped the way Ctrl-C does it (SIGINT to its process
+# group) and must clean up the same way.
 # Called by test/e2e/run.sh; exits non-zero on failure.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -24,20 +26,42 @@ stop_demo() {
 }
 trap stop_demo EXIT
 
-port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
-run_seconds=25
-# the demo starts its own cluster; the outer test cluster's variables must not leak in
-env -u PGHOST -u PGPORT -u PGDATABASE -u SSE_PGDATA -u SSE_PGBIN -u SSE_PGDIR \
-  SSE_RUN_LISTEN="127.0.0.1:$port" SSE_RUN_SECONDS=$run_seconds SSE_RUN_SKIP_BUILD=1 \
-  "$root/scripts/run.sh" >"$log" 2>&1 &
-demo_pid=$!
+free_port() {
+  node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
 
-deadline=$((SECONDS + 60))
-until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz")" = 200 ]; do
-  kill -0 "$demo_pid" 2>/dev/null || fail "exited before its bridge answered /healthz"
-  [ "$SECONDS" -lt "$deadline" ] || fail "bridge not healthy on port $port after 60 s"
-  sleep 0.2
-done
+# start_demo SECONDS: run scripts/run.sh in its own session (process group)
+start_demo() {
+  port=$(free_port)
+  : >"$log"
+  # the demo starts its own cluster; the outer test cluster's variables must not leak in
+  env -u PGHOST -u PGPORT -u PGDATABASE -u SSE_PGDATA -u SSE_PGBIN -u SSE_PGDIR \
+    SSE_RUN_LISTEN="127.0.0.1:$port" SSE_RUN_SECONDS="$1" SSE_RUN_SKIP_BUILD=1 \
+    setsid "$root/scripts/run.sh" >"$log" 2>&1 &
+  demo_pid=$!
+}
+
+wait_healthy() {
+  local deadline=$((SECONDS + 60))
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz")" = 200 ]; do
+    kill -0 "$demo_pid" 2>/dev/null || fail "exited before its bridge answered /healthz"
+    [ "$SECONDS" -lt "$deadline" ] || fail "bridge not healthy on port $port after 60 s"
+    sleep 0.2
+  done
+}
+
+# after the demo has exited: nothing left listening, cluster removed
+check_cleaned_up() {
+  local pgdir
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz")" = 000 ] || fail "bridge still listening after the demo stopped"
+  pgdir=$(sed -n 's/^\[make run\] cluster: \([^ ]*\) .*/\1/p' "$log" | head -1)
+  [ -n "$pgdir" ] || fail "the cluster directory was not reported"
+  [ ! -d "$pgdir" ] || fail "cluster directory $pgdir left behind"
+}
+
+run_seconds=20
+start_demo "$run_seconds"
+wait_healthy
 t_up=$SECONDS
 
 line="curl -N 'http://127.0.0.1:$port/events?channel=job.*'"
@@ -70,9 +94,19 @@ kill -0 "$demo_pid" 2>/dev/null && fail "still running after SSE_RUN_SECONDS=$ru
 wait "$demo_pid"; st=$?
 demo_pid=
 [ "$st" -eq 0 ] || fail "exit status $st"
-[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz")" = 000 ] || fail "bridge still listening after the demo stopped"
-pgdir=$(sed -n 's/^\[make run\] cluster: \([^ ]*\) .*/\1/p' "$log" | head -1)
-[ -n "$pgdir" ] || fail "the cluster directory was not reported"
-[ ! -d "$pgdir" ] || fail "cluster directory $pgdir left behind"
-echo "    demo: streamed $(grep -c '^id:' "$out") job events on port $port, stopped cleanly"
+check_cleaned_up
+events=$(grep -c '^id:' "$out")
+
+# Ctrl-C: SIGINT to the demo's process group stops everything
+start_demo ""
+wait_healthy
+kill -INT -- "-$demo_pid" 2>/dev/null
+deadline=$((SECONDS + 20))
+while kill -0 "$demo_pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+kill -0 "$demo_pid" 2>/dev/null && fail "still running 20 s after Ctrl-C (SIGINT)"
+wait "$demo_pid"
+demo_pid=
+grep -q '^\[make run\] stopped' "$log" || fail "no orderly stop after SIGINT"
+check_cleaned_up
+echo "    demo: streamed $events job events, stopped cleanly after SSE_RUN_SECONDS and after Ctrl-C"
 exit 0
