@@ -24,8 +24,8 @@
  * the database rows the same way (line ends normalised to LF).
  *
  * Faults made here: random disconnects (exponential intervals, also in the
- * middle of an event), one or more slow readers (tiny receive buffer, a few
- * KB per tick) that the bridge must drop, and "race" subscribers that
+ * middle of an event), one or more slow readers (tiny receive buffer; they
+ * stall and crawl in turns, see the main loop) that the bridge must drop, and "race" subscribers that
  * SIGUSR1 disconnects and holds and SIGUSR2 releases (the harness prunes
  * the log in between).  SIGHUP switches to drain mode: no more random
  * disconnects, slow readers read at full speed.  SIGTERM or --seconds ends.
@@ -640,7 +640,7 @@ sub_input(sub *s, const char *p, size_t n)
 static void
 sub_readable(sub *s, char *rbuf, size_t cap)
 {
-	size_t		want = (s->slow && !drain) ? 1024 : cap;
+	size_t		want = (s->slow && !drain && fmod(now_ms(), 10000.0) >= 2000) ? 1024 : cap;
 	ssize_t		got = recv(s->fd, rbuf, want, 0);
 
 	if (got < 0 && (errno == EAGAIN || errno == EINTR))
@@ -901,10 +901,22 @@ main(int argc, char **argv)
 				continue;
 			if (s->slow && !drain && s->state == ST_BODY)
 			{
-				/* slow reader: one small read per 20 ms */
-				if (t < s->next_read_ms)
+				/*
+				 * A slow reader cycles through 10 s: 2 s at full speed (so
+				 * that it catches up and is a live stream again), 4 s not
+				 * reading at all (its queue in the bridge overflows), 4 s
+				 * at one small read per 20 ms.
+				 */
+				double		phase = fmod(t, 10000.0);
+
+				if (phase >= 2000 && phase < 6000)
 					continue;
-				s->next_read_ms = t + 20;
+				if (phase >= 6000)
+				{
+					if (t < s->next_read_ms)
+						continue;
+					s->next_read_ms = t + 20;
+				}
 			}
 			pfd[n].fd = s->fd;
 			pfd[n].events = (s->state == ST_CONNECTING ||
