@@ -12,10 +12,12 @@ import { poll } from '../lib/bridge.mjs';
 
 const M = () => ENV.mainUrl;
 
-function jobScript(name, steps) {
+// workMs: time the job spends between its steps (a job doing some work)
+function jobScript(name, steps, workMs = 0) {
   const s = [`INSERT INTO e2e_jobs (name, state, progress) VALUES (${lit(name)}, 'queued', 0);`];
   s.push(`UPDATE e2e_jobs SET state = 'running' WHERE name = ${lit(name)};`);
   for (let i = 1; i <= steps; i++) {
+    if (workMs) s.push(`SELECT pg_sleep(${workMs / 1000});`);
     s.push(`UPDATE e2e_jobs SET progress = ${Math.round((100 * i) / steps)} WHERE name = ${lit(name)};`);
   }
   s.push(`UPDATE e2e_jobs SET state = 'done' WHERE name = ${lit(name)};`);
@@ -53,13 +55,15 @@ test('a job publishing while its page connects: every event exactly once, then c
   let err = '';
   p.stderr.on('data', (b) => { err += b; });
   const finished = new Promise((resolve) => p.on('close', resolve));
-  p.stdin.end(jobScript(name, 300));
+  p.stdin.end(jobScript(name, 300, 5));
   await poll(async () => Number(await sqlValue(`(SELECT count(*) FROM sse_bridge.events WHERE channel = ${lit(ch)})`)) > 3,
     'the job to start publishing');
   const c = cStream(`${M()}/events/${id}`);
   const es = esStream(`${M()}/events/${id}`);
   t.defer(c.close);
   t.defer(es.close);
+  await c.waitFor((r) => r.responses.length > 0, 'the C client to get its answer');
+  t.note(`job still running when the page connected: ${p.exitCode === null}`);
   assert.equal(await finished, 0, `job failed: ${err}`);
   await c.waitEnded(30_000);
   await es.waitFor((r) => r.ended, 'EventSource to stop after close', 30_000);
