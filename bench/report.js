@@ -38,12 +38,14 @@ function row(scenario, metric, unit, values, ratios, target, met, notes) {
 // ---------------------------------------------------------------- fan-out
 for (const n of [1000, 5000]) {
   const thr = {};
+  const cpu = {};
   const lat = {};
   const integ = {};
   for (const t of ['bridge', 'nchan', 'ceiling', 'ceiling_per_event']) {
     const runs = pick((r) => r.scenario === 'fanout' && r.target === t && r.conns === n && r.mode === 'thr');
     if (runs.length) {
       thr[t] = median(runs.map((r) => r.loadgen && r.loadgen.rate));
+      cpu[t] = median(runs.map((r) => (r.loadgen && r.loadgen.deliveries ? (r.server_cpu_s * 1e9) / r.loadgen.deliveries : null)));
       integ[t] = integrity(runs);
     }
     const l = pick((r) => r.scenario === 'fanout' && r.target === t && r.conns === n && r.mode === 'lat')[0];
@@ -62,6 +64,11 @@ for (const n of [1000, 5000]) {
       '>= 1.5x Nchan and >= 0.7x ceiling',
       rn != null && rc != null ? rn >= 1.5 && rc >= 0.7 : null,
       `integrity: ${Object.entries(integ).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  }
+  if (Object.keys(cpu).length) {
+    row(`fan-out ${n}`, 'server CPU per delivery (median)', 'ns',
+      { bridge: cpu.bridge, nchan: cpu.nchan, ceiling: cpu.ceiling, ceiling_per_event: cpu.ceiling_per_event },
+      { bridge_nchan: ratio(cpu.bridge, cpu.nchan), bridge_ceiling: ratio(cpu.bridge, cpu.ceiling) }, '', null, '');
   }
   if (Object.keys(lat).length) {
     const p = (t, k) => (lat[t] ? lat[t][k] : null);
