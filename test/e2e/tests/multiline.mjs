@@ -54,3 +54,20 @@ test('multi-line data with LF, CR and CRLF rebuilt exactly by eventsource, C cli
   assert.ok(dataLines.length >= want.reduce((n, r) => n + wire(r.data).split('\n').length, 0),
     'fewer data: lines than payload lines');
 });
+
+test('payloads near the 1 MB limit, multi-byte UTF-8 across read boundaries, arrive intact', async (t) => {
+  const ch = `pub.${uniq()}.big`;
+  const url = `${M()}/events?channel=${ch}`;
+  const clients = [esStream(url), cStream(url), curlStream(url)];
+  for (const c of clients) t.defer(c.close);
+  for (const c of clients) await c.waitReady();
+  const big = JSON.stringify({ text: '漢字🙂é'.repeat(60_000) }); // about 660 kB of UTF-8
+  const lines = Array.from({ length: 9000 }, (_, i) => `ligne ${i} — ✓`).join('\r\n');
+  await publish([{ channel: ch, data: big, event: 'big' }, { channel: ch, data: lines }]);
+  const want = await rows(`channel = ${lit(ch)}`);
+  assert.equal(want[0].data, big, 'the log changed the payload');
+  for (const c of clients) {
+    await c.waitFor((r) => r.rows().length >= 2, '2 big events', 30_000);
+    assertSameEvents(c.rows(), want, c.kind);
+  }
+});
