@@ -87,7 +87,8 @@ trap 'exit 130' INT TERM
 free_port() {
   local p
   for _ in $(seq 1 200); do
-    p=$(( (RANDOM % 20000) + 21000 ))
+    # below the ephemeral range (32768+), which 20,000 client sockets use
+    p=$(( (RANDOM % 11000) + 21000 ))
     if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then echo "$p"; return 0; fi
   done
   return 1
@@ -119,7 +120,13 @@ anon_kb() { awk '/^RssAnon:/ { print $2 }' "/proc/$1/status"; }
 
 if [ "$NEED_PG" = 1 ]; then
   log "starting a throwaway cluster"
-  eval "$(scripts/pgcluster.sh start)"
+  # its port is picked at random and may clash; try a few times
+  for try in 1 2 3; do
+    cl=$(scripts/pgcluster.sh start 2>"$WORK/pgcluster.err") && break
+    log "cluster start failed (try $try)"; cl=
+  done
+  [ -n "$cl" ] || { cat "$WORK/pgcluster.err" >&2; exit 1; }
+  eval "$cl"
   export PGHOST PGPORT PGUSER PGDATABASE SSE_PGDATA SSE_PGBIN SSE_PGDIR
   psql -qXc "CREATE EXTENSION IF NOT EXISTS sse_bridge" >/dev/null
 fi
@@ -463,21 +470,32 @@ scenario_replay() {
   done
 }
 
+# Publish: bench/publish/run.sh (its own cluster) prints a table of
+# "events/txn clients plain-ev/s sse-ev/s ratio" lines; they become JSON.
 scenario_publish() {
-  if [ -x bench/publish/run.sh ]; then
-    log "publish: bench/publish/run.sh"
-    local out=$WORK/publish.out
-    if bench/publish/run.sh >"$out" 2>"$WORK/publish.err"; then
-      local j; j=$(grep -E '^\{' "$out" | tail -1 || true)
-      record publish bridge "output=${j:-null}" "text=$(node -e 'process.stdout.write(JSON.stringify(require("fs").readFileSync(process.argv[1],"utf8")))' "$out")"
-    else
-      log "publish: bench/publish/run.sh failed"; tail -5 "$WORK/publish.err" >&2
-      record publish bridge "failed=true"
-    fi
-  else
+  if [ ! -x bench/publish/run.sh ]; then
     log "publish: bench/publish/run.sh not present"
     record publish bridge "unavailable=true"
+    return 0
   fi
+  log "publish: bench/publish/run.sh"
+  local out=$WORK/publish.out env=()
+  [ "$QUICK" = 1 ] && env=(BENCH_SECONDS=2 REPEAT=1)
+  # it starts its own cluster: give it none of ours (its cleanup trap would
+  # stop whatever SSE_PGDIR it inherits); a second try covers a port clash
+  local clean=(env -u SSE_PGDIR -u SSE_PGDATA -u PGHOST -u PGPORT -u PGDATABASE "${env[@]}")
+  if "${clean[@]}" bench/publish/run.sh >"$out" 2>"$WORK/publish.err" \
+    || { log "publish: retrying once"; "${clean[@]}" bench/publish/run.sh >"$out" 2>>"$WORK/publish.err"; }; then
+    local rows
+    rows=$(awk '$1 ~ /^[0-9]+$/ && NF == 5 {
+        printf "%s{\"events_per_txn\":%s,\"clients\":%s,\"plain\":%s,\"sse\":%s,\"ratio\":%s}",
+          (n++ ? "," : ""), $1, $2, $3, $4, $5 }' "$out")
+    record publish bridge "rows=[$rows]"
+  else
+    log "publish: bench/publish/run.sh failed"; tail -5 "$WORK/publish.err" >&2
+    record publish bridge "failed=true"
+  fi
+  cat "$out" >&2
 }
 
 # ---------------------------------------------------------------- run
