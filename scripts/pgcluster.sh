@@ -26,12 +26,19 @@ free_port() {
 case "${1:-}" in
 start)
   dir=$(mktemp -d /tmp/sse_pg.XXXXXX)
+  trap 'rm -rf "$dir"' ERR
   chmod 755 "$dir"
   [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$dir"
   as_pg "$BIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
-    || { cat "$dir/initdb.log" >&2; exit 1; }
-  port=$(free_port)
-  cat >>"$dir/data/postgresql.conf" <<CONF
+    || { cat "$dir/initdb.log" >&2; rm -rf "$dir"; exit 1; }
+  cp "$dir/data/postgresql.conf" "$dir/postgresql.conf.orig"
+  # Another process may take the port between the check and the bind:
+  # try a few ports before giving up.
+  started=
+  for attempt in 1 2 3 4 5; do
+    port=$(free_port)
+    cp "$dir/postgresql.conf.orig" "$dir/data/postgresql.conf"
+    cat >>"$dir/data/postgresql.conf" <<CONF
 port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$dir'
@@ -44,8 +51,13 @@ log_min_messages = warning
 log_line_prefix = '%m [%p] '
 ${SSE_PG_CONF:-}
 CONF
-  as_pg "$BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
-    || { cat "$dir/server.log" >&2; exit 1; }
+    if as_pg "$BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null 2>&1; then
+      started=1; break
+    fi
+  done
+  if [ -z "$started" ]; then
+    cat "$dir/server.log" >&2; rm -rf "$dir"; exit 1
+  fi
   "$BIN/psql" -h "$dir" -p "$port" -U postgres -d postgres -qXc "CREATE DATABASE sse_test" >/dev/null
   echo "SSE_PGDIR=$dir"
   echo "SSE_PGDATA=$dir/data"
