@@ -494,7 +494,8 @@ sub_connect(sub *s)
 	buf			l = {0};
 	char		num[128];
 
-	s->port = ports[rnd() % (uint64_t) n_ports];
+	/* a slow reader stays on the last bridge listed (the small queue) */
+	s->port = s->slow ? ports[n_ports - 1] : ports[rnd() % (uint64_t) n_ports];
 	s->attempts++;
 	/* the configured starting point holds until an event has been seen */
 	bool		initial = s->sent_id.len == 0 && strcmp(s->initial_lid, "-") != 0;
@@ -903,15 +904,15 @@ main(int argc, char **argv)
 			{
 				/*
 				 * A slow reader cycles through 10 s: 2 s at full speed (so
-				 * that it catches up and is a live stream again), 4 s not
-				 * reading at all (its queue in the bridge overflows), 4 s
+				 * that it catches up and is a live stream again), 6 s not
+				 * reading at all (its queue in the bridge overflows), 2 s
 				 * at one small read per 20 ms.
 				 */
 				double		phase = fmod(t, 10000.0);
 
-				if (phase >= 2000 && phase < 6000)
+				if (phase >= 2000 && phase < 8000)
 					continue;
-				if (phase >= 6000)
+				if (phase >= 8000)
 				{
 					if (t < s->next_read_ms)
 						continue;

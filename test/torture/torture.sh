@@ -13,7 +13,8 @@
 #   - publisher (C, libpq): 16 threads of transactions of 1-50 events with
 #     commit delays, rollbacks and savepoint rollbacks; see publisher.c;
 #   - two bridges on the same database (B with a small --client-queue and
-#     replay cache); every subscriber picks one at random on each connection;
+#     replay cache); every subscriber picks one at random on each connection
+#     (the slow reader always takes B);
 #   - 56 subscribers (plan.mjs): ad-hoc patterns, server-side subscriptions
 #     and JSON filters, on tclient.c (C) and the npm eventsource client
 #     (tnode.mjs), with random disconnects, one slow reader that the bridges
@@ -177,7 +178,7 @@ while [ "$port_b" = "$port_a" ]; do port_b=$(free_port); done
 ports=("$port_a" "$port_b")
 bridge_args=(
   "--listen 127.0.0.1:$port_a"
-  "--listen 127.0.0.1:$port_b --client-queue 512k --replay-cache 1M"
+  "--listen 127.0.0.1:$port_b --client-queue 256k --replay-cache 1M"
 )
 conninfo="host=$PGHOST port=$PGPORT dbname=sse_torture user=$PGUSER"
 slow_drops=0
