@@ -148,6 +148,8 @@ SQL
 copy_and_prune() {
   local age=${1:-}
   psql -qAtX -v ON_ERROR_STOP=1 -v age="$age" >>"$work/prune.log" 2>&1 <<'SQL'
+-- also before: a crash may have hidden the value the previous call set
+SELECT 'pruned_through=' || pruned_through FROM sse_bridge.meta;
 BEGIN;
 SELECT pg_advisory_xact_lock(6004219003886977585);
 INSERT INTO torture.shadow
@@ -155,6 +157,9 @@ INSERT INTO torture.shadow
   WHERE id > (SELECT coalesce(max(id), 0) FROM torture.shadow);
 SELECT CASE WHEN :'age' = '' THEN 0 ELSE sse_prune(nullif(:'age', '')::interval) END;
 COMMIT;
+-- only this function prunes, so this is the value the prune just set; the
+-- verifier accepts a reset only if its lost_through is one of these values
+SELECT 'pruned_through=' || pruned_through FROM sse_bridge.meta;
 SQL
 }
 

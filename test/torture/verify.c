@@ -26,7 +26,8 @@
  *   bad_resets  resets that claim ids that were never pruned, or that
  *               cannot be read
  * An id is "accounted for" by a reset only if the reset's lost range covers
- * it and the range lies within sse_bridge.meta.pruned_through.
+ * it and the range ends at a value pruned_through really had (the harness
+ * logs every value it sets in DIR/prune.log).
  *
  * The publisher logs are checked against the log table too: every event of
  * a committed transaction present exactly once, nothing from a rolled-back
@@ -76,6 +77,36 @@ typedef struct row {
 static row *rows;
 static size_t n_rows;
 static int64_t pruned_through;
+
+/* Every value pruned_through has had (DIR/prune.log), 0 included. */
+static int64_t *prune_hist;
+static size_t n_prune_hist;
+
+static void
+load_prune_history(const char *d)
+{
+	char		p[4096], line[256];
+	FILE	   *f;
+
+	snprintf(p, sizeof p, "%s/prune.log", d);
+	prune_hist = malloc(sizeof(int64_t) * 4096);
+	prune_hist[n_prune_hist++] = 0;
+	f = fopen(p, "r");
+	while (f && fgets(line, sizeof line, f) && n_prune_hist < 4096)
+		if (strncmp(line, "pruned_through=", 15) == 0)
+			prune_hist[n_prune_hist++] = atoll(line + 15);
+	if (f)
+		fclose(f);
+}
+
+static bool
+was_pruned_through(int64_t v)
+{
+	for (size_t i = 0; i < n_prune_hist; i++)
+		if (prune_hist[i] == v)
+			return true;
+	return false;
+}
 
 static ssize_t
 row_index(int64_t id)
@@ -659,11 +690,14 @@ judge(subscriber *s, const rec *recs, size_t n, tally *t, bool quiet)
 					t->bad_resets++;
 					SHOW("reset data not understood: %s", r->data);
 				}
-				else if (rs[n_rs].through > pruned_through)
+				else if (rs[n_rs].through > pruned_through ||
+						 !was_pruned_through(rs[n_rs].through) ||
+						 rs[n_rs].from > rs[n_rs].through)
 				{
 					t->bad_resets++;
-					SHOW("reset claims ids %" PRId64 "..%" PRId64 " but pruned_through is %" PRId64,
-						 rs[n_rs].from, rs[n_rs].through, pruned_through);
+					SHOW("reset claims ids %" PRId64 "..%" PRId64 " but pruned_through was never %" PRId64
+						 " (now %" PRId64 ")", rs[n_rs].from, rs[n_rs].through, rs[n_rs].through,
+						 pruned_through);
 				}
 				else
 					n_rs++;
@@ -1143,6 +1177,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	load_rows();
+	load_prune_history(dir);
 	PQclear(must(PQexec(conn,
 						"CREATE TEMP TABLE torture_parsed AS "
 						"SELECT id, torture.try_jsonb(data) AS j FROM torture.shadow"),
