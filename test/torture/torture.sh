@@ -24,8 +24,16 @@
 #     -m immediate, sse_prune alone, sse_prune while race subscribers are
 #     held off (they must get "reset"), and sse_prune concurrent with their
 #     reconnection.
-# Then publishers stop, clients drain (verify --wait: every subscriber has
-# its last expected id, with a deadline) and verify prints the verdict.
+# Then publishers stop, both bridges are killed once more, clients drain
+# (verify --wait: every subscriber has a fresh "ready" and its last expected
+# id, with a deadline) and verify prints the verdict (see verify.c): each
+# subscriber's deliveries equal, in id order, the committed rows that match
+# it; ids are excused only by a reset whose range ends at a value
+# pruned_through really had.  Any fault kind that was never injected (the
+# slow-client drop is read from the bridges' /metrics) also fails the run.
+# Environment: TORTURE_SEED, TORTURE_SUBSCRIBERS (56), TORTURE_PUBLISHERS
+# (16), TORTURE_PAUSE_MS (800, pause between a publisher's transactions),
+# TORTURE_DRAIN_SECONDS (120), SSE_BRIDGE_BIN.
 #
 # Pruning and the expected sets.  sse_prune deletes rows, but the verdict
 # needs every committed row.  Before each prune, and once at the end, one
