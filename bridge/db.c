@@ -14,6 +14,7 @@
  * exactly in BUSY; a job is owned by exactly one of: the queue, cur, or its
  * done callback.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -119,6 +120,17 @@ db_queue_len(const db_link *l)
 }
 
 static void
+db_notice(void *arg, const char *msg)
+{
+	db_link    *l = arg;
+	char		line[256];
+
+	snprintf(line, sizeof(line), "%s", msg);
+	line[strcspn(line, "\n")] = '\0';
+	log_info("db %s: server says: %s", l->name, line);
+}
+
+static void
 db_on_timer(uv_timer_t *t)
 {
 	db_link    *l = t->data;
@@ -133,6 +145,7 @@ db_on_timer(uv_timer_t *t)
 		db_fail(l, l->conn ? PQerrorMessage(l->conn) : "out of memory");
 		return;
 	}
+	PQsetNoticeProcessor(l->conn, db_notice, l);
 	db_set_state(l, DB_CONNECTING);
 	l->fd = -1;
 	if (!db_watch(l, UV_WRITABLE))	/* libpq: start as if POLLING_WRITING */
