@@ -150,6 +150,8 @@ req_on_headers_complete(http_parser *p)
 {
 	req		   *r = p->data;
 
+	if (p->http_major != 1 || p->http_minor > 1)
+		return req_fail(r, 400, "unsupported HTTP version");
 	if (p->uses_transfer_encoding || (p->flags & F_CHUNKED))
 		return req_fail(r, 400, "Transfer-Encoding is not accepted");
 	if ((p->flags & F_CONTENTLENGTH) && p->content_length > 0)
@@ -202,6 +204,10 @@ req_feed(req *r, const char *data, size_t len)
 		return REQ_ERROR;
 	}
 	room = r->max_head - r->head_bytes;
+	if (room == 0) {
+		req_fail(r, 431, "request line or headers too large");
+		return REQ_ERROR;
+	}
 	take = len < room ? len : room;
 	used = http_parser_execute(&r->parser, &req_settings, data, take);
 	r->head_bytes += used;
@@ -210,7 +216,7 @@ req_feed(req *r, const char *data, size_t len)
 		return REQ_DONE;
 	if (e != HPE_OK)
 		return req_parser_error(r);
-	if (take == 0 || (take < len && r->head_bytes >= r->max_head)) {
+	if (take < len && r->head_bytes >= r->max_head) {
 		req_fail(r, 431, "request line or headers too large");
 		return REQ_ERROR;
 	}

@@ -83,11 +83,11 @@ ring_hi(void)
 static bool
 ring_grow(void)
 {
-	size_t		ncap = ring.cap ? ring.cap * 2 : 1024;
+	size_t		ncap = ring.cap ? ring.cap * 2 : 16;
 	event	  **nv;
 
-	if (ncap > ring.max_events * 2)
-		return false;
+	if (ring.cap >= ring.max_events)
+		return false;			/* eviction keeps n below max_events */
 	nv = malloc(sizeof(event *) * ncap);
 	if (nv == NULL)
 		return false;

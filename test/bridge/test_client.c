@@ -1,0 +1,162 @@
+/*
+ * test_client.c - output queue limits on a client, the opening decision,
+ * and the replay cache.  Links every bridge module except main.c.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "test_util.h"
+#include "bridge.h"
+#include "config.h"
+#include "metrics.h"
+#include "replay.h"
+#include "ring.h"
+
+bridge_state br;
+static int	finish_calls;
+
+void
+bridge_maybe_finish(void)
+{
+	finish_calls++;
+}
+
+static client *
+fake_client(client_state st)
+{
+	client	   *c = calloc(1, sizeof(client));
+
+	assert_int_equal(uv_tcp_init(br.loop, &c->tcp), 0);
+	c->tcp.data = c;
+	c->st = calloc(1, sizeof(stream));
+	c->st->owner = c;
+	c->state = (uint8_t) st;
+	c->next = client_list;
+	if (client_list)
+		client_list->prev = c;
+	client_list = c;
+	client_count++;
+	return c;
+}
+
+static void
+test_queue_limit(void **state)
+{
+	client	   *live = fake_client(CS_LIVE);
+	client	   *replaying = fake_client(CS_REPLAYING);
+	frame	   *f = frame_alloc(600);
+	uint64_t	drops = metrics.slow_drops;
+
+	(void) state;
+	memset(f->data, 'x', f->len);
+	cfg.client_queue = 1000;
+	client_send(live, frame_ref(f));
+	assert_false(live->flags & CF_DOOMED);
+	client_send(live, frame_ref(f));			/* 1200 > 1000 */
+	assert_true(live->flags & CF_DOOMED);
+	assert_int_equal(metrics.slow_drops, drops + 1);
+	client_send(live, frame_ref(f));			/* counted once */
+	assert_int_equal(metrics.slow_drops, drops + 1);
+	for (int i = 0; i < 3; i++)					/* replays pace themselves */
+		client_send(replaying, frame_ref(f));
+	assert_false(replaying->flags & CF_DOOMED);
+	assert_int_equal(f->refs, 7);
+	/* the doomed client is closed at the flush, not inside client_send */
+	assert_false(live->flags & CF_CLOSED);
+	replaying->flags |= CF_DOOMED;
+	client_flush_pending();
+	assert_true(live->flags & CF_CLOSED);
+	uv_run(br.loop, UV_RUN_NOWAIT);				/* close callbacks free both */
+	assert_int_equal(finish_calls, 2);
+	assert_int_equal(f->refs, 1);
+	assert_int_equal(client_count, 0);
+	frame_unref(f);
+}
+
+static void
+test_decide(void **state)
+{
+	open_info	i = {.found = true, .head = 100, .pruned = 10, .close_id = -1, .start_id = 40};
+	int64_t		cur;
+
+	(void) state;
+	assert_int_equal(replay_decide(&i, false, -1, &cur), REPLAY_STREAM);
+	assert_int_equal(cur, 100);					/* ad hoc: head */
+	assert_int_equal(replay_decide(&i, true, -1, &cur), REPLAY_STREAM);
+	assert_int_equal(cur, 40);					/* subscription: start */
+	assert_int_equal(replay_decide(&i, true, 55, &cur), REPLAY_STREAM);
+	assert_int_equal(cur, 55);
+	assert_int_equal(replay_decide(&i, false, 5000, &cur), REPLAY_STREAM);
+	assert_int_equal(cur, 100);					/* clamped to the head */
+	i.close_id = 60;
+	assert_int_equal(replay_decide(&i, true, 59, &cur), REPLAY_STREAM);
+	assert_int_equal(replay_decide(&i, true, 60, &cur), REPLAY_GONE);
+	assert_int_equal(replay_decide(&i, false, -1, &cur), REPLAY_GONE);
+	i.closed = true;
+	assert_int_equal(replay_decide(&i, true, -1, &cur), REPLAY_GONE);
+	assert_int_equal(replay_decide(&i, true, 50, &cur), REPLAY_STREAM);
+	i.close_id = -1;							/* close row pruned */
+	assert_int_equal(replay_decide(&i, true, 50, &cur), REPLAY_GONE);
+	i.closed = false;
+	i.expired = true;
+	assert_int_equal(replay_decide(&i, true, 50, &cur), REPLAY_NOT_FOUND);
+	i.expired = false;
+	i.found = false;
+	assert_int_equal(replay_decide(&i, true, -1, &cur), REPLAY_NOT_FOUND);
+}
+
+static event *
+ev(int64_t id, size_t dlen)
+{
+	char	   *d = calloc(1, dlen + 1);
+	event	   *e;
+
+	memset(d, 'd', dlen);
+	e = event_new(id, 0, "c", 1, NULL, 0, d, dlen);
+	free(d);
+	return e;
+}
+
+static void
+test_ring(void **state)
+{
+	(void) state;
+	ring_init(4096, 16);
+	assert_false(ring_valid());
+	ring_reset(10);
+	assert_true(ring_valid());
+	assert_int_equal(ring_lo(), 10);
+	assert_int_equal(ring_hi(), 10);
+	for (int64_t id = 12; id <= 40; id += 2)
+		ring_push(ev(id, 10));
+	assert_int_equal(ring_hi(), 40);
+	assert_true(ring_count() <= 16);
+	assert_int_equal(ring_at(0)->id, ring_lo() + 2);	/* (lo, hi] stays complete */
+	assert_int_equal(ring_at(ring_find_after(31))->id, 32);
+	assert_int_equal(ring_at(ring_find_after(32))->id, 34);
+	assert_int_equal(ring_find_after(40), ring_count());
+	ring_push(ev(41, 8000));					/* bigger than the cache */
+	assert_int_equal(ring_count(), 0);
+	assert_int_equal(ring_lo(), 41);
+	assert_int_equal(ring_hi(), 41);
+	ring_push(ev(50, 10));
+	assert_int_equal(ring_find_after(41), 0);
+	ring_shutdown();
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_queue_limit),
+		cmocka_unit_test(test_decide),
+		cmocka_unit_test(test_ring),
+	};
+	int			r;
+
+	br.loop = uv_default_loop();
+	cfg.keepalive = 15;
+	r = cmocka_run_group_tests_name("client", tests, NULL, NULL);
+	uv_loop_close(br.loop);
+	return r;
+}

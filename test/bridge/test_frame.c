@@ -1,0 +1,90 @@
+/*
+ * test_frame.c - SSE frame formatting and the bounded output queue.
+ */
+#include <stdlib.h>
+
+#include "test_util.h"
+#include "frame.h"
+#include "outq.h"
+
+static void
+check_event(int64_t id, const char *name, const char *data, const char *want)
+{
+	frame	   *f = frame_event(id, name, name ? strlen(name) : 0, data, strlen(data));
+
+	assert_frame_eq(f, want);
+	assert_int_equal(frame_event_size(id, name ? strlen(name) : 0, data, strlen(data)), f->len);
+	frame_unref(f);
+}
+
+static void
+test_frame_lines(void **state)
+{
+	(void) state;
+	check_event(1, NULL, "x", "id: 1\ndata: x\n\n");
+	check_event(7, "upd", "a\nb", "id: 7\nevent: upd\ndata: a\ndata: b\n\n");
+	check_event(8, NULL, "a\r\nb", "id: 8\ndata: a\ndata: b\n\n");
+	check_event(9, NULL, "a\rb", "id: 9\ndata: a\ndata: b\n\n");
+	check_event(10, NULL, "a\r\n\r\nb\n", "id: 10\ndata: a\ndata: \ndata: b\ndata: \n\n");
+	check_event(11, NULL, "\r", "id: 11\ndata: \ndata: \n\n");
+	check_event(12, NULL, "", "id: 12\ndata: \n\n");
+	check_event(13, NULL, "\n\r", "id: 13\ndata: \ndata: \ndata: \n\n");
+	check_event(INT64_MAX, NULL, " lead", "id: 9223372036854775807\ndata:  lead\n\n");
+}
+
+static void
+test_frame_refs(void **state)
+{
+	frame	   *f = frame_printf("%s-%d", "x", 5);
+
+	(void) state;
+	assert_frame_eq(f, "x-5");
+	assert_int_equal(frame_ref(f)->refs, 2);
+	frame_unref(f);
+	assert_int_equal(f->refs, 1);
+	frame_unref(f);
+}
+
+static void
+test_outq_flow(void **state)
+{
+	outq		q = {0};
+	uv_buf_t	bufs[8];
+	frame	   *shared = frame_printf("abc");
+
+	(void) state;
+	for (int i = 0; i < 10; i++)
+		assert_true(outq_push(&q, frame_ref(shared)));
+	assert_int_equal(shared->refs, 11);
+	assert_int_equal(outq_bytes(&q), 30);
+	assert_int_equal(outq_take(&q, bufs, 8), 8);
+	assert_int_equal(outq_pending(&q), 2);
+	assert_true(outq_push(&q, frame_printf("zz")));		/* while 8 are in flight */
+	assert_int_equal(outq_bytes(&q), 32);
+	outq_complete(&q);
+	assert_int_equal(outq_bytes(&q), 8);
+	assert_int_equal(shared->refs, 3);
+	assert_int_equal(outq_take(&q, bufs, 8), 3);
+	assert_int_equal(bufs[2].len, 2);
+	assert_memory_equal(bufs[2].base, "zz", 2);
+	assert_int_equal(outq_take(&q, bufs, 8), 0);
+	outq_complete(&q);
+	assert_int_equal(outq_bytes(&q), 0);
+	assert_null(q.v);			/* grown arrays are released when empty */
+	outq_push(&q, frame_ref(shared));
+	outq_clear(&q);
+	assert_int_equal(shared->refs, 1);
+	frame_unref(shared);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_frame_lines),
+		cmocka_unit_test(test_frame_refs),
+		cmocka_unit_test(test_outq_flow),
+	};
+
+	return cmocka_run_group_tests_name("frame", tests, NULL, NULL);
+}
