@@ -6,7 +6,8 @@
 #   QUICK=1 bench/run.sh         short development run
 #   ONLY="fanout idle" bench/run.sh   a subset of: idle fanout selective replay publish
 #   TARGETS="bridge nchan" ...   a subset of: bridge nchan ceiling
-#   PERF=1 ...                   also profile the bridge during fan-out (perf)
+#   PERF=1 ...                   also profile the bridge (fan-out, selective,
+#                                replay) into bench/results/perf-*.txt
 #   KEEP=1 ...                   keep the work directory (logs, raw outputs)
 #
 # Prints a table and writes it as JSON to bench/results/latest.json.
@@ -249,6 +250,25 @@ metrics() {
            END { print "}" }'
 }
 
+# perf_start LABEL PID / perf_stop: profile the bridge (PERF=1) into
+# bench/results/perf-LABEL.txt.
+PERF_PID=; PERF_LABEL=
+perf_start() {
+  [ "$PERF" = 1 ] || return 0
+  PERF_LABEL=$1
+  perf record -F 1999 -g -o "$WORK/$1.perf" -p "$2" >/dev/null 2>&1 &
+  PERF_PID=$!
+}
+perf_stop() {
+  [ -n "$PERF_PID" ] || return 0
+  kill -INT "$PERF_PID" 2>/dev/null || true
+  wait "$PERF_PID" 2>/dev/null || true
+  mkdir -p bench/results
+  perf report -i "$WORK/$PERF_LABEL.perf" --no-children --percent-limit 0.5 --stdio 2>/dev/null \
+    | grep -v '^$' | head -400 >"bench/results/perf-$PERF_LABEL.txt" || true
+  PERF_PID=
+}
+
 # ---------------------------------------------------------------- scenarios
 
 # fanout_run TARGET CONNS EVENTS MODE(thr|lat) LABEL
@@ -268,11 +288,7 @@ fanout_run() {
   local spid; spid=$(server_pid "$t")
   [ "$t" = bridge ] && metrics >"$WORK/$label.m0"
   local c0; c0=$(cpu_s "$spid")
-  local perf_pid=
-  if [ "$PERF" = 1 ] && [ "$t" = bridge ] && [ "$mode" = thr ]; then
-    perf record -F 1999 -g -o "$WORK/$label.perf" -p "$spid" >/dev/null 2>&1 &
-    perf_pid=$!
-  fi
+  [ "$t" = bridge ] && [ "$mode" = thr ] && perf_start "$label" "$spid"
   local prc=0
   if [ "$mode" = thr ]; then
     publish "$t" "$ch" --count "$ev" --batch "$BATCH" >"$pub" 2>>"$WORK/publisher.log" || prc=$?
@@ -285,12 +301,7 @@ fanout_run() {
   fi
   wait "$lg" || true
   local c1; c1=$(cpu_s "$spid")
-  if [ -n "$perf_pid" ]; then
-    kill -INT "$perf_pid" 2>/dev/null || true; wait "$perf_pid" 2>/dev/null || true
-    mkdir -p bench/results
-    perf report -i "$WORK/$label.perf" --no-children --percent-limit 1 --stdio 2>/dev/null \
-      | grep -v '^$' | head -150 >"bench/results/perf-$label.txt" || true
-  fi
+  perf_stop
   local m=null
   [ "$t" = bridge ] && { metrics >"$WORK/$label.m1"; m="{\"before\":$(cat "$WORK/$label.m0"),\"after\":$(cat "$WORK/$label.m1")}"; }
   record fanout "$t" "conns=$n" "mode=\"$mode\"" "events=$ev" "batch=$BATCH" "metrics=$m" \
@@ -349,13 +360,14 @@ selective_run() {
   local lg=$!
   wait_file "$WORK/$label.ready" 120 || { log "$label: clients not ready"; kill "$lg"; }
   local spid; spid=$(server_pid "$base")
-  [ "$base" = bridge ] && metrics >"$WORK/$label.m0"
+  [ "$base" = bridge ] && { metrics >"$WORK/$label.m0"; perf_start "$label" "$spid"; }
   local c0; c0=$(cpu_s "$spid")
   local pubch=$ch; [ "$t" = nchan ] && pubch="$ch{j}"
   publish "$base" "$pubch" --count "$SEL_EVENTS" --jobs "$SEL_JOBS" --batch "$BATCH" \
     >"$pub" 2>>"$WORK/publisher.log" || true
   wait "$lg" || true
   local c1; c1=$(cpu_s "$spid")
+  perf_stop
   local m=null
   [ "$base" = bridge ] && { metrics >"$WORK/$label.m1"; m="{\"before\":$(cat "$WORK/$label.m0"),\"after\":$(cat "$WORK/$label.m1")}"; }
   record selective "$t" "conns=$SEL_CONNS" "jobs=$SEL_JOBS" "events=$SEL_EVENTS" \
@@ -445,17 +457,21 @@ replay_run() {
   wait_file "$WORK/$label.live2.ready" 60 || true
   log "replay: $t, $RP_CLIENTS clients catching up"
   local spid; spid=$(server_pid "$t")
+  [ "$t" = bridge ] && { metrics >"$WORK/$label.m0"; perf_start "$label" "$spid"; }
   local c0; c0=$(cpu_s "$spid")
   # shellcheck disable=SC2046
   "$B/loadgen" --port "$port" --path "$rpath" "${hdr[@]}" --conns "$RP_CLIENTS" $(ready_args "$t") \
     --expect-per-conn "$RP_BEHIND" --first-seq 1 --idle 20 --timeout 300 \
     --label "$label-clients" >"$WORK/$label.rp" 2>>"$WORK/loadgen.log" || true
   local c1; c1=$(cpu_s "$spid")
+  perf_stop
+  local m=null
+  [ "$t" = bridge ] && { metrics >"$WORK/$label.m1"; m="{\"before\":$(cat "$WORK/$label.m0"),\"after\":$(cat "$WORK/$label.m1")}"; }
   kill -TERM "$l2" 2>/dev/null || true
   wait "$l2" || true
   kill "$lp" 2>/dev/null || true
   wait "$lp" 2>/dev/null || true
-  record replay "$t" "clients=$RP_CLIENTS" "behind=$RP_BEHIND" \
+  record replay "$t" "clients=$RP_CLIENTS" "behind=$RP_BEHIND" "metrics=$m" \
     "server_cpu_s=$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" \
     "replay=$(json_or_null "$WORK/$label.rp")" \
     "live_idle=$(json_or_null "$WORK/$label.live1")" \
