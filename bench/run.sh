@@ -224,9 +224,9 @@ ready_args() { [ "$1" = bridge ] && echo "--ready-event ready" || true; }
 publish() {
   local t=$1 ch=$2; shift 2
   case $t in
-    bridge) "$B/publisher" --pg "bench.$ch" --size "$PAYLOAD" "$@" ;;
-    nchan) "$B/publisher" --http "/pub?id=$ch" --port "$NPORT" --size "$PAYLOAD" "$@" ;;
-    ceiling*) "$B/publisher" --http "/pub" --port "$(port_of "$t")" --size "$PAYLOAD" "$@" ;;
+    bridge) timeout 400 "$B/publisher" --pg "bench.$ch" --size "$PAYLOAD" "$@" ;;
+    nchan) timeout 400 "$B/publisher" --http "/pub?id=$ch" --port "$NPORT" --size "$PAYLOAD" "$@" ;;
+    ceiling*) timeout 400 "$B/publisher" --http "/pub" --port "$(port_of "$t")" --size "$PAYLOAD" "$@" ;;
   esac
 }
 
@@ -499,7 +499,7 @@ scenario_publish() {
   [ "$QUICK" = 1 ] && env=(BENCH_SECONDS=2 REPEAT=1)
   # it starts its own cluster: give it none of ours (its cleanup trap would
   # stop whatever SSE_PGDIR it inherits); a second try covers a port clash
-  local clean=(env -u SSE_PGDIR -u SSE_PGDATA -u PGHOST -u PGPORT -u PGDATABASE "${env[@]}")
+  local clean=(timeout 900 env -u SSE_PGDIR -u SSE_PGDATA -u PGHOST -u PGPORT -u PGDATABASE "${env[@]}")
   if "${clean[@]}" bench/publish/run.sh >"$out" 2>"$WORK/publish.err" \
     || { log "publish: retrying once"; "${clean[@]}" bench/publish/run.sh >"$out" 2>>"$WORK/publish.err"; }; then
     local rows
