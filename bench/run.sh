@@ -9,6 +9,7 @@
 #   PERF=1 ...                   also profile the bridge (fan-out, selective,
 #                                replay) into bench/results/perf-*.txt
 #   KEEP=1 ...                   keep the work directory (logs, raw outputs)
+#   BRIDGE_BIN=path ...          benchmark another sse-bridge build
 #
 # Prints a table and writes it as JSON to bench/results/latest.json.
 # Every server, loop and wait here is bounded in time; a trap stops them all.
@@ -132,7 +133,7 @@ if [ "$NEED_PG" = 1 ]; then
   psql -qXc "CREATE EXTENSION IF NOT EXISTS sse_bridge" >/dev/null
 fi
 
-BRIDGE_BIN=$ROOT/bridge/sse-bridge
+BRIDGE_BIN=${BRIDGE_BIN:-$ROOT/bridge/sse-bridge}   # override to A/B another build
 BPORT=$(free_port); NPORT=$(free_port); CPORT=$(free_port); CCPORT=$(free_port)
 BRIDGE_PID=; NGINX_PID=; NCHAN_WORKER=; CEIL_PID=; CEILP_PID=
 
