@@ -858,6 +858,12 @@ lg_report(const char *why)
 		for (int i = 0; i < cf.conns; i++)
 			if (conns[i].received < cf.expect_per_conn)
 				missing += (uint64_t) (cf.expect_per_conn - conns[i].received);
+	struct rusage ru;
+	double		cpu_s = 0;
+
+	if (getrusage(RUSAGE_SELF, &ru) == 0)
+		cpu_s = (double) ru.ru_utime.tv_sec + (double) ru.ru_utime.tv_usec / 1e6
+			+ (double) ru.ru_stime.tv_sec + (double) ru.ru_stime.tv_usec / 1e6;
 	double		span_recv = (double) (st.last_recv_us - st.first_recv_us) / 1e6;
 	double		span_pub = (double) (st.last_recv_us - st.first_pub_us) / 1e6;
 
@@ -869,7 +875,7 @@ lg_report(const char *why)
 		   "\"parse_errors\":%" PRIu64 ",\"bytes\":%" PRIu64 ","
 		   "\"ready_s\":%.3f,\"elapsed_s\":%.3f,\"first_event_s\":%.3f,"
 		   "\"last_event_s\":%.3f,\"recv_span_s\":%.3f,\"pub_span_s\":%.3f,"
-		   "\"rate\":%.0f,\"rate_recv\":%.0f,"
+		   "\"rate\":%.0f,\"rate_recv\":%.0f,\"cpu_s\":%.3f,"
 		   "\"lat_us\":{\"n\":%" PRIu64 ",\"min\":%" PRIu64 ",\"mean\":%.0f,\"p50\":%" PRIu64
 		   ",\"p90\":%" PRIu64 ",\"p99\":%" PRIu64 ",\"p999\":%" PRIu64 ",\"max\":%" PRIu64 "}}\n",
 		   cf.label, why, cf.conns, st.connected, st.ready, st.failed, st.bad_status,
@@ -880,7 +886,7 @@ lg_report(const char *why)
 		   ns_to_s(st.t_start, st.t_first_event), ns_to_s(st.t_start, st.t_last_event ? st.t_last_event : 0),
 		   span_recv, span_pub,
 		   span_pub > 0 ? (double) st.deliveries / span_pub : 0,
-		   span_recv > 0 ? (double) st.deliveries / span_recv : 0,
+		   span_recv > 0 ? (double) st.deliveries / span_recv : 0, cpu_s,
 		   lg_hist_n, lg_hist_n ? lg_lat_min : 0, lg_hist_n ? lg_lat_sum / (double) lg_hist_n : 0,
 		   lg_hist_quantile(0.50), lg_hist_quantile(0.90), lg_hist_quantile(0.99),
 		   lg_hist_quantile(0.999), lg_lat_max);

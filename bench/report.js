@@ -39,6 +39,7 @@ function row(scenario, metric, unit, values, ratios, target, met, notes) {
 for (const n of [1000, 5000]) {
   const thr = {};
   const cpu = {};
+  const lgcpu = {};
   const lat = {};
   const integ = {};
   for (const t of ['bridge', 'nchan', 'ceiling', 'ceiling_per_event']) {
@@ -46,6 +47,7 @@ for (const n of [1000, 5000]) {
     if (runs.length) {
       thr[t] = median(runs.map((r) => r.loadgen && r.loadgen.rate));
       cpu[t] = median(runs.map((r) => (r.loadgen && r.loadgen.deliveries ? (r.server_cpu_s * 1e9) / r.loadgen.deliveries : null)));
+      lgcpu[t] = median(runs.map((r) => (r.loadgen && r.loadgen.deliveries && r.loadgen.cpu_s != null ? (r.loadgen.cpu_s * 1e9) / r.loadgen.deliveries : null)));
       integ[t] = integrity(runs);
     }
     const l = pick((r) => r.scenario === 'fanout' && r.target === t && r.conns === n && r.mode === 'lat')[0];
@@ -68,7 +70,9 @@ for (const n of [1000, 5000]) {
   if (Object.keys(cpu).length) {
     row(`fan-out ${n}`, 'server CPU per delivery (median)', 'ns',
       { bridge: cpu.bridge, nchan: cpu.nchan, ceiling: cpu.ceiling, ceiling_per_event: cpu.ceiling_per_event },
-      { bridge_nchan: ratio(cpu.bridge, cpu.nchan), bridge_ceiling: ratio(cpu.bridge, cpu.ceiling) }, '', null, '');
+      { bridge_nchan: ratio(cpu.bridge, cpu.nchan), bridge_ceiling: ratio(cpu.bridge, cpu.ceiling) }, '', null,
+      Object.values(lgcpu).some((v) => v != null)
+        ? `load generator CPU per delivery: ${Object.entries(lgcpu).filter(([, v]) => v != null).map(([k, v]) => `${k} ${Math.round(v)} ns`).join(', ')}` : '');
   }
   if (Object.keys(lat).length) {
     const p = (t, k) => (lat[t] ? lat[t][k] : null);
