@@ -65,8 +65,8 @@ replay_decide(const open_info *info, bool is_sub, int64_t last_event_id, int64_t
 	*cursor = c;
 	if (info->close_id >= 0 && info->close_id <= c)
 		return REPLAY_GONE;
-	if (info->closed && (info->close_id < 0 || (is_sub && last_event_id < 0)))
-		return REPLAY_GONE;		/* closed; a fresh request has nothing to resume */
+	if (info->closed && info->close_id < 0)
+		return REPLAY_GONE;		/* closed, and the close row was pruned */
 	return REPLAY_STREAM;
 }
 

@@ -107,6 +107,8 @@ req_classify(const req *r)
 		return REQ_H_LAST_EVENT_ID;
 	if (r->field_len == 6 && memcmp(r->field, "origin", 6) == 0)
 		return REQ_H_ORIGIN;
+	if (r->field_len == 4 && memcmp(r->field, "host", 4) == 0)
+		return REQ_H_HOST;
 	return REQ_H_OTHER;
 }
 
@@ -120,6 +122,9 @@ req_start_value(req *r)
 		return req_fail(r, 400, "Last-Event-ID given more than once");
 	if (r->cur == REQ_H_ORIGIN && r->origin.set)
 		return req_fail(r, 400, "Origin given more than once");
+	if (r->cur == REQ_H_HOST && r->has_host)
+		return req_fail(r, 400, "Host given more than once");
+	r->has_host |= r->cur == REQ_H_HOST;
 	if (r->cur == REQ_H_LAST_EVENT_ID)
 		return req_append(r, &r->last_event_id, "", 0);
 	if (r->cur == REQ_H_ORIGIN)
@@ -139,6 +144,7 @@ req_on_value(http_parser *p, const char *at, size_t len)
 			return req_append(r, &r->last_event_id, at, len);
 		case REQ_H_ORIGIN:
 			return req_append(r, &r->origin, at, len);
+		case REQ_H_HOST:
 		case REQ_H_OTHER:
 			break;
 	}
@@ -152,6 +158,8 @@ req_on_headers_complete(http_parser *p)
 
 	if (p->http_major != 1 || p->http_minor > 1)
 		return req_fail(r, 400, "unsupported HTTP version");
+	if (p->http_minor == 1 && !r->has_host)
+		return req_fail(r, 400, "HTTP/1.1 requires a Host header");
 	if (p->uses_transfer_encoding || (p->flags & F_CHUNKED))
 		return req_fail(r, 400, "Transfer-Encoding is not accepted");
 	if ((p->flags & F_CONTENTLENGTH) && p->content_length > 0)

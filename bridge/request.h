@@ -25,7 +25,8 @@ typedef enum req_status {
 typedef enum req_header {
 	REQ_H_OTHER,
 	REQ_H_LAST_EVENT_ID,
-	REQ_H_ORIGIN
+	REQ_H_ORIGIN,
+	REQ_H_HOST
 } req_header;
 
 typedef struct req_str {
@@ -46,6 +47,7 @@ typedef struct req {
 	req_header	cur;			/* header the current value belongs to */
 	bool		in_value;
 	bool		done;
+	bool		has_host;
 	int			status;			/* on REQ_ERROR: 400 or 431 */
 	const char *detail;			/* on REQ_ERROR: static text */
 } req;

@@ -92,8 +92,9 @@ test_decide(void **state)
 	assert_int_equal(replay_decide(&i, true, 59, &cur), REPLAY_STREAM);
 	assert_int_equal(replay_decide(&i, true, 60, &cur), REPLAY_GONE);
 	assert_int_equal(replay_decide(&i, false, -1, &cur), REPLAY_GONE);
-	i.closed = true;
-	assert_int_equal(replay_decide(&i, true, -1, &cur), REPLAY_GONE);
+	i.closed = true;			/* a fresh page still replays up to the close */
+	assert_int_equal(replay_decide(&i, true, -1, &cur), REPLAY_STREAM);
+	assert_int_equal(cur, 40);
 	assert_int_equal(replay_decide(&i, true, 50, &cur), REPLAY_STREAM);
 	i.close_id = -1;							/* close row pruned */
 	assert_int_equal(replay_decide(&i, true, 50, &cur), REPLAY_GONE);

@@ -98,9 +98,9 @@ test_http_statuses(void **state)
 	assert_int_equal(status_of(GET("/healthz")), 0);
 	assert_int_equal(status_of(GET("/metrics")), 0);
 	assert_int_equal(status_of("POST /events HTTP/1.1\r\nHost: x\r\n\r\n"), 405);
-	assert_int_equal(status_of("DELETE /healthz HTTP/1.1\r\n\r\n"), 405);
-	assert_int_equal(status_of("OPTIONS /events HTTP/1.1\r\n\r\n"), 0);
-	assert_int_equal(status_of("GET /events?channel=jobs.1 HTTP/1.1\r\nLast-Event-ID: 12x\r\n\r\n"), 400);
+	assert_int_equal(status_of("DELETE /healthz HTTP/1.1\r\nHost: x\r\n\r\n"), 405);
+	assert_int_equal(status_of("OPTIONS /events HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+	assert_int_equal(status_of("GET /events?channel=jobs.1 HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 12x\r\n\r\n"), 400);
 }
 
 static void
@@ -111,12 +111,17 @@ test_http_malformed(void **state)
 	assert_int_equal(status_of("GET / HTTP/9.9\r\n\r\n"), 400);
 	assert_int_equal(status_of("GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n"), 400);
 	assert_int_equal(status_of("GET /healthz HTTP/1.1\r\nHost: x\r\n"), 400);	/* EOF */
+	assert_int_equal(status_of("GET /healthz HTTP/1.1\r\n\r\n"), 400);	/* no Host */
+	assert_int_equal(status_of("GET /healthz HTTP/1.0\r\n\r\n"), 0);		/* 1.0 needs none */
+	assert_int_equal(status_of("GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);
+	assert_int_equal(status_of("GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n"), 400);
+	assert_int_equal(status_of("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad\t: y\r\n\r\n"), 400);
 	/* smuggling */
-	assert_int_equal(status_of("GET /healthz HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n"), 400);
-	assert_int_equal(status_of("GET /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"), 400);
-	assert_int_equal(status_of("GET /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), 400);
-	assert_int_equal(status_of("GET /healthz HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"), 400);
-	assert_int_equal(status_of("GET /healthz HTTP/1.1\r\nLast-Event-ID: 1\r\nLast-Event-ID: 1\r\n\r\n"), 400);
+	assert_int_equal(status_of("GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n"), 400);
+	assert_int_equal(status_of("GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"), 400);
+	assert_int_equal(status_of("GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), 400);
+	assert_int_equal(status_of("GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"), 400);
+	assert_int_equal(status_of("GET /healthz HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 1\r\nLast-Event-ID: 1\r\n\r\n"), 400);
 }
 
 static void
@@ -137,7 +142,7 @@ test_http_stream_spec(void **state)
 {
 	route_result rr;
 	const char *raw = "GET /events?channel=jobs.1&channel=jobs.1&channel=news.%23&filter=%7B%22a%22%3A1%7D"
-		"&lastEventId=5 HTTP/1.1\r\nLast-Event-ID:  77 \r\nOrigin: http://o\r\n\r\n";
+		"&lastEventId=5 HTTP/1.1\r\nHost: h\r\nLast-Event-ID:  77 \r\nOrigin: http://o\r\n\r\n";
 
 	(void) state;
 	memset(&rr, 0, sizeof(rr));
@@ -170,7 +175,7 @@ test_http_pipelined(void **state)
 
 	(void) state;
 	req_init(&r, 8192);
-	assert_int_equal(req_feed(&r, "GET /healthz HTTP/1.1\r\n\r\nGARBAGE", 33), REQ_DONE);
+	assert_int_equal(req_feed(&r, "GET /healthz HTTP/1.0\r\n\r\nGARBAGE", 33), REQ_DONE);
 	assert_int_equal(req_feed(&r, "more", 4), REQ_DONE);	/* not interpreted */
 	req_free(&r);
 }
