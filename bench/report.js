@@ -90,20 +90,27 @@ for (const n of [1000, 5000]) {
 
 // ---------------------------------------------------------------- selective
 {
-  const get = (t) => pick((r) => r.scenario === 'selective' && r.target === t)[0];
+  const all = (t) => pick((r) => r.scenario === 'selective' && r.target === t);
+  const get = (t) => all(t)[0];
   const b = get('bridge');
   const s = get('bridge_scan');
   const nc = get('nchan');
+  const sm = get('bridge_small');
   const cpuPerEv = (r) => (r && r.loadgen && r.events ? (r.server_cpu_s * 1e6) / r.events : null);
   const rate = (r) => (r && r.loadgen ? r.loadgen.rate : null);
+  // medians over the alternating runs
+  const medOf = (t, f) => (all(t).length ? median(all(t).map(f)) : null);
+  const rateMed = (t) => medOf(t, rate);
+  const cpuMed = (t) => medOf(t, cpuPerEv);
   if (b || nc) {
     const scanAvail = s && !s.unavailable;
     row('selective', 'deliveries/s', 'ev/s',
-      { bridge: rate(b), bridge_scan: scanAvail ? rate(s) : null, nchan: rate(nc) },
-      { bridge_scan: scanAvail ? ratio(rate(b), rate(s)) : null, bridge_nchan: ratio(rate(b), rate(nc)) },
+      { bridge: rateMed('bridge'), bridge_scan: scanAvail ? rateMed('bridge_scan') : null, nchan: rate(nc) },
+      { bridge_scan: scanAvail ? ratio(rateMed('bridge'), rateMed('bridge_scan')) : null, bridge_nchan: ratio(rateMed('bridge'), rate(nc)) },
       '', null,
-      `${b ? b.conns : ''} streams, ${b ? b.jobs : ''} filter values, integrity: bridge ${b ? integrity([b]) : '-'}` +
-      `${scanAvail ? `, scan ${integrity([s])}` : ''}, nchan ${nc ? integrity([nc]) : '-'}`);
+      `${b ? b.conns : ''} streams, ${b ? b.jobs : ''} filter values, medians of ${all('bridge').length} alternating runs; ` +
+      `integrity: bridge ${b ? integrity(all('bridge')) : '-'}` +
+      `${scanAvail ? `, scan ${integrity(all('bridge_scan'))}` : ''}, nchan ${nc ? integrity([nc]) : '-'}`);
     // filter evaluations per published event, from the bridge's /metrics
     const evals = (r) => {
       if (!r || !r.metrics || !r.metrics.before) return null;
@@ -114,8 +121,16 @@ for (const n of [1000, 5000]) {
       row('selective', 'filter evaluations per event', 'n',
         { bridge: evals(b), bridge_scan: scanAvail ? evals(s) : null }, {}, '', null, '');
     }
-    const ci = cpuPerEv(b);
-    const cs = scanAvail ? cpuPerEv(s) : null;
+    const smp = get('bridge_small_plus');
+    if (sm && smp) {
+      row('selective', 'CPU per event, active streams alone / beside 9x idle ones', 'us',
+        { bridge: cpuPerEv(smp) }, { plus_idle_over_alone: ratio(cpuPerEv(smp), cpuPerEv(sm)) }, '', null,
+        `${sm.conns} active streams, alone: ${cpuPerEv(sm) == null ? '-' : cpuPerEv(sm).toFixed(1)} us/event; beside ` +
+        `${b ? b.conns - sm.conns : '?'} streams that match nothing: ${cpuPerEv(smp) == null ? '-' : cpuPerEv(smp).toFixed(1)} us/event ` +
+        '(cost follows matches, not subscriptions, when the ratio is near 1)');
+    }
+    const ci = cpuMed('bridge');
+    const cs = scanAvail ? cpuMed('bridge_scan') : null;
     row('selective', 'server CPU per published event', 'us',
       { bridge: ci, bridge_scan: cs, nchan: cpuPerEv(nc) },
       { scan_over_index: ratio(cs, ci), bridge_nchan: ratio(ci, cpuPerEv(nc)) },

@@ -35,13 +35,13 @@ FAN_SCALE=${FAN_SCALE:-5}
 if [ "$QUICK" = 1 ]; then
   FAN_EVENTS_1000=200; FAN_EVENTS_5000=40; REPEAT=1
   LAT_SECONDS=3
-  SEL_CONNS=10000; SEL_JOBS=100; SEL_EVENTS=2000
+  SEL_CONNS=10000; SEL_JOBS=100; SEL_EVENTS=2000; SEL_SCAN_EVENTS=1000; SEL_REPEAT=${SEL_REPEAT:-1}
   IDLE_CONNS=10000
   RP_CLIENTS=200; RP_BEHIND=2000; LIVE_IDLE_SECONDS=3
 else
   FAN_EVENTS_1000=1000; FAN_EVENTS_5000=200; REPEAT=${REPEAT:-3}
   LAT_SECONDS=10
-  SEL_CONNS=10000; SEL_JOBS=100; SEL_EVENTS=10000
+  SEL_CONNS=10000; SEL_JOBS=100; SEL_EVENTS=10000; SEL_SCAN_EVENTS=2000; SEL_REPEAT=${SEL_REPEAT:-3}
   IDLE_CONNS=10000
   RP_CLIENTS=1000; RP_BEHIND=10000; LIVE_IDLE_SECONDS=5
 fi
@@ -338,12 +338,14 @@ scenario_fanout() {
 # --filter-index off when it has that switch; otherwise the same filters
 # one level down ({"n":{"job":...}}, a member a key/value index cannot
 # cover), which select exactly the same events from the same payloads.
+# selective_run TARGET LABEL [SCAN_HOW [CONNS JOBS]]
 selective_run() {
   local t=$1 label=$2 scan_how=${3:-}
+  local SEL_CONNS=${4:-$SEL_CONNS} SEL_JOBS=${5:-$SEL_JOBS}
   local ch="sel$RANDOM" path out=$WORK/$label.lg pub=$WORK/$label.pub
   local per=$(( SEL_EVENTS / SEL_JOBS ))
   case $t in
-    bridge) path="/events?channel=bench.$ch&filter=%7B%22job%22%3A%22{i}%22%7D" ;;
+    bridge|bridge_small*) path="/events?channel=bench.$ch&filter=%7B%22job%22%3A%22{i}%22%7D" ;;
     bridge_scan)
       if [ "$scan_how" = nested ]; then
         path="/events?channel=bench.$ch&filter=%7B%22n%22%3A%7B%22job%22%3A%22{i}%22%7D%7D"
@@ -379,17 +381,40 @@ selective_run() {
 
 scenario_selective() {
   if has_target bridge; then
-    log "selective: bridge (filter index), $SEL_CONNS streams"
-    selective_run bridge selective-bridge
-    if "$BRIDGE_BIN" --help 2>&1 | grep -q -- '--filter-index'; then
-      start_bridge --filter-index off
-      log "selective: bridge with --filter-index off, $SEL_CONNS streams"
-      selective_run bridge_scan selective-bridge-scan flag
-      start_bridge
-    else
-      log "selective: bridge with unindexable (nested) filters, $SEL_CONNS streams"
-      selective_run bridge_scan selective-bridge-scan nested
-    fi
+    # index and scan alternate, SEL_REPEAT times each, so that a neighbour
+    # on the machine does not land on one side only; the scan runs take
+    # SEL_SCAN_EVENTS events (their cost per event is what counts)
+    local r scan_how=nested
+    "$BRIDGE_BIN" --help 2>&1 | grep -q -- '--filter-index' && scan_how=flag
+    for r in $(seq 1 "$SEL_REPEAT"); do
+      log "selective: bridge (filter index), $SEL_CONNS streams (run $r)"
+      selective_run bridge "selective-bridge-$r"
+      if [ "$scan_how" = flag ]; then
+        start_bridge --filter-index off
+        log "selective: bridge with --filter-index off, $SEL_CONNS streams (run $r)"
+      else
+        log "selective: bridge with unindexable (nested) filters, $SEL_CONNS streams (run $r)"
+      fi
+      SEL_EVENTS=$SEL_SCAN_EVENTS selective_run bridge_scan "selective-bridge-scan-$r" "$scan_how"
+      [ "$scan_how" = flag ] && start_bridge
+    done
+    # Cost must follow matches, not subscriptions: the same SEL_CONNS/10
+    # active streams (each event matches 1% of them), first alone, then
+    # beside 9x as many streams whose filters match nothing.
+    local small=$(( SEL_CONNS / 10 )) idle=$(( SEL_CONNS - SEL_CONNS / 10 ))
+    log "selective: bridge, $small active streams alone"
+    selective_run bridge_small selective-bridge-small "" "$small" "$SEL_JOBS"
+    # shellcheck disable=SC2046
+    "$B/loadgen" --port "$BPORT" --conns "$idle" --ready-event ready \
+      --path "/events?channel=bench.selidle&filter=%7B%22job%22%3A%22none{i}%22%7D" \
+      --ready-file "$WORK/selidle.ready" --timeout 600 --label selidle \
+      >"$WORK/selidle.lg" 2>>"$WORK/loadgen.log" &
+    local il=$!
+    wait_file "$WORK/selidle.ready" 120 || log "selective: idle streams not ready"
+    log "selective: bridge, $small active streams beside $idle that match nothing"
+    selective_run bridge_small_plus selective-bridge-small-plus "" "$small" "$SEL_JOBS"
+    kill -TERM "$il" 2>/dev/null || true
+    wait "$il" || true
   fi
   if has_target nchan; then
     log "selective: nchan (one channel per job), $SEL_CONNS streams"
