@@ -265,8 +265,14 @@ perf_stop() {
   kill -INT "$PERF_PID" 2>/dev/null || true
   wait "$PERF_PID" 2>/dev/null || true
   mkdir -p bench/results
-  perf report -i "$WORK/$PERF_LABEL.perf" --no-children --percent-limit 0.5 --stdio 2>/dev/null \
-    | grep -v '^$' | head -400 >"bench/results/perf-$PERF_LABEL.txt" || true
+  {
+    echo "# flat profile (self time)"
+    perf report -i "$WORK/$PERF_LABEL.perf" --no-children -g none --percent-limit 0.3 --stdio 2>/dev/null \
+      | grep -E '^ +[0-9]' | head -80
+    echo "# call graphs"
+    perf report -i "$WORK/$PERF_LABEL.perf" --no-children --percent-limit 2 --stdio 2>/dev/null \
+      | grep -v '^$' | grep -v '^#' | head -300
+  } >"bench/results/perf-$PERF_LABEL.txt" || true
   PERF_PID=
 }
 
