@@ -70,13 +70,34 @@ CREATE TABLE sse_bridge.subscriptions (
     closed_at   timestamptz               -- set by sse_close() on a channel it lists
 );
 
--- pg_dump keeps the log, its sequence and the subscriptions.  meta is not
--- dumped: CREATE EXTENSION recreates its row, and a restored log is
--- contiguous from its first id, so pruned_through = 0 loses nothing a
--- reader could still ask for except what was pruned before the dump.
+-- meta holds exactly one row.  CREATE EXTENSION makes it, and a restore of
+-- a dump then inserts the dumped row: this trigger folds any further row into
+-- the existing one, keeping the higher mark, so a restored database still
+-- tells clients which ids were pruned.
+CREATE FUNCTION sse_bridge.meta_fold() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE sse_bridge.meta
+       SET pruned_through = greatest(pruned_through, NEW.pruned_through);
+    IF FOUND THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION sse_bridge.meta_fold() FROM PUBLIC;
+CREATE TRIGGER meta_fold BEFORE INSERT ON sse_bridge.meta
+    FOR EACH ROW EXECUTE FUNCTION sse_bridge.meta_fold();
+
+-- pg_dump keeps the log, its sequence, the prune mark, the subscriptions and
+-- their internal id sequence, so that after a restore new events and
+-- subscriptions continue where the old ones stopped.
 SELECT pg_catalog.pg_extension_config_dump('sse_bridge.events', '');
 SELECT pg_catalog.pg_extension_config_dump('sse_bridge.events_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('sse_bridge.meta', '');
 SELECT pg_catalog.pg_extension_config_dump('sse_bridge.subscriptions', '');
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('sse_bridge.subscriptions', 'sid')::regclass, '');
 
 ------------------------------------------------------------------------
 -- Publishing

@@ -57,6 +57,15 @@ SELECT sse_prune('0');
 ROLLBACK;
 SELECT data FROM sse_bridge.events ORDER BY id;
 
+-- a second meta row, as a restore from pg_dump inserts it, folds into the
+-- first one and keeps the higher mark; a lower mark changes nothing
+INSERT INTO sse_bridge.meta (pruned_through)
+    SELECT pruned_through + 7 FROM sse_bridge.meta;
+SELECT count(*) AS rows, max(pruned_through) - :base AS pruned_through FROM sse_bridge.meta;
+INSERT INTO sse_bridge.meta (pruned_through) VALUES (0);
+SELECT count(*) AS rows, max(pruned_through) - :base AS pruned_through FROM sse_bridge.meta;
+UPDATE sse_bridge.meta SET pruned_through = pruned_through - 7;
+
 -- errors
 SELECT sse_prune('-1 day');
 SET sse_bridge.retention = 0;
