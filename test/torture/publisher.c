@@ -106,35 +106,7 @@ rn(uint64_t *s, int n)
 	return (int) (rnd(s) % (uint64_t) n);
 }
 
-typedef struct sbuf {
-	char	   *p;
-	size_t		len, cap;
-} sbuf;
-
-static void
-sb_add(sbuf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap)
-	{
-		size_t		cap = b->cap ? b->cap : 1024;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		b->p = realloc(b->p, cap);
-		if (!b->p)
-			abort();
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = 0;
-}
-
-static void
-sb_puts(sbuf *b, const char *s)
-{
-	sb_add(b, s, strlen(s));
-}
+#include "sbuf.h"
 
 static void
 sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -62,47 +62,19 @@
 #define MAX_PORTS 8
 #define MAX_HEAD (64 * 1024)
 
-typedef struct buf {
-	char	   *p;
-	size_t		len, cap;
-} buf;
+#include "sbuf.h"
 
 static void
-buf_add(buf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap)
-	{
-		size_t		cap = b->cap ? b->cap : 256;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		b->p = realloc(b->p, cap);
-		if (!b->p)
-			abort();
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = 0;
-}
-
-static void
-buf_puts(buf *b, const char *s)
-{
-	buf_add(b, s, strlen(s));
-}
-
-static void
-buf_set(buf *b, const char *s, size_t n)
+buf_set(sbuf *b, const char *s, size_t n)
 {
 	b->len = 0;
-	buf_add(b, s, n);
+	sb_add(b, s, n);
 }
 
 static void
-json_str(buf *o, const char *s, size_t n)
+json_str(sbuf *o, const char *s, size_t n)
 {
-	buf_puts(o, "\"");
+	sb_puts(o, "\"");
 	for (size_t i = 0; i < n; i++)
 	{
 		unsigned char c = (unsigned char) s[i];
@@ -112,17 +84,17 @@ json_str(buf *o, const char *s, size_t n)
 		{
 			e[0] = '\\';
 			e[1] = (char) c;
-			buf_add(o, e, 2);
+			sb_add(o, e, 2);
 		}
 		else if (c < 0x20 || c == 0x7f)
 		{
 			snprintf(e, sizeof e, "\\u%04x", c);
-			buf_add(o, e, 6);
+			sb_add(o, e, 6);
 		}
 		else
-			buf_add(o, (const char *) &s[i], 1);
+			sb_add(o, (const char *) &s[i], 1);
 	}
-	buf_puts(o, "\"");
+	sb_puts(o, "\"");
 }
 
 /* ---------------------------------------------------------------- state */
@@ -150,21 +122,21 @@ typedef struct sub {
 	double		next_ms;		/* ST_WAIT: when to connect */
 	double		cut_ms;			/* random disconnect time, 0 = none */
 	int			attempts;
-	buf			req;
+	sbuf			req;
 	size_t		req_off;
-	buf			head;
+	sbuf			head;
 	int			status;
 	bool		chunked;
 	long		clen;			/* Content-Length of a non-200 answer, -1 none */
 	double		next_read_ms;	/* slow readers: next read allowed */
 	int			cstate;			/* chunk decoder state */
 	uint64_t	chunk_left;
-	buf			fbody;			/* body of a non-200 answer */
+	sbuf			fbody;			/* body of a non-200 answer */
 
 	/* WHATWG parser */
-	buf			line, data, evtype;
-	buf			last_id;		/* the last event ID buffer */
-	buf			sent_id;		/* last event ID string: set on dispatch */
+	sbuf			line, data, evtype;
+	sbuf			last_id;		/* the last event ID buffer */
+	sbuf			sent_id;		/* last event ID string: set on dispatch */
 	bool		after_cr;
 	long		retry_ms;
 
@@ -208,23 +180,23 @@ rnd01(void)
 }
 
 static void
-logline(sub *s, buf *l)
+logline(sub *s, sbuf *l)
 {
-	buf_puts(l, "\n");
+	sb_puts(l, "\n");
 	fwrite(l->p, 1, l->len, s->log);
 	fflush(s->log);
 	free(l->p);
-	*l = (buf) {0};
+	*l = (sbuf) {0};
 }
 
 static void
 log_end(sub *s, const char *why)
 {
-	buf			l = {0};
+	sbuf			l = {0};
 
-	buf_puts(&l, "{\"k\":\"x\",\"why\":\"");
-	buf_puts(&l, why);
-	buf_puts(&l, "\"}");
+	sb_puts(&l, "{\"k\":\"x\",\"why\":\"");
+	sb_puts(&l, why);
+	sb_puts(&l, "\"}");
 	logline(s, &l);
 }
 
@@ -244,7 +216,7 @@ md5_hex(const char *p, size_t n, char out[33])
 static void
 sse_dispatch(sub *s)
 {
-	buf			l = {0};
+	sbuf			l = {0};
 	const char *type = s->evtype.len ? s->evtype.p : "message";
 
 	if (s->data.len == 0)
@@ -258,25 +230,25 @@ sse_dispatch(sub *s)
 	s->data.p[s->data.len] = 0;
 	if (strcmp(type, "ready") == 0 || strcmp(type, "reset") == 0)
 	{
-		buf_puts(&l, type[1] == 'e' && type[2] == 'a' ? "{\"k\":\"y\",\"id\":" : "{\"k\":\"r\",\"id\":");
+		sb_puts(&l, type[1] == 'e' && type[2] == 'a' ? "{\"k\":\"y\",\"id\":" : "{\"k\":\"r\",\"id\":");
 		json_str(&l, s->last_id.p ? s->last_id.p : "", s->last_id.len);
-		buf_puts(&l, ",\"data\":");
+		sb_puts(&l, ",\"data\":");
 		json_str(&l, s->data.p, s->data.len);
-		buf_puts(&l, "}");
+		sb_puts(&l, "}");
 	}
 	else
 	{
 		char		md5[33], num[32];
 
 		md5_hex(s->data.p, s->data.len, md5);
-		buf_puts(&l, "{\"k\":\"e\",\"id\":");
+		sb_puts(&l, "{\"k\":\"e\",\"id\":");
 		json_str(&l, s->last_id.p ? s->last_id.p : "", s->last_id.len);
-		buf_puts(&l, ",\"ev\":");
+		sb_puts(&l, ",\"ev\":");
 		json_str(&l, type, strlen(type));
 		snprintf(num, sizeof num, ",\"len\":%zu,\"md5\":\"", s->data.len);
-		buf_puts(&l, num);
-		buf_puts(&l, md5);
-		buf_puts(&l, "\"}");
+		sb_puts(&l, num);
+		sb_puts(&l, md5);
+		sb_puts(&l, "\"}");
 		s->events++;
 	}
 	logline(s, &l);
@@ -310,8 +282,8 @@ sse_line(sub *s, const char *p, size_t n)
 		buf_set(&s->evtype, v, vl);
 	else if (nl == 4 && memcmp(p, "data", 4) == 0)
 	{
-		buf_add(&s->data, v, vl);
-		buf_add(&s->data, "\n", 1);
+		sb_add(&s->data, v, vl);
+		sb_add(&s->data, "\n", 1);
 	}
 	else if (nl == 2 && memcmp(p, "id", 2) == 0)
 	{
@@ -355,7 +327,7 @@ sse_feed(sub *s, const char *p, size_t n)
 
 			while (j < n && p[j] != '\r' && p[j] != '\n')
 				j++;
-			buf_add(&s->line, p + i, j - i);
+			sb_add(&s->line, p + i, j - i);
 			i = j - 1;
 		}
 	}
@@ -373,7 +345,7 @@ body_bytes(sub *s, const char *p, size_t n)
 	if (s->status == 200)
 		sse_feed(s, p, n);
 	else if (s->fbody.len < 4096)
-		buf_add(&s->fbody, p, n);
+		sb_add(&s->fbody, p, n);
 }
 
 /* Returns false on a framing error or the end of a chunked body. */
@@ -455,13 +427,13 @@ sub_close(sub *s, const char *why, double delay_ms)
 	s->fd = -1;
 	if (s->state == ST_BODY && s->status != 200)
 	{
-		buf			l = {0};
+		sbuf			l = {0};
 		char		num[64];
 
 		snprintf(num, sizeof num, "{\"k\":\"f\",\"status\":%d,\"body\":", s->status);
-		buf_puts(&l, num);
+		sb_puts(&l, num);
 		json_str(&l, s->fbody.p ? s->fbody.p : "", s->fbody.len);
-		buf_puts(&l, "}");
+		sb_puts(&l, "}");
 		logline(s, &l);
 		/* 5xx (over the client limit, no database) is retried; 204/4xx end */
 		if (s->status < 500)
@@ -491,7 +463,7 @@ sub_connect(sub *s)
 	char		lid_hdr[96] = "";
 	const char *lid = NULL;
 	char		path[2200];
-	buf			l = {0};
+	sbuf			l = {0};
 	char		num[128];
 
 	/* a slow reader stays on the last bridge listed (the small queue) */
@@ -506,9 +478,9 @@ sub_connect(sub *s)
 		lid = s->sent_id.p;
 
 	snprintf(num, sizeof num, "{\"k\":\"c\",\"port\":%d,\"lid\":", s->port);
-	buf_puts(&l, num);
+	sb_puts(&l, num);
 	json_str(&l, lid ? lid : "", lid ? strlen(lid) : 0);
-	buf_puts(&l, "}");
+	sb_puts(&l, "}");
 	logline(s, &l);
 
 	if (lid && initial && s->lid_query)
@@ -521,13 +493,13 @@ sub_connect(sub *s)
 			snprintf(lid_hdr, sizeof lid_hdr, "Last-Event-ID: %s\r\n", lid);
 	}
 	s->req.len = 0;
-	buf_puts(&s->req, "GET ");
-	buf_puts(&s->req, path);
+	sb_puts(&s->req, "GET ");
+	sb_puts(&s->req, path);
 	snprintf(num, sizeof num, " HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n", s->port);
-	buf_puts(&s->req, num);
-	buf_puts(&s->req, "Accept: text/event-stream\r\nCache-Control: no-cache\r\n");
-	buf_puts(&s->req, lid_hdr);
-	buf_puts(&s->req, "\r\n");
+	sb_puts(&s->req, num);
+	sb_puts(&s->req, "Accept: text/event-stream\r\nCache-Control: no-cache\r\n");
+	sb_puts(&s->req, lid_hdr);
+	sb_puts(&s->req, "\r\n");
 	s->req_off = 0;
 	s->head.len = 0;
 	s->fbody.len = 0;
@@ -565,7 +537,7 @@ static bool
 parse_head(sub *s)
 {
 	char	   *p = s->head.p;
-	buf			l = {0};
+	sbuf			l = {0};
 	char		num[64];
 
 	if (strncmp(p, "HTTP/1.", 7) != 0 || s->head.len < 12)
@@ -589,7 +561,7 @@ parse_head(sub *s)
 		}
 	}
 	snprintf(num, sizeof num, "{\"k\":\"s\",\"status\":%d}", s->status);
-	buf_puts(&l, num);
+	sb_puts(&l, num);
 	logline(s, &l);
 	return true;
 }
@@ -600,7 +572,7 @@ sub_input(sub *s, const char *p, size_t n)
 {
 	if (s->state == ST_HEAD)
 	{
-		buf_add(&s->head, p, n);
+		sb_add(&s->head, p, n);
 		char	   *end = strstr(s->head.p, "\r\n\r\n");
 
 		if (!end)
@@ -811,9 +783,9 @@ handle_signals(void)
 		drain = true;
 		for (int i = 0; i < n_subs; i++)
 		{
-			buf			l = {0};
+			sbuf			l = {0};
 
-			buf_puts(&l, "{\"k\":\"m\",\"why\":\"drain\"}");
+			sb_puts(&l, "{\"k\":\"m\",\"why\":\"drain\"}");
 			logline(&subs[i], &l);
 			subs[i].cut_ms = 0;
 			if (subs[i].state == ST_HELD)

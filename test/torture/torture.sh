@@ -176,18 +176,8 @@ head_id() {
 }
 
 # ------------------------------------------------------------------ bridges
-free_port() {
-  local p
-  for _ in $(seq 1 200); do
-    # below the ephemeral range, so that no client connection can hold
-    # the port while a killed bridge is being restarted
-    p=$(( (RANDOM % 12000) + 20000 ))
-    if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then echo "$p"; return 0; fi
-  done
-  return 1
-}
-port_a=$(free_port); port_b=$(free_port)
-while [ "$port_b" = "$port_a" ]; do port_b=$(free_port); done
+free_port() { "$root/scripts/free-port.sh"; }
+{ read -r port_a; read -r port_b; } < <("$root/scripts/free-port.sh" 2)
 ports=("$port_a" "$port_b")
 bridge_args=(
   "--listen 127.0.0.1:$port_a"
