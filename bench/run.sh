@@ -10,6 +10,7 @@
 #                                replay) into bench/results/perf-*.txt
 #   KEEP=1 ...                   keep the work directory (logs, raw outputs)
 #   BRIDGE_BIN=path ...          benchmark another sse-bridge build
+#   OUT=file ...                 write the JSON there instead of latest.json
 #
 # Prints a table and writes it as JSON to bench/results/latest.json.
 # Every server, loop and wait here is bounded in time; a trap stops them all.
@@ -576,5 +577,6 @@ facts=$WORK/facts.json
     "$BATCH" "$PAYLOAD" "$LAT_DELIVERIES" "$([ "$QUICK" = 1 ] && echo 'QUICK=1 ')make bench"
 } >"$facts"
 
-mkdir -p bench/results
-node bench/report.js "$facts" "$RESULTS" bench/results/latest.json
+OUT=${OUT:-bench/results/latest.json}
+mkdir -p "$(dirname "$OUT")"
+node bench/report.js "$facts" "$RESULTS" "$OUT"
