@@ -6,9 +6,18 @@
 'use strict';
 const fs = require('fs');
 
-const [factsFile, resultsFile, outFile] = process.argv.slice(2);
-const machine = JSON.parse(fs.readFileSync(factsFile, 'utf8'));
-const raw = fs.readFileSync(resultsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+//   node bench/report.js --from bench/results/latest.json   (reprint only)
+let machine;
+let raw;
+let outFile = null;
+if (process.argv[2] === '--from') {
+  ({ machine, raw } = JSON.parse(fs.readFileSync(process.argv[3], 'utf8')));
+} else {
+  const [factsFile, resultsFile, out] = process.argv.slice(2);
+  machine = JSON.parse(fs.readFileSync(factsFile, 'utf8'));
+  raw = fs.readFileSync(resultsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  outFile = out;
+}
 
 const pick = (pred) => raw.filter(pred);
 const median = (xs) => {
@@ -229,5 +238,7 @@ console.log(`\nsse_bridge benchmarks (${machine.command}; ${machine.cores} cores
 console.log(out);
 const notes = rows.filter((r) => r.notes).map((r) => `- ${r.scenario} / ${r.metric}: ${r.notes}`);
 if (notes.length) console.log(`\n${notes.join('\n')}`);
-fs.writeFileSync(outFile, `${JSON.stringify({ machine, rows, raw }, null, 2)}\n`);
-console.log(`\nwritten: ${outFile}`);
+if (outFile) {
+  fs.writeFileSync(outFile, `${JSON.stringify({ machine, rows, raw }, null, 2)}\n`);
+  console.log(`\nwritten: ${outFile}`);
+}
