@@ -53,6 +53,9 @@ LIVE_CONNS=100; LIVE_RATE=100    # replay scenario: live clients and events/s
 FAN_CONNS=${FAN_CONNS:-1000 5000}
 
 # ---------------------------------------------------------------- setup
+# the tree that gets built, recorded before the build
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+[ -n "$(git status --porcelain -- src bridge sql 'sse_bridge--*.sql' 2>/dev/null)" ] && COMMIT+="+dirty"
 NEED_PG=0
 { has_target bridge || want publish; } && NEED_PG=1
 scripts/deps.sh --bench
@@ -573,7 +576,7 @@ facts=$WORK/facts.json
     "$(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null)" \
     "$(pkg-config --modversion libuv)"
   printf '"bridge":"%s","commit":"%s","batch":%s,"payload_pad":%s,"lat_deliveries_per_s":%s,"command":"%s"}\n' \
-    "$("$BRIDGE_BIN" --version 2>/dev/null | head -1)" "$(git rev-parse --short HEAD)" \
+    "$("$BRIDGE_BIN" --version 2>/dev/null | head -1)" "$COMMIT" \
     "$BATCH" "$PAYLOAD" "$LAT_DELIVERIES" "$([ "$QUICK" = 1 ] && echo 'QUICK=1 ')make bench"
 } >"$facts"
 
