@@ -194,9 +194,14 @@ for (const n of [1000, 5000]) {
     row('replay', 'live p99 idle', 'us', idle, { bridge_nchan: ratio(idle.bridge, idle.nchan) }, '', null);
     const g = {};
     for (const t of Object.keys(during)) g[t] = ratio(during[t], idle[t]);
+    const p50s = ['bridge', 'nchan'].map((t) => {
+      const r = pick((x) => x.scenario === 'replay' && x.target === t)[0];
+      return r && r.live_idle && r.live_during
+        ? `${t} live p50 ${r.live_idle.lat_us.p50} -> ${r.live_during.lat_us.p50} us` : null;
+    }).filter(Boolean).join(', ');
     row('replay', 'live p99 during replay', 'us', during,
       { bridge_during_over_idle: g.bridge, nchan_during_over_idle: g.nchan }, 'during <= 2x idle',
-      g.bridge != null ? g.bridge <= 2 : null);
+      g.bridge != null ? g.bridge <= 2 : null, p50s);
   }
 }
 
