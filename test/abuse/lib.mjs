@@ -347,7 +347,7 @@ function startTime(pid) {
 }
 
 export class Bridge {
-  // opts: {bin, db, args, tmp, pidfile, env}
+  // opts: {bin, db, conninfo (extra keywords), args, tmp, pidfile, env}
   constructor(name, opts) {
     this.name = name;
     this.o = opts;
@@ -362,7 +362,7 @@ export class Bridge {
       const fd = fs.openSync(this.log, 'a');
       this.proc = spawn(
         this.o.bin,
-        ['--db', `dbname=${this.o.db}`, '--listen', `127.0.0.1:${this.port}`, ...this.o.args],
+        ['--db', `dbname=${this.o.db}${this.o.conninfo ? ` ${this.o.conninfo}` : ''}`, '--listen', `127.0.0.1:${this.port}`, ...this.o.args],
         { stdio: ['ignore', fd, fd], env: { ...process.env, ...(this.o.env || {}) } },
       );
       fs.closeSync(fd);

@@ -2,6 +2,10 @@
 //   node main.mjs [check ...]     checks: churn asan inject secrecy slowloris wire
 import { asanVerdict, churnCheck } from './churn.mjs';
 import { Bridge, Psql, check, note, tally } from './lib.mjs';
+import { injectChecks } from './inject.mjs';
+import { secrecyChecks } from './secrecy.mjs';
+import { slowlorisChecks } from './slowloris.mjs';
+import { maxClientsChecks, wireChecks } from './wire.mjs';
 
 const env = (k) => {
   const v = process.env[k];
@@ -14,13 +18,14 @@ const cfg = {
   bin: env('ABUSE_BRIDGE'),
   asan: process.env.ABUSE_BRIDGE_ASAN || '',
   tmp: env('ABUSE_TMP'),
+  serverLog: process.env.ABUSE_SERVER_LOG || '',
   pidfile: env('ABUSE_PIDFILE'),
   cycles: Number(process.env.ABUSE_CYCLES || 10000),
 };
 
 const bridges = [];
-function bridge(name, args, { bin = cfg.bin, env: e } = {}) {
-  const b = new Bridge(name, { bin, db: cfg.db, args, tmp: cfg.tmp, pidfile: cfg.pidfile, env: e });
+function bridge(name, args, { bin = cfg.bin, env: e, conninfo } = {}) {
+  const b = new Bridge(name, { bin, db: cfg.db, conninfo, args, tmp: cfg.tmp, pidfile: cfg.pidfile, env: e });
   bridges.push(b);
   return b;
 }
@@ -31,9 +36,74 @@ async function started(b) {
   return ok;
 }
 
+// The main bridge (wire, inject, secrecy, slowloris): ad hoc on pub.#, a
+// 2 s header timeout, 4 KiB heads, info logging, 1 s touch/expire period;
+// its database sessions log every statement (log_statement = all) so the
+// server log shows what it sends.
+const MAX_HEAD = 4096;
+let mainBridge = null;
+async function main() {
+  if (mainBridge) return mainBridge.alive() ? mainBridge : null;
+  mainBridge = bridge(
+    'main',
+    ['--public-channels', 'pub.#', '--header-timeout', '2', '--max-header-bytes', String(MAX_HEAD),
+      '--log-level', 'info', '--touch-interval', '1', '--keepalive', '30'],
+    { conninfo: "options='-c log_statement=all'" },
+  );
+  return (await started(mainBridge)) ? mainBridge : null;
+}
+
 // ------------------------------------------------------------ checks
 
 const checks = {
+  async wire() {
+    const b = await main();
+    if (!b) return;
+    const psql = new Psql(cfg.db);
+    try {
+      await wireChecks(b, psql, MAX_HEAD);
+    } finally {
+      await psql.close();
+    }
+    const mc = bridge('maxclients', ['--public-channels', 'pub.#', '--max-clients', '3']);
+    if (!(await started(mc))) return;
+    await maxClientsChecks(mc, 3);
+    await mc.stop();
+  },
+
+  async inject() {
+    const b = await main();
+    if (!b) return;
+    const psql = new Psql(cfg.db);
+    try {
+      await injectChecks(b, psql, cfg.serverLog);
+    } finally {
+      await psql.close();
+    }
+  },
+
+  async secrecy() {
+    const b = await main();
+    if (!b) return;
+    const psql = new Psql(cfg.db);
+    try {
+      await secrecyChecks(b, psql, cfg.db);
+    } finally {
+      await psql.close();
+    }
+  },
+
+  async slowloris() {
+    const b = await main();
+    if (!b) return;
+    const psql = new Psql(cfg.db);
+    try {
+      await slowlorisChecks(b, psql, 2);
+    } finally {
+      await psql.close();
+    }
+  },
+
   async churn() {
     // Fixed malloc thresholds: glibc otherwise raises its mmap threshold
     // (up to 32 MiB) after the first large free and then keeps freed heap
