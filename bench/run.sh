@@ -90,16 +90,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-  local p
-  for _ in $(seq 1 200); do
-    # below the ephemeral range (32768+), which 20,000 client sockets use
-    p=$(( (RANDOM % 11000) + 21000 ))
-    if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then echo "$p"; return 0; fi
-  done
-  return 1
-}
-
 # Waits (bounded) until a file exists.
 wait_file() {
   local f=$1 secs=$2 i
@@ -138,7 +128,7 @@ if [ "$NEED_PG" = 1 ]; then
 fi
 
 BRIDGE_BIN=${BRIDGE_BIN:-$ROOT/bridge/sse-bridge}   # override to A/B another build
-BPORT=$(free_port); NPORT=$(free_port); CPORT=$(free_port); CCPORT=$(free_port)
+{ read -r BPORT; read -r NPORT; read -r CPORT; read -r CCPORT; } < <(scripts/free-port.sh 4)
 BRIDGE_PID=; NGINX_PID=; NCHAN_WORKER=; CEIL_PID=; CEILP_PID=
 
 # ---------------------------------------------------------------- servers
