@@ -8,7 +8,8 @@ const STREAM_REQ = (target) => `GET ${target} HTTP/1.1\r\nHost: churn\r\n\r\n`;
 
 // The kinds of cycle, taken in turn; each is run once with a FIN close and
 // once with an RST close (SO_LINGER 0, Node's resetAndDestroy).
-const KINDS = ['connect', 'half', 'sent', 'live', 'replay', 'health'];
+const KINDS = ['connect', 'half', 'sent', 'live', 'replay', 'health', 'bad'];
+const SENT_TARGETS = ['/healthz', '/events?channel=churn.%23', '/events/7d3c1b0e-8a4f-4c2b-9e6d-0f1a2b3c4d5e'];
 
 function closeSock(s, rst) {
   if (s.destroyed) return;
@@ -51,7 +52,13 @@ function cycle(port, kind, rst, i, ctx) {
           return;
         }
         case 'sent':
-          s.write(STREAM_REQ(i % 2 ? '/events?channel=churn.%23' : '/healthz'), () => done('ok'));
+          // gone before the answer: a health check, a stream being opened,
+          // a subscription lookup in the database
+          s.write(STREAM_REQ(SENT_TARGETS[i % SENT_TARGETS.length]), () => done('ok'));
+          return;
+        case 'bad':
+          // an error response the client never reads
+          s.write(STREAM_REQ("/events?channel=churn.a'"), () => done('ok'));
           return;
         case 'live':
           // only big events: the first bytes after `ready` are the start of

@@ -28,7 +28,7 @@ async function snapshot(psql) {
 async function rejected(port, name, target, statuses, headers = {}) {
   let req = `GET ${target} HTTP/1.1\r\nHost: t\r\n`;
   for (const [k, v] of Object.entries(headers)) req += `${k}: ${v}\r\n`;
-  const ex = await exchange(port, req + '\r\n', { timeout: 3000 });
+  const ex = await exchange(port, Buffer.from(req + '\r\n', 'utf8'), { timeout: 3000 });
   const p = errorProblem(ex, statuses);
   check(`inject: ${name} -> ${statuses.join('/')}`, !p, p || '');
 }
@@ -110,6 +110,18 @@ export async function injectChecks(b, psql, serverLog) {
     'Last-Event-ID': '1',
     'last-event-id': '2',
   });
+
+  // surrounding blanks are tolerated; the largest id is a valid one
+  for (const [name, target, headers] of [
+    ['Last-Event-ID header " 3\t"', '/events?channel=pub.a', { 'Last-Event-ID': ' 3\t' }],
+    ['lastEventId query "%203%20"', '/events?channel=pub.a&lastEventId=%203%20'],
+    ['lastEventId query 9223372036854775807', '/events?channel=pub.a&lastEventId=9223372036854775807'],
+  ]) {
+    const s = new Sse(p, target, { headers });
+    const ok = await s.ready(3000);
+    s.close();
+    check(`inject: ${name} opens a stream`, !!ok, show(s.res?.head || ''));
+  }
 
   // ---- subscription paths
   const badPaths = [

@@ -143,6 +143,25 @@ export async function wireChecks(b, psql, maxHead) {
   const got = await s.wait((x) => x.events.find((e) => e.data.includes('pipelined request ran')), 5000);
   s.close();
   check('wire: the pipelined request, sent on its own, does replay the event', !!got);
+
+  // bytes after the head of a stream are read and dropped: 16 MiB of them
+  // neither end the stream nor grow the bridge
+  const rss0 = b.rssKiB();
+  const f = new Sse(b.port, '/events?channel=pub.flood');
+  if (await f.ready()) {
+    const junk = Buffer.alloc(1 << 20, 'GET / HTTP/1.1\r\n');
+    for (let i = 0; i < 16 && !f.closed; i++) {
+      if (!f.sock.write(junk)) await new Promise((r) => f.sock.once('drain', r));
+    }
+    await psql.q("SELECT sse_publish('pub.flood', 'after the flood')");
+    const e = await f.wait((x) => x.events.find((ev) => ev.data === 'after the flood'), 5000);
+    const d = b.rssKiB() - rss0;
+    check('wire: 16 MiB sent into an open stream are ignored; it keeps streaming', !!e && !f.closed, `closed=${f.closed}`);
+    check('wire: ... and the bridge does not grow (< 1 MiB)', d < 1024, `VmRSS delta ${d} KiB`);
+  } else {
+    check('wire: flood stream opens', false, show(f.res?.head || ''));
+  }
+  f.close();
 }
 
 // --max-clients N: N streams held; the next connection gets 503 with
