@@ -166,6 +166,19 @@ async function uuidSecrecy(b, psql, db) {
     SELECT sse_subscription_set_filter('${u3}', '[1]');
     SELECT sse_subscription_add('${u1}', ARRAY['sec.x']);`);
   check('secrecy: the subscription lifecycle ran (connect, reconnect, live change, unsubscribe, close, expire, unknown)', stepFail.length === 0, stepFail.join(', '));
+  // a dropped or expired id answers exactly like one that never existed
+  const n404 = [
+    ['never existed', r4.ex.buf],
+    ['unsubscribed', u2b.ex.buf],
+    ['expired', r1.ex.buf],
+    ['malformed', (await httpGet(p, '/events/not-a-uuid')).ex.buf],
+  ].map(([k, v]) => [k, v.toString('latin1').replace(/\r\nDate: [^\r]*/i, '')]);
+  const odd = n404.filter(([, v]) => v !== n404[0][1]);
+  check(
+    'secrecy: 404 is byte-identical for unknown, unsubscribed, expired and malformed ids',
+    parseResponse(Buffer.from(n404[0][1], 'latin1'))?.status === 404 && odd.length === 0,
+    odd.map(([k, v]) => `${k}: ${show(v)}`).join(' | ') || show(n404[0][1]),
+  );
 
   // every notification up to a marker sent last
   await psql.q("NOTIFY abuse_sync, 'end'");
