@@ -239,6 +239,7 @@ export async function churnCheck(label, bridge, pub, ctl, { cycles = 10000, warm
   const rss0 = bridge.rssKiB();
   const mb = await metrics(bridge.port);
   const conn0 = mb.sse_bridge_connections_total;
+  const bytes0 = mb.sse_bridge_bytes_sent_total;
   const head0 = mb.sse_bridge_head_id;
 
   await startPublisher(pub, ctl);
@@ -263,7 +264,8 @@ export async function churnCheck(label, bridge, pub, ctl, { cycles = 10000, warm
   note(`${label}: ${cycles} cycles in ${secs.toFixed(1)} s: ${fmtTally(t)}`);
   note(
     `${label}: connections accepted ${conns}, slow-client drops ${m1.sse_bridge_slow_client_drops_total}, ` +
-      `events published meanwhile ${m1.sse_bridge_head_id - head0}`,
+      `events published meanwhile ${m1.sse_bridge_head_id - head0}, ` +
+      `${((m1.sse_bridge_bytes_sent_total - bytes0) / 1048576).toFixed(0)} MiB written to clients`,
   );
   check(`${label}: every cycle ran as planned`, okCycles === cycles, fmtTally(t));
   check(

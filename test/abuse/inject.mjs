@@ -208,7 +208,7 @@ export async function injectChecks(b, psql, serverLog) {
 
   // ---- what the bridge sent to the server
   if (!serverLog) {
-    note('inject: server log not readable here; statement check skipped');
+    note('inject: no server log given; statement check skipped');
     return;
   }
   const pids = new Set((await psql.q("SELECT pid FROM pg_stat_activity WHERE application_name = 'sse-bridge'")).map(Number));

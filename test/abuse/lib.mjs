@@ -23,8 +23,11 @@ export async function until(fn, { timeout = 5000, interval = 25 } = {}) {
 // ------------------------------------------------------------ reporting
 
 export const tally = { passed: 0, failed: 0 };
+// prepended to every check name (to tell a second pass from the first)
+export const label = { prefix: '' };
 
 export function check(name, ok, detail = '') {
+  name = label.prefix + name;
   if (ok) {
     tally.passed++;
     console.log(`ok - ${name}${detail ? ` (${detail})` : ''}`);

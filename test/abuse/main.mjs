@@ -1,7 +1,7 @@
 // Abuse tests against running bridges; see run.sh for the environment.
-//   node main.mjs [check ...]     checks: churn asan inject secrecy slowloris wire
+//   node main.mjs [check ...]     checks: wire inject secrecy slowloris mainstop churn asan asaninput
 import { asanVerdict, churnCheck } from './churn.mjs';
-import { Bridge, Psql, check, note, tally } from './lib.mjs';
+import { Bridge, Psql, check, label, note, tally } from './lib.mjs';
 import { injectChecks } from './inject.mjs';
 import { secrecyChecks } from './secrecy.mjs';
 import { slowlorisChecks } from './slowloris.mjs';
@@ -41,16 +41,27 @@ async function started(b) {
 // its database sessions log every statement (log_statement = all) so the
 // server log shows what it sends.
 const MAX_HEAD = 4096;
+const MAIN_ARGS = ['--public-channels', 'pub.#', '--header-timeout', '2', '--max-header-bytes', String(MAX_HEAD),
+  '--log-level', 'info', '--touch-interval', '1', '--keepalive', '30'];
+const MAIN_CONNINFO = "options='-c log_statement=all'";
+const ASAN_ENV = {
+  ASAN_OPTIONS: process.env.ASAN_OPTIONS || 'detect_leaks=1:abort_on_error=0',
+  UBSAN_OPTIONS: process.env.UBSAN_OPTIONS || 'print_stacktrace=1:halt_on_error=0',
+};
 let mainBridge = null;
 async function main() {
   if (mainBridge) return mainBridge.alive() ? mainBridge : null;
-  mainBridge = bridge(
-    'main',
-    ['--public-channels', 'pub.#', '--header-timeout', '2', '--max-header-bytes', String(MAX_HEAD),
-      '--log-level', 'info', '--touch-interval', '1', '--keepalive', '30'],
-    { conninfo: "options='-c log_statement=all'" },
-  );
+  mainBridge = bridge('main', MAIN_ARGS, { conninfo: MAIN_CONNINFO });
   return (await started(mainBridge)) ? mainBridge : null;
+}
+
+// After its checks: the main bridge never died, and stops cleanly.
+async function mainVerdict() {
+  if (!mainBridge || !mainBridge.proc) return;
+  const alive = mainBridge.alive();
+  check('main: still running after wire, inject, secrecy and slowloris', alive, alive ? '' : JSON.stringify(await mainBridge.exit));
+  const r = await mainBridge.stop();
+  check('main: exits 0 on SIGTERM', r && r.code === 0 && !r.killed, JSON.stringify(r));
 }
 
 // ------------------------------------------------------------ checks
@@ -126,6 +137,26 @@ const checks = {
     }
   },
 
+  // the hostile inputs of wire and inject again, against the sanitizer build
+  async asaninput() {
+    if (!cfg.asan) {
+      check('hostile input under ASan: sanitizer build available', false, 'ABUSE_BRIDGE_ASAN not set');
+      return;
+    }
+    const b = bridge('main-asan', MAIN_ARGS, { bin: cfg.asan, env: ASAN_ENV, conninfo: MAIN_CONNINFO });
+    if (!(await started(b))) return;
+    const psql = new Psql(cfg.db);
+    label.prefix = '(ASan) ';
+    try {
+      await wireChecks(b, psql, MAX_HEAD);
+      await injectChecks(b, psql, null);
+    } finally {
+      label.prefix = '';
+      await psql.close();
+      await asanVerdict('hostile input (ASan)', b);
+    }
+  },
+
   async asan() {
     if (!cfg.asan) {
       check('churn under ASan: sanitizer build available', false, 'ABUSE_BRIDGE_ASAN not set');
@@ -133,10 +164,7 @@ const checks = {
     }
     const b = bridge('churn-asan', ['--public-channels', 'churn.#', '--replay-cache', '8M', '--client-queue', '512k'], {
       bin: cfg.asan,
-      env: {
-        ASAN_OPTIONS: process.env.ASAN_OPTIONS || 'detect_leaks=1:abort_on_error=0',
-        UBSAN_OPTIONS: process.env.UBSAN_OPTIONS || 'print_stacktrace=1:halt_on_error=0',
-      },
+      env: ASAN_ENV,
     });
     if (!(await started(b))) return;
     const pub = new Psql(cfg.db);
@@ -153,7 +181,8 @@ const checks = {
 
 // ------------------------------------------------------------ driver
 
-const order = ['wire', 'inject', 'secrecy', 'slowloris', 'churn', 'asan'];
+const order = ['wire', 'inject', 'secrecy', 'slowloris', 'mainstop', 'churn', 'asan', 'asaninput'];
+checks.mainstop = mainVerdict;
 const want = process.argv.slice(2).length ? process.argv.slice(2) : order;
 
 let code = 0;

@@ -12,7 +12,8 @@
 # failure.
 #
 #   ABUSE_CYCLES=N      churn cycles per bridge (default 10000)
-#   ABUSE_ONLY="a b"    run only these checks (wire inject secrecy slowloris churn asan)
+#   ABUSE_ONLY="a b"    run only these checks (wire inject secrecy slowloris mainstop churn
+#                       asan asaninput)
 #   ABUSE_KEEP=1        keep the logs in the temporary directory
 set -uo pipefail
 
@@ -70,7 +71,7 @@ cleanup() {
     dropdb --if-exists "$db" >/dev/null 2>&1
   fi
   if [ "${ABUSE_KEEP:-0}" = 1 ] || [ "${failed:-1}" != 0 ]; then
-    echo "abuse: logs kept in $tmp"
+    [ -n "${kept_said:-}" ] || echo "abuse: logs kept in $tmp" >&2
   else
     rm -rf "$tmp"
   fi
@@ -123,5 +124,8 @@ if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
   failed=1
 fi
 echo
+if [ "${ABUSE_KEEP:-0}" = 1 ] || [ "$failed" != 0 ]; then
+  echo "abuse: logs kept in $tmp"; kept_said=1
+fi
 summary "$passed" "$failed"
 [ "$failed" -eq 0 ]

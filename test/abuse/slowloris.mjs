@@ -78,7 +78,7 @@ export async function slowlorisChecks(b, psql, timeoutS) {
     } catch {
       /* reported below */
     }
-    check('slowloris: the 408 has a JSON body', j && typeof j.error === 'string', body);
+    check('slowloris: the 408 has a JSON body', j && typeof j.error === 'string', JSON.stringify(body));
   }
   check('slowloris: normal stream gets an event promptly meanwhile (< 1000 ms)', lat1 < 1000, `${lat1} ms`);
 
