@@ -85,6 +85,19 @@ req_on_url(http_parser *p, const char *at, size_t len)
 	return req_append(r, &r->url, at, len);
 }
 
+/* RFC 9110 tchar: the only bytes a header name may hold. */
+static bool
+req_is_tchar(unsigned char c)
+{
+	return isalnum(c) || (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/*
+ * Header name bytes.  http-parser tolerates whitespace before the colon,
+ * which would make "Last-Event-ID : 5" a different header to us than to a
+ * proxy in front (RFC 9112 5.1 requires a 400): every byte is checked, not
+ * only the prefix kept in r->field.
+ */
 static int
 req_on_field(http_parser *p, const char *at, size_t len)
 {
@@ -94,9 +107,12 @@ req_on_field(http_parser *p, const char *at, size_t len)
 		r->in_value = false;
 		r->field_len = 0;
 	}
-	for (size_t i = 0; i < len; i++, r->field_len++)
+	for (size_t i = 0; i < len; i++, r->field_len++) {
+		if (!req_is_tchar((unsigned char) at[i]))
+			return req_fail(r, 400, "invalid character in a header name");
 		if (r->field_len < sizeof(r->field))
 			r->field[r->field_len] = (char) tolower((unsigned char) at[i]);
+	}
 	return 0;
 }
 

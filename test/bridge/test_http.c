@@ -116,6 +116,10 @@ test_http_malformed(void **state)
 	assert_int_equal(status_of("GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);
 	assert_int_equal(status_of("GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n"), 400);
 	assert_int_equal(status_of("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad\t: y\r\n\r\n"), 400);
+	/* whitespace before the colon, with a valid Host: never a silently other header */
+	assert_int_equal(status_of("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Foo : bar\r\n\r\n"), 400);
+	assert_int_equal(status_of("GET /events?channel=a HTTP/1.1\r\nHost: x\r\nLast-Event-ID : 5\r\n\r\n"), 400);
+	assert_int_equal(status_of("GET /healthz HTTP/1.1\r\nHost: x\r\nOrigin : o\r\n\r\n"), 400);
 	/* smuggling */
 	assert_int_equal(status_of("GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n"), 400);
 	assert_int_equal(status_of("GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"), 400);
