@@ -24,7 +24,7 @@ typedef struct outq {
 	frame	  **v;				/* circular array, NULL when empty and small */
 	uint32_t	head;			/* index of the oldest entry */
 	uint32_t	n;				/* entries (in flight + queued) */
-	uint32_t	cap;
+	uint32_t	cap;			/* 0 or a power of two */
 	uint32_t	inflight;		/* entries at the front handed to uv_write */
 	size_t		bytes;			/* bytes in all entries */
 } outq;

@@ -1,6 +1,7 @@
 /*
  * test_frame.c - SSE frame formatting and the bounded output queue.
  */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "test_util.h"
@@ -77,6 +78,56 @@ test_outq_flow(void **state)
 	frame_unref(shared);
 }
 
+/*
+ * The ring is indexed with a mask: entries must come out in push order while
+ * head wraps around, and when the array grows with head in the middle.
+ */
+static void
+test_outq_wrap(void **state)
+{
+	outq		q = {0};
+	uv_buf_t	bufs[64];
+	uint32_t	next_out = 0, next_in = 0;
+
+	(void) state;
+	for (int round = 0; round < 200; round++) {
+		uint32_t	push = (uint32_t) (round * 7 % 13) + 1;
+		uint32_t	take = (uint32_t) (round * 5 % 11) + 1;
+		uint32_t	got;
+
+		for (uint32_t i = 0; i < push; i++)
+			assert_true(outq_push(&q, frame_printf("%u.", next_in++)));
+		assert_int_equal(q.cap & (q.cap - 1), 0);
+		got = outq_take(&q, bufs, take);
+		assert_int_equal(got, take < q.n ? take : q.n);
+		for (uint32_t i = 0; i < got; i++) {
+			char		want[16];
+			int			wl = snprintf(want, sizeof(want), "%u.", next_out++);
+
+			assert_int_equal(bufs[i].len, wl);
+			assert_memory_equal(bufs[i].base, want, (size_t) wl);
+		}
+		if (round % 3 == 2)		/* a push while some are in flight */
+			assert_true(outq_push(&q, frame_printf("%u.", next_in++)));
+		outq_complete(&q);
+		assert_int_equal(q.n, next_in - next_out);
+	}
+	while (q.n > 0) {
+		uint32_t	got = outq_take(&q, bufs, 64);
+
+		for (uint32_t i = 0; i < got; i++) {
+			char		want[16];
+			int			wl = snprintf(want, sizeof(want), "%u.", next_out++);
+
+			assert_memory_equal(bufs[i].base, want, (size_t) wl);
+		}
+		outq_complete(&q);
+	}
+	assert_int_equal(next_out, next_in);
+	assert_int_equal(outq_bytes(&q), 0);
+	outq_clear(&q);
+}
+
 int
 main(void)
 {
@@ -84,6 +135,7 @@ main(void)
 		cmocka_unit_test(test_frame_lines),
 		cmocka_unit_test(test_frame_refs),
 		cmocka_unit_test(test_outq_flow),
+		cmocka_unit_test(test_outq_wrap),
 	};
 
 	return cmocka_run_group_tests_name("frame", tests, NULL, NULL);
