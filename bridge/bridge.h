@@ -20,6 +20,7 @@ typedef struct bridge_state {
 	uv_loop_t  *loop;
 	uv_tcp_t	listener;
 	uv_check_t	flush;			/* writes coalesced once per loop turn */
+	uv_idle_t	spin;			/* active while replays wait: poll must not block */
 	uv_timer_t	sweep;			/* timeouts and keepalives */
 	uv_timer_t	stop_timer;		/* hard deadline during shutdown */
 	uv_signal_t sigterm;

@@ -188,6 +188,7 @@ client_free(client *c)
 		for (size_t i = 0; i < c->st->sub.npatterns; i++)
 			free(c->st->sub.patterns[i]);
 		free(c->st->sub.patterns);
+		hub_sub_unprepare(&c->st->sub);
 		json_decref(c->st->sub.filter);
 		free(c->st->sub_id);
 		free(c->st->origin);
@@ -223,8 +224,8 @@ client_close(client *c)
 		return;
 	if (c->state == CS_LIVE)
 		hub_remove(&c->st->sub);
-	if (c->flags & CF_PARKED)
-		replay_unpark(c);
+	if (c->flags & (CF_PARKED | CF_QUEUED))
+		replay_forget(c);
 	if (c->state == CS_REPLAYING || c->state == CS_LIVE)
 		client_streams--;
 	if (c->st != NULL) {
@@ -284,7 +285,7 @@ client_on_write(uv_write_t *wr, int status)
 	size_t		before = outq_bytes(&c->q);
 
 	free(wr);
-	c->flags &= (uint8_t) ~CF_WRITING;
+	c->flags &= (uint16_t) ~CF_WRITING;
 	outq_complete(&c->q);
 	if (c->flags & CF_CLOSED)
 		return;
@@ -319,7 +320,7 @@ client_flush(client *c)
 	wr->data = c;
 	c->flags |= CF_WRITING;
 	if (uv_write(wr, (uv_stream_t *) &c->tcp, bufs, n, client_on_write) != 0) {
-		c->flags &= (uint8_t) ~CF_WRITING;
+		c->flags &= (uint16_t) ~CF_WRITING;
 		free(wr);
 		outq_complete(&c->q);
 		client_close(c);
@@ -351,7 +352,7 @@ client_flush_pending(void)
 
 		pending_head = c->pending_next;
 		c->pending_next = NULL;
-		c->flags &= (uint8_t) ~CF_PENDING;
+		c->flags &= (uint16_t) ~CF_PENDING;
 		client_service(c);
 	}
 }
@@ -406,6 +407,7 @@ client_stream_new(client *c, route_result *rr)
 	rr->patterns = NULL;
 	rr->npatterns = 0;
 	rr->filter = NULL;
+	hub_sub_prepare(&st->sub);
 	if (origin && cfg.cors_origin[0])
 		st->origin = strdup(origin);
 	if (rr->kind == ROUTE_SUB)

@@ -43,7 +43,8 @@ enum client_flags {
 	CF_REJECT = 1 << 4,			/* over --max-clients: answer 503 */
 	CF_PARKED = 1 << 5,			/* waiting for the live cursor to advance */
 	CF_CLOSED = 1 << 6,			/* uv_close called */
-	CF_SHUTDOWN = 1 << 7		/* uv_shutdown issued */
+	CF_SHUTDOWN = 1 << 7,		/* uv_shutdown issued */
+	CF_QUEUED = 1 << 8			/* in the replay run queue */
 };
 
 struct client;
@@ -61,11 +62,11 @@ typedef struct stream {
 typedef struct client {
 	uv_tcp_t	tcp;
 	uint8_t		state;			/* client_state */
-	uint8_t		flags;
+	uint16_t	flags;
 	struct client *prev;		/* every client */
 	struct client *next;
 	struct client *pending_next;	/* flush list */
-	struct client *park_next;	/* parked list */
+	struct client *park_next;	/* parked list or replay run queue (never both) */
 	uint64_t	deadline_ms;	/* READING/CLOSING: give up at; else last send */
 	int64_t		cursor;			/* every matching event <= cursor was queued */
 	outq		q;

@@ -8,7 +8,11 @@
  *    entries; empty ones are freed at once;
  *  - literal buckets are visited before wildcard buckets, so a close event
  *    that ends a stream reaches it through its literal pattern first;
- *  - hub_dispatch never changes the index (callbacks defer changes).
+ *  - hub_dispatch never changes the index (callbacks defer changes);
+ *  - hub_matches agrees with sse_pattern_match for every pattern: a
+ *    prepared literal pattern (checked, so at most SSE_CHANNEL_MAX bytes of
+ *    non-empty segments) matches exactly the byte-equal channel, which is
+ *    what sse_pattern_match decides for it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -376,6 +380,44 @@ hub_dispatch(event *ev)
 			hub_bucket_dispatch(b, ev);
 }
 
+void
+hub_sub_prepare(hub_sub *s)
+{
+	hub_sub_unprepare(s);
+	if (s->npatterns == 0 || (s->pinfo = calloc(s->npatterns, sizeof(hub_pat))) == NULL)
+		return;
+	for (size_t i = 0; i < s->npatterns; i++) {
+		size_t		plen = strlen(s->patterns[i]);
+
+		s->pinfo[i].len = (uint32_t) plen;
+		s->pinfo[i].literal = plen > 0 && plen <= SSE_CHANNEL_MAX &&
+			sse_pattern_is_literal(s->patterns[i], plen);
+	}
+}
+
+void
+hub_sub_unprepare(hub_sub *s)
+{
+	free(s->pinfo);
+	s->pinfo = NULL;
+}
+
+/* sse_pattern_match for pattern i of s, with the literal fast path. */
+static inline bool
+hub_pattern_match(const hub_sub *s, size_t i, const event *ev, size_t *plen)
+{
+	const char *p = s->patterns[i];
+
+	if (s->pinfo == NULL) {
+		*plen = strlen(p);
+		return sse_pattern_match(p, *plen, ev->channel, ev->chlen);
+	}
+	*plen = s->pinfo[i].len;
+	if (s->pinfo[i].literal)
+		return *plen == ev->chlen && memcmp(p, ev->channel, *plen) == 0;
+	return sse_pattern_match(p, *plen, ev->channel, ev->chlen);
+}
+
 bool
 hub_matches(const hub_sub *s, event *ev, bool *ends)
 {
@@ -384,9 +426,9 @@ hub_matches(const hub_sub *s, event *ev, bool *ends)
 	*ends = false;
 	for (size_t i = 0; i < s->npatterns; i++) {
 		const char *p = s->patterns[i];
-		size_t		plen = strlen(p);
+		size_t		plen;
 
-		if (!sse_pattern_match(p, plen, ev->channel, ev->chlen))
+		if (!hub_pattern_match(s, i, ev, &plen))
 			continue;
 		matched = true;
 		if (ev->is_close && plen == ev->chlen && memcmp(p, ev->channel, plen) == 0)

@@ -27,10 +27,17 @@
 
 typedef struct hub_entry hub_entry;
 
+/* What hub_matches needs to know about one pattern without rescanning it. */
+typedef struct hub_pat {
+	uint32_t	len;
+	bool		literal;		/* no wildcard: matches only the equal channel */
+} hub_pat;
+
 typedef struct hub_sub {
 	char	  **patterns;		/* borrowed from the owner */
 	size_t		npatterns;
 	json_t	   *filter;			/* borrowed; NULL = match everything */
+	hub_pat    *pinfo;			/* owned; one per pattern, or NULL (not prepared) */
 	int64_t		seen;			/* last event delivered (dedupes patterns) */
 	hub_entry  *entries;		/* one per pattern while added */
 } hub_sub;
@@ -40,6 +47,16 @@ typedef struct hub_sub {
  * when the event is a close on one of the subscription's literal patterns.
  */
 typedef void (*hub_deliver_fn)(hub_sub *s, event *ev, bool ends);
+
+/*
+ * Describe s's patterns in s->pinfo (call after setting them; they must have
+ * passed sse_pattern_check) so hub_matches decides literal patterns with a
+ * length compare and one memcmp.  Best effort: on OOM pinfo stays NULL and
+ * hub_matches takes the general path.  hub_sub_unprepare frees pinfo; call
+ * it before changing or freeing the patterns.
+ */
+void		hub_sub_prepare(hub_sub *s);
+void		hub_sub_unprepare(hub_sub *s);
 
 void		hub_init(hub_deliver_fn deliver);
 void		hub_shutdown(void);

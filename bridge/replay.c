@@ -4,8 +4,16 @@
  * A REPLAYING client has a cursor c: every matching event <= c is queued.
  * replay_step advances it from the replay cache when the cache covers c
  * (ring_lo <= c), otherwise from the log one page at a time (work link),
- * and stops whenever the client's queue holds REPLAY_BUDGET bytes (the write
- * callback resumes it).  When c reaches the live cursor (ring_hi) it sends
+ * and stops whenever the client's queue holds replay_budget() bytes (the
+ * write callback resumes it).
+ *
+ * Scheduling: replay_step only appends the client to a FIFO run queue;
+ * replay_run, called once per loop turn after that turn's live output was
+ * flushed, serves it round-robin with a slice per visit and a budget per
+ * turn (replay.h), putting a client that still has work back at the tail.
+ * So a loop turn stays short, live events go out every turn, and no
+ * replaying client starves.  A client is in at most one of the parked list
+ * and the run queue (CF_PARKED, CF_QUEUED), linked through park_next.  When c reaches the live cursor (ring_hi) it sends
  * `event: ready` and joins the hub in the same loop turn, so no event can
  * fall between replay and live.  A client whose cursor is ahead of the live
  * cursor parks until the live link catches up.
@@ -30,6 +38,16 @@
 #include "work.h"
 
 static client *parked;
+static struct {
+	client	   *head;
+	client	   *tail;
+} runq;
+
+/* What one loop turn may still spend on replays. */
+typedef struct replay_quota {
+	size_t		bytes;
+	size_t		events;
+} replay_quota;
 
 static size_t
 replay_budget(void)
@@ -76,6 +94,7 @@ replay_free_spec(stream *st)
 	for (size_t i = 0; i < st->sub.npatterns; i++)
 		free(st->sub.patterns[i]);
 	free(st->sub.patterns);
+	hub_sub_unprepare(&st->sub);
 	json_decref(st->sub.filter);
 	st->sub.patterns = NULL;
 	st->sub.npatterns = 0;
@@ -128,6 +147,7 @@ replay_set_spec(stream *st, const char *channels_json, const char *filter_json)
 	replay_free_spec(st);
 	st->sub.patterns = pats;
 	st->sub.npatterns = n;
+	hub_sub_prepare(&st->sub);
 	if (f != NULL && json_object_size(f) == 0) {
 		json_decref(f);
 		f = NULL;
@@ -207,22 +227,45 @@ replay_offer(client *c, event *ev)
 typedef enum replay_progress {
 	RP_CAUGHT_UP,
 	RP_PAUSED,					/* queue full: resume on write */
+	RP_SLICED,					/* slice used up: run again at the tail */
 	RP_ENDED
 } replay_progress;
 
+/*
+ * Offer c the cached events after its cursor, within its queue budget and
+ * one whole slice (so visits are equal and the queue stays fair), charged
+ * to turn for what was queued and examined.  A visit always examines at
+ * least one event unless the queue is full.
+ */
 static replay_progress
-replay_from_ring(client *c)
+replay_from_ring(client *c, replay_quota *turn)
 {
 	size_t		n = ring_count(), budget = replay_budget();
+	size_t		start = outq_bytes(&c->q), seen = 0, queued;
+	replay_progress rp = RP_CAUGHT_UP;
 
 	for (size_t i = ring_find_after(c->cursor); i < n; i++) {
-		if (outq_bytes(&c->q) >= budget)
-			return RP_PAUSED;
-		if (replay_offer(c, ring_at(i)))
-			return RP_ENDED;
+		if (outq_bytes(&c->q) >= budget) {
+			rp = RP_PAUSED;
+			break;
+		}
+		if (seen > 0 && (outq_bytes(&c->q) - start >= REPLAY_SLICE_BYTES ||
+						 seen >= REPLAY_SLICE_EVENTS)) {
+			rp = RP_SLICED;
+			break;
+		}
+		seen++;
+		if (replay_offer(c, ring_at(i))) {
+			rp = RP_ENDED;
+			break;
+		}
 	}
-	c->cursor = ring_hi();
-	return RP_CAUGHT_UP;
+	if (rp == RP_CAUGHT_UP)
+		c->cursor = ring_hi();
+	queued = outq_bytes(&c->q) > start ? outq_bytes(&c->q) - start : 0;
+	turn->bytes -= queued < turn->bytes ? queued : turn->bytes;
+	turn->events -= seen < turn->events ? seen : turn->events;
+	return rp;
 }
 
 static void
@@ -243,6 +286,59 @@ replay_park(client *c)
 	parked = c;
 }
 
+static void
+replay_enqueue(client *c)
+{
+	c->flags |= CF_QUEUED;
+	c->park_next = NULL;
+	if (runq.tail)
+		runq.tail->park_next = c;
+	else
+		runq.head = c;
+	runq.tail = c;
+}
+
+static client *
+replay_dequeue(void)
+{
+	client	   *c = runq.head;
+
+	if (c == NULL)
+		return NULL;
+	runq.head = c->park_next;
+	if (runq.head == NULL)
+		runq.tail = NULL;
+	c->park_next = NULL;
+	c->flags &= (uint16_t) ~CF_QUEUED;
+	return c;
+}
+
+void
+replay_forget(client *c)
+{
+	client	   *prev = NULL;
+
+	if (c->flags & CF_PARKED) {
+		replay_unpark(c);
+		return;
+	}
+	if (!(c->flags & CF_QUEUED))
+		return;
+	for (client *p = runq.head; p; prev = p, p = p->park_next) {
+		if (p != c)
+			continue;
+		if (prev)
+			prev->park_next = c->park_next;
+		else
+			runq.head = c->park_next;
+		if (runq.tail == c)
+			runq.tail = prev;
+		break;
+	}
+	c->park_next = NULL;
+	c->flags &= (uint16_t) ~CF_QUEUED;
+}
+
 void
 replay_unpark(client *c)
 {
@@ -253,7 +349,7 @@ replay_unpark(client *c)
 		}
 	}
 	c->park_next = NULL;
-	c->flags &= (uint8_t) ~CF_PARKED;
+	c->flags &= (uint16_t) ~CF_PARKED;
 }
 
 void
@@ -267,33 +363,63 @@ replay_unpark_all(void)
 
 		list = c->park_next;
 		c->park_next = NULL;
-		c->flags &= (uint8_t) ~CF_PARKED;
+		c->flags &= (uint16_t) ~CF_PARKED;
 		replay_step(c);
 	}
+}
+
+static bool
+replay_runnable(const client *c)
+{
+	return c->state == CS_REPLAYING && !(c->flags & (CF_ENDING | CF_DOOMED | CF_CLOSED)) &&
+		c->st->job == NULL && outq_bytes(&c->q) < replay_budget();
 }
 
 void
 replay_step(client *c)
 {
-	if (c->state != CS_REPLAYING || (c->flags & (CF_ENDING | CF_DOOMED | CF_CLOSED)) ||
-		c->st->job != NULL || outq_bytes(&c->q) >= replay_budget())
-		return;
+	if (replay_runnable(c) && !(c->flags & (CF_QUEUED | CF_PARKED)))
+		replay_enqueue(c);
+}
+
+/* One visit of the run queue; true when c has more to do at once. */
+static bool
+replay_advance(client *c, replay_quota *turn)
+{
+	if (!replay_runnable(c))
+		return false;			/* a write callback or a page resumes it */
 	if (!ring_valid() || c->cursor > ring_hi()) {
 		replay_park(c);
-		return;
+		return false;
 	}
 	if (c->cursor < ring_lo()) {
 		work_page(c);
-		return;
+		return false;
 	}
-	switch (replay_from_ring(c)) {
+	switch (replay_from_ring(c, turn)) {
 		case RP_CAUGHT_UP:
 			replay_go_live(c);
-			break;
+			return false;
+		case RP_SLICED:
+			return true;
 		case RP_PAUSED:
 		case RP_ENDED:
-			break;
+			return false;
 	}
+	return false;
+}
+
+bool
+replay_run(void)
+{
+	replay_quota turn = {REPLAY_TURN_BYTES, REPLAY_TURN_EVENTS};
+	client	   *c;
+
+	while (turn.bytes > 0 && turn.events > 0 && (c = replay_dequeue()) != NULL) {
+		if (replay_advance(c, &turn))
+			replay_enqueue(c);
+	}
+	return runq.head != NULL;
 }
 
 /* One row of a page as a temporary event (NULL for the empty LEFT JOIN row). */

@@ -40,8 +40,26 @@ replay_decision replay_decide(const open_info *info, bool is_sub, int64_t last_e
 /* The database answered the open lookup for client c (OPENING). */
 void		replay_open(client *c, open_info *info);
 
-/* Continue a REPLAYING client: cache, next page, or ready. */
+/*
+ * Replays share each loop turn: a turn serves the run queue round-robin,
+ * each visit queueing about REPLAY_SLICE_BYTES (or examining
+ * REPLAY_SLICE_EVENTS cached events), until REPLAY_TURN_BYTES or
+ * REPLAY_TURN_EVENTS are used up (the last slice may go over by a slice).
+ */
+#define REPLAY_SLICE_BYTES (64u << 10)
+#define REPLAY_SLICE_EVENTS 4096u
+#define REPLAY_TURN_BYTES (1u << 20)
+#define REPLAY_TURN_EVENTS 65536u
+
+/* Schedule a REPLAYING client to continue: cache, next page, or ready. */
 void		replay_step(client *c);
+
+/*
+ * One turn of replay work (after the turn's live output has been flushed;
+ * flush again afterwards).  True when clients are still waiting to run, so
+ * the loop must not block in poll.
+ */
+bool		replay_run(void);
 
 /* A page of the log arrived for c; live_at_send = ring_hi() at submit time. */
 void		replay_page(client *c, PGresult *res, int64_t live_at_send);
@@ -49,6 +67,9 @@ void		replay_page(client *c, PGresult *res, int64_t live_at_send);
 /* The live cursor advanced: step every parked client. */
 void		replay_unpark_all(void);
 void		replay_unpark(client *c);
+
+/* Take c off the parked list or the run queue (it is closing). */
+void		replay_forget(client *c);
 
 /* Replace a stream's patterns and filter from JSON; false if invalid. */
 bool		replay_set_spec(stream *st, const char *channels_json, const char *filter_json);

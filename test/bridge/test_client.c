@@ -1,6 +1,7 @@
 /*
  * test_client.c - output queue limits on a client, the opening decision,
- * and the replay cache.  Links every bridge module except main.c.
+ * the replay cache, and the replay scheduler's budget and fairness.  Links
+ * every bridge module except main.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,6 +146,85 @@ test_ring(void **state)
 	ring_shutdown();
 }
 
+/* A REPLAYING client of channel ch, queued to run from cursor. */
+static client *
+replaying_client(const char *ch, int64_t cursor)
+{
+	client	   *c = fake_client(CS_REPLAYING);
+
+	c->st->sub.patterns = calloc(1, sizeof(char *));
+	c->st->sub.patterns[0] = strdup(ch);
+	c->st->sub.npatterns = 1;
+	hub_sub_prepare(&c->st->sub);
+	c->cursor = cursor;
+	replay_step(c);
+	replay_step(c);				/* queued once only */
+	return c;
+}
+
+/*
+ * Each turn of replay_run stays within its budget (plus one frame), serves
+ * the queue round-robin so no client falls a slice behind another, and
+ * every client reaches the live cursor and goes live.
+ */
+static void
+test_replay_fair(void **state)
+{
+	enum {NC = 24, NEV = 3000};
+	client	   *cs[NC + 2];
+	size_t		bytes[NC];
+	int			turns = 0;
+	bool		more = true;
+
+	(void) state;
+	cfg.client_queue = 64 << 20;	/* per-client budget 256 KB */
+	hub_init(client_deliver);
+	ring_init(64 << 20, 1 << 16);
+	ring_reset(0);
+	for (int64_t id = 1; id <= NEV; id++)
+		ring_push(ev(id, 60));
+	for (int i = 0; i < NC; i++)
+		cs[i] = replaying_client("c", 0);
+	cs[NC] = replaying_client("nothing", 0);	/* examines events, queues none */
+	cs[NC + 1] = replaying_client("c", 0);
+	client_close(cs[NC + 1]);	/* closed while queued: leaves the queue */
+	while (more) {
+		size_t		before = 0, after = 0, lo = SIZE_MAX, hi = 0;
+
+		for (int i = 0; i < NC; i++)
+			before += (bytes[i] = outq_bytes(&cs[i]->q));
+		more = replay_run();
+		for (int i = 0; i < NC; i++) {
+			size_t		b = outq_bytes(&cs[i]->q);
+
+			after += b;
+			lo = b < lo ? b : lo;
+			hi = b > hi ? b : hi;
+		}
+		assert_true(after - before <= REPLAY_TURN_BYTES + REPLAY_SLICE_BYTES + 256);
+		assert_true(hi - lo <= REPLAY_SLICE_BYTES + 256);
+		assert_true(++turns < 1000);
+	}
+	assert_true(turns > 1);		/* the work was spread over several turns */
+	for (int i = 0; i <= NC; i++) {
+		assert_int_equal(cs[i]->state, CS_LIVE);
+		assert_int_equal(cs[i]->cursor, NEV);
+		if (i < NC)
+			assert_int_equal(outq_bytes(&cs[i]->q), outq_bytes(&cs[0]->q));
+		else
+			assert_true(outq_bytes(&cs[i]->q) < 100);	/* only `ready` */
+	}
+	assert_int_equal(hub_count(), NC + 1);
+	for (int i = 0; i <= NC; i++)
+		client_close(cs[i]);
+	client_flush_pending();
+	uv_run(br.loop, UV_RUN_NOWAIT);
+	assert_int_equal(client_count, 0);
+	assert_int_equal(hub_count(), 0);
+	ring_shutdown();
+	hub_shutdown();
+}
+
 int
 main(void)
 {
@@ -152,6 +232,7 @@ main(void)
 		cmocka_unit_test(test_queue_limit),
 		cmocka_unit_test(test_decide),
 		cmocka_unit_test(test_ring),
+		cmocka_unit_test(test_replay_fair),
 	};
 	int			r;
 

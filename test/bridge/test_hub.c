@@ -1,6 +1,7 @@
 /*
  * test_hub.c - the fan-out index agrees with direct evaluation, delivers
- * each event once per subscription, and ends streams on literal closes.
+ * each event once per subscription, and ends streams on literal closes;
+ * the literal fast path of hub_matches agrees with sse_pattern_match.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include "test_util.h"
 #include "hub.h"
 #include "sse_filter.h"
+#include "sse_match.h"
 
 #define NSUBS 64
 
@@ -33,6 +35,8 @@ make_sub(int i, const char *p1, const char *p2, const char *filter)
 	subs[i].patterns = pat_store[i];
 	subs[i].npatterns = p2 ? 2 : 1;
 	subs[i].filter = filter ? sse_json_parse(filter, strlen(filter)) : NULL;
+	if (i % 2 == 0)				/* half take the prepared (fast) path */
+		hub_sub_prepare(&subs[i]);
 	assert_true(hub_add(&subs[i]));
 }
 
@@ -40,6 +44,7 @@ static void
 free_sub(int i)
 {
 	hub_remove(&subs[i]);
+	hub_sub_unprepare(&subs[i]);
 	free(pat_store[i][0]);
 	free(pat_store[i][1]);
 	json_decref(subs[i].filter);
@@ -104,6 +109,51 @@ test_hub_agrees(void **state)
 	hub_shutdown();
 }
 
+/* Prepared literal patterns agree with sse_pattern_match on every pair. */
+static void
+test_hub_literal_path(void **state)
+{
+	static const char *const pats[] = {
+		"a", "a.b", "a.b.c", "ab", "a.bc", "jobs.1", "jobs.10", "jobs.*", "jobs.#", "#", "*",
+		"a.*.c", "x_y-z.Q", "A", "a.b.c.d.e.f.g.h",
+	};
+	static const char *const chans[] = {
+		"a", "a.b", "a.b.c", "ab", "a.bc", "jobs.1", "jobs.10", "jobs", "jobs.1.2", "b",
+		"x_y-z.Q", "x_y-z.q", "A", "a.b.c.d.e.f.g.h", "a.b.c.d.e.f.g",
+	};
+	size_t		np = sizeof(pats) / sizeof(pats[0]), nc = sizeof(chans) / sizeof(chans[0]);
+	char	   *one[1];
+	hub_sub		s = {.patterns = one, .npatterns = 1};
+
+	(void) state;
+	for (size_t p = 0; p < np; p++) {
+		one[0] = (char *) pats[p];
+		hub_sub_prepare(&s);
+		assert_non_null(s.pinfo);
+		assert_int_equal(s.pinfo[0].len, strlen(pats[p]));
+		assert_int_equal(s.pinfo[0].literal, sse_pattern_is_literal(pats[p], strlen(pats[p])));
+		for (size_t c = 0; c < nc; c++) {
+			for (int close = 0; close < 2; close++) {
+				event	   *ev = event_new(1, 0, chans[c], strlen(chans[c]),
+										   close ? "close" : NULL, close ? 5 : 0, "{}", 2);
+				bool		want = sse_pattern_match(pats[p], strlen(pats[p]), chans[c], strlen(chans[c]));
+				bool		ends, ends2, got = hub_matches(&s, ev, &ends);
+				hub_pat    *saved = s.pinfo;
+
+				s.pinfo = NULL;	/* the general path must say the same */
+				assert_int_equal(hub_matches(&s, ev, &ends2), want);
+				s.pinfo = saved;
+				if (got != want)
+					fail_msg("pattern %s channel %s: got %d want %d", pats[p], chans[c], got, want);
+				assert_int_equal(ends, ends2);
+				event_free(ev);
+			}
+		}
+		hub_sub_unprepare(&s);
+		assert_null(s.pinfo);
+	}
+}
+
 static void
 test_hub_index_narrows(void **state)
 {
@@ -135,6 +185,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hub_agrees),
 		cmocka_unit_test(test_hub_index_narrows),
+		cmocka_unit_test(test_hub_literal_path),
 	};
 
 	return cmocka_run_group_tests_name("hub", tests, NULL, NULL);
