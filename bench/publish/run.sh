@@ -17,9 +17,21 @@ cd "$(dirname "$0")/../.."
 SECS=${BENCH_SECONDS:-6}
 REPEAT=${REPEAT:-2}
 
-eval "$(scripts/pgcluster.sh start)"
+# Never talk to, or stop, a cluster named by the caller's environment: only
+# the one started below is used, and only that one is stopped on exit.
+unset SSE_PGDIR SSE_PGDATA SSE_PGBIN PGHOST PGHOSTADDR PGPORT PGUSER \
+  PGDATABASE PGSERVICE PGOPTIONS PGPASSWORD
+own_dir=
+work=
+cleanup() {
+  if [ -n "$own_dir" ]; then scripts/pgcluster.sh stop "$own_dir"; fi
+  if [ -n "$work" ]; then rm -rf "$work"; fi
+}
+trap cleanup EXIT
+cluster=$(scripts/pgcluster.sh start)
+eval "$cluster"
+own_dir=$SSE_PGDIR
 export PGHOST PGPORT PGUSER PGDATABASE
-trap 'scripts/pgcluster.sh stop "$SSE_PGDIR"; rm -rf "$work"' EXIT
 work=$(mktemp -d)
 
 psql -qX -v ON_ERROR_STOP=1 <<'SQL'
