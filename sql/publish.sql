@@ -173,3 +173,66 @@ SET sse_bridge.nonexistent = 1;
 BEGIN READ ONLY;
 SELECT sse_publish('jobs.1', 'x');
 ROLLBACK;
+
+-- the rows are written straight to the heap and the indexes: the primary
+-- key gets every row, the partial index on close events only close rows
+CREATE EXTENSION amcheck;
+SELECT coalesce(max(id), 0) AS base, clock_timestamp() AS t0 FROM sse_bridge.events \gset
+BEGIN;
+SELECT sse_publish('idx.a', 'one');
+SELECT sse_close('idx.a');
+SELECT sse_publish('idx.b', 'two', 'named');
+SELECT sse_publish('idx.b', repeat('big ', 100000));
+COMMIT;
+SELECT sse_close('idx.b');
+SELECT sse_publish('idx.b', 'three');
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+EXPLAIN (COSTS OFF)
+SELECT id, channel FROM sse_bridge.events WHERE event = 'close' AND channel LIKE 'idx.%';
+SELECT id - :base AS n, channel FROM sse_bridge.events
+WHERE event = 'close' AND channel LIKE 'idx.%' ORDER BY id;
+SELECT id - :base AS n, channel, event, octet_length(data) AS bytes
+FROM sse_bridge.events WHERE id > :base ORDER BY id;
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+SELECT bt_index_check('sse_bridge.events_pkey', true) AS pkey_ok,
+       bt_index_check('sse_bridge.events_close_idx', true) AS close_idx_ok;
+-- created_at is one commit time per transaction, in id order
+SELECT count(DISTINCT created_at) AS times,
+       bool_and(created_at BETWEEN :'t0' AND clock_timestamp()) AS in_range
+FROM sse_bridge.events WHERE id > :base AND channel = 'idx.a';
+SELECT bool_and(created_at BETWEEN :'t0' AND clock_timestamp()) AS all_in_range
+FROM sse_bridge.events WHERE id > :base;
+
+-- the primary key is still checked
+SELECT last_value AS seq_last FROM sse_bridge.events_id_seq \gset
+SELECT setval('sse_bridge.events_id_seq', :seq_last - 1) = :seq_last - 1 AS rewound;
+\set VERBOSITY terse
+SELECT sse_publish('idx.c', 'duplicate id');
+\set VERBOSITY default
+SELECT setval('sse_bridge.events_id_seq', :seq_last) = :seq_last AS restored;
+SELECT count(*) AS duplicates FROM sse_bridge.events WHERE channel = 'idx.c';
+
+-- with a trigger on the table, the rows go through an INSERT, which fires it
+SELECT coalesce(max(id), 0) AS base FROM sse_bridge.events \gset
+CREATE FUNCTION events_seen() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE NOTICE 'inserted %: % %', NEW.id - current_setting('sse_test.base')::bigint,
+        NEW.channel, NEW.data;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER events_seen AFTER INSERT ON sse_bridge.events
+    FOR EACH ROW EXECUTE FUNCTION events_seen();
+SELECT set_config('sse_test.base', :'base', false) IS NOT NULL AS set;
+SELECT sse_publish('trg.a', 'via insert');
+BEGIN;
+SELECT sse_publish('trg.a', 'many 1');
+SELECT sse_publish('trg.a', 'many 2');
+COMMIT;
+DROP TRIGGER events_seen ON sse_bridge.events;
+DROP FUNCTION events_seen();
+SELECT sse_publish('trg.a', 'direct again');
+SELECT id - :base AS n, channel, data FROM sse_bridge.events WHERE id > :base ORDER BY id;
+DROP EXTENSION amcheck;

@@ -30,6 +30,7 @@
 
 /* Schema and relations, always referenced fully qualified. */
 #define SSE_SCHEMA					"sse_bridge"
+#define SSE_EVENTS_TABLE			"events"
 #define SSE_EVENTS_SEQUENCE			"events_id_seq"
 
 /* Event names the bridge sends itself; sse_publish refuses them. */

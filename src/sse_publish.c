@@ -23,28 +23,65 @@
  * points (the extension owner), recorded when the first event is queued, so
  * publishers need EXECUTE on the functions and no table privileges.
  *
+ * The work under the lock is kept small.  Before taking it, the commit hook
+ * opens and locks the table, its indexes and the sequence, gets the
+ * transaction id, and forms the heap tuples with placeholders for the id and
+ * created_at.  Under the lock it only draws the ids (nextval_internal, which
+ * must stay under the lock: ids follow lock order), writes them and the
+ * commit time into the tuples in place, and hands the tuples to heap_insert
+ * (heap_multi_insert for several, one WAL record per page) and their entries
+ * to the indexes through ExecInsertIndexTuples, which evaluates the
+ * predicate of the partial index on close events.  No INSERT statement, no
+ * executor startup, no SPI.
+ *
+ * Lock order: sse_bridge.events, its indexes and its sequence are locked
+ * (ROW EXCLUSIVE) before the publish lock.  A session that takes the
+ * publish lock by hand may read and delete rows, but must take any stronger
+ * lock on those relations (TRUNCATE, LOCK TABLE, ALTER) before the publish
+ * lock, or it can deadlock with a committing publisher.
+ *
+ * That direct write checks no privileges and runs nothing an INSERT would
+ * run on the table.  Privileges: the table belongs to the extension owner,
+ * who may write it anyway, and the only ways to queue events are the
+ * SECURITY DEFINER entry points, which validate every event; nothing here is
+ * reachable with other rows.  Everything else is checked on each commit
+ * (SseCanInsertDirectly): sse_bridge.events is internal to the extension,
+ * but if someone who may alter it adds triggers, rules, row-level security,
+ * CHECK constraints, generated or other columns, or turns it into a
+ * partition, the commit falls back to the prepared INSERT through SPI,
+ * which honours all of them.  Indexes need no fallback: all of them are
+ * maintained.
+ *
  * A transaction with pending events cannot be prepared: its ids would have
  * to be assigned at COMMIT PREPARED, which runs no commit callbacks.
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/indexing.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am_d.h"
 #include "catalog/pg_type_d.h"
 #include "commands/async.h"
 #include "commands/sequence.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
+#include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "sse_bridge.h"
 
@@ -335,20 +372,20 @@ SseXactCallback(XactEvent event, void *arg)
  * ----------------------------------------------------------------
  */
 
+/* The OID of a relation of the sse_bridge schema; error if missing. */
 static Oid
-SseEventsSequenceOid(void)
+SseRelationOid(const char *relname, const char *what)
 {
 	Oid			nsp = get_namespace_oid(SSE_SCHEMA, true);
-	Oid			seq = OidIsValid(nsp) ?
-		get_relname_relid(SSE_EVENTS_SEQUENCE, nsp) : InvalidOid;
+	Oid			relid = OidIsValid(nsp) ?
+		get_relname_relid(relname, nsp) : InvalidOid;
 
-	if (!OidIsValid(seq))
+	if (!OidIsValid(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("sequence %s.%s does not exist",
-						SSE_SCHEMA, SSE_EVENTS_SEQUENCE),
+				 errmsg("%s %s.%s does not exist", what, SSE_SCHEMA, relname),
 				 errhint("Create the sse_bridge extension in this database.")));
-	return seq;
+	return relid;
 }
 
 /* Prepare and keep a plan; caller is connected to SPI. */
@@ -365,9 +402,10 @@ SseKeepPlan(const char *sql, int nargs, Oid *argtypes)
 }
 
 /*
- * The insert of one transaction's events.  Everything but the ids is built
- * before the publish lock is taken, so that the lock covers little more
- * than drawing the ids, one executor run and the commit itself.
+ * The fallback: an INSERT statement through SPI, for a table that has
+ * something only the executor handles (see SseCanInsertDirectly).
+ * Everything but the ids is built before the publish lock is taken, so that
+ * the lock covers drawing the ids, one executor run and the commit itself.
  */
 typedef struct SseInsert
 {
@@ -489,18 +527,224 @@ SseInsertExecute(SseInsert *ins, Oid seqoid)
 	return id;
 }
 
+/* Attribute numbers of sse_bridge.events, as created by the extension. */
+#define Anum_sse_events_id			1
+#define Anum_sse_events_channel		2
+#define Anum_sse_events_event		3
+#define Anum_sse_events_data		4
+#define Anum_sse_events_created_at	5
+#define Natts_sse_events			5
+
+/*
+ * SseCanInsertDirectly
+ *		Whether the rows can be written with heap_insert and the index AM
+ *		instead of an INSERT statement.
+ *
+ * True when the table is exactly what the extension created: a plain heap
+ * table with the five expected columns, and nothing that an INSERT would
+ * run and a direct insert would skip: no triggers (this includes foreign
+ * keys and deferrable constraints), rules, row-level security, CHECK
+ * constraints or generated columns, and not a partition.  Indexes are fine,
+ * whatever they are: ExecInsertIndexTuples maintains them all (partial
+ * indexes by their predicate, expression indexes, exclusion constraints).
+ * Anything else falls back to the INSERT, which handles everything.
+ */
+static bool
+SseCanInsertDirectly(Relation rel)
+{
+	static const Oid types[Natts_sse_events] =
+	{INT8OID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
+	static const char *const names[Natts_sse_events] =
+	{"id", "channel", "event", "data", "created_at"};
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	if (rel->rd_rel->relkind != RELKIND_RELATION ||
+		rel->rd_rel->relam != HEAP_TABLE_AM_OID ||
+		rel->rd_rel->relispartition ||
+		rel->rd_rel->relhasrules ||
+		rel->rd_rel->relrowsecurity ||
+		rel->trigdesc != NULL)
+		return false;
+	if (desc->natts != Natts_sse_events)
+		return false;
+	if (desc->constr != NULL &&
+		(desc->constr->num_check > 0 || desc->constr->has_generated_stored))
+		return false;
+	for (int i = 0; i < Natts_sse_events; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped || att->atttypid != types[i] ||
+			strcmp(NameStr(att->attname), names[i]) != 0)
+			return false;
+	}
+	/* the only column that may be NULL in the rows */
+	if (TupleDescAttr(desc, Anum_sse_events_event - 1)->attnotnull)
+		return false;
+	return true;
+}
+
+/*
+ * The direct insert of one transaction's events.  The relation, its indexes
+ * (with their predicates compiled), the slots and the heap tuples are all
+ * made before the publish lock is taken; under the lock only the id and
+ * created_at of each tuple are filled in, in place, before the tuples go to
+ * the heap and the indexes.
+ */
+typedef struct SseDirectInsert
+{
+	Relation	rel;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	int			n;
+	HeapTuple  *tuples;
+	Size	   *created_at_off; /* offset of created_at in each tuple's data */
+	TupleTableSlot **slots;
+} SseDirectInsert;
+
+/* Offset of created_at from the start of a formed tuple's data. */
+static Size
+SseCreatedAtOffset(TupleDesc desc, HeapTuple tup)
+{
+	char	   *tp = (char *) tup->t_data + tup->t_data->t_hoff;
+	bits8	   *bp = tup->t_data->t_bits;
+	bool		hasnulls = HeapTupleHasNulls(tup);
+	Size		off = 0;
+
+	for (int i = 0; i < Anum_sse_events_created_at - 1; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (hasnulls && att_isnull(i, bp))
+			continue;
+		off = att_align_pointer(off, att->attalign, att->attlen, tp + off);
+		off = att_addlength_pointer(off, att->attlen, tp + off);
+	}
+	return att_align_nominal(off,
+							 TupleDescAttr(desc, Anum_sse_events_created_at - 1)->attalign);
+}
+
+/* Everything but the ids and the timestamp; the relation is open. */
+static void
+SseDirectPrepare(SseDirectInsert *d, Relation rel, List *events)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	ListCell   *lc;
+
+	d->rel = rel;
+	d->n = list_length(events);
+	d->estate = CreateExecutorState();
+	d->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(d->rri, rel, 1, NULL, 0);
+	ExecOpenIndices(d->rri, false);
+
+	/* What ExecInsertIndexTuples would otherwise do for the first row. */
+	(void) GetPerTupleExprContext(d->estate);
+	for (int i = 0; i < d->rri->ri_NumIndices; i++)
+	{
+		IndexInfo  *ii = d->rri->ri_IndexRelationInfo[i];
+
+		if (ii->ii_Predicate != NIL && ii->ii_PredicateState == NULL)
+			ii->ii_PredicateState = ExecPrepareQual(ii->ii_Predicate, d->estate);
+		if (ii->ii_Expressions != NIL && ii->ii_ExpressionsState == NIL)
+			ii->ii_ExpressionsState = ExecPrepareExprList(ii->ii_Expressions,
+														  d->estate);
+	}
+
+	d->tuples = palloc(d->n * sizeof(HeapTuple));
+	d->created_at_off = palloc(d->n * sizeof(Size));
+	d->slots = palloc(d->n * sizeof(TupleTableSlot *));
+	foreach(lc, events)
+	{
+		SsePendingEvent *ev = lfirst(lc);
+		int			i = foreach_current_index(lc);
+		Datum		values[Natts_sse_events];
+		bool		nulls[Natts_sse_events] = {false};
+		HeapTuple	tup;
+
+		values[Anum_sse_events_id - 1] = Int64GetDatum(0);	/* set under the lock */
+		values[Anum_sse_events_channel - 1] = PointerGetDatum(ev->channel);
+		values[Anum_sse_events_event - 1] = PointerGetDatum(ev->event);
+		nulls[Anum_sse_events_event - 1] = ev->event == NULL;
+		values[Anum_sse_events_data - 1] = PointerGetDatum(ev->data);
+		values[Anum_sse_events_created_at - 1] = TimestampTzGetDatum(0);	/* likewise */
+		tup = heap_form_tuple(desc, values, nulls);
+		d->tuples[i] = tup;
+		d->created_at_off[i] = SseCreatedAtOffset(desc, tup);
+		d->slots[i] = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
+	}
+}
+
+/*
+ * Draw the ids, set them and the commit time in the prepared tuples, and
+ * write the tuples and their index entries; returns the largest id.  Caller
+ * holds the publish lock.
+ */
+static int64
+SseDirectExecute(SseDirectInsert *d, Oid seqoid)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	CommandId	cid = GetCurrentCommandId(true);
+	int64		id = 0;
+	MemoryContext oldcxt;
+
+	for (int i = 0; i < d->n; i++)
+	{
+		char	   *tp = (char *) d->tuples[i]->t_data + d->tuples[i]->t_data->t_hoff;
+
+		id = nextval_internal(seqoid, false);
+		/* id is the first attribute: at offset 0, and never null */
+		memcpy(tp, &id, sizeof(int64));
+		memcpy(tp + d->created_at_off[i], &now, sizeof(TimestampTz));
+		ExecStoreHeapTuple(d->tuples[i], d->slots[i], false);
+	}
+
+	if (d->n == 1)
+	{
+		heap_insert(d->rel, d->tuples[0], cid, 0, NULL);
+		d->slots[0]->tts_tid = d->tuples[0]->t_self;
+	}
+	else
+		heap_multi_insert(d->rel, d->slots, d->n, cid, 0, NULL);
+
+	oldcxt = MemoryContextSwitchTo(GetPerTupleMemoryContext(d->estate));
+	for (int i = 0; i < d->n; i++)
+	{
+		(void) ExecInsertIndexTuples(d->rri, d->slots[i], d->estate,
+									 false, false, NULL, NIL);
+		ResetPerTupleExprContext(d->estate);
+	}
+	MemoryContextSwitchTo(oldcxt);
+	return id;
+}
+
+static void
+SseDirectFinish(SseDirectInsert *d)
+{
+	for (int i = 0; i < d->n; i++)
+		ExecDropSingleTupleTableSlot(d->slots[i]);
+	ExecCloseIndices(d->rri);
+	FreeExecutorState(d->estate);
+}
+
 /*
  * SseFlushPending
  *		Assign ids to the pending events and insert them.
  *
  * Runs in XACT_EVENT_PRE_COMMIT, at top level, after deferred triggers have
  * fired.  Takes the publish lock and keeps it until the transaction ends.
+ * Everything that does not depend on the ids is done before the lock:
+ * opening and locking the table, the sequence and the indexes, the
+ * transaction id, the tuples.
  */
 static void
 SseFlushPending(void)
 {
 	List	   *events = PendingEvents;
+	SseDirectInsert direct;
 	SseInsert	ins;
+	bool		use_direct;
+	Relation	rel;
 	LOCKTAG		tag;
 	Oid			save_userid;
 	int			save_sec_context;
@@ -516,10 +760,22 @@ SseFlushPending(void)
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	seqoid = SseEventsSequenceOid();
-	SseInsertPrepare(&ins, events);
+
+	rel = table_open(SseRelationOid(SSE_EVENTS_TABLE, "table"), RowExclusiveLock);
+	seqoid = SseRelationOid(SSE_EVENTS_SEQUENCE, "sequence");
+	/* nextval takes this lock too; once held, it is a local lock table hit */
+	LockRelationOid(seqoid, RowExclusiveLock);
+	(void) GetTopTransactionId();
+
+	use_direct = SseCanInsertDirectly(rel);
+	if (use_direct)
+		SseDirectPrepare(&direct, rel, events);
+	else
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		SseInsertPrepare(&ins, events);
+	}
 
 	/* From here to the end of the transaction, commits are serialized. */
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId,
@@ -527,9 +783,18 @@ SseFlushPending(void)
 						 (uint32) SSE_PUBLISH_LOCK_KEY,
 						 1);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
-	maxid = SseInsertExecute(&ins, seqoid);
 
-	SPI_finish();
+	if (use_direct)
+	{
+		maxid = SseDirectExecute(&direct, seqoid);
+		SseDirectFinish(&direct);
+	}
+	else
+	{
+		maxid = SseInsertExecute(&ins, seqoid);
+		SPI_finish();
+	}
+	table_close(rel, NoLock);
 	PopActiveSnapshot();
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 
