@@ -20,7 +20,8 @@ cfg_settings cfg;
 typedef enum cfg_type {
 	CFG_STRING,
 	CFG_UINT,
-	CFG_SIZE
+	CFG_SIZE,
+	CFG_BOOL					/* on|off (also true|false, 1|0) */
 } cfg_type;
 
 typedef struct cfg_entry {
@@ -63,6 +64,8 @@ static const cfg_entry cfg_table[] = {
 	 "recent events kept in memory for replays"},
 	{"batch", CFG_UINT, &cfg.batch, "1000", "ROWS",
 	 "rows per fetch from the event log"},
+	{"filter-index", CFG_BOOL, &cfg.filter_index, "on", "on|off",
+	 "index filters by key/value (off: evaluate every filter for every event)"},
 };
 
 #define CFG_N (sizeof(cfg_table) / sizeof(cfg_table[0]))
@@ -107,6 +110,18 @@ cfg_parse_uint(const char *s, uint64_t *out)
 	return errno == 0 && *end == '\0';
 }
 
+static bool
+cfg_parse_bool(const char *s, bool *out)
+{
+	if (strcmp(s, "on") == 0 || strcmp(s, "true") == 0 || strcmp(s, "1") == 0)
+		*out = true;
+	else if (strcmp(s, "off") == 0 || strcmp(s, "false") == 0 || strcmp(s, "0") == 0)
+		*out = false;
+	else
+		return false;
+	return true;
+}
+
 /* Store value into e's variable; on error print a message and return false. */
 static bool
 cfg_set(const cfg_entry *e, const char *value, const char *origin)
@@ -124,6 +139,9 @@ cfg_set(const cfg_entry *e, const char *value, const char *origin)
 			break;
 		case CFG_SIZE:
 			ok = cfg_parse_size(value, (uint64_t *) e->var);
+			break;
+		case CFG_BOOL:
+			ok = cfg_parse_bool(value, (bool *) e->var);
 			break;
 	}
 	if (!ok)

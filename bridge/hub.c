@@ -53,6 +53,7 @@ struct hub_entry {
 	hub_sub    *sub;
 	hub_bucket *bucket;
 	hub_keylist *kl;			/* NULL when in all or scan */
+	bool		exact;			/* the filter is exactly kl's key/value pair */
 };
 
 static struct {
@@ -61,6 +62,7 @@ static struct {
 	hub_bucket *wild;			/* all wildcard buckets */
 	size_t		nsubs;
 	hub_deliver_fn deliver;
+	bool		index;			/* key/value index on (off: every filter scanned) */
 } hub;
 
 uint64_t	hub_filter_evals;
@@ -70,6 +72,14 @@ hub_init(hub_deliver_fn deliver)
 {
 	memset(&hub, 0, sizeof(hub));
 	hub.deliver = deliver;
+	hub.index = true;
+}
+
+void
+hub_set_index(bool use_index)
+{
+	if (hub.nsubs == 0)
+		hub.index = use_index;
 }
 
 void
@@ -89,7 +99,8 @@ hub_count(void)
 /*
  * Encode (key, scalar value) into buf; returns the length, or 0 when the
  * value is not a scalar or the encoding would not fit.  Numbers that are
- * equal under jsonb (1 and 1.0) encode the same.
+ * equal under jsonb (1 and 1.0, -0.0 and 0: adding 0.0 turns -0.0 into 0)
+ * encode the same.
  */
 static size_t
 hub_encode(const char *k, size_t klen, const json_t *v, char *buf, size_t size)
@@ -102,7 +113,7 @@ hub_encode(const char *k, size_t klen, const json_t *v, char *buf, size_t size)
 	switch (json_typeof(v)) {
 		case JSON_STRING: tag = 's'; vs = json_string_value(v); vlen = json_string_length(v); break;
 		case JSON_INTEGER:
-		case JSON_REAL: tag = 'n'; vlen = (size_t) snprintf(val, sizeof(val), "%.17g", json_number_value(v)); break;
+		case JSON_REAL: tag = 'n'; vlen = (size_t) snprintf(val, sizeof(val), "%.17g", json_number_value(v) + 0.0); break;
 		case JSON_TRUE: tag = 't'; vlen = 0; break;
 		case JSON_FALSE: tag = 'f'; vlen = 0; break;
 		case JSON_NULL: tag = 'z'; vlen = 0; break;
@@ -119,18 +130,43 @@ hub_encode(const char *k, size_t klen, const json_t *v, char *buf, size_t size)
 	return sizeof(kl) + klen + 1 + vlen;
 }
 
-/* The index key of a filter: its first scalar member, or 0 if none fits. */
+/*
+ * True when an event carrying (k, v') with hub_encode(k, v') equal to
+ * hub_encode(k, v) is certain to match the one-member filter {k: v} under
+ * sse_filter_match.  Equal encodings mean byte-equal strings, the same
+ * literal, or numbers with the same double; sse_filter_match compares two
+ * integers as integers, which the double agrees with only below 2^53.  A key
+ * with a NUL byte is looked up by sse_filter_match only up to the NUL.
+ */
+static bool
+hub_encoding_decides(const char *k, size_t klen, const json_t *v)
+{
+	if (strlen(k) != klen)
+		return false;
+	if (json_is_integer(v))
+		return json_integer_value(v) > -(1LL << 53) && json_integer_value(v) < (1LL << 53);
+	return true;
+}
+
+/*
+ * The index key of a filter: its first scalar member, or 0 if none fits.
+ * *exact: the filter has no other member and the key alone decides a match.
+ */
 static size_t
-hub_filter_key(const json_t *filter, char *buf, size_t size)
+hub_filter_key(const json_t *filter, char *buf, size_t size, bool *exact)
 {
 	const char *k;
 	json_t	   *v;
 
+	*exact = false;
 	json_object_foreach((json_t *) filter, k, v) {
-		size_t		n = hub_encode(k, json_object_iter_key_len(json_object_key_to_iter(k)), v, buf, size);
+		size_t		klen = json_object_iter_key_len(json_object_key_to_iter(k));
+		size_t		n = hub_encode(k, klen, v, buf, size);
 
-		if (n > 0)
+		if (n > 0) {
+			*exact = json_object_size(filter) == 1 && hub_encoding_decides(k, klen, v);
 			return n;
+		}
 	}
 	return 0;
 }
@@ -205,7 +241,8 @@ static bool
 hub_place(hub_bucket *b, hub_entry *e, const json_t *f)
 {
 	char		key[HUB_KEY_MAX];
-	size_t		klen = f ? hub_filter_key(f, key, sizeof(key)) : 0;
+	bool		exact = false;
+	size_t		klen = f && hub.index ? hub_filter_key(f, key, sizeof(key), &exact) : 0;
 	hub_keylist *kl;
 
 	if (f == NULL || klen == 0) {
@@ -224,6 +261,7 @@ hub_place(hub_bucket *b, hub_entry *e, const json_t *f)
 	}
 	hub_list_insert(&kl->list, e);
 	e->kl = kl;
+	e->exact = exact;
 	return true;
 }
 
@@ -238,6 +276,7 @@ hub_unplace(hub_entry *e)
 		free(kl);
 	}
 	e->kl = NULL;
+	e->exact = false;
 	e->bucket->n--;
 	hub_bucket_release(e->bucket);
 	e->bucket = NULL;
@@ -312,9 +351,12 @@ hub_list_filtered(hub_list *l, event *ev, const json_t *data)
 		next = e->next;
 		if (e->sub->seen >= ev->id)
 			continue;
-		hub_filter_evals++;
-		if (sse_filter_match(e->sub->filter, data))
-			hub_send(e->sub, ev, false);
+		if (!e->exact) {		/* exact: the key/value lookup already decided */
+			hub_filter_evals++;
+			if (!sse_filter_match(e->sub->filter, data))
+				continue;
+		}
+		hub_send(e->sub, ev, false);
 	}
 }
 

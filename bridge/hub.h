@@ -7,8 +7,11 @@
  * one list; a filter with a top-level scalar member (k: v) is indexed under
  * (k, v), so an event only visits subscriptions whose key/value it carries;
  * the rest are scanned.  Each candidate is confirmed with sse_filter_match,
- * so the index only narrows, never decides.  Delivery cost grows with
- * matches, not with subscriptions.
+ * so the index only narrows, except for a filter that is exactly its
+ * indexed pair ({k: v} alone, where equal encodings imply equality under
+ * sse_filter_match): there the lookup decides.  Delivery cost grows with
+ * matches, not with subscriptions.  With the index off (--filter-index off)
+ * every filtered subscription is scanned, for measuring the baseline.
  *
  * Ownership: a hub_sub is owned by its caller (a client's stream) and must
  * stay valid, with unchanged patterns and filter, between hub_add and
@@ -59,6 +62,12 @@ void		hub_sub_prepare(hub_sub *s);
 void		hub_sub_unprepare(hub_sub *s);
 
 void		hub_init(hub_deliver_fn deliver);
+
+/*
+ * Turn the key/value index off (every filter is then evaluated for every
+ * event) or on (the default after hub_init).  Only while the hub is empty.
+ */
+void		hub_set_index(bool use_index);
 void		hub_shutdown(void);
 bool		hub_add(hub_sub *s);
 void		hub_remove(hub_sub *s);

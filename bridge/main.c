@@ -195,6 +195,7 @@ bridge_setup(void)
 	db_conninfo = cfg.db;
 	ring_init(cfg.replay_cache, BRIDGE_RING_EVENTS);
 	hub_init(client_deliver);
+	hub_set_index(cfg.filter_index);
 	uv_check_init(br.loop, &br.flush);
 	uv_check_start(&br.flush, bridge_on_flush);
 	uv_idle_init(br.loop, &br.spin);

@@ -1,7 +1,9 @@
 /*
  * test_hub.c - the fan-out index agrees with direct evaluation, delivers
  * each event once per subscription, and ends streams on literal closes;
- * the literal fast path of hub_matches agrees with sse_pattern_match.
+ * the literal fast path of hub_matches agrees with sse_pattern_match, and a
+ * filter that is exactly its indexed pair is decided without evaluation
+ * exactly when sse_filter_match would say yes.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,13 +74,13 @@ check_event(int64_t id, const char *ch, const char *name, const char *data)
 }
 
 static void
-test_hub_agrees(void **state)
+hub_agrees(bool use_index)
 {
 	char		f[64];
 	int			n = 0;
 
-	(void) state;
 	hub_init(on_deliver);
+	hub_set_index(use_index);
 	for (int k = 0; k < 20; k++, n++) {
 		snprintf(f, sizeof(f), "{\"job\":\"%d\"}", k % 10);
 		make_sub(n, k % 2 ? "jobs.*" : "jobs.1", NULL, f);
@@ -107,6 +109,52 @@ test_hub_agrees(void **state)
 		free_sub(i);
 	assert_int_equal(hub_count(), 0);
 	hub_shutdown();
+}
+
+static void
+test_hub_agrees(void **state)
+{
+	(void) state;
+	hub_agrees(true);
+	hub_agrees(false);			/* --filter-index off */
+}
+
+/*
+ * One-member filters are decided by the key/value lookup where that is
+ * safe; the others (big integers, -0) must still agree with evaluation.
+ */
+static void
+test_hub_exact(void **state)
+{
+	static const char *const filters[] = {
+		"{\"n\":1}", "{\"n\":1.0}", "{\"n\":1.5}", "{\"n\":-0.0}", "{\"n\":0}",
+		"{\"n\":9007199254740993}", "{\"n\":9007199254740992}", "{\"n\":9007199254740991}",
+		"{\"n\":-9007199254740993}", "{\"s\":\"x\"}", "{\"s\":\"\"}", "{\"b\":true}",
+		"{\"b\":false}", "{\"z\":null}", "{\"s\":\"x\",\"n\":1}", "{\"s\":[\"x\"]}",
+		"{\"n\":1e300}", "{\"n\":100000000000000000000}",
+	};
+	static const char *const datas[] = {
+		"{\"n\":1}", "{\"n\":1.0}", "{\"n\":1.5,\"s\":\"x\"}", "{\"n\":0}", "{\"n\":-0.0}",
+		"{\"n\":9007199254740992}", "{\"n\":9007199254740993}", "{\"n\":9007199254740991.0}",
+		"{\"n\":-9007199254740992}", "{\"s\":\"x\",\"n\":1}", "{\"s\":\"\"}",
+		"{\"b\":true,\"z\":null}", "{\"b\":false}", "{\"s\":\"xy\"}", "{\"n\":\"1\"}",
+		"{\"n\":1e300}", "{\"n\":100000000000000000000}", "{\"n\":1e20}", "[1]", "x",
+	};
+	size_t		nf = sizeof(filters) / sizeof(filters[0]);
+	int64_t		id = 1;
+
+	(void) state;
+	for (int mode = 0; mode < 2; mode++) {
+		hub_init(on_deliver);
+		hub_set_index(mode == 0);
+		for (size_t i = 0; i < NSUBS; i++)
+			make_sub((int) i, "e", NULL, i < nf ? filters[i] : NULL);
+		for (size_t d = 0; d < sizeof(datas) / sizeof(datas[0]); d++)
+			check_event(id++, "e", NULL, datas[d]);
+		for (int i = 0; i < NSUBS; i++)
+			free_sub(i);
+		hub_shutdown();
+	}
 }
 
 /* Prepared literal patterns agree with sse_pattern_match on every pair. */
@@ -171,8 +219,18 @@ test_hub_index_narrows(void **state)
 	memset(delivered, 0, sizeof(delivered));
 	before = hub_filter_evals;
 	hub_dispatch(ev);
+	assert_int_equal(hub_filter_evals - before, 0);	/* exactly the indexed pair */
+	assert_int_equal(delivered[5], 1);
+	event_free(ev);
+	free_sub(7);				/* a second member: the candidate is evaluated */
+	make_sub(7, "jobs", NULL, "{\"job\":\"5\",\"x\":2}");
+	ev = event_new(2, 0, "jobs", 4, NULL, 0, "{\"job\":\"5\",\"x\":1}", 17);
+	memset(delivered, 0, sizeof(delivered));
+	before = hub_filter_evals;
+	hub_dispatch(ev);
 	assert_int_equal(hub_filter_evals - before, 1);	/* one candidate, not 64 */
 	assert_int_equal(delivered[5], 1);
+	assert_int_equal(delivered[7], 0);
 	event_free(ev);
 	for (int i = 0; i < NSUBS; i++)
 		free_sub(i);
@@ -185,6 +243,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hub_agrees),
 		cmocka_unit_test(test_hub_index_narrows),
+		cmocka_unit_test(test_hub_exact),
 		cmocka_unit_test(test_hub_literal_path),
 	};
 
