@@ -23,59 +23,16 @@ SECS=${BENCH_SECONDS:-5}
 ROUNDS=${ROUNDS:-5}
 CELLS=${CELLS:-"1:1 1:8 20:1 20:8"}
 
-unset SSE_PGDIR SSE_PGDATA SSE_PGBIN PGHOST PGHOSTADDR PGPORT PGUSER \
-  PGDATABASE PGSERVICE PGOPTIONS PGPASSWORD
-own_dir=
-work=
-cleanup() {
-  if [ -n "$own_dir" ]; then scripts/pgcluster.sh stop "$own_dir"; fi
-  if [ -n "$work" ]; then rm -rf "$work"; fi
-}
-trap cleanup EXIT
-cluster=$(scripts/pgcluster.sh start)
-eval "$cluster"
-own_dir=$SSE_PGDIR
-export PGHOST PGPORT PGUSER PGDATABASE
-work=$(mktemp -d)
+. bench/publish/common.sh
+publish_bench_setup
 chmod 755 "$work"
 cp "$lib_a" "$work/A.so"; cp "$lib_b" "$work/B.so"
 chmod 644 "$work"/*.so
 
-psql -qX -v ON_ERROR_STOP=1 <<'SQL'
-CREATE EXTENSION sse_bridge;
-CREATE TABLE bench_plain (
-    id          bigserial PRIMARY KEY,
-    channel     text NOT NULL,
-    event       text,
-    data        text NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT clock_timestamp()
-);
-CREATE INDEX ON bench_plain (channel, id) WHERE event = 'close';
-SQL
 libs_oid=$(psql -qXAtc "SELECT string_agg(oid::text, ',') FROM pg_proc WHERE probin = '\$libdir/sse_bridge'")
 
 use_lib() {
   psql -qX -v ON_ERROR_STOP=1 -c "UPDATE pg_proc SET probin = '$1' WHERE oid IN ($libs_oid)" >/dev/null
-}
-
-payload='{"job": 42, "state": "running", "progress": 0.5}'
-write_scripts() {
-  local n=$1 i
-  {
-    echo "BEGIN;"
-    for ((i = 1; i <= n; i++)); do
-      echo "SELECT sse_publish('bench.jobs.42', '$payload');"
-    done
-    echo "COMMIT;"
-  } >"$work/sse_$n.sql"
-  {
-    echo "BEGIN;"
-    for ((i = 1; i < n; i++)); do
-      echo "INSERT INTO bench_plain (channel, data) VALUES ('bench.jobs.42', '$payload');"
-    done
-    echo "WITH i AS (INSERT INTO bench_plain (channel, data) VALUES ('bench.jobs.42', '$payload') RETURNING id) SELECT pg_notify('bench_plain', 'e ' || id) FROM i;"
-    echo "COMMIT;"
-  } >"$work/plain_$n.sql"
 }
 
 # CPU time (clock ticks) of the server: the postmaster, its children, and

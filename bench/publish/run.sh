@@ -17,55 +17,8 @@ cd "$(dirname "$0")/../.."
 SECS=${BENCH_SECONDS:-6}
 REPEAT=${REPEAT:-2}
 
-# Never talk to, or stop, a cluster named by the caller's environment: only
-# the one started below is used, and only that one is stopped on exit.
-unset SSE_PGDIR SSE_PGDATA SSE_PGBIN PGHOST PGHOSTADDR PGPORT PGUSER \
-  PGDATABASE PGSERVICE PGOPTIONS PGPASSWORD
-own_dir=
-work=
-cleanup() {
-  if [ -n "$own_dir" ]; then scripts/pgcluster.sh stop "$own_dir"; fi
-  if [ -n "$work" ]; then rm -rf "$work"; fi
-}
-trap cleanup EXIT
-cluster=$(scripts/pgcluster.sh start)
-eval "$cluster"
-own_dir=$SSE_PGDIR
-export PGHOST PGPORT PGUSER PGDATABASE
-work=$(mktemp -d)
-
-psql -qX -v ON_ERROR_STOP=1 <<'SQL'
-CREATE EXTENSION sse_bridge;
--- the baseline: the same columns and indexes as sse_bridge.events
-CREATE TABLE bench_plain (
-    id          bigserial PRIMARY KEY,
-    channel     text NOT NULL,
-    event       text,
-    data        text NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT clock_timestamp()
-);
-CREATE INDEX ON bench_plain (channel, id) WHERE event = 'close';
-SQL
-
-payload='{"job": 42, "state": "running", "progress": 0.5}'
-write_scripts() {
-  local n=$1 i
-  {
-    echo "BEGIN;"
-    for ((i = 1; i <= n; i++)); do
-      echo "SELECT sse_publish('bench.jobs.42', '$payload');"
-    done
-    echo "COMMIT;"
-  } >"$work/sse_$n.sql"
-  {
-    echo "BEGIN;"
-    for ((i = 1; i < n; i++)); do
-      echo "INSERT INTO bench_plain (channel, data) VALUES ('bench.jobs.42', '$payload');"
-    done
-    echo "WITH i AS (INSERT INTO bench_plain (channel, data) VALUES ('bench.jobs.42', '$payload') RETURNING id) SELECT pg_notify('bench_plain', 'e ' || id) FROM i;"
-    echo "COMMIT;"
-  } >"$work/plain_$n.sql"
-}
+. bench/publish/common.sh
+publish_bench_setup
 
 # run SCRIPT CLIENTS -> transactions per second
 run() {
