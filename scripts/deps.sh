@@ -7,7 +7,7 @@ set -euo pipefail
 PKGS=(
   build-essential pkg-config clang libclang-rt-14-dev
   postgresql-15 postgresql-server-dev-15 postgresql-client-15 libpq-dev
-  libuv1-dev libjansson-dev libhttp-parser-dev libjwt-dev libcmocka-dev
+  libuv1-dev libjansson-dev libhttp-parser-dev libjwt-dev libcmocka-dev libssl-dev
   curl ca-certificates procps iproute2
 )
 # node and npm may come from another packaging of Node.js; what matters is
