@@ -24,7 +24,7 @@ for p in "${PKGS[@]}"; do
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
-cmd="apt-get install -y --no-install-recommends ${missing[*]}"
+cmd="apt-get install -y --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold ${missing[*]}"
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing packages; run as root:" >&2
   echo "  apt-get update && $cmd" >&2
