@@ -57,6 +57,7 @@ typedef struct stream {
 	int64_t		last_event_id;	/* from the request, -1 = none */
 	char	   *origin;			/* request Origin, for CORS headers */
 	db_job	   *job;			/* the one pending database job, or NULL */
+	uint64_t	open_changes;	/* work_sub_changes() when the open was sent */
 } stream;
 
 typedef struct client {

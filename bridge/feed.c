@@ -201,6 +201,7 @@ feed_up(db_link *l)
 {
 	(void) l;
 	feed_request();				/* a fetch requeued by the reconnect just sets again */
+	work_reload_all();			/* subscription notices sent while down are lost */
 }
 
 static void

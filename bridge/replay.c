@@ -199,6 +199,9 @@ replay_open(client *c, open_info *info)
 				break;
 			}
 			log_debug("client %p: stream from %" PRId64, (void *) c, cursor);
+			/* a change noticed while the open was in flight may be missing */
+			if (c->st->sub_id != NULL && c->st->open_changes != work_sub_changes())
+				work_reload(c->st->sid);
 			replay_begin(c, info, cursor);
 			break;
 	}

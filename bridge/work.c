@@ -21,6 +21,15 @@
 #include "ring.h"
 #include "work.h"
 
+/*
+ * Subscription changes noticed so far.  A change notice for a stream whose
+ * open is still in flight finds no stream with that sid yet and is dropped,
+ * so an open records this count when it is sent, and replay_open reloads
+ * the definition if the count moved before the answer was adopted.  The
+ * reload runs on this link after the open, so it sees the change.
+ */
+static uint64_t work_changes;
+
 const char *const work_fetch_sql =
 	"SELECT m.pruned_through, e.id, e.channel, e.event, e.data, "
 	"(extract(epoch FROM e.created_at) * 1000000)::bigint AS created_us "
@@ -210,6 +219,7 @@ work_open(client *c)
 		return;
 	}
 	st->job = job;
+	st->open_changes = work_changes;
 	db_submit(&br.work, job);
 }
 
@@ -295,24 +305,80 @@ work_reload_done(db_job *job, PGresult *res)
 	free(info.filter_json);
 }
 
-void
-work_reload(int64_t sid)
+uint64_t
+work_sub_changes(void)
+{
+	return work_changes;
+}
+
+static void
+work_submit_reload(int64_t sid)
 {
 	char		buf[24];
 	const char *param = buf;
 	db_job	   *job;
-	bool		used = false;
 
-	for (client *c = client_list; c && !used; c = c->next)
-		used = c->st != NULL && c->st->sid == sid;
-	if (!used)
-		return;
 	snprintf(buf, sizeof(buf), "%" PRId64, sid);
 	job = db_job_new("reload_sub", 1, &param, work_reload_done, NULL);
 	if (job == NULL)
 		return;
 	job->aux = sid;
 	db_submit(&br.work, job);
+}
+
+void
+work_reload(int64_t sid)
+{
+	work_changes++;
+	for (client *c = client_list; c; c = c->next) {
+		if (c->st != NULL && c->st->sid == sid) {
+			work_submit_reload(sid);
+			return;
+		}
+	}
+}
+
+static int
+work_cmp_sid(const void *a, const void *b)
+{
+	int64_t		x = *(const int64_t *) a,
+				y = *(const int64_t *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * One reload per distinct subscription in use.  Called when the live link
+ * has LISTENed again: notices sent while it was down are gone.
+ */
+void
+work_reload_all(void)
+{
+	size_t		n = 0,
+				cap = 0;
+	int64_t    *sids = NULL;
+
+	work_changes++;
+	for (client *c = client_list; c; c = c->next) {
+		if (c->st == NULL || c->st->sid == 0)
+			continue;
+		if (n == cap) {
+			size_t		ncap = cap ? cap * 2 : 64;
+			int64_t    *g = realloc(sids, ncap * sizeof(*sids));
+
+			if (g == NULL)
+				break;			/* the opens in flight will see the count moved */
+			sids = g;
+			cap = ncap;
+		}
+		sids[n++] = c->st->sid;
+	}
+	if (n > 0)
+		qsort(sids, n, sizeof(*sids), work_cmp_sid);
+	for (size_t i = 0; i < n; i++)
+		if (i == 0 || sids[i] != sids[i - 1])
+			work_submit_reload(sids[i]);
+	free(sids);
 }
 
 static void

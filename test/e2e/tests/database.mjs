@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from '../lib/harness.mjs';
 import { ENV, uniq } from '../lib/env.mjs';
-import { lit, publish, restartServer, rows, serverRunning, startServer, stopServer } from '../lib/db.mjs';
+import { lit, publish, restartServer, rows, serverRunning, sql, sqlValue, startServer, stopServer } from '../lib/db.mjs';
 import { curlStream, cStream, esStream } from '../lib/clients.mjs';
 import { assertSameEvents } from '../lib/expect.mjs';
 import { findMetric, healthz, metrics, metricValue, poll, withBridge } from '../lib/bridge.mjs';
@@ -69,4 +69,39 @@ test('database down: /healthz 503, streams stay open with keepalives, catch up a
   }
   assert.ok(!c.ended);
   assert.equal(es.connects, 1, 'EventSource had to reconnect');
+});
+
+test('a subscription changed while the bridge was cut off from the database applies once it is back', async (t) => {
+  // The bridge runs as its own role so that it can be kept from logging in
+  // again: the change below commits (and NOTIFYs) while nothing listens.
+  const role = `sse_e2e_${uniq().replace(/[^a-z0-9_]/gi, '_').toLowerCase()}`;
+  await sql(`CREATE ROLE ${role} LOGIN;
+    GRANT USAGE ON SCHEMA sse_bridge TO ${role};
+    GRANT SELECT ON sse_bridge.events, sse_bridge.meta, sse_bridge.subscriptions TO ${role};
+    GRANT EXECUTE ON FUNCTION sse_touch(uuid), sse_expire() TO ${role};`);
+  t.defer(() => sql(`ALTER ROLE ${role} LOGIN;
+    SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ${lit(role)};
+    DROP OWNED BY ${role}; DROP ROLE IF EXISTS ${role};`).catch(() => {}));
+  const p = process.env;
+  const db = `host=${p.PGHOST} port=${p.PGPORT} user=${role} dbname=${ENV.db}`;
+  const b = await withBridge(t, ['--db', db]);
+
+  const u = uniq();
+  const id = await sqlValue(`sse_subscribe_filter(ARRAY[${lit(`cut.${u}.a`)}])`);
+  const c = cStream(`${b.url}/events/${id}`);
+  t.defer(c.close);
+  await c.waitReady();
+
+  await sql(`ALTER ROLE ${role} NOLOGIN;
+    SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ${lit(role)};`);
+  await poll(async () => (await healthz(b.url)) === 503, '/healthz 503 while the bridge cannot log in', { timeoutMs: 15_000 });
+  await sql(`SELECT sse_subscription_add(${lit(id)}, ARRAY[${lit(`cut.${u}.b`)}]);`);
+  await sql(`ALTER ROLE ${role} LOGIN;`);
+  await poll(async () => (await healthz(b.url)) === 200, '/healthz 200 once the bridge is back', { timeoutMs: 60_000 });
+
+  await publish([{ channel: `cut.${u}.b`, data: 'on the pattern added while cut off' }, { channel: `cut.${u}.a`, data: 'last' }]);
+  const want = await rows(`channel LIKE ${lit(`cut.${u}.%`)}`);
+  await c.waitFor((r) => r.rows().length >= want.length, `${want.length} events`, 30_000);
+  assertSameEvents(c.rows(), want, 'stream after the subscription changed while cut off');
+  assert.ok(!c.ended, 'stream ended while the bridge was cut off');
 });
