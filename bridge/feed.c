@@ -178,7 +178,7 @@ feed_notify(const char *payload)
 	if (payload[0] == 's' && payload[1] == ' ') {
 		v = strtoll(payload + 2, &end, 10);
 		if (*end == '\0' && end != payload + 2)
-			work_reload(v);
+			work_sub_changed(v);
 		return;
 	}
 	if (payload[0] == 'e' && payload[1] == ' ') {

@@ -311,8 +311,8 @@ work_sub_changes(void)
 	return work_changes;
 }
 
-static void
-work_submit_reload(int64_t sid)
+void
+work_reload(int64_t sid)
 {
 	char		buf[24];
 	const char *param = buf;
@@ -327,12 +327,12 @@ work_submit_reload(int64_t sid)
 }
 
 void
-work_reload(int64_t sid)
+work_sub_changed(int64_t sid)
 {
 	work_changes++;
 	for (client *c = client_list; c; c = c->next) {
 		if (c->st != NULL && c->st->sid == sid) {
-			work_submit_reload(sid);
+			work_reload(sid);
 			return;
 		}
 	}
@@ -377,7 +377,7 @@ work_reload_all(void)
 		qsort(sids, n, sizeof(*sids), work_cmp_sid);
 	for (size_t i = 0; i < n; i++)
 		if (i == 0 || sids[i] != sids[i - 1])
-			work_submit_reload(sids[i]);
+			work_reload(sids[i]);
 	free(sids);
 }
 

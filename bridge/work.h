@@ -25,9 +25,11 @@ void		work_open(client *c);
 void		work_page(client *c);
 /* Re-read subscription sid and apply it to its streams. */
 void		work_reload(int64_t sid);
+/* A change notice for sid: count it, and reload sid if a stream uses it. */
+void		work_sub_changed(int64_t sid);
 /* Re-read every subscription in use: after a re-LISTEN, notices may be lost. */
 void		work_reload_all(void);
-/* How many subscription changes have been noticed (reloads requested). */
+/* How many subscription change notices (and re-LISTENs) there have been. */
 uint64_t	work_sub_changes(void);
 
 /* Shared with the live link: the log read of docs/design.md. */
