@@ -710,8 +710,13 @@ SseDirectExecute(SseDirectInsert *d, Oid seqoid)
 	oldcxt = MemoryContextSwitchTo(GetPerTupleMemoryContext(d->estate));
 	for (int i = 0; i < d->n; i++)
 	{
+#if PG_VERSION_NUM >= 160000
+		(void) ExecInsertIndexTuples(d->rri, d->slots[i], d->estate,
+									 false, false, NULL, NIL, false);
+#else
 		(void) ExecInsertIndexTuples(d->rri, d->slots[i], d->estate,
 									 false, false, NULL, NIL);
+#endif
 		ResetPerTupleExprContext(d->estate);
 	}
 	MemoryContextSwitchTo(oldcxt);
