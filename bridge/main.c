@@ -26,6 +26,7 @@
 #include "log.h"
 #include "replay.h"
 #include "ring.h"
+#include "wire.h"
 #include "work.h"
 
 #define BRIDGE_STOP_DEADLINE_MS 4000
@@ -191,7 +192,7 @@ bridge_setup(void)
 		log_error("--public-channels: %s", err[0] ? err : "out of memory");
 		return false;
 	}
-	br.keepalive = frame_printf(": keepalive\n\n");
+	br.keepalive = wire_keepalive();
 	db_conninfo = cfg.db;
 	ring_init(cfg.replay_cache, BRIDGE_RING_EVENTS);
 	hub_init(client_deliver);

@@ -35,6 +35,7 @@
 #include "ring.h"
 #include "sse_filter.h"
 #include "sse_match.h"
+#include "wire.h"
 #include "work.h"
 
 static client *parked;
@@ -61,8 +62,7 @@ frame *
 replay_reset_frame(int64_t from, int64_t through)
 {
 	metrics.resets++;
-	return frame_printf("id: %" PRId64 "\nevent: reset\ndata: {\"lost_from\":%" PRId64
-						",\"lost_through\":%" PRId64 "}\n\n", through, from, through);
+	return wire_reset(from, through);
 }
 
 replay_decision
@@ -169,7 +169,10 @@ replay_adopt(client *c, const open_info *info)
 static void
 replay_begin(client *c, const open_info *info, int64_t cursor)
 {
-	client_send(c, resp_stream_head(c->st->origin, (unsigned long) cfg.retry));
+	char		cors[512];
+
+	client_send(c, wire_stream_head(resp_cors(c->st->origin, cors, sizeof(cors)),
+									(unsigned long) cfg.retry));
 	c->cursor = cursor;
 	if (info->pruned > cursor) {
 		client_send(c, replay_reset_frame(cursor + 1, info->pruned));
@@ -274,8 +277,7 @@ replay_from_ring(client *c, replay_quota *turn)
 static void
 replay_go_live(client *c)
 {
-	client_send(c, frame_printf("id: %" PRId64 "\nevent: ready\ndata: {\"head\":%" PRId64 "}\n\n",
-								c->cursor, c->cursor));
+	client_send(c, wire_ready(c->cursor));
 	client_set_state(c, CS_LIVE);
 }
 

@@ -18,11 +18,11 @@ SHARED="src/sse_match.c src/sse_filter.c"
 ALL_BRIDGE=$(ls bridge/*.c | grep -v '/main\.c$')
 
 declare -A DEPS=(
-  [test_frame]="bridge/frame.c bridge/outq.c"
+  [test_frame]="bridge/frame.c bridge/wire.c bridge/outq.c"
   [test_query]="bridge/query.c"
   [test_scope]="bridge/scope.c"
   [test_http]="bridge/request.c bridge/route.c bridge/query.c bridge/scope.c"
-  [test_hub]="bridge/hub.c bridge/hmap.c bridge/event.c bridge/frame.c"
+  [test_hub]="bridge/hub.c bridge/hmap.c bridge/event.c bridge/frame.c bridge/wire.c"
   [test_client]="$ALL_BRIDGE"
 )
 

@@ -5,16 +5,16 @@
 #include <stdlib.h>
 
 #include "test_util.h"
-#include "frame.h"
+#include "wire.h"
 #include "outq.h"
 
 static void
 check_event(int64_t id, const char *name, const char *data, const char *want)
 {
-	frame	   *f = frame_event(id, name, name ? strlen(name) : 0, data, strlen(data));
+	frame	   *f = wire_event(id, name, name ? strlen(name) : 0, data, strlen(data));
 
 	assert_frame_eq(f, want);
-	assert_int_equal(frame_event_size(id, name ? strlen(name) : 0, data, strlen(data)), f->len);
+	assert_int_equal(wire_event_size(id, name ? strlen(name) : 0, data, strlen(data)), f->len);
 	frame_unref(f);
 }
 
