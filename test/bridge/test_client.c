@@ -235,6 +235,74 @@ test_replay_fair(void **state)
 	hub_shutdown();
 }
 
+/*
+ * One stream through its life: OPENING, REPLAYING (with a reset for a
+ * pruned start), LIVE (in the hub, unpaced, receiving and reset), then the
+ * end at a flush leaves no trace in the hub, the replay queues or the
+ * gauges.
+ */
+static void
+test_stream_lifecycle(void **state)
+{
+	client	   *c = client_new();
+	char	  **pats = calloc(1, sizeof(char *));
+	stream	   *st;
+	event	   *e;
+	size_t		q;
+
+	(void) state;
+	cfg.client_queue = 1 << 20;
+	hub_init(stream_deliver);
+	ring_init(1 << 20, 1024);
+	ring_reset(8);
+	pats[0] = strdup("a");
+	c->state = CS_OPENING;
+	st = stream_new(c, pats, 1, NULL, NULL, -1);
+	assert_ptr_equal(c->st, st);
+	assert_int_equal(st->state, SS_OPENING);
+	assert_int_equal(stream_count(), 1);
+	assert_int_equal(metrics.streams, 0);
+
+	stream_begin(st, 3, 8);						/* ids 4..8 were pruned */
+	assert_int_equal(st->state, SS_REPLAYING);
+	assert_int_equal(st->cursor, 8);
+	assert_int_equal(c->state, CS_STREAMING);
+	assert_false(c->flags & CF_UNPACED);		/* replays pace themselves */
+	assert_int_equal(metrics.streams, 1);
+	assert_int_equal(hub_count(), 0);
+
+	assert_false(stream_run());					/* the cache covers 8: live */
+	assert_int_equal(st->state, SS_LIVE);
+	assert_int_equal(st->cursor, 8);
+	assert_true(c->flags & CF_UNPACED);
+	assert_int_equal(hub_count(), 1);
+	assert_int_equal(metrics.streams, 1);
+
+	q = outq_bytes(&c->q);
+	e = event_new(9, 0, "a", 1, NULL, 0, "x", 1);
+	hub_dispatch(e);
+	ring_push(e);
+	assert_int_equal(st->cursor, 9);
+	assert_true(outq_bytes(&c->q) > q);
+	q = outq_bytes(&c->q);
+	stream_pruned(10, 20);						/* live streams get the reset */
+	assert_true(outq_bytes(&c->q) > q);
+
+	client_end(c);
+	assert_int_equal(st->state, SS_LIVE);		/* ends at the flush, not before */
+	client_flush_pending();
+	assert_int_equal(c->state, CS_CLOSING);
+	assert_null(c->st);
+	assert_int_equal(stream_count(), 0);
+	assert_int_equal(hub_count(), 0);
+	assert_int_equal(metrics.streams, 0);
+	client_close(c);
+	uv_run(br.loop, UV_RUN_NOWAIT);
+	assert_int_equal(client_count, 0);
+	ring_shutdown();
+	hub_shutdown();
+}
+
 int
 main(void)
 {
@@ -243,6 +311,7 @@ main(void)
 		cmocka_unit_test(test_decide),
 		cmocka_unit_test(test_ring),
 		cmocka_unit_test(test_replay_fair),
+		cmocka_unit_test(test_stream_lifecycle),
 	};
 	int			r;
 
