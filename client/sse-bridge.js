@@ -187,11 +187,12 @@ export class SseBridge {
     });
   }
 
-  // Delay before reopening: exponential in the failures, at least
-  // Retry-After, with jitter (half to full, or Retry-After plus up to half).
+  // Delay before reopening: exponential in the failures beyond those left
+  // to EventSource, at least Retry-After, with jitter (half to full, or
+  // Retry-After plus up to half).
   _backoff(retryAfterMs) {
-    const n = Math.min(this.stats.failures, 16);
-    const base = Math.min(this.options.maxDelay, this.options.minDelay * 2 ** Math.max(0, n - 1));
+    const n = Math.min(Math.max(0, this.stats.failures - this.options.nativeRetries - 1), 16);
+    const base = Math.min(this.options.maxDelay, this.options.minDelay * 2 ** n);
     const jittered = base / 2 + Math.random() * base / 2;
     return retryAfterMs > 0 ? retryAfterMs + Math.random() * base / 2 : jittered;
   }
