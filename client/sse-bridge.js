@@ -43,6 +43,7 @@ export class SseBridge {
     this._timer = null;
     this._probe = null;
     this._gen = 0;
+    this._sawClose = false; // the last event was `close`
     this.ready = new Promise((resolve, reject) => {
       this._resolveReady = resolve;
       this._rejectReady = reject;
@@ -100,6 +101,7 @@ export class SseBridge {
 
   _dispatch(type, e) {
     const id = e.lastEventId;
+    this._sawClose = type === 'close';
     if (type === 'ready') {
       this._advance(id);
       this.stats.failures = 0;
@@ -146,6 +148,15 @@ export class SseBridge {
 
   _onError(es) {
     if (this.state === 'closed') return;
+    if (this._sawClose) {
+      // a stream that sent `close` and ended: ask at once whether it is
+      // finished for good (204) rather than waiting to reconnect
+      this._sawClose = false;
+      es.close();
+      this._gen++;
+      this._probeAndReopen();
+      return;
+    }
     const fatal = es.readyState === EventSource.CLOSED;
     this.stats.failures++;
     this.stats.totalFailures++;

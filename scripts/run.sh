@@ -72,12 +72,16 @@ CREATE TRIGGER jobs_sse AFTER INSERT OR UPDATE OR DELETE ON jobs
 INSERT INTO jobs (name) VALUES ('report-1'), ('backup-2'), ('import-3');
 SQL
 
-# One tick of the publisher: each statement is its own transaction.
+# One tick of the publisher: each statement (or BEGIN ... COMMIT) is its own
+# transaction.
 tick_sql=$(cat <<'SQL'
-WITH f AS (UPDATE jobs SET state = CASE WHEN random() < 0.15 THEN 'failed' ELSE 'done' END,
-                           finished_at = now()
-           WHERE state = 'running' AND progress >= 100 RETURNING name)
-SELECT sse_close('job.' || name) FROM f;
+-- finish, then close: the trigger's update event must come before close
+-- (row triggers of a data-modifying CTE fire after the whole statement)
+BEGIN;
+UPDATE jobs SET state = CASE WHEN random() < 0.15 THEN 'failed' ELSE 'done' END, finished_at = now()
+ WHERE state = 'running' AND progress >= 100;
+SELECT sse_close('job.' || name) FROM jobs WHERE finished_at = now();
+COMMIT;
 UPDATE jobs SET progress = least(100, progress + 10 + (random() * 20)::int) WHERE state = 'running';
 UPDATE jobs SET state = 'running', started_at = now()
  WHERE id = (SELECT min(id) FROM jobs WHERE state = 'queued')
