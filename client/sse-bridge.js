@@ -22,6 +22,15 @@
 //   stops it for good; close() too.
 
 const STATES = ['connecting', 'live', 'reconnecting', 'closed'];
+const OWN = ['ready', 'reset', 'close']; // always listened to
+
+function parse(data) {
+  try {
+    return JSON.parse(data);
+  } catch {
+    return {};
+  }
+}
 
 export class SseBridge {
   constructor(url, options = {}) {
@@ -57,7 +66,7 @@ export class SseBridge {
   on(type, handler) {
     if (!this._handlers.has(type)) {
       this._handlers.set(type, []);
-      if (this._es) this._listen(this._es, type);
+      if (this._es && !OWN.includes(type)) this._listen(this._es, type);
     }
     this._handlers.get(type).push(handler);
     return this;
@@ -86,10 +95,7 @@ export class SseBridge {
     const gen = ++this._gen;
     const es = new EventSource(this._streamUrl(), { withCredentials: !!this.options.withCredentials });
     this._es = es;
-    for (const type of this._handlers.keys()) this._listen(es, type);
-    for (const type of ['ready', 'reset', 'close']) {
-      if (!this._handlers.has(type)) this._listen(es, type);
-    }
+    for (const type of new Set([...OWN, ...this._handlers.keys()])) this._listen(es, type);
     es.onerror = () => gen === this._gen && this._onError(es);
   }
 
@@ -106,24 +112,10 @@ export class SseBridge {
       this._advance(id);
       this.stats.failures = 0;
       this._setState('live');
-      let info = {};
-      try {
-        info = JSON.parse(e.data);
-      } catch {
-        // keep {}
-      }
-      this._resolveReady(info);
+      this._resolveReady(parse(e.data));
     } else if (type === 'reset') {
       this._advance(id);
-      if (this.options.onReset) {
-        let info = {};
-        try {
-          info = JSON.parse(e.data);
-        } catch {
-          // keep {}
-        }
-        this.options.onReset(info);
-      }
+      if (this.options.onReset) this.options.onReset(parse(e.data));
     } else if (id !== '' && this.lastEventId != null && !this._after(id)) {
       this.stats.duplicates++;
       return;
@@ -189,8 +181,10 @@ export class SseBridge {
       if (res.status === 204 || (res.status >= 400 && res.status < 500 &&
           res.status !== 408 && res.status !== 429)) {
         this._stop({ status: res.status, retryAfter });
+      } else if (res.status === 200 && this.stats.failures <= 1) {
+        this._later(0); // a passing failure: reopen now
       } else {
-        this._later(res.status === 200 ? 0 : this._backoff(retryAfter));
+        this._later(this._backoff(retryAfter)); // also a 200 that EventSource refused
       }
     }, () => {
       clearTimeout(timer);

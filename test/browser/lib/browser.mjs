@@ -112,6 +112,7 @@ window.snap = (name) => {
 export async function helperPage(t, baseUrl) {
   const page = await t.page(`${baseUrl}/sse-bridge.js`);
   await page.evaluate(PAGE_LIB);
+  await page.evaluate(() => import('/sse-bridge.js')); // loaded while the bridge is up
   return page;
 }
 

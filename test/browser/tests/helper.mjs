@@ -102,7 +102,10 @@ function fakeUpstream(port, plan) {
     const entry = { t: Date.now(), plain: u.searchParams.has('plain'), lastEventId: u.searchParams.get('lastEventId'),
       header: req.headers['last-event-id'] ?? null, phase: plan.phase };
     log.push(entry);
-    if (entry.plain || plan.phase === 'busy') {
+    if (plan.phase === 'html') {
+      res.writeHead(200, { 'Content-Type': 'text/html' });
+      res.end('<p>not a stream</p>');
+    } else if (entry.plain || plan.phase === 'busy') {
       res.writeHead(503, { 'Retry-After': '2', 'Content-Type': 'application/json' });
       res.end('{"error":"unavailable"}\n');
     } else {
@@ -173,6 +176,24 @@ btest('helper: after EventSource gives up (503 + Retry-After) it reopens with la
   assert.equal(p.events.length, 5);
 });
 
+btest('helper: a 200 that EventSource refuses (text/html) -> backoff, not a request loop', async (t) => {
+  const port = await freePort();
+  const b = await bridge(t, [], { port });
+  const page = await helperPage(t, b.url);
+  await b.stop('SIGTERM', { expectZero: false });
+  const fake = fakeUpstream(port, { phase: 'html' });
+  await fake.listen();
+  t.defer(() => fake.close());
+  await page.evaluate((u) => window.openHelper('h', u), `/events?channel=pub.${uniq()}`);
+  await sleep(5000); // a window to count requests in
+  const n = fake.log.length;
+  const s = await snap(page, 'h');
+  assert.ok(n >= 4 && n <= 30, `${n} requests in 5 s`);
+  assert.equal(s.state, 'reconnecting');
+  assert.equal(s.events.length, 0);
+  await page.evaluate(() => window.T.h.s.close());
+});
+
 btest('helper: sse_close -> close event, 204, state closed, no further requests; a wildcard stream stays live', async (t) => {
   const b = await bridge(t);
   const ch = `pub.${uniq()}`;
@@ -193,6 +214,7 @@ btest('helper: sse_close -> close event, 204, state closed, no further requests;
   assert.deepEqual(s.closes, [{ status: 204, retryAfter: 0 }]);
   assertSameEvents(s.events, want, 'subscription up to close');
   assert.equal(s.events[s.events.length - 1].event, 'close');
+  assert.equal(s.stats.duplicates, 0, 'an event was seen twice');
   const n = requests;
   // absence of reconnects: watch for several retry intervals
   await sleep(RETRY_MS * 5 + 1000);
