@@ -74,13 +74,13 @@ btest('helper: kill -9 of the bridge mid-stream -> exactly the committed events,
   await waitSnap(page, 'h', (x) => x.ready, 'ready');
   const pub = publisher(`${ch}.x`);
   t.defer(() => pub.stop());
-  await waitSnap(page, 'h', (x) => x.events.length >= 40, '40 events before the kill');
+  await waitSnap(page, 'h', (x) => x.events.length >= 100, '100 events before the kill');
   b.proc.kill('SIGKILL');
   await b.exited;
   await sleep(1000); // the outage itself
   b = await bridge(t, [], { port });
   const n = (await snap(page, 'h')).events.length;
-  await waitSnap(page, 'h', (x) => x.events.length >= n + 40 && x.state === 'live', '40 events after the restart');
+  await waitSnap(page, 'h', (x) => x.events.length >= n + 100 && x.state === 'live', '100 events after the restart');
   await pub.stop();
   const want = await rows(`channel = ${lit(`${ch}.x`)}`);
   const s = await waitSnap(page, 'h', (x) => x.events.length >= want.length, `all ${want.length} events`);
