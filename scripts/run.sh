@@ -122,8 +122,10 @@ cat <<EOF
   sse_bridge demo: open http://$listen/
 
   The page shows the jobs table live, through the browser helper
-  /sse-bridge.js, with its connection state. README.md has the curl and
-  SQL side. Ctrl-C stops the bridge, the publisher and the cluster.
+  /sse-bridge.js, with its connection state. Add a job and see it appear:
+    psql -h $PGHOST -p $PGPORT -U $PGUSER $PGDATABASE -c "INSERT INTO jobs (name) VALUES ('my-job')"
+  README.md has the curl side. Ctrl-C stops the bridge, the publisher and
+  the cluster.
 
 EOF
 

@@ -2,7 +2,7 @@
 // jobs dashboard updating live with its connection state, and "follow" on a
 // running job ending when the job finishes.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { btest, SHOTS } from '../lib/browser.mjs';
@@ -59,6 +59,11 @@ btest('make run: one URL; the dashboard shows jobs changing live and the connect
     }
     return [...seen.values()].some((s) => s.size >= 2) && seen.size >= 3;
   }, 'three jobs, one of them changing state', { timeoutMs: 30_000 });
+  // the printed command adds a job, as typed
+  const cmd = demo.log().split('\n').find((l) => l.trim().startsWith('psql '));
+  assert.ok(cmd, 'no psql command printed');
+  execFileSync('bash', ['-c', cmd.trim()], { stdio: 'ignore', timeout: 30_000 });
+  await poll(async () => (await rowsOf(page)).some((r) => r.name === 'my-job'), 'my-job on the page');
   await page.screenshot({ path: join(SHOTS, 'demo.png') });
   console.log(`    screenshot of the demo page: ${join(SHOTS, 'demo.png')}`);
   // follow a running job: its stream ends with the job (sse_close -> 204)
