@@ -90,18 +90,23 @@ window.openHelper = async (name, url, opts = {}, types = ['message']) => {
   return rec.s.state;
 };
 window.openPlain = (name, url, types = ['message']) => {
-  const rec = { kind: 'plain', events: [], errors: [], gaveUp: false, opens: 0 };
+  const rec = { kind: 'plain', events: [], errors: [], errorTimes: [], gaveUp: false, opens: 0, readyAt: null };
   const es = new EventSource(url);
   es.onopen = () => rec.opens++;
-  es.onerror = () => { rec.errors.push(es.readyState); if (es.readyState === 2) rec.gaveUp = true; };
+  es.onerror = () => {
+    rec.errors.push(es.readyState);
+    rec.errorTimes.push(Date.now());
+    if (es.readyState === 2) rec.gaveUp = true;
+  };
   for (const type of types) es.addEventListener(type, (e) => rec.events.push({ id: e.lastEventId, event: e.type, data: e.data }));
-  es.addEventListener('ready', () => { rec.ready = true; });
+  es.addEventListener('ready', () => { rec.ready = true; rec.readyAt = rec.readyAt || Date.now(); });
   rec.es = es;
   window.T[name] = rec;
 };
 window.snap = (name) => {
   const r = window.T[name];
-  if (r.kind === 'plain') return { events: r.events, errors: r.errors, gaveUp: r.gaveUp, opens: r.opens, ready: !!r.ready, readyState: r.es.readyState };
+  if (r.kind === 'plain') return { events: r.events, errors: r.errors, errorTimes: r.errorTimes, gaveUp: r.gaveUp, opens: r.opens,
+                                   ready: !!r.ready, readyAt: r.readyAt, readyState: r.es.readyState };
   return { events: r.events, states: r.states, resets: r.resets, closes: r.closes, ready: r.ready, readyError: r.readyError,
            state: r.s.state, stats: { ...r.s.stats }, lastEventId: r.s.lastEventId, error: r.s.error };
 };

@@ -11,11 +11,11 @@ import { assertSameEvents } from '../../e2e/lib/expect.mjs';
 const ARGS = ['--public-channels', 'pub.#', '--retry', '500'];
 const STREAMS = 12;
 
-async function setup(t) {
+async function setup(t, extra = []) {
   const port = await freePort();
   const ctx = { port, bridges: [] };
   ctx.start = async () => {
-    const b = await startBridge(ARGS, { port });
+    const b = await startBridge([...ARGS, ...extra], { port });
     t.defer(() => b.stop('SIGTERM', { expectZero: false }));
     t.note(`bridge log: ${b.logPath}`);
     ctx.bridge = b;
@@ -106,4 +106,26 @@ btest('nginx: sse_close -> 204 through nginx -> EventSource stops; Last-Event-ID
     return [...text.matchAll(/^id: (\d+)\n(?!event: ready)/gm)].map((m) => m[1]);
   }, `/events?channel=${ch}.*`, want[0].id);
   assert.deepEqual(ids, want.slice(1).map((r) => r.id), 'replay after the forwarded Last-Event-ID');
+});
+
+btest('nginx: the bridge\'s own 503 (over --max-clients) reaches EventSource as a retry after Retry-After', async (t) => {
+  const ctx = await setup(t, ['--max-clients', '2']);
+  const { page } = ctx;
+  const ch = `pub.${uniq()}`;
+  for (const n of ['a', 'b']) {
+    await page.evaluate((x, u) => window.openPlain(x, u), n, `/events?channel=${ch}`);
+    await waitSnap(page, n, (x) => x.ready, `stream ${n} ready`);
+  }
+  await page.evaluate((u) => window.openPlain('c', u), `/events?channel=${ch}&third=1`);
+  const c = await waitSnap(page, 'c', (x) => x.errors.length >= 1, 'the third stream to be turned away');
+  assert.notEqual(c.readyState, 2, 'the third stream gave up');
+  const third = ctx.nginx.accessLog().split('\n').filter((l) => l.includes('third=1'));
+  assert.match(third[0], /" 200 1[0-9] "/, `nginx answered: ${third[0]}`);
+  await page.evaluate(() => window.T.a.es.close());
+  const s = await waitSnap(page, 'c', (x) => x.ready, 'the third stream to connect once there is room', 30_000);
+  const waited = s.readyAt - s.errorTimes[0];
+  assert.ok(waited >= 5000, `reconnected ${waited} ms after a 503 with Retry-After: 5`);
+  assert.equal(s.gaveUp, false);
+  await publish([{ channel: ch, data: 'after the wait' }]);
+  await waitSnap(page, 'c', (x) => x.events.some((e) => e.data === 'after the wait'), 'an event on the third stream');
 });
