@@ -9,6 +9,7 @@ PKGS=(
   postgresql-15 postgresql-server-dev-15 postgresql-client-15 libpq-dev
   libuv1-dev libjansson-dev libhttp-parser-dev libjwt-dev libcmocka-dev libssl-dev
   curl ca-certificates procps iproute2
+  chromium fonts-dejavu-core nginx openssl
 )
 # node and npm may come from another packaging of Node.js; what matters is
 # that the commands exist.
