@@ -37,6 +37,17 @@ torture:
 ifneq ($(PGXS),)
 include $(PGXS)
 -include bridge/bridge.mk
+# The regression tests use PREPARE TRANSACTION: say so before pg_regress
+# fails on it (a server that cannot be reached is left to pg_regress).
+installcheck: installcheck-settings
+.PHONY: installcheck-settings
+installcheck-settings:
+	@v=$$('$(bindir)/psql' -XAtqd postgres -c 'SHOW max_prepared_transactions' 2>/dev/null); \
+	if [ "$$v" = 0 ]; then \
+	  echo "make installcheck: the server has max_prepared_transactions = 0; the tests need it > 0" >&2; \
+	  echo "  set max_prepared_transactions = 10 in postgresql.conf and restart (make test does this)" >&2; \
+	  exit 1; \
+	fi
 else
 all install installcheck clean:
 	@echo "PostgreSQL server development files are missing; run: scripts/deps.sh" >&2; exit 1
