@@ -12,8 +12,11 @@
 # Chroots live in $SSE_CHROOT_CACHE (default /var/cache/sse_bridge/chroot),
 # one directory per suite. Creation and package installation hold an
 # exclusive lock on SUITE.lock; a half-made chroot (no SUITE.ready) is
-# removed and made again. The chroot shares the machine's network, so
-# servers in it bind loopback ports like any other process.
+# removed and made again. A chroot whose packages were last refreshed more
+# than $SSE_CHROOT_REFRESH_DAYS days ago (default 7) is brought up to date
+# (apt-get update and upgrade), so new point releases get tested. The chroot
+# shares the machine's network, so servers in it bind loopback ports like
+# any other process.
 set -euo pipefail
 
 cache=${SSE_CHROOT_CACHE:-/var/cache/sse_bridge/chroot}
@@ -66,6 +69,15 @@ ensure() {
     echo 'Acquire::Check-Valid-Until "false";' >"$dir/etc/apt/apt.conf.d/90sse-valid-until"
     in_chroot "$dir" apt-get update -q >/dev/null
     : >"$cache/$suite.ready"
+  elif [ -n "$(find "$cache/$suite.ready" -mtime +"${SSE_CHROOT_REFRESH_DAYS:-7}")" ]; then
+    echo "chroot $suite: refreshing its packages" >&2
+    if in_chroot "$dir" apt-get update -q >/dev/null &&
+       in_chroot "$dir" apt-get upgrade -y -q -o Dpkg::Options::=--force-confold >"$cache/$suite.apt.log" 2>&1; then
+      in_chroot "$dir" apt-get clean
+      touch "$cache/$suite.ready"
+    else
+      echo "chroot $suite: refresh failed, testing the packages it has (log: $cache/$suite.apt.log)" >&2
+    fi
   fi
   local missing=() p
   for p in "$@"; do

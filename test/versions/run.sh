@@ -142,7 +142,9 @@ for v in "${versions[@]}"; do
   exec 8>"$cache/$suite.use.lock"
   flock 8
   build=/build/sse_bridge.$$
-  rm -rf "${cdir:?}$build"; mkdir -p "$cdir$build"
+  # with the lock held nothing else uses /build: drop what an interrupted
+  # run left there
+  rm -rf "${cdir:?}/build" "${cdir:?}/opt/sse-old"; mkdir -p "$cdir$build"
   (cd "$root" && src_files | tar --null -T - -cf -) | tar -C "$cdir$build" -xf -
   log=$cdir$build.log
   "$here/chroot.sh" run "$suite" /bin/bash -c "cd $build && PG=$v PG_CONFIG=/usr/lib/postgresql/$v/bin/pg_config \
