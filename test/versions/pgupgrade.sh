@@ -103,14 +103,15 @@ as_pg "$new_bin/initdb" -D "$dir/new" -U postgres -A trust -E UTF8 --locale=C.UT
 conf "$dir/new" "$p_new"
 if ! (cd "$dir" && as_pg "$new_bin/pg_upgrade" -b "$old_bin" -B "$new_bin" -d "$dir/old" -D "$dir/new" \
         -U postgres -p "$p_old" -P "$p_new" -s "$dir" >"$dir/pg_upgrade.log" 2>&1); then
-  tail -n 30 "$dir/pg_upgrade.log"
-  find "$dir/new" -path '*pg_upgrade_output.d*' -name '*.log' -exec grep -h -B8 -A4 -E 'ERROR|FATAL' {} + 2>/dev/null | head -n 80
   if ! control; then
     echo "NOT TESTABLE: pg_upgrade from $("$old_bin/postgres" --version) to $("$new_bin/postgres" --version)"
     echo "  fails just the same for a cluster without the extension (one plain table):"
-    find "$dir/cnew" -path '*pg_upgrade_output.d*' -name '*.log' -exec grep -h -E 'ERROR' {} + 2>/dev/null | sort -u | head -n 5
+    find "$dir/cnew" -path '*pg_upgrade_output.d*' -name '*.log' -exec grep -h -E 'ERROR: ' {} + 2>/dev/null \
+      | sed 's/.*ERROR: */  ERROR: /' | sort -u | head -n 5
     exit 3
   fi
+  tail -n 30 "$dir/pg_upgrade.log"
+  find "$dir/new" -path '*pg_upgrade_output.d*' -name '*.log' -exec grep -h -B8 -A4 -E 'ERROR|FATAL' {} + 2>/dev/null | head -n 80
   echo "FAILED: pg_upgrade (a cluster without the extension upgrades)"; exit 1
 fi
 echo "ok: pg_upgrade"
