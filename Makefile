@@ -2,7 +2,9 @@
 #
 #   make          build the extension and bridge/sse-bridge
 #   make install  install both
-#   make test     install missing packages, build, run every test (throwaway cluster)
+#   make test     install missing packages, build, run every test (throwaway cluster),
+#                 then the other PostgreSQL versions in Debian chroots (test/versions)
+#   make test PG=17   one PostgreSQL version alone
 #   make run      run the demo: throwaway cluster, sample jobs, bridge on :8080
 #   make bench    side-by-side benchmarks (not part of make test)
 
