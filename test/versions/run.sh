@@ -51,7 +51,7 @@ fi
 
 wanted=${SSE_VERSIONS:-}
 if [ "$wanted" = none ]; then
-  printf '%s\n' "${results[@]}"; exit "$fail"
+  echo "PostgreSQL versions:"; printf '  %s\n' "${results[@]}"; exit "$fail"
 fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "versions: the other PostgreSQL versions run in chroots, which needs root (debootstrap, chroot, mount)"
