@@ -166,7 +166,6 @@ SELECT sse_publish('jobs.1', repeat('x', 1024 * 1024));
 SELECT sse_publish('jobs.1', repeat('x', 1024 * 1024 + 1));
 SELECT id - :base AS n, octet_length(data) AS bytes FROM sse_bridge.events
 WHERE id > :base ORDER BY id;
-SET sse_bridge.max_payload = 0;
 SET sse_bridge.nonexistent = 1;
 
 -- read-only transactions cannot publish
