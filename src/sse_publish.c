@@ -10,6 +10,17 @@
  * either drops its events (abort) or relabels them to its parent's level
  * (commit).  So both operations only touch a suffix of the list.
  *
+ * Subscription changes (sse_subscription.c) are queued in the same list, as
+ * marker rows on channel SSE_SUB_CHANNEL (SseEnqueueSubscription), so they
+ * get ids from the same sequence and are dropped with their savepoint.  At
+ * commit the rows are written in this order (SseOrderPending): subscription
+ * changes, then events, then closes (close events, the markers of the
+ * subscriptions they closed, and later changes of those), each group in
+ * call order.  With the markers, one SPI statement writes the changed
+ * subscriptions' rows of sse_bridge.subscription_versions and their def_id
+ * and start_id.  A transaction without subscription changes or closes
+ * writes its list as it is.
+ *
  * At XACT_EVENT_PRE_COMMIT the transaction takes the publish lock (an
  * exclusive transaction-scoped advisory lock, SSE_PUBLISH_LOCK_KEY), draws
  * one id per event from sse_bridge.events_id_seq and inserts the rows, then
@@ -52,8 +63,9 @@
  * which honours all of them.  Indexes need no fallback: all of them are
  * maintained.
  *
- * A transaction with pending events cannot be prepared: its ids would have
- * to be assigned at COMMIT PREPARED, which runs no commit callbacks.
+ * A transaction with pending events or subscription changes cannot be
+ * prepared: its ids would have to be assigned at COMMIT PREPARED, which runs
+ * no commit callbacks.
  */
 #include "postgres.h"
 
