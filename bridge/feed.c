@@ -110,7 +110,9 @@ feed_row(PGresult *res, int i, int64_t now_us)
 		return;
 	}
 	metrics.events_fetched++;
-	hub_dispatch(ev);
+	/* "$sub" rows mark subscription changes: kept in order, never delivered */
+	if (ev->chlen == 0 || ev->channel[0] != '$')
+		hub_dispatch(ev);
 	metrics_observe_lag(ev->created_us, now_us);
 	ring_push(ev);
 }

@@ -217,6 +217,9 @@ replay_offer(client *c, event *ev)
 	bool		ends;
 
 	c->cursor = ev->id;
+	/* "$sub" rows mark subscription changes: passed over, never delivered */
+	if (ev->chlen > 0 && ev->channel[0] == '$')
+		return false;
 	if (!hub_matches(&c->st->sub, ev, &ends))
 		return false;
 	client_send(c, frame_ref(event_frame(ev)));
