@@ -32,6 +32,8 @@
 #define SSE_SCHEMA					"sse_bridge"
 #define SSE_EVENTS_TABLE			"events"
 #define SSE_EVENTS_SEQUENCE			"events_id_seq"
+#define SSE_SUBSCRIPTIONS_TABLE		"subscriptions"
+#define SSE_VERSIONS_TABLE			"subscription_versions"
 
 /*
  * The reserved channel of subscription-change markers (docs/design.md).

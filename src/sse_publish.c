@@ -45,8 +45,10 @@
  * predicate of the partial index on close events.  No INSERT statement, no
  * executor startup, no SPI.
  *
- * Lock order: sse_bridge.events, its indexes and its sequence are locked
- * (ROW EXCLUSIVE) before the publish lock.  A session that takes the
+ * Lock order: sse_bridge.events, its indexes and its sequence (and, with
+ * subscription changes, sse_bridge.subscriptions and
+ * sse_bridge.subscription_versions) are locked (ROW EXCLUSIVE) before the
+ * publish lock.  A session that takes the
  * publish lock by hand may read and delete rows, but must take any stronger
  * lock on those relations (TRUNCATE, LOCK TABLE, ALTER) before the publish
  * lock, or it can deadlock with a committing publisher.
@@ -961,6 +963,9 @@ SseVersionsPrepare(void)
 {
 	static Oid	types[4] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID, BOOLARRAYOID};
 
+	/* Lock order: every relation written under the publish lock, before it. */
+	LockRelationOid(SseRelationOid(SSE_VERSIONS_TABLE, "table"), RowExclusiveLock);
+	LockRelationOid(SseRelationOid(SSE_SUBSCRIPTIONS_TABLE, "table"), RowExclusiveLock);
 	if (VersionsPlan == NULL)
 		VersionsPlan = SseKeepPlan(
 			"WITH u AS ("
