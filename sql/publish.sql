@@ -175,6 +175,7 @@ ROLLBACK;
 
 -- the rows are written straight to the heap and the indexes: the primary
 -- key gets every row, the partial index on close events only close rows
+-- (a close is written after the other events of its transaction)
 CREATE EXTENSION amcheck;
 SELECT coalesce(max(id), 0) AS base, clock_timestamp() AS t0 FROM sse_bridge.events \gset
 BEGIN;
