@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "event.h"
+#include "logpos.h"
 #include "sse_filter.h"
 #include "sse_match.h"
 #include "wire.h"
@@ -66,7 +67,8 @@ frame *
 event_frame(event *ev)
 {
 	if (ev->frame == NULL)
-		ev->frame = wire_event(ev->id, ev->name, ev->nlen, ev->data, ev->dlen);
+		ev->frame = wire_event(ev->id, logpos_fp(ev->id, ev->created_us), ev->name,
+							   ev->nlen, ev->data, ev->dlen);
 	return ev->frame;
 }
 

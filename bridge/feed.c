@@ -7,10 +7,20 @@
  * once.  The live cursor is ring_hi(): it survives reconnects, so after a
  * database restart the first fetch catches up from where it stopped.
  *
- * Invariants: at most one fetch or head job is queued or in flight
+ * Timelines: the feed knows the row at its cursor (ring_hi_us).  Every
+ * fetch reads from the cursor itself, so its first row is that row; when
+ * the cursor is above pruned_through and the row is missing or has another
+ * created_at, the log went backwards or was replaced (a restore, a
+ * point-in-time recovery, a failover).  The feed then looks for the fork
+ * point F, the newest cached row the database still holds unchanged
+ * (pruned_through if none), drops the cache, continues after F and reports
+ * ops.timeline(F) so the streams above F are reset.
+ *
+ * Invariants: at most one fetch, head or fork job is queued or in flight
  * (`inflight`); events are dispatched in id order, each exactly once, and
- * then handed to the replay cache; ops.advanced runs after every batch and
- * after the head is read.  Rows are decoded by logread.c only.
+ * then handed to the replay cache; no event is dispatched from a fetch
+ * whose cursor check failed; ops.advanced runs after every batch and after
+ * the head is read.  Rows are decoded by logread.c only.
  */
 #include <assert.h>
 #include <inttypes.h>
@@ -52,17 +62,17 @@ static void feed_request(void);
 static void
 feed_head_done(db_job *job, PGresult *res)
 {
-	int64_t		head;
+	int64_t		head, head_us;
 
 	db_job_free(job);
 	feed.inflight = false;
 	if (res == NULL)
 		return;
-	if (!logread_head_value(res, &head)) {
+	if (!logread_head_value(res, &head, &head_us)) {
 		log_error("reading the log head failed: %s", PQresultErrorMessage(res));
 		return;					/* the backstop poll retries */
 	}
-	ring_reset(head);
+	ring_reset(head, head_us);
 	log_info("live cursor starts at %" PRId64, ring_hi());
 	feed.up.advanced();
 	if (feed.again)
@@ -76,7 +86,60 @@ feed_pruned(int64_t pruned)
 	log_warn("events %" PRId64 "..%" PRId64 " were pruned before the bridge read them",
 			 ring_hi() + 1, pruned);
 	feed.up.pruned(ring_hi() + 1, pruned);
-	ring_reset(pruned);
+	ring_reset(pruned, LOGPOS_NO_ROW);
+}
+
+static void
+feed_fork_done(db_job *job, PGresult *res)
+{
+	int64_t		pruned, id, us, old_hi = ring_hi();
+
+	db_job_free(job);
+	feed.inflight = false;
+	if (res == NULL)
+		return;
+	if (!logread_fork_answer(res, &pruned, &id, &us)) {
+		log_error("looking for the fork point failed: %s", PQresultErrorMessage(res));
+		return;					/* the next fetch checks again */
+	}
+	if (id < 0 || id <= pruned) {
+		id = pruned;			/* no cached row is left: fork at the prune mark */
+		us = LOGPOS_NO_ROW;
+	}
+	log_warn("the log was replaced or went back: events after %" PRId64
+			 " belong to another timeline; continuing after %" PRId64, id, id);
+	metrics.timelines++;
+	if (id > old_hi)
+		feed.up.pruned(old_hi + 1, id);
+	ring_rebase(id, us);
+	feed.up.timeline(id, us);
+	feed_request();
+}
+
+/* The row at the live cursor changed: find the fork point (the one job). */
+static void
+feed_fork(void)
+{
+	size_t		n = ring_count();
+	int64_t    *ids = malloc((n + 1) * sizeof(int64_t));
+	int64_t    *us = malloc((n + 1) * sizeof(int64_t));
+	db_job	   *job = NULL;
+
+	if (ids != NULL && us != NULL) {
+		for (size_t i = 0; i < n; i++) {
+			ids[i] = ring_at(i)->id;
+			us[i] = ring_at(i)->created_us;
+		}
+		job = logread_fork(ids, us, n, feed_fork_done, NULL);
+	}
+	free(ids);
+	free(us);
+	if (job == NULL) {
+		log_error("out of memory looking for the fork point; retrying at the next poll");
+		return;
+	}
+	feed.inflight = true;
+	db_submit(&br.live, job);
 }
 
 /* One row of a batch; true when it held an event. */
@@ -123,6 +186,10 @@ feed_fetch_done(db_job *job, PGresult *res)
 	}
 	rows = PQntuples(res);
 	pruned = logread_pruned(res);
+	if (ring_hi() > pruned && logread_us_at(res, ring_hi()) != ring_hi_us()) {
+		feed_fork();			/* not one row of this answer is dispatched */
+		return;
+	}
 	if (pruned > ring_hi())
 		feed_pruned(pruned);
 	for (int i = 0; i < rows; i++)
@@ -209,7 +276,8 @@ feed_init(const feed_ops *ops)
 	const db_step *steps;
 	size_t		n;
 
-	assert(ops->advanced && ops->pruned && ops->sub_changed && ops->relistened);
+	assert(ops->advanced && ops->pruned && ops->sub_changed && ops->relistened &&
+		   ops->timeline);
 	feed.up = *ops;
 	steps = logread_live_steps(&n);
 	db_link_init(&br.live, br.loop, "live", steps, n,

@@ -19,6 +19,13 @@ typedef struct feed_ops {
 	void		(*sub_changed)(int64_t sid);
 	/* The link LISTENs again: notices sent while it was down are lost. */
 	void		(*relistened)(void);
+	/*
+	 * The log went backwards or was replaced (another timeline): ids above
+	 * fork may now hold other events.  The replay cache was dropped; the
+	 * feed continues after fork.  fork_us: created_us of the row at fork
+	 * (LOGPOS_NO_ROW: none).
+	 */
+	void		(*timeline)(int64_t fork, int64_t fork_us);
 } feed_ops;
 
 void		feed_init(const feed_ops *ops);

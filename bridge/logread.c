@@ -19,46 +19,80 @@
 #include <string.h>
 
 #include "log.h"
+#include "logpos.h"
 #include "logread.h"
 
-/* Columns of "fetch": one row per event, or one row of NULLs after the meta. */
+/* A row's created_at in microseconds (the fingerprint's input, logpos.h). */
+#define LOGREAD_US(e) "(extract(epoch FROM " e ".created_at) * 1000000)::bigint"
+/* created_us of the row at id x, NULL when there is none. */
+#define LOGREAD_US_AT(x) \
+	"(SELECT " LOGREAD_US("a") " FROM sse_bridge.events a WHERE a.id = " x ")"
+
+/*
+ * Columns of "fetch": one row per event, or one row of NULLs after the meta.
+ * It reads from the cursor $1 itself (id >= $1), so the first row is the
+ * row at the cursor when it exists: the reader checks it is still the row
+ * it read before (a timeline check, docs/design.md) and skips it.
+ */
 enum {FETCH_PRUNED, FETCH_ID, FETCH_CHANNEL, FETCH_EVENT, FETCH_DATA, FETCH_CREATED_US};
 
 static const char logread_fetch_sql[] =
 	"SELECT m.pruned_through, e.id, e.channel, e.event, e.data, "
-	"(extract(epoch FROM e.created_at) * 1000000)::bigint AS created_us "
+	LOGREAD_US("e") " AS created_us "
 	"FROM sse_bridge.meta m LEFT JOIN LATERAL ("
-	"SELECT * FROM sse_bridge.events WHERE id > $1 ORDER BY id LIMIT $2) e ON true";
-
-static const char logread_head_sql[] =
-	"SELECT greatest((SELECT max(id) FROM sse_bridge.events), m.pruned_through) "
-	"FROM sse_bridge.meta m";
+	"SELECT * FROM sse_bridge.events WHERE id >= $1 ORDER BY id LIMIT $2) e ON true";
 
 #define LOGREAD_HEAD_PRUNED_SQL \
 	"SELECT greatest((SELECT max(id) FROM sse_bridge.events), m.pruned_through) AS head, " \
 	"m.pruned_through FROM sse_bridge.meta m"
 
-/* Columns of open_adhoc, open_sub and reload_sub (the first three or all nine). */
-enum {OPEN_HEAD, OPEN_PRUNED, OPEN_CLOSE_ID, OPEN_SID, OPEN_CHANNELS, OPEN_FILTER,
-	OPEN_START_ID, OPEN_CLOSED, OPEN_EXPIRED, OPEN_NCOLS};
+/* Columns of "head": the head and the created_us of its row (NULL: none). */
+static const char logread_head_sql[] =
+	"SELECT h.head, " LOGREAD_US_AT("h.head") " FROM (" LOGREAD_HEAD_PRUNED_SQL ") h";
+
+/*
+ * "fork": the newest of the given rows ($1 ids, $2 their created_us) that
+ * is still in the log unchanged, with pruned_through; no such row: NULLs.
+ */
+enum {FORK_PRUNED, FORK_ID, FORK_US};
+
+static const char logread_fork_sql[] =
+	"SELECT m.pruned_through, f.id, f.us FROM sse_bridge.meta m LEFT JOIN LATERAL ("
+	"SELECT e.id, " LOGREAD_US("e") " AS us "
+	"FROM pg_catalog.unnest($1::pg_catalog.int8[], $2::pg_catalog.int8[]) AS r(id, us) "
+	"JOIN sse_bridge.events e ON e.id = r.id AND " LOGREAD_US("e") " = r.us "
+	"ORDER BY e.id DESC LIMIT 1) f ON true";
+
+/*
+ * Columns of open_adhoc, open_sub and reload_sub (the first five or all
+ * twelve).  head_us / at_us / start_us: created_us of the rows at the head,
+ * the resume point $2 and start_id (NULL: no row).
+ */
+enum {OPEN_HEAD, OPEN_PRUNED, OPEN_HEAD_US, OPEN_AT_US, OPEN_CLOSE_ID, OPEN_SID,
+	OPEN_CHANNELS, OPEN_FILTER, OPEN_START_ID, OPEN_START_US, OPEN_CLOSED, OPEN_EXPIRED,
+	OPEN_NCOLS};
+
+#define LOGREAD_OPEN_HEAD \
+	"SELECT h.head, h.pruned_through, " LOGREAD_US_AT("h.head") ", " \
+	LOGREAD_US_AT("$2::bigint") ", "
 
 static const char logread_open_adhoc_sql[] =
-	"SELECT h.head, h.pruned_through, "
+	LOGREAD_OPEN_HEAD
 	"(SELECT min(id) FROM sse_bridge.events WHERE event = 'close' "
 	" AND channel = ANY($1::text[]) AND id > 0) AS close_id "
 	"FROM (" LOGREAD_HEAD_PRUNED_SQL ") h";
 
 static const char logread_open_sub_sql[] =
-	"SELECT h.head, h.pruned_through, "
+	LOGREAD_OPEN_HEAD
 	"(SELECT min(id) FROM sse_bridge.events WHERE event = 'close' "
 	" AND channel = ANY(s.channels) AND id > 0) AS close_id, "
 	"s.sid, array_to_json(s.channels)::text, s.filter::text, s.start_id, "
-	"s.closed_at IS NOT NULL, (s.last_seen + s.ttl < now()) "
+	LOGREAD_US_AT("s.start_id") ", s.closed_at IS NOT NULL, (s.last_seen + s.ttl < now()) "
 	"FROM (" LOGREAD_HEAD_PRUNED_SQL ") h LEFT JOIN sse_bridge.subscriptions s ON s.id = $1::uuid";
 
 static const char logread_reload_sql[] =
-	"SELECT 0, 0, NULL::bigint, s.sid, array_to_json(s.channels)::text, s.filter::text, "
-	"s.start_id, s.closed_at IS NOT NULL, (s.last_seen + s.ttl < now()) "
+	"SELECT 0, 0, NULL::bigint, NULL::bigint, NULL::bigint, s.sid, "
+	"array_to_json(s.channels)::text, s.filter::text, s.start_id, NULL::bigint, s.closed_at IS NOT NULL, (s.last_seen + s.ttl < now()) "
 	"FROM sse_bridge.subscriptions s WHERE s.sid = $1";
 
 static char *logread_touch_sql;
@@ -70,6 +104,7 @@ static const db_step live_steps[] = {
 	{NULL, "LISTEN sse_bridge", NULL},
 	{"fetch", logread_fetch_sql, NULL},
 	{"head", logread_head_sql, NULL},
+	{"fork", logread_fork_sql, NULL},
 };
 
 static const db_step work_steps[] = {
@@ -172,17 +207,49 @@ logread_head(db_done_fn done, void *owner)
 	return db_job_new("head", 0, NULL, done, owner);
 }
 
+/* Integers as a PostgreSQL array literal. */
+static char *
+logread_int_array(const int64_t *v, size_t n)
+{
+	char	   *s = malloc(n * 21 + 3), *w = s;
+
+	if (s == NULL)
+		return NULL;
+	*w++ = '{';
+	for (size_t i = 0; i < n; i++)
+		w += sprintf(w, i > 0 ? ",%" PRId64 : "%" PRId64, v[i]);
+	*w++ = '}';
+	*w = '\0';
+	return s;
+}
+
 db_job *
-logread_open(const char *sub_id, char *const *patterns, size_t npatterns,
+logread_fork(const int64_t *ids, const int64_t *us, size_t n, db_done_fn done, void *owner)
+{
+	char	   *a = logread_int_array(ids, n), *b = logread_int_array(us, n);
+	const char *params[2] = {a, b};
+	db_job	   *job = NULL;
+
+	if (a != NULL && b != NULL)
+		job = db_job_new("fork", 2, params, done, owner);
+	free(a);
+	free(b);
+	return job;
+}
+
+db_job *
+logread_open(const char *sub_id, char *const *patterns, size_t npatterns, int64_t at,
 			 db_done_fn done, void *owner)
 {
 	char	   *arr = NULL;
-	const char *param = sub_id;
+	char		atbuf[24];
+	const char *params[2] = {sub_id, atbuf};
 	db_job	   *job;
 
-	if (sub_id == NULL && (param = arr = logread_array_literal(patterns, npatterns)) == NULL)
+	snprintf(atbuf, sizeof(atbuf), "%" PRId64, at);
+	if (sub_id == NULL && (params[0] = arr = logread_array_literal(patterns, npatterns)) == NULL)
 		return NULL;
-	job = db_job_new(sub_id ? "open_sub" : "open_adhoc", 1, &param, done, owner);
+	job = db_job_new(sub_id ? "open_sub" : "open_adhoc", 2, params, done, owner);
 	free(arr);
 	return job;
 }
@@ -277,11 +344,34 @@ logread_event(const PGresult *res, int row, event **ev)
 }
 
 bool
-logread_head_value(const PGresult *res, int64_t *head)
+logread_head_value(const PGresult *res, int64_t *head, int64_t *head_us)
 {
-	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+		PQnfields(res) != 2)
 		return false;
 	*head = logread_int(res, 0, 0, 0);
+	*head_us = logread_int(res, 0, 1, LOGPOS_NO_ROW);
+	return true;
+}
+
+int64_t
+logread_us_at(const PGresult *res, int64_t cursor)
+{
+	if (PQntuples(res) < 1 || PQgetisnull(res, 0, FETCH_ID) ||
+		logread_int(res, 0, FETCH_ID, 0) != cursor)
+		return LOGPOS_NO_ROW;
+	return logread_int(res, 0, FETCH_CREATED_US, LOGPOS_NO_ROW);
+}
+
+bool
+logread_fork_answer(const PGresult *res, int64_t *pruned, int64_t *id, int64_t *us)
+{
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+		PQnfields(res) != FORK_US + 1)
+		return false;
+	*pruned = logread_int(res, 0, FORK_PRUNED, 0);
+	*id = logread_int(res, 0, FORK_ID, -1);
+	*us = logread_int(res, 0, FORK_US, LOGPOS_NO_ROW);
 	return true;
 }
 
@@ -290,6 +380,8 @@ logread_open_info(const PGresult *res, bool is_sub, open_info *info)
 {
 	info->head = logread_int(res, 0, OPEN_HEAD, 0);
 	info->pruned = logread_int(res, 0, OPEN_PRUNED, 0);
+	info->head_us = logread_int(res, 0, OPEN_HEAD_US, LOGPOS_NO_ROW);
+	info->at_us = logread_int(res, 0, OPEN_AT_US, LOGPOS_NO_ROW);
 	info->close_id = logread_int(res, 0, OPEN_CLOSE_ID, -1);
 	if (!is_sub || PQnfields(res) < OPEN_NCOLS || PQgetisnull(res, 0, OPEN_SID))
 		return;
@@ -298,6 +390,7 @@ logread_open_info(const PGresult *res, bool is_sub, open_info *info)
 	info->channels_json = logread_text(res, 0, OPEN_CHANNELS);
 	info->filter_json = logread_text(res, 0, OPEN_FILTER);
 	info->start_id = logread_int(res, 0, OPEN_START_ID, 0);
+	info->start_us = logread_int(res, 0, OPEN_START_US, LOGPOS_NO_ROW);
 	info->closed = logread_bool(res, 0, OPEN_CLOSED);
 	info->expired = logread_bool(res, 0, OPEN_EXPIRED);
 }

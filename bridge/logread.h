@@ -35,7 +35,10 @@ typedef struct open_info {
 	char	   *channels_json;	/* subscription patterns as a JSON array */
 	char	   *filter_json;
 	int64_t		start_id;
+	int64_t		start_us;		/* created_us of the row at start_id (LOGPOS_NO_ROW) */
 	int64_t		head;
+	int64_t		head_us;		/* created_us of the row at head (LOGPOS_NO_ROW) */
+	int64_t		at_us;			/* ... at the resume point asked for */
 	int64_t		pruned;
 	int64_t		close_id;		/* first close event on a literal pattern, -1 none */
 } open_info;
@@ -46,12 +49,22 @@ const db_step *logread_work_steps(size_t *n);
 /* Free what the work link's setup built (shutdown). */
 void		logread_shutdown(void);
 
-/* The log after `after`, at most limit rows (live fetches and replay pages). */
+/*
+ * The log from `after` on, at most limit rows (live fetches and replay
+ * pages): the row at `after` itself comes first when it exists (checked
+ * with logread_us_at), the rows after it follow.
+ */
 db_job	   *logread_fetch(int64_t after, int64_t limit, db_done_fn done, void *owner);
 /* The log head (live link, before the first fetch). */
 db_job	   *logread_head(db_done_fn done, void *owner);
-/* Open lookup: a subscription by uuid, or ad hoc patterns (sub_id NULL). */
+/*
+ * Open lookup: a subscription by uuid, or ad hoc patterns (sub_id NULL);
+ * at: the resume point whose row to return (open_info.at_us), -1 none.
+ */
 db_job	   *logread_open(const char *sub_id, char *const *patterns, size_t npatterns,
+						 int64_t at, db_done_fn done, void *owner);
+/* The fork point: the newest of these rows (id, created_us) still in the log. */
+db_job	   *logread_fork(const int64_t *ids, const int64_t *us, size_t n,
 						 db_done_fn done, void *owner);
 /* Re-read one subscription; job->aux = sid. */
 db_job	   *logread_reload(int64_t sid, db_done_fn done);
@@ -74,8 +87,18 @@ typedef enum logread_row {
 
 logread_row logread_event(const PGresult *res, int row, event **ev);
 
-/* The head of a head result (true when the result is usable). */
-bool		logread_head_value(const PGresult *res, int64_t *head);
+/* The head of a head result and its row's created_us (true when usable). */
+bool		logread_head_value(const PGresult *res, int64_t *head, int64_t *head_us);
+
+/*
+ * created_us of the row at cursor in a fetch/page read after cursor
+ * (its first row), LOGPOS_NO_ROW when the log has no row there.
+ */
+int64_t		logread_us_at(const PGresult *res, int64_t cursor);
+
+/* A fork answer: id -1 when none of the rows is left (us LOGPOS_NO_ROW). */
+bool		logread_fork_answer(const PGresult *res, int64_t *pruned, int64_t *id,
+								int64_t *us);
 
 /*
  * Decode an open answer (one row; is_sub: a subscription) or a reload answer

@@ -17,6 +17,7 @@ typedef struct metrics_counters {
 	uint64_t	replay_pages;		/* replay pages read from the database */
 	uint64_t	slow_drops;			/* clients closed for a full queue */
 	uint64_t	resets;				/* reset events sent */
+	uint64_t	timelines;			/* timeline changes found by the live link */
 	uint64_t	connections;		/* accepted connections */
 	uint64_t	rejected;			/* 503 over --max-clients */
 	uint64_t	clients;			/* gauge: open connections (client.c) */

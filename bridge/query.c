@@ -142,24 +142,50 @@ query_parse(const char *qs, size_t len, query_params *out, char *err, size_t err
 }
 
 bool
-query_parse_event_id(const char *s, size_t len, int64_t *out)
+query_parse_event_id(const char *s, size_t len, query_event_id *out)
 {
-	size_t		b = 0, e = len;
+	size_t		b = 0, e = len, dash;
 	int64_t		v = 0;
+	uint32_t	fp = 0;
 
 	while (b < e && (s[b] == ' ' || s[b] == '\t'))
 		b++;
 	while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t'))
 		e--;
-	if (b == e || e - b > 19)
+	for (dash = b; dash < e && s[dash] != '-'; dash++)
+		;
+	if (b == dash || dash - b > 19)
 		return false;
-	for (size_t i = b; i < e; i++) {
+	for (size_t i = b; i < dash; i++) {
 		if (!isdigit((unsigned char) s[i]))
 			return false;
 		if (v > (INT64_MAX - (s[i] - '0')) / 10)
 			return false;
 		v = v * 10 + (s[i] - '0');
 	}
-	*out = v;
+	out->has_fp = dash < e;
+	if (out->has_fp) {
+		size_t		n = e - dash - 1;
+		const char *h = s + dash + 1;
+
+		if (n == 1 && h[0] == '0')
+			fp = 0;
+		else if (n == 8) {
+			for (size_t i = 0; i < 8; i++) {
+				int			d = (h[i] >= '0' && h[i] <= '9') ? h[i] - '0' :
+					(h[i] >= 'a' && h[i] <= 'f') ? h[i] - 'a' + 10 : -1;
+
+				if (d < 0)
+					return false;
+				fp = fp << 4 | (uint32_t) d;
+			}
+			if (fp == 0)
+				return false;	/* a row's fingerprint is never 0 */
+		}
+		else
+			return false;
+	}
+	out->id = v;
+	out->fp = fp;
 	return true;
 }

@@ -35,7 +35,18 @@ void		query_params_free(query_params *p);
  */
 bool		query_decode(const char *s, size_t len, char **out);
 
-/* A Last-Event-ID: decimal digits only, fits int64.  Spaces around are ok. */
-bool		query_parse_event_id(const char *s, size_t len, int64_t *out);
+/* A resume point from Last-Event-ID or lastEventId. */
+typedef struct query_event_id {
+	int64_t		id;
+	uint32_t	fp;				/* fingerprint; 0 = "no row at id" (the "-0" form) */
+	bool		has_fp;			/* false for a plain "<id>": cannot be checked */
+} query_event_id;
+
+/*
+ * A Last-Event-ID: "<id>", "<id>-0" or "<id>-<8 lowercase hex digits, not
+ * all zero>" (logpos.h), id decimal digits that fit int64.  Spaces and
+ * tabs around are ok; nothing else is.
+ */
+bool		query_parse_event_id(const char *s, size_t len, query_event_id *out);
 
 #endif

@@ -19,6 +19,8 @@ static struct {
 	size_t		max_events;
 	int64_t		lo;
 	int64_t		hi;
+	int64_t		hi_us;			/* created_us of the row at hi */
+	uint64_t	timeline;		/* ring_rebase calls */
 	bool		valid;
 } ring;
 
@@ -43,12 +45,45 @@ ring_drop_oldest(void)
 }
 
 void
-ring_reset(int64_t cursor)
+ring_reset(int64_t cursor, int64_t cursor_us)
 {
 	while (ring.n > 0)
 		ring_drop_oldest();
 	ring.lo = ring.hi = cursor;
+	ring.hi_us = cursor_us;
 	ring.valid = true;
+}
+
+void
+ring_rebase(int64_t cursor, int64_t cursor_us)
+{
+	ring_reset(cursor, cursor_us);
+	ring.timeline++;
+}
+
+uint64_t
+ring_timeline(void)
+{
+	return ring.timeline;
+}
+
+int64_t
+ring_hi_us(void)
+{
+	return ring.hi_us;
+}
+
+int64_t
+ring_us_at(int64_t id)
+{
+	size_t		i;
+
+	if (!ring.valid || id <= ring.lo || id > ring.hi)
+		return LOGPOS_UNKNOWN;
+	if (id == ring.hi)
+		return ring.hi_us;
+	i = ring_find_after(id - 1);
+	return i < ring.n && ring_at(i)->id == id ? ring_at(i)->created_us : LOGPOS_UNKNOWN;
 }
 
 void
@@ -106,6 +141,7 @@ ring_push(event *ev)
 	size_t		cost = event_cost(ev);
 
 	ring.hi = ev->id;
+	ring.hi_us = ev->created_us;
 	while (ring.n > 0 && (ring.bytes + cost > ring.max_bytes || ring.n >= ring.max_events))
 		ring_drop_oldest();
 	if ((ring.n == ring.cap && !ring_grow()) || cost > ring.max_bytes) {

@@ -64,14 +64,19 @@ route_event_id(const req *r, const query_params *q, route_result *out)
 	const char *s = r->last_event_id.set ? r->last_event_id.s : q->last_event_id;
 	size_t		len = r->last_event_id.set ? r->last_event_id.len : (s ? strlen(s) : 0);
 
+	query_event_id pos;
+
 	out->last_event_id = -1;
 	if (s == NULL)
 		return true;
-	if (!query_parse_event_id(s, len, &out->last_event_id)) {
+	if (!query_parse_event_id(s, len, &pos)) {
 		route_error(out, 400, "bad_last_event_id",
-					"Last-Event-ID must be a non-negative integer", NULL);
+					"Last-Event-ID must be an event id: <id>-<fingerprint> or <id>", NULL);
 		return false;
 	}
+	out->last_event_id = pos.id;
+	out->last_event_fp = pos.fp;
+	out->last_event_has_fp = pos.has_fp;
 	return true;
 }
 

@@ -33,6 +33,8 @@ typedef struct route_result {
 	size_t		npatterns;
 	json_t	   *filter;			/* ROUTE_ADHOC; NULL = empty filter */
 	int64_t		last_event_id;	/* -1 = none given */
+	uint32_t	last_event_fp;	/* its fingerprint (logpos.h) */
+	bool		last_event_has_fp;	/* false: a plain id, not checked */
 	char		sub_id[37];		/* ROUTE_SUB: lower-case canonical uuid */
 } route_result;
 

@@ -24,6 +24,10 @@
  *  - the hand-over to LIVE happens only with c == ring_hi(), in the same
  *    loop turn as `event: ready`, so no event falls between replay and live;
  *  - a reset is sent whenever pruned_through > c, before anything after it;
+ *  - timelines (docs/design.md): cursor_us is the row at c as the stream
+ *    read it; a page whose row at c differs, or a replay-cache entry at c
+ *    that differs, is not used; a job sent before a timeline change
+ *    (ring_timeline) is not used: an open is sent again, a page dropped;
  *  - a stream is in at most one of the parked list and the run queue, and
  *    in neither unless REPLAYING;
  *  - a stream has at most one database job (stream_submit), and a callback
@@ -39,6 +43,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "logpos.h"
 #include "metrics.h"
 #include "resp.h"
 #include "ring.h"
@@ -125,6 +130,7 @@ stream_submit(stream *st, db_job *job)
 	if (job == NULL)
 		return false;
 	st->job = job;
+	st->job_timeline = ring_timeline();
 	work_submit(job);
 	return true;
 }
@@ -379,6 +385,7 @@ stream_new(client *c, char **patterns, size_t npatterns, json_t *filter,
 	st->owner = c;
 	st->state = SS_OPENING;
 	st->last_event_id = last_event_id;
+	st->cursor_us = LOGPOS_UNKNOWN;
 	st->sub.patterns = patterns;
 	st->sub.npatterns = npatterns;
 	st->sub.filter = filter;
@@ -389,16 +396,40 @@ stream_new(client *c, char **patterns, size_t npatterns, json_t *filter,
 	return st;
 }
 
+/* The stream's position moves to id (the row there has created_us us). */
+static void
+stream_move(stream *st, int64_t id, int64_t us)
+{
+	st->cursor = id;
+	st->cursor_us = us;
+}
+
+/* Ids from..through were pruned: the stream goes on after through. */
 static void
 stream_send_reset(stream *st, int64_t from, int64_t through)
 {
 	metrics.resets++;
-	client_send(st->owner, wire_reset(from, through));
-	st->cursor = through;
+	client_send(st->owner, wire_reset(from, through, through, 0, false));
+	stream_move(st, through, LOGPOS_NO_ROW);
 }
 
-void
-stream_begin(stream *st, int64_t cursor, int64_t pruned)
+/*
+ * The client's ids from at+1 up to through belong to another timeline: a
+ * timeline reset whose id is at, and the stream goes on after at.
+ */
+static void
+stream_send_timeline(stream *st, int64_t at, int64_t at_us, int64_t through)
+{
+	metrics.resets++;
+	client_send(st->owner, wire_reset(at + 1, through > at ? through : at, at,
+									  logpos_fp(at, at_us), true));
+	stream_move(st, at, at_us);
+}
+
+/* stream_begin; forked_at >= 0: first a timeline reset for that old position. */
+static void
+stream_begin_at(stream *st, int64_t cursor, int64_t cursor_us, int64_t pruned,
+				int64_t forked_at)
 {
 	char		cors[512];
 	client	   *c = st->owner;
@@ -406,11 +437,28 @@ stream_begin(stream *st, int64_t cursor, int64_t pruned)
 	client_send(c, wire_stream_head(resp_cors(c->origin, cors, sizeof(cors)),
 									(unsigned long) cfg.retry));
 	client_streaming(c);
-	st->cursor = cursor;
+	if (forked_at >= 0)
+		stream_send_timeline(st, cursor, cursor_us, forked_at);
+	else
+		stream_move(st, cursor, cursor_us);
 	if (pruned > cursor)
 		stream_send_reset(st, cursor + 1, pruned);
 	stream_set_state(st, SS_REPLAYING);
 	stream_step(st);
+}
+
+void
+stream_begin(stream *st, int64_t cursor, int64_t pruned)
+{
+	stream_begin_at(st, cursor, LOGPOS_UNKNOWN, pruned, -1);
+}
+
+bool
+stream_resume_forked(const open_info *info, int64_t id, uint32_t fp, bool has_fp)
+{
+	if (!has_fp || id < 0 || id <= info->pruned)
+		return false;			/* unchecked, or nothing left to compare with */
+	return info->at_us == LOGPOS_NO_ROW || logpos_fp(id, info->at_us) != fp;
 }
 
 /* The open answer arrived: 404, 204, or begin replaying. */
@@ -418,9 +466,18 @@ static void
 stream_opened(stream *st, const open_info *info)
 {
 	client	   *c = st->owner;
-	int64_t		cursor = 0;
+	int64_t		cursor = 0, cursor_us = LOGPOS_UNKNOWN, from = st->last_event_id;
+	bool		forked = stream_resume_forked(info, st->last_event_id, st->last_event_fp,
+											  st->last_event_has_fp);
 
-	switch (stream_decide(info, st->sub_id != NULL, st->last_event_id, &cursor)) {
+	/*
+	 * A position of another timeline: the fork point is unknown, so the
+	 * stream starts again from the subscription's start (ad hoc: the oldest
+	 * retained row) after a timeline reset; it never skips ahead.
+	 */
+	if (forked)
+		from = st->sub_id != NULL ? info->start_id : info->pruned;
+	switch (stream_decide(info, st->sub_id != NULL, from, &cursor)) {
 		case STREAM_NOT_FOUND:
 			client_respond_error(c, 404, "not_found", "unknown or expired subscription");
 			return;
@@ -441,19 +498,40 @@ stream_opened(stream *st, const open_info *info)
 		if (st->open_changes != sub_changes)
 			stream_reload(st->sid);
 	}
+	if (cursor == info->head)
+		cursor_us = info->head_us;
+	else if (cursor == st->last_event_id && !forked)
+		cursor_us = info->at_us;
+	else if (st->sub_id != NULL && cursor == info->start_id)
+		cursor_us = info->start_us;
+	if (cursor <= info->pruned)
+		cursor_us = LOGPOS_NO_ROW;
+	if (forked)
+		log_info("a client resumed from %" PRId64 " of another timeline; "
+				 "starting again after %" PRId64, st->last_event_id, cursor);
 	log_debug("stream %p: from %" PRId64, (void *) st, cursor);
-	stream_begin(st, cursor, info->pruned);
+	stream_begin_at(st, cursor, cursor_us, info->pruned, forked ? st->last_event_id : -1);
 }
 
 static void
 stream_open_done(db_job *job, PGresult *res)
 {
-	stream	   *st = stream_claim(job, NULL);
+	stream	   *st = job->owner;
+	uint64_t	job_timeline = st ? st->job_timeline : 0;
 	open_info	info;
+
+	st = stream_claim(job, NULL);
 
 	if (st == NULL)
 		return;
 	assert(st->state == SS_OPENING);
+	if (res != NULL && job_timeline != ring_timeline()) {
+		/* read before the live link saw the timeline change: ask again */
+		if (!stream_submit(st, logread_open(st->sub_id, st->sub.patterns, st->sub.npatterns,
+											st->last_event_id, stream_open_done, st)))
+			client_respond_error(st->owner, 503, "unavailable", "out of memory");
+		return;
+	}
 	if (!logread_open_answer(res, st->sub_id != NULL, &info)) {
 		log_warn("opening a stream failed: %s", res ? PQresultErrorMessage(res) : "stopped");
 		client_respond_error(st->owner, 503, "unavailable", "the database lookup failed");
@@ -477,9 +555,11 @@ stream_open(client *c, route_result *rr)
 	rr->patterns = NULL;		/* the stream owns them now */
 	rr->npatterns = 0;
 	rr->filter = NULL;
+	st->last_event_fp = rr->last_event_fp;
+	st->last_event_has_fp = rr->last_event_has_fp;
 	st->open_changes = sub_changes;
 	if (!stream_submit(st, logread_open(st->sub_id, st->sub.patterns, st->sub.npatterns,
-										stream_open_done, st)))
+										st->last_event_id, stream_open_done, st)))
 		client_respond_error(c, 503, "unavailable", "out of memory");
 }
 
@@ -519,7 +599,7 @@ stream_send_event(stream *st, event *ev, bool ends)
 		return true;
 	}
 	client_send(st->owner, frame_ref(f));
-	st->cursor = ev->id;
+	stream_move(st, ev->id, ev->created_us);
 	metrics.events_sent++;
 	if (ends)
 		client_end(st->owner);
@@ -540,14 +620,37 @@ stream_deliver(hub_sub *s, event *ev, bool ends)
 void
 stream_pruned(int64_t from, int64_t through)
 {
-	frame	   *f = wire_reset(from, through);
+	frame	   *f = wire_reset(from, through, through, 0, false);
 	stream	   *st;
 
 	metrics.resets++;
 	TAILQ_FOREACH(st, &streams, link)
-		if (st->state == SS_LIVE)
+		if (st->state == SS_LIVE) {
 			client_send(st->owner, f ? frame_ref(f) : NULL);
+			if (through > st->cursor)
+				stream_move(st, through, LOGPOS_NO_ROW);
+		}
 	frame_unref(f);
+}
+
+/*
+ * The live link found another timeline forking after `fork`: every stream
+ * whose position is above it gets a timeline reset and goes on after fork
+ * (LIVE ones through the hub as the feed reads on, REPLAYING ones from the
+ * log; a page already sent is dropped when it returns).
+ */
+void
+stream_timeline(int64_t fork, int64_t fork_us)
+{
+	stream	   *st;
+
+	TAILQ_FOREACH(st, &streams, link) {
+		if ((st->state != SS_REPLAYING && st->state != SS_LIVE) || st->cursor <= fork)
+			continue;
+		stream_send_timeline(st, fork, fork_us, st->cursor);
+		if (st->state == SS_REPLAYING)
+			stream_step(st);
+	}
 }
 
 /* ---- replay ---- */
@@ -566,7 +669,7 @@ replay_offer(stream *st, event *ev)
 {
 	bool		ends;
 
-	st->cursor = ev->id;
+	stream_move(st, ev->id, ev->created_us);
 	if (event_is_marker(ev) || !hub_matches(&st->sub, ev, &ends))
 		return false;
 	metrics.replayed++;
@@ -577,7 +680,8 @@ typedef enum replay_progress {
 	RP_CAUGHT_UP,
 	RP_PAUSED,					/* queue full: resume on drain */
 	RP_SLICED,					/* slice used up: run again at the tail */
-	RP_ENDED
+	RP_ENDED,
+	RP_STALE					/* the cache disagrees at the cursor: wait for the feed */
 } replay_progress;
 
 /*
@@ -593,7 +697,10 @@ replay_from_ring(stream *st, replay_quota *turn)
 	size_t		n = ring_count(), budget = replay_budget();
 	size_t		start = outq_bytes(q), seen = 0, queued;
 	replay_progress rp = RP_CAUGHT_UP;
+	int64_t		at_us = ring_us_at(st->cursor);
 
+	if (at_us != LOGPOS_UNKNOWN && st->cursor_us != LOGPOS_UNKNOWN && at_us != st->cursor_us)
+		return RP_STALE;		/* the cache is of another timeline than the stream */
 	for (size_t i = ring_find_after(st->cursor); i < n; i++) {
 		if (outq_bytes(q) >= budget) {
 			rp = RP_PAUSED;
@@ -611,7 +718,7 @@ replay_from_ring(stream *st, replay_quota *turn)
 		}
 	}
 	if (rp == RP_CAUGHT_UP)
-		st->cursor = ring_hi();
+		stream_move(st, ring_hi(), ring_hi_us());
 	queued = outq_bytes(q) > start ? outq_bytes(q) - start : 0;
 	turn->bytes -= queued < turn->bytes ? queued : turn->bytes;
 	turn->events -= seen < turn->events ? seen : turn->events;
@@ -622,7 +729,7 @@ static void
 replay_go_live(stream *st)
 {
 	assert(ring_valid() && st->cursor == ring_hi());
-	client_send(st->owner, wire_ready(st->cursor));
+	client_send(st->owner, wire_ready(st->cursor, logpos_fp(st->cursor, st->cursor_us)));
 	stream_set_state(st, SS_LIVE);
 }
 
@@ -720,6 +827,9 @@ replay_advance(stream *st, replay_quota *turn)
 		case RP_CAUGHT_UP:
 			replay_go_live(st);
 			return false;
+		case RP_STALE:
+			replay_park(st);	/* the live link's next fetch finds the change */
+			return false;
 		case RP_SLICED:
 			return true;
 		case RP_PAUSED:
@@ -745,11 +855,13 @@ stream_run(void)
 static void
 stream_page_done(db_job *job, PGresult *res)
 {
-	int64_t		live_at_send;
-	stream	   *st = stream_claim(job, &live_at_send);
+	int64_t		live_at_send, live_us = job->aux2;
+	stream	   *st = job->owner;
+	uint64_t	job_timeline = st ? st->job_timeline : 0;
 	int			rows, got = 0;
 	int64_t		pruned;
 
+	st = stream_claim(job, &live_at_send);
 	if (st == NULL)
 		return;
 	assert(st->state == SS_REPLAYING);
@@ -759,8 +871,19 @@ stream_page_done(db_job *job, PGresult *res)
 		client_close(st->owner);
 		return;
 	}
+	if (job_timeline != ring_timeline()) {
+		stream_step(st);		/* read before a timeline change: read again */
+		return;
+	}
 	rows = PQntuples(res);
 	pruned = logread_pruned(res);
+	if (st->cursor > pruned && st->cursor_us != LOGPOS_UNKNOWN &&
+		logread_us_at(res, st->cursor) != st->cursor_us) {
+		/* the log changed under this replay; its client resumes and is checked */
+		log_info("a replay's position is gone from the log (another timeline); closing it");
+		client_close(st->owner);
+		return;
+	}
 	if (pruned > st->cursor)
 		stream_send_reset(st, st->cursor + 1, pruned);
 	for (int i = 0; i < rows; i++) {
@@ -787,7 +910,7 @@ stream_page_done(db_job *job, PGresult *res)
 	}
 	/* An empty page proves nothing exists up to what the live link had seen. */
 	if (got == 0 && live_at_send > st->cursor)
-		st->cursor = live_at_send;
+		stream_move(st, live_at_send, live_us);
 	stream_step(st);
 }
 
@@ -805,5 +928,6 @@ stream_page(stream *st)
 		return;
 	}
 	job->aux = ring_valid() ? ring_hi() : -1;
+	job->aux2 = ring_valid() ? ring_hi_us() : LOGPOS_UNKNOWN;
 	stream_submit(st, job);
 }

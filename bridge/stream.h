@@ -56,8 +56,12 @@ typedef struct stream {
 	int64_t		sid;			/* subscription's internal id; 0 = ad hoc */
 	char	   *sub_id;			/* subscription uuid; NULL = ad hoc */
 	int64_t		last_event_id;	/* from the request, -1 = none */
+	uint32_t	last_event_fp;	/* its fingerprint (logpos.h) */
+	bool		last_event_has_fp;	/* false: a plain id, not checked */
 	int64_t		cursor;			/* every matching event <= cursor was queued */
+	int64_t		cursor_us;		/* created_us of the row at cursor (logpos.h) */
 	db_job	   *job;			/* the one pending database job, or NULL */
+	uint64_t	job_timeline;	/* ring_timeline() when the job was sent */
 	uint64_t	open_changes;	/* change notices counted when the open was sent */
 	TAILQ_ENTRY(stream) link;	/* every stream */
 	TAILQ_ENTRY(stream) sched;	/* parked list or run queue (flags say which) */
@@ -78,6 +82,7 @@ void		stream_advanced(void);
 void		stream_pruned(int64_t from, int64_t through);
 void		stream_sub_changed(int64_t sid);
 void		stream_relistened(void);
+void		stream_timeline(int64_t fork, int64_t fork_us);
 /* work_ops.touch_ids */
 char	  **stream_touch_ids(size_t *n);
 
@@ -109,6 +114,14 @@ typedef enum stream_decision {
 	STREAM_GONE,				/* 204: closed at or before the start point */
 	STREAM_NOT_FOUND			/* 404 */
 } stream_decision;
+
+/*
+ * Pure check of a resume point against the open answer: true when the
+ * client's position belongs to another timeline (docs/design.md,
+ * "Timelines"): it carries a fingerprint, lies above pruned_through, and
+ * the log has no row there or one with another fingerprint.
+ */
+bool		stream_resume_forked(const open_info *info, int64_t id, uint32_t fp, bool has_fp);
 
 /* Pure decision: where a stream starts, or why it does not. */
 stream_decision stream_decide(const open_info *info, bool is_sub, int64_t last_event_id,

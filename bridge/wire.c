@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "logpos.h"
 #include "wire.h"
 
 /* Length of the line starting at p (excluding its break) and of its break. */
@@ -30,10 +31,10 @@ wire_line(const char *p, const char *end, size_t *brk)
 }
 
 size_t
-wire_event_size(int64_t id, size_t nlen, const char *data, size_t dlen)
+wire_event_size(int64_t id, uint32_t fp, size_t nlen, const char *data, size_t dlen)
 {
-	char		num[32];
-	size_t		size = 4 + (size_t) snprintf(num, sizeof(num), "%" PRId64, id) + 1;
+	char		num[LOGPOS_STRLEN];
+	size_t		size = 4 + logpos_format(num, id, fp) + 1;
 	const char *p = data, *end = data + dlen;
 
 	if (nlen > 0)
@@ -57,22 +58,23 @@ wire_put(char *w, const char *s, size_t n)
 }
 
 frame *
-wire_event(int64_t id, const char *name, size_t nlen, const char *data, size_t dlen)
+wire_event(int64_t id, uint32_t fp, const char *name, size_t nlen,
+		   const char *data, size_t dlen)
 {
 	frame	   *f;
-	char		num[32];
-	int			numlen;
+	char		num[LOGPOS_STRLEN];
+	size_t		numlen;
 	const char *p = data, *end = data + dlen;
 	char	   *w;
 
 	if (name == NULL)
 		nlen = 0;
-	f = frame_alloc(wire_event_size(id, nlen, data, dlen));
+	f = frame_alloc(wire_event_size(id, fp, nlen, data, dlen));
 	if (f == NULL)
 		return NULL;
-	numlen = snprintf(num, sizeof(num), "%" PRId64, id);
+	numlen = logpos_format(num, id, fp);
 	w = wire_put(f->data, "id: ", 4);
-	w = wire_put(w, num, (size_t) numlen);
+	w = wire_put(w, num, numlen);
 	*w++ = '\n';
 	if (nlen > 0) {
 		w = wire_put(w, "event: ", 7);
@@ -103,17 +105,24 @@ wire_stream_head(const char *cors, unsigned long retry_ms)
 }
 
 frame *
-wire_reset(int64_t from, int64_t through)
+wire_reset(int64_t from, int64_t through, int64_t at, uint32_t at_fp, bool timeline)
 {
-	return frame_printf("id: %" PRId64 "\nevent: reset\ndata: {\"lost_from\":%" PRId64
-						",\"lost_through\":%" PRId64 "}\n\n", through, from, through);
+	char		pos[LOGPOS_STRLEN];
+
+	logpos_format(pos, at, at_fp);
+	return frame_printf("id: %s\nevent: reset\ndata: {\"lost_from\":%" PRId64
+						",\"lost_through\":%" PRId64 "%s}\n\n", pos, from, through,
+						timeline ? ",\"timeline\":true" : "");
 }
 
 frame *
-wire_ready(int64_t head)
+wire_ready(int64_t head, uint32_t fp)
 {
-	return frame_printf("id: %" PRId64 "\nevent: ready\ndata: {\"head\":%" PRId64 "}\n\n",
-						head, head);
+	char		pos[LOGPOS_STRLEN];
+
+	logpos_format(pos, head, fp);
+	return frame_printf("id: %s\nevent: ready\ndata: {\"head\":%" PRId64 "}\n\n",
+						pos, head);
 }
 
 frame *

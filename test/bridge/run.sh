@@ -18,15 +18,15 @@ SHARED="src/sse_match.c src/sse_filter.c"
 # Each test links only the modules it needs (and so proves they need no more).
 STREAM_LAYER="bridge/stream.c bridge/client.c bridge/request.c bridge/route.c bridge/query.c
   bridge/scope.c bridge/resp.c bridge/outq.c bridge/frame.c bridge/wire.c bridge/event.c bridge/hub.c
-  bridge/hmap.c bridge/ring.c bridge/logread.c bridge/db.c bridge/work.c bridge/config.c bridge/log.c
+  bridge/hmap.c bridge/ring.c bridge/logpos.c bridge/logread.c bridge/db.c bridge/work.c bridge/config.c bridge/log.c
   bridge/metrics.c bridge/static.c"
 
 declare -A DEPS=(
-  [test_frame]="bridge/frame.c bridge/wire.c bridge/outq.c"
+  [test_frame]="bridge/frame.c bridge/wire.c bridge/outq.c bridge/logpos.c"
   [test_query]="bridge/query.c"
   [test_scope]="bridge/scope.c"
   [test_http]="bridge/request.c bridge/route.c bridge/query.c bridge/scope.c"
-  [test_hub]="bridge/hub.c bridge/hmap.c bridge/event.c bridge/frame.c bridge/wire.c"
+  [test_hub]="bridge/hub.c bridge/hmap.c bridge/event.c bridge/frame.c bridge/wire.c bridge/logpos.c"
   [test_client]="$STREAM_LAYER"
 )
 

@@ -122,7 +122,7 @@ test_ring(void **state)
 	(void) state;
 	ring_init(4096, 16);
 	assert_false(ring_valid());
-	ring_reset(10);
+	ring_reset(10, LOGPOS_NO_ROW);
 	assert_true(ring_valid());
 	assert_int_equal(ring_lo(), 10);
 	assert_int_equal(ring_hi(), 10);
@@ -185,7 +185,7 @@ test_replay_fair(void **state)
 	cfg.client_queue = 64 << 20;	/* per-client budget 256 KB */
 	hub_init(stream_deliver);
 	ring_init(64 << 20, 1 << 16);
-	ring_reset(0);
+	ring_reset(0, LOGPOS_NO_ROW);
 	for (int64_t id = 1; id <= NEV; id++)
 		ring_push(ev(id, 60));
 	for (int i = 0; i < NC; i++)
@@ -254,7 +254,7 @@ test_stream_lifecycle(void **state)
 	cfg.client_queue = 1 << 20;
 	hub_init(stream_deliver);
 	ring_init(1 << 20, 1024);
-	ring_reset(8);
+	ring_reset(8, LOGPOS_NO_ROW);
 	pats[0] = strdup("a");
 	c->state = CS_OPENING;
 	st = stream_new(c, pats, 1, NULL, NULL, -1);
@@ -303,6 +303,120 @@ test_stream_lifecycle(void **state)
 	hub_shutdown();
 }
 
+/* Everything queued on c so far, as one string (the caller frees it). */
+static char *
+queued_text(client *c)
+{
+	uv_buf_t	bufs[256];
+	uint32_t	n = outq_take(&c->q, bufs, 256);
+	size_t		len = 0;
+	char	   *s;
+
+	for (uint32_t i = 0; i < n; i++)
+		len += bufs[i].len;
+	s = calloc(1, len + 1);
+	assert_non_null(s);
+	len = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		memcpy(s + len, bufs[i].base, bufs[i].len);
+		len += bufs[i].len;
+	}
+	return s;
+}
+
+/* A resume point is of another timeline only when it can be checked. */
+static void
+test_resume_forked(void **state)
+{
+	open_info	info = {.found = true, .head = 110, .pruned = 10, .at_us = 5000};
+	uint32_t	fp = logpos_fp(60, 5000);
+
+	(void) state;
+	assert_false(stream_resume_forked(&info, 60, fp, true));	/* same row */
+	assert_true(stream_resume_forked(&info, 60, fp ^ 1, true));	/* another row */
+	assert_false(stream_resume_forked(&info, 60, fp ^ 1, false));	/* plain id */
+	info.at_us = LOGPOS_NO_ROW;
+	assert_true(stream_resume_forked(&info, 60, fp, true));	/* no row there */
+	assert_true(stream_resume_forked(&info, 120, fp, true));	/* above the head */
+	assert_true(stream_resume_forked(&info, 60, 0, true));	/* "-0" above the prune mark */
+	assert_false(stream_resume_forked(&info, 10, 0, true));	/* pruned: cannot tell */
+	assert_false(stream_resume_forked(&info, 5, fp, true));
+	assert_false(stream_resume_forked(&info, -1, 0, false));	/* no Last-Event-ID */
+}
+
+/*
+ * The live link found a fork at 5: a live stream that had 1..10 gets one
+ * timeline reset naming 5 as its id, then the new timeline's 6.. from the
+ * hub; a stream at or below the fork gets nothing extra.
+ */
+static void
+test_timeline(void **state)
+{
+	client	   *c, *low;
+	char	   *text;
+	char		want[160], pos[LOGPOS_STRLEN];
+	event	   *e;
+
+	(void) state;
+	cfg.client_queue = 1 << 20;
+	hub_init(stream_deliver);
+	ring_init(1 << 20, 1024);
+	ring_reset(0, LOGPOS_NO_ROW);
+	for (int64_t id = 1; id <= 10; id++) {
+		e = event_new(id, 1000 + id, "c", 1, NULL, 0, "x", 1);
+		ring_push(e);
+	}
+	c = replaying_client("c", 0);
+	low = replaying_client("none", 5);
+	while (stream_run())
+		;
+	assert_int_equal(c->st->state, SS_LIVE);
+	assert_int_equal(c->st->cursor, 10);
+	assert_int_equal(c->st->cursor_us, 1010);
+	text = queued_text(c);
+	logpos_format(pos, 10, logpos_fp(10, 1010));
+	snprintf(want, sizeof(want), "id: %s\nevent: ready\n", pos);
+	assert_non_null(strstr(text, want));
+	free(text);
+	outq_complete(&c->q);
+	free(queued_text(low));
+	outq_complete(&low->q);
+	low->st->cursor = 5;		/* as if its last event were 5 */
+
+	ring_rebase(5, 1005);
+	stream_timeline(5, 1005);
+	text = queued_text(c);
+	logpos_format(pos, 5, logpos_fp(5, 1005));
+	snprintf(want, sizeof(want), "id: %s\nevent: reset\ndata: "
+			 "{\"lost_from\":6,\"lost_through\":10,\"timeline\":true}\n\n", pos);
+	assert_string_equal(text, want);
+	free(text);
+	outq_complete(&c->q);
+	assert_int_equal(c->st->cursor, 5);
+	assert_int_equal(c->st->state, SS_LIVE);
+	text = queued_text(low);
+	assert_string_equal(text, "");
+	free(text);
+
+	e = event_new(6, 2006, "c", 1, NULL, 0, "y", 1);	/* the new timeline's 6 */
+	hub_dispatch(e);
+	ring_push(e);
+	text = queued_text(c);
+	logpos_format(pos, 6, logpos_fp(6, 2006));
+	snprintf(want, sizeof(want), "id: %s\ndata: y\n\n", pos);
+	assert_string_equal(text, want);
+	free(text);
+	outq_complete(&c->q);
+
+	client_close(c);
+	client_close(low);
+	client_flush_pending();
+	uv_run(br.loop, UV_RUN_NOWAIT);
+	assert_int_equal(stream_count(), 0);
+	ring_shutdown();
+	hub_shutdown();
+}
+
 int
 main(void)
 {
@@ -312,6 +426,8 @@ main(void)
 		cmocka_unit_test(test_ring),
 		cmocka_unit_test(test_replay_fair),
 		cmocka_unit_test(test_stream_lifecycle),
+		cmocka_unit_test(test_resume_forked),
+		cmocka_unit_test(test_timeline),
 	};
 	int			r;
 

@@ -5,16 +5,20 @@
 #include <stdlib.h>
 
 #include "test_util.h"
+#include "logpos.h"
 #include "wire.h"
 #include "outq.h"
+
+#define FP 0x0badf00du
 
 static void
 check_event(int64_t id, const char *name, const char *data, const char *want)
 {
-	frame	   *f = wire_event(id, name, name ? strlen(name) : 0, data, strlen(data));
+	frame	   *f = wire_event(id, FP, name, name ? strlen(name) : 0, data, strlen(data));
 
 	assert_frame_eq(f, want);
-	assert_int_equal(wire_event_size(id, name ? strlen(name) : 0, data, strlen(data)), f->len);
+	assert_int_equal(wire_event_size(id, FP, name ? strlen(name) : 0, data, strlen(data)),
+					 f->len);
 	frame_unref(f);
 }
 
@@ -22,15 +26,15 @@ static void
 test_frame_lines(void **state)
 {
 	(void) state;
-	check_event(1, NULL, "x", "id: 1\ndata: x\n\n");
-	check_event(7, "upd", "a\nb", "id: 7\nevent: upd\ndata: a\ndata: b\n\n");
-	check_event(8, NULL, "a\r\nb", "id: 8\ndata: a\ndata: b\n\n");
-	check_event(9, NULL, "a\rb", "id: 9\ndata: a\ndata: b\n\n");
-	check_event(10, NULL, "a\r\n\r\nb\n", "id: 10\ndata: a\ndata: \ndata: b\ndata: \n\n");
-	check_event(11, NULL, "\r", "id: 11\ndata: \ndata: \n\n");
-	check_event(12, NULL, "", "id: 12\ndata: \n\n");
-	check_event(13, NULL, "\n\r", "id: 13\ndata: \ndata: \ndata: \n\n");
-	check_event(INT64_MAX, NULL, " lead", "id: 9223372036854775807\ndata:  lead\n\n");
+	check_event(1, NULL, "x", "id: 1-0badf00d\ndata: x\n\n");
+	check_event(7, "upd", "a\nb", "id: 7-0badf00d\nevent: upd\ndata: a\ndata: b\n\n");
+	check_event(8, NULL, "a\r\nb", "id: 8-0badf00d\ndata: a\ndata: b\n\n");
+	check_event(9, NULL, "a\rb", "id: 9-0badf00d\ndata: a\ndata: b\n\n");
+	check_event(10, NULL, "a\r\n\r\nb\n", "id: 10-0badf00d\ndata: a\ndata: \ndata: b\ndata: \n\n");
+	check_event(11, NULL, "\r", "id: 11-0badf00d\ndata: \ndata: \n\n");
+	check_event(12, NULL, "", "id: 12-0badf00d\ndata: \n\n");
+	check_event(13, NULL, "\n\r", "id: 13-0badf00d\ndata: \ndata: \ndata: \n\n");
+	check_event(INT64_MAX, NULL, " lead", "id: 9223372036854775807-0badf00d\ndata:  lead\n\n");
 }
 
 /* The control frames and the stream head, byte for byte. */
@@ -40,11 +44,18 @@ test_wire_control(void **state)
 	frame	   *f;
 
 	(void) state;
-	f = wire_reset(11, 20);
-	assert_frame_eq(f, "id: 20\nevent: reset\ndata: {\"lost_from\":11,\"lost_through\":20}\n\n");
+	f = wire_reset(11, 20, 20, 0, false);
+	assert_frame_eq(f, "id: 20-0\nevent: reset\ndata: {\"lost_from\":11,\"lost_through\":20}\n\n");
 	frame_unref(f);
-	f = wire_ready(42);
-	assert_frame_eq(f, "id: 42\nevent: ready\ndata: {\"head\":42}\n\n");
+	f = wire_reset(51, 100, 50, 0xabcdef01u, true);
+	assert_frame_eq(f, "id: 50-abcdef01\nevent: reset\ndata: "
+					"{\"lost_from\":51,\"lost_through\":100,\"timeline\":true}\n\n");
+	frame_unref(f);
+	f = wire_ready(42, 7);
+	assert_frame_eq(f, "id: 42-00000007\nevent: ready\ndata: {\"head\":42}\n\n");
+	frame_unref(f);
+	f = wire_ready(0, 0);
+	assert_frame_eq(f, "id: 0-0\nevent: ready\ndata: {\"head\":0}\n\n");
 	frame_unref(f);
 	f = wire_keepalive();
 	assert_frame_eq(f, ": keepalive\n\n");
@@ -54,6 +65,31 @@ test_wire_control(void **state)
 					"Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
 					"Connection: close\r\nVary: Origin\r\n\r\nretry: 3000\n\n");
 	frame_unref(f);
+}
+
+/*
+ * The fingerprint is part of every position clients hold: it must never
+ * change between versions (pinned values), and a row's is never 0.
+ */
+static void
+test_logpos(void **state)
+{
+	char		buf[LOGPOS_STRLEN];
+
+	(void) state;
+	assert_int_equal(logpos_fp(1, 1700000000000000LL), 0x84b540a6u);
+	assert_int_equal(logpos_fp(51, 1764460000123456LL), 0x0d23ba48u);
+	assert_int_not_equal(logpos_fp(51, 1764460000123457LL), logpos_fp(51, 1764460000123456LL));
+	assert_int_not_equal(logpos_fp(52, 1764460000123456LL), logpos_fp(51, 1764460000123456LL));
+	assert_int_equal(logpos_fp(5, LOGPOS_NO_ROW), 0);
+	for (int64_t i = 0; i < 100000; i++)
+		assert_int_not_equal(logpos_fp(i, i * 7), 0);
+	assert_int_equal(logpos_format(buf, 51, 0x0d23ba48u), 11);
+	assert_string_equal(buf, "51-0d23ba48");
+	assert_int_equal(logpos_format(buf, 0, 0), 3);
+	assert_string_equal(buf, "0-0");
+	logpos_format(buf, INT64_MAX, 0xffffffffu);
+	assert_string_equal(buf, "9223372036854775807-ffffffff");
 }
 
 static void
@@ -158,6 +194,7 @@ main(void)
 		cmocka_unit_test(test_frame_lines),
 		cmocka_unit_test(test_frame_refs),
 		cmocka_unit_test(test_wire_control),
+		cmocka_unit_test(test_logpos),
 		cmocka_unit_test(test_outq_flow),
 		cmocka_unit_test(test_outq_wrap),
 	};

@@ -55,27 +55,69 @@ test_query_errors(void **state)
 	assert_false(parse(many, &p));
 }
 
+static bool
+eid(const char *s, query_event_id *v)
+{
+	return query_parse_event_id(s, strlen(s), v);
+}
+
 static void
 test_event_id(void **state)
 {
-	int64_t		v;
+	query_event_id v;
 
 	(void) state;
-	assert_true(query_parse_event_id("0", 1, &v));
-	assert_int_equal(v, 0);
-	assert_true(query_parse_event_id(" 123 ", 5, &v));
-	assert_int_equal(v, 123);
-	assert_true(query_parse_event_id("9223372036854775807", 19, &v));
-	assert_int_equal(v, INT64_MAX);
-	assert_false(query_parse_event_id("9223372036854775808", 19, &v));
-	assert_false(query_parse_event_id("99999999999999999999", 20, &v));
-	assert_false(query_parse_event_id("-1", 2, &v));
-	assert_false(query_parse_event_id("+1", 2, &v));
-	assert_false(query_parse_event_id("1a", 2, &v));
-	assert_false(query_parse_event_id("0x10", 4, &v));
-	assert_false(query_parse_event_id("", 0, &v));
-	assert_false(query_parse_event_id("  ", 2, &v));
-	assert_false(query_parse_event_id("1 2", 3, &v));
+	assert_true(eid("0", &v));
+	assert_int_equal(v.id, 0);
+	assert_false(v.has_fp);
+	assert_true(eid(" 123 ", &v));
+	assert_int_equal(v.id, 123);
+	assert_true(eid("9223372036854775807", &v));
+	assert_int_equal(v.id, INT64_MAX);
+	assert_false(eid("9223372036854775808", &v));
+	assert_false(eid("99999999999999999999", &v));
+	assert_false(eid("-1", &v));
+	assert_false(eid("+1", &v));
+	assert_false(eid("1a", &v));
+	assert_false(eid("0x10", &v));
+	assert_false(eid("", &v));
+	assert_false(eid("  ", &v));
+	assert_false(eid("1 2", &v));
+}
+
+/* "<id>-<fp>": 8 lowercase hex digits (never all zero) or the "-0" form. */
+static void
+test_event_id_fp(void **state)
+{
+	query_event_id v;
+
+	(void) state;
+	assert_true(eid("51-0d23ba48", &v));
+	assert_int_equal(v.id, 51);
+	assert_true(v.has_fp);
+	assert_int_equal(v.fp, 0x0d23ba48u);
+	assert_true(eid(" 7-ffffffff\t", &v));
+	assert_int_equal(v.id, 7);
+	assert_int_equal(v.fp, 0xffffffffu);
+	assert_true(eid("0-0", &v));
+	assert_int_equal(v.id, 0);
+	assert_true(v.has_fp);
+	assert_int_equal(v.fp, 0);
+	assert_true(eid("9223372036854775807-00000001", &v));
+	assert_int_equal(v.id, INT64_MAX);
+	assert_int_equal(v.fp, 1);
+	assert_false(eid("5-00000000", &v));	/* a row's fingerprint is never 0 */
+	assert_false(eid("5-0D23BA48", &v));	/* lowercase only */
+	assert_false(eid("5-0d23ba4", &v));
+	assert_false(eid("5-0d23ba481", &v));
+	assert_false(eid("5-00", &v));
+	assert_false(eid("5-", &v));
+	assert_false(eid("-0d23ba48", &v));
+	assert_false(eid("5--0", &v));
+	assert_false(eid("5-0-0", &v));
+	assert_false(eid("5 -0", &v));
+	assert_false(eid("5-0d23ba4g", &v));
+	assert_false(eid("9223372036854775808-0", &v));
 }
 
 int
@@ -85,6 +127,7 @@ main(void)
 		cmocka_unit_test(test_query_basic),
 		cmocka_unit_test(test_query_errors),
 		cmocka_unit_test(test_event_id),
+		cmocka_unit_test(test_event_id_fp),
 	};
 
 	return cmocka_run_group_tests_name("query", tests, NULL, NULL);

@@ -12,12 +12,12 @@
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	frame	   *f = wire_event(42, NULL, 0, (const char *) data, size);
+	frame	   *f = wire_event(42, 0x0badf00du, NULL, 0, (const char *) data, size);
 	char	   *want = malloc(size + 1), *got = malloc(f->len + 1);
 	size_t		wn = 0, gn = 0;
 	const char *p = f->data, *end = f->data + f->len;
 
-	if (f->len != wire_event_size(42, 0, (const char *) data, size))
+	if (f->len != wire_event_size(42, 0x0badf00du, 0, (const char *) data, size))
 		abort();
 	for (size_t i = 0; i < size; i++) {	/* CRLF, CR -> LF */
 		if (data[i] == '\r' && i + 1 < size && data[i + 1] == '\n')
@@ -35,7 +35,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			gn += (size_t) (e - p - 6);
 			got[gn++] = '\n';
 		}
-		else if (e != p && !(e - p == 6 && memcmp(p, "id: 42", 6) == 0))
+		else if (e != p && !(e - p == 15 && memcmp(p, "id: 42-0badf00d", 15) == 0))
 			abort();			/* only id, data and the blank line */
 		p = e + 1;
 	}

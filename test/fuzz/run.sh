@@ -19,10 +19,10 @@ SHARED="src/sse_match.c src/sse_filter.c"
 
 declare -A DEPS=(
   [http]="bridge/request.c bridge/route.c bridge/query.c bridge/scope.c"
-  [query]="bridge/query.c"
+  [query]="bridge/query.c bridge/logpos.c"
   [pattern]="bridge/scope.c"
-  [filter]="bridge/hub.c bridge/hmap.c bridge/event.c bridge/frame.c bridge/wire.c"
-  [frame]="bridge/frame.c bridge/wire.c"
+  [filter]="bridge/hub.c bridge/hmap.c bridge/event.c bridge/frame.c bridge/wire.c bridge/logpos.c"
+  [frame]="bridge/frame.c bridge/wire.c bridge/logpos.c"
 )
 
 failed=0
