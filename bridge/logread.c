@@ -59,7 +59,8 @@ enum {FORK_PRUNED, FORK_ID, FORK_US};
 static const char logread_fork_sql[] =
 	"SELECT m.pruned_through, f.id, f.us FROM sse_bridge.meta m LEFT JOIN LATERAL ("
 	"SELECT e.id, " LOGREAD_US("e") " AS us "
-	"FROM pg_catalog.unnest($1::pg_catalog.int8[], $2::pg_catalog.int8[]) AS r(id, us) "
+	"FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), "
+	"pg_catalog.unnest($2::pg_catalog.int8[])) AS r(id, us) "
 	"JOIN sse_bridge.events e ON e.id = r.id AND " LOGREAD_US("e") " = r.us "
 	"ORDER BY e.id DESC LIMIT 1) f ON true";
 

@@ -648,6 +648,8 @@ stream_timeline(int64_t fork, int64_t fork_us)
 		if ((st->state != SS_REPLAYING && st->state != SS_LIVE) || st->cursor <= fork)
 			continue;
 		stream_send_timeline(st, fork, fork_us, st->cursor);
+		if (st->sub.seen > fork)
+			st->sub.seen = fork;	/* the hub delivers the new fork+1.. again */
 		if (st->state == SS_REPLAYING)
 			stream_step(st);
 	}
@@ -699,8 +701,10 @@ replay_from_ring(stream *st, replay_quota *turn)
 	replay_progress rp = RP_CAUGHT_UP;
 	int64_t		at_us = ring_us_at(st->cursor);
 
-	if (at_us != LOGPOS_UNKNOWN && st->cursor_us != LOGPOS_UNKNOWN && at_us != st->cursor_us)
-		return RP_STALE;		/* the cache is of another timeline than the stream */
+	/* both hold a row at the cursor, and not the same: another timeline */
+	if (at_us != LOGPOS_UNKNOWN && at_us != LOGPOS_NO_ROW && st->cursor_us != LOGPOS_UNKNOWN &&
+		st->cursor_us != LOGPOS_NO_ROW && at_us != st->cursor_us)
+		return RP_STALE;
 	for (size_t i = ring_find_after(st->cursor); i < n; i++) {
 		if (outq_bytes(q) >= budget) {
 			rp = RP_PAUSED;

@@ -11,7 +11,7 @@ export interface SseStats {
   reopens: number;
   /** events delivered to handlers (ready and reset not counted) */
   events: number;
-  /** events dropped because their id was not above the last one seen */
+  /** events dropped because their numeric id was not above the last one seen */
   duplicates: number;
 }
 
@@ -22,16 +22,23 @@ export interface SseStopError {
   retryAfter: number;
 }
 
-/** The `reset` event's data: these ids were pruned before they were seen. */
+/**
+ * The `reset` event's data.  Without `timeline`: ids lost_from..lost_through
+ * were pruned before they were seen; the stream goes on after lost_through.
+ * With `timeline: true`: the log was replaced (restore, recovery, failover);
+ * events held with ids from lost_from on belong to another timeline and are
+ * void; the stream goes on after lost_from - 1 (the reset's id).
+ */
 export interface SseReset {
   lost_from: number;
   lost_through: number;
+  timeline?: boolean;
 }
 
 export interface SseBridgeOptions {
   /** send cookies (EventSource withCredentials; credentials: 'include' for the probe) */
   withCredentials?: boolean;
-  /** resume after this id (sent as the lastEventId query parameter) */
+  /** resume after this position, "<id>-<fingerprint>" or a plain id (sent as the lastEventId query parameter) */
   lastEventId?: string | number | null;
   /** first backoff of a reopen, ms (default 1000) */
   minDelay?: number;
@@ -51,7 +58,7 @@ export declare class SseBridge {
   constructor(url: string | URL, options?: SseBridgeOptions);
   readonly url: string | URL;
   readonly state: SseState;
-  /** the id of the last event delivered (or of `ready`/`reset`) */
+  /** the position of the last event delivered (or of `ready`/`reset`), "<id>-<fingerprint>" */
   readonly lastEventId: string | null;
   readonly stats: SseStats;
   readonly error: SseStopError | null;

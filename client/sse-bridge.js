@@ -4,7 +4,7 @@
 //   import { SseBridge } from '/sse-bridge.js';
 //   const s = new SseBridge('/events?channel=job.*', {
 //     onState: (state, stats) => show(state),   // connecting | live | reconnecting | closed
-//     onReset: (lost) => reloadEverything(),     // history was pruned: reload
+//     onReset: (lost) => reloadEverything(),     // history was pruned or replaced: reload
 //   });
 //   s.on('update', (e) => render(JSON.parse(e.data)));
 //   await s.ready;                                // first `ready`: live from here
@@ -16,13 +16,23 @@
 //   was (a fetch probe, since EventSource cannot see it), then reopens with
 //   the last id in the lastEventId query parameter, after a backoff with
 //   jitter, or after Retry-After on a 503;
-// - ids at or below the last one seen are dropped, so its own reopens never
-//   deliver an event twice;
+// - ids are positions "<id>-<fingerprint>" (a plain "<id>" is accepted);
+//   events whose numeric id is at or below the last one seen are dropped,
+//   so its own reopens never deliver an event twice; `ready` and `reset`
+//   re-base the position (after a timeline reset the stream goes on below
+//   the last id: {lost_from, lost_through, timeline: true});
 // - a 204 (the stream's channel was closed with sse_close) or another 4xx
 //   stops it for good; close() too.
 
 const STATES = ['connecting', 'live', 'reconnecting', 'closed'];
 const OWN = ['ready', 'reset', 'close']; // always listened to
+
+// The numeric part of a position "<id>-<fp>" or "<id>", as a BigInt; null
+// when id is not a position.
+function idNumber(id) {
+  const m = /^([0-9]{1,19})(?:-(?:0|[0-9a-f]{8}))?$/.exec(String(id));
+  return m ? BigInt(m[1]) : null;
+}
 
 function parse(data) {
   try {
@@ -109,12 +119,12 @@ export class SseBridge {
     const id = e.lastEventId;
     this._sawClose = type === 'close';
     if (type === 'ready') {
-      this._advance(id);
+      this._rebase(id);
       this.stats.failures = 0;
       this._setState('live');
       this._resolveReady(parse(e.data));
     } else if (type === 'reset') {
-      this._advance(id);
+      this._rebase(id);
       if (this.options.onReset) this.options.onReset(parse(e.data));
     } else if (id !== '' && this.lastEventId != null && !this._after(id)) {
       this.stats.duplicates++;
@@ -127,15 +137,19 @@ export class SseBridge {
   }
 
   _after(id) {
-    try {
-      return BigInt(id) > BigInt(this.lastEventId);
-    } catch {
-      return true; // not a number: not ours to judge
-    }
+    const a = idNumber(id);
+    const b = idNumber(this.lastEventId);
+    return a == null || b == null || a > b; // not a position: not ours to judge
   }
 
   _advance(id) {
     if (id !== '' && (this.lastEventId == null || this._after(id))) this.lastEventId = id;
+  }
+
+  // `ready` and `reset` name the position the stream goes on from, even
+  // when it is below the last id (a timeline reset).
+  _rebase(id) {
+    if (id !== '') this.lastEventId = id;
   }
 
   _onError(es) {

@@ -89,8 +89,11 @@ export class Recorder {
     return this.events.filter((e) => !RESERVED.has(e.event));
   }
 
+  // e.id is the wire id, a position "<id>-<fingerprint>": the recorder keeps
+  // it as pos and its numeric part as id (compared with log rows).
   addEvent(e) {
-    this.events.push({ ...e, t: Date.now() });
+    const m = /^([0-9]+)-(0|[0-9a-f]{8})$/.exec(e.id ?? '');
+    this.events.push({ ...e, pos: e.id, id: m ? m[1] : e.id, t: Date.now() });
     this.changed();
   }
 

@@ -1,0 +1,104 @@
+// Timelines: the log replaced under a running bridge by the restore of an
+// older dump.  Positions are "<id>-<fingerprint>"; a stream or a resume
+// point on the dead timeline gets a timeline reset and never an event of
+// the dead timeline; a position both timelines share resumes exactly.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { test } from '../lib/harness.mjs';
+import { ENV, tmpPath, uniq } from '../lib/env.mjs';
+import { lit, publish, sql, sqlJson } from '../lib/db.mjs';
+import { cStream, esStream } from '../lib/clients.mjs';
+import { assertSameEvents } from '../lib/expect.mjs';
+import { withBridge } from '../lib/bridge.mjs';
+
+function run(cmd, args) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const err = [];
+    p.stderr.on('data', (b) => err.push(b));
+    p.on('error', reject);
+    p.on('close', (code) => (code === 0 ? resolve() : reject(new Error(
+      `${cmd} ${args.join(' ')} failed (${code}): ${Buffer.concat(err).toString().trim()}`))));
+  });
+}
+
+// Log rows of one database, as rows() returns them.
+function rowsOf(db, ch) {
+  return sqlJson(`SELECT coalesce(json_agg(json_build_object(
+                    'id', id::text, 'channel', channel, 'event', event, 'data', data) ORDER BY id), '[]')
+                  FROM sse_bridge.events WHERE channel = ${lit(ch)}`, { db });
+}
+
+const after = (events, i) => events.slice(i + 1).filter((e) => e.event !== 'ready' && e.event !== 'reset');
+const isTimelineReset = (e) => e.event === 'reset' && JSON.parse(e.data).timeline === true;
+
+test('timeline: restore of an older dump under a running bridge resets, never replays the dead log', async (t) => {
+  const db = uniq('e2e_tl_');
+  const ch = `tl.${uniq()}`;
+  const url = (b) => `${b.url}/events?channel=${ch}`;
+  const conn = `host=${process.env.PGHOST} port=${process.env.PGPORT} user=${process.env.PGUSER || 'postgres'} dbname=${db}`;
+  await sql(`CREATE DATABASE ${db};`, { db: 'postgres' });
+  t.defer(() => sql(`DROP DATABASE IF EXISTS ${db} WITH (FORCE);`, { db: 'postgres' }));
+  await sql('CREATE EXTENSION sse_bridge;', { db });
+  const b = await withBridge(t, ['--db', conn, '--public-channels', 'tl.#', '--poll-interval', '500']);
+
+  // 1. 50 events, then the dump
+  await sql(Array.from({ length: 50 }, (_, i) => `SELECT sse_publish(${lit(ch)}, 'kept ${i + 1}');`).join('\n'), { db });
+  const dump = tmpPath(`${db}.dump`);
+  await run('pg_dump', ['-Fc', '-f', dump, '-d', conn]);
+
+  // 2. 50 more with clients connected
+  const clients = [cStream(url(b)), esStream(url(b))];
+  for (const c of clients) t.defer(c.close);
+  const readies = [];
+  for (const c of clients) readies.push(await c.waitReady());
+  const at50 = readies[0].pos;
+  assert.match(at50, /^50-[0-9a-f]{8}$/, 'ready at 50 carries <id>-<fingerprint>');
+  await sql(Array.from({ length: 50 }, (_, i) => `SELECT sse_publish(${lit(ch)}, 'dead ${i + 51}');`).join('\n'), { db });
+  for (const c of clients) await c.waitFor((r) => r.rows().length >= 50, '50 live events before the restore');
+  const dead75 = clients[0].rows()[24].pos;
+  assert.match(dead75, /^75-[0-9a-f]{8}$/);
+
+  // 3. replace the database with the dump; 4. publish 60 new (ids 51..110)
+  await sql(`DROP DATABASE ${db} WITH (FORCE);`, { db: 'postgres' });
+  await sql(`CREATE DATABASE ${db};`, { db: 'postgres' });
+  await run('pg_restore', ['--exit-on-error', '--single-transaction', '-d', conn, dump]);
+  await sql(Array.from({ length: 60 }, (_, i) => `SELECT sse_publish(${lit(ch)}, 'new ${i + 51}');`).join('\n'), { db });
+  const all = await rowsOf(db, ch);
+  assert.equal(all.length, 110);
+  assert.equal(all[50].id, '51');
+  assert.equal(all[109].id, '110');
+  const fresh = all.slice(50);
+
+  // the connected streams: one timeline reset naming 50, then exactly the 60 new events
+  for (const c of clients) {
+    await c.waitFor((r) => r.events.some(isTimelineReset), 'a timeline reset', 40_000);
+    const i = c.events.findIndex(isTimelineReset);
+    const reset = c.events[i];
+    assert.equal(reset.pos, at50, `${c.kind}: the reset re-bases at the shared position 50`);
+    assert.deepEqual(JSON.parse(reset.data), { lost_from: 51, lost_through: 100, timeline: true });
+    await c.waitFor((r) => after(r.events, i).length >= 60, '60 new events after the reset', 30_000);
+    assertSameEvents(after(c.events, i), fresh, `${c.kind} after the reset`);
+    assert.equal(c.events.filter((e) => e.event === 'reset').length, 1, `${c.kind}: one reset`);
+  }
+
+  // a replay from the position held at 50 (and from a plain 50): exactly the 60 new ones
+  for (const from of [at50, '50']) {
+    const r = cStream(url(b), { lastEventId: from });
+    t.defer(r.close);
+    await r.waitReady();
+    assert.ok(!r.events.some((e) => e.event === 'reset'), `resume from ${from}: no reset`);
+    assertSameEvents(r.rows(), fresh, `replay from ${from}`);
+  }
+
+  // a replay from a position of the dead timeline: a timeline reset, then
+  // the current timeline from the oldest retained row, never a dead event
+  const d = cStream(url(b), { lastEventId: dead75 });
+  t.defer(d.close);
+  await d.waitReady();
+  assert.ok(isTimelineReset(d.events[0]), `resume from ${dead75}: first a timeline reset, got ${d.events[0]?.event}`);
+  assert.equal(d.events[0].pos, '0-0');
+  assert.deepEqual(JSON.parse(d.events[0].data), { lost_from: 1, lost_through: 75, timeline: true });
+  assertSameEvents(d.rows(), all, `replay from ${dead75}`);
+  assert.ok(!d.rows().some((e) => e.data.startsWith('dead')), 'an event of the dead timeline was replayed');
+});
