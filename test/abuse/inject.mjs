@@ -98,6 +98,12 @@ export async function injectChecks(b, psql, serverLog) {
     '1 2',
     ' ',
     '１', // fullwidth digit
+    '5-0D23BA48', // positions: lowercase hex only
+    '5-00000000', // a row's fingerprint is never 0
+    '5-0d23ba4',
+    '5-',
+    '5-0-0',
+    '-0d23ba48',
   ];
   for (const id of badIds) {
     await rejected(p, `Last-Event-ID header ${JSON.stringify(id)}`, '/events?channel=pub.a', [400], { 'Last-Event-ID': id });
@@ -116,6 +122,7 @@ export async function injectChecks(b, psql, serverLog) {
     ['Last-Event-ID header " 3\t"', '/events?channel=pub.a', { 'Last-Event-ID': ' 3\t' }],
     ['lastEventId query "%203%20"', '/events?channel=pub.a&lastEventId=%203%20'],
     ['lastEventId query 9223372036854775807', '/events?channel=pub.a&lastEventId=9223372036854775807'],
+    ['Last-Event-ID header "3-0"', '/events?channel=pub.a', { 'Last-Event-ID': '3-0' }],
   ]) {
     const s = new Sse(p, target, { headers });
     const ok = await s.ready(3000);

@@ -377,6 +377,15 @@ parse_id(const char *s)
 	errno = 0;
 	long long	v = strtoll(s, &end, 10);
 
+	/* a position "<id>-<fingerprint>": the id is its numeric part */
+	if (*end == '-') {
+		size_t		n = strlen(end + 1);
+
+		if (!((n == 1 && end[1] == '0') ||
+			  (n == 8 && strspn(end + 1, "0123456789abcdef") == 8)))
+			return -1;
+		end += n + 1;
+	}
 	return (*end || errno) ? -1 : (int64_t) v;
 }
 

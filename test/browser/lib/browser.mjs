@@ -75,6 +75,8 @@ export function btest(name, fn, { timeout = 90_000 } = {}) {
 // In-page recorder: T[name] follows one SseBridge (helper) or EventSource.
 export const PAGE_LIB = `
 window.T = {};
+// the numeric part of a position "<id>-<fingerprint>" (compared with log rows)
+const idNum = (id) => String(id).replace(/-(?:0|[0-9a-f]{8})$/, '');
 window.openHelper = async (name, url, opts = {}, types = ['message']) => {
   const { SseBridge } = await import('/sse-bridge.js');
   const rec = { kind: 'helper', events: [], states: [], resets: [], closes: [], ready: null, readyError: null };
@@ -84,7 +86,7 @@ window.openHelper = async (name, url, opts = {}, types = ['message']) => {
     onReset: (r) => rec.resets.push(r),
     onClose: (e) => rec.closes.push(e),
   });
-  for (const type of types) rec.s.on(type, (e) => rec.events.push({ id: e.lastEventId, event: e.type, data: e.data }));
+  for (const type of types) rec.s.on(type, (e) => rec.events.push({ id: idNum(e.lastEventId), pos: e.lastEventId, event: e.type, data: e.data }));
   rec.s.ready.then((r) => { rec.ready = r; }, (e) => { rec.readyError = String(e); });
   window.T[name] = rec;
   return rec.s.state;
@@ -98,7 +100,7 @@ window.openPlain = (name, url, types = ['message']) => {
     rec.errorTimes.push(Date.now());
     if (es.readyState === 2) rec.gaveUp = true;
   };
-  for (const type of types) es.addEventListener(type, (e) => rec.events.push({ id: e.lastEventId, event: e.type, data: e.data }));
+  for (const type of types) es.addEventListener(type, (e) => rec.events.push({ id: idNum(e.lastEventId), pos: e.lastEventId, event: e.type, data: e.data }));
   es.addEventListener('ready', () => { rec.ready = true; rec.readyAt = rec.readyAt || Date.now(); });
   rec.es = es;
   window.T[name] = rec;

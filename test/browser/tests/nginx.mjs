@@ -103,7 +103,7 @@ btest('nginx: sse_close -> 204 through nginx -> EventSource stops; Last-Event-ID
       text += new TextDecoder().decode(value);
     }
     ctl.abort();
-    return [...text.matchAll(/^id: (\d+)\n(?!event: ready)/gm)].map((m) => m[1]);
+    return [...text.matchAll(/^id: (\d+)-(?:0|[0-9a-f]{8})\n(?!event: ready)/gm)].map((m) => m[1]);
   }, `/events?channel=${ch}.*`, want[0].id);
   assert.deepEqual(ids, want.slice(1).map((r) => r.id), 'replay after the forwarded Last-Event-ID');
 });
