@@ -142,7 +142,7 @@ feed_fork(void)
 	db_submit(&br.live, job);
 }
 
-/* One row of a batch; true when it held an event. */
+/* One row of a batch; true when it held an event after the cursor. */
 static bool
 feed_row(PGresult *res, int i, int64_t now_us)
 {
@@ -159,8 +159,8 @@ feed_row(PGresult *res, int i, int64_t now_us)
 	}
 	assert(ev->id > 0);
 	if (ev->id <= ring_hi()) {
-		event_free(ev);
-		return true;
+		event_free(ev);			/* the row at the cursor, already checked */
+		return false;
 	}
 	metrics.events_fetched++;
 	if (!event_is_marker(ev))

@@ -32,7 +32,8 @@
  * Columns of "fetch": one row per event, or one row of NULLs after the meta.
  * It reads from the cursor $1 itself (id >= $1), so the first row is the
  * row at the cursor when it exists: the reader checks it is still the row
- * it read before (a timeline check, docs/design.md) and skips it.
+ * it read before (a timeline check, docs/design.md) and skips it; up to
+ * $2 rows after the cursor follow.
  */
 enum {FETCH_PRUNED, FETCH_ID, FETCH_CHANNEL, FETCH_EVENT, FETCH_DATA, FETCH_CREATED_US};
 
@@ -40,7 +41,7 @@ static const char logread_fetch_sql[] =
 	"SELECT m.pruned_through, e.id, e.channel, e.event, e.data, "
 	LOGREAD_US("e") " AS created_us "
 	"FROM sse_bridge.meta m LEFT JOIN LATERAL ("
-	"SELECT * FROM sse_bridge.events WHERE id >= $1 ORDER BY id LIMIT $2) e ON true";
+	"SELECT * FROM sse_bridge.events WHERE id >= $1 ORDER BY id LIMIT $2::bigint + 1) e ON true";
 
 #define LOGREAD_HEAD_PRUNED_SQL \
 	"SELECT greatest((SELECT max(id) FROM sse_bridge.events), m.pruned_through) AS head, " \

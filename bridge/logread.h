@@ -50,9 +50,9 @@ const db_step *logread_work_steps(size_t *n);
 void		logread_shutdown(void);
 
 /*
- * The log from `after` on, at most limit rows (live fetches and replay
- * pages): the row at `after` itself comes first when it exists (checked
- * with logread_us_at), the rows after it follow.
+ * The log from `after` on (live fetches and replay pages): the row at
+ * `after` itself first when it exists (checked with logread_us_at), then
+ * at most limit rows after it.
  */
 db_job	   *logread_fetch(int64_t after, int64_t limit, db_done_fn done, void *owner);
 /* The log head (live link, before the first fetch). */
