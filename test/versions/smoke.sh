@@ -36,9 +36,10 @@ q() { psql -qAtX -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
 check() {
   if [ "$2" = "$3" ]; then echo "ok: $1"; else echo "FAILED: $1: want '$2' got '$3'"; fail=1; fi
 }
-# "id:event:data" of each event the client printed, comma-separated
+# "id:event:data" of each event the client printed, comma-separated (id:
+# the numeric part of the position "<id>-<fingerprint>")
 events() {
-  sed -n 's/^{"kind":"event","id":"\([^"]*\)","event":"\([^"]*\)","data":"\(.*\)"}$/\1:\2:\3/p' "$1" | paste -sd, -
+  sed -n 's/^{"kind":"event","id":"\([0-9]*\)[^"]*","event":"\([^"]*\)","data":"\(.*\)"}$/\1:\2:\3/p' "$1" | paste -sd, -
 }
 # events other than ready: an event committed just before a client connects
 # may come before or after `ready` (the bridge may not have fetched it yet),
