@@ -9,7 +9,19 @@ import { ENV, tmpPath, uniq } from '../lib/env.mjs';
 import { lit, publish, sql, sqlJson } from '../lib/db.mjs';
 import { cStream, esStream } from '../lib/clients.mjs';
 import { assertSameEvents } from '../lib/expect.mjs';
-import { withBridge } from '../lib/bridge.mjs';
+import { poll, withBridge } from '../lib/bridge.mjs';
+import { EventSource } from 'eventsource';
+
+// The browser helper (client/sse-bridge.js) on the npm EventSource.
+async function helperStream(url) {
+  globalThis.EventSource ??= EventSource;
+  const { SseBridge } = await import('../../../client/sse-bridge.js');
+  const h = { events: [], resets: [] };
+  h.s = new SseBridge(url, { onReset: (r) => h.resets.push(r) });
+  h.s.on('message', (e) => h.events.push({ pos: e.lastEventId, id: e.lastEventId.split('-')[0], event: 'message', data: e.data }));
+  h.close = () => h.s.close();
+  return h;
+}
 
 function run(cmd, args) {
   return new Promise((resolve, reject) => {
@@ -50,6 +62,9 @@ test('timeline: restore of an older dump under a running bridge resets, never re
   // 2. 50 more with clients connected
   const clients = [cStream(url(b)), esStream(url(b))];
   for (const c of clients) t.defer(c.close);
+  const helper = await helperStream(url(b));
+  t.defer(helper.close);
+  await helper.s.ready;
   const readies = [];
   for (const c of clients) readies.push(await c.waitReady());
   const at50 = readies[0].pos;
@@ -82,6 +97,14 @@ test('timeline: restore of an older dump under a running bridge resets, never re
     assert.equal(c.events.filter((e) => e.event === 'reset').length, 1, `${c.kind}: one reset`);
   }
 
+  // the browser helper re-bases on the timeline reset: it delivers the new
+  // 51..110 although it had seen 51..100 of the dead timeline
+  await poll(() => helper.events.length >= 110, 'the helper to deliver 50 dead + 60 new events', { timeoutMs: 30_000 });
+  assert.deepEqual(helper.resets, [{ lost_from: 51, lost_through: 100, timeline: true }]);
+  assertSameEvents(helper.events.slice(50), fresh, 'helper after the reset');
+  assert.equal(helper.s.stats.duplicates, 0, 'the helper dropped events of the new timeline as duplicates');
+  assert.equal(helper.s.lastEventId, helper.events[109].pos);
+
   // a replay from the position held at 50 (and from a plain 50): exactly the 60 new ones
   for (const from of [at50, '50']) {
     const r = cStream(url(b), { lastEventId: from });
@@ -101,4 +124,50 @@ test('timeline: restore of an older dump under a running bridge resets, never re
   assert.deepEqual(JSON.parse(d.events[0].data), { lost_from: 1, lost_through: 75, timeline: true });
   assertSameEvents(d.rows(), all, `replay from ${dead75}`);
   assert.ok(!d.rows().some((e) => e.data.startsWith('dead')), 'an event of the dead timeline was replayed');
+});
+
+test('timeline: the browser helper compares positions by their numeric part and re-bases on ready/reset', async () => {
+  const { SseBridge } = await import('../../../client/sse-bridge.js');
+  class FakeSource {
+    static CLOSED = 2;
+    constructor(url) {
+      this.url = url;
+      this.readyState = 1;
+      this.listeners = {};
+      FakeSource.last = this;
+    }
+    addEventListener(type, fn) { (this.listeners[type] ??= []).push(fn); }
+    close() { this.readyState = 2; }
+    emit(type, lastEventId, data = '{}') {
+      for (const fn of this.listeners[type] || []) fn({ type, lastEventId, data });
+    }
+  }
+  const saved = globalThis.EventSource;
+  globalThis.EventSource = FakeSource;
+  let s;
+  try {
+    s = new SseBridge('http://127.0.0.1:9/events?channel=a', { lastEventId: '7-0a0b0c0d' });
+  } finally {
+    globalThis.EventSource = saved;
+  }
+  const got = [];
+  const resets = [];
+  s.on('message', (e) => got.push(e.lastEventId));
+  s.options.onReset = (r) => resets.push(r);
+  const es = FakeSource.last;
+  assert.match(es.url, /lastEventId=7-0a0b0c0d/);
+  es.emit('ready', '10-aaaaaaaa', '{"head":10}');
+  es.emit('message', '11-bbbbbbbb');
+  es.emit('message', '11-bbbbbbbb');          // repeated
+  es.emit('message', '9-cccccccc');           // below the last one
+  es.emit('message', '100-0');                // a position without a row is still a position
+  es.emit('reset', '50-dddddddd', '{"lost_from":51,"lost_through":100,"timeline":true}');
+  assert.equal(s.lastEventId, '50-dddddddd', 'the reset re-bases downwards');
+  es.emit('message', '51-eeeeeeee');           // the new timeline's 51
+  es.emit('message', '51-eeeeeeee');
+  assert.deepEqual(got, ['11-bbbbbbbb', '100-0', '51-eeeeeeee']);
+  assert.equal(s.stats.duplicates, 3);
+  assert.deepEqual(resets, [{ lost_from: 51, lost_through: 100, timeline: true }]);
+  assert.equal(s.lastEventId, '51-eeeeeeee');
+  s.close();
 });
