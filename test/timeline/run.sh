@@ -4,9 +4,11 @@
 # archive on), a base backup, 50 events, a restore point, 50 more with a
 # client connected; then the cluster is replaced by the backup recovered to
 # the restore point, and 60 new events are published.  The connected
-# stream must get one timeline reset naming position 50 and then exactly
-# the new events (never an event of the abandoned timeline); a resume from
-# a position of the abandoned timeline must start with a timeline reset.
+# stream must get one timeline reset naming the last shared position and
+# then exactly the new events (never an event of the abandoned timeline);
+# a resume from a position of the abandoned timeline must start with a
+# timeline reset: an ad hoc stream then replays the retained log, a
+# subscription its history from its start.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -57,6 +59,7 @@ has() { [ "$(grep -c "\"kind\":\"event\".*$2" "$1" 2>/dev/null || true)" -ge "$3
 is() { [ "$(q "$1" 2>/dev/null)" = "$2" ]; }
 
 pub kept 1 50
+sub=$(q "SELECT sse_subscribe_filter(ARRAY['tl.a'])")   # its marker is id 51
 q "SELECT pg_create_restore_point('tl50')" >/dev/null
 "$tmp/sseclient" --timeout 120 "$url" >"$tmp/live.jsonl" 2>/dev/null &
 cpid=$!
@@ -80,12 +83,12 @@ as_pg touch "$SSE_PGDATA/recovery.signal"
 as_pg "$SSE_PGBIN/pg_ctl" -D "$SSE_PGDATA" -l "$pgdir/server.log" -w -t 60 start >/dev/null \
   || { tail -n 20 "$pgdir/server.log"; fail "recovered cluster did not start"; }
 until_ok 30 is "SELECT NOT pg_is_in_recovery()" t || fail "no promotion"
-[ "$(q "SELECT count(*) FROM sse_bridge.events")" = 50 ] || fail "the recovered log does not hold exactly 50 events"
+[ "$(q "SELECT count(*) FROM sse_bridge.events")" = 51 ] || fail "the recovered log does not hold exactly 50 events and the marker"
 pub new 51 110
 
 # the live stream: one timeline reset at 50, then exactly the new rows
 until_ok 40 has "$tmp/live.jsonl" '"new ' 60 || fail "60 new events on the live stream"
-q "SELECT id || ' ' || data FROM sse_bridge.events ORDER BY id" >"$tmp/want.txt"
+q "SELECT id || ' ' || data FROM sse_bridge.events WHERE channel = 'tl.a' ORDER BY id" >"$tmp/want.txt"
 python3 - "$tmp/live.jsonl" "$tmp/want.txt" <<'PY' || fail "live stream"
 import json, re, sys
 ev = [json.loads(l) for l in open(sys.argv[1]) if '"kind":"event"' in l]
@@ -94,11 +97,11 @@ num = lambda p: p.split('-')[0]
 resets = [i for i, e in enumerate(ev) if e['event'] == 'reset']
 assert len(resets) == 1, f'{len(resets)} resets'
 r = ev[resets[0]]
-assert json.loads(r['data']) == {'lost_from': 51, 'lost_through': 100, 'timeline': True}, r['data']
+assert json.loads(r['data']) == {'lost_from': 52, 'lost_through': 101, 'timeline': True}, r['data']
 ready = [e for e in ev if e['event'] == 'ready'][0]
-assert r['id'] == ready['id'] and re.fullmatch(r'50-[0-9a-f]{8}', r['id']), (r['id'], ready['id'])
+assert r['id'] == ready['id'] and re.fullmatch(r'51-[0-9a-f]{8}', r['id']), (r['id'], ready['id'])
 got = [[num(e['id']), e['data']] for e in ev[resets[0] + 1:] if e['event'] == 'message']
-new = [w for w in want if int(w[0]) > 50]
+new = [w for w in want if int(w[0]) > 51]
 assert got == new, f'after the reset: {got[:3]}... want {new[:3]}...'
 assert not any(d.startswith('dead') for _, d in got)
 print(f'live stream: reset at {r["id"]}, then {len(got)} new events (ids {got[0][0]}..{got[-1][0]})')
@@ -116,5 +119,20 @@ assert ev[0]['event'] == 'reset' and json.loads(ev[0]['data']).get('timeline') i
 got = [[e['id'].split('-')[0], e['data']] for e in ev if e['event'] == 'message']
 assert got == want, f'{got[:3]} want {want[:3]}'
 print(f'resume from {sys.argv[3]}: timeline reset at {ev[0]["id"]}, then the {len(got)} rows of the current log')
+PY
+"$tmp/sseclient" --timeout 20 --until-event ready --last-event-id "$dead" "http://127.0.0.1:$port/events/$sub" \
+  >"$tmp/resume-sub.jsonl" 2>/dev/null || fail "subscription resume from $dead"
+python3 - "$tmp/resume-sub.jsonl" "$tmp/want.txt" "$dead" "$tmp/live.jsonl" <<'PY' || fail "subscription resume from a dead position"
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1]) if '"kind":"event"' in l]
+want = [l.rstrip('\n').split(' ', 1) for l in open(sys.argv[2])]
+shared = [json.loads(l)['id'] for l in open(sys.argv[4]) if '"event":"ready"' in l][0]
+r = ev[0]
+assert r['event'] == 'reset' and r['id'] == shared, (r, shared)
+assert json.loads(r['data']) == {'lost_from': 52, 'lost_through': int(sys.argv[3].split('-')[0]),
+                                 'timeline': True}, r['data']
+got = [[e['id'].split('-')[0], e['data']] for e in ev if e['event'] == 'message']
+assert got == [w for w in want if int(w[0]) > 51], got[:3]
+print(f'subscription resume from {sys.argv[3]}: timeline reset at {r["id"]} (its start), then its {len(got)} events')
 PY
 echo "ok - timeline (PITR): restore point under a running bridge"
