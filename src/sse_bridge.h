@@ -39,6 +39,7 @@
 /* GUCs (sse_bridge.c) */
 extern int	sse_max_payload;		/* bytes */
 extern int	sse_retention;			/* seconds */
+extern int	sse_retention_max_events;	/* 0 = no limit */
 
 /* sse_publish.c */
 extern void SsePublishInit(void);

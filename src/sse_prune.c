@@ -12,8 +12,14 @@
  * created_at is taken right after, so created_at grows with id; cutting a
  * prefix rather than deleting by date keeps the log gap-free.
  *
- * Concurrent prunes serialize on the meta row.  Publishing commits are not
- * blocked: they only add ids above X.
+ * With sse_bridge.retention_max_events = N > 0, X is raised to at least the
+ * id of the N+1-th newest event, so at most N events are left.
+ *
+ * Concurrent prunes (several bridges, cron jobs) serialize on the meta row:
+ * each one first locks it, then computes X from a snapshot taken after the
+ * lock, so it sees what an earlier prune deleted and never deletes rows
+ * another prune is deleting at the same time (no deadlock).  Publishing
+ * commits are not blocked: they only add ids above X.
  */
 #include "postgres.h"
 
@@ -50,8 +56,8 @@ Datum
 sse_prune(PG_FUNCTION_ARGS)
 {
 	Interval   *age;
-	Oid			argtypes[1] = {INTERVALOID};
-	Datum		values[1];
+	Oid			argtypes[2] = {INTERVALOID, INT8OID};
+	Datum		values[2];
 	int			rc;
 	bool		isnull;
 	int64		deleted;
@@ -65,16 +71,28 @@ sse_prune(PG_FUNCTION_ARGS)
 		age = PG_GETARG_INTERVAL_P(0);
 	CheckPruneAge(age);
 	values[0] = IntervalPGetDatum(age);
+	values[1] = Int64GetDatum((int64) sse_retention_max_events);
 
 	SPI_connect();
+
+	/*
+	 * Wait for any other prune first.  Not read-only: the next statement
+	 * then runs with a new snapshot, taken after that prune committed.
+	 */
+	rc = SPI_execute("SELECT 1 FROM sse_bridge.meta FOR UPDATE", false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "locking sse_bridge.meta failed: %s", SPI_result_code_string(rc));
+
 	rc = SPI_execute_with_args(
 		"WITH cut AS ("
-		"  SELECT COALESCE("
+		"  SELECT GREATEST(COALESCE("
 		"    (SELECT e.id - 1 FROM sse_bridge.events e"
 		"      WHERE e.created_at >= pg_catalog.now() - $1"
 		"      ORDER BY e.id LIMIT 1),"
 		"    (SELECT pg_catalog.max(e.id) FROM sse_bridge.events e),"
-		"    0) AS x"
+		"    0),"
+		"    (SELECT e.id FROM sse_bridge.events e WHERE $2 > 0"
+		"      ORDER BY e.id DESC OFFSET $2 LIMIT 1)) AS x"
 		"), meta AS ("
 		"  UPDATE sse_bridge.meta"
 		"     SET pruned_through = GREATEST(pruned_through, (SELECT x FROM cut))"
@@ -85,7 +103,7 @@ sse_prune(PG_FUNCTION_ARGS)
 		") "
 		"SELECT (SELECT pg_catalog.count(*) FROM gone),"
 		"       (SELECT pg_catalog.count(*) FROM meta)",
-		1, argtypes, values, NULL, false, 0);
+		2, argtypes, values, NULL, false, 0);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "pruning sse_bridge.events failed: %s",
 			 SPI_result_code_string(rc));
