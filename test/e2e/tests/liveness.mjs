@@ -33,39 +33,43 @@ async function backendPids(app) {
   return out.split('\n').filter(Boolean).map(Number);
 }
 
-// SIGSTOP every backend of the bridge, including the ones it opens while
-// the stall lasts, until release(); release() sends SIGCONT to all of them.
-function backendStopper(app) {
-  const stopped = new Set();
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      for (const pid of await backendPids(app).catch(() => [])) {
-        if (!running || stopped.has(pid)) continue;
-        try {
-          process.kill(pid, 'SIGSTOP');
-          stopped.add(pid);
-        } catch {
-          // gone already
-        }
+// A role for one bridge, so that the stall can also keep it from logging
+// in again (as when the whole server hangs); dropped at the end.
+async function bridgeRole(t) {
+  const role = `sse_e2e_${uniq().toLowerCase()}`;
+  await sql(`CREATE ROLE ${role} LOGIN;
+    GRANT USAGE ON SCHEMA sse_bridge TO ${role};
+    GRANT SELECT ON sse_bridge.events, sse_bridge.meta, sse_bridge.subscriptions TO ${role};
+    GRANT EXECUTE ON FUNCTION sse_touch(uuid), sse_expire() TO ${role};`);
+  t.defer(() => sql(`ALTER ROLE ${role} LOGIN;
+    SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ${lit(role)};
+    DROP OWNED BY ${role}; DROP ROLE IF EXISTS ${role};`).catch(() => {}));
+  return role;
+}
+
+// SIGSTOP the bridge's backends and keep it from logging in again until
+// release(), which sends SIGCONT to each (also from t.defer, so a failing
+// test never leaves a stopped backend behind).
+async function stopBackends(t, app, role) {
+  const stopped = [];
+  const release = async () => {
+    for (const pid of stopped.splice(0)) {
+      try {
+        process.kill(pid, 'SIGCONT');
+      } catch {
+        // gone already
       }
-      await new Promise((r) => setTimeout(r, 30));
     }
-  })();
-  return {
-    stopped,
-    release: async () => {
-      running = false;
-      await loop;
-      for (const pid of stopped) {
-        try {
-          process.kill(pid, 'SIGCONT');
-        } catch {
-          // gone already
-        }
-      }
-    },
+    await sql(`ALTER ROLE ${role} LOGIN;`);
   };
+  t.defer(release);
+  await sql(`ALTER ROLE ${role} NOLOGIN;`);
+  for (const pid of await backendPids(app)) {
+    process.kill(pid, 'SIGSTOP');
+    stopped.push(pid);
+  }
+  assert.equal(stopped.length, 2, 'the bridge has two database sessions');
+  return release;
 }
 
 // An open during the stall: 503 with Retry-After, quickly.
@@ -86,9 +90,9 @@ async function timeoutMetric(b) {
   return metricValue(list, m.name);
 }
 
-async function stallBridge(t, tag) {
+async function stallBridge(t, tag, role = null) {
   const app = appName(tag);
-  const b = await withBridge(t, ['--db', `${conninfo()} application_name=${app}`,
+  const b = await withBridge(t, ['--db', `${conninfo()} application_name=${app}${role ? ` user=${role}` : ''}`,
     '--db-timeout', String(DB_TIMEOUT_S), '--public-channels', 'pub.#']);
   const ch = `pub.${uniq()}.${tag}`;
   const url = `${b.url}/events?channel=${ch}`;
@@ -114,24 +118,37 @@ async function assertRecovered(t, s, what) {
 }
 
 test('stopped backends (SIGSTOP): /healthz 503 within the bound, opens 503 at once, nothing lost after SIGCONT', async (t) => {
-  const s = await stallBridge(t, 'sigstop');
-  const stopper = backendStopper(s.app);
-  t.defer(stopper.release);
+  const role = await bridgeRole(t);
+  const s = await stallBridge(t, 'sigstop', role);
+  const release = await stopBackends(t, s.app, role);
   let detectMs;
+  let liveMs;
   let openMs;
+  let earlyMs;
   try {
-    await poll(async () => stopper.stopped.size >= 2, 'both backends of the bridge stopped', { timeoutMs: 10_000 });
     const t0 = Date.now();
+    // sent to a stopped backend: answered when the deadline passes
+    const early = assertOpenRefused(s.url, 'SIGSTOP, open on the hung link');
     await poll(async () => (await healthz(s.b.url)) === 503, '/healthz 503 while the backends are stopped',
       { timeoutMs: DETECT_BOUND_MS + 10_000 });
     detectMs = Date.now() - t0;
+    // the live link runs no query of its own while idle: only its heartbeat notices
+    await poll(async () => {
+      const { list } = await metrics(s.b.url);
+      const up = findMetric(list, [/db_up/]);
+      return up && metricValue(list, up.name) === 0;
+    }, 'the idle live link to be declared dead', { timeoutMs: DETECT_BOUND_MS + 10_000 });
+    liveMs = Date.now() - t0;
     await sql([1, 2, 3, 4, 5].map((i) => publishSql(s.ch, `during ${i}`)).join('\n'));
     openMs = await assertOpenRefused(s.url, 'SIGSTOP');
+    earlyMs = await early;
   } finally {
-    await stopper.release();
+    await release();
   }
-  console.log(`# SIGSTOP: /healthz 503 after ${detectMs} ms; open refused in ${openMs} ms`);
+  console.log(`# SIGSTOP: /healthz 503 after ${detectMs} ms, idle live link dead after ${liveMs} ms; `
+    + `open refused in ${earlyMs} ms on the hung link, ${openMs} ms after`);
   assert.ok(detectMs <= DETECT_BOUND_MS, `the stall was noticed after ${detectMs} ms (bound ${DETECT_BOUND_MS} ms)`);
+  assert.ok(liveMs <= DETECT_BOUND_MS, `the idle link's stall was noticed after ${liveMs} ms (bound ${DETECT_BOUND_MS} ms)`);
   await assertRecovered(t, s, 'SIGSTOP');
 });
 
@@ -149,12 +166,15 @@ for (const table of ['meta', 'events']) {
     t.defer(release);
     let detectMs;
     let openMs;
+    let earlyMs;
     let during;
     try {
       await poll(async () => Number(await sqlValue(`SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
           WHERE a.application_name = ${lit(locker)} AND l.relation = 'sse_bridge.${table}'::regclass
             AND l.mode = 'AccessExclusiveLock' AND l.granted`)) === 1, 'the lock to be held', { timeoutMs: 10_000 });
       const t0 = Date.now();
+      // waits for the lock: the server cancels it before the deadline
+      const early = assertOpenRefused(s.url, `lock on ${table}, open waiting for the lock`);
       await poll(async () => (await healthz(s.b.url)) === 503, `/healthz 503 while sse_bridge.${table} is locked`,
         { timeoutMs: DETECT_BOUND_MS + 10_000 });
       detectMs = Date.now() - t0;
@@ -162,11 +182,13 @@ for (const table of ['meta', 'events']) {
       // during the stall (meta) or as soon as it ends (events).
       during = sql([1, 2, 3, 4, 5].map((i) => publishSql(s.ch, `during ${i}`)).join('\n'));
       openMs = await assertOpenRefused(s.url, `lock on ${table}`);
+      earlyMs = await early;
     } finally {
       await release();
     }
     await during;
-    console.log(`# lock on sse_bridge.${table}: /healthz 503 after ${detectMs} ms; open refused in ${openMs} ms`);
+    console.log(`# lock on sse_bridge.${table}: /healthz 503 after ${detectMs} ms; `
+      + `open refused in ${earlyMs} ms while waiting for the lock, ${openMs} ms after`);
     assert.ok(detectMs <= DETECT_BOUND_MS, `the stall was noticed after ${detectMs} ms (bound ${DETECT_BOUND_MS} ms)`);
     await assertRecovered(t, s, `lock on ${table}`);
   });
