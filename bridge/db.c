@@ -300,10 +300,10 @@ db_fail_jobs(db_job *list)
 
 /*
  * Drop the connection; requeue the job in flight (a no_retry job, queued or
- * in flight, fails instead); reconnect later.
+ * in flight, fails instead); reconnect later.  dead: a missed deadline.
  */
 static void
-db_fail(db_link *l, const char *why)
+db_drop(db_link *l, const char *why, bool dead)
 {
 	bool		was_up = db_link_up(l) || l->state == DB_SETUP;
 	char		msg[256];
@@ -313,7 +313,12 @@ db_fail(db_link *l, const char *why)
 	msg[strcspn(msg, "\n")] = '\0';
 	if (l->state == DB_STOPPED)
 		return;
-	log_warn("db %s: connection failed: %s", l->name, msg);
+	if (dead) {
+		l->timeouts++;
+		log_warn("db %s: link declared dead, reconnecting: %s", l->name, msg);
+	}
+	else
+		log_warn("db %s: connection failed: %s", l->name, msg);
 	uv_timer_stop(&l->deadline);
 	if (l->cur != NULL) {
 		l->cur->next = l->head;
@@ -341,13 +346,17 @@ db_fail(db_link *l, const char *why)
 	db_fail_jobs(failed);		/* last: their owners may submit again */
 }
 
-/* A missed deadline: record it, then drop the link without waiting. */
+static void
+db_fail(db_link *l, const char *why)
+{
+	db_drop(l, why, false);
+}
+
+/* A missed deadline: count it, then drop the link without waiting. */
 static void
 db_dead(db_link *l, const char *why)
 {
-	l->timeouts++;
-	log_warn("db %s: link declared dead: %s", l->name, why);
-	db_fail(l, why);
+	db_drop(l, why, true);
 }
 
 static void
