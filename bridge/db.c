@@ -20,6 +20,8 @@
  * with a prelude that sets statement_timeout and lock_timeout below the
  * deadline, so a statement stuck on the server is cancelled there first
  * and its error tells a lock wait (55P03) from a slow statement (57014).
+ * The beat timer ticks every quarter deadline: it expires queued no_retry
+ * jobs and sends the heartbeat once the link has been idle half a deadline.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -467,7 +469,7 @@ db_kick(db_link *l)
 bool
 db_submit_now(db_link *l, db_job *job)
 {
-	if (!db_link_up(l))
+	if (l->state == DB_DISCONNECTED || l->state == DB_STOPPED)
 		return false;
 	job->no_retry = true;
 	job->expires = uv_now(l->loop) + db_timeout_ms;
@@ -517,6 +519,7 @@ db_step_done(db_link *l, PGresult *res)
 	l->was_up = true;
 	l->generation++;
 	db_set_state(l, DB_IDLE);
+	l->answered = uv_now(l->loop);
 	log_info("db %s: connected", l->name);
 	if (l->ops.up)
 		l->ops.up(l);
@@ -565,6 +568,7 @@ db_query_complete(db_link *l)
 	PGresult   *res = l->res;
 
 	uv_timer_stop(&l->deadline);
+	l->answered = uv_now(l->loop);
 	l->res = NULL;
 	if (res == NULL) {
 		db_fail(l, "query returned no result");
@@ -662,18 +666,20 @@ db_beat_done(db_job *job, PGresult *res)
 }
 
 /*
- * Every db_timeout_ms / 2: fail the no_retry jobs that waited in the queue
- * past their deadline, and check an idle link with the heartbeat query
- * (under the same deadline as any job).
+ * Every db_timeout_ms / 4: fail the no_retry jobs that waited in the queue
+ * past their deadline, and check a link idle for half a deadline with the
+ * heartbeat query (under the same deadline as any job).
  */
 static void
 db_on_beat(uv_timer_t *t)
 {
 	db_link    *l = t->data;
+	uint64_t	now = uv_now(l->loop);
 	db_job	   *job;
 
-	db_fail_jobs(db_take_no_retry(l, uv_now(l->loop)));
-	if (l->state != DB_IDLE || l->head != NULL || l->beating)
+	db_fail_jobs(db_take_no_retry(l, now));
+	if (l->state != DB_IDLE || l->head != NULL || l->beating ||
+		now - l->answered < db_timeout_ms / 2)
 		return;
 	job = db_job_sql(DB_HEARTBEAT_SQL, 0, NULL, db_beat_done, l);
 	if (job == NULL)
@@ -716,7 +722,7 @@ db_link_init(db_link *l, uv_loop_t *loop, const char *name,
 void
 db_link_start(db_link *l)
 {
-	uint64_t	every = db_timeout_ms / 2 > 0 ? db_timeout_ms / 2 : 1;
+	uint64_t	every = db_timeout_ms / 4 > 0 ? db_timeout_ms / 4 : 1;
 
 	l->attempt = 0;
 	db_schedule(l);

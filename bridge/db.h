@@ -12,8 +12,8 @@
  * counts it in `timeouts`, closes its socket without waiting for the server
  * and reconnects with backoff.  A lock wait cancelled by the server's
  * lock_timeout (set a little below the deadline on every session) counts
- * the same.  An idle link sends a heartbeat query (it reads the bridge's
- * tables, so a lock on them is noticed too) every db_timeout_ms / 2.
+ * the same.  A link idle for db_timeout_ms / 2 sends a heartbeat query (it
+ * names the bridge's tables, so a lock on them is noticed too).
  *
  * Ownership: db_submit takes ownership of the job.  The link hands it back
  * through job->done(job, res): from then on the callback owns the job and
@@ -95,6 +95,7 @@ struct db_link {
 	uv_timer_t	deadline;		/* armed while a connect or query is pending */
 	uv_timer_t	beat;			/* heartbeat and queue expiry */
 	bool		beating;		/* the heartbeat query is in flight */
+	uint64_t	answered;		/* loop ms of the last answer (or connect) */
 	uint64_t	reconnects;
 	uint64_t	timeouts;		/* deadlines missed (links declared dead) */
 	uint64_t	generation;		/* counts successful connects (setup done) */
@@ -127,7 +128,8 @@ void		db_submit(db_link *l, db_job *job);
  * Submit a job that must be answered within the deadline or not at all: it
  * is marked no_retry, so if the link goes down before the answer, or the
  * job waits in the queue past db_timeout_ms, done runs with res NULL.
- * Returns false, without taking the job, when the link is not up now.
+ * Returns false, without taking the job, when the link is down (waiting to
+ * reconnect); while it connects the job waits, under the same deadline.
  */
 bool		db_submit_now(db_link *l, db_job *job);
 bool		db_link_up(const db_link *l);
