@@ -17,8 +17,8 @@
  *
  * Dropping a dead link never waits for the server: PQfinish only queues a
  * Terminate message on the non-blocking socket and closes it.  Setup starts
- * with a prelude that sets statement_timeout and lock_timeout below the
- * deadline, so a statement stuck on the server is cancelled there first
+ * with db_session_sql, which sets statement_timeout and lock_timeout below
+ * the deadline, so a statement stuck on the server is cancelled there first
  * and its error tells a lock wait (55P03) from a slow statement (57014).
  * The beat timer ticks every quarter deadline: it expires queued no_retry
  * jobs and sends the heartbeat once the link has been idle half a deadline.
@@ -34,18 +34,10 @@
 #define DB_BACKOFF_MIN_MS 100
 #define DB_BACKOFF_MAX_MS 5000
 
-/*
- * The heartbeat names both tables the bridge reads, so parse analysis takes
- * their locks: a lock held on either is noticed like a stopped server.  It
- * reads no rows and calls no function or operator.
- */
-#define DB_HEARTBEAT_SQL "SELECT FROM sse_bridge.meta, sse_bridge.events WHERE false"
-
 char	   *db_conninfo = "";
 uint64_t	db_timeout_ms = 10000;
-
-/* Session settings sent first on every connection (see db_link_init). */
-static char db_prelude_sql[256];
+const char *db_session_sql;
+const char *db_heartbeat_sql;
 
 static void db_on_poll(uv_poll_t *h, int status, int events);
 static void db_fail(db_link *l, const char *why);
@@ -385,7 +377,7 @@ db_io_connecting(db_link *l, int events)
 		return;
 	}
 	db_set_state(l, DB_SETUP);
-	l->step = 0;				/* 0 is the prelude, then steps[step - 1] */
+	l->step = 0;				/* 0 is db_session_sql, then steps[step - 1] */
 	db_send_step(l);
 }
 
@@ -401,14 +393,23 @@ db_flush(db_link *l)
 		db_fail(l, "cannot poll socket");
 }
 
+static void db_setup_done(db_link *l);
+
 static void
 db_send_step(db_link *l)
 {
-	const db_step *s = l->step > 0 ? &l->steps[l->step - 1] : NULL;
+	const db_step *s;
 	int			ok;
 
+	if (l->step == 0 && db_session_sql == NULL)
+		l->step++;
+	if (l->step > l->nsteps) {
+		db_setup_done(l);
+		return;
+	}
+	s = l->step > 0 ? &l->steps[l->step - 1] : NULL;
 	if (s == NULL)
-		ok = PQsendQuery(l->conn, db_prelude_sql);
+		ok = PQsendQuery(l->conn, db_session_sql);
 	else if (s->name)
 		ok = PQsendPrepare(l->conn, s->name, s->sql, 0, NULL);
 	else
@@ -511,10 +512,13 @@ db_step_done(db_link *l, PGresult *res)
 		return;
 	}
 	PQclear(res);
-	if (++l->step <= l->nsteps) {
-		db_send_step(l);
-		return;
-	}
+	l->step++;
+	db_send_step(l);
+}
+
+static void
+db_setup_done(db_link *l)
+{
 	l->attempt = 0;
 	l->was_up = true;
 	l->generation++;
@@ -678,10 +682,10 @@ db_on_beat(uv_timer_t *t)
 	db_job	   *job;
 
 	db_fail_jobs(db_take_no_retry(l, now));
-	if (l->state != DB_IDLE || l->head != NULL || l->beating ||
+	if (l->state != DB_IDLE || l->head != NULL || l->beating || db_heartbeat_sql == NULL ||
 		now - l->answered < db_timeout_ms / 2)
 		return;
-	job = db_job_sql(DB_HEARTBEAT_SQL, 0, NULL, db_beat_done, l);
+	job = db_job_sql(db_heartbeat_sql, 0, NULL, db_beat_done, l);
 	if (job == NULL)
 		return;
 	job->no_retry = true;
@@ -693,16 +697,6 @@ void
 db_link_init(db_link *l, uv_loop_t *loop, const char *name,
 			 const db_step *steps, size_t nsteps, db_ops ops)
 {
-	uint64_t	t = db_timeout_ms;
-
-	/*
-	 * Below the deadline, so the server cancels first and says why: a lock
-	 * wait at 80 % of it, any statement at 90 %.
-	 */
-	snprintf(db_prelude_sql, sizeof(db_prelude_sql),
-			 "SELECT pg_catalog.set_config('statement_timeout', '%" PRIu64 "', false), "
-			 "pg_catalog.set_config('lock_timeout', '%" PRIu64 "', false)",
-			 t - t / 10 > 0 ? t - t / 10 : 1, t - t / 5 > 0 ? t - t / 5 : 1);
 	memset(l, 0, sizeof(*l));
 	l->name = name;
 	l->loop = loop;

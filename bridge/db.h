@@ -11,9 +11,8 @@
  * db_timeout_ms.  A link that misses the deadline is declared dead: it logs,
  * counts it in `timeouts`, closes its socket without waiting for the server
  * and reconnects with backoff.  A lock wait cancelled by the server's
- * lock_timeout (set a little below the deadline on every session) counts
- * the same.  A link idle for db_timeout_ms / 2 sends a heartbeat query (it
- * names the bridge's tables, so a lock on them is noticed too).
+ * lock_timeout (db_session_sql sets it a little below the deadline) counts
+ * the same.  A link idle for db_timeout_ms / 2 runs db_heartbeat_sql.
  *
  * Ownership: db_submit takes ownership of the job.  The link hands it back
  * through job->done(job, res): from then on the callback owns the job and
@@ -136,6 +135,10 @@ bool		db_link_up(const db_link *l);
 size_t		db_queue_len(const db_link *l);
 
 extern char *db_conninfo;		/* set before db_link_start */
-extern uint64_t db_timeout_ms;	/* deadline per query; set before db_link_init */
+extern uint64_t db_timeout_ms;	/* deadline per query; set before db_link_start */
+/* Run first on every connection (session settings), or NULL. */
+extern const char *db_session_sql;
+/* Run by a link idle for half a deadline, or NULL for no heartbeat. */
+extern const char *db_heartbeat_sql;
 
 #endif

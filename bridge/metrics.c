@@ -11,6 +11,7 @@
 #include "bridge.h"
 #include "hub.h"
 #include "metrics.h"
+#include "prune.h"
 #include "ring.h"
 
 metrics_counters metrics;
@@ -59,8 +60,8 @@ metrics_render(size_t *len)
 
 	if (f == NULL)
 		return NULL;
-	metrics_line(f, "sse_bridge_clients", "gauge", "Open client connections.", client_count);
-	metrics_line(f, "sse_bridge_streams", "gauge", "Clients replaying or live.", client_streams);
+	metrics_line(f, "sse_bridge_clients", "gauge", "Open client connections.", metrics.clients);
+	metrics_line(f, "sse_bridge_streams", "gauge", "Clients replaying or live.", metrics.streams);
 	metrics_line(f, "sse_bridge_subscriptions_indexed", "gauge", "Live streams in the fan-out index.", hub_count());
 	metrics_line(f, "sse_bridge_connections_total", "counter", "Accepted connections.", metrics.connections);
 	metrics_line(f, "sse_bridge_rejected_total", "counter", "Connections refused over --max-clients.", metrics.rejected);
@@ -73,6 +74,10 @@ metrics_render(size_t *len)
 	metrics_line(f, "sse_bridge_slow_client_drops_total", "counter", "Clients dropped over --client-queue.", metrics.slow_drops);
 	metrics_line(f, "sse_bridge_filter_evaluations_total", "counter", "JSON filter evaluations during fan-out.", hub_filter_evals);
 	metrics_line(f, "sse_bridge_db_reconnects_total", "counter", "Database reconnections.", br.live.reconnects + br.work.reconnects);
+	metrics_line(f, "sse_bridge_db_timeouts_total", "counter", "Database links declared dead after missing --db-timeout.", br.live.timeouts + br.work.timeouts);
+	metrics_line(f, "sse_bridge_prune_runs_total", "counter", "Successful sse_prune calls by the bridge.", prune_stats.runs);
+	metrics_line(f, "sse_bridge_prune_deleted_total", "counter", "Events deleted by the bridge's sse_prune calls.", prune_stats.deleted);
+	metrics_line(f, "sse_bridge_prune_failures_total", "counter", "sse_prune calls that failed.", prune_stats.failures);
 	metrics_line(f, "sse_bridge_db_up", "gauge", "1 while the live database link is up.", db_link_up(&br.live));
 	metrics_line(f, "sse_bridge_head_id", "gauge", "Last event id read from the log.", ring_valid() ? (uint64_t) ring_hi() : 0);
 	metrics_line(f, "sse_bridge_replay_cache_events", "gauge", "Events in the replay cache.", ring_count());

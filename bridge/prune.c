@@ -20,24 +20,10 @@
 #include <string.h>
 
 #include "log.h"
+#include "logread.h"
 #include "prune.h"
 
 #define PRUNE_TICK_MS 1000
-
-/*
- * Which sse_prune, and may this role run it.  Every name is qualified and
- * every operator is pg_catalog's, so no search_path can redirect it.
- */
-static const char prune_check_sql[] =
-	"SELECT pg_catalog.quote_ident(n.nspname), "
-	"pg_catalog.has_function_privilege(p.oid, 'EXECUTE'), "
-	"pg_catalog.quote_ident(CURRENT_USER) "
-	"FROM pg_catalog.pg_extension e "
-	"JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace "
-	"JOIN pg_catalog.pg_proc p ON p.pronamespace OPERATOR(pg_catalog.=) n.oid "
-	"AND p.proname OPERATOR(pg_catalog.=) 'sse_prune' "
-	"AND p.pronargs OPERATOR(pg_catalog.=) 1 "
-	"WHERE e.extname OPERATOR(pg_catalog.=) 'sse_bridge'";
 
 typedef enum prune_grant {
 	PRUNE_UNKNOWN,
@@ -55,7 +41,6 @@ static struct {
 	prune_grant warned;			/* last state logged */
 	bool		inflight;
 	bool		running;
-	char	   *call_sql;		/* SELECT <schema>.sse_prune() */
 } prune;
 
 prune_counters prune_stats;
@@ -63,66 +48,52 @@ prune_counters prune_stats;
 static void
 prune_check_done(db_job *job, PGresult *res)
 {
-	char	   *sql = NULL;
 	uint64_t	generation = (uint64_t) job->aux;
+	const char *role, *schema;
+	logread_grant g;
 
 	db_job_free(job);
 	prune.inflight = false;
 	if (!prune.running || res == NULL)
 		return;
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+	g = logread_prune_grant_answer(res, &role, &schema);
+	if (g == LG_ERROR) {
 		log_warn("retention: cannot look up sse_prune: %s", PQresultErrorMessage(res));
 		return;					/* the next tick asks again */
 	}
 	prune.checked = generation;
-	if (PQntuples(res) != 1) {
-		prune.grant = PRUNE_DENIED;
-		if (prune.warned != PRUNE_DENIED)
-			log_warn("retention is not running: the function sse_prune(interval) "
-					 "of the sse_bridge extension was not found");
-		prune.warned = PRUNE_DENIED;
-		return;
-	}
-	if (PQgetvalue(res, 0, 1)[0] != 't') {
-		prune.grant = PRUNE_DENIED;
-		if (prune.warned != PRUNE_DENIED)
-			log_warn("retention is not running: role %s may not execute sse_prune; "
-					 "grant it with: GRANT EXECUTE ON FUNCTION %s.sse_prune(interval) TO %s; "
-					 "or prune elsewhere and set --prune-interval 0",
-					 PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 2));
-		prune.warned = PRUNE_DENIED;
-		return;
-	}
-	if (asprintf(&sql, "SELECT %s.sse_prune()", PQgetvalue(res, 0, 0)) < 0)
-		return;					/* out of memory: checked again next tick */
-	free(prune.call_sql);
-	prune.call_sql = sql;
-	prune.grant = PRUNE_GRANTED;
-	if (prune.warned != PRUNE_GRANTED)
+	prune.grant = g == LG_GRANTED ? PRUNE_GRANTED : PRUNE_DENIED;
+	if (prune.warned == prune.grant)
+		return;					/* said already */
+	prune.warned = prune.grant;
+	if (g == LG_MISSING)
+		log_warn("retention is not running: the sse_bridge extension has no sse_prune(interval)");
+	else if (g == LG_DENIED)
+		log_warn("retention is not running: role %s may not execute sse_prune; "
+				 "grant it with: GRANT EXECUTE ON FUNCTION %s.sse_prune(interval) TO %s; "
+				 "or prune elsewhere and set --prune-interval 0", role, schema, role);
+	else
 		log_info("retention: calling sse_prune every %" PRIu64 " s", prune.interval_ms / 1000);
-	prune.warned = PRUNE_GRANTED;
 }
 
 static void
 prune_call_done(db_job *job, PGresult *res)
 {
+	int64_t		n;
+
 	db_job_free(job);
 	prune.inflight = false;
 	if (!prune.running || res == NULL)
 		return;
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+	if (!logread_prune_answer(res, &n)) {
 		prune_stats.failures++;
 		log_warn("retention: sse_prune failed: %s", PQresultErrorMessage(res));
 		return;
 	}
 	prune_stats.runs++;
-	if (!PQgetisnull(res, 0, 0)) {
-		int64_t		n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-
-		if (n > 0) {
-			prune_stats.deleted += (uint64_t) n;
-			log_info("retention: pruned %" PRId64 " events", n);
-		}
+	if (n > 0) {
+		prune_stats.deleted += (uint64_t) n;
+		log_info("retention: pruned %" PRId64 " events", n);
 	}
 }
 
@@ -135,14 +106,14 @@ prune_on_tick(uv_timer_t *t)
 	if (prune.inflight || !db_link_up(prune.link) || db_queue_len(prune.link) > 100)
 		return;
 	if (prune.grant == PRUNE_UNKNOWN || prune.checked != prune.link->generation) {
-		job = db_job_sql(prune_check_sql, 0, NULL, prune_check_done, &prune);
+		job = logread_prune_grant(prune_check_done, &prune);
 		if (job == NULL)
 			return;
 		job->aux = (int64_t) prune.link->generation;
 		prune.grant = PRUNE_UNKNOWN;
 	}
-	else if (prune.grant == PRUNE_GRANTED && now >= prune.next_due && prune.call_sql) {
-		job = db_job_sql(prune.call_sql, 0, NULL, prune_call_done, &prune);
+	else if (prune.grant == PRUNE_GRANTED && now >= prune.next_due) {
+		job = logread_prune(prune_call_done, &prune);
 		if (job == NULL)
 			return;
 		prune.next_due = now + prune.interval_ms;
@@ -179,6 +150,4 @@ prune_stop(void)
 	prune.running = false;
 	uv_timer_stop(&prune.timer);
 	uv_close((uv_handle_t *) &prune.timer, NULL);
-	free(prune.call_sql);
-	prune.call_sql = NULL;
 }

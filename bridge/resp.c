@@ -1,5 +1,5 @@
 /*
- * resp.c - HTTP response heads and bodies.
+ * resp.c - HTTP response heads and bodies (the event-stream head is in wire.c).
  *
  * Invariants: every non-stream response carries Content-Length (or is
  * body-less) and "Connection: close"; error bodies are built with jansson so
@@ -57,8 +57,9 @@ resp_body(int status, const char *ctype, const char *body, size_t len, const cha
 	frame	   *head, *f;
 
 	head = frame_printf("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-						"Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
+						"Cache-Control: no-store\r\n%sConnection: close\r\n%s\r\n",
 						status, resp_reason(status), ctype, len,
+						status == 503 ? "Retry-After: " RESP_RETRY_AFTER "\r\n" : "",
 						resp_cors(origin, cors, sizeof(cors)));
 	if (head == NULL)
 		return NULL;
@@ -97,7 +98,7 @@ resp_busy(const char *origin)
 	char		cors[512];
 
 	return frame_printf("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-						"Content-Length: %zu\r\nRetry-After: 5\r\nConnection: close\r\n%s\r\n%s",
+						"Content-Length: %zu\r\nRetry-After: " RESP_RETRY_AFTER "\r\nConnection: close\r\n%s\r\n%s",
 						sizeof(body) - 1, resp_cors(origin, cors, sizeof(cors)), body);
 }
 
@@ -113,15 +114,4 @@ resp_empty(int status, const char *origin, int preflight)
 			"Access-Control-Max-Age: 600\r\n";
 	return frame_printf("HTTP/1.1 %d %s\r\nConnection: close\r\n%s%s\r\n",
 						status, resp_reason(status), resp_cors(origin, cors, sizeof(cors)), pre);
-}
-
-frame *
-resp_stream_head(const char *origin, unsigned long retry_ms)
-{
-	char		cors[512];
-
-	return frame_printf("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
-						"Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
-						"Connection: close\r\n%s\r\nretry: %lu\n\n",
-						resp_cors(origin, cors, sizeof(cors)), retry_ms);
 }

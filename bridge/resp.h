@@ -9,6 +9,9 @@
 
 #include "frame.h"
 
+/* Seconds a client is asked to wait after any 503. */
+#define RESP_RETRY_AFTER "5"
+
 /* CORS headers for a request with this Origin (may be NULL). */
 const char *resp_cors(const char *origin, char *buf, size_t size);
 
@@ -24,9 +27,6 @@ frame	   *resp_empty(int status, const char *origin, int preflight);
 /* A 200 with the given content type and body. */
 frame	   *resp_body(int status, const char *ctype, const char *body, size_t len,
 					  const char *origin);
-
-/* The head of an event stream followed by the "retry:" line. */
-frame	   *resp_stream_head(const char *origin, unsigned long retry_ms);
 
 const char *resp_reason(int status);
 
