@@ -66,7 +66,40 @@ SELECT id - :base AS n, channel, event, data FROM sse_bridge.events
 WHERE id > :base ORDER BY id;
 
 --
--- 2. Operators and functions planted first in the search_path, for every
+-- 2. A type whose output function calls back into SQL that the application
+-- controls.  Type input and output functions are C, created by a
+-- superuser; the trigger calls this one for the channel and for the
+-- payload, and it must run as the role whose insert fired the trigger.
+--
+\getenv abs_srcdir PG_ABS_SRCDIR
+\getenv dlsuffix PG_DLSUFFIX
+\set hooks :abs_srcdir '/test/regress/hooks' :dlsuffix
+CREATE TYPE public.regress_loud;
+CREATE FUNCTION public.regress_loud_in(cstring) RETURNS public.regress_loud
+    AS 'textin' LANGUAGE internal IMMUTABLE STRICT;
+CREATE FUNCTION public.regress_loud_out(public.regress_loud) RETURNS cstring
+    AS :'hooks', 'regress_hook_out' LANGUAGE C IMMUTABLE STRICT;
+CREATE TYPE public.regress_loud (INPUT = public.regress_loud_in,
+                                 OUTPUT = public.regress_loud_out, LIKE = text);
+SELECT coalesce(max(id), 0) AS base FROM sse_bridge.events \gset
+SET ROLE regress_sse_app;
+CREATE FUNCTION public.regress_sse_type_hook() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM public.regress_sse_escalate('output function of regress_loud');
+END
+$$;
+CREATE TABLE public.regress_louds (id int, v public.regress_loud);
+CREATE TRIGGER louds_sse AFTER INSERT ON public.regress_louds
+    FOR EACH ROW EXECUTE FUNCTION sse_notify_trigger('sec.loud.{v}');
+INSERT INTO public.regress_louds VALUES (1, 'hello');
+RESET ROLE;
+SELECT rolsuper FROM pg_roles WHERE rolname = 'regress_sse_app';
+SELECT id - :base AS n, channel, event, data FROM sse_bridge.events
+WHERE id > :base ORDER BY id;
+
+--
+-- 3. Operators and functions planted first in the search_path, for every
 -- name the extension's SQL uses, and a filter whose conversion runs code
 --
 SELECT coalesce(max(id), 0) AS base FROM sse_bridge.events \gset
@@ -205,7 +238,7 @@ SELECT channels, filter, closed_at IS NOT NULL AS closed
 FROM sse_bridge.subscriptions WHERE id = :'sub';
 
 --
--- 3. sse_notify_trigger and sse_publish need no rights of their own: they
+-- 4. sse_notify_trigger and sse_publish need no rights of their own: they
 -- are SECURITY INVOKER, and only the write at commit is privileged
 --
 SELECT p.oid::regprocedure AS function, p.prosecdef AS secdef, p.proconfig
@@ -221,4 +254,5 @@ RESET ROLE;
 DROP CAST (public.regress_mood AS json);
 DROP CAST (public.regress_filter AS jsonb);
 DROP OWNED BY regress_sse_app, regress_sse_bridge;
+DROP TYPE public.regress_loud CASCADE;
 DROP ROLE regress_sse_app, regress_sse_bridge;
