@@ -190,11 +190,15 @@ CREATE TABLE public.regress_more (id int);
 CREATE TRIGGER more_sse AFTER INSERT ON public.regress_more
     FOR EACH ROW EXECUTE FUNCTION sse_notify_trigger('sec.more.{id}');
 ALTER TABLE public.regress_more ADD COLUMN x int;
+CREATE TRIGGER more_bad AFTER INSERT ON public.regress_more
+    FOR EACH ROW EXECUTE FUNCTION sse_notify_trigger('sec.more.{nope}');
+ALTER TABLE public.regress_more RENAME COLUMN id TO ident;
 RESET ROLE;
 SET search_path = public, pg_catalog;
 CREATE TRIGGER more_sse2 AFTER INSERT ON public.regress_more
     FOR EACH ROW EXECUTE FUNCTION sse_notify_trigger('sec.more2.{x}');
 ALTER TABLE public.regress_more ADD COLUMN y int;
+ALTER TABLE public.regress_more DROP COLUMN x;
 RESET search_path;
 
 SET ROLE regress_sse_bridge;

@@ -527,6 +527,15 @@ IsNotifyTriggerFunction(Oid fnoid)
 	return false;
 }
 
+/* Names the trigger being checked in error messages. */
+static void
+CheckTriggerContext(void *arg)
+{
+	const char *const *names = arg;
+
+	errcontext("checking trigger \"%s\" on table \"%s\"", names[0], names[1]);
+}
+
 /*
  * Check the sse_notify_trigger triggers of a relation: the one trigger
  * tgoid, or all of them when tgoid is invalid.
@@ -543,12 +552,21 @@ CheckRelationTriggers(Oid relid, Oid tgoid)
 		for (int i = 0; i < rel->trigdesc->numtriggers; i++)
 		{
 			Trigger    *tg = &rel->trigdesc->triggers[i];
+			ErrorContextCallback errcb;
+			const char *names[2];
 
 			if (OidIsValid(tgoid) && tg->tgoid != tgoid)
 				continue;
 			if (!IsNotifyTriggerFunction(tg->tgfoid))
 				continue;
+			names[0] = tg->tgname;
+			names[1] = RelationGetRelationName(rel);
+			errcb.callback = CheckTriggerContext;
+			errcb.arg = names;
+			errcb.previous = error_context_stack;
+			error_context_stack = &errcb;
 			(void) SseCheckTrigger(tg->tgtype, tg->tgnargs, tg->tgargs, rel);
+			error_context_stack = errcb.previous;
 		}
 	}
 	relation_close(rel, AccessShareLock);
