@@ -23,7 +23,9 @@ SELECT sse_channel_segment(NULL) AS null_value,
 SELECT length(sse_channel_segment(repeat('p', 65))) AS len,
        sse_channel_segment(repeat('p', 65)) = sse_channel_segment(repeat('p', 65)) AS stable,
        sse_channel_segment(repeat('p', 65)) <> sse_channel_segment(repeat('p', 66)) AS distinct_,
-       sse_channel_segment(repeat('p', 65)) ~ '^__h[0-9a-f]{40}$' AS hash_form;
+       sse_channel_segment(repeat('p', 65)) ~ '^__h[0-9a-f]{40}$' AS hash_form,
+       sse_channel_segment(repeat('p', 65)) =
+           '__h' || left(encode(sha256(convert_to(repeat('p', 65), 'UTF8')), 'hex'), 40) AS sha256;
 SELECT sse_channel_segment(repeat('.', 21)) AS escaped_63,
        sse_channel_segment(repeat('.', 22)) ~ '^__h[0-9a-f]{40}$' AS escaped_66_hashed;
 

@@ -55,6 +55,8 @@
 #include "catalog/pg_type.h"
 #include "commands/event_trigger.h"
 #include "commands/trigger.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -151,15 +153,20 @@ SseAppendSegment(StringInfo buf, const char *val, size_t len, bool isnull)
 	}
 	else
 	{
-		bytea	   *in = (bytea *) palloc(len + VARHDRSZ);
-		bytea	   *digest;
-		const unsigned char *d;
+		uint8		d[PG_SHA256_DIGEST_LENGTH];
+		pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
 
-		SET_VARSIZE(in, len + VARHDRSZ);
-		memcpy(VARDATA(in), val, len);
-		digest = DatumGetByteaPP(DirectFunctionCall1(sha256_bytea,
-													 PointerGetDatum(in)));
-		d = (const unsigned char *) VARDATA_ANY(digest);
+		if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
+			pg_cryptohash_update(ctx, (const uint8 *) val, len) < 0 ||
+#if PG_VERSION_NUM >= 150000
+			pg_cryptohash_final(ctx, d, sizeof(d)) < 0)
+#else
+			pg_cryptohash_final(ctx, d) < 0)
+#endif
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not compute the SHA-256 of a channel segment")));
+		pg_cryptohash_free(ctx);
 		appendStringInfoString(buf, SSE_SEGMENT_HASH);
 		for (int i = 0; i < SSE_SEGMENT_HASH_HEX / 2; i++)
 		{
