@@ -25,8 +25,9 @@
  * SECURITY INVOKER), and publishers need no table privileges.  Nothing a
  * publisher defines runs in that context: the events are plain text by
  * then, the direct write below looks nothing up by a name a user can
- * steer, and the fallback INSERT runs with search_path pinned to
- * "pg_catalog, pg_temp".
+ * steer, and the write runs with search_path pinned to "pg_catalog,
+ * pg_temp" (for the fallback INSERT, and for anything the table's owner
+ * attached to the table).
  *
  * The work under the lock is kept small.  Before taking it, the commit hook
  * opens and locks the table, its indexes and the sequence, gets the
@@ -756,7 +757,7 @@ SseFlushPending(void)
 	LOCKTAG		tag;
 	Oid			save_userid;
 	int			save_sec_context;
-	int			save_nestlevel = 0;
+	int			save_nestlevel;
 	Oid			seqoid;
 	int64		maxid;
 	char		payload[32];
@@ -764,16 +765,23 @@ SseFlushPending(void)
 	PendingEvents = NIL;
 
 	/*
-	 * Write as the table's owner, in a restricted context.  Restored by
-	 * AbortTransaction if anything below fails.  Opening the table checks
-	 * no privilege; its name and schema are fixed, and only its owner can
-	 * create relations in that schema.
+	 * Write as the table's owner, in a restricted context, with the
+	 * search_path pinned as in a function with SET search_path, so that
+	 * nothing the owner attached to the table (index expressions, and in
+	 * the fallback triggers and rules) resolves a name through the
+	 * caller's search_path.  Restored below, or by AbortTransaction if
+	 * anything fails.  Opening the table checks no privilege; its name and
+	 * schema are fixed, and only its owner creates relations there.
 	 */
 	rel = table_open(SseRelationOid(SSE_EVENTS_TABLE, "table"), RowExclusiveLock);
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(rel->rd_rel->relowner,
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	PushActiveSnapshot(GetTransactionSnapshot());
 
 	seqoid = SseRelationOid(SSE_EVENTS_SEQUENCE, "sequence");
@@ -786,15 +794,6 @@ SseFlushPending(void)
 		SseDirectPrepare(&direct, rel, events);
 	else
 	{
-		/*
-		 * The statement and whatever the owner attached to the table run
-		 * with the search_path pinned, as in a function with SET
-		 * search_path; restored below, or by AbortTransaction.
-		 */
-		save_nestlevel = NewGUCNestLevel();
-		(void) set_config_option("search_path", "pg_catalog, pg_temp",
-								 PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		SseInsertPrepare(&ins, events);
@@ -816,10 +815,10 @@ SseFlushPending(void)
 	{
 		maxid = SseInsertExecute(&ins, seqoid);
 		SPI_finish();
-		AtEOXact_GUC(true, save_nestlevel);
 	}
 	table_close(rel, NoLock);
 	PopActiveSnapshot();
+	AtEOXact_GUC(true, save_nestlevel);
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 
 	if (PendingEvents != NIL)
