@@ -29,5 +29,5 @@ LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 REVOKE EXECUTE ON FUNCTION sse_bridge.check_notify_triggers() FROM PUBLIC;
 CREATE EVENT TRIGGER sse_bridge_check_notify_triggers ON ddl_command_end
-    WHEN TAG IN ('CREATE TRIGGER', 'ALTER TABLE')
+    WHEN TAG IN ('CREATE TRIGGER', 'CREATE SCHEMA', 'ALTER TABLE')
     EXECUTE FUNCTION sse_bridge.check_notify_triggers();

@@ -180,6 +180,12 @@ CREATE TRIGGER bad AFTER INSERT ON seg_t
     FOR EACH ROW EXECUTE FUNCTION sse_notify_trigger();
 CREATE TRIGGER bad AFTER INSERT ON seg_t
     FOR EACH ROW EXECUTE FUNCTION sse_notify_trigger('a', 'b', 'c');
+-- so are triggers created inside CREATE SCHEMA
+CREATE SCHEMA seg_s
+    CREATE TABLE t (id int)
+    CREATE TRIGGER bad AFTER INSERT ON t
+        FOR EACH ROW EXECUTE FUNCTION sse_notify_trigger('t.{nope}');
+SELECT count(*) FROM pg_namespace WHERE nspname = 'seg_s';
 -- CREATE OR REPLACE is checked too
 CREATE OR REPLACE TRIGGER ok2 AFTER INSERT ON seg_t
     FOR EACH ROW EXECUTE FUNCTION sse_notify_trigger('t.{gone}');

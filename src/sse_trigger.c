@@ -603,9 +603,10 @@ TriggerRelid(Oid tgoid)
 /*
  * sse_bridge.check_notify_triggers() RETURNS event_trigger
  *
- * At ddl_command_end of CREATE TRIGGER and ALTER TABLE: check the
- * templates of the sse_notify_trigger triggers the command created, or of
- * the tables it altered, and fail the command if one is invalid.  Runs as
+ * At ddl_command_end of CREATE TRIGGER, CREATE SCHEMA (which may create
+ * triggers) and ALTER TABLE: check the templates of the sse_notify_trigger
+ * triggers the command created, or of the tables it altered, and fail the
+ * command if one is invalid.  Runs as
  * the role that issued the command, with a pinned search_path; reads only
  * catalogs and calls no function a user can define.
  */
