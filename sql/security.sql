@@ -199,6 +199,10 @@ CREATE TRIGGER more_sse2 AFTER INSERT ON public.regress_more
     FOR EACH ROW EXECUTE FUNCTION sse_notify_trigger('sec.more2.{x}');
 ALTER TABLE public.regress_more ADD COLUMN y int;
 ALTER TABLE public.regress_more DROP COLUMN x;
+-- housekeeping and the restore path of sse_bridge.meta, by a superuser
+SELECT sse_prune('100 years');
+INSERT INTO sse_bridge.meta VALUES (true, 0);
+SELECT pg_catalog.count(*) AS meta_rows FROM sse_bridge.meta;
 RESET search_path;
 
 SET ROLE regress_sse_bridge;
@@ -253,7 +257,9 @@ ORDER BY p.prosecdef, p.oid::regprocedure::text;
 
 -- cleanup
 SET ROLE regress_sse_app;
+SET search_path = public, pg_catalog;
 SELECT sse_unsubscribe(:'sub');
+RESET search_path;
 RESET ROLE;
 DROP CAST (public.regress_mood AS json);
 DROP CAST (public.regress_filter AS jsonb);
