@@ -282,7 +282,7 @@ SseParseTemplate(const char *template, TupleDesc desc, const char *relname)
 	const char *lit = p;
 	bool		seg_nonempty = false;
 	bool		seg_placeholder = false;
-	int			max_len = 0;
+	int64		max_len = 0;
 
 	if (*p == '\0')
 		ReportBadTemplate(template, relname, "The template is empty.");
@@ -367,7 +367,7 @@ SseParseTemplate(const char *template, TupleDesc desc, const char *relname)
 				 errmsg("channel template \"%s\" for table \"%s\" can produce channel names longer than %d bytes",
 						SseDisplayName(template, strlen(template)), relname,
 						SSE_CHANNEL_MAX),
-				 errdetail("Its literal text and placeholders can take up to %d bytes; a placeholder takes up to %d bytes, or less for integer, boolean and uuid columns.",
+				 errdetail("Its literal text and placeholders can take up to " INT64_FORMAT " bytes; a placeholder takes up to %d bytes, or less for integer, boolean and uuid columns.",
 						   max_len, SSE_SEGMENT_MAX),
 				 errhint("Use fewer placeholders or shorter literal text.")));
 	return parts;
