@@ -70,6 +70,8 @@ static const cfg_entry cfg_table[] = {
 	 "deadline for every database query; a link that misses it is reconnected"},
 	{"prune-interval", CFG_UINT, &cfg.prune_interval, "60", "SECONDS",
 	 "period of sse_prune calls when the role may run it (0: never)"},
+	{"demo", CFG_BOOL, &cfg.demo, "off", "on|off",
+	 "serve the jobs demo page at / (the helper /sse-bridge.js is always served)"},
 };
 
 #define CFG_N (sizeof(cfg_table) / sizeof(cfg_table[0]))

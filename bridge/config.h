@@ -30,6 +30,7 @@ typedef struct cfg_settings {
 	bool		filter_index;	/* index filters by key/value (off: scan them all) */
 	uint64_t	db_timeout;		/* seconds a database query may take */
 	uint64_t	prune_interval; /* seconds between sse_prune calls, 0 = never */
+	bool		demo;			/* serve the demo page at / */
 } cfg_settings;
 
 extern cfg_settings cfg;

@@ -13,13 +13,20 @@
  * prefix rather than deleting by date keeps the log gap-free.
  *
  * With sse_bridge.retention_max_events = N > 0, X is raised to at least the
- * id of the N+1-th newest event, so at most N events are left.
+ * id of the N+1-th newest row of the log, so at most N rows are left.
+ *
+ * Subscription-change markers are rows of the log and go with the prefix.
+ * In the same statement, sse_bridge.subscription_versions loses what no
+ * position above the new pruned_through P can need: for each subscription,
+ * every version older than its newest version with from_id <= P, and that
+ * version too when it is a drop.  The definition valid at any position
+ * L >= P stays the newest version with from_id <= L.
  *
  * Concurrent prunes (several bridges, cron jobs) serialize on the meta row:
  * each one first locks it, then computes X from a snapshot taken after the
  * lock, so it sees what an earlier prune deleted and never deletes rows
  * another prune is deleting at the same time (no deadlock).  Publishing
- * commits are not blocked: they only add ids above X.
+ * commits are not blocked: they only add ids (and versions) above X.
  */
 #include "postgres.h"
 
@@ -86,20 +93,29 @@ sse_prune(PG_FUNCTION_ARGS)
 	rc = SPI_execute_with_args(
 		"WITH cut AS ("
 		"  SELECT GREATEST(COALESCE("
-		"    (SELECT e.id - 1 FROM sse_bridge.events e"
-		"      WHERE e.created_at >= pg_catalog.now() - $1"
+		"    (SELECT e.id OPERATOR(pg_catalog.-) 1 FROM sse_bridge.events e"
+		"      WHERE e.created_at OPERATOR(pg_catalog.>=)"
+		"            (pg_catalog.now() OPERATOR(pg_catalog.-) $1)"
 		"      ORDER BY e.id LIMIT 1),"
 		"    (SELECT pg_catalog.max(e.id) FROM sse_bridge.events e),"
 		"    0),"
-		"    (SELECT e.id FROM sse_bridge.events e WHERE $2 > 0"
+		"    (SELECT e.id FROM sse_bridge.events e WHERE $2 OPERATOR(pg_catalog.>) 0"
 		"      ORDER BY e.id DESC OFFSET $2 LIMIT 1)) AS x"
 		"), meta AS ("
 		"  UPDATE sse_bridge.meta"
 		"     SET pruned_through = GREATEST(pruned_through, (SELECT x FROM cut))"
 		"  RETURNING pruned_through"
 		"), gone AS ("
-		"  DELETE FROM sse_bridge.events e USING cut WHERE e.id <= cut.x"
+		"  DELETE FROM sse_bridge.events e USING cut"
+		"   WHERE e.id OPERATOR(pg_catalog.<=) cut.x"
 		"  RETURNING 1"
+		"), old_versions AS ("
+		"  DELETE FROM sse_bridge.subscription_versions v USING meta"
+		"   WHERE v.from_id <= meta.pruned_through"
+		"     AND (v.state = 'dropped' OR EXISTS ("
+		"          SELECT FROM sse_bridge.subscription_versions w"
+		"           WHERE w.sid = v.sid AND w.from_id > v.from_id"
+		"             AND w.from_id <= meta.pruned_through))"
 		") "
 		"SELECT (SELECT pg_catalog.count(*) FROM gone),"
 		"       (SELECT pg_catalog.count(*) FROM meta)",
