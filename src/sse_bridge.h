@@ -64,5 +64,6 @@ extern void SseEnqueueSubscription(int64 sid, Datum channels, Datum filter,
 
 /* sse_subscription.c */
 extern void SseNotifySubscription(int64 sid);
+extern bool SseHasVersions(void);
 
 #endif							/* SSE_BRIDGE_H */

@@ -546,6 +546,24 @@ SseRelationOid(const char *relname, const char *what)
 	return relid;
 }
 
+/*
+ * SseHasVersions
+ *		Whether the database has the 1.1 schema (subscription versions).
+ *
+ * Between installing a new library and ALTER EXTENSION sse_bridge UPDATE, a
+ * database still has the 1.0 objects: publishing, pruning and subscription
+ * changes then behave as 1.0 did (no markers, no versions), instead of
+ * failing on a table that does not exist yet.
+ */
+bool
+SseHasVersions(void)
+{
+	Oid			nsp = get_namespace_oid(SSE_SCHEMA, true);
+
+	return OidIsValid(nsp) &&
+		OidIsValid(get_relname_relid(SSE_VERSIONS_TABLE, nsp));
+}
+
 /* Prepare and keep a plan; caller is connected to SPI. */
 static SPIPlanPtr
 SseKeepPlan(const char *sql, int nargs, Oid *argtypes)
