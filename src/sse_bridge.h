@@ -50,6 +50,10 @@ extern void SseEnqueueEvent(const char *channel, size_t channel_len,
 							const char *event, size_t event_len,
 							const char *data, size_t data_len);
 
+/* sse_sqlmatch.c */
+extern void SseCheckFilterText(const char *what, const char *json, size_t len);
+extern void SseCheckPayload(const char *data, size_t len);
+
 /* sse_subscription.c */
 extern void SseNotifySubscription(int64 sid);
 

@@ -260,7 +260,8 @@ SseCopyText(const char *s, size_t len)
  *		Queue an event for the current transaction.
  *
  * The caller has validated channel and event (the event may be NULL, and may
- * be a reserved name only for sse_close).  The payload size is checked here.
+ * be a reserved name only for sse_close).  The payload's size, and that the
+ * filters can evaluate it exactly, are checked here.
  * Must be called with the extension owner as current user, i.e. from a
  * SECURITY DEFINER entry point: that role writes the rows at commit.
  */
@@ -273,6 +274,7 @@ SseEnqueueEvent(const char *channel, size_t channel_len,
 	MemoryContext oldcxt;
 
 	SseCheckPayloadSize(data_len);
+	SseCheckPayload(data, data_len);
 	CheckCanPublish();
 
 	if (PendingContext == NULL)
