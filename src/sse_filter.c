@@ -26,7 +26,8 @@
  *
  * Cost.  A compiled filter's arrays hold only scalars, deduplicated.  An
  * array of the payload that a filter array is compared with is hashed once
- * (in the sse_doc) and then probed once per filter element.  Evaluating a
+ * (in the sse_doc, with a keyed hash) and then probed once per filter
+ * element.  Evaluating a
  * filter therefore costs O(filter size) probes, plus, once per payload, a
  * hash of each array looked into.  Object members are looked up through
  * jansson's hash tables.
@@ -35,8 +36,10 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ----------------------------------------------------------------
  *		Status messages
@@ -405,15 +408,82 @@ scalar_eq(const sse_scalar *a, const sse_scalar *b)
 	return a->tag == b->tag && a->len == b->len && memcmp(a->s, b->s, a->len) == 0;
 }
 
+/*
+ * Scalar hashes: SipHash-1-3 with a per-process random key, so that the
+ * author of a payload cannot choose strings that all land in one slot of a
+ * payload array's hash (which would make building it quadratic).
+ */
+static uint64_t sip_k0,
+			sip_k1;
+static bool sip_keyed;
+
+static void
+sip_key(void)
+{
+	uint64_t	k[2] = {0, 0};
+	FILE	   *f = fopen("/dev/urandom", "rb");
+
+	if (f == NULL || fread(k, sizeof(k), 1, f) != 1)
+	{
+		/* no entropy: still a key that differs between processes */
+		k[0] = (uint64_t) (uintptr_t) &sip_k0 ^ (uint64_t) time(NULL);
+		k[1] = (uint64_t) clock() * 0x9e3779b97f4a7c15ULL ^ (uint64_t) (uintptr_t) f;
+	}
+	if (f != NULL)
+		fclose(f);
+	sip_k0 = k[0];
+	sip_k1 = k[1];
+	sip_keyed = true;
+}
+
+#define ROTL(x, b) (uint64_t) (((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND \
+	do { \
+		v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32); \
+		v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2; \
+		v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0; \
+		v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32); \
+	} while (0)
+
 static uint64_t
 scalar_hash(const sse_scalar *sc)
 {
-	uint64_t	h = 1469598103934665603ULL;
+	const unsigned char *p = (const unsigned char *) sc->s;
+	size_t		len = sc->len;
+	uint64_t	v0,
+				v1,
+				v2,
+				v3,
+				b;
+	size_t		i;
 
-	h = (h ^ (unsigned char) sc->tag) * 1099511628211ULL;
-	for (size_t i = 0; i < sc->len; i++)
-		h = (h ^ (unsigned char) sc->s[i]) * 1099511628211ULL;
-	return h ^ (h >> 29);
+	if (!sip_keyed)
+		sip_key();
+	v0 = sip_k0 ^ 0x736f6d6570736575ULL;
+	v1 = (sip_k1 ^ (unsigned char) sc->tag) ^ 0x646f72616e646f6dULL;
+	v2 = sip_k0 ^ 0x6c7967656e657261ULL;
+	v3 = sip_k1 ^ 0x7465646279746573ULL;
+	for (i = 0; i + 8 <= len; i += 8)
+	{
+		uint64_t	m = 0;
+
+		for (int k = 7; k >= 0; k--)
+			m = (m << 8) | p[i + k];
+		v3 ^= m;
+		SIPROUND;
+		v0 ^= m;
+	}
+	b = (uint64_t) len << 56;
+	for (int k = (int) (len - i) - 1; k >= 0; k--)
+		b |= (uint64_t) p[i + k] << (8 * k);
+	v3 ^= b;
+	SIPROUND;
+	v0 ^= b;
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
 }
 
 /* ----------------------------------------------------------------

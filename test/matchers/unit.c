@@ -251,8 +251,8 @@ test_filter_limits(void **state)
 	{
 		n = 0;
 		for (int i = 0; i < depth - 1; i++)
-			n += (size_t) sprintf(buf + n, "{\"a\":");
-		n += (size_t) sprintf(buf + n, "{}");
+			n += (size_t) snprintf(buf + n, sizeof(buf) - n, "{\"a\":");
+		n += (size_t) snprintf(buf + n, sizeof(buf) - n, "{}");
 		for (int i = 0; i < depth - 1; i++)
 			buf[n++] = '}';
 		assert_int_equal(sse_filter_compile(buf, n, &f, NULL),
@@ -262,10 +262,10 @@ test_filter_limits(void **state)
 	/* array length: 256 elements fit, 257 do not */
 	for (int len = 256; len <= 257; len++)
 	{
-		n = (size_t) sprintf(buf, "{\"t\":[");
+		n = (size_t) snprintf(buf, sizeof(buf), "{\"t\":[");
 		for (int i = 0; i < len; i++)
-			n += (size_t) sprintf(buf + n, "%s%d", i ? "," : "", i);
-		n += (size_t) sprintf(buf + n, "]}");
+			n += (size_t) snprintf(buf + n, sizeof(buf) - n, "%s%d", i ? "," : "", i);
+		n += (size_t) snprintf(buf + n, sizeof(buf) - n, "]}");
 		assert_int_equal(sse_filter_compile(buf, n, &f, NULL),
 						 len == 256 ? SSE_JSON_OK : SSE_JSON_ARRAY_TOO_LONG);
 		sse_filter_free(f);
@@ -273,10 +273,10 @@ test_filter_limits(void **state)
 	/* values: 1023 members and the filter itself fit, one more does not */
 	for (int members = 1023; members <= 1024; members++)
 	{
-		n = (size_t) sprintf(buf, "{");
+		n = (size_t) snprintf(buf, sizeof(buf), "{");
 		for (int i = 0; i < members; i++)
-			n += (size_t) sprintf(buf + n, "%s\"%d\":1", i ? "," : "", i);
-		n += (size_t) sprintf(buf + n, "}");
+			n += (size_t) snprintf(buf + n, sizeof(buf) - n, "%s\"%d\":1", i ? "," : "", i);
+		n += (size_t) snprintf(buf + n, sizeof(buf) - n, "}");
 		assert_int_equal(sse_filter_compile(buf, n, &f, NULL),
 						 members == 1023 ? SSE_JSON_OK : SSE_JSON_TOO_MANY_NODES);
 		sse_filter_free(f);
