@@ -491,10 +491,11 @@ scalar_hash(const sse_scalar *sc)
  * ----------------------------------------------------------------
  */
 
+/* 8 bytes a slot: half the hash, and the element's position + 1 (0: empty). */
 typedef struct arr_slot
 {
-	uint64_t	hash;
-	sse_scalar	sc;				/* sc.s NULL = empty slot */
+	uint32_t	hash;
+	uint32_t	pos;
 } arr_slot;
 
 typedef struct arr_index
@@ -590,13 +591,29 @@ ptr_hash(const void *p)
 	return (size_t) x;
 }
 
-/* Hash the scalars of arr; false when out of memory. */
+/* Element pos of ix's array is a scalar equal to sc with hash h. */
+static inline bool
+slot_is(const arr_index *ix, const arr_slot *slot, const sse_scalar *sc, uint64_t h)
+{
+	sse_scalar	e;
+
+	return slot->hash == (uint32_t) (h >> 32) &&
+		sse_json_scalar(json_array_get(ix->arr, slot->pos - 1), &e) &&
+		scalar_eq(&e, sc);
+}
+
+/*
+ * Hash the scalars of arr; false when out of memory or when the array is
+ * too long for 32-bit positions (then evaluation scans it).
+ */
 static bool
 index_build(arr_index *ix, const json_t *arr)
 {
 	size_t		n = json_array_size(arr);
 	size_t		cap = 8;
 
+	if (n >= UINT32_MAX / 4)
+		return false;
 	while (cap < 2 * n)
 		cap *= 2;
 	ix->slots = calloc(cap, sizeof(arr_slot));
@@ -613,13 +630,13 @@ index_build(arr_index *ix, const json_t *arr)
 		if (!sse_json_scalar(json_array_get(arr, i), &sc))
 			continue;
 		h = scalar_hash(&sc);
-		for (j = (size_t) h & ix->mask; ix->slots[j].sc.s != NULL; j = (j + 1) & ix->mask)
-			if (ix->slots[j].hash == h && scalar_eq(&ix->slots[j].sc, &sc))
+		for (j = (size_t) h & ix->mask; ix->slots[j].pos != 0; j = (j + 1) & ix->mask)
+			if (slot_is(ix, &ix->slots[j], &sc, h))
 				break;
-		if (ix->slots[j].sc.s == NULL)
+		if (ix->slots[j].pos == 0)
 		{
-			ix->slots[j].hash = h;
-			ix->slots[j].sc = sc;
+			ix->slots[j].hash = (uint32_t) (h >> 32);
+			ix->slots[j].pos = (uint32_t) i + 1;
 		}
 	}
 	return true;
@@ -672,8 +689,8 @@ doc_index(sse_doc *doc, const json_t *arr)
 static bool
 index_has(const arr_index *ix, const sse_scalar *sc, uint64_t h)
 {
-	for (size_t j = (size_t) h & ix->mask; ix->slots[j].sc.s != NULL; j = (j + 1) & ix->mask)
-		if (ix->slots[j].hash == h && scalar_eq(&ix->slots[j].sc, sc))
+	for (size_t j = (size_t) h & ix->mask; ix->slots[j].pos != 0; j = (j + 1) & ix->mask)
+		if (slot_is(ix, &ix->slots[j], sc, h))
 			return true;
 	return false;
 }
