@@ -123,6 +123,18 @@ SELECT sse_publish('lim.t', '{"ok": 2}');
 COMMIT;
 SELECT data FROM sse_bridge.events WHERE channel = 'lim.t' ORDER BY id;
 
+-- the trigger publishes through the same check
+CREATE TABLE lim_rows (id int, doc jsonb);
+CREATE TRIGGER lim_rows_sse AFTER INSERT ON lim_rows
+    FOR EACH ROW EXECUTE FUNCTION sse_notify_trigger('lim.trig');
+SELECT pg_temp.try(format('INSERT INTO lim_rows VALUES (1, %L)',
+    repeat('[', 999) || repeat(']', 999)));
+SELECT pg_temp.try(format('INSERT INTO lim_rows VALUES (2, %L)',
+    repeat('[', 1000) || repeat(']', 1000)));
+SELECT count(*) AS rows_kept FROM lim_rows;
+SELECT count(*) AS trigger_events FROM sse_bridge.events WHERE channel = 'lim.trig';
+DROP TABLE lim_rows;
+
 -- sse_filter_match reports unreadable data as publishing does
 SELECT pg_temp.try($$SELECT sse_filter_match('{}', '{"n": 1e1001}')$$);
 
