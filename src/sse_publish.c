@@ -313,8 +313,8 @@ SsePendingStart(void)
  *
  * The caller has validated channel and event (the event may be NULL, and may
  * be a reserved name only for sse_close, which is how a close is queued: it
- * is written after the transaction's other events).  The payload size is
- * checked here.  Queuing needs no privilege: the rows are written at commit
+ * is written after the transaction's other events).  The payload's size, and
+ * that the filters can evaluate it exactly, are checked here.  Queuing needs no privilege: the rows are written at commit
  * as the owner of sse_bridge.events, whoever queued them.
  */
 void
@@ -326,6 +326,7 @@ SseEnqueueEvent(const char *channel, size_t channel_len,
 	MemoryContext oldcxt;
 
 	SseCheckPayloadSize(data_len);
+	SseCheckPayload(data, data_len);
 	CheckCanPublish();
 	SsePendingStart();
 

@@ -140,15 +140,23 @@ CheckPatterns(ArrayType *patterns)
 	}
 }
 
-/* The filter must be a JSON object: the containment target of data. */
+/*
+ * The filter must be a JSON object (the containment target of data) that
+ * the bridge evaluates exactly: within the limits of sse_json.h.
+ */
 static void
 CheckFilter(Jsonb *filter)
 {
+	char	   *text;
+
 	if (!JB_ROOT_IS_OBJECT(filter))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("subscription filter must be a JSON object"),
 				 errhint("Use '{}' to receive every event, or an object such as '{\"user\": 42}' that event data must contain.")));
+	text = JsonbToCString(NULL, &filter->root, VARSIZE(filter));
+	SseCheckFilterText("subscription filter", text, strlen(text));
+	pfree(text);
 }
 
 /* 0 < ttl <= 100 years, so that last_seen + ttl can never overflow. */
