@@ -56,3 +56,7 @@ REVOKE EXECUTE ON FUNCTION sse_bridge.check_notify_triggers() FROM PUBLIC;
 CREATE EVENT TRIGGER sse_bridge_check_notify_triggers ON ddl_command_end
     WHEN TAG IN ('CREATE TRIGGER', 'CREATE SCHEMA', 'ALTER TABLE')
     EXECUTE FUNCTION sse_bridge.check_notify_triggers();
+
+-- sse_prune is one short statement whose cost the planner overestimates:
+-- compiling it with JIT would cost more than running it.
+ALTER FUNCTION sse_prune(interval) SET jit = off;

@@ -234,7 +234,9 @@ CREATE FUNCTION sse_prune(older_than interval DEFAULT NULL)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'sse_prune'
 LANGUAGE C VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp;
+SET search_path = pg_catalog, pg_temp
+-- one short statement: compiling it would cost more than it saves
+SET jit = off;
 
 ------------------------------------------------------------------------
 -- Matchers (the bridge's own rules, for use in SQL)
