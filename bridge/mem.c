@@ -15,9 +15,11 @@
 
 static size_t used[MEM_KINDS];
 static size_t used_total;
+static size_t limit_max;
 static size_t limit_hard;
 static size_t limit_soft;
 static uint64_t injected;
+static uint64_t json_failures;
 
 static const char *const kind_names[MEM_KINDS] = {"frames", "events", "pages", "json"};
 
@@ -68,14 +70,15 @@ mem_kind_name(mem_kind k)
 void
 mem_set_limit(size_t max_bytes)
 {
-	limit_hard = max_bytes;
-	limit_soft = max_bytes / 4 * 3;
+	limit_max = max_bytes;
+	limit_hard = max_bytes / 4 * 3;
+	limit_soft = max_bytes / 8 * 5;
 }
 
 size_t
 mem_limit(void)
 {
-	return limit_hard;
+	return limit_max;
 }
 
 bool
@@ -221,7 +224,16 @@ mem_should_fail(void)
 static void *
 mem_json_malloc(size_t n)
 {
-	return mem_should_fail() ? NULL : REAL_MALLOC(n);
+	void	   *p = mem_should_fail() ? NULL : REAL_MALLOC(n);
+
+	json_failures += p == NULL;
+	return p;
+}
+
+uint64_t
+mem_json_failures(void)
+{
+	return json_failures;
 }
 
 void

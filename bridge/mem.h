@@ -8,9 +8,11 @@
  * their client drains; json is an estimate of parsed payloads).  mem_used() is their sum; what is not charged is small
  * and fixed per connection (client structs, request parsers) or per process.
  *
- * The bound: above the soft limit (3/4 of --max-memory) new streams are
- * refused with 503 and replays wait; above --max-memory the clients with
- * the largest queues are dropped until the soft limit is reached again.
+ * The bound (--max-memory): charged bytes stay under 3/4 of it, the rest
+ * is headroom for what is not charged (code, libpq buffers, connections).
+ * Above the soft limit (5/8) new streams are refused with 503; above the
+ * hard limit (3/4) replays wait and the clients with the largest queues are
+ * dropped until the soft limit is reached again.
  *
  * Fault injection (builds with -DBRIDGE_FAULT_INJECT, linked with
  * -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=strndup):
@@ -44,7 +46,7 @@ size_t		mem_used(void);
 size_t		mem_kind_used(mem_kind k);
 const char *mem_kind_name(mem_kind k);
 
-/* The bound (bytes; 0 = unbounded) and its soft limit (3/4 of it). */
+/* The bound (bytes; 0 = unbounded); the soft and hard limits follow. */
 void		mem_set_limit(size_t max_bytes);
 size_t		mem_limit(void);
 bool		mem_over_soft(void);
@@ -52,6 +54,10 @@ bool		mem_over_hard(void);
 
 /* How far above the soft limit, in bytes (0 when at or below it). */
 size_t		mem_excess(void);
+
+/* Jansson allocations that failed so far (a parse that fails while this
+ * moves ran out of memory; it does not prove the payload is not JSON). */
+uint64_t	mem_json_failures(void);
 
 /* Injected allocation failures so far, and whether the next one fails. */
 uint64_t	mem_injected(void);

@@ -8,8 +8,9 @@
 #      300 events of 1 MB from Last-Event-ID 0, and 4 fast readers that must
 #      receive all 300 in order.  The bridge's peak RSS (VmHWM) must stay
 #      under --max-memory, no client queue may exceed --client-queue except
-#      by one event larger than it (/metrics), and it sheds load (503 or
-#      drops) instead of growing.
+#      by one event larger than it (/metrics).  Run with --max-memory 256M
+#      (room for all) and 96M (not enough: it must shed load -- 503s and
+#      drops -- instead of growing, and the fast readers still complete).
 #   2. injector: the fault-injection build (make bridge-fi, ASan+UBSan)
 #      fails every Nth allocation while clients replay and events are
 #      published; it must never crash, every client must still receive every
@@ -121,14 +122,17 @@ publish_big() {   # publish_big N BYTES
 head_id() { psql -qXtA -d "$DB" -c "SELECT max(id) FROM sse_bridge.events"; }
 
 # ---------------------------------------------------------------- 1. replay
+# test_replay BOUND_MB SHED: SHED=1 expects the bound to be reached (shedding)
 test_replay() {
-  local bound_mb=256 log=$WORK/replay.log hwm peak over slow fast head
+  local bound_mb=$1 shed_expected=$2 log=$WORK/replay-$1.log hwm peak over slow fast head
   echo "--- replay: 100 slow readers over 300 x 1 MB events, --max-memory ${bound_mb}M"
-  psql -qX -d "$DB" -c "TRUNCATE sse_bridge.events" >/dev/null
-  publish_big 300 1000000 || { fail "publish"; return; }
+  if [ "$(head_id)" != 300 ]; then
+    psql -qX -d "$DB" -c "TRUNCATE sse_bridge.events" >/dev/null
+    publish_big 300 1000000 || { fail "publish"; return; }
+  fi
   head=$(head_id)
   # the environment form of the options, so that an older build still starts
-  SSE_BRIDGE_MAX_MEMORY=${bound_mb}M SSE_BRIDGE_CLIENT_QUEUE=1M \
+  SSE_BRIDGE_MAX_MEMORY=${bound_mb}M SSE_BRIDGE_CLIENT_QUEUE=1M SSE_BRIDGE_REPLAY_CACHE=16M \
     start_bridge "$log" "$BRIDGE" --log-level warn || { fail "replay: bridge start"; return; }
   "$B/slowread" --port "$BPORT" --path '/events?channel=mem.big' --clients 4 --rate 100000000 \
     --rcvbuf 262144 --seconds 90 --last-event-id 0 --until "$head" >"$WORK/fast.json" &
@@ -157,8 +161,12 @@ test_replay() {
   if [ "$(val "$fast" done)" = 4 ] && [ "$(val "$fast" order_errors)" = 0 ] && [ "$(val "$slow" order_errors)" = 0 ]; then
     ok "replay: the 4 fast readers got all $head events in order"
   else fail "replay: fast readers incomplete or out of order"; fi
-  if [ "$(val "$slow" events)" -gt 0 ] 2>/dev/null; then ok "replay: slow readers progressed ($(val "$slow" events) events)"
+  if [ "$(val "$slow" bytes)" -gt 0 ] 2>/dev/null; then ok "replay: slow readers were served ($(val "$slow" bytes) bytes)"
   else fail "replay: slow readers got nothing"; fi
+  if [ "$shed_expected" = 1 ]; then
+    if [ $(( ${shed:-0} + ${refused:-0} )) -gt 0 ]; then ok "replay: over the bound it shed $shed streams and refused $refused opens"
+    else fail "replay: the bound was never enforced (shed ${shed:-?}, refused ${refused:-?})"; fi
+  fi
 }
 
 # ---------------------------------------------------------------- 2. injector
@@ -195,8 +203,8 @@ SQL
   local r2=$!; PIDS+=("$r2")
   wait "$r1" "$r2"
   kill -0 "$BPID" 2>/dev/null || { stop_bridge "$log"; fail "injector N=$n: the bridge died under injection"; return; }
-  local injected; injected=$(metric "$BPORT" sse_bridge_alloc_failures_injected_total)
   kill -USR2 "$BPID"         # disarm: every reader must now complete by replaying
+  local injected; injected=$(metric "$BPORT" sse_bridge_alloc_failures_injected_total)
   "$B/slowread" --port "$BPORT" --path '/events?channel=mem.%23' --clients 6 --rate 20000000 --rcvbuf 65536 \
     --seconds 30 --last-event-id 0 --until "$head" >"$WORK/fi-$n-c.json" &
   r1=$!; PIDS+=("$r1")
@@ -252,7 +260,7 @@ test_ulimit() {
 
 for t in $ONLY; do
   case $t in
-    replay) test_replay ;;
+    replay) test_replay 256 0; test_replay 96 1 ;;
     injector) for n in $FAIL_EVERY; do test_injector "$n"; done ;;
     ulimit) test_ulimit ;;
   esac

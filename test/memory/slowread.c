@@ -17,7 +17,7 @@
  *
  * With --pid it samples VmRSS of that process every 100 ms.  At the end it
  * prints one JSON line: clients, done, events, order_errors, connects,
- * drops (connections that ended early), refused (503), max_rss_kb.
+ * drops (connections that ended early), refused (503), max_rss_kb, bytes.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -54,7 +54,7 @@ static const char *path = "/";
 static long rate = 10240, rcvbuf = 4096;
 static int64_t start_id = 0, until_id = -1;
 static int	watch_pid;
-static uint64_t events, order_errors, connects, drops, refused;
+static uint64_t events, order_errors, connects, drops, refused, bytes;
 static long max_rss_kb;
 
 static uint64_t
@@ -291,6 +291,7 @@ main(int argc, char **argv)
 				continue;
 			}
 			c->tokens -= (double) got;
+			bytes += (uint64_t) got;
 			conn_feed(c, buf, (size_t) got);
 			if (c->done) {
 				close(c->fd);
@@ -308,9 +309,10 @@ main(int argc, char **argv)
 		}
 		printf("{\"clients\":%d,\"done\":%d,\"events\":%llu,\"order_errors\":%llu,"
 			   "\"connects\":%llu,\"drops\":%llu,\"refused\":%llu,\"max_rss_kb\":%ld,"
-			   "\"seconds\":%.1f}\n", nclients, ndone, (unsigned long long) events,
+			   "\"bytes\":%llu,\"seconds\":%.1f}\n", nclients, ndone, (unsigned long long) events,
 			   (unsigned long long) order_errors, (unsigned long long) connects,
 			   (unsigned long long) drops, (unsigned long long) refused, max_rss_kb,
+			   (unsigned long long) bytes,
 			   (double) (now_ms() - start) / 1000.0);
 	}
 	free(cs);
