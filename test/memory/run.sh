@@ -5,7 +5,7 @@
 # scripts/test.sh (PGHOST, PGPORT, PGUSER) with the extension installed.
 #
 #   1. replay: 100 slow readers (10 kB/s, 4 kB receive buffers) replaying
-#      300 events of 1 MB from Last-Event-ID 0, and 4 fast readers that must
+#      300 events of 1 MB from Last-Event-ID 0, and 2 fast readers that must
 #      receive all 300 in order.  The bridge's peak RSS (VmHWM) must stay
 #      under --max-memory, no client queue may exceed --client-queue except
 #      by one event larger than it (/metrics).  Run with --max-memory 256M
@@ -134,12 +134,12 @@ test_replay() {
   # the environment form of the options, so that an older build still starts
   SSE_BRIDGE_MAX_MEMORY=${bound_mb}M SSE_BRIDGE_CLIENT_QUEUE=1M SSE_BRIDGE_REPLAY_CACHE=16M \
     start_bridge "$log" "$BRIDGE" --log-level warn || { fail "replay: bridge start"; return; }
-  "$B/slowread" --port "$BPORT" --path '/events?channel=mem.big' --clients 4 --rate 100000000 \
+  "$B/slowread" --port "$BPORT" --path '/events?channel=mem.big' --clients 2 --rate 100000000 \
     --rcvbuf 262144 --seconds 90 --last-event-id 0 --until "$head" >"$WORK/fast.json" &
   local fastpid=$!
   PIDS+=("$fastpid")
   watched slow $((bound_mb * 1024 * 2)) --path '/events?channel=mem.big' --clients 100 \
-    --rate 10240 --rcvbuf 4096 --seconds 40 --last-event-id 0 --stagger 20
+    --rate 10240 --rcvbuf 4096 --seconds 30 --last-event-id 0 --stagger 20
   for _ in $(seq 1 500); do kill -0 "$fastpid" 2>/dev/null || break; kill -0 "$BPID" 2>/dev/null || break; sleep 0.1; done
   kill "$fastpid" 2>/dev/null; wait "$fastpid" 2>/dev/null
   slow=$(cat "$WORK/slow.json"); fast=$(cat "$WORK/fast.json")
@@ -158,8 +158,8 @@ test_replay() {
   # one event (1 MB of data -> 1,000,0xx bytes of frame) may exceed the 1 MiB limit only alone
   if [ -n "$peak" ] && [ "$peak" -le 1048576 ] && [ "${over:-1}" = 0 ]; then ok "replay: no queue over --client-queue (peak $peak B)"
   else fail "replay: queue peak ${peak:-unknown} B, over-limit pushes ${over:-unknown}"; fi
-  if [ "$(val "$fast" done)" = 4 ] && [ "$(val "$fast" order_errors)" = 0 ] && [ "$(val "$slow" order_errors)" = 0 ]; then
-    ok "replay: the 4 fast readers got all $head events in order"
+  if [ "$(val "$fast" done)" = 2 ] && [ "$(val "$fast" order_errors)" = 0 ] && [ "$(val "$slow" order_errors)" = 0 ]; then
+    ok "replay: the 2 fast readers got all $head events in order"
   else fail "replay: fast readers incomplete or out of order"; fi
   if [ "$(val "$slow" bytes)" -gt 0 ] 2>/dev/null; then ok "replay: slow readers were served ($(val "$slow" bytes) bytes)"
   else fail "replay: slow readers got nothing"; fi
@@ -204,7 +204,8 @@ SQL
   wait "$r1" "$r2"
   kill -0 "$BPID" 2>/dev/null || { stop_bridge "$log"; fail "injector N=$n: the bridge died under injection"; return; }
   kill -USR2 "$BPID"         # disarm: every reader must now complete by replaying
-  local injected; injected=$(metric "$BPORT" sse_bridge_alloc_failures_injected_total)
+  local injected peak over
+  injected=$(metric "$BPORT" sse_bridge_alloc_failures_injected_total)
   "$B/slowread" --port "$BPORT" --path '/events?channel=mem.%23' --clients 6 --rate 20000000 --rcvbuf 65536 \
     --seconds 30 --last-event-id 0 --until "$head" >"$WORK/fi-$n-c.json" &
   r1=$!; PIDS+=("$r1")
@@ -213,7 +214,9 @@ SQL
   r2=$!; PIDS+=("$r2")
   wait "$r1" "$r2"
   for res in a b c d; do echo "    $res: $(cat "$WORK/fi-$n-$res.json")"; done
-  echo "    injected failures: ${injected:-unknown}"
+  peak=$(metric "$BPORT" sse_bridge_client_queue_peak_bytes)
+  over=$(metric "$BPORT" sse_bridge_client_queue_over_total)
+  echo "    injected failures: ${injected:-unknown}; queue peak ${peak:-?} B (limit 65536), over ${over:-?}"
   for res in a b c d; do
     [ "$(val "$(cat "$WORK/fi-$n-$res.json")" order_errors)" = 0 ] || bad=1
   done
@@ -224,6 +227,8 @@ SQL
   stop_bridge "$log" || { fail "injector N=$n: no crash, clean exit, no sanitizer report"; return; }
   [ "${injected:-0}" -gt 0 ] 2>/dev/null || { fail "injector N=$n: nothing was injected"; return; }
   [ $bad = 0 ] || { fail "injector N=$n: readers incomplete or out of order"; return; }
+  [ "${over:-1}" = 0 ] && [ "${peak:-99999999}" -le 65536 ] \
+    || { fail "injector N=$n: a queue went over --client-queue (peak ${peak:-?}, over ${over:-?})"; return; }
   ok "injector N=$n: $injected failures injected; no crash, no leak, every reader complete and in order"
 }
 
