@@ -11,7 +11,6 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "client.h"
 #include "db.h"
 #include "frame.h"
 #include "scope.h"

@@ -1,10 +1,12 @@
 /*
  * client.c - HTTP connections: request head, routing, output, closing.
  *
- * One handler table entry per state (client_ops); client_set_state runs the
- * exit action of the old state and the entry action of the new one:
+ * One handler table entry per state (state_ops); client_set_state checks
+ * the move is legal, runs the exit action of the old state and the entry
+ * action of the new one:
  *   READING   exit: free the request parser
- *   LIVE      entry: join the hub; exit: leave the hub
+ *   OPENING, STREAMING  exit to CLOSING: release the stream (ops.release)
+ *   CLOSING   entry: start the linger deadline
  * Invariants:
  *  - reads use one shared buffer (client_alloc), so an idle connection holds
  *    no read buffer;
@@ -12,9 +14,13 @@
  *    most one uv_write in flight per client, carrying every queued frame;
  *  - a client is never closed inside a write path: slow or broken clients
  *    are marked CF_DOOMED and closed at the next flush;
- *  - hub membership changes only outside hub_dispatch (CF_ENDING defers it);
+ *  - a stream ends only at a flush, outside hub_dispatch (CF_ENDING defers
+ *    it), so hub membership never changes during a dispatch;
+ *  - c->st is set exactly while OPENING or STREAMING (after ops.open) and
+ *    ops.release runs once when that ends;
  *  - the struct is freed only in client_closed (uv_close callback).
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,76 +29,83 @@
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
-#include "replay.h"
 #include "resp.h"
 #include "route.h"
-#include "work.h"
 
 /* Frames per write: Linux's IOV_MAX, so one writev carries them all. */
 #define CLIENT_MAX_BUFS 1024
 #define CLIENT_LINGER_MS 5000
 #define CLIENT_EXTRA_REJECTS 1024
 
-typedef struct client_ops {
+typedef struct state_ops {
 	void		(*on_read)(client *c, const char *buf, ssize_t n);
 	void		(*on_written)(client *c);
-	void		(*on_enter)(client *c);
-	void		(*on_exit)(client *c);
-} client_ops;
+	void		(*on_enter)(client *c, client_state from);
+	void		(*on_exit)(client *c, client_state to);
+} state_ops;
 
-client	   *client_list;
+static LIST_HEAD(, client) clients = LIST_HEAD_INITIALIZER(clients);
+static SLIST_HEAD(, client) pending = SLIST_HEAD_INITIALIZER(pending);
 size_t		client_count;
-size_t		client_streams;
 
-static client *pending_head;
+static client_ops up;
 static char read_buf[65536];
 static bool read_buf_busy;
 
 static void client_read_request(client *c, const char *buf, ssize_t n);
 static void client_read_ignore(client *c, const char *buf, ssize_t n);
-static void client_written_replaying(client *c);
+static void client_written_streaming(client *c);
 static void client_written_closing(client *c);
-static void client_exit_reading(client *c);
-static void client_enter_live(client *c);
-static void client_exit_live(client *c);
+static void client_exit_reading(client *c, client_state to);
+static void client_exit_stream(client *c, client_state to);
+static void client_enter_closing(client *c, client_state from);
 
-static const client_ops ops[CS_COUNT] = {
+static const state_ops ops[CS_COUNT] = {
 	[CS_READING] = {client_read_request, NULL, NULL, client_exit_reading},
-	[CS_OPENING] = {client_read_ignore, NULL, NULL, NULL},
-	[CS_REPLAYING] = {client_read_ignore, client_written_replaying, NULL, NULL},
-	[CS_LIVE] = {client_read_ignore, NULL, client_enter_live, client_exit_live},
-	[CS_CLOSING] = {client_read_ignore, client_written_closing, NULL, NULL},
+	[CS_OPENING] = {client_read_ignore, NULL, NULL, client_exit_stream},
+	[CS_STREAMING] = {client_read_ignore, client_written_streaming, NULL, client_exit_stream},
+	[CS_CLOSING] = {client_read_ignore, client_written_closing, client_enter_closing, NULL},
+};
+
+/* Legal moves: legal[from] has bit `to` set. */
+static const uint8_t legal[CS_COUNT] = {
+	[CS_READING] = 1 << CS_OPENING | 1 << CS_CLOSING,
+	[CS_OPENING] = 1 << CS_STREAMING | 1 << CS_CLOSING,
+	[CS_STREAMING] = 1 << CS_CLOSING,
+	[CS_CLOSING] = 0,
 };
 
 static const char *const client_state_names[CS_COUNT] = {
-	"reading", "opening", "replaying", "live", "closing"
+	"reading", "opening", "streaming", "closing"
 };
 
 void
+client_set_ops(const client_ops *ops_)
+{
+	assert(ops_->open && ops_->drained && ops_->release);
+	up = *ops_;
+}
+
+static void
 client_set_state(client *c, client_state st)
 {
 	client_state old = (client_state) c->state;
 
 	if (old == st)
 		return;
+	assert(legal[old] & (1u << st));
 	if (ops[old].on_exit)
-		ops[old].on_exit(c);
+		ops[old].on_exit(c, st);
 	c->state = (uint8_t) st;
-	client_streams += (st == CS_REPLAYING || st == CS_LIVE) -
-		(old == CS_REPLAYING || old == CS_LIVE);
 	log_debug("client %p: %s -> %s", (void *) c, client_state_names[old], client_state_names[st]);
 	if (ops[st].on_enter)
-		ops[st].on_enter(c);
-	if (st == CS_CLOSING) {
-		c->deadline_ms = bridge_now() + CLIENT_LINGER_MS;
-		if (c->q.n == 0)
-			client_written_closing(c);
-	}
+		ops[st].on_enter(c, old);
 }
 
 static void
-client_exit_reading(client *c)
+client_exit_reading(client *c, client_state to)
 {
+	(void) to;
 	if (c->req) {
 		req_free(c->req);
 		free(c->req);
@@ -100,19 +113,36 @@ client_exit_reading(client *c)
 	}
 }
 
+/* Leaving OPENING or STREAMING: the stream is over unless it just started. */
 static void
-client_enter_live(client *c)
+client_exit_stream(client *c, client_state to)
 {
-	if (!hub_add(&c->st->sub)) {
-		log_error("out of memory adding a subscription to the hub");
-		c->flags |= CF_DOOMED;
+	if (to == CS_CLOSING && c->st != NULL) {
+		up.release(c);
+		assert(c->st == NULL);
 	}
 }
 
 static void
-client_exit_live(client *c)
+client_enter_closing(client *c, client_state from)
 {
-	hub_remove(&c->st->sub);
+	(void) from;
+	c->deadline_ms = bridge_now() + CLIENT_LINGER_MS;
+	if (c->q.n == 0)
+		client_written_closing(c);
+}
+
+void
+client_streaming(client *c)
+{
+	assert(c->state == CS_OPENING && c->st != NULL);
+	client_set_state(c, CS_STREAMING);
+}
+
+void
+client_set_unpaced(client *c)
+{
+	c->flags |= CF_UNPACED;
 }
 
 static void
@@ -121,25 +151,31 @@ client_mark_pending(client *c)
 	if (c->flags & (CF_PENDING | CF_CLOSED))
 		return;
 	c->flags |= CF_PENDING;
-	c->pending_next = pending_head;
-	pending_head = c;
+	SLIST_INSERT_HEAD(&pending, c, pending);
+}
+
+void
+client_doom(client *c)
+{
+	c->flags |= CF_DOOMED;
+	client_mark_pending(c);
 }
 
 void
 client_send(client *c, frame *f)
 {
-	if (f == NULL || (c->flags & CF_CLOSED)) {
+	if (c->flags & CF_CLOSED) {
 		frame_unref(f);
 		return;
 	}
-	if (!outq_push(&c->q, f)) {
+	if (f == NULL || !outq_push(&c->q, f)) {
 		c->flags |= CF_DOOMED;
 		log_error("out of memory queueing output");
 	}
 	if (c->state != CS_READING && c->state != CS_CLOSING)
 		c->deadline_ms = bridge_now();	/* last traffic, for keepalives */
-	if (c->state == CS_LIVE && outq_bytes(&c->q) > cfg.client_queue &&
-		!(c->flags & CF_DOOMED)) {
+	if ((c->flags & CF_UNPACED) && c->state == CS_STREAMING &&
+		outq_bytes(&c->q) > cfg.client_queue && !(c->flags & CF_DOOMED)) {
 		c->flags |= CF_DOOMED;
 		metrics.slow_drops++;
 		log_info("dropping a slow client: %zu bytes queued", outq_bytes(&c->q));
@@ -154,7 +190,7 @@ client_end(client *c)
 	client_mark_pending(c);
 }
 
-static void
+void
 client_respond(client *c, frame *f)
 {
 	client_send(c, f);
@@ -164,7 +200,7 @@ client_respond(client *c, frame *f)
 void
 client_respond_error(client *c, int status, const char *code, const char *detail)
 {
-	const char *origin = c->st ? c->st->origin
+	const char *origin = c->origin ? c->origin
 		: (c->req && c->req->origin.set ? c->req->origin.s : NULL);
 	frame	   *f = resp_error(status, code, detail, origin);
 
@@ -180,20 +216,12 @@ static void
 client_free(client *c)
 {
 	outq_clear(&c->q);
+	assert(c->st == NULL);
 	if (c->req) {
 		req_free(c->req);
 		free(c->req);
 	}
-	if (c->st) {
-		for (size_t i = 0; i < c->st->sub.npatterns; i++)
-			free(c->st->sub.patterns[i]);
-		free(c->st->sub.patterns);
-		hub_sub_unprepare(&c->st->sub);
-		json_decref(c->st->sub.filter);
-		free(c->st->sub_id);
-		free(c->st->origin);
-		free(c->st);
-	}
+	free(c->origin);
 	free(c);
 }
 
@@ -204,39 +232,27 @@ client_closed(uv_handle_t *h)
 	bridge_maybe_finish();
 }
 
-static void
-client_unlink(client *c)
-{
-	if (c->prev)
-		c->prev->next = c->next;
-	else if (client_list == c)
-		client_list = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	c->prev = c->next = NULL;
-	client_count--;
-}
-
 void
 client_close(client *c)
 {
 	if (c->flags & CF_CLOSED)
 		return;
-	if (c->state == CS_LIVE)
-		hub_remove(&c->st->sub);
-	if (c->flags & (CF_PARKED | CF_QUEUED))
-		replay_forget(c);
-	if (c->state == CS_REPLAYING || c->state == CS_LIVE)
-		client_streams--;
 	if (c->st != NULL) {
-		if (c->st->job != NULL) {
-			db_job_cancel(c->st->job);
-			c->st->job = NULL;
-		}
+		assert(c->state == CS_OPENING || c->state == CS_STREAMING);
+		up.release(c);
+		assert(c->st == NULL);
 	}
 	c->flags |= CF_CLOSED;
-	client_unlink(c);
+	LIST_REMOVE(c, link);
+	client_count--;
+	metrics.clients = client_count;
 	uv_close((uv_handle_t *) &c->tcp, client_closed);
+}
+
+client *
+client_first(void)
+{
+	return LIST_FIRST(&clients);
 }
 
 static void
@@ -271,9 +287,10 @@ client_written_closing(client *c)
 }
 
 static void
-client_written_replaying(client *c)
+client_written_streaming(client *c)
 {
-	replay_step(c);
+	if (c->st != NULL && !client_gone(c))
+		up.drained(c);
 }
 
 /* ---- writing ---- */
@@ -337,21 +354,18 @@ client_service(client *c)
 		client_close(c);
 		return;
 	}
-	if ((c->flags & CF_ENDING) && (c->state == CS_REPLAYING || c->state == CS_LIVE ||
-								   c->state == CS_OPENING)) {
+	if ((c->flags & CF_ENDING) && (c->state == CS_STREAMING || c->state == CS_OPENING))
 		client_set_state(c, CS_CLOSING);
-	}
 	client_flush(c);
 }
 
 void
 client_flush_pending(void)
 {
-	while (pending_head != NULL) {
-		client	   *c = pending_head;
+	client	   *c;
 
-		pending_head = c->pending_next;
-		c->pending_next = NULL;
+	while ((c = SLIST_FIRST(&pending)) != NULL) {
+		SLIST_REMOVE_HEAD(&pending, pending);
 		c->flags &= (uint16_t) ~CF_PENDING;
 		client_service(c);
 	}
@@ -391,40 +405,17 @@ client_read_ignore(client *c, const char *buf, ssize_t n)
 		client_close(c);		/* peer went away */
 }
 
-static stream *
-client_stream_new(client *c, route_result *rr)
-{
-	stream	   *st = calloc(1, sizeof(stream));
-	const char *origin = c->req->origin.set ? c->req->origin.s : NULL;
-
-	if (st == NULL)
-		return NULL;
-	st->owner = c;
-	st->last_event_id = rr->last_event_id;
-	st->sub.patterns = rr->patterns;
-	st->sub.npatterns = rr->npatterns;
-	st->sub.filter = rr->filter;
-	rr->patterns = NULL;
-	rr->npatterns = 0;
-	rr->filter = NULL;
-	hub_sub_prepare(&st->sub);
-	if (origin && cfg.cors_origin[0])
-		st->origin = strdup(origin);
-	if (rr->kind == ROUTE_SUB)
-		st->sub_id = strdup(rr->sub_id);
-	return st;
-}
-
+/* A stream request: the stream layer takes it from here (ops.open). */
 static void
 client_start_stream(client *c, route_result *rr)
 {
-	c->st = client_stream_new(c, rr);
-	if (c->st == NULL || (rr->kind == ROUTE_SUB && c->st->sub_id == NULL)) {
+	if (c->req->origin.set && cfg.cors_origin[0] &&
+		(c->origin = strdup(c->req->origin.s)) == NULL) {
 		client_respond_error(c, 503, "unavailable", "out of memory");
 		return;
 	}
 	client_set_state(c, CS_OPENING);
-	work_open(c);
+	up.open(c, rr);
 }
 
 static void
@@ -518,16 +509,47 @@ client_reject_closed(uv_handle_t *h)
 	free(h);
 }
 
-void
-client_accept(uv_stream_t *listener)
+static client *
+client_create(void)
 {
 	client	   *c = calloc(1, sizeof(client));
 
 	if (c == NULL || uv_tcp_init(br.loop, &c->tcp) != 0) {
 		free(c);
-		return;
+		return NULL;
 	}
 	c->tcp.data = c;
+	return c;
+}
+
+/* Count c among the open clients, READING. */
+static void
+client_track(client *c)
+{
+	LIST_INSERT_HEAD(&clients, c, link);
+	client_count++;
+	metrics.clients = client_count;
+	c->state = CS_READING;
+	c->deadline_ms = bridge_now() + cfg.header_timeout * 1000;
+}
+
+client *
+client_new(void)
+{
+	client	   *c = client_create();
+
+	if (c != NULL)
+		client_track(c);
+	return c;
+}
+
+void
+client_accept(uv_stream_t *listener)
+{
+	client	   *c = client_create();
+
+	if (c == NULL)
+		return;
 	if (uv_accept(listener, (uv_stream_t *) &c->tcp) != 0 ||
 		client_count >= cfg.max_clients + CLIENT_EXTRA_REJECTS) {
 		uv_close((uv_handle_t *) &c->tcp, client_reject_closed);
@@ -536,34 +558,13 @@ client_accept(uv_stream_t *listener)
 	metrics.connections++;
 	if (client_count >= cfg.max_clients)
 		c->flags |= CF_REJECT;
-	c->next = client_list;
-	if (client_list)
-		client_list->prev = c;
-	client_list = c;
-	client_count++;
-	c->state = CS_READING;
-	c->deadline_ms = bridge_now() + cfg.header_timeout * 1000;
+	client_track(c);
 	uv_tcp_nodelay(&c->tcp, 1);
 	if (uv_read_start((uv_stream_t *) &c->tcp, client_alloc, client_on_read) != 0)
 		client_close(c);
 }
 
-/* ---- hub delivery, sweep, shutdown ---- */
-
-void
-client_deliver(hub_sub *s, event *ev, bool ends)
-{
-	stream	   *st = (stream *) s;
-	client	   *c = st->owner;
-
-	if (c->flags & (CF_ENDING | CF_DOOMED | CF_CLOSED))
-		return;
-	client_send(c, frame_ref(event_frame(ev)));
-	c->cursor = ev->id;
-	metrics.events_sent++;
-	if (ends)
-		client_end(c);
-}
+/* ---- sweep, shutdown ---- */
 
 static void
 client_sweep_one(client *c, uint64_t now)
@@ -575,8 +576,7 @@ client_sweep_one(client *c, uint64_t now)
 				client_respond_error(c, 408, "timeout", "request head not received in time");
 			}
 			break;
-		case CS_REPLAYING:
-		case CS_LIVE:
+		case CS_STREAMING:
 			if (now >= c->deadline_ms + cfg.keepalive * 1000 && outq_pending(&c->q) == 0)
 				client_send(c, frame_ref(br.keepalive));
 			break;
@@ -593,8 +593,10 @@ client_sweep_one(client *c, uint64_t now)
 void
 client_sweep(uint64_t now)
 {
-	for (client *c = client_list, *next; c; c = next) {
-		next = c->next;
+	client	   *c, *next;
+
+	for (c = LIST_FIRST(&clients); c != NULL; c = next) {
+		next = LIST_NEXT(c, link);
 		client_sweep_one(c, now);
 	}
 }
@@ -602,9 +604,11 @@ client_sweep(uint64_t now)
 void
 client_shutdown_all(void)
 {
-	for (client *c = client_list, *next; c; c = next) {
-		next = c->next;
-		if (c->state == CS_REPLAYING || c->state == CS_LIVE)
+	client	   *c, *next;
+
+	for (c = LIST_FIRST(&clients); c != NULL; c = next) {
+		next = LIST_NEXT(c, link);
+		if (c->state == CS_STREAMING)
 			client_end(c);
 		else if (c->state != CS_CLOSING)
 			client_close(c);

@@ -1,36 +1,43 @@
 /*
- * client.h - one HTTP connection and, when it streams, its subscription.
+ * client.h - one HTTP connection: its request head, its output queue, and
+ * the connection's state.  What a stream does is stream.c's business; the
+ * connection only carries it.
  *
- * States (client_set_state is the only place that changes them):
+ * Connection states (client_set_state is the only place that changes them;
+ * legal moves are asserted):
  *   READING    receiving the request head (header timeout applies)
- *   OPENING    stream validated; waiting for the database lookup
- *   REPLAYING  headers sent; catching up from the replay cache or the log
- *   LIVE       in the hub, receiving events as they are fetched
+ *   OPENING    a stream was requested; no byte of the answer sent yet
+ *   STREAMING  the event-stream head was sent (keepalives apply)
  *   CLOSING    last bytes queued; shut down once they are written
+ *   READING -> OPENING | CLOSING;  OPENING -> STREAMING | CLOSING;
+ *   STREAMING -> CLOSING.  client_close may end any state.
  *
- * Ownership: a client owns its request parser (READING only), its stream
- * (from OPENING on), its output queue, and at most one database job (which
- * it cancels when it closes).  Clients are freed only in the uv_close
- * callback of their socket.
+ * Upward calls go only through client_ops (main.c wires them to stream.c):
+ * `open` when a stream request was routed, `drained` when a write finished
+ * while STREAMING, `release` exactly once when a connection that had a
+ * stream (OPENING or STREAMING) goes CLOSING or is closed.
+ *
+ * Ownership: a client owns its request parser (READING only), its Origin
+ * copy and its output queue; c->st belongs to stream.c (set by `open`,
+ * cleared by `release`).  Clients are freed only in the uv_close callback
+ * of their socket.
  */
 #ifndef BRIDGE_CLIENT_H
 #define BRIDGE_CLIENT_H
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <uv.h>
 
-#include "db.h"
-#include "event.h"
-#include "hub.h"
 #include "outq.h"
 #include "request.h"
+#include "route.h"
 
 typedef enum client_state {
 	CS_READING,
 	CS_OPENING,
-	CS_REPLAYING,
-	CS_LIVE,
+	CS_STREAMING,
 	CS_CLOSING,
 	CS_COUNT
 } client_state;
@@ -41,56 +48,71 @@ enum client_flags {
 	CF_ENDING = 1 << 2,			/* end the stream at the next flush */
 	CF_WRITING = 1 << 3,		/* a uv_write is in flight */
 	CF_REJECT = 1 << 4,			/* over --max-clients: answer 503 */
-	CF_PARKED = 1 << 5,			/* waiting for the live cursor to advance */
-	CF_CLOSED = 1 << 6,			/* uv_close called */
-	CF_SHUTDOWN = 1 << 7,		/* uv_shutdown issued */
-	CF_QUEUED = 1 << 8			/* in the replay run queue */
+	CF_CLOSED = 1 << 5,			/* uv_close called */
+	CF_SHUTDOWN = 1 << 6,		/* uv_shutdown issued */
+	CF_UNPACED = 1 << 7			/* nobody paces the output: over --client-queue closes */
 };
 
-struct client;
-
-typedef struct stream {
-	hub_sub		sub;			/* patterns and filter, owned here; first member */
-	struct client *owner;
-	int64_t		sid;			/* subscription's internal id; 0 = ad hoc */
-	char	   *sub_id;			/* subscription uuid; NULL = ad hoc */
-	int64_t		last_event_id;	/* from the request, -1 = none */
-	char	   *origin;			/* request Origin, for CORS headers */
-	db_job	   *job;			/* the one pending database job, or NULL */
-	uint64_t	open_changes;	/* work_sub_changes() when the open was sent */
-} stream;
+struct stream;
 
 typedef struct client {
 	uv_tcp_t	tcp;
 	uint8_t		state;			/* client_state */
 	uint16_t	flags;
-	struct client *prev;		/* every client */
-	struct client *next;
-	struct client *pending_next;	/* flush list */
-	struct client *park_next;	/* parked list or replay run queue (never both) */
+	LIST_ENTRY(client) link;	/* every client */
+	SLIST_ENTRY(client) pending;	/* flush list (CF_PENDING) */
 	uint64_t	deadline_ms;	/* READING/CLOSING: give up at; else last send */
-	int64_t		cursor;			/* every matching event <= cursor was queued */
 	outq		q;
 	req		   *req;
-	stream	   *st;
+	char	   *origin;			/* request Origin when CORS is configured */
+	struct stream *st;			/* stream.c's, while OPENING or STREAMING */
 } client;
 
-/* Accept a connection from the listener (server.c calls this). */
+typedef struct client_ops {
+	void		(*open)(client *c, route_result *rr);
+	void		(*drained)(client *c);
+	void		(*release)(client *c);
+} client_ops;
+
+void		client_set_ops(const client_ops *ops);
+
+/* A tracked client in READING on a fresh, unconnected socket (tests); NULL on OOM. */
+client	   *client_new(void);
+
+/* Accept a connection from the listener (main.c calls this). */
 void		client_accept(uv_stream_t *listener);
 
 /*
- * Queue a frame; takes the caller's reference.  A client whose queue goes
- * over --client-queue is marked for closing at the next flush.
+ * Queue a frame; takes the caller's reference (NULL: out of memory, the
+ * client is closed at the next flush).  A CF_UNPACED client whose queue
+ * goes over --client-queue is closed at the next flush.
  */
 void		client_send(client *c, frame *f);
 
-/* End the stream after what is queued has been written. */
+/* OPENING -> STREAMING: the event-stream head is queued. */
+void		client_streaming(client *c);
+
+/* Over --client-queue from now on means a slow client (live streams). */
+void		client_set_unpaced(client *c);
+
+/* End the stream after what is queued has been written (at the next flush). */
 void		client_end(client *c);
 
+/* Close at the next flush, never inside a write or dispatch path. */
+void		client_doom(client *c);
+
+/* True once the client is ending, doomed or closed: queue nothing more. */
+static inline bool
+client_gone(const client *c)
+{
+	return (c->flags & (CF_ENDING | CF_DOOMED | CF_CLOSED)) != 0;
+}
+
+/* Answer f and close (any state before the stream head is sent). */
+void		client_respond(client *c, frame *f);
 /* Answer an error and close (any state before the stream head is sent). */
 void		client_respond_error(client *c, int status, const char *code, const char *detail);
 
-void		client_set_state(client *c, client_state st);
 void		client_close(client *c);
 
 /* Flush every client with queued output; close doomed ones (uv_check). */
@@ -102,11 +124,9 @@ void		client_sweep(uint64_t now_ms);
 /* Ask every client to finish (shutdown). */
 void		client_shutdown_all(void);
 
-/* Hub callback: a live event for a live client. */
-void		client_deliver(hub_sub *s, event *ev, bool ends);
+/* Any client (NULL when none), for closing them all. */
+client	   *client_first(void);
 
-extern client *client_list;
 extern size_t client_count;
-extern size_t client_streams;
 
 #endif

@@ -13,6 +13,7 @@
 #include "event.h"
 #include "sse_filter.h"
 #include "sse_match.h"
+#include "wire.h"
 
 event *
 event_new(int64_t id, int64_t created_us, const char *channel, size_t chlen,
@@ -65,7 +66,7 @@ frame *
 event_frame(event *ev)
 {
 	if (ev->frame == NULL)
-		ev->frame = frame_event(ev->id, ev->name, ev->nlen, ev->data, ev->dlen);
+		ev->frame = wire_event(ev->id, ev->name, ev->nlen, ev->data, ev->dlen);
 	return ev->frame;
 }
 

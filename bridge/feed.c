@@ -9,9 +9,10 @@
  *
  * Invariants: at most one fetch or head job is queued or in flight
  * (`inflight`); events are dispatched in id order, each exactly once, and
- * then handed to the replay cache; parked replays are stepped after every
- * batch.
+ * then handed to the replay cache; ops.advanced runs after every batch and
+ * after the head is read.  Rows are decoded by logread.c only.
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,26 +24,19 @@
 #include "feed.h"
 #include "hub.h"
 #include "log.h"
+#include "logread.h"
 #include "metrics.h"
-#include "replay.h"
 #include "ring.h"
-#include "work.h"
 
 static struct {
 	bool		inflight;
 	bool		again;
 	uv_timer_t	poll;
+	feed_ops	up;
 } feed;
 
 static void feed_up(db_link *l);
 static void feed_on_notify(db_link *l, const char *payload);
-
-static db_step feed_steps[] = {
-	{NULL, "LISTEN sse_bridge", NULL},
-	{"fetch", NULL, NULL},
-	{"head", "SELECT greatest((SELECT max(id) FROM sse_bridge.events), m.pruned_through) "
-	 "FROM sse_bridge.meta m", NULL},
-};
 
 static int64_t
 feed_now_us(void)
@@ -58,61 +52,58 @@ static void feed_request(void);
 static void
 feed_head_done(db_job *job, PGresult *res)
 {
+	int64_t		head;
+
 	db_job_free(job);
 	feed.inflight = false;
 	if (res == NULL)
 		return;
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+	if (!logread_head_value(res, &head)) {
 		log_error("reading the log head failed: %s", PQresultErrorMessage(res));
 		return;					/* the backstop poll retries */
 	}
-	ring_reset(strtoll(PQgetvalue(res, 0, 0), NULL, 10));
+	ring_reset(head);
 	log_info("live cursor starts at %" PRId64, ring_hi());
-	replay_unpark_all();
+	feed.up.advanced();
 	if (feed.again)
 		feed_request();
 }
 
-/* The log was pruned past the live cursor: tell every live stream. */
+/* The log was pruned past the live cursor: tell the live streams. */
 static void
 feed_pruned(int64_t pruned)
 {
-	frame	   *f = replay_reset_frame(ring_hi() + 1, pruned);
-
 	log_warn("events %" PRId64 "..%" PRId64 " were pruned before the bridge read them",
 			 ring_hi() + 1, pruned);
-	for (client *c = client_list; c && f; c = c->next)
-		if (c->state == CS_LIVE)
-			client_send(c, frame_ref(f));
-	frame_unref(f);
+	feed.up.pruned(ring_hi() + 1, pruned);
 	ring_reset(pruned);
 }
 
-static void
+/* One row of a batch; true when it held an event. */
+static bool
 feed_row(PGresult *res, int i, int64_t now_us)
 {
 	event	   *ev;
 
-	if (PQgetisnull(res, i, 1))
-		return;
-	ev = event_new(strtoll(PQgetvalue(res, i, 1), NULL, 10),
-				   strtoll(PQgetvalue(res, i, 5), NULL, 10),
-				   PQgetvalue(res, i, 2), (size_t) PQgetlength(res, i, 2),
-				   PQgetisnull(res, i, 3) ? NULL : PQgetvalue(res, i, 3),
-				   (size_t) PQgetlength(res, i, 3),
-				   PQgetvalue(res, i, 4), (size_t) PQgetlength(res, i, 4));
-	if (ev == NULL) {
-		log_error("out of memory reading an event; clients will see a gap");
-		return;
+	switch (logread_event(res, i, &ev)) {
+		case LR_NONE:
+			return false;
+		case LR_OOM:
+			log_error("out of memory reading an event; clients will see a gap");
+			return true;
+		case LR_EVENT:
+			break;
 	}
+	assert(ev->id > 0);
 	if (ev->id <= ring_hi()) {
 		event_free(ev);
-		return;
+		return true;
 	}
 	metrics.events_fetched++;
 	hub_dispatch(ev);
 	metrics_observe_lag(ev->created_us, now_us);
 	ring_push(ev);
+	return true;
 }
 
 static void
@@ -125,19 +116,17 @@ feed_fetch_done(db_job *job, PGresult *res)
 	feed.inflight = false;
 	if (res == NULL)
 		return;
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) < 1) {
+	if (!logread_fetch_ok(res)) {
 		log_error("live fetch failed: %s", PQresultErrorMessage(res));
 		return;
 	}
 	rows = PQntuples(res);
-	pruned = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	pruned = logread_pruned(res);
 	if (pruned > ring_hi())
 		feed_pruned(pruned);
-	for (int i = 0; i < rows; i++) {
-		got += !PQgetisnull(res, i, 1);
-		feed_row(res, i, now_us);
-	}
-	replay_unpark_all();
+	for (int i = 0; i < rows; i++)
+		got += feed_row(res, i, now_us);
+	feed.up.advanced();
 	if (got >= (int) cfg.batch || feed.again)
 		feed_request();
 }
@@ -145,8 +134,6 @@ feed_fetch_done(db_job *job, PGresult *res)
 static void
 feed_request(void)
 {
-	char		cursor[24], limit[24];
-	const char *params[2] = {cursor, limit};
 	db_job	   *job;
 
 	if (feed.inflight) {
@@ -157,12 +144,9 @@ feed_request(void)
 		return;					/* feed_up fetches after reconnecting */
 	feed.again = false;
 	if (!ring_valid())
-		job = db_job_new("head", 0, NULL, feed_head_done, NULL);
-	else {
-		snprintf(cursor, sizeof(cursor), "%" PRId64, ring_hi());
-		snprintf(limit, sizeof(limit), "%" PRIu64, cfg.batch);
-		job = db_job_new("fetch", 2, params, feed_fetch_done, NULL);
-	}
+		job = logread_head(feed_head_done, NULL);
+	else
+		job = logread_fetch(ring_hi(), (int64_t) cfg.batch, feed_fetch_done, NULL);
 	if (job == NULL)
 		return;
 	feed.inflight = true;
@@ -178,7 +162,7 @@ feed_notify(const char *payload)
 	if (payload[0] == 's' && payload[1] == ' ') {
 		v = strtoll(payload + 2, &end, 10);
 		if (*end == '\0' && end != payload + 2)
-			work_sub_changed(v);
+			feed.up.sub_changed(v);
 		return;
 	}
 	if (payload[0] == 'e' && payload[1] == ' ') {
@@ -201,7 +185,7 @@ feed_up(db_link *l)
 {
 	(void) l;
 	feed_request();				/* a fetch requeued by the reconnect just sets again */
-	work_reload_all();			/* subscription notices sent while down are lost */
+	feed.up.relistened();		/* subscription notices sent while down are lost */
 }
 
 static void
@@ -219,11 +203,15 @@ feed_on_poll(uv_timer_t *t)
 }
 
 void
-feed_init(void)
+feed_init(const feed_ops *ops)
 {
-	feed_steps[1].sql = work_fetch_sql;
-	db_link_init(&br.live, br.loop, "live", feed_steps,
-				 sizeof(feed_steps) / sizeof(feed_steps[0]),
+	const db_step *steps;
+	size_t		n;
+
+	assert(ops->advanced && ops->pruned && ops->sub_changed && ops->relistened);
+	feed.up = *ops;
+	steps = logread_live_steps(&n);
+	db_link_init(&br.live, br.loop, "live", steps, n,
 				 (db_ops) {feed_up, feed_down, feed_on_notify});
 	uv_timer_init(br.loop, &feed.poll);
 }

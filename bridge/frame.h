@@ -32,15 +32,4 @@ frame_ref(frame *f)
 
 void		frame_unref(frame *f);
 
-/*
- * An SSE event: "id: <id>", "event: <name>" when name is not NULL, then one
- * "data: " line per payload line (split on CRLF, CR or LF), then a blank
- * line.  name must already be a valid event name (no CR/LF).
- */
-frame	   *frame_event(int64_t id, const char *name, size_t nlen,
-						const char *data, size_t dlen);
-
-/* Bytes frame_event would produce (for accounting without formatting). */
-size_t		frame_event_size(int64_t id, size_t nlen, const char *data, size_t dlen);
-
 #endif

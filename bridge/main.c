@@ -6,7 +6,11 @@
  * queued bytes, close the database links once the last client is gone, and
  * exit 0.  A hard deadline closes whatever is left after 4 s.
  * Each loop turn ends with the flush: live output first, then one turn of
- * replay work (replay_run), then a second flush for what the replays queued.
+ * replay work (stream_run), then a second flush for what the replays queued.
+ *
+ * Wiring: the lower layers (client, feed, work, hub) report upward only
+ * through the callback tables set here; stream.c is the layer they report
+ * to, and only main.c names both sides.
  * Invariants: all handles live in `br` or in clients; after uv_run returns
  * every handle is closed and every allocation is released (leak-free under
  * AddressSanitizer).
@@ -20,12 +24,14 @@
 #include <unistd.h>
 
 #include "bridge.h"
+#include "client.h"
 #include "config.h"
 #include "feed.h"
 #include "hub.h"
 #include "log.h"
-#include "replay.h"
 #include "ring.h"
+#include "stream.h"
+#include "wire.h"
 #include "work.h"
 
 #define BRIDGE_STOP_DEADLINE_MS 4000
@@ -46,7 +52,7 @@ bridge_on_flush(uv_check_t *h)
 {
 	(void) h;
 	client_flush_pending();		/* live events go out every turn */
-	if (replay_run())
+	if (stream_run())
 		uv_idle_start(&br.spin, bridge_on_spin);
 	else
 		uv_idle_stop(&br.spin);
@@ -89,8 +95,8 @@ bridge_on_deadline(uv_timer_t *t)
 {
 	(void) t;
 	log_warn("shutdown deadline: closing %zu remaining connections", client_count);
-	while (client_list != NULL)
-		client_close(client_list);
+	for (client *c; (c = client_first()) != NULL;)
+		client_close(c);
 	bridge_maybe_finish();
 }
 
@@ -191,10 +197,11 @@ bridge_setup(void)
 		log_error("--public-channels: %s", err[0] ? err : "out of memory");
 		return false;
 	}
-	br.keepalive = frame_printf(": keepalive\n\n");
+	br.keepalive = wire_keepalive();
 	db_conninfo = cfg.db;
 	ring_init(cfg.replay_cache, BRIDGE_RING_EVENTS);
-	hub_init(client_deliver);
+	hub_init(stream_deliver);
+	client_set_ops(&(client_ops) {stream_open, stream_drained, stream_release});
 	hub_set_index(cfg.filter_index);
 	uv_check_init(br.loop, &br.flush);
 	uv_check_start(&br.flush, bridge_on_flush);
@@ -206,8 +213,9 @@ bridge_setup(void)
 	uv_signal_start(&br.sigterm, bridge_on_signal, SIGTERM);
 	uv_signal_init(br.loop, &br.sigint);
 	uv_signal_start(&br.sigint, bridge_on_signal, SIGINT);
-	feed_init();
-	work_init();
+	feed_init(&(feed_ops) {stream_advanced, stream_pruned, stream_sub_changed,
+						   stream_relistened});
+	work_init(&(work_ops) {stream_touch_ids});
 	return true;
 }
 

@@ -59,8 +59,8 @@ metrics_render(size_t *len)
 
 	if (f == NULL)
 		return NULL;
-	metrics_line(f, "sse_bridge_clients", "gauge", "Open client connections.", client_count);
-	metrics_line(f, "sse_bridge_streams", "gauge", "Clients replaying or live.", client_streams);
+	metrics_line(f, "sse_bridge_clients", "gauge", "Open client connections.", metrics.clients);
+	metrics_line(f, "sse_bridge_streams", "gauge", "Clients replaying or live.", metrics.streams);
 	metrics_line(f, "sse_bridge_subscriptions_indexed", "gauge", "Live streams in the fan-out index.", hub_count());
 	metrics_line(f, "sse_bridge_connections_total", "counter", "Accepted connections.", metrics.connections);
 	metrics_line(f, "sse_bridge_rejected_total", "counter", "Connections refused over --max-clients.", metrics.rejected);

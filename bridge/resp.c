@@ -1,5 +1,5 @@
 /*
- * resp.c - HTTP response heads and bodies.
+ * resp.c - HTTP response heads and bodies (the event-stream head is in wire.c).
  *
  * Invariants: every non-stream response carries Content-Length (or is
  * body-less) and "Connection: close"; error bodies are built with jansson so
@@ -113,15 +113,4 @@ resp_empty(int status, const char *origin, int preflight)
 			"Access-Control-Max-Age: 600\r\n";
 	return frame_printf("HTTP/1.1 %d %s\r\nConnection: close\r\n%s%s\r\n",
 						status, resp_reason(status), resp_cors(origin, cors, sizeof(cors)), pre);
-}
-
-frame *
-resp_stream_head(const char *origin, unsigned long retry_ms)
-{
-	char		cors[512];
-
-	return frame_printf("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
-						"Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
-						"Connection: close\r\n%s\r\nretry: %lu\n\n",
-						resp_cors(origin, cors, sizeof(cors)), retry_ms);
 }

@@ -25,9 +25,6 @@ frame	   *resp_empty(int status, const char *origin, int preflight);
 frame	   *resp_body(int status, const char *ctype, const char *body, size_t len,
 					  const char *origin);
 
-/* The head of an event stream followed by the "retry:" line. */
-frame	   *resp_stream_head(const char *origin, unsigned long retry_ms);
-
 const char *resp_reason(int status);
 
 #endif

@@ -1,17 +1,19 @@
 /*
  * test_client.c - output queue limits on a client, the opening decision,
  * the replay cache, and the replay scheduler's budget and fairness.  Links
- * every bridge module except main.c.
+ * the stream layer and what it stands on (run.sh lists the files); the
+ * database links are never started.
  */
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "test_util.h"
 #include "bridge.h"
+#include "client.h"
 #include "config.h"
 #include "metrics.h"
-#include "replay.h"
 #include "ring.h"
+#include "stream.h"
 
 bridge_state br;
 static int	finish_calls;
@@ -22,29 +24,24 @@ bridge_maybe_finish(void)
 	finish_calls++;
 }
 
+/* A streaming client without a stream: only its output queue matters. */
 static client *
-fake_client(client_state st)
+fake_client(bool unpaced)
 {
-	client	   *c = calloc(1, sizeof(client));
+	client	   *c = client_new();
 
-	assert_int_equal(uv_tcp_init(br.loop, &c->tcp), 0);
-	c->tcp.data = c;
-	c->st = calloc(1, sizeof(stream));
-	c->st->owner = c;
-	c->state = (uint8_t) st;
-	c->next = client_list;
-	if (client_list)
-		client_list->prev = c;
-	client_list = c;
-	client_count++;
+	assert_non_null(c);
+	c->state = CS_STREAMING;
+	if (unpaced)
+		client_set_unpaced(c);
 	return c;
 }
 
 static void
 test_queue_limit(void **state)
 {
-	client	   *live = fake_client(CS_LIVE);
-	client	   *replaying = fake_client(CS_REPLAYING);
+	client	   *live = fake_client(true);
+	client	   *replaying = fake_client(false);
 	frame	   *f = frame_alloc(600);
 	uint64_t	drops = metrics.slow_drops;
 
@@ -81,30 +78,30 @@ test_decide(void **state)
 	int64_t		cur;
 
 	(void) state;
-	assert_int_equal(replay_decide(&i, false, -1, &cur), REPLAY_STREAM);
+	assert_int_equal(stream_decide(&i, false, -1, &cur), STREAM_START);
 	assert_int_equal(cur, 100);					/* ad hoc: head */
-	assert_int_equal(replay_decide(&i, true, -1, &cur), REPLAY_STREAM);
+	assert_int_equal(stream_decide(&i, true, -1, &cur), STREAM_START);
 	assert_int_equal(cur, 40);					/* subscription: start */
-	assert_int_equal(replay_decide(&i, true, 55, &cur), REPLAY_STREAM);
+	assert_int_equal(stream_decide(&i, true, 55, &cur), STREAM_START);
 	assert_int_equal(cur, 55);
-	assert_int_equal(replay_decide(&i, false, 5000, &cur), REPLAY_STREAM);
+	assert_int_equal(stream_decide(&i, false, 5000, &cur), STREAM_START);
 	assert_int_equal(cur, 100);					/* clamped to the head */
 	i.close_id = 60;
-	assert_int_equal(replay_decide(&i, true, 59, &cur), REPLAY_STREAM);
-	assert_int_equal(replay_decide(&i, true, 60, &cur), REPLAY_GONE);
-	assert_int_equal(replay_decide(&i, false, -1, &cur), REPLAY_GONE);
+	assert_int_equal(stream_decide(&i, true, 59, &cur), STREAM_START);
+	assert_int_equal(stream_decide(&i, true, 60, &cur), STREAM_GONE);
+	assert_int_equal(stream_decide(&i, false, -1, &cur), STREAM_GONE);
 	i.closed = true;			/* a fresh page still replays up to the close */
-	assert_int_equal(replay_decide(&i, true, -1, &cur), REPLAY_STREAM);
+	assert_int_equal(stream_decide(&i, true, -1, &cur), STREAM_START);
 	assert_int_equal(cur, 40);
-	assert_int_equal(replay_decide(&i, true, 50, &cur), REPLAY_STREAM);
+	assert_int_equal(stream_decide(&i, true, 50, &cur), STREAM_START);
 	i.close_id = -1;							/* close row pruned */
-	assert_int_equal(replay_decide(&i, true, 50, &cur), REPLAY_GONE);
+	assert_int_equal(stream_decide(&i, true, 50, &cur), STREAM_GONE);
 	i.closed = false;
 	i.expired = true;
-	assert_int_equal(replay_decide(&i, true, 50, &cur), REPLAY_NOT_FOUND);
+	assert_int_equal(stream_decide(&i, true, 50, &cur), STREAM_NOT_FOUND);
 	i.expired = false;
 	i.found = false;
-	assert_int_equal(replay_decide(&i, true, -1, &cur), REPLAY_NOT_FOUND);
+	assert_int_equal(stream_decide(&i, true, -1, &cur), STREAM_NOT_FOUND);
 }
 
 static event *
@@ -146,24 +143,32 @@ test_ring(void **state)
 	ring_shutdown();
 }
 
-/* A REPLAYING client of channel ch, queued to run from cursor. */
+/* Bytes of the stream head and anything else queued before replaying. */
+static size_t head_bytes;
+
+/* A client with a REPLAYING stream of channel ch, queued to run from cursor. */
 static client *
 replaying_client(const char *ch, int64_t cursor)
 {
-	client	   *c = fake_client(CS_REPLAYING);
+	client	   *c = client_new();
+	char	  **pats = calloc(1, sizeof(char *));
 
-	c->st->sub.patterns = calloc(1, sizeof(char *));
-	c->st->sub.patterns[0] = strdup(ch);
-	c->st->sub.npatterns = 1;
-	hub_sub_prepare(&c->st->sub);
-	c->cursor = cursor;
-	replay_step(c);
-	replay_step(c);				/* queued once only */
+	assert_non_null(c);
+	pats[0] = strdup(ch);
+	c->state = CS_OPENING;		/* as routing leaves it */
+	assert_non_null(stream_new(c, pats, 1, NULL, NULL, -1));
+	assert_int_equal(c->st->state, SS_OPENING);
+	stream_begin(c->st, cursor, 0);
+	assert_int_equal(c->state, CS_STREAMING);
+	assert_int_equal(c->st->state, SS_REPLAYING);
+	head_bytes = outq_bytes(&c->q);
+	stream_step(c->st);
+	stream_step(c->st);			/* queued once only */
 	return c;
 }
 
 /*
- * Each turn of replay_run stays within its budget (plus one frame), serves
+ * Each turn of stream_run stays within its budget (plus one frame), serves
  * the queue round-robin so no client falls a slice behind another, and
  * every client reaches the live cursor and goes live.
  */
@@ -178,7 +183,7 @@ test_replay_fair(void **state)
 
 	(void) state;
 	cfg.client_queue = 64 << 20;	/* per-client budget 256 KB */
-	hub_init(client_deliver);
+	hub_init(stream_deliver);
 	ring_init(64 << 20, 1 << 16);
 	ring_reset(0);
 	for (int64_t id = 1; id <= NEV; id++)
@@ -187,13 +192,15 @@ test_replay_fair(void **state)
 		cs[i] = replaying_client("c", 0);
 	cs[NC] = replaying_client("nothing", 0);	/* examines events, queues none */
 	cs[NC + 1] = replaying_client("c", 0);
+	assert_int_equal(stream_count(), NC + 2);
 	client_close(cs[NC + 1]);	/* closed while queued: leaves the queue */
+	assert_int_equal(stream_count(), NC + 1);
 	while (more) {
 		size_t		before = 0, after = 0, lo = SIZE_MAX, hi = 0;
 
 		for (int i = 0; i < NC; i++)
 			before += (bytes[i] = outq_bytes(&cs[i]->q));
-		more = replay_run();
+		more = stream_run();
 		for (int i = 0; i < NC; i++) {
 			size_t		b = outq_bytes(&cs[i]->q);
 
@@ -207,12 +214,13 @@ test_replay_fair(void **state)
 	}
 	assert_true(turns > 1);		/* the work was spread over several turns */
 	for (int i = 0; i <= NC; i++) {
-		assert_int_equal(cs[i]->state, CS_LIVE);
-		assert_int_equal(cs[i]->cursor, NEV);
+		assert_int_equal(cs[i]->st->state, SS_LIVE);
+		assert_true(cs[i]->flags & CF_UNPACED);
+		assert_int_equal(cs[i]->st->cursor, NEV);
 		if (i < NC)
 			assert_int_equal(outq_bytes(&cs[i]->q), outq_bytes(&cs[0]->q));
 		else
-			assert_true(outq_bytes(&cs[i]->q) < 100);	/* only `ready` */
+			assert_true(outq_bytes(&cs[i]->q) - head_bytes < 100);	/* only `ready` */
 	}
 	assert_int_equal(hub_count(), NC + 1);
 	for (int i = 0; i <= NC; i++)
@@ -220,7 +228,77 @@ test_replay_fair(void **state)
 	client_flush_pending();
 	uv_run(br.loop, UV_RUN_NOWAIT);
 	assert_int_equal(client_count, 0);
+	assert_int_equal(stream_count(), 0);
+	assert_int_equal(metrics.streams, 0);
 	assert_int_equal(hub_count(), 0);
+	ring_shutdown();
+	hub_shutdown();
+}
+
+/*
+ * One stream through its life: OPENING, REPLAYING (with a reset for a
+ * pruned start), LIVE (in the hub, unpaced, receiving and reset), then the
+ * end at a flush leaves no trace in the hub, the replay queues or the
+ * gauges.
+ */
+static void
+test_stream_lifecycle(void **state)
+{
+	client	   *c = client_new();
+	char	  **pats = calloc(1, sizeof(char *));
+	stream	   *st;
+	event	   *e;
+	size_t		q;
+
+	(void) state;
+	cfg.client_queue = 1 << 20;
+	hub_init(stream_deliver);
+	ring_init(1 << 20, 1024);
+	ring_reset(8);
+	pats[0] = strdup("a");
+	c->state = CS_OPENING;
+	st = stream_new(c, pats, 1, NULL, NULL, -1);
+	assert_ptr_equal(c->st, st);
+	assert_int_equal(st->state, SS_OPENING);
+	assert_int_equal(stream_count(), 1);
+	assert_int_equal(metrics.streams, 0);
+
+	stream_begin(st, 3, 8);						/* ids 4..8 were pruned */
+	assert_int_equal(st->state, SS_REPLAYING);
+	assert_int_equal(st->cursor, 8);
+	assert_int_equal(c->state, CS_STREAMING);
+	assert_false(c->flags & CF_UNPACED);		/* replays pace themselves */
+	assert_int_equal(metrics.streams, 1);
+	assert_int_equal(hub_count(), 0);
+
+	assert_false(stream_run());					/* the cache covers 8: live */
+	assert_int_equal(st->state, SS_LIVE);
+	assert_int_equal(st->cursor, 8);
+	assert_true(c->flags & CF_UNPACED);
+	assert_int_equal(hub_count(), 1);
+	assert_int_equal(metrics.streams, 1);
+
+	q = outq_bytes(&c->q);
+	e = event_new(9, 0, "a", 1, NULL, 0, "x", 1);
+	hub_dispatch(e);
+	ring_push(e);
+	assert_int_equal(st->cursor, 9);
+	assert_true(outq_bytes(&c->q) > q);
+	q = outq_bytes(&c->q);
+	stream_pruned(10, 20);						/* live streams get the reset */
+	assert_true(outq_bytes(&c->q) > q);
+
+	client_end(c);
+	assert_int_equal(st->state, SS_LIVE);		/* ends at the flush, not before */
+	client_flush_pending();
+	assert_int_equal(c->state, CS_CLOSING);
+	assert_null(c->st);
+	assert_int_equal(stream_count(), 0);
+	assert_int_equal(hub_count(), 0);
+	assert_int_equal(metrics.streams, 0);
+	client_close(c);
+	uv_run(br.loop, UV_RUN_NOWAIT);
+	assert_int_equal(client_count, 0);
 	ring_shutdown();
 	hub_shutdown();
 }
@@ -233,11 +311,13 @@ main(void)
 		cmocka_unit_test(test_decide),
 		cmocka_unit_test(test_ring),
 		cmocka_unit_test(test_replay_fair),
+		cmocka_unit_test(test_stream_lifecycle),
 	};
 	int			r;
 
 	br.loop = uv_default_loop();
 	cfg.keepalive = 15;
+	client_set_ops(&(client_ops) {stream_open, stream_drained, stream_release});
 	r = cmocka_run_group_tests_name("client", tests, NULL, NULL);
 	uv_loop_close(br.loop);
 	return r;

@@ -5,16 +5,16 @@
 #include <stdlib.h>
 
 #include "test_util.h"
-#include "frame.h"
+#include "wire.h"
 #include "outq.h"
 
 static void
 check_event(int64_t id, const char *name, const char *data, const char *want)
 {
-	frame	   *f = frame_event(id, name, name ? strlen(name) : 0, data, strlen(data));
+	frame	   *f = wire_event(id, name, name ? strlen(name) : 0, data, strlen(data));
 
 	assert_frame_eq(f, want);
-	assert_int_equal(frame_event_size(id, name ? strlen(name) : 0, data, strlen(data)), f->len);
+	assert_int_equal(wire_event_size(id, name ? strlen(name) : 0, data, strlen(data)), f->len);
 	frame_unref(f);
 }
 
@@ -31,6 +31,29 @@ test_frame_lines(void **state)
 	check_event(12, NULL, "", "id: 12\ndata: \n\n");
 	check_event(13, NULL, "\n\r", "id: 13\ndata: \ndata: \ndata: \n\n");
 	check_event(INT64_MAX, NULL, " lead", "id: 9223372036854775807\ndata:  lead\n\n");
+}
+
+/* The control frames and the stream head, byte for byte. */
+static void
+test_wire_control(void **state)
+{
+	frame	   *f;
+
+	(void) state;
+	f = wire_reset(11, 20);
+	assert_frame_eq(f, "id: 20\nevent: reset\ndata: {\"lost_from\":11,\"lost_through\":20}\n\n");
+	frame_unref(f);
+	f = wire_ready(42);
+	assert_frame_eq(f, "id: 42\nevent: ready\ndata: {\"head\":42}\n\n");
+	frame_unref(f);
+	f = wire_keepalive();
+	assert_frame_eq(f, ": keepalive\n\n");
+	frame_unref(f);
+	f = wire_stream_head("Vary: Origin\r\n", 3000);
+	assert_frame_eq(f, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+					"Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
+					"Connection: close\r\nVary: Origin\r\n\r\nretry: 3000\n\n");
+	frame_unref(f);
 }
 
 static void
@@ -134,6 +157,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_frame_lines),
 		cmocka_unit_test(test_frame_refs),
+		cmocka_unit_test(test_wire_control),
 		cmocka_unit_test(test_outq_flow),
 		cmocka_unit_test(test_outq_wrap),
 	};

@@ -7,17 +7,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "frame.h"
+#include "wire.h"
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	frame	   *f = frame_event(42, NULL, 0, (const char *) data, size);
+	frame	   *f = wire_event(42, NULL, 0, (const char *) data, size);
 	char	   *want = malloc(size + 1), *got = malloc(f->len + 1);
 	size_t		wn = 0, gn = 0;
 	const char *p = f->data, *end = f->data + f->len;
 
-	if (f->len != frame_event_size(42, 0, (const char *) data, size))
+	if (f->len != wire_event_size(42, 0, (const char *) data, size))
 		abort();
 	for (size_t i = 0; i < size; i++) {	/* CRLF, CR -> LF */
 		if (data[i] == '\r' && i + 1 < size && data[i + 1] == '\n')

@@ -21,8 +21,8 @@ declare -A DEPS=(
   [http]="bridge/request.c bridge/route.c bridge/query.c bridge/scope.c"
   [query]="bridge/query.c"
   [pattern]="bridge/scope.c"
-  [filter]="bridge/hub.c bridge/hmap.c bridge/event.c bridge/frame.c"
-  [frame]="bridge/frame.c"
+  [filter]="bridge/hub.c bridge/hmap.c bridge/event.c bridge/frame.c bridge/wire.c"
+  [frame]="bridge/frame.c bridge/wire.c"
 )
 
 failed=0

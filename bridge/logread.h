@@ -1,0 +1,89 @@
+/*
+ * logread.h - the log reader: every SQL statement the bridge sends, the
+ * setup steps of both database links, and the one decoder of their rows.
+ *
+ * Nothing else in the bridge holds SQL text or reads a PGresult column by
+ * number.  Every statement is prepared at connect time (or, for the two
+ * housekeeping calls, built once from the quoted extension schema) and
+ * every value is bound as a parameter, never spliced into SQL.
+ *
+ * Ownership: the job constructors return a new db_job (NULL on OOM) owned by
+ * the caller until db_submit; logread_open_info fills strings that
+ * open_info_clear frees; logread_event returns a new event owned by the
+ * caller.
+ */
+#ifndef BRIDGE_LOGREAD_H
+#define BRIDGE_LOGREAD_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "db.h"
+#include "event.h"
+
+/* Rows per replay page. */
+#define LOGREAD_PAGE_ROWS 500
+
+/* What the database says about a stream being opened (or a reload). */
+typedef struct open_info {
+	bool		found;			/* subscription row exists (ad hoc: true) */
+	bool		expired;
+	bool		closed;			/* closed_at is set */
+	int64_t		sid;
+	char	   *channels_json;	/* subscription patterns as a JSON array */
+	char	   *filter_json;
+	int64_t		start_id;
+	int64_t		head;
+	int64_t		pruned;
+	int64_t		close_id;		/* first close event on a literal pattern, -1 none */
+} open_info;
+
+/* Setup steps of the live link (LISTEN, fetch, head) and the work link. */
+const db_step *logread_live_steps(size_t *n);
+const db_step *logread_work_steps(size_t *n);
+/* Free what the work link's setup built (shutdown). */
+void		logread_shutdown(void);
+
+/* The log after `after`, at most limit rows (live fetches and replay pages). */
+db_job	   *logread_fetch(int64_t after, int64_t limit, db_done_fn done, void *owner);
+/* The log head (live link, before the first fetch). */
+db_job	   *logread_head(db_done_fn done, void *owner);
+/* Open lookup: a subscription by uuid, or ad hoc patterns (sub_id NULL). */
+db_job	   *logread_open(const char *sub_id, char *const *patterns, size_t npatterns,
+						 db_done_fn done, void *owner);
+/* Re-read one subscription; job->aux = sid. */
+db_job	   *logread_reload(int64_t sid, db_done_fn done);
+/* sse_touch for these subscription uuids, and sse_expire; NULL before setup. */
+db_job	   *logread_touch(char *const *uuids, size_t n, db_done_fn done);
+db_job	   *logread_expire(db_done_fn done);
+
+/* ---- decoding ---- */
+
+/* A fetch/page result: true when usable (at least the meta row). */
+bool		logread_fetch_ok(const PGresult *res);
+/* The prune point carried by every fetch/page row. */
+int64_t		logread_pruned(const PGresult *res);
+
+typedef enum logread_row {
+	LR_NONE,					/* the empty LEFT JOIN row: no event */
+	LR_EVENT,					/* *ev is a new event */
+	LR_OOM						/* out of memory: the row was not read */
+} logread_row;
+
+logread_row logread_event(const PGresult *res, int row, event **ev);
+
+/* The head of a head result (true when the result is usable). */
+bool		logread_head_value(const PGresult *res, int64_t *head);
+
+/*
+ * Decode an open answer (one row; is_sub: a subscription) or a reload answer
+ * (no row: the subscription is gone) into info.  False when res is not a
+ * usable answer (info is then empty).
+ */
+bool		logread_open_answer(const PGresult *res, bool is_sub, open_info *info);
+bool		logread_reload_answer(const PGresult *res, open_info *info);
+void		open_info_clear(open_info *info);
+
+#endif

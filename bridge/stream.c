@@ -1,0 +1,809 @@
+/*
+ * stream.c - a stream from the open lookup to its end: the opening
+ * decision, replay from the replay cache or the log, the hand-over to the
+ * hub with `event: ready`, definition changes, and the end.
+ *
+ * State machine (stream.h): stream_set_state alone changes st->state and
+ * runs each state's entry and exit actions:
+ *   REPLAYING exit: leave the parked list / run queue
+ *   LIVE      entry: join the hub, mark the client unpaced; exit: leave the hub
+ *   metrics.streams counts REPLAYING + LIVE.
+ *
+ * Replay: a REPLAYING stream has a cursor c: every matching event <= c is
+ * queued.  stream_step only appends the stream to a FIFO run queue;
+ * stream_run, called once per loop turn after that turn's live output was
+ * flushed, serves it round-robin with a slice per visit and a budget per
+ * turn (stream.h), putting a stream that still has work back at the tail.
+ * A visit advances c from the replay cache when the cache covers c
+ * (ring_lo <= c), otherwise asks the log for a page (work link), and
+ * pauses whenever the client's queue holds replay_budget() bytes (the
+ * client's `drained` resumes it).  A stream whose cursor is ahead of the
+ * live cursor parks until the feed advances.
+ *
+ * Invariants (asserted where cheap):
+ *  - the hand-over to LIVE happens only with c == ring_hi(), in the same
+ *    loop turn as `event: ready`, so no event falls between replay and live;
+ *  - a reset is sent whenever pruned_through > c, before anything after it;
+ *  - a stream is in at most one of the parked list and the run queue, and
+ *    in neither unless REPLAYING;
+ *  - a stream has at most one database job (stream_submit), and a callback
+ *    for a cancelled job only frees it;
+ *  - hub membership changes only here and never inside hub_dispatch (a
+ *    stream that must end asks its client to end at the next flush).
+ */
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "metrics.h"
+#include "resp.h"
+#include "ring.h"
+#include "sse_filter.h"
+#include "sse_match.h"
+#include "stream.h"
+#include "wire.h"
+#include "work.h"
+
+TAILQ_HEAD(stream_list, stream);
+
+static struct stream_list streams = TAILQ_HEAD_INITIALIZER(streams);
+static struct stream_list parked = TAILQ_HEAD_INITIALIZER(parked);
+static struct stream_list runq = TAILQ_HEAD_INITIALIZER(runq);
+static size_t nstreams;
+
+/*
+ * Subscription changes noticed so far.  A change notice for a stream whose
+ * open is still in flight finds no stream with that sid yet and is dropped,
+ * so an open records this count when it is sent, and the answer reloads the
+ * definition if the count moved.  The reload runs on the work link after
+ * the open, so it sees the change.
+ */
+static uint64_t sub_changes;
+
+/* What one loop turn may still spend on replays. */
+typedef struct replay_quota {
+	size_t		bytes;
+	size_t		events;
+} replay_quota;
+
+static const char *const stream_state_names[SS_COUNT] = {
+	"opening", "replaying", "live", "ended"
+};
+
+/* Legal moves: legal[from] has bit `to` set. */
+static const uint8_t legal[SS_COUNT] = {
+	[SS_OPENING] = 1 << SS_REPLAYING | 1 << SS_ENDED,
+	[SS_REPLAYING] = 1 << SS_LIVE | 1 << SS_ENDED,
+	[SS_LIVE] = 1 << SS_ENDED,
+	[SS_ENDED] = 0,
+};
+
+static void stream_forget(stream *st);
+
+static void
+stream_set_state(stream *st, stream_state to)
+{
+	stream_state from = (stream_state) st->state;
+
+	assert(legal[from] & (1u << to));
+	if (from == SS_REPLAYING)
+		stream_forget(st);
+	else if (from == SS_LIVE)
+		hub_remove(&st->sub);
+	st->state = (uint8_t) to;
+	metrics.streams += (to == SS_REPLAYING || to == SS_LIVE) -
+		(from == SS_REPLAYING || from == SS_LIVE);
+	log_debug("stream %p: %s -> %s", (void *) st, stream_state_names[from],
+			  stream_state_names[to]);
+	if (to == SS_LIVE) {
+		assert(!(st->flags & (SF_PARKED | SF_QUEUED)));
+		client_set_unpaced(st->owner);
+		if (!hub_add(&st->sub)) {
+			log_error("out of memory adding a subscription to the hub");
+			client_doom(st->owner);
+		}
+	}
+}
+
+size_t
+stream_count(void)
+{
+	return nstreams;
+}
+
+/* ---- the one database job ---- */
+
+/* Submit job as st's one job; false (job not taken) when job is NULL. */
+static bool
+stream_submit(stream *st, db_job *job)
+{
+	assert(st->job == NULL);
+	if (job == NULL)
+		return false;
+	st->job = job;
+	work_submit(job);
+	return true;
+}
+
+/* A job of st finished: free it; NULL when its stream is gone. */
+static stream *
+stream_claim(db_job *job, int64_t *aux)
+{
+	stream	   *st = job->owner;
+
+	if (aux != NULL)
+		*aux = job->aux;
+	if (st != NULL) {
+		assert(st->job == job);
+		st->job = NULL;
+	}
+	db_job_free(job);
+	return st;
+}
+
+/* ---- definitions ---- */
+
+static void
+stream_free_spec(stream *st)
+{
+	for (size_t i = 0; i < st->sub.npatterns; i++)
+		free(st->sub.patterns[i]);
+	free(st->sub.patterns);
+	hub_sub_unprepare(&st->sub);
+	json_decref(st->sub.filter);
+	st->sub.patterns = NULL;
+	st->sub.npatterns = 0;
+	st->sub.filter = NULL;
+}
+
+/* Patterns from a JSON array of strings; NULL unless all are valid. */
+static char **
+stream_patterns(const char *json, size_t *n)
+{
+	json_t	   *a = json ? json_loads(json, 0, NULL) : NULL;
+	char	  **v = NULL;
+	size_t		i = 0;
+
+	if (json_is_array(a) && json_array_size(a) > 0 &&
+		(v = calloc(json_array_size(a), sizeof(char *))) != NULL) {
+		for (; i < json_array_size(a); i++) {
+			const char *p = json_string_value(json_array_get(a, i));
+
+			if (p == NULL || sse_pattern_check(p, strlen(p)) != SSE_NAME_OK ||
+				(v[i] = strdup(p)) == NULL)
+				break;
+		}
+		if (i < json_array_size(a)) {
+			while (i > 0)
+				free(v[--i]);
+			free(v);
+			v = NULL;
+		}
+	}
+	*n = i;
+	json_decref(a);
+	return v;
+}
+
+bool
+stream_set_spec(stream *st, const char *channels_json, const char *filter_json)
+{
+	size_t		n;
+	char	  **pats = stream_patterns(channels_json, &n);
+	json_t	   *f = filter_json ? sse_json_parse(filter_json, strlen(filter_json)) : NULL;
+
+	if (pats == NULL || (f != NULL && !json_is_object(f))) {
+		for (size_t i = 0; pats && i < n; i++)
+			free(pats[i]);
+		free(pats);
+		json_decref(f);
+		return false;
+	}
+	stream_free_spec(st);
+	st->sub.patterns = pats;
+	st->sub.npatterns = n;
+	hub_sub_prepare(&st->sub);
+	if (f != NULL && json_object_size(f) == 0) {
+		json_decref(f);
+		f = NULL;
+	}
+	st->sub.filter = f;
+	return true;
+}
+
+/* A definition change: REPLAYING or LIVE keeps its state; false if invalid. */
+static bool
+stream_redefine(stream *st, const open_info *info)
+{
+	bool		live = st->state == SS_LIVE;
+	bool		ok;
+
+	assert(st->state == SS_REPLAYING || st->state == SS_LIVE);
+	if (live)
+		hub_remove(&st->sub);	/* the hub must not see the spec change */
+	ok = stream_set_spec(st, info->channels_json, info->filter_json);
+	if (live && !hub_add(&st->sub))
+		client_doom(st->owner);
+	return ok;
+}
+
+static void stream_reload(int64_t sid);
+
+/* Apply a reloaded (or vanished) subscription to every stream using it. */
+static void
+stream_apply(int64_t sid, const open_info *info)
+{
+	stream	   *st;
+
+	TAILQ_FOREACH(st, &streams, link) {
+		if (st->sid != sid || (st->state != SS_REPLAYING && st->state != SS_LIVE))
+			continue;
+		if (!info->found || info->expired) {
+			log_info("ending a stream: its subscription was dropped or expired");
+			client_end(st->owner);
+		} else if (!stream_redefine(st, info))
+			client_end(st->owner);
+	}
+}
+
+static void
+stream_reload_done(db_job *job, PGresult *res)
+{
+	int64_t		sid = job->aux;
+	open_info	info;
+
+	db_job_free(job);
+	if (res == NULL)
+		return;
+	if (!logread_reload_answer(res, &info)) {
+		log_warn("reloading a subscription failed: %s", PQresultErrorMessage(res));
+		return;
+	}
+	stream_apply(sid, &info);
+	open_info_clear(&info);
+}
+
+static void
+stream_reload(int64_t sid)
+{
+	db_job	   *job = logread_reload(sid, stream_reload_done);
+
+	if (job != NULL)
+		work_submit(job);
+}
+
+void
+stream_sub_changed(int64_t sid)
+{
+	stream	   *st;
+
+	sub_changes++;
+	TAILQ_FOREACH(st, &streams, link) {
+		if (st->sid == sid) {
+			stream_reload(sid);
+			return;
+		}
+	}
+}
+
+static int
+stream_cmp_sid(const void *a, const void *b)
+{
+	int64_t		x = *(const int64_t *) a,
+				y = *(const int64_t *) b;
+
+	return (x > y) - (x < y);
+}
+
+/* One reload per distinct subscription in use: notices may have been lost. */
+void
+stream_relistened(void)
+{
+	size_t		n = 0, k = 0;
+	int64_t    *sids;
+	stream	   *st;
+
+	sub_changes++;				/* the opens in flight re-check as well */
+	TAILQ_FOREACH(st, &streams, link)
+		n += st->sid != 0;
+	if (n == 0 || (sids = malloc(n * sizeof(*sids))) == NULL)
+		return;
+	TAILQ_FOREACH(st, &streams, link)
+		if (st->sid != 0)
+			sids[k++] = st->sid;
+	qsort(sids, k, sizeof(*sids), stream_cmp_sid);
+	for (size_t i = 0; i < k; i++)
+		if (i == 0 || sids[i] != sids[i - 1])
+			stream_reload(sids[i]);
+	free(sids);
+}
+
+char	  **
+stream_touch_ids(size_t *n)
+{
+	char	  **ids;
+	stream	   *st;
+	size_t		k = 0;
+
+	*n = 0;
+	TAILQ_FOREACH(st, &streams, link)
+		k += st->sub_id != NULL;
+	if (k == 0 || (ids = malloc(k * sizeof(char *))) == NULL)
+		return NULL;
+	TAILQ_FOREACH(st, &streams, link)
+		if (st->sub_id != NULL)
+			ids[(*n)++] = st->sub_id;
+	return ids;
+}
+
+/* ---- open ---- */
+
+stream_decision
+stream_decide(const open_info *info, bool is_sub, int64_t last_event_id, int64_t *cursor)
+{
+	int64_t		c;
+
+	if (!info->found || info->expired)
+		return STREAM_NOT_FOUND;
+	if (last_event_id >= 0)
+		c = last_event_id;
+	else
+		c = is_sub ? info->start_id : info->head;
+	if (c > info->head)
+		c = info->head;			/* ids beyond the head do not exist yet */
+	if (c < 0)
+		c = 0;
+	*cursor = c;
+	if (info->close_id >= 0 && info->close_id <= c)
+		return STREAM_GONE;
+	if (info->closed && info->close_id < 0)
+		return STREAM_GONE;		/* closed, and the close row was pruned */
+	return STREAM_START;
+}
+
+stream *
+stream_new(client *c, char **patterns, size_t npatterns, json_t *filter,
+		   const char *sub_id, int64_t last_event_id)
+{
+	stream	   *st = calloc(1, sizeof(stream));
+
+	assert(c->st == NULL);
+	if (st == NULL || (sub_id != NULL && (st->sub_id = strdup(sub_id)) == NULL)) {
+		free(st);
+		return NULL;
+	}
+	st->owner = c;
+	st->state = SS_OPENING;
+	st->last_event_id = last_event_id;
+	st->sub.patterns = patterns;
+	st->sub.npatterns = npatterns;
+	st->sub.filter = filter;
+	hub_sub_prepare(&st->sub);
+	TAILQ_INSERT_TAIL(&streams, st, link);
+	nstreams++;
+	c->st = st;
+	return st;
+}
+
+static void
+stream_send_reset(stream *st, int64_t from, int64_t through)
+{
+	metrics.resets++;
+	client_send(st->owner, wire_reset(from, through));
+	st->cursor = through;
+}
+
+void
+stream_begin(stream *st, int64_t cursor, int64_t pruned)
+{
+	char		cors[512];
+	client	   *c = st->owner;
+
+	client_send(c, wire_stream_head(resp_cors(c->origin, cors, sizeof(cors)),
+									(unsigned long) cfg.retry));
+	client_streaming(c);
+	st->cursor = cursor;
+	if (pruned > cursor)
+		stream_send_reset(st, cursor + 1, pruned);
+	stream_set_state(st, SS_REPLAYING);
+	stream_step(st);
+}
+
+/* The open answer arrived: 404, 204, or begin replaying. */
+static void
+stream_opened(stream *st, const open_info *info)
+{
+	client	   *c = st->owner;
+	int64_t		cursor = 0;
+
+	switch (stream_decide(info, st->sub_id != NULL, st->last_event_id, &cursor)) {
+		case STREAM_NOT_FOUND:
+			client_respond_error(c, 404, "not_found", "unknown or expired subscription");
+			return;
+		case STREAM_GONE:
+			client_respond(c, resp_empty(204, c->origin, 0));
+			return;
+		case STREAM_START:
+			break;
+	}
+	if (st->sub_id != NULL) {
+		st->sid = info->sid;
+		if (!stream_set_spec(st, info->channels_json, info->filter_json)) {
+			log_warn("a subscription has an invalid definition");
+			client_respond_error(c, 404, "not_found", "unknown or expired subscription");
+			return;
+		}
+		/* a change noticed while the open was in flight may be missing */
+		if (st->open_changes != sub_changes)
+			stream_reload(st->sid);
+	}
+	log_debug("stream %p: from %" PRId64, (void *) st, cursor);
+	stream_begin(st, cursor, info->pruned);
+}
+
+static void
+stream_open_done(db_job *job, PGresult *res)
+{
+	stream	   *st = stream_claim(job, NULL);
+	open_info	info;
+
+	if (st == NULL)
+		return;
+	assert(st->state == SS_OPENING);
+	if (!logread_open_answer(res, st->sub_id != NULL, &info)) {
+		log_warn("opening a stream failed: %s", res ? PQresultErrorMessage(res) : "stopped");
+		client_respond_error(st->owner, 503, "unavailable", "the database lookup failed");
+		return;
+	}
+	stream_opened(st, &info);
+	open_info_clear(&info);
+}
+
+void
+stream_open(client *c, route_result *rr)
+{
+	stream	   *st = stream_new(c, rr->patterns, rr->npatterns, rr->filter,
+								rr->kind == ROUTE_SUB ? rr->sub_id : NULL,
+								rr->last_event_id);
+
+	if (st == NULL) {
+		client_respond_error(c, 503, "unavailable", "out of memory");
+		return;
+	}
+	rr->patterns = NULL;		/* the stream owns them now */
+	rr->npatterns = 0;
+	rr->filter = NULL;
+	st->open_changes = sub_changes;
+	if (!stream_submit(st, logread_open(st->sub_id, st->sub.patterns, st->sub.npatterns,
+										stream_open_done, st)))
+		client_respond_error(c, 503, "unavailable", "out of memory");
+}
+
+/* ---- end ---- */
+
+void
+stream_release(client *c)
+{
+	stream	   *st = c->st;
+
+	assert(st != NULL && st->owner == c);
+	if (st->job != NULL) {
+		db_job_cancel(st->job);
+		st->job = NULL;
+	}
+	stream_set_state(st, SS_ENDED);
+	assert(!(st->flags & (SF_PARKED | SF_QUEUED)));
+	TAILQ_REMOVE(&streams, st, link);
+	nstreams--;
+	stream_free_spec(st);
+	free(st->sub_id);
+	free(st);
+	c->st = NULL;
+}
+
+/* ---- live ---- */
+
+/* Queue ev for st; true when it ends the stream. */
+static bool
+stream_send_event(stream *st, event *ev, bool ends)
+{
+	frame	   *f = event_frame(ev);
+
+	if (f == NULL) {
+		log_error("out of memory formatting an event; closing the client");
+		client_doom(st->owner);	/* it resumes from its cursor on reconnect */
+		return true;
+	}
+	client_send(st->owner, frame_ref(f));
+	st->cursor = ev->id;
+	metrics.events_sent++;
+	if (ends)
+		client_end(st->owner);
+	return ends;
+}
+
+void
+stream_deliver(hub_sub *s, event *ev, bool ends)
+{
+	stream	   *st = (stream *) s;
+
+	assert(st->state == SS_LIVE);
+	if (client_gone(st->owner))
+		return;
+	stream_send_event(st, ev, ends);
+}
+
+void
+stream_pruned(int64_t from, int64_t through)
+{
+	frame	   *f = wire_reset(from, through);
+	stream	   *st;
+
+	metrics.resets++;
+	TAILQ_FOREACH(st, &streams, link)
+		if (st->state == SS_LIVE)
+			client_send(st->owner, f ? frame_ref(f) : NULL);
+	frame_unref(f);
+}
+
+/* ---- replay ---- */
+
+static size_t
+replay_budget(void)
+{
+	size_t		b = cfg.client_queue / 2;
+
+	return b < 4096 ? 4096 : b > (256 << 10) ? (256 << 10) : b;
+}
+
+/* Offer ev to st if it matches; returns true when the stream ends. */
+static bool
+replay_offer(stream *st, event *ev)
+{
+	bool		ends;
+
+	st->cursor = ev->id;
+	if (!hub_matches(&st->sub, ev, &ends))
+		return false;
+	metrics.replayed++;
+	return stream_send_event(st, ev, ends);
+}
+
+typedef enum replay_progress {
+	RP_CAUGHT_UP,
+	RP_PAUSED,					/* queue full: resume on drain */
+	RP_SLICED,					/* slice used up: run again at the tail */
+	RP_ENDED
+} replay_progress;
+
+/*
+ * Offer st the cached events after its cursor, within its queue budget and
+ * one whole slice (so visits are equal and the queue stays fair), charged
+ * to turn for what was queued and examined.  A visit always examines at
+ * least one event unless the queue is full.
+ */
+static replay_progress
+replay_from_ring(stream *st, replay_quota *turn)
+{
+	outq	   *q = &st->owner->q;
+	size_t		n = ring_count(), budget = replay_budget();
+	size_t		start = outq_bytes(q), seen = 0, queued;
+	replay_progress rp = RP_CAUGHT_UP;
+
+	for (size_t i = ring_find_after(st->cursor); i < n; i++) {
+		if (outq_bytes(q) >= budget) {
+			rp = RP_PAUSED;
+			break;
+		}
+		if (seen > 0 && (outq_bytes(q) - start >= REPLAY_SLICE_BYTES ||
+						 seen >= REPLAY_SLICE_EVENTS)) {
+			rp = RP_SLICED;
+			break;
+		}
+		seen++;
+		if (replay_offer(st, ring_at(i))) {
+			rp = RP_ENDED;
+			break;
+		}
+	}
+	if (rp == RP_CAUGHT_UP)
+		st->cursor = ring_hi();
+	queued = outq_bytes(q) > start ? outq_bytes(q) - start : 0;
+	turn->bytes -= queued < turn->bytes ? queued : turn->bytes;
+	turn->events -= seen < turn->events ? seen : turn->events;
+	return rp;
+}
+
+static void
+replay_go_live(stream *st)
+{
+	assert(ring_valid() && st->cursor == ring_hi());
+	client_send(st->owner, wire_ready(st->cursor));
+	stream_set_state(st, SS_LIVE);
+}
+
+static void
+replay_park(stream *st)
+{
+	assert(!(st->flags & SF_QUEUED));
+	if (st->flags & SF_PARKED)
+		return;
+	st->flags |= SF_PARKED;
+	TAILQ_INSERT_TAIL(&parked, st, sched);
+}
+
+static void
+replay_enqueue(stream *st)
+{
+	assert(!(st->flags & (SF_QUEUED | SF_PARKED)));
+	st->flags |= SF_QUEUED;
+	TAILQ_INSERT_TAIL(&runq, st, sched);
+}
+
+static stream *
+replay_dequeue(void)
+{
+	stream	   *st = TAILQ_FIRST(&runq);
+
+	if (st != NULL) {
+		TAILQ_REMOVE(&runq, st, sched);
+		st->flags &= (uint8_t) ~SF_QUEUED;
+	}
+	return st;
+}
+
+/* Take st off the parked list or the run queue. */
+static void
+stream_forget(stream *st)
+{
+	if (st->flags & SF_PARKED)
+		TAILQ_REMOVE(&parked, st, sched);
+	else if (st->flags & SF_QUEUED)
+		TAILQ_REMOVE(&runq, st, sched);
+	st->flags &= (uint8_t) ~(SF_PARKED | SF_QUEUED);
+}
+
+void
+stream_advanced(void)
+{
+	stream	   *st;
+
+	while ((st = TAILQ_FIRST(&parked)) != NULL) {
+		TAILQ_REMOVE(&parked, st, sched);
+		st->flags &= (uint8_t) ~SF_PARKED;
+		stream_step(st);
+	}
+}
+
+static bool
+replay_runnable(const stream *st)
+{
+	return st->state == SS_REPLAYING && !client_gone(st->owner) && st->job == NULL &&
+		outq_bytes(&st->owner->q) < replay_budget();
+}
+
+void
+stream_step(stream *st)
+{
+	if (replay_runnable(st) && !(st->flags & (SF_QUEUED | SF_PARKED)))
+		replay_enqueue(st);
+}
+
+void
+stream_drained(client *c)
+{
+	if (c->st != NULL)
+		stream_step(c->st);
+}
+
+static void stream_page(stream *st);
+
+/* One visit of the run queue; true when st has more to do at once. */
+static bool
+replay_advance(stream *st, replay_quota *turn)
+{
+	if (!replay_runnable(st))
+		return false;			/* a drain or a page resumes it */
+	if (!ring_valid() || st->cursor > ring_hi()) {
+		replay_park(st);
+		return false;
+	}
+	if (st->cursor < ring_lo()) {
+		stream_page(st);
+		return false;
+	}
+	switch (replay_from_ring(st, turn)) {
+		case RP_CAUGHT_UP:
+			replay_go_live(st);
+			return false;
+		case RP_SLICED:
+			return true;
+		case RP_PAUSED:
+		case RP_ENDED:
+			return false;
+	}
+	return false;
+}
+
+bool
+stream_run(void)
+{
+	replay_quota turn = {REPLAY_TURN_BYTES, REPLAY_TURN_EVENTS};
+	stream	   *st;
+
+	while (turn.bytes > 0 && turn.events > 0 && (st = replay_dequeue()) != NULL) {
+		if (replay_advance(st, &turn))
+			replay_enqueue(st);
+	}
+	return !TAILQ_EMPTY(&runq);
+}
+
+static void
+stream_page_done(db_job *job, PGresult *res)
+{
+	int64_t		live_at_send;
+	stream	   *st = stream_claim(job, &live_at_send);
+	int			rows, got = 0;
+	int64_t		pruned;
+
+	if (st == NULL)
+		return;
+	assert(st->state == SS_REPLAYING);
+	metrics.replay_pages++;
+	if (!logread_fetch_ok(res)) {
+		log_warn("replay page failed: %s", res ? PQresultErrorMessage(res) : "stopped");
+		client_close(st->owner);
+		return;
+	}
+	rows = PQntuples(res);
+	pruned = logread_pruned(res);
+	if (pruned > st->cursor)
+		stream_send_reset(st, st->cursor + 1, pruned);
+	for (int i = 0; i < rows; i++) {
+		event	   *ev;
+		bool		ended = false;
+
+		switch (logread_event(res, i, &ev)) {
+			case LR_NONE:
+				continue;
+			case LR_OOM:
+				log_error("out of memory reading a replay page; closing the client");
+				client_close(st->owner);	/* it resumes from its cursor */
+				return;
+			case LR_EVENT:
+				break;
+		}
+		if (ev->id > st->cursor) {
+			got++;
+			ended = replay_offer(st, ev);
+		}
+		event_free(ev);
+		if (ended)
+			return;
+	}
+	/* An empty page proves nothing exists up to what the live link had seen. */
+	if (got == 0 && live_at_send > st->cursor)
+		st->cursor = live_at_send;
+	stream_step(st);
+}
+
+/* Ask the log for the page after st's cursor (st's one job). */
+static void
+stream_page(stream *st)
+{
+	db_job	   *job;
+
+	if (st->job != NULL)
+		return;					/* a page is already on its way */
+	job = logread_fetch(st->cursor, LOGREAD_PAGE_ROWS, stream_page_done, st);
+	if (job == NULL) {
+		client_close(st->owner);
+		return;
+	}
+	job->aux = ring_valid() ? ring_hi() : -1;
+	stream_submit(st, job);
+}

@@ -1,0 +1,133 @@
+/*
+ * stream.h - the one owner of a stream's life cycle: open, replay, live,
+ * definition change, end.
+ *
+ * States (stream_set_state in stream.c is the only place that changes them;
+ * legal moves are asserted):
+ *   OPENING    the open lookup is on the work link
+ *   REPLAYING  head sent; catching up from the replay cache or the log
+ *   LIVE       in the hub, receiving events as the feed fetches them
+ *   ENDED      left the hub and the replay queues; about to be freed
+ *   OPENING -> REPLAYING | ENDED;  REPLAYING -> LIVE | ENDED;  LIVE -> ENDED.
+ * A definition change (subscription add/remove/set_filter) keeps the state
+ * and is applied only in REPLAYING or LIVE.
+ *
+ * Ownership: a stream belongs to its client (c->st) from ops.open to
+ * ops.release; it owns its patterns, filter and subscription id, and at most
+ * one database job (st->job; stream_submit is the only place that sets it,
+ * and the release cancels it).
+ *
+ * The entry points below are wired by main.c into client_ops, feed_ops,
+ * work_ops and the hub; nothing below this module calls into it directly.
+ */
+#ifndef BRIDGE_STREAM_H
+#define BRIDGE_STREAM_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "client.h"
+#include "db.h"
+#include "hub.h"
+#include "logread.h"
+#include "route.h"
+
+typedef enum stream_state {
+	SS_OPENING,
+	SS_REPLAYING,
+	SS_LIVE,
+	SS_ENDED,
+	SS_COUNT
+} stream_state;
+
+/* Replay scheduling: a stream is in at most one of the two lists. */
+enum stream_flags {
+	SF_PARKED = 1 << 0,			/* waiting for the live cursor to advance */
+	SF_QUEUED = 1 << 1			/* in the replay run queue */
+};
+
+typedef struct stream {
+	hub_sub		sub;			/* patterns and filter, owned here; first member */
+	client	   *owner;
+	uint8_t		state;			/* stream_state */
+	uint8_t		flags;			/* stream_flags */
+	int64_t		sid;			/* subscription's internal id; 0 = ad hoc */
+	char	   *sub_id;			/* subscription uuid; NULL = ad hoc */
+	int64_t		last_event_id;	/* from the request, -1 = none */
+	int64_t		cursor;			/* every matching event <= cursor was queued */
+	db_job	   *job;			/* the one pending database job, or NULL */
+	uint64_t	open_changes;	/* change notices counted when the open was sent */
+	TAILQ_ENTRY(stream) link;	/* every stream */
+	TAILQ_ENTRY(stream) sched;	/* parked list or run queue (flags say which) */
+} stream;
+
+/* ---- wired by main.c ---- */
+
+/* client_ops.open: start a stream for rr on c (OPENING); takes rr's patterns. */
+void		stream_open(client *c, route_result *rr);
+/* client_ops.drained: a write finished; a paused replay may go on. */
+void		stream_drained(client *c);
+/* client_ops.release: c stops streaming; the stream ends and is freed. */
+void		stream_release(client *c);
+/* hub callback: a live event for a live stream. */
+void		stream_deliver(hub_sub *s, event *ev, bool ends);
+/* feed_ops */
+void		stream_advanced(void);
+void		stream_pruned(int64_t from, int64_t through);
+void		stream_sub_changed(int64_t sid);
+void		stream_relistened(void);
+/* work_ops.touch_ids */
+char	  **stream_touch_ids(size_t *n);
+
+/*
+ * Replays share each loop turn: a turn serves the run queue round-robin,
+ * each visit queueing about REPLAY_SLICE_BYTES (or examining
+ * REPLAY_SLICE_EVENTS cached events), until REPLAY_TURN_BYTES or
+ * REPLAY_TURN_EVENTS are used up (the last slice may go over by a slice).
+ */
+#define REPLAY_SLICE_BYTES (64u << 10)
+#define REPLAY_SLICE_EVENTS 4096u
+#define REPLAY_TURN_BYTES (1u << 20)
+#define REPLAY_TURN_EVENTS 65536u
+
+/*
+ * One turn of replay work (after the turn's live output has been flushed;
+ * flush again afterwards).  True when streams are still waiting to run, so
+ * the loop must not block in poll.
+ */
+bool		stream_run(void);
+
+/* Streams open now (any state but ENDED). */
+size_t		stream_count(void);
+
+/* ---- the pieces below are public for the unit tests ---- */
+
+typedef enum stream_decision {
+	STREAM_START,				/* 200 and stream from *cursor */
+	STREAM_GONE,				/* 204: closed at or before the start point */
+	STREAM_NOT_FOUND			/* 404 */
+} stream_decision;
+
+/* Pure decision: where a stream starts, or why it does not. */
+stream_decision stream_decide(const open_info *info, bool is_sub, int64_t last_event_id,
+							  int64_t *cursor);
+
+/*
+ * A new OPENING stream on c (c->st); takes patterns and filter, copies
+ * sub_id.  NULL on OOM (nothing taken).
+ */
+stream	   *stream_new(client *c, char **patterns, size_t npatterns, json_t *filter,
+					   const char *sub_id, int64_t last_event_id);
+
+/* OPENING -> REPLAYING: the head, a reset if pruned > cursor, then replay. */
+void		stream_begin(stream *st, int64_t cursor, int64_t pruned);
+
+/* Schedule a REPLAYING stream to continue: cache, next page, or ready. */
+void		stream_step(stream *st);
+
+/* Replace a stream's patterns and filter from JSON; false if invalid. */
+bool		stream_set_spec(stream *st, const char *channels_json, const char *filter_json);
+
+#endif
