@@ -66,6 +66,8 @@ static const cfg_entry cfg_table[] = {
 	 "rows per fetch from the event log"},
 	{"filter-index", CFG_BOOL, &cfg.filter_index, "on", "on|off",
 	 "index filters by key/value (off: evaluate every filter for every event)"},
+	{"max-memory", CFG_SIZE, &cfg.max_memory, "512M", "BYTES",
+	 "memory bound: past 5/8 of it new streams get 503, past 3/4 the largest queues are dropped (0: none)"},
 };
 
 #define CFG_N (sizeof(cfg_table) / sizeof(cfg_table[0]))
@@ -220,6 +222,12 @@ cfg_validate(void)
 	if (cfg.max_header_bytes < 256 || cfg.max_header_bytes > 1024 * 1024 ||
 		cfg.batch > 100000 || cfg.retry > 86400000 || cfg.keepalive > 86400) {
 		fprintf(stderr, "sse-bridge: a setting is out of range\n");
+		return false;
+	}
+	if (cfg.max_memory != 0 && (cfg.max_memory < (16 << 20) || cfg.replay_cache > cfg.max_memory / 4 ||
+								cfg.client_queue > cfg.max_memory / 8)) {
+		fprintf(stderr, "sse-bridge: --max-memory must be at least 16M, 4 x --replay-cache "
+				"and 8 x --client-queue (or 0)\n");
 		return false;
 	}
 	return true;

@@ -29,6 +29,7 @@
 #include "feed.h"
 #include "hub.h"
 #include "log.h"
+#include "mem.h"
 #include "ring.h"
 #include "stream.h"
 #include "wire.h"
@@ -51,6 +52,8 @@ static void
 bridge_on_flush(uv_check_t *h)
 {
 	(void) h;
+	client_shed();				/* over the memory limit: drop the largest queues */
+	stream_mem_check();
 	client_flush_pending();		/* live events go out every turn */
 	if (stream_run())
 		uv_idle_start(&br.spin, bridge_on_spin);
@@ -199,6 +202,7 @@ bridge_setup(void)
 	}
 	br.keepalive = wire_keepalive();
 	db_conninfo = cfg.db;
+	mem_set_limit(cfg.max_memory);
 	ring_init(cfg.replay_cache, BRIDGE_RING_EVENTS);
 	hub_init(stream_deliver);
 	client_set_ops(&(client_ops) {stream_open, stream_drained, stream_release});
@@ -233,6 +237,7 @@ bridge_teardown(void)
 int
 main(int argc, char **argv)
 {
+	mem_init();					/* before jansson allocates anything */
 	switch (cfg_load(argc, argv)) {
 		case CFG_OK: break;
 		case CFG_EXIT_OK: cfg_free(); return 0;
