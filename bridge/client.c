@@ -575,6 +575,13 @@ client_new(void)
 }
 
 /*
+ * The kernel's send buffer per connection (Linux doubles it).  A fixed size
+ * turns off autotuning, which would otherwise let a slow reader hold up to
+ * net.ipv4.tcp_wmem's maximum (4 MB) of output beyond --client-queue.
+ */
+#define CLIENT_SNDBUF (128 << 10)
+
+/*
  * A connection libuv accepted for which no client could be allocated: libuv
  * stops watching the listener until it is taken, so the sweep tries again.
  */
@@ -601,6 +608,7 @@ client_accept(uv_stream_t *listener)
 		c->flags |= CF_REJECT;
 	client_track(c);
 	uv_tcp_nodelay(&c->tcp, 1);
+	uv_send_buffer_size((uv_handle_t *) &c->tcp, &(int) {CLIENT_SNDBUF});
 	if (uv_read_start((uv_stream_t *) &c->tcp, client_alloc, client_on_read) != 0)
 		client_close(c);
 }
