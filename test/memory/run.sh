@@ -12,10 +12,12 @@
 #      (room for all) and 96M (not enough: it must shed load -- 503s and
 #      drops -- instead of growing, and the fast readers still complete).
 #   2. injector: the fault-injection build (make bridge-fi, ASan+UBSan)
-#      fails every Nth allocation while clients replay and events are
-#      published; it must never crash, every client must still receive every
-#      event in order (closed clients reconnect and replay), and it must exit
-#      0 on SIGTERM without a sanitizer report (LeakSanitizer included).
+#      fails every Nth allocation while clients (ad hoc, filtered, and a
+#      subscription with a filter) replay and events are published; it must
+#      never crash, every client must still receive every event in order
+#      (closed clients reconnect and replay), no queue may exceed
+#      --client-queue, and it must exit 0 on SIGTERM without a sanitizer
+#      report (LeakSanitizer included).
 #   3. ulimit: the plain build under `ulimit -v` with an unbounded
 #      --max-memory, slow readers replaying big events: allocations really
 #      fail; it must survive and still serve a reader to the end.
@@ -195,13 +197,17 @@ SQL
   # the last event matches every reader below
   psql -qX -d "$DB" -c "SELECT sse_publish('mem.a', jsonb_build_object('k', 0, 'last', true))" >/dev/null
   head=$(head_id)
+  local sub; sub=$(psql -qXtA -d "$DB" -c "SELECT sse_subscribe_filter(ARRAY['mem.a'], '{\"k\": 0}')")
   "$B/slowread" --port "$BPORT" --path '/events?channel=mem.%23' --clients 6 --rate 2000000 --rcvbuf 65536 \
     --seconds 8 --last-event-id 0 --until "$head" >"$WORK/fi-$n-a.json" &
   local r1=$!; PIDS+=("$r1")
   "$B/slowread" --port "$BPORT" --path '/events?channel=mem.a&filter=%7B%22k%22%3A0%7D' --clients 4 \
     --rate 500000 --rcvbuf 16384 --seconds 8 --last-event-id 0 --until "$head" >"$WORK/fi-$n-b.json" &
   local r2=$!; PIDS+=("$r2")
-  wait "$r1" "$r2"
+  "$B/slowread" --port "$BPORT" --path "/events/$sub" --clients 3 \
+    --rate 500000 --rcvbuf 16384 --seconds 8 --last-event-id 0 --until "$head" >"$WORK/fi-$n-e.json" &
+  local r3=$!; PIDS+=("$r3")
+  wait "$r1" "$r2" "$r3"
   kill -0 "$BPID" 2>/dev/null || { stop_bridge "$log"; fail "injector N=$n: the bridge died under injection"; return; }
   kill -USR2 "$BPID"         # disarm: every reader must now complete by replaying
   local injected peak over
@@ -212,15 +218,18 @@ SQL
   "$B/slowread" --port "$BPORT" --path '/events?channel=mem.a&filter=%7B%22k%22%3A0%7D' --clients 4 \
     --rate 20000000 --rcvbuf 65536 --seconds 30 --last-event-id 0 --until "$head" >"$WORK/fi-$n-d.json" &
   r2=$!; PIDS+=("$r2")
-  wait "$r1" "$r2"
-  for res in a b c d; do echo "    $res: $(cat "$WORK/fi-$n-$res.json")"; done
+  "$B/slowread" --port "$BPORT" --path "/events/$sub" --clients 3 \
+    --rate 20000000 --rcvbuf 65536 --seconds 30 --last-event-id 0 --until "$head" >"$WORK/fi-$n-f.json" &
+  r3=$!; PIDS+=("$r3")
+  wait "$r1" "$r2" "$r3"
+  for res in a b e c d f; do echo "    $res: $(cat "$WORK/fi-$n-$res.json")"; done
   peak=$(metric "$BPORT" sse_bridge_client_queue_peak_bytes)
   over=$(metric "$BPORT" sse_bridge_client_queue_over_total)
   echo "    injected failures: ${injected:-unknown}; queue peak ${peak:-?} B (limit 65536), over ${over:-?}"
-  for res in a b c d; do
+  for res in a b c d e f; do
     [ "$(val "$(cat "$WORK/fi-$n-$res.json")" order_errors)" = 0 ] || bad=1
   done
-  for res in c d; do
+  for res in c d f; do
     local j; j=$(cat "$WORK/fi-$n-$res.json")
     [ "$(val "$j" done)" = "$(val "$j" clients)" ] || bad=1
   done
