@@ -231,6 +231,16 @@ for (const r of pick((x) => x.scenario === 'memory')) {
     `${r.slow ? r.slow.refused : '?'} refused, ${r.slow ? r.slow.drops : '?'} dropped`);
 }
 
+// ---------------------------------------------------------------- proxy
+{
+  const r = pick((x) => x.scenario === 'proxy')[0];
+  if (r) {
+    const p = r.result;
+    row('proxy', 'latency added by deploy/nginx.conf (TLS, HTTP/2), p50', 'us', { bridge: p ? p.p50_us : null }, {},
+      '', null, p ? `p90 ${p.p90_us} us, p99 ${p.p99_us} us, max ${p.max_us} us over ${p.events} events` : 'bench/proxy.sh failed');
+  }
+}
+
 // ---------------------------------------------------------------- print
 const fmt = (v, unit) => {
   if (v == null) return '-';

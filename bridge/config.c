@@ -68,6 +68,8 @@ static const cfg_entry cfg_table[] = {
 	 "index filters by key/value (off: evaluate every filter for every event)"},
 	{"max-memory", CFG_SIZE, &cfg.max_memory, "512M", "BYTES",
 	 "memory bound: past 5/8 of it new streams get 503, past 3/4 the largest queues are dropped (0: none)"},
+	{"demo", CFG_BOOL, &cfg.demo, "off", "on|off",
+	 "serve the jobs demo page at / (the helper /sse-bridge.js is always served)"},
 };
 
 #define CFG_N (sizeof(cfg_table) / sizeof(cfg_table[0]))

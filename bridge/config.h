@@ -27,8 +27,9 @@ typedef struct cfg_settings {
 	uint64_t	touch_interval; /* seconds between sse_touch/sse_expire calls */
 	uint64_t	replay_cache;	/* bytes of recent events kept in memory */
 	uint64_t	batch;			/* rows per fetch */
-	bool		filter_index;
-	uint64_t	max_memory;		/* bytes; 0 = no bound (mem.h) */	/* index filters by key/value (off: scan them all) */
+	bool		filter_index;	/* index filters by key/value (off: scan them all) */
+	bool		demo;			/* serve the demo page at / */
+	uint64_t	max_memory;		/* bytes; 0 = no bound (mem.h) */
 } cfg_settings;
 
 extern cfg_settings cfg;

@@ -593,7 +593,7 @@ replay_offer(stream *st, event *ev)
 	bool		ends;
 	frame	   *f;
 
-	if (!hub_matches(&st->sub, ev, &ends)) {
+	if (event_is_marker(ev) || !hub_matches(&st->sub, ev, &ends)) {
 		if (ev->json_oom) {
 			client_fail(st->owner, "out of memory parsing a payload for its filter");
 			return RO_ENDED;
