@@ -218,6 +218,19 @@ for (const n of [1000, 5000]) {
   }
 }
 
+// ---------------------------------------------------------------- memory
+for (const r of pick((x) => x.scenario === 'memory')) {
+  const m = r.metrics || {};
+  const f = r.fast || {};
+  row('memory', `peak RSS, ${r.phase}: ${r.slow_clients} slow + 4 fast readers, ${r.events} x 1 MB replayed`, 'MB',
+    { bridge: r.hwm_kb != null ? r.hwm_kb / 1024 : null }, {}, `<= ${r.bound_kb / 1024} (--max-memory)`,
+    r.hwm_kb != null ? r.hwm_kb <= r.bound_kb : null,
+    `fast readers ${f.done}/${f.clients} complete in ${f.seconds} s, order errors ${f.order_errors}; ` +
+    `queue peak ${m.sse_bridge_client_queue_peak_bytes} B; refused ${m.sse_bridge_memory_refused_total}; ` +
+    `shed ${m.sse_bridge_memory_shed_total}; slow readers: ${r.slow ? r.slow.events : '?'} events, ` +
+    `${r.slow ? r.slow.refused : '?'} refused, ${r.slow ? r.slow.drops : '?'} dropped`);
+}
+
 // ---------------------------------------------------------------- proxy
 {
   const r = pick((x) => x.scenario === 'proxy')[0];

@@ -4,7 +4,7 @@
 #
 #   bench/run.sh                 full run (>= 1,000,000 deliveries per fan-out)
 #   QUICK=1 bench/run.sh         short development run
-#   ONLY="fanout idle" bench/run.sh   a subset of: idle fanout selective replay publish proxy filtercost
+#   ONLY="fanout idle" bench/run.sh   a subset of: idle fanout selective replay publish proxy filtercost memory
 #   TARGETS="bridge nchan" ...   a subset of: bridge nchan ceiling
 #   PERF=1 ...                   also profile the bridge (fan-out, selective,
 #                                replay) into bench/results/perf-*.txt
@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 QUICK=${QUICK:-0}
-ONLY=${ONLY:-idle fanout selective replay publish proxy filtercost}
+ONLY=${ONLY:-idle fanout selective replay publish proxy filtercost memory}
 TARGETS=${TARGETS:-bridge nchan ceiling}
 PERF=${PERF:-0}
 B=$ROOT/bench/build
@@ -577,6 +577,8 @@ want replay && scenario_replay
 want publish && scenario_publish
 want proxy && scenario_proxy
 want filtercost && scenario_filtercost
+# memory last: it leaves big events in the log and restarts the bridge
+if want memory; then . bench/memory.sh; scenario_memory; fi
 
 # machine facts
 facts=$WORK/facts.json

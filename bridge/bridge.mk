@@ -64,3 +64,12 @@ bridge-asan: bridge/build/asan/sse-bridge
 bridge/build/asan/sse-bridge: $(BRIDGE_SRCS) $(BRIDGE_SHARED) $(BRIDGE_HDRS) bridge/build/static_assets.inc
 	@mkdir -p bridge/build/asan
 	$(BRIDGE_CC) $(BRIDGE_SAN) $(BRIDGE_WARN) $(BRIDGE_DEFS) -o $@ $(BRIDGE_SRCS) $(BRIDGE_SHARED) $(BRIDGE_LIBS)
+
+# bridge-fi: the sanitizer build with the allocation fault injector
+# (bridge/mem.h: SSE_BRIDGE_FAIL_EVERY=N, SIGUSR1 arms, SIGUSR2 disarms).
+BRIDGE_FI_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=strndup
+.PHONY: bridge-fi
+bridge-fi: bridge/build/fi/sse-bridge
+bridge/build/fi/sse-bridge: $(BRIDGE_SRCS) $(BRIDGE_SHARED) $(BRIDGE_HDRS)
+	@mkdir -p bridge/build/fi
+	$(BRIDGE_CC) $(BRIDGE_SAN) -DBRIDGE_FAULT_INJECT $(BRIDGE_WARN) $(BRIDGE_DEFS) -o $@ $(BRIDGE_SRCS) $(BRIDGE_SHARED) $(BRIDGE_LIBS) $(BRIDGE_FI_WRAP)

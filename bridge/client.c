@@ -28,6 +28,7 @@
 #include "client.h"
 #include "config.h"
 #include "log.h"
+#include "mem.h"
 #include "metrics.h"
 #include "resp.h"
 #include "route.h"
@@ -163,24 +164,51 @@ client_doom(client *c)
 }
 
 void
+client_fail(client *c, const char *what)
+{
+	if (c->flags & (CF_DOOMED | CF_CLOSED))
+		return;
+	metrics.alloc_failures++;
+	log_warn("client %p: %s; closing it (it can resume with Last-Event-ID)", (void *) c, what);
+	client_doom(c);
+}
+
+bool
+client_room(const client *c, size_t len)
+{
+	return c->q.n == 0 || outq_bytes(&c->q) + len <= cfg.client_queue;
+}
+
+void
 client_send(client *c, frame *f)
 {
 	if (c->flags & CF_CLOSED) {
 		frame_unref(f);
 		return;
 	}
-	if (f == NULL || !outq_push(&c->q, f)) {
-		c->flags |= CF_DOOMED;
-		log_error("out of memory queueing output");
+	if (f == NULL) {
+		client_fail(c, "out of memory formatting output");
+		return;
 	}
+	if ((c->flags & CF_UNPACED) && c->state == CS_STREAMING && !client_room(c, f->len)) {
+		frame_unref(f);			/* a slow client: it gets nothing more */
+		if (!(c->flags & CF_DOOMED)) {
+			metrics.slow_drops++;
+			log_info("dropping a slow client: %zu bytes queued", outq_bytes(&c->q));
+		}
+		client_doom(c);
+		return;
+	}
+	if (!outq_push(&c->q, f)) {
+		client_fail(c, "out of memory queueing output");
+		return;
+	}
+	if (c->q.n > 1 && outq_bytes(&c->q) > metrics.queue_peak)
+		metrics.queue_peak = outq_bytes(&c->q);
+	if (c->q.n > 1 && outq_bytes(&c->q) > cfg.client_queue)
+		metrics.queue_over++;
 	if (c->state != CS_READING && c->state != CS_CLOSING)
 		c->deadline_ms = bridge_now();	/* last traffic, for keepalives */
-	if ((c->flags & CF_UNPACED) && c->state == CS_STREAMING &&
-		outq_bytes(&c->q) > cfg.client_queue && !(c->flags & CF_DOOMED)) {
-		c->flags |= CF_DOOMED;
-		metrics.slow_drops++;
-		log_info("dropping a slow client: %zu bytes queued", outq_bytes(&c->q));
-	}
 	client_mark_pending(c);
 }
 
@@ -456,7 +484,7 @@ client_route(client *c)
 
 	if (c->flags & CF_REJECT) {
 		metrics.rejected++;
-		client_respond(c, resp_busy(origin));
+		client_respond(c, resp_busy(origin, "too many clients"));
 		return;
 	}
 	if (br.stopping) {
@@ -468,7 +496,10 @@ client_route(client *c)
 		return;
 	}
 	route_request(c->req, br.public_scope, &rr);
-	if (rr.kind == ROUTE_ADHOC || rr.kind == ROUTE_SUB)
+	if ((rr.kind == ROUTE_ADHOC || rr.kind == ROUTE_SUB) && mem_over_soft()) {
+		metrics.mem_refused++;
+		client_respond(c, resp_busy(origin, "memory limit reached"));
+	} else if (rr.kind == ROUTE_ADHOC || rr.kind == ROUTE_SUB)
 		client_start_stream(c, &rr);
 	else
 		client_simple(c, &rr, origin);
@@ -495,7 +526,7 @@ client_read_request(client *c, const char *buf, ssize_t n)
 			return;
 		case REQ_ERROR:
 			if (c->flags & CF_REJECT)
-				client_respond(c, resp_busy(NULL));
+				client_respond(c, resp_busy(NULL, "too many clients"));
 			else
 				client_respond_error(c, c->req->status,
 									 c->req->status == 431 ? "headers_too_large" : "bad_request",
@@ -549,13 +580,30 @@ client_new(void)
 	return c;
 }
 
+/*
+ * The kernel's send buffer per connection (Linux doubles it).  A fixed size
+ * turns off autotuning, which would otherwise let a slow reader hold up to
+ * net.ipv4.tcp_wmem's maximum (4 MB) of output beyond --client-queue.
+ */
+#define CLIENT_SNDBUF (128 << 10)
+
+/*
+ * A connection libuv accepted for which no client could be allocated: libuv
+ * stops watching the listener until it is taken, so the sweep tries again.
+ */
+static uv_stream_t *accept_retry;
+
 void
 client_accept(uv_stream_t *listener)
 {
 	client	   *c = client_create();
 
-	if (c == NULL)
+	accept_retry = NULL;
+	if (c == NULL) {
+		metrics.alloc_failures++;
+		accept_retry = listener;
 		return;
+	}
 	if (uv_accept(listener, (uv_stream_t *) &c->tcp) != 0 ||
 		client_count >= cfg.max_clients + CLIENT_EXTRA_REJECTS) {
 		uv_close((uv_handle_t *) &c->tcp, client_reject_closed);
@@ -566,6 +614,7 @@ client_accept(uv_stream_t *listener)
 		c->flags |= CF_REJECT;
 	client_track(c);
 	uv_tcp_nodelay(&c->tcp, 1);
+	uv_send_buffer_size((uv_handle_t *) &c->tcp, &(int) {CLIENT_SNDBUF});
 	if (uv_read_start((uv_stream_t *) &c->tcp, client_alloc, client_on_read) != 0)
 		client_close(c);
 }
@@ -583,7 +632,7 @@ client_sweep_one(client *c, uint64_t now)
 			}
 			break;
 		case CS_STREAMING:
-			if (now >= c->deadline_ms + cfg.keepalive * 1000 && outq_pending(&c->q) == 0)
+			if (now >= c->deadline_ms + cfg.keepalive * 1000 && c->q.n == 0)
 				client_send(c, frame_ref(br.keepalive));
 			break;
 		case CS_CLOSING:
@@ -599,11 +648,45 @@ client_sweep_one(client *c, uint64_t now)
 void
 client_sweep(uint64_t now)
 {
+	if (accept_retry != NULL && !br.stopping)
+		client_accept(accept_retry);
 	client	   *c, *next;
 
 	for (c = LIST_FIRST(&clients); c != NULL; c = next) {
 		next = LIST_NEXT(c, link);
 		client_sweep_one(c, now);
+	}
+}
+
+/*
+ * Over the hard memory limit: drop the streams with the largest queues
+ * (slow consumers) until what they hold would bring the charged total back
+ * to the soft limit.  They reconnect with Last-Event-ID and replay later.
+ * At most CLIENT_SHED_MAX per call, each found by one pass over the list.
+ */
+#define CLIENT_SHED_MAX 64
+
+void
+client_shed(void)
+{
+	size_t		need = mem_excess(), freed = 0;
+
+	if (!mem_over_hard())
+		return;
+	for (int k = 0; k < CLIENT_SHED_MAX && freed < need; k++) {
+		client	   *c, *big = NULL;
+
+		LIST_FOREACH(c, &clients, link) {
+			if (c->state == CS_STREAMING && !client_gone(c) && outq_bytes(&c->q) > 0 &&
+				(big == NULL || outq_bytes(&c->q) > outq_bytes(&big->q)))
+				big = c;
+		}
+		if (big == NULL)
+			break;
+		freed += outq_bytes(&big->q);
+		metrics.mem_shed++;
+		log_info("memory limit: dropping a stream with %zu bytes queued", outq_bytes(&big->q));
+		client_doom(big);
 	}
 }
 

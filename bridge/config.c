@@ -70,6 +70,8 @@ static const cfg_entry cfg_table[] = {
 	 "deadline for every database query; a link that misses it is reconnected"},
 	{"prune-interval", CFG_UINT, &cfg.prune_interval, "60", "SECONDS",
 	 "period of sse_prune calls when the role may run it (0: never)"},
+	{"max-memory", CFG_SIZE, &cfg.max_memory, "512M", "BYTES",
+	 "memory bound: past 5/8 of it new streams get 503, past 3/4 the largest queues are dropped (0: none)"},
 	{"demo", CFG_BOOL, &cfg.demo, "off", "on|off",
 	 "serve the jobs demo page at / (the helper /sse-bridge.js is always served)"},
 };
@@ -228,6 +230,12 @@ cfg_validate(void)
 		cfg.batch > 100000 || cfg.retry > 86400000 || cfg.keepalive > 86400 ||
 		cfg.db_timeout > 3600 || cfg.prune_interval > 86400 * 7) {
 		fprintf(stderr, "sse-bridge: a setting is out of range\n");
+		return false;
+	}
+	if (cfg.max_memory != 0 && (cfg.max_memory < (16 << 20) || cfg.replay_cache > cfg.max_memory / 4 ||
+								cfg.client_queue > cfg.max_memory / 8)) {
+		fprintf(stderr, "sse-bridge: --max-memory must be at least 16M, 4 x --replay-cache "
+				"and 8 x --client-queue (or 0)\n");
 		return false;
 	}
 	return true;

@@ -31,6 +31,7 @@ typedef struct cfg_settings {
 	uint64_t	db_timeout;		/* seconds a database query may take */
 	uint64_t	prune_interval; /* seconds between sse_prune calls, 0 = never */
 	bool		demo;			/* serve the demo page at / */
+	uint64_t	max_memory;		/* bytes; 0 = no bound (mem.h) */
 } cfg_settings;
 
 extern cfg_settings cfg;

@@ -11,9 +11,23 @@
 #include <string.h>
 
 #include "event.h"
+#include "mem.h"
 #include "sse_filter.h"
 #include "sse_match.h"
 #include "wire.h"
+
+static size_t
+event_size(const event *ev)
+{
+	return sizeof(event) + ev->chlen + 1 + ev->nlen + 1 + ev->dlen + 1;
+}
+
+/* Estimated memory of a parsed payload (jansson nodes and strings). */
+static size_t
+event_json_size(const event *ev)
+{
+	return ev->json != NULL ? ev->dlen * 2 : 0;
+}
 
 event *
 event_new(int64_t id, int64_t created_us, const char *channel, size_t chlen,
@@ -49,6 +63,7 @@ event_new(int64_t id, int64_t created_us, const char *channel, size_t chlen,
 	ev->chlen = (uint32_t) chlen;
 	ev->nlen = (uint32_t) nlen;
 	ev->dlen = dlen;
+	mem_charge(MEM_EVENTS, event_size(ev));
 	return ev;
 }
 
@@ -57,6 +72,8 @@ event_free(event *ev)
 {
 	if (ev == NULL)
 		return;
+	mem_release(MEM_EVENTS, event_size(ev));
+	mem_release(MEM_JSON, event_json_size(ev));
 	json_decref(ev->json);
 	frame_unref(ev->frame);
 	free(ev);
@@ -74,8 +91,12 @@ const json_t *
 event_json(event *ev)
 {
 	if (!ev->parsed) {
-		ev->parsed = true;
+		uint64_t	fails = mem_json_failures();
+
 		ev->json = sse_json_parse(ev->data, ev->dlen);
+		ev->json_oom = ev->json == NULL && mem_json_failures() != fails;
+		ev->parsed = !ev->json_oom;		/* out of memory: parse again next time */
+		mem_charge(MEM_JSON, event_json_size(ev));
 	}
 	return ev->json;
 }

@@ -31,6 +31,7 @@ typedef struct event {
 	json_t	   *json;
 	frame	   *frame;
 	bool		parsed;
+	bool		json_oom;		/* the last parse ran out of memory */
 	bool		is_close;
 } event;
 
@@ -38,6 +39,10 @@ event	   *event_new(int64_t id, int64_t created_us, const char *channel, size_t 
 					  const char *name, size_t nlen, const char *data, size_t dlen);
 void		event_free(event *ev);
 frame	   *event_frame(event *ev);
+/*
+ * The parsed payload, or NULL when it is not JSON -- or when parsing ran out
+ * of memory: then json_oom is set and the next call parses again.
+ */
 const json_t *event_json(event *ev);
 
 /* Approximate memory held, for the replay cache's byte limit. */

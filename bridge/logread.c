@@ -20,15 +20,20 @@
 
 #include "log.h"
 #include "logread.h"
+#include "wire.h"
 
 /* Columns of "fetch": one row per event, or one row of NULLs after the meta. */
 enum {FETCH_PRUNED, FETCH_ID, FETCH_CHANNEL, FETCH_EVENT, FETCH_DATA, FETCH_CREATED_US};
 
+/* At most $2 rows, and none after the first once $3 bytes of payload precede it. */
 static const char logread_fetch_sql[] =
 	"SELECT m.pruned_through, e.id, e.channel, e.event, e.data, "
 	"(extract(epoch FROM e.created_at) * 1000000)::bigint AS created_us "
 	"FROM sse_bridge.meta m LEFT JOIN LATERAL ("
-	"SELECT * FROM sse_bridge.events WHERE id > $1 ORDER BY id LIMIT $2) e ON true";
+	"SELECT * FROM (SELECT x.*, pg_catalog.sum(pg_catalog.octet_length(x.data)) OVER (ORDER BY x.id) "
+	"- pg_catalog.octet_length(x.data) AS before "
+	"FROM sse_bridge.events x WHERE x.id > $1 ORDER BY x.id LIMIT $2) w "
+	"WHERE w.before < $3 ORDER BY w.id) e ON true";
 
 static const char logread_head_sql[] =
 	"SELECT greatest((SELECT max(id) FROM sse_bridge.events), m.pruned_through) "
@@ -209,14 +214,15 @@ logread_array_literal(char *const *items, size_t n)
 }
 
 db_job *
-logread_fetch(int64_t after, int64_t limit, db_done_fn done, void *owner)
+logread_fetch(int64_t after, int64_t limit, size_t bytes, db_done_fn done, void *owner)
 {
-	char		a[24], b[24];
-	const char *params[2] = {a, b};
+	char		a[24], b[24], s[24];
+	const char *params[3] = {a, b, s};
 
 	snprintf(a, sizeof(a), "%" PRId64, after);
 	snprintf(b, sizeof(b), "%" PRId64, limit);
-	return db_job_new("fetch", 2, params, done, owner);
+	snprintf(s, sizeof(s), "%zu", bytes > 0 ? bytes : 1);
+	return db_job_new("fetch", 3, params, done, owner);
 }
 
 db_job *
@@ -346,6 +352,26 @@ int64_t
 logread_pruned(const PGresult *res)
 {
 	return logread_int(res, 0, FETCH_PRUNED, 0);
+}
+
+size_t
+logread_payload_bytes(const PGresult *res, int row)
+{
+	return PQgetisnull(res, row, FETCH_ID) ? 0 : (size_t) PQgetlength(res, row, FETCH_DATA);
+}
+
+size_t
+logread_frame_bound(const PGresult *res, int row, int64_t *id)
+{
+	if (PQgetisnull(res, row, FETCH_ID)) {
+		*id = -1;
+		return 0;
+	}
+	*id = strtoll(PQgetvalue(res, row, FETCH_ID), NULL, 10);
+	return wire_event_size(*id, PQgetisnull(res, row, FETCH_EVENT) ? 0 :
+						   (size_t) PQgetlength(res, row, FETCH_EVENT),
+						   PQgetvalue(res, row, FETCH_DATA),
+						   (size_t) PQgetlength(res, row, FETCH_DATA));
 }
 
 logread_row

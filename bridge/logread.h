@@ -50,8 +50,13 @@ void		logread_shutdown(void);
 const char *logread_session_sql(uint64_t timeout_ms);
 const char *logread_heartbeat_sql(void);
 
-/* The log after `after`, at most limit rows (live fetches and replay pages). */
-db_job	   *logread_fetch(int64_t after, int64_t limit, db_done_fn done, void *owner);
+/*
+ * The log after `after` (live fetches and replay pages): at most limit
+ * rows, and no row after the first once `bytes` of payload precede it, so
+ * a result holds about `bytes` plus one event.
+ */
+db_job	   *logread_fetch(int64_t after, int64_t limit, size_t bytes, db_done_fn done,
+						  void *owner);
 /* The log head (live link, before the first fetch). */
 db_job	   *logread_head(db_done_fn done, void *owner);
 /* Open lookup: a subscription by uuid, or ad hoc patterns (sub_id NULL). */
@@ -80,6 +85,15 @@ typedef enum logread_row {
 } logread_row;
 
 logread_row logread_event(const PGresult *res, int row, event **ev);
+
+/* Payload bytes of a fetch row (0 for the empty row). */
+size_t		logread_payload_bytes(const PGresult *res, int row);
+
+/*
+ * A fetch row's event id (-1 for the empty row) and an upper bound of its
+ * SSE frame, without decoding it (replay checks the room before copying).
+ */
+size_t		logread_frame_bound(const PGresult *res, int row, int64_t *id);
 
 /* The head of a head result (true when the result is usable). */
 bool		logread_head_value(const PGresult *res, int64_t *head);

@@ -31,6 +31,7 @@
 #include "log.h"
 #include "logread.h"
 #include "prune.h"
+#include "mem.h"
 #include "ring.h"
 #include "stream.h"
 #include "wire.h"
@@ -53,6 +54,8 @@ static void
 bridge_on_flush(uv_check_t *h)
 {
 	(void) h;
+	client_shed();				/* over the memory limit: drop the largest queues */
+	stream_mem_check();
 	client_flush_pending();		/* live events go out every turn */
 	if (stream_run())
 		uv_idle_start(&br.spin, bridge_on_spin);
@@ -205,6 +208,7 @@ bridge_setup(void)
 	db_timeout_ms = cfg.db_timeout * 1000;
 	db_session_sql = logread_session_sql(db_timeout_ms);
 	db_heartbeat_sql = logread_heartbeat_sql();
+	mem_set_limit(cfg.max_memory);
 	ring_init(cfg.replay_cache, BRIDGE_RING_EVENTS);
 	hub_init(stream_deliver);
 	client_set_ops(&(client_ops) {stream_open, stream_drained, stream_release});
@@ -240,6 +244,7 @@ bridge_teardown(void)
 int
 main(int argc, char **argv)
 {
+	mem_init();					/* before jansson allocates anything */
 	switch (cfg_load(argc, argv)) {
 		case CFG_OK: break;
 		case CFG_EXIT_OK: cfg_free(); return 0;

@@ -10,6 +10,7 @@
 
 #include "bridge.h"
 #include "hub.h"
+#include "mem.h"
 #include "metrics.h"
 #include "prune.h"
 #include "ring.h"
@@ -81,6 +82,18 @@ metrics_render(size_t *len)
 	metrics_line(f, "sse_bridge_db_up", "gauge", "1 while the live database link is up.", db_link_up(&br.live));
 	metrics_line(f, "sse_bridge_head_id", "gauge", "Last event id read from the log.", ring_valid() ? (uint64_t) ring_hi() : 0);
 	metrics_line(f, "sse_bridge_replay_cache_events", "gauge", "Events in the replay cache.", ring_count());
+	metrics_line(f, "sse_bridge_memory_limit_bytes", "gauge", "--max-memory (0: none).", mem_limit());
+	fprintf(f, "# HELP sse_bridge_memory_bytes Memory charged to queued output, cached and decoded events.\n"
+			"# TYPE sse_bridge_memory_bytes gauge\n");
+	for (int k = 0; k < MEM_KINDS; k++)
+		fprintf(f, "sse_bridge_memory_bytes{kind=\"%s\"} %zu\n", mem_kind_name((mem_kind) k),
+				mem_kind_used((mem_kind) k));
+	metrics_line(f, "sse_bridge_memory_refused_total", "counter", "Streams refused (503) over the soft memory limit.", metrics.mem_refused);
+	metrics_line(f, "sse_bridge_memory_shed_total", "counter", "Streams dropped over the hard memory limit.", metrics.mem_shed);
+	metrics_line(f, "sse_bridge_alloc_failures_total", "counter", "Clients closed because an allocation failed.", metrics.alloc_failures);
+	metrics_line(f, "sse_bridge_alloc_failures_injected_total", "counter", "Allocation failures injected (test builds).", mem_injected());
+	metrics_line(f, "sse_bridge_client_queue_peak_bytes", "gauge", "Largest client queue of more than one frame.", metrics.queue_peak);
+	metrics_line(f, "sse_bridge_client_queue_over_total", "counter", "Frames that left such a queue over --client-queue.", metrics.queue_over);
 	metrics_lag(f);
 	if (fclose(f) != 0) {
 		free(buf);

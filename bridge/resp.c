@@ -91,15 +91,14 @@ resp_error(int status, const char *code, const char *detail, const char *origin)
 }
 
 frame *
-resp_busy(const char *origin)
+resp_busy(const char *origin, const char *detail)
 {
-	static const char body[] =
-		"{\"error\":\"unavailable\",\"detail\":\"too many clients\"}\n";
 	char		cors[512];
 
 	return frame_printf("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-						"Content-Length: %zu\r\nRetry-After: " RESP_RETRY_AFTER "\r\nConnection: close\r\n%s\r\n%s",
-						sizeof(body) - 1, resp_cors(origin, cors, sizeof(cors)), body);
+						"Content-Length: %zu\r\nRetry-After: " RESP_RETRY_AFTER "\r\nConnection: close\r\n%s\r\n"
+						"{\"error\":\"unavailable\",\"detail\":\"%s\"}\n",
+						strlen(detail) + 36, resp_cors(origin, cors, sizeof(cors)), detail);
 }
 
 frame *

@@ -15,10 +15,14 @@
  * flushed, serves it round-robin with a slice per visit and a budget per
  * turn (stream.h), putting a stream that still has work back at the tail.
  * A visit advances c from the replay cache when the cache covers c
- * (ring_lo <= c), otherwise asks the log for a page (work link), and
- * pauses whenever the client's queue holds replay_budget() bytes (the
- * client's `drained` resumes it).  A stream whose cursor is ahead of the
- * live cursor parks until the feed advances.
+ * (ring_lo <= c), otherwise asks the log for a page of at most the room
+ * left in the client's queue (work link).  Replay is paced by the client's
+ * drain: a frame is queued only if the queue stays within --client-queue
+ * (keeping REPLAY_RESERVE for ready/reset) or is empty, otherwise the
+ * stream pauses with st->need set and the client's `drained` resumes it.
+ * Over the hard memory limit replays wait (parked; stream_mem_check
+ * resumes them).  A stream whose cursor is ahead of the live cursor parks
+ * until the feed advances.
  *
  * Invariants (asserted where cheap):
  *  - the hand-over to LIVE happens only with c == ring_hi(), in the same
@@ -39,6 +43,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "mem.h"
 #include "metrics.h"
 #include "resp.h"
 #include "ring.h"
@@ -178,20 +183,25 @@ stream_free_spec(stream *st)
 
 /* Patterns from a JSON array of strings; NULL unless all are valid. */
 static char **
-stream_patterns(const char *json, size_t *n)
+stream_patterns(const char *json, size_t *n, bool *oom)
 {
+	uint64_t	fails = mem_json_failures();
 	json_t	   *a = json ? json_loads(json, 0, NULL) : NULL;
 	char	  **v = NULL;
 	size_t		i = 0;
 
+	*oom = json == NULL || (a == NULL && mem_json_failures() != fails);
 	if (json_is_array(a) && json_array_size(a) > 0 &&
-		(v = calloc(json_array_size(a), sizeof(char *))) != NULL) {
+		!(*oom = (v = calloc(json_array_size(a), sizeof(char *))) == NULL)) {
 		for (; i < json_array_size(a); i++) {
 			const char *p = json_string_value(json_array_get(a, i));
 
-			if (p == NULL || sse_pattern_check(p, strlen(p)) != SSE_NAME_OK ||
-				(v[i] = strdup(p)) == NULL)
+			if (p == NULL || sse_pattern_check(p, strlen(p)) != SSE_NAME_OK)
 				break;
+			if ((v[i] = strdup(p)) == NULL) {
+				*oom = true;
+				break;
+			}
 		}
 		if (i < json_array_size(a)) {
 			while (i > 0)
@@ -205,14 +215,20 @@ stream_patterns(const char *json, size_t *n)
 	return v;
 }
 
+/* Set when the last stream_set_spec failed for want of memory, not bad data. */
+static bool spec_oom;
+
 bool
 stream_set_spec(stream *st, const char *channels_json, const char *filter_json)
 {
 	size_t		n;
-	char	  **pats = stream_patterns(channels_json, &n);
+	char	  **pats = stream_patterns(channels_json, &n, &spec_oom);
+	uint64_t	fails = mem_json_failures();
 	json_t	   *f = filter_json ? sse_json_parse(filter_json, strlen(filter_json)) : NULL;
 
-	if (pats == NULL || (f != NULL && !json_is_object(f))) {
+	if (filter_json != NULL && f == NULL && mem_json_failures() != fails)
+		spec_oom = true;		/* never fall back to no filter */
+	if (pats == NULL || (filter_json != NULL && !json_is_object(f))) {
 		for (size_t i = 0; pats && i < n; i++)
 			free(pats[i]);
 		free(pats);
@@ -449,6 +465,10 @@ stream_opened(stream *st, const open_info *info)
 	if (st->sub_id != NULL) {
 		st->sid = info->sid;
 		if (!stream_set_spec(st, info->channels_json, info->filter_json)) {
+			if (spec_oom) {
+				client_respond_error(c, 503, "unavailable", "out of memory");
+				return;
+			}
 			log_warn("a subscription has an invalid definition");
 			client_respond_error(c, 404, "not_found", "unknown or expired subscription");
 			return;
@@ -536,9 +556,8 @@ stream_send_event(stream *st, event *ev, bool ends)
 {
 	frame	   *f = event_frame(ev);
 
-	if (f == NULL) {
-		log_error("out of memory formatting an event; closing the client");
-		client_doom(st->owner);	/* it resumes from its cursor on reconnect */
+	if (f == NULL) {			/* it resumes from its cursor on reconnect */
+		client_fail(st->owner, "out of memory formatting an event");
 		return true;
 	}
 	client_send(st->owner, frame_ref(f));
@@ -567,33 +586,55 @@ stream_pruned(int64_t from, int64_t through)
 	stream	   *st;
 
 	metrics.resets++;
-	TAILQ_FOREACH(st, &streams, link)
-		if (st->state == SS_LIVE)
-			client_send(st->owner, f ? frame_ref(f) : NULL);
+	TAILQ_FOREACH(st, &streams, link) {
+		if (st->state != SS_LIVE)
+			continue;
+		if (f != NULL)
+			client_send(st->owner, frame_ref(f));
+		else					/* it learns of the gap when it replays */
+			client_fail(st->owner, "out of memory for a reset");
+	}
 	frame_unref(f);
 }
 
 /* ---- replay ---- */
 
-static size_t
-replay_budget(void)
-{
-	size_t		b = cfg.client_queue / 2;
+/* Set when a replay waits for the charged memory to fall (mem.h). */
+static bool mem_waiting;
 
-	return b < 4096 ? 4096 : b > (256 << 10) ? (256 << 10) : b;
-}
+typedef enum replay_offered {
+	RO_SKIPPED,					/* not for st; the cursor moved past it */
+	RO_QUEUED,
+	RO_FULL,					/* no room in the queue: wait for the drain */
+	RO_ENDED					/* a close event ended the stream, or OOM closed it */
+} replay_offered;
 
-/* Offer ev to st if it matches; returns true when the stream ends. */
-static bool
+/* Offer ev to st: queue it if it matches and fits (the cursor moves past it). */
+static replay_offered
 replay_offer(stream *st, event *ev)
 {
 	bool		ends;
+	frame	   *f;
 
-	st->cursor = ev->id;
-	if (event_is_marker(ev) || !hub_matches(&st->sub, ev, &ends))
-		return false;
+	if (event_is_marker(ev) || !hub_matches(&st->sub, ev, &ends)) {
+		if (ev->json_oom) {
+			client_fail(st->owner, "out of memory parsing a payload for its filter");
+			return RO_ENDED;
+		}
+		st->cursor = ev->id;
+		return RO_SKIPPED;
+	}
+	if ((f = event_frame(ev)) == NULL) {
+		client_fail(st->owner, "out of memory formatting an event");
+		return RO_ENDED;
+	}
+	if (!client_room(st->owner, f->len + REPLAY_RESERVE)) {
+		st->need = f->len + REPLAY_RESERVE;
+		return RO_FULL;
+	}
+	st->need = 0;
 	metrics.replayed++;
-	return stream_send_event(st, ev, ends);
+	return stream_send_event(st, ev, ends) ? RO_ENDED : RO_QUEUED;
 }
 
 typedef enum replay_progress {
@@ -613,24 +654,27 @@ static replay_progress
 replay_from_ring(stream *st, replay_quota *turn)
 {
 	outq	   *q = &st->owner->q;
-	size_t		n = ring_count(), budget = replay_budget();
+	size_t		n = ring_count();
 	size_t		start = outq_bytes(q), seen = 0, queued;
 	replay_progress rp = RP_CAUGHT_UP;
 
-	for (size_t i = ring_find_after(st->cursor); i < n; i++) {
-		if (outq_bytes(q) >= budget) {
-			rp = RP_PAUSED;
-			break;
-		}
+	for (size_t i = ring_find_after(st->cursor); i < n && rp == RP_CAUGHT_UP; i++) {
 		if (seen > 0 && (outq_bytes(q) - start >= REPLAY_SLICE_BYTES ||
 						 seen >= REPLAY_SLICE_EVENTS)) {
 			rp = RP_SLICED;
 			break;
 		}
 		seen++;
-		if (replay_offer(st, ring_at(i))) {
-			rp = RP_ENDED;
-			break;
+		switch (replay_offer(st, ring_at(i))) {
+			case RO_SKIPPED:
+			case RO_QUEUED:
+				break;
+			case RO_FULL:
+				rp = RP_PAUSED;
+				break;
+			case RO_ENDED:
+				rp = RP_ENDED;
+				break;
 		}
 	}
 	if (rp == RP_CAUGHT_UP)
@@ -644,8 +688,14 @@ replay_from_ring(stream *st, replay_quota *turn)
 static void
 replay_go_live(stream *st)
 {
+	frame	   *f = wire_ready(st->cursor);
+
 	assert(ring_valid() && st->cursor == ring_hi());
-	client_send(st->owner, wire_ready(st->cursor));
+	if (f == NULL) {
+		client_fail(st->owner, "out of memory for the ready event");
+		return;
+	}
+	client_send(st->owner, f);
 	stream_set_state(st, SS_LIVE);
 }
 
@@ -702,11 +752,26 @@ stream_advanced(void)
 	}
 }
 
+/*
+ * Paced by the client's drain: a stream runs when its client's queue is
+ * empty, or at most half full with room for what it waits to queue next.
+ */
 static bool
 replay_runnable(const stream *st)
 {
-	return st->state == SS_REPLAYING && !client_gone(st->owner) && st->job == NULL &&
-		outq_bytes(&st->owner->q) < replay_budget();
+	const client *c = st->owner;
+
+	return st->state == SS_REPLAYING && !client_gone(c) && st->job == NULL &&
+		(c->q.n == 0 || (outq_bytes(&c->q) <= cfg.client_queue / 2 && client_room(c, st->need)));
+}
+
+void
+stream_mem_check(void)
+{
+	if (mem_waiting && !mem_over_hard()) {
+		mem_waiting = false;
+		stream_advanced();
+	}
 }
 
 void
@@ -731,6 +796,11 @@ replay_advance(stream *st, replay_quota *turn)
 {
 	if (!replay_runnable(st))
 		return false;			/* a drain or a page resumes it */
+	if (mem_over_hard()) {
+		mem_waiting = true;		/* stream_mem_check resumes it */
+		replay_park(st);
+		return false;
+	}
 	if (!ring_valid() || st->cursor > ring_hi()) {
 		replay_park(st);
 		return false;
@@ -741,6 +811,10 @@ replay_advance(stream *st, replay_quota *turn)
 	}
 	switch (replay_from_ring(st, turn)) {
 		case RP_CAUGHT_UP:
+			if (!client_room(st->owner, REPLAY_RESERVE)) {
+				st->need = REPLAY_RESERVE;	/* `ready` waits for the drain */
+				return false;
+			}
 			replay_go_live(st);
 			return false;
 		case RP_SLICED:
@@ -784,29 +858,45 @@ stream_page_done(db_job *job, PGresult *res)
 	}
 	rows = PQntuples(res);
 	pruned = logread_pruned(res);
-	if (pruned > st->cursor)
+	if (pruned > st->cursor) {
+		if (!client_room(st->owner, REPLAY_RESERVE)) {
+			st->need = REPLAY_RESERVE;	/* read the page again after the drain */
+			stream_step(st);
+			return;
+		}
 		stream_send_reset(st, st->cursor + 1, pruned);
+	}
 	for (int i = 0; i < rows; i++) {
 		event	   *ev;
-		bool		ended = false;
+		int64_t		id;
+		size_t		bound = logread_frame_bound(res, i, &id);
+		replay_offered ro;
 
+		if (id <= st->cursor)
+			continue;			/* the empty row, or already sent */
+		if (!client_room(st->owner, bound + REPLAY_RESERVE)) {
+			st->need = bound + REPLAY_RESERVE;
+			stream_step(st);	/* the rest is read again after the drain */
+			return;
+		}
 		switch (logread_event(res, i, &ev)) {
 			case LR_NONE:
 				continue;
 			case LR_OOM:
-				log_error("out of memory reading a replay page; closing the client");
-				client_close(st->owner);	/* it resumes from its cursor */
+				client_fail(st->owner, "out of memory reading a replay page");
 				return;
 			case LR_EVENT:
 				break;
 		}
-		if (ev->id > st->cursor) {
-			got++;
-			ended = replay_offer(st, ev);
-		}
+		got++;
+		ro = replay_offer(st, ev);
 		event_free(ev);
-		if (ended)
+		if (ro == RO_ENDED)
 			return;
+		if (ro == RO_FULL) {	/* the bound above makes this rare */
+			stream_step(st);
+			return;
+		}
 	}
 	/* An empty page proves nothing exists up to what the live link had seen. */
 	if (got == 0 && live_at_send > st->cursor)
@@ -822,7 +912,14 @@ stream_page(stream *st)
 
 	if (st->job != NULL)
 		return;					/* a page is already on its way */
-	job = logread_fetch(st->cursor, LOGREAD_PAGE_ROWS, stream_page_done, st);
+	{
+		size_t		used = outq_bytes(&st->owner->q) + REPLAY_RESERVE;
+
+		/* a page brings at most the room left in the queue (and one row) */
+		job = logread_fetch(st->cursor, LOGREAD_PAGE_ROWS,
+							used < cfg.client_queue ? cfg.client_queue - used : 1,
+							stream_page_done, st);
+	}
 	if (job == NULL) {
 		client_close(st->owner);
 		return;

@@ -57,6 +57,7 @@ typedef struct stream {
 	char	   *sub_id;			/* subscription uuid; NULL = ad hoc */
 	int64_t		last_event_id;	/* from the request, -1 = none */
 	int64_t		cursor;			/* every matching event <= cursor was queued */
+	size_t		need;			/* REPLAYING: queue room the next frame needs */
 	db_job	   *job;			/* the one pending database job, or NULL */
 	uint64_t	open_changes;	/* change notices counted when the open was sent */
 	TAILQ_ENTRY(stream) link;	/* every stream */
@@ -98,6 +99,15 @@ char	  **stream_touch_ids(size_t *n);
  * the loop must not block in poll.
  */
 bool		stream_run(void);
+
+/*
+ * Room kept in a replaying client's queue for the control frames (ready,
+ * reset) that may follow the last event queued.
+ */
+#define REPLAY_RESERVE 256u
+
+/* Resume replays that waited for memory, once under the hard limit (mem.h). */
+void		stream_mem_check(void);
 
 /* Streams open now (any state but ENDED). */
 size_t		stream_count(void);
