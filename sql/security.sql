@@ -74,6 +74,8 @@ WHERE id > :base ORDER BY id;
 \getenv abs_srcdir PG_ABS_SRCDIR
 \getenv dlsuffix PG_DLSUFFIX
 \set hooks :abs_srcdir '/test/regress/hooks' :dlsuffix
+-- (the shell-type notices differ between versions: not shown)
+SET client_min_messages = warning;
 CREATE TYPE public.regress_loud;
 CREATE FUNCTION public.regress_loud_in(cstring) RETURNS public.regress_loud
     AS 'textin' LANGUAGE internal IMMUTABLE STRICT;
@@ -81,6 +83,7 @@ CREATE FUNCTION public.regress_loud_out(public.regress_loud) RETURNS cstring
     AS :'hooks', 'regress_hook_out' LANGUAGE C IMMUTABLE STRICT;
 CREATE TYPE public.regress_loud (INPUT = public.regress_loud_in,
                                  OUTPUT = public.regress_loud_out, LIKE = text);
+RESET client_min_messages;
 SELECT coalesce(max(id), 0) AS base FROM sse_bridge.events \gset
 SET ROLE regress_sse_app;
 CREATE FUNCTION public.regress_sse_type_hook() RETURNS void
