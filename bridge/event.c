@@ -91,10 +91,10 @@ const json_t *
 event_json(event *ev)
 {
 	if (!ev->parsed) {
-		uint64_t	fails = mem_json_failures();
+		bool		oom;
 
-		ev->json = sse_json_parse(ev->data, ev->dlen);
-		ev->json_oom = ev->json == NULL && mem_json_failures() != fails;
+		ev->json = sse_json_parse_oom(ev->data, ev->dlen, &oom);
+		ev->json_oom = ev->json == NULL && oom;
 		ev->parsed = !ev->json_oom;		/* out of memory: parse again next time */
 		mem_charge(MEM_JSON, event_json_size(ev));
 	}

@@ -223,10 +223,10 @@ stream_set_spec(stream *st, const char *channels_json, const char *filter_json)
 {
 	size_t		n;
 	char	  **pats = stream_patterns(channels_json, &n, &spec_oom);
-	uint64_t	fails = mem_json_failures();
-	json_t	   *f = filter_json ? sse_json_parse(filter_json, strlen(filter_json)) : NULL;
+	bool		oom = false;
+	json_t	   *f = filter_json ? sse_json_parse_oom(filter_json, strlen(filter_json), &oom) : NULL;
 
-	if (filter_json != NULL && f == NULL && mem_json_failures() != fails)
+	if (filter_json != NULL && f == NULL && oom)
 		spec_oom = true;		/* never fall back to no filter */
 	if (pats == NULL || (filter_json != NULL && !json_is_object(f))) {
 		for (size_t i = 0; pats && i < n; i++)

@@ -366,6 +366,15 @@ sse_json_parse(const char *buf, size_t len)
 	return v;
 }
 
+json_t *
+sse_json_parse_oom(const char *buf, size_t len, bool *oom)
+{
+	json_t	   *v;
+
+	*oom = load(buf, len, SSE_DATA_DEPTH_MAX, &v) == SSE_JSON_NOMEM;
+	return v;
+}
+
 /* ----------------------------------------------------------------
  *		Scalars
  * ----------------------------------------------------------------

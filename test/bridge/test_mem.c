@@ -19,6 +19,7 @@
 #include "mem.h"
 #include "metrics.h"
 #include "ring.h"
+#include "sse_filter.h"
 #include "stream.h"
 
 bridge_state br;
@@ -34,7 +35,7 @@ mkstream(const char *ch, const char *filter, int64_t cursor)
 {
 	client	   *c = client_new();
 	char	  **pats = calloc(1, sizeof(char *));
-	json_t	   *f = filter ? json_loads(filter, 0, NULL) : NULL;
+	json_t	   *f = filter ? sse_json_parse(filter, strlen(filter)) : NULL;
 
 	assert_non_null(c);
 	assert_non_null(pats);
