@@ -50,3 +50,16 @@ bridge-asan: bridge/build/asan/sse-bridge
 bridge/build/asan/sse-bridge: $(BRIDGE_SRCS) $(BRIDGE_SHARED) $(BRIDGE_HDRS)
 	@mkdir -p bridge/build/asan
 	$(BRIDGE_CC) $(BRIDGE_SAN) $(BRIDGE_WARN) $(BRIDGE_DEFS) -o $@ $(BRIDGE_SRCS) $(BRIDGE_SHARED) $(BRIDGE_LIBS)
+
+# Test builds of the search_path defences (test/abuse, check "trojan"): each
+# drops one layer of bridge/logread.c so the other is tested alone; "bare"
+# drops both and shows the planted objects would be reached.
+.PHONY: bridge-variants
+bridge-variants: bridge/build/nopin/sse-bridge bridge/build/unqual/sse-bridge bridge/build/bare/sse-bridge
+bridge/build/nopin/sse-bridge: BRIDGE_VARIANT := -DLOGREAD_NO_PIN
+bridge/build/unqual/sse-bridge: BRIDGE_VARIANT := -DLOGREAD_UNQUALIFIED
+bridge/build/bare/sse-bridge: BRIDGE_VARIANT := -DLOGREAD_NO_PIN -DLOGREAD_UNQUALIFIED
+bridge/build/nopin/sse-bridge bridge/build/unqual/sse-bridge bridge/build/bare/sse-bridge: \
+		$(BRIDGE_SRCS) $(BRIDGE_SHARED) $(BRIDGE_HDRS)
+	@mkdir -p $(@D)
+	$(BRIDGE_CC) -O0 -g $(BRIDGE_WARN) $(BRIDGE_DEFS) $(BRIDGE_VARIANT) -o $@ $(BRIDGE_SRCS) $(BRIDGE_SHARED) $(BRIDGE_LIBS)

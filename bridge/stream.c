@@ -231,64 +231,31 @@ stream_redefine(stream *st, const open_info *info)
 	return ok;
 }
 
-static void stream_reload(int64_t sid);
+/*
+ * Subscription reloads.  A change notice ("s <sid>", which any database
+ * role can send) costs O(1): it only records a hint.  At most one reload
+ * query is in flight; it asks for at most RELOAD_PAGE of the subscriptions
+ * in use among the hints, and whatever arrives meanwhile waits as the one
+ * pending set for the next query.  Hints for subscriptions no stream uses
+ * are dropped when the query is built; when more than RELOAD_HINTS pile up
+ * (or the live link relistened) the pending set becomes "every subscription
+ * in use", reloaded a page at a time in sid order.  The query goes out at
+ * the next flush, after the opens already queued on the work link, so a
+ * notification flood costs one bounded query at a time and never holds
+ * opens back by more than one such query.
+ */
+#define RELOAD_PAGE 1000
+#define RELOAD_HINTS 4096
 
-/* Apply a reloaded (or vanished) subscription to every stream using it. */
-static void
-stream_apply(int64_t sid, const open_info *info)
-{
-	stream	   *st;
-
-	TAILQ_FOREACH(st, &streams, link) {
-		if (st->sid != sid || (st->state != SS_REPLAYING && st->state != SS_LIVE))
-			continue;
-		if (!info->found || info->expired) {
-			log_info("ending a stream: its subscription was dropped or expired");
-			client_end(st->owner);
-		} else if (!stream_redefine(st, info))
-			client_end(st->owner);
-	}
-}
-
-static void
-stream_reload_done(db_job *job, PGresult *res)
-{
-	int64_t		sid = job->aux;
-	open_info	info;
-
-	db_job_free(job);
-	if (res == NULL)
-		return;
-	if (!logread_reload_answer(res, &info)) {
-		log_warn("reloading a subscription failed: %s", PQresultErrorMessage(res));
-		return;
-	}
-	stream_apply(sid, &info);
-	open_info_clear(&info);
-}
-
-static void
-stream_reload(int64_t sid)
-{
-	db_job	   *job = logread_reload(sid, stream_reload_done);
-
-	if (job != NULL)
-		work_submit(job);
-}
-
-void
-stream_sub_changed(int64_t sid)
-{
-	stream	   *st;
-
-	sub_changes++;
-	TAILQ_FOREACH(st, &streams, link) {
-		if (st->sid == sid) {
-			stream_reload(sid);
-			return;
-		}
-	}
-}
+static struct {
+	int64_t		hint[RELOAD_HINTS];
+	size_t		nhint;
+	bool		all;			/* every sid in use above all_after */
+	int64_t		all_after;
+	bool		inflight;
+	int64_t	   *sent;			/* sorted sids of the query in flight */
+	size_t		nsent;
+} rl;
 
 static int
 stream_cmp_sid(const void *a, const void *b)
@@ -299,27 +266,177 @@ stream_cmp_sid(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* One reload per distinct subscription in use: notices may have been lost. */
+/* Sort and drop duplicates; returns the new length. */
+static size_t
+sid_unique(int64_t *v, size_t n)
+{
+	size_t		k = 0;
+
+	qsort(v, n, sizeof(*v), stream_cmp_sid);
+	for (size_t i = 0; i < n; i++)
+		if (k == 0 || v[i] != v[k - 1])
+			v[k++] = v[i];
+	return k;
+}
+
+static bool
+sid_member(const int64_t *v, size_t n, int64_t sid)
+{
+	return n > 0 && bsearch(&sid, v, n, sizeof(*v), stream_cmp_sid) != NULL;
+}
+
+/* Record that sid may have changed. */
+static void
+stream_reload(int64_t sid)
+{
+	if (rl.all && sid > rl.all_after)
+		return;					/* the pending sweep covers it */
+	if (rl.nhint == RELOAD_HINTS) {
+		rl.all = true;			/* too many: sweep every subscription in use */
+		rl.all_after = 0;
+		rl.nhint = 0;
+		return;
+	}
+	rl.hint[rl.nhint++] = sid;
+}
+
+/* Apply a reloaded (or vanished, info->found false) definition to st. */
+static void
+stream_apply(stream *st, const open_info *info)
+{
+	if (!info->found || info->expired) {
+		log_info("ending a stream: its subscription was dropped or expired");
+		client_end(st->owner);
+	} else if (!stream_redefine(st, info))
+		client_end(st->owner);
+}
+
+static void
+stream_reload_done(db_job *job, PGresult *res)
+{
+	int			rows;
+	int64_t    *got = NULL;
+	open_info  *infos = NULL;
+	stream	   *st;
+
+	db_job_free(job);
+	rl.inflight = false;
+	if (res == NULL || !logread_reload_ok(res)) {
+		if (res != NULL)
+			log_warn("reloading subscriptions failed: %s", PQresultErrorMessage(res));
+		for (size_t i = 0; i < rl.nsent; i++)
+			stream_reload(rl.sent[i]);	/* try them again */
+		goto out;
+	}
+	rows = PQntuples(res);
+	if (rows > 0 && ((got = malloc((size_t) rows * sizeof(*got))) == NULL ||
+					 (infos = calloc((size_t) rows, sizeof(*infos))) == NULL)) {
+		log_error("out of memory applying reloaded subscriptions");
+		for (size_t i = 0; i < rl.nsent; i++)
+			stream_reload(rl.sent[i]);
+		goto out;
+	}
+	for (int i = 0; i < rows; i++) {
+		logread_reload_row(res, i, &infos[i]);
+		got[i] = infos[i].sid;	/* ORDER BY sid: sorted */
+	}
+	TAILQ_FOREACH(st, &streams, link) {
+		const int64_t *hit;
+		open_info	gone = {.found = false};
+
+		if (st->sid == 0 || (st->state != SS_REPLAYING && st->state != SS_LIVE) ||
+			!sid_member(rl.sent, rl.nsent, st->sid))
+			continue;
+		hit = rows > 0 ? bsearch(&st->sid, got, (size_t) rows, sizeof(*got), stream_cmp_sid) : NULL;
+		stream_apply(st, hit ? &infos[hit - got] : &gone);
+	}
+	for (int i = 0; i < rows; i++)
+		open_info_clear(&infos[i]);
+out:
+	free(got);
+	free(infos);
+	free(rl.sent);
+	rl.sent = NULL;
+	rl.nsent = 0;
+}
+
+/* Send the pending reload if none is in flight (called at every flush). */
+static void
+stream_reload_kick(void)
+{
+	size_t		nuse = 0, n = 0, take;
+	int64_t    *use, *c;
+	stream	   *st;
+	db_job	   *job;
+
+	if (rl.inflight || (!rl.all && rl.nhint == 0))
+		return;
+	TAILQ_FOREACH(st, &streams, link)
+		nuse += st->sid != 0;
+	if (nuse == 0) {
+		rl.all = false;
+		rl.nhint = 0;
+		return;
+	}
+	use = malloc(nuse * sizeof(*use));
+	c = malloc((nuse + rl.nhint) * sizeof(*c));
+	if (use == NULL || c == NULL) {
+		free(use);
+		free(c);
+		return;					/* the next flush tries again */
+	}
+	nuse = 0;
+	TAILQ_FOREACH(st, &streams, link)
+		if (st->sid != 0)
+			use[nuse++] = st->sid;
+	nuse = sid_unique(use, nuse);
+	for (size_t i = 0; rl.all && i < nuse; i++)
+		if (use[i] > rl.all_after)
+			c[n++] = use[i];
+	for (size_t i = 0; i < rl.nhint; i++)
+		if (sid_member(use, nuse, rl.hint[i]))
+			c[n++] = rl.hint[i];
+	free(use);
+	n = sid_unique(c, n);
+	take = n < RELOAD_PAGE ? n : RELOAD_PAGE;
+	/* what is not sent stays pending: the rest of the sweep, or hints */
+	rl.nhint = 0;
+	if (n > take && rl.all)
+		rl.all_after = c[take - 1];
+	else {
+		for (size_t i = take; i < n; i++)
+			rl.hint[rl.nhint++] = c[i];
+		rl.all = false;
+	}
+	if (take == 0 || (job = logread_reload(c, take, stream_reload_done)) == NULL) {
+		if (take > 0)
+			for (size_t i = 0; i < take; i++)
+				stream_reload(c[i]);
+		free(c);
+		return;
+	}
+	rl.sent = c;
+	rl.nsent = take;
+	rl.inflight = true;
+	work_submit(job);
+}
+
+void
+stream_sub_changed(int64_t sid)
+{
+	sub_changes++;
+	if (sid > 0)
+		stream_reload(sid);
+}
+
+/* Notices may have been lost while the link was down: reload everything in use. */
 void
 stream_relistened(void)
 {
-	size_t		n = 0, k = 0;
-	int64_t    *sids;
-	stream	   *st;
-
 	sub_changes++;				/* the opens in flight re-check as well */
-	TAILQ_FOREACH(st, &streams, link)
-		n += st->sid != 0;
-	if (n == 0 || (sids = malloc(n * sizeof(*sids))) == NULL)
-		return;
-	TAILQ_FOREACH(st, &streams, link)
-		if (st->sid != 0)
-			sids[k++] = st->sid;
-	qsort(sids, k, sizeof(*sids), stream_cmp_sid);
-	for (size_t i = 0; i < k; i++)
-		if (i == 0 || sids[i] != sids[i - 1])
-			stream_reload(sids[i]);
-	free(sids);
+	rl.all = true;
+	rl.all_after = 0;
+	rl.nhint = 0;
 }
 
 char	  **
@@ -735,6 +852,7 @@ stream_run(void)
 	replay_quota turn = {REPLAY_TURN_BYTES, REPLAY_TURN_EVENTS};
 	stream	   *st;
 
+	stream_reload_kick();
 	while (turn.bytes > 0 && turn.events > 0 && (st = replay_dequeue()) != NULL) {
 		if (replay_advance(st, &turn))
 			replay_enqueue(st);
