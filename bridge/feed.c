@@ -159,6 +159,7 @@ feed_notify(const char *payload)
 	char	   *end;
 	long long	v;
 
+	metrics.notices++;
 	if (payload[0] == 's' && payload[1] == ' ') {
 		v = strtoll(payload + 2, &end, 10);
 		if (*end == '\0' && end != payload + 2)

@@ -7,6 +7,9 @@
  * exit 0.  A hard deadline closes whatever is left after 4 s.
  * Each loop turn ends with the flush: live output first, then one turn of
  * replay work (stream_run), then a second flush for what the replays queued.
+ * The same flush also runs just before the loop polls: write completions
+ * (libuv runs them in the pending phase, after the previous flush) queue
+ * output and resume replays, which must not wait for the next wakeup.
  *
  * Wiring: the lower layers (client, feed, work, hub) report upward only
  * through the callback tables set here; stream.c is the layer they report
@@ -48,15 +51,28 @@ bridge_on_spin(uv_idle_t *h)
 }
 
 static void
-bridge_on_flush(uv_check_t *h)
+bridge_flush(void)
 {
-	(void) h;
 	client_flush_pending();		/* live events go out every turn */
 	if (stream_run())
 		uv_idle_start(&br.spin, bridge_on_spin);
 	else
 		uv_idle_stop(&br.spin);
 	client_flush_pending();
+}
+
+static void
+bridge_on_flush(uv_check_t *h)
+{
+	(void) h;
+	bridge_flush();
+}
+
+static void
+bridge_on_flush_pre(uv_prepare_t *h)
+{
+	(void) h;
+	bridge_flush();
 }
 
 static void
@@ -76,6 +92,7 @@ bridge_finish(void)
 	feed_stop();
 	work_stop();
 	uv_close((uv_handle_t *) &br.flush, NULL);
+	uv_close((uv_handle_t *) &br.flush_pre, NULL);
 	uv_close((uv_handle_t *) &br.spin, NULL);
 	uv_close((uv_handle_t *) &br.sweep, NULL);
 	uv_close((uv_handle_t *) &br.stop_timer, NULL);
@@ -205,6 +222,8 @@ bridge_setup(void)
 	hub_set_index(cfg.filter_index);
 	uv_check_init(br.loop, &br.flush);
 	uv_check_start(&br.flush, bridge_on_flush);
+	uv_prepare_init(br.loop, &br.flush_pre);
+	uv_prepare_start(&br.flush_pre, bridge_on_flush_pre);
 	uv_idle_init(br.loop, &br.spin);
 	uv_timer_init(br.loop, &br.sweep);
 	uv_timer_start(&br.sweep, bridge_on_sweep, BRIDGE_SWEEP_MS, BRIDGE_SWEEP_MS);

@@ -19,6 +19,8 @@ typedef struct metrics_counters {
 	uint64_t	resets;				/* reset events sent */
 	uint64_t	connections;		/* accepted connections */
 	uint64_t	rejected;			/* 503 over --max-clients */
+	uint64_t	notices;			/* NOTIFY payloads received */
+	uint64_t	sub_reloads;		/* subscription reload queries sent */
 	uint64_t	clients;			/* gauge: open connections (client.c) */
 	uint64_t	streams;			/* gauge: streams replaying or live (stream.c) */
 	uint64_t	lag_count;

@@ -418,6 +418,7 @@ stream_reload_kick(void)
 	rl.sent = c;
 	rl.nsent = take;
 	rl.inflight = true;
+	metrics.sub_reloads++;
 	work_submit(job);
 }
 

@@ -5,6 +5,7 @@ import { Bridge, Psql, check, label, note, psqlSync, tally } from './lib.mjs';
 import { injectChecks } from './inject.mjs';
 import { secrecyChecks } from './secrecy.mjs';
 import { slowlorisChecks } from './slowloris.mjs';
+import { floodChecks } from './flood.mjs';
 import { plantTrojans, trojanRun } from './trojan.mjs';
 import { maxClientsChecks, wireChecks } from './wire.mjs';
 
@@ -69,6 +70,18 @@ async function mainVerdict() {
 // ------------------------------------------------------------ checks
 
 const checks = {
+  async flood() {
+    const b = bridge('flood', ['--log-level', 'info'], {
+      env: { GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=65536:glibc.malloc.trim_threshold=131072' },
+    });
+    if (!(await started(b))) return;
+    try {
+      await floodChecks(b, cfg.db);
+    } finally {
+      await b.stop();
+    }
+  },
+
   // search_path trojans against the normal build and the one-layer test builds
   async trojan() {
     const db = `${cfg.db}_trojan`;
@@ -216,7 +229,7 @@ const checks = {
 
 // ------------------------------------------------------------ driver
 
-const order = ['trojan', 'wire', 'inject', 'secrecy', 'slowloris', 'mainstop', 'churn', 'asan', 'asaninput'];
+const order = ['trojan', 'flood', 'wire', 'inject', 'secrecy', 'slowloris', 'mainstop', 'churn', 'asan', 'asaninput'];
 checks.mainstop = mainVerdict;
 const want = process.argv.slice(2).length ? process.argv.slice(2) : order;
 
