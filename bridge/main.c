@@ -31,6 +31,7 @@
 #include "config.h"
 #include "feed.h"
 #include "hub.h"
+#include "listen.h"
 #include "log.h"
 #include "ring.h"
 #include "stream.h"
@@ -89,6 +90,7 @@ bridge_finish(void)
 		return;
 	finished = true;
 	log_info("shut down");
+	listen_stop();
 	feed_stop();
 	work_stop();
 	uv_close((uv_handle_t *) &br.flush, NULL);
@@ -125,83 +127,10 @@ bridge_on_signal(uv_signal_t *h, int signum)
 		return;
 	log_info("received %s: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
 	br.stopping = true;
-	if (br.listening)
-		uv_close((uv_handle_t *) &br.listener, NULL);
-	br.listening = false;
+	listen_stop();
 	client_shutdown_all();
 	uv_timer_start(&br.stop_timer, bridge_on_deadline, BRIDGE_STOP_DEADLINE_MS, 0);
 	bridge_maybe_finish();
-}
-
-static void
-bridge_on_connection(uv_stream_t *server, int status)
-{
-	if (status < 0) {
-		log_warn("accept failed: %s", uv_strerror(status));
-		return;
-	}
-	client_accept(server);
-}
-
-/* Split HOST:PORT ([v6]:port accepted) and resolve it. */
-static struct addrinfo *
-bridge_resolve(const char *spec)
-{
-	char		host[256];
-	const char *colon = strrchr(spec, ':');
-	struct addrinfo hints = {0}, *res = NULL;
-	size_t		hl;
-
-	if (colon == NULL || colon[1] == '\0')
-		return NULL;
-	hl = (size_t) (colon - spec);
-	if (hl >= 2 && spec[0] == '[' && spec[hl - 1] == ']') {
-		spec++;
-		hl -= 2;
-	}
-	if (hl >= sizeof(host))
-		return NULL;
-	memcpy(host, spec, hl);
-	host[hl] = '\0';
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	if (getaddrinfo(hl ? host : NULL, colon + 1, &hints, &res) != 0)
-		return NULL;
-	return res;
-}
-
-static bool
-bridge_listen(void)
-{
-	struct addrinfo *ai = bridge_resolve(cfg.listen);
-	struct sockaddr_storage name;
-	int			namelen = sizeof(name), r;
-	char		addr[64] = "?";
-
-	if (ai == NULL) {
-		log_error("cannot resolve --listen %s (want HOST:PORT)", cfg.listen);
-		return false;
-	}
-	uv_tcp_init(br.loop, &br.listener);
-	br.listening = true;
-	r = uv_tcp_bind(&br.listener, ai->ai_addr, 0);
-	freeaddrinfo(ai);
-	if (r == 0)
-		r = uv_listen((uv_stream_t *) &br.listener, 1024, bridge_on_connection);
-	if (r != 0) {
-		log_error("cannot listen on %s: %s", cfg.listen, uv_strerror(r));
-		return false;
-	}
-	uv_tcp_getsockname(&br.listener, (struct sockaddr *) &name, &namelen);
-	if (name.ss_family == AF_INET6)
-		uv_ip6_name((struct sockaddr_in6 *) &name, addr, sizeof(addr));
-	else
-		uv_ip4_name((struct sockaddr_in *) &name, addr, sizeof(addr));
-	log_info("listening on %s:%d", addr,
-			 ntohs(name.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &name)->sin6_port
-				   : ((struct sockaddr_in *) &name)->sin_port));
-	return true;
 }
 
 static bool
@@ -262,7 +191,7 @@ main(int argc, char **argv)
 	br.loop = uv_default_loop();
 	if (!bridge_setup())
 		return 1;
-	if (!bridge_listen()) {
+	if (!listen_start()) {
 		br.stopping = true;
 		bridge_finish();
 		uv_run(br.loop, UV_RUN_DEFAULT);

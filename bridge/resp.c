@@ -57,8 +57,9 @@ resp_body(int status, const char *ctype, const char *body, size_t len, const cha
 	frame	   *head, *f;
 
 	head = frame_printf("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-						"Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
+						"Cache-Control: no-store\r\nConnection: close\r\n%s%s\r\n",
 						status, resp_reason(status), ctype, len,
+						status == 405 ? "Allow: GET, OPTIONS\r\n" : "",
 						resp_cors(origin, cors, sizeof(cors)));
 	if (head == NULL)
 		return NULL;

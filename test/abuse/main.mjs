@@ -6,6 +6,7 @@ import { injectChecks } from './inject.mjs';
 import { secrecyChecks } from './secrecy.mjs';
 import { slowlorisChecks } from './slowloris.mjs';
 import { floodChecks } from './flood.mjs';
+import { fdLimitChecks, headChecks } from './limits.mjs';
 import { plantTrojans, trojanRun } from './trojan.mjs';
 import { maxClientsChecks, wireChecks } from './wire.mjs';
 
@@ -70,6 +71,15 @@ async function mainVerdict() {
 // ------------------------------------------------------------ checks
 
 const checks = {
+  async fdlimit() {
+    await fdLimitChecks({ bin: cfg.bin, db: cfg.db, tmp: cfg.tmp, pidfile: cfg.pidfile, bridges });
+  },
+
+  async methods() {
+    const b = await main();
+    if (b) await headChecks(b);
+  },
+
   async flood() {
     const b = bridge('flood', ['--log-level', 'info'], {
       env: { GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=65536:glibc.malloc.trim_threshold=131072' },
@@ -229,7 +239,7 @@ const checks = {
 
 // ------------------------------------------------------------ driver
 
-const order = ['trojan', 'flood', 'wire', 'inject', 'secrecy', 'slowloris', 'mainstop', 'churn', 'asan', 'asaninput'];
+const order = ['trojan', 'flood', 'fdlimit', 'methods', 'wire', 'inject', 'secrecy', 'slowloris', 'mainstop', 'churn', 'asan', 'asaninput'];
 checks.mainstop = mainVerdict;
 const want = process.argv.slice(2).length ? process.argv.slice(2) : order;
 
