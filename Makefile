@@ -2,7 +2,9 @@
 #
 #   make          build the extension and bridge/sse-bridge
 #   make install  install both
-#   make test     install missing packages, build, run every test (throwaway cluster)
+#   make test     install missing packages, build, run every test (throwaway cluster),
+#                 then the other PostgreSQL versions in Debian chroots (test/versions)
+#   make test PG=17   one PostgreSQL version alone
 #   make run      run the demo: throwaway cluster, sample jobs, bridge on :8080
 #   make bench    side-by-side benchmarks (not part of make test)
 
@@ -37,6 +39,17 @@ torture:
 ifneq ($(PGXS),)
 include $(PGXS)
 -include bridge/bridge.mk
+# The regression tests use PREPARE TRANSACTION: say so before pg_regress
+# fails on it (a server that cannot be reached is left to pg_regress).
+installcheck: installcheck-settings
+.PHONY: installcheck-settings
+installcheck-settings:
+	@v=$$('$(bindir)/psql' -XAtqd postgres -c 'SHOW max_prepared_transactions' 2>/dev/null); \
+	if [ "$$v" = 0 ]; then \
+	  echo "make installcheck: the server has max_prepared_transactions = 0; the tests need it > 0" >&2; \
+	  echo "  set max_prepared_transactions = 10 in postgresql.conf and restart (make test does this)" >&2; \
+	  exit 1; \
+	fi
 else
 all install installcheck clean:
 	@echo "PostgreSQL server development files are missing; run: scripts/deps.sh" >&2; exit 1

@@ -5,3 +5,28 @@
 
 -- Every change from 1.0 to 1.1 is made here too, so that an upgraded
 -- database has exactly the objects of a fresh 1.1 install.
+
+-- Subscription changes are log rows: each subscription records the log id
+-- of its current definition, and every definition is kept by position.
+-- Definitions from before the upgrade have no marker in the log: each
+-- existing subscription gets one version, its current definition, valid
+-- from its start_id (where its streams begin), and def_id = start_id.  So a
+-- replay of older history applies the current definition, as 1.0 did.
+ALTER TABLE sse_bridge.subscriptions ADD COLUMN def_id bigint;
+UPDATE sse_bridge.subscriptions SET def_id = start_id;
+ALTER TABLE sse_bridge.subscriptions ALTER COLUMN def_id SET NOT NULL;
+
+CREATE TABLE sse_bridge.subscription_versions (
+    sid         bigint NOT NULL,          -- sse_bridge.subscriptions.sid
+    from_id     bigint NOT NULL,          -- id of the marker: valid from here on
+    channels    text[] NOT NULL,          -- patterns
+    filter      jsonb NOT NULL,           -- always a JSON object
+    state       text NOT NULL CHECK (state IN ('active', 'closed', 'dropped')),
+    PRIMARY KEY (sid, from_id)
+);
+INSERT INTO sse_bridge.subscription_versions (sid, from_id, channels, filter, state)
+SELECT sid, start_id, channels, filter,
+       CASE WHEN closed_at IS NULL THEN 'active' ELSE 'closed' END
+FROM sse_bridge.subscriptions;
+
+SELECT pg_catalog.pg_extension_config_dump('sse_bridge.subscription_versions', '');

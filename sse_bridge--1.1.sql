@@ -30,7 +30,8 @@
  * touch subscriptions (LISTEN needs no privilege):
  *   GRANT USAGE ON SCHEMA sse_bridge TO bridge;
  *   GRANT SELECT ON sse_bridge.events, sse_bridge.meta,
- *                   sse_bridge.subscriptions TO bridge;
+ *                   sse_bridge.subscriptions,
+ *                   sse_bridge.subscription_versions TO bridge;
  *   GRANT EXECUTE ON FUNCTION sse_touch(uuid) TO bridge;
  *   -- if it also runs housekeeping:
  *   GRANT EXECUTE ON FUNCTION sse_expire(), sse_prune(interval) TO bridge;
@@ -67,7 +68,22 @@ CREATE TABLE sse_bridge.subscriptions (
     start_id    bigint NOT NULL,          -- log head when created
     created_at  timestamptz NOT NULL DEFAULT now(),
     last_seen   timestamptz NOT NULL DEFAULT now(),
-    closed_at   timestamptz               -- set by sse_close() on a channel it lists
+    closed_at   timestamptz,              -- set by sse_close() on a channel it lists
+    def_id      bigint NOT NULL           -- log id of the current definition's marker
+);
+
+-- Every definition a subscription has had, by log position: the definition
+-- valid at position L is the version with the greatest from_id <= L.  Each
+-- row is written at commit with the marker row of sse_bridge.events (channel
+-- "$sub") that has id from_id.  sse_prune drops the versions no position
+-- above pruned_through can need.
+CREATE TABLE sse_bridge.subscription_versions (
+    sid         bigint NOT NULL,          -- sse_bridge.subscriptions.sid
+    from_id     bigint NOT NULL,          -- id of the marker: valid from here on
+    channels    text[] NOT NULL,          -- patterns
+    filter      jsonb NOT NULL,           -- always a JSON object
+    state       text NOT NULL CHECK (state IN ('active', 'closed', 'dropped')),
+    PRIMARY KEY (sid, from_id)
 );
 
 -- meta holds exactly one row.  CREATE EXTENSION makes it, and a restore of
@@ -89,8 +105,8 @@ REVOKE EXECUTE ON FUNCTION sse_bridge.meta_fold() FROM PUBLIC;
 CREATE TRIGGER meta_fold BEFORE INSERT ON sse_bridge.meta
     FOR EACH ROW EXECUTE FUNCTION sse_bridge.meta_fold();
 
--- pg_dump keeps the log, its sequence, the prune mark, the subscriptions and
--- their internal id sequence, so that after a restore new events and
+-- pg_dump keeps the log, its sequence, the prune mark, the subscriptions,
+-- their versions and their internal id sequence, so that after a restore new events and
 -- subscriptions continue where the old ones stopped.
 SELECT pg_catalog.pg_extension_config_dump('sse_bridge.events', '');
 SELECT pg_catalog.pg_extension_config_dump('sse_bridge.events_id_seq', '');
@@ -98,6 +114,7 @@ SELECT pg_catalog.pg_extension_config_dump('sse_bridge.meta', '');
 SELECT pg_catalog.pg_extension_config_dump('sse_bridge.subscriptions', '');
 SELECT pg_catalog.pg_extension_config_dump(
     pg_catalog.pg_get_serial_sequence('sse_bridge.subscriptions', 'sid')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump('sse_bridge.subscription_versions', '');
 
 ------------------------------------------------------------------------
 -- Publishing

@@ -218,6 +218,16 @@ for (const n of [1000, 5000]) {
   }
 }
 
+// ---------------------------------------------------------------- proxy
+{
+  const r = pick((x) => x.scenario === 'proxy')[0];
+  if (r) {
+    const p = r.result;
+    row('proxy', 'latency added by deploy/nginx.conf (TLS, HTTP/2), p50', 'us', { bridge: p ? p.p50_us : null }, {},
+      '', null, p ? `p90 ${p.p90_us} us, p99 ${p.p99_us} us, max ${p.max_us} us over ${p.events} events` : 'bench/proxy.sh failed');
+  }
+}
+
 // ---------------------------------------------------------------- print
 const fmt = (v, unit) => {
   if (v == null) return '-';

@@ -4,7 +4,7 @@
 #
 #   bench/run.sh                 full run (>= 1,000,000 deliveries per fan-out)
 #   QUICK=1 bench/run.sh         short development run
-#   ONLY="fanout idle" bench/run.sh   a subset of: idle fanout selective replay publish
+#   ONLY="fanout idle" bench/run.sh   a subset of: idle fanout selective replay publish proxy
 #   TARGETS="bridge nchan" ...   a subset of: bridge nchan ceiling
 #   PERF=1 ...                   also profile the bridge (fan-out, selective,
 #                                replay) into bench/results/perf-*.txt
@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 QUICK=${QUICK:-0}
-ONLY=${ONLY:-idle fanout selective replay publish}
+ONLY=${ONLY:-idle fanout selective replay publish proxy}
 TARGETS=${TARGETS:-bridge nchan ceiling}
 PERF=${PERF:-0}
 B=$ROOT/bench/build
@@ -540,6 +540,17 @@ scenario_publish() {
   cat "$out" >&2
 }
 
+# Proxy: the latency deploy/nginx.conf (nginx, TLS, HTTP/2) adds to the
+# bridge's stream (bench/proxy.sh).
+scenario_proxy() {
+  has_target bridge || return 0
+  log "proxy: bench/proxy.sh"
+  [ -n "$BRIDGE_PID" ] || start_bridge
+  BRIDGE_PORT=$BPORT EVENTS=$([ "$QUICK" = 1 ] && echo 200 || echo 1000) timeout 300 bench/proxy.sh \
+    >"$WORK/proxy.json" 2>>"$WORK/proxy.log" || log "proxy: bench/proxy.sh failed"
+  record proxy bridge "result=$(json_or_null "$WORK/proxy.json")"
+}
+
 # ---------------------------------------------------------------- run
 want idle && scenario_idle
 has_target bridge && { [ -n "$BRIDGE_PID" ] || start_bridge; }
@@ -551,6 +562,7 @@ fi
 want selective && scenario_selective
 want replay && scenario_replay
 want publish && scenario_publish
+want proxy && scenario_proxy
 
 # machine facts
 facts=$WORK/facts.json

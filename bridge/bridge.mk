@@ -3,7 +3,8 @@
 # CFLAGS are for the server module and are not used here).
 #
 #   make                 builds bridge/sse-bridge (part of `all`)
-#   make install         installs it into $(BRIDGE_BINDIR) (default: $(bindir))
+#   make install         installs it into $(BRIDGE_BINDIR) (default: /usr/local/bin,
+#                        a directory on PATH; PostgreSQL's bindir is not)
 #   make clean           removes it
 #   make bridge-asan     builds bridge/build/asan/sse-bridge with ASan+UBSan
 
@@ -17,10 +18,11 @@ BRIDGE_DEFS    := -D_GNU_SOURCE -Isrc -Ibridge $(if $(BRIDGE_PKGCF),$(BRIDGE_PKG
 BRIDGE_LIBS    := $(if $(BRIDGE_PKGLIBS),$(BRIDGE_PKGLIBS),-luv -ljansson -lpq) -lhttp_parser
 BRIDGE_SRCS    := $(sort $(wildcard bridge/*.c))
 BRIDGE_SHARED  := src/sse_match.c src/sse_filter.c
+BRIDGE_ASSETS  := client/sse-bridge.js client/sse-bridge.d.ts client/demo.html
 BRIDGE_OBJS    := $(patsubst bridge/%.c,bridge/build/%.o,$(BRIDGE_SRCS)) \
                   $(patsubst src/%.c,bridge/build/shared_%.o,$(BRIDGE_SHARED))
 BRIDGE_HDRS    := $(wildcard bridge/*.h) src/sse_match.h src/sse_filter.h
-BRIDGE_BINDIR  ?= $(bindir)
+BRIDGE_BINDIR  ?= /usr/local/bin
 
 all: bridge/sse-bridge
 install: install-bridge
@@ -29,6 +31,18 @@ clean: clean-bridge
 bridge/build/%.o: bridge/%.c $(BRIDGE_HDRS)
 	@mkdir -p bridge/build
 	$(BRIDGE_CC) $(BRIDGE_CFLAGS) $(BRIDGE_WARN) $(BRIDGE_DEFS) -c -o $@ $<
+
+# The files served from memory (bridge/static.c): one C byte array per file,
+# written with od and sed, so no tool beyond coreutils is needed.
+bridge/build/static_assets.inc: $(BRIDGE_ASSETS) bridge/bridge.mk
+	@mkdir -p bridge/build
+	@for f in $(BRIDGE_ASSETS); do \
+	  printf 'static const unsigned char %s[] = {\n' "$$(printf '%s' "$$f" | tr -c 'A-Za-z0-9' _)"; \
+	  od -An -v -tx1 "$$f" | sed -e 's/ \([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  printf '};\n'; \
+	done >$@.tmp && mv $@.tmp $@
+
+bridge/build/static.o: bridge/build/static_assets.inc
 
 bridge/build/shared_%.o: src/%.c $(BRIDGE_HDRS)
 	@mkdir -p bridge/build
@@ -47,7 +61,7 @@ clean-bridge:
 
 BRIDGE_SAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 bridge-asan: bridge/build/asan/sse-bridge
-bridge/build/asan/sse-bridge: $(BRIDGE_SRCS) $(BRIDGE_SHARED) $(BRIDGE_HDRS)
+bridge/build/asan/sse-bridge: $(BRIDGE_SRCS) $(BRIDGE_SHARED) $(BRIDGE_HDRS) bridge/build/static_assets.inc
 	@mkdir -p bridge/build/asan
 	$(BRIDGE_CC) $(BRIDGE_SAN) $(BRIDGE_WARN) $(BRIDGE_DEFS) -o $@ $(BRIDGE_SRCS) $(BRIDGE_SHARED) $(BRIDGE_LIBS)
 

@@ -32,6 +32,7 @@
 #include "metrics.h"
 #include "resp.h"
 #include "route.h"
+#include "static.h"
 
 /* Frames per write: Linux's IOV_MAX, so one writev carries them all. */
 #define CLIENT_MAX_BUFS 1024
@@ -456,6 +457,7 @@ client_route(client *c)
 {
 	route_result rr;
 	const char *origin = c->req->origin.set ? c->req->origin.s : NULL;
+	frame	   *asset;
 
 	if (c->flags & CF_REJECT) {
 		metrics.rejected++;
@@ -464,6 +466,10 @@ client_route(client *c)
 	}
 	if (br.stopping) {
 		client_respond_error(c, 503, "unavailable", "shutting down");
+		return;
+	}
+	if (static_respond(c->req, cfg.demo, origin, &asset)) {
+		client_respond(c, asset);
 		return;
 	}
 	route_request(c->req, br.public_scope, &rr);

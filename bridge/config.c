@@ -66,6 +66,8 @@ static const cfg_entry cfg_table[] = {
 	 "rows per fetch from the event log"},
 	{"filter-index", CFG_BOOL, &cfg.filter_index, "on", "on|off",
 	 "index filters by key/value (off: evaluate every filter for every event)"},
+	{"demo", CFG_BOOL, &cfg.demo, "off", "on|off",
+	 "serve the jobs demo page at / (the helper /sse-bridge.js is always served)"},
 };
 
 #define CFG_N (sizeof(cfg_table) / sizeof(cfg_table[0]))

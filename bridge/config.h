@@ -28,6 +28,7 @@ typedef struct cfg_settings {
 	uint64_t	replay_cache;	/* bytes of recent events kept in memory */
 	uint64_t	batch;			/* rows per fetch */
 	bool		filter_index;	/* index filters by key/value (off: scan them all) */
+	bool		demo;			/* serve the demo page at / */
 } cfg_settings;
 
 extern cfg_settings cfg;

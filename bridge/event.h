@@ -43,4 +43,15 @@ const json_t *event_json(event *ev);
 /* Approximate memory held, for the replay cache's byte limit. */
 size_t		event_cost(const event *ev);
 
+/*
+ * A "$sub" row marks a subscription change (docs/design.md): it keeps its
+ * place in the log and advances cursors, but is never delivered.  No user
+ * channel can start with '$'.
+ */
+static inline bool
+event_is_marker(const event *ev)
+{
+	return ev->chlen > 0 && ev->channel[0] == '$';
+}
+
 #endif

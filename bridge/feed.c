@@ -100,7 +100,8 @@ feed_row(PGresult *res, int i, int64_t now_us)
 		return true;
 	}
 	metrics.events_fetched++;
-	hub_dispatch(ev);
+	if (!event_is_marker(ev))
+		hub_dispatch(ev);		/* markers stay in the ring, never delivered */
 	metrics_observe_lag(ev->created_us, now_us);
 	ring_push(ev);
 	return true;

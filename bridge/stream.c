@@ -685,7 +685,7 @@ replay_offer(stream *st, event *ev)
 	bool		ends;
 
 	st->cursor = ev->id;
-	if (!hub_matches(&st->sub, ev, &ends))
+	if (event_is_marker(ev) || !hub_matches(&st->sub, ev, &ends))
 		return false;
 	metrics.replayed++;
 	return stream_send_event(st, ev, ends);

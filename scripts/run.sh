@@ -5,7 +5,8 @@
 #   - a sample `jobs` table published through sse_notify_trigger('job.{name}'),
 #   - a publisher that moves jobs through their states every second,
 #   - the bridge on 127.0.0.1:8080 with the job channels public,
-# prints how to watch the stream, and stops everything on Ctrl-C.
+# prints the URL of the demo page (served by the bridge with --demo on), and
+# stops everything on Ctrl-C.
 #
 #   SSE_RUN_LISTEN=HOST:PORT     where the bridge listens (127.0.0.1:8080)
 #   SSE_RUN_SECONDS=N            stop by itself after N seconds of running
@@ -71,12 +72,16 @@ CREATE TRIGGER jobs_sse AFTER INSERT OR UPDATE OR DELETE ON jobs
 INSERT INTO jobs (name) VALUES ('report-1'), ('backup-2'), ('import-3');
 SQL
 
-# One tick of the publisher: each statement is its own transaction.
+# One tick of the publisher: each statement (or BEGIN ... COMMIT) is its own
+# transaction.
 tick_sql=$(cat <<'SQL'
-WITH f AS (UPDATE jobs SET state = CASE WHEN random() < 0.15 THEN 'failed' ELSE 'done' END,
-                           finished_at = now()
-           WHERE state = 'running' AND progress >= 100 RETURNING name)
-SELECT sse_close('job.' || name) FROM f;
+-- finish, then close: the trigger's update event must come before close
+-- (row triggers of a data-modifying CTE fire after the whole statement)
+BEGIN;
+UPDATE jobs SET state = CASE WHEN random() < 0.15 THEN 'failed' ELSE 'done' END, finished_at = now()
+ WHERE state = 'running' AND progress >= 100;
+SELECT sse_close('job.' || name) FROM jobs WHERE finished_at = now();
+COMMIT;
 UPDATE jobs SET progress = least(100, progress + 10 + (random() * 20)::int) WHERE state = 'running';
 UPDATE jobs SET state = 'running', started_at = now()
  WHERE id = (SELECT min(id) FROM jobs WHERE state = 'queued')
@@ -89,7 +94,7 @@ SQL
 )
 
 bridge_args=(--db "host=$PGHOST port=$PGPORT user=$PGUSER dbname=$PGDATABASE"
-             --listen "$listen" --public-channels 'job.*')
+             --listen "$listen" --public-channels 'job.*' --demo on)
 [ -n "${SSE_RUN_CORS_ORIGIN:-}" ] && bridge_args+=(--cors-origin "$SSE_RUN_CORS_ORIGIN")
 bridge/sse-bridge "${bridge_args[@]}" &
 bridge_pid=$!
@@ -112,32 +117,15 @@ done
 ) &
 publisher_pid=$!
 
-sub=$(psql -XAtq -c "SELECT sse_subscribe_filter(ARRAY['job.*'], '{\"state\": \"done\"}', '1 day')")
-
 cat <<EOF
 
-  sse_bridge demo: jobs move through queued -> running -> done|failed every second.
+  sse_bridge demo: open http://$listen/
 
-  Watch every job (ad hoc, the job.* channels are public):
-    curl -N 'http://$listen/events?channel=job.*'
-
-  Watch one job; the stream ends when the job finishes (sse_close), and a
-  reconnect then gets 204:
-    curl -N 'http://$listen/events?channel=job.report-1'
-
-  A server-side subscription, finished jobs only (the uuid is the capability):
-    curl -N 'http://$listen/events/$sub'
-
-  In a browser (a page on another origin needs SSE_RUN_CORS_ORIGIN=<origin>):
-    const es = new EventSource('http://$listen/events?channel=job.*');
-    for (const type of ['insert', 'update', 'delete'])
-      es.addEventListener(type, (e) => console.log(type, e.lastEventId, JSON.parse(e.data)));
-
-  Publish your own event:
-    psql -h $PGHOST -p $PGPORT -U $PGUSER $PGDATABASE -c "SELECT sse_publish('job.hello', '{\"hi\": 1}'::jsonb, 'greeting')"
-
-  Health and metrics: http://$listen/healthz  http://$listen/metrics
-  Ctrl-C stops the bridge, the publisher and the cluster.
+  The page shows the jobs table live, through the browser helper
+  /sse-bridge.js, with its connection state. Add a job and see it appear:
+    psql -h $PGHOST -p $PGPORT -U $PGUSER $PGDATABASE -c "INSERT INTO jobs (name) VALUES ('my-job')"
+  README.md has the curl side. Ctrl-C stops the bridge, the publisher and
+  the cluster.
 
 EOF
 

@@ -3,12 +3,35 @@
 # install the extension and the bridge, start a throwaway cluster, run the
 # pg_regress and isolation suites, then every test/*/run.sh in name order.
 # The cluster is stopped and removed on exit, whatever happened.
+#
+#   PG=N     test PostgreSQL N alone: the machine's version runs everything
+#            here (and the extension upgrade check); another version runs
+#            only test/versions for N (a Debian chroot), see the README
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/deps.sh || exit 1
-make -s -j2 all >/dev/null || { echo "build failed"; exit 1; }
-make -s install >/dev/null || { echo "install failed"; exit 1; }
+if [ -n "${SSE_IN_CHROOT:-}" ]; then
+  # a version chroot of test/versions: PG names its version
+  scripts/deps.sh --core || exit 1
+else
+  # the machine's own version; PG only chooses what to run
+  PG= scripts/deps.sh || exit 1
+fi
+out=$(make -s -j2 all 2>&1) || { echo "$out" | tail -n 40; echo "build failed"; exit 1; }
+out=$(make -s install 2>&1) || { echo "$out" | tail -n 40; echo "install failed"; exit 1; }
+
+if [ -z "${SSE_IN_CHROOT:-}" ] && [ -n "${PG:-}" ]; then
+  host_major=$("${PG_CONFIG:-pg_config}" --version | sed 's/^PostgreSQL \([0-9]*\).*/\1/')
+  if [ "$PG" = "$host_major" ]; then
+    export SSE_VERSIONS=none
+  else
+    # another version alone: its chroot, and pg_upgrade to it from this
+    # machine's version (installed above)
+    echo "=== versions (PostgreSQL $PG)"
+    env -u PGHOST SSE_VERSIONS="$PG" test/versions/run.sh
+    exit
+  fi
+fi
 
 env_lines=$(scripts/pgcluster.sh start) || { echo "cannot start cluster"; exit 1; }
 eval "$env_lines"

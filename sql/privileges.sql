@@ -64,7 +64,11 @@ CREATE TRIGGER jobs_sse AFTER INSERT ON regress_sse_jobs
     FOR EACH ROW EXECUTE FUNCTION sse_notify_trigger('priv.job.{id}');
 INSERT INTO regress_sse_jobs VALUES (7);
 RESET ROLE;
-SELECT id - :base AS n, channel, event, data FROM sse_bridge.events WHERE id > :base ORDER BY id;
+-- markers (channel $sub) name the subscription by its sid, which depends on
+-- earlier tests
+SELECT id - :base AS n, channel, event,
+       regexp_replace(data, '^\{"sid":[0-9]+,', '{"sid":N,') AS data
+FROM sse_bridge.events WHERE id > :base ORDER BY id;
 
 -- without EXECUTE on the trigger function, no trigger can be created
 SET ROLE regress_sse_nobody;

@@ -68,4 +68,3 @@ UPDATE sse_bridge.meta SET pruned_through = pruned_through - 7;
 
 -- errors
 SELECT sse_prune('-1 day');
-SET sse_bridge.retention = 0;

@@ -32,6 +32,15 @@
 #define SSE_SCHEMA					"sse_bridge"
 #define SSE_EVENTS_TABLE			"events"
 #define SSE_EVENTS_SEQUENCE			"events_id_seq"
+#define SSE_SUBSCRIPTIONS_TABLE		"subscriptions"
+#define SSE_VERSIONS_TABLE			"subscription_versions"
+
+/*
+ * The reserved channel of subscription-change markers (docs/design.md).
+ * No channel name or pattern can contain "$", so nothing can publish to it
+ * and no pattern names it literally; readers recognise markers by channel.
+ */
+#define SSE_SUB_CHANNEL				"$sub"
 
 /* Event names the bridge sends itself; sse_publish refuses them. */
 #define SSE_EVENT_CLOSE				"close"
@@ -49,6 +58,9 @@ extern void SseCheckPayloadSize(size_t len);
 extern void SseEnqueueEvent(const char *channel, size_t channel_len,
 							const char *event, size_t event_len,
 							const char *data, size_t data_len);
+extern void SseEnqueueSubscription(int64 sid, Datum channels, Datum filter,
+								   const char *state, bool created,
+								   bool is_close);
 
 /* sse_subscription.c */
 extern void SseNotifySubscription(int64 sid);

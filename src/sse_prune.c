@@ -12,8 +12,15 @@
  * created_at is taken right after, so created_at grows with id; cutting a
  * prefix rather than deleting by date keeps the log gap-free.
  *
+ * Subscription-change markers are rows of the log and go with the prefix.
+ * In the same statement, sse_bridge.subscription_versions loses what no
+ * position above the new pruned_through P can need: for each subscription,
+ * every version older than its newest version with from_id <= P, and that
+ * version too when it is a drop.  The definition valid at any position
+ * L >= P stays the newest version with from_id <= L.
+ *
  * Concurrent prunes serialize on the meta row.  Publishing commits are not
- * blocked: they only add ids above X.
+ * blocked: they only add ids (and versions) above X.
  */
 #include "postgres.h"
 
@@ -82,6 +89,13 @@ sse_prune(PG_FUNCTION_ARGS)
 		"), gone AS ("
 		"  DELETE FROM sse_bridge.events e USING cut WHERE e.id <= cut.x"
 		"  RETURNING 1"
+		"), old_versions AS ("
+		"  DELETE FROM sse_bridge.subscription_versions v USING meta"
+		"   WHERE v.from_id <= meta.pruned_through"
+		"     AND (v.state = 'dropped' OR EXISTS ("
+		"          SELECT FROM sse_bridge.subscription_versions w"
+		"           WHERE w.sid = v.sid AND w.from_id > v.from_id"
+		"             AND w.from_id <= meta.pruned_through))"
 		") "
 		"SELECT (SELECT pg_catalog.count(*) FROM gone),"
 		"       (SELECT pg_catalog.count(*) FROM meta)",

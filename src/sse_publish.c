@@ -10,6 +10,17 @@
  * either drops its events (abort) or relabels them to its parent's level
  * (commit).  So both operations only touch a suffix of the list.
  *
+ * Subscription changes (sse_subscription.c) are queued in the same list, as
+ * marker rows on channel SSE_SUB_CHANNEL (SseEnqueueSubscription), so they
+ * get ids from the same sequence and are dropped with their savepoint.  At
+ * commit the rows are written in this order (SseOrderPending): subscription
+ * changes, then events, then closes (close events, the markers of the
+ * subscriptions they closed, and later changes of those), each group in
+ * call order.  With the markers, one SPI statement writes the changed
+ * subscriptions' rows of sse_bridge.subscription_versions and their def_id
+ * and start_id.  A transaction without subscription changes or closes
+ * writes its list as it is.
+ *
  * At XACT_EVENT_PRE_COMMIT the transaction takes the publish lock (an
  * exclusive transaction-scoped advisory lock, SSE_PUBLISH_LOCK_KEY), draws
  * one id per event from sse_bridge.events_id_seq and inserts the rows, then
@@ -34,8 +45,10 @@
  * predicate of the partial index on close events.  No INSERT statement, no
  * executor startup, no SPI.
  *
- * Lock order: sse_bridge.events, its indexes and its sequence are locked
- * (ROW EXCLUSIVE) before the publish lock.  A session that takes the
+ * Lock order: sse_bridge.events, its indexes and its sequence (and, with
+ * subscription changes, sse_bridge.subscriptions and
+ * sse_bridge.subscription_versions) are locked (ROW EXCLUSIVE) before the
+ * publish lock.  A session that takes the
  * publish lock by hand may read and delete rows, but must take any stronger
  * lock on those relations (TRUNCATE, LOCK TABLE, ALTER) before the publish
  * lock, or it can deadlock with a committing publisher.
@@ -52,8 +65,9 @@
  * which honours all of them.  Indexes need no fallback: all of them are
  * maintained.
  *
- * A transaction with pending events cannot be prepared: its ids would have
- * to be assigned at COMMIT PREPARED, which runs no commit callbacks.
+ * A transaction with pending events or subscription changes cannot be
+ * prepared: its ids would have to be assigned at COMMIT PREPARED, which runs
+ * no commit callbacks.
  */
 #include "postgres.h"
 
@@ -76,6 +90,8 @@
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -85,23 +101,41 @@
 
 #include "sse_bridge.h"
 
-/* One queued event; every pointer lives in PendingContext. */
+/*
+ * What a queued row is, which decides where it goes in the transaction's
+ * rows (see SseOrderPending): subscription changes first, then events, then
+ * closes and the changes that follow a close of the same subscription.
+ */
+typedef enum SsePendingKind
+{
+	SSE_PENDING_EVENT,			/* sse_publish, the trigger */
+	SSE_PENDING_CLOSE,			/* the close event of sse_close */
+	SSE_PENDING_SUB,			/* a subscription change */
+	SSE_PENDING_SUB_LATE		/* a change written with the closes */
+} SsePendingKind;
+
+/* One queued row; every pointer lives in PendingContext. */
 typedef struct SsePendingEvent
 {
 	int			level;			/* nesting level of the queuing subxact */
-	text	   *channel;
+	SsePendingKind kind;
+	bool		created;		/* SUB*: the change creates the subscription */
+	int64		sid;			/* SUB*: the subscription */
+	text	   *channel;		/* SUB*: SSE_SUB_CHANNEL */
 	text	   *event;			/* NULL: the SSE default, "message" */
-	text	   *data;
+	text	   *data;			/* SUB*: the definition, as JSON */
 } SsePendingEvent;
 
 /* State of the current transaction; all reset at transaction end. */
 static MemoryContext PendingContext = NULL;
 static List *PendingEvents = NIL;
 static Oid	PendingOwner = InvalidOid;
+static bool PendingLate = false;	/* a late row may be queued */
 
 /* Saved across transactions; revalidated by the plan cache. */
 static SPIPlanPtr InsertOnePlan = NULL;
 static SPIPlanPtr InsertManyPlan = NULL;
+static SPIPlanPtr VersionsPlan = NULL;
 
 static void SseXactCallback(XactEvent event, void *arg);
 static void SseSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
@@ -255,14 +289,29 @@ SseCopyText(const char *s, size_t len)
 	return t;
 }
 
+/* Create the pending list's context on first use in a transaction. */
+static void
+SsePendingStart(void)
+{
+	if (PendingContext == NULL)
+	{
+		PendingContext = AllocSetContextCreate(TopTransactionContext,
+											   "sse_bridge pending events",
+											   ALLOCSET_DEFAULT_SIZES);
+		PendingOwner = GetUserId();
+	}
+}
+
 /*
  * SseEnqueueEvent
  *		Queue an event for the current transaction.
  *
  * The caller has validated channel and event (the event may be NULL, and may
- * be a reserved name only for sse_close).  The payload size is checked here.
- * Must be called with the extension owner as current user, i.e. from a
- * SECURITY DEFINER entry point: that role writes the rows at commit.
+ * be a reserved name only for sse_close, which is how a close is queued: it
+ * is written after the transaction's other events).  The payload size is
+ * checked here.  Must be called with the extension owner as current user,
+ * i.e. from a SECURITY DEFINER entry point: that role writes the rows at
+ * commit.
  */
 void
 SseEnqueueEvent(const char *channel, size_t channel_len,
@@ -274,23 +323,106 @@ SseEnqueueEvent(const char *channel, size_t channel_len,
 
 	SseCheckPayloadSize(data_len);
 	CheckCanPublish();
-
-	if (PendingContext == NULL)
-	{
-		PendingContext = AllocSetContextCreate(TopTransactionContext,
-											   "sse_bridge pending events",
-											   ALLOCSET_DEFAULT_SIZES);
-		PendingOwner = GetUserId();
-	}
+	SsePendingStart();
 
 	oldcxt = MemoryContextSwitchTo(PendingContext);
 	ev = palloc(sizeof(SsePendingEvent));
 	ev->level = GetCurrentTransactionNestLevel();
+	ev->kind = SSE_PENDING_EVENT;
+	ev->created = false;
+	ev->sid = 0;
+	if (event != NULL && event_len == strlen(SSE_EVENT_CLOSE) &&
+		memcmp(event, SSE_EVENT_CLOSE, event_len) == 0)
+	{
+		ev->kind = SSE_PENDING_CLOSE;
+		PendingLate = true;
+	}
 	ev->channel = SseCopyText(channel, channel_len);
 	ev->event = event ? SseCopyText(event, event_len) : NULL;
 	ev->data = SseCopyText(data, data_len);
 	PendingEvents = lappend(PendingEvents, ev);
 	MemoryContextSwitchTo(oldcxt);
+}
+
+/* Whether a late change of subscription sid is queued. */
+static bool
+SseLateChangeQueued(int64 sid)
+{
+	ListCell   *lc;
+
+	if (!PendingLate)
+		return false;
+	foreach(lc, PendingEvents)
+	{
+		SsePendingEvent *ev = lfirst(lc);
+
+		if (ev->kind == SSE_PENDING_SUB_LATE && ev->sid == sid)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * SseEnqueueSubscription
+ *		Queue the marker of a subscription change for the current
+ *		transaction.
+ *
+ * channels (text[]) and filter (jsonb) are the subscription's definition
+ * after the change; state is "active", "closed" or "dropped".  The marker is
+ * a row on channel SSE_SUB_CHANNEL whose data is
+ *   {"sid":N,"channels":[...],"filter":{...},"state":"..."}
+ * and, written with it, a row of sse_bridge.subscription_versions.  A close
+ * (is_close) is written after the transaction's events, like its close
+ * event; so is any later change of a subscription that already has such a
+ * late change queued, so that its last marker stays its final definition.
+ * Same calling rules as SseEnqueueEvent.
+ */
+void
+SseEnqueueSubscription(int64 sid, Datum channels, Datum filter,
+					   const char *state, bool created, bool is_close)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(channels);
+	Jsonb	   *jb = DatumGetJsonbP(filter);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	StringInfoData buf;
+	SsePendingEvent *ev;
+	MemoryContext oldcxt;
+
+	CheckCanPublish();
+	SsePendingStart();
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"sid\":" INT64_FORMAT ",\"channels\":[", sid);
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			elog(ERROR, "subscription %lld has a null pattern", (long long) sid);
+		if (i > 0)
+			appendStringInfoChar(&buf, ',');
+		escape_json(&buf, TextDatumGetCString(elems[i]));
+	}
+	appendStringInfoString(&buf, "],\"filter\":");
+	(void) JsonbToCString(&buf, &jb->root, VARSIZE(jb));
+	appendStringInfo(&buf, ",\"state\":\"%s\"}", state);
+
+	oldcxt = MemoryContextSwitchTo(PendingContext);
+	ev = palloc(sizeof(SsePendingEvent));
+	ev->level = GetCurrentTransactionNestLevel();
+	ev->kind = (is_close || SseLateChangeQueued(sid)) ?
+		SSE_PENDING_SUB_LATE : SSE_PENDING_SUB;
+	if (ev->kind == SSE_PENDING_SUB_LATE)
+		PendingLate = true;
+	ev->created = created;
+	ev->sid = sid;
+	ev->channel = SseCopyText(SSE_SUB_CHANNEL, strlen(SSE_SUB_CHANNEL));
+	ev->event = NULL;
+	ev->data = SseCopyText(buf.data, buf.len);
+	PendingEvents = lappend(PendingEvents, ev);
+	MemoryContextSwitchTo(oldcxt);
+	pfree(buf.data);
 }
 
 static void
@@ -300,6 +432,7 @@ SseResetPending(void)
 	PendingContext = NULL;
 	PendingEvents = NIL;
 	PendingOwner = InvalidOid;
+	PendingLate = false;
 }
 
 /*
@@ -334,6 +467,22 @@ SseSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 		PendingEvents = list_truncate(PendingEvents, keep);
 }
 
+/* Whether every queued row is a subscription change. */
+static bool
+SsePendingOnlySubscriptions(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, PendingEvents)
+	{
+		SsePendingEvent *ev = lfirst(lc);
+
+		if (ev->kind == SSE_PENDING_EVENT || ev->kind == SSE_PENDING_CLOSE)
+			return false;
+	}
+	return true;
+}
+
 static void
 SseXactCallback(XactEvent event, void *arg)
 {
@@ -345,6 +494,12 @@ SseXactCallback(XactEvent event, void *arg)
 			break;
 
 		case XACT_EVENT_PRE_PREPARE:
+			if (PendingEvents != NIL && SsePendingOnlySubscriptions())
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot prepare a transaction that has changed subscriptions"),
+						 errdetail("A subscription change gets its position in the log when its transaction commits, and COMMIT PREPARED cannot assign it."),
+						 errhint("Change the subscriptions in a separate transaction.")));
 			if (PendingEvents != NIL)
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -413,6 +568,7 @@ typedef struct SseInsert
 	int			n;				/* number of events */
 	Datum		values[4];		/* id (filled under the lock), channel, event, data */
 	char		nulls[4];
+	int64	   *ids;			/* the ids drawn, in row order */
 } SseInsert;
 
 /*
@@ -435,6 +591,7 @@ SseInsertPrepare(SseInsert *ins, List *events)
 	ListCell   *lc;
 
 	ins->n = n;
+	ins->ids = palloc(n * sizeof(int64));
 	memset(ins->nulls, ' ', sizeof(ins->nulls));
 
 	if (n == 1)
@@ -500,6 +657,7 @@ SseInsertExecute(SseInsert *ins, Oid seqoid)
 	if (ins->n == 1)
 	{
 		id = nextval_internal(seqoid, false);
+		ins->ids[0] = id;
 		ins->values[0] = Int64GetDatum(id);
 	}
 	else
@@ -509,6 +667,7 @@ SseInsertExecute(SseInsert *ins, Oid seqoid)
 		for (int i = 0; i < ins->n; i++)
 		{
 			id = nextval_internal(seqoid, false);
+			ins->ids[i] = id;
 			idd[i] = Int64GetDatum(id);
 		}
 		ins->values[0] = PointerGetDatum(construct_array(idd, ins->n, INT8OID,
@@ -600,6 +759,7 @@ typedef struct SseDirectInsert
 	HeapTuple  *tuples;
 	Size	   *created_at_off; /* offset of created_at in each tuple's data */
 	TupleTableSlot **slots;
+	int64	   *ids;			/* the ids drawn, in row order */
 } SseDirectInsert;
 
 /* Offset of created_at from the start of a formed tuple's data. */
@@ -654,6 +814,7 @@ SseDirectPrepare(SseDirectInsert *d, Relation rel, List *events)
 	d->tuples = palloc(d->n * sizeof(HeapTuple));
 	d->created_at_off = palloc(d->n * sizeof(Size));
 	d->slots = palloc(d->n * sizeof(TupleTableSlot *));
+	d->ids = palloc(d->n * sizeof(int64));
 	foreach(lc, events)
 	{
 		SsePendingEvent *ev = lfirst(lc);
@@ -693,6 +854,7 @@ SseDirectExecute(SseDirectInsert *d, Oid seqoid)
 		char	   *tp = (char *) d->tuples[i]->t_data + d->tuples[i]->t_data->t_hoff;
 
 		id = nextval_internal(seqoid, false);
+		d->ids[i] = id;
 		/* id is the first attribute: at offset 0, and never null */
 		memcpy(tp, &id, sizeof(int64));
 		memcpy(tp + d->created_at_off[i], &now, sizeof(TimestampTz));
@@ -733,6 +895,147 @@ SseDirectFinish(SseDirectInsert *d)
 }
 
 /*
+ * SseOrderPending
+ *		The transaction's rows in the order they get their ids.
+ *
+ * Subscription changes come first, so that an event of the same
+ * transaction is judged by the new definition; then the events; then the
+ * closes (close events, the markers of the subscriptions they closed, and
+ * later changes of those subscriptions), so that a close follows every
+ * other event of its transaction.  Each group keeps call order.  Returns
+ * the list itself when it holds only events, and sets *nmarkers.
+ */
+static List *
+SseOrderPending(List *pending, int *nmarkers)
+{
+	int			nsub = 0;
+	int			nlate = 0;
+	List	   *rows = NIL;
+	ListCell   *lc;
+
+	foreach(lc, pending)
+	{
+		SsePendingEvent *ev = lfirst(lc);
+
+		nsub += ev->kind == SSE_PENDING_SUB;
+		nlate += ev->kind == SSE_PENDING_SUB_LATE;
+		nlate += ev->kind == SSE_PENDING_CLOSE;
+	}
+	*nmarkers = 0;
+	if (nsub == 0 && nlate == 0)
+		return pending;
+
+	foreach(lc, pending)
+	{
+		SsePendingEvent *ev = lfirst(lc);
+
+		if (ev->kind == SSE_PENDING_SUB)
+			rows = lappend(rows, ev);
+	}
+	foreach(lc, pending)
+	{
+		SsePendingEvent *ev = lfirst(lc);
+
+		if (ev->kind == SSE_PENDING_EVENT)
+			rows = lappend(rows, ev);
+	}
+	foreach(lc, pending)
+	{
+		SsePendingEvent *ev = lfirst(lc);
+
+		if (ev->kind == SSE_PENDING_CLOSE || ev->kind == SSE_PENDING_SUB_LATE)
+			rows = lappend(rows, ev);
+		if (ev->kind == SSE_PENDING_SUB || ev->kind == SSE_PENDING_SUB_LATE)
+			(*nmarkers)++;
+	}
+	return rows;
+}
+
+/*
+ * The versions of the changed subscriptions, written with their markers:
+ * one row of sse_bridge.subscription_versions per marker, and each
+ * subscription's def_id (its last marker) and, when the transaction created
+ * it, start_id (its creation marker).  The definition is parsed back from
+ * the marker's data.  Caller is connected to SPI.
+ */
+static void
+SseVersionsPrepare(void)
+{
+	static Oid	types[4] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID, BOOLARRAYOID};
+
+	/* Lock order: every relation written under the publish lock, before it. */
+	LockRelationOid(SseRelationOid(SSE_VERSIONS_TABLE, "table"), RowExclusiveLock);
+	LockRelationOid(SseRelationOid(SSE_SUBSCRIPTIONS_TABLE, "table"), RowExclusiveLock);
+	if (VersionsPlan == NULL)
+		VersionsPlan = SseKeepPlan(
+			"WITH u AS ("
+			"  SELECT u.sid, u.id, u.def::pg_catalog.jsonb AS def, u.created"
+			"    FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+			"                    pg_catalog.unnest($3), pg_catalog.unnest($4))"
+			"         AS u(sid, id, def, created)"
+			"), v AS ("
+			"  INSERT INTO sse_bridge.subscription_versions"
+			"         (sid, from_id, channels, filter, state)"
+			"  SELECT u.sid, u.id,"
+			"         ARRAY(SELECT c.p FROM pg_catalog.jsonb_array_elements_text("
+			"                 u.def OPERATOR(pg_catalog.->) 'channels')"
+			"               WITH ORDINALITY AS c(p, o) ORDER BY c.o),"
+			"         u.def OPERATOR(pg_catalog.->) 'filter',"
+			"         u.def OPERATOR(pg_catalog.->>) 'state'"
+			"    FROM u"
+			") "
+			"UPDATE sse_bridge.subscriptions s"
+			"   SET def_id = g.id, start_id = COALESCE(g.start_id, s.start_id)"
+			"  FROM (SELECT u.sid, pg_catalog.max(u.id) AS id,"
+			"               pg_catalog.min(u.id) FILTER (WHERE u.created) AS start_id"
+			"          FROM u GROUP BY u.sid) g"
+			" WHERE s.sid OPERATOR(pg_catalog.=) g.sid",
+			4, types);
+}
+
+/* Caller holds the publish lock, is connected to SPI, has a snapshot. */
+static void
+SseVersionsExecute(List *rows, const int64 *ids, int nmarkers)
+{
+	Datum	   *sids = palloc(nmarkers * sizeof(Datum));
+	Datum	   *mids = palloc(nmarkers * sizeof(Datum));
+	Datum	   *defs = palloc(nmarkers * sizeof(Datum));
+	Datum	   *created = palloc(nmarkers * sizeof(Datum));
+	Datum		values[4];
+	int			n = 0;
+	int			rc;
+	ListCell   *lc;
+
+	foreach(lc, rows)
+	{
+		SsePendingEvent *ev = lfirst(lc);
+
+		if (ev->kind != SSE_PENDING_SUB && ev->kind != SSE_PENDING_SUB_LATE)
+			continue;
+		sids[n] = Int64GetDatum(ev->sid);
+		mids[n] = Int64GetDatum(ids[foreach_current_index(lc)]);
+		defs[n] = PointerGetDatum(ev->data);
+		created[n] = BoolGetDatum(ev->created);
+		n++;
+	}
+	Assert(n == nmarkers);
+	values[0] = PointerGetDatum(construct_array(sids, n, INT8OID, sizeof(int64),
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[1] = PointerGetDatum(construct_array(mids, n, INT8OID, sizeof(int64),
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[2] = PointerGetDatum(construct_array(defs, n, TEXTOID, -1, false,
+												TYPALIGN_INT));
+	values[3] = PointerGetDatum(construct_array(created, n, BOOLOID, 1, true,
+												TYPALIGN_CHAR));
+	rc = SPI_execute_snapshot(VersionsPlan, values, NULL,
+							  GetActiveSnapshot(), InvalidSnapshot,
+							  false, true, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "writing sse_bridge.subscription_versions failed: %s",
+			 SPI_result_code_string(rc));
+}
+
+/*
  * SseFlushPending
  *		Assign ids to the pending events and insert them.
  *
@@ -745,10 +1048,11 @@ SseDirectFinish(SseDirectInsert *d)
 static void
 SseFlushPending(void)
 {
-	List	   *events = PendingEvents;
+	List	   *events;
 	SseDirectInsert direct;
 	SseInsert	ins;
 	bool		use_direct;
+	int			nmarkers;
 	Relation	rel;
 	LOCKTAG		tag;
 	Oid			save_userid;
@@ -757,6 +1061,7 @@ SseFlushPending(void)
 	int64		maxid;
 	char		payload[32];
 
+	events = SseOrderPending(PendingEvents, &nmarkers);
 	PendingEvents = NIL;
 
 	/* Restored by AbortTransaction if anything below fails. */
@@ -773,14 +1078,17 @@ SseFlushPending(void)
 	(void) GetTopTransactionId();
 
 	use_direct = SseCanInsertDirectly(rel);
-	if (use_direct)
-		SseDirectPrepare(&direct, rel, events);
-	else
+	if (!use_direct || nmarkers > 0)
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		SseInsertPrepare(&ins, events);
 	}
+	if (use_direct)
+		SseDirectPrepare(&direct, rel, events);
+	else
+		SseInsertPrepare(&ins, events);
+	if (nmarkers > 0)
+		SseVersionsPrepare();
 
 	/* From here to the end of the transaction, commits are serialized. */
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId,
@@ -792,13 +1100,18 @@ SseFlushPending(void)
 	if (use_direct)
 	{
 		maxid = SseDirectExecute(&direct, seqoid);
+		if (nmarkers > 0)
+			SseVersionsExecute(events, direct.ids, nmarkers);
 		SseDirectFinish(&direct);
 	}
 	else
 	{
 		maxid = SseInsertExecute(&ins, seqoid);
-		SPI_finish();
+		if (nmarkers > 0)
+			SseVersionsExecute(events, ins.ids, nmarkers);
 	}
+	if (!use_direct || nmarkers > 0)
+		SPI_finish();
 	table_close(rel, NoLock);
 	PopActiveSnapshot();
 	SetUserIdAndSecContext(save_userid, save_sec_context);

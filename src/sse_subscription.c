@@ -3,14 +3,22 @@
  *		Server-side subscriptions and sse_close().
  *
  * A subscription is a row of sse_bridge.subscriptions: a list of channel
- * patterns, a JSON filter, a ttl and the log head at creation (start_id).
- * Its uuid is the capability a browser presents to the bridge, so it is
- * never written to a NOTIFY payload or to an error message; notifications
- * carry the internal sid instead ("s <sid>", see docs/design.md).
+ * patterns, a JSON filter, a ttl, the log position of its creation
+ * (start_id) and of its current definition (def_id).  Its uuid is the
+ * capability a browser presents to the bridge, so it is never written to
+ * the log, a NOTIFY payload or an error message; the log and notifications
+ * carry the internal sid instead (see docs/design.md).
  *
- * Every function that changes a subscription row queues that notification
- * (delivered at commit, like the change itself).  sse_touch only moves
- * last_seen, which the bridge never applies, so it does not notify.
+ * Every function that changes a subscription row queues a marker of the
+ * change (SseEnqueueSubscription): at commit it becomes a row of the log on
+ * channel "$sub" and a row of sse_bridge.subscription_versions, and sets
+ * start_id (creation) and def_id, so the change takes effect at a position
+ * of the log.  Each change also queues the hint notification "s <sid>".
+ * sse_touch only moves last_seen, which the bridge never applies, so it
+ * neither logs nor notifies.
+ *
+ * Every statement that changes subscriptions returns the changed rows as
+ * SSE_CHANGED_COLUMNS, which SseLogRows turns into markers.
  *
  * All entry points are SECURITY DEFINER and run their SQL through SPI as the
  * extension owner, with fully qualified names.  Concurrent changes of one
@@ -41,6 +49,21 @@ PG_FUNCTION_INFO_V1(sse_unsubscribe);
 PG_FUNCTION_INFO_V1(sse_touch);
 PG_FUNCTION_INFO_V1(sse_expire);
 PG_FUNCTION_INFO_V1(sse_close);
+
+/* What every changing statement returns, for SseLogRows. */
+#define SSE_CHANGED_COLUMNS " RETURNING sid, channels, filter, closed_at"
+#define SSE_COL_SID			1
+#define SSE_COL_CHANNELS	2
+#define SSE_COL_FILTER		3
+#define SSE_COL_CLOSED_AT	4
+
+typedef enum SseChange
+{
+	SSE_CHANGE_CREATE,
+	SSE_CHANGE_UPDATE,
+	SSE_CHANGE_DROP,
+	SSE_CHANGE_CLOSE
+} SseChange;
 
 /* Keep the first occurrence of each pattern, in order. */
 #define SSE_DEDUP(arr) \
@@ -190,17 +213,36 @@ SseGetColumn(uint64 row, int col)
 	return d;
 }
 
-/* Notify every sid in column col of SPI_tuptable. */
+/*
+ * Queue the marker of every changed row of SPI_tuptable (the columns of
+ * SSE_CHANGED_COLUMNS first), and its hint notification.
+ */
 static void
-SseNotifyRows(uint64 nrows, int col)
+SseLogRows(uint64 nrows, SseChange change)
 {
 	for (uint64 i = 0; i < nrows; i++)
-		SseNotifySubscription(DatumGetInt64(SseGetColumn(i, col)));
+	{
+		int64		sid = DatumGetInt64(SseGetColumn(i, SSE_COL_SID));
+		bool		closed;
+		const char *state;
+
+		(void) SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+							 SSE_COL_CLOSED_AT, &closed);
+		closed = !closed;
+		state = change == SSE_CHANGE_DROP ? "dropped" :
+			closed ? "closed" : "active";
+		SseEnqueueSubscription(sid,
+							   SseGetColumn(i, SSE_COL_CHANNELS),
+							   SseGetColumn(i, SSE_COL_FILTER),
+							   state, change == SSE_CHANGE_CREATE,
+							   change == SSE_CHANGE_CLOSE);
+		SseNotifySubscription(sid);
+	}
 }
 
 /*
- * Run an UPDATE ... WHERE id = $1 RETURNING sid, channels on one
- * subscription, notify, and return the resulting patterns.
+ * Run an UPDATE ... WHERE id = $1 RETURNING SSE_CHANGED_COLUMNS on one
+ * subscription, log it, and return the resulting patterns.
  */
 static Datum
 SseUpdatePatterns(const char *sql, Datum id, Datum patterns,
@@ -213,14 +255,14 @@ SseUpdatePatterns(const char *sql, Datum id, Datum patterns,
 	SPI_connect();
 	if (SseExec(sql, 2, argtypes, values, SPI_OK_UPDATE_RETURNING) == 0)
 		ReportUnknownSubscription();
-	result = SseGetColumn(0, 2);
+	result = SseGetColumn(0, SSE_COL_CHANNELS);
 	if (refuse_empty && ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(result)),
 									   ARR_DIMS(DatumGetArrayTypeP(result))) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("cannot remove every pattern of a subscription"),
 				 errhint("Call sse_unsubscribe() to drop the subscription instead.")));
-	SseNotifyRows(1, 1);
+	SseLogRows(1, SSE_CHANGE_UPDATE);
 	result = SPI_datumTransfer(result, false, -1);
 	SPI_finish();
 	return result;
@@ -235,9 +277,10 @@ SseUpdatePatterns(const char *sql, Datum id, Datum patterns,
  * sse_subscribe_filter(channels text[], filter jsonb DEFAULT '{}',
  *						ttl interval DEFAULT '1 hour') RETURNS uuid
  *
- * start_id is the log head in this statement's snapshot.  Ids are assigned
- * at commit in commit order, so every event that commits after that
- * snapshot, including those of transactions in flight, gets a larger id.
+ * start_id is the id of the creation marker, assigned at commit (0 until
+ * then): the subscription applies to exactly the events with larger ids,
+ * which are the events of transactions that commit after this one, and
+ * those of this transaction.
  */
 Datum
 sse_subscribe_filter(PG_FUNCTION_ARGS)
@@ -259,16 +302,13 @@ sse_subscribe_filter(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	SseExec("INSERT INTO sse_bridge.subscriptions "
-			"(id, channels, filter, ttl, start_id) "
-			"SELECT pg_catalog.gen_random_uuid(), " SSE_DEDUP("$1") ", $2, $3, "
-			"GREATEST((SELECT pg_catalog.max(id) FROM sse_bridge.events), "
-			"m.pruned_through) "
-			"FROM sse_bridge.meta m RETURNING id, sid",
+			"(id, channels, filter, ttl, start_id, def_id) "
+			"VALUES (pg_catalog.gen_random_uuid(), " SSE_DEDUP("$1") ", $2, $3, 0, 0)"
+			SSE_CHANGED_COLUMNS ", id",
 			3, argtypes, values, SPI_OK_INSERT_RETURNING);
-	if (SPI_processed != 1)
-		elog(ERROR, "sse_bridge.meta must hold exactly one row");
-	SseNotifyRows(1, 2);
-	id = SPI_datumTransfer(SseGetColumn(0, 1), false, UUID_LEN);
+	SseLogRows(1, SSE_CHANGE_CREATE);
+	id = SPI_datumTransfer(SseGetColumn(0, SSE_COL_CLOSED_AT + 1), false,
+						   UUID_LEN);
 	SPI_finish();
 
 	PG_RETURN_DATUM(id);
@@ -289,7 +329,7 @@ sse_subscription_add(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(SseUpdatePatterns(
 		"UPDATE sse_bridge.subscriptions "
 		"SET channels = " SSE_DEDUP("channels OPERATOR(pg_catalog.||) $2")
-		" WHERE id OPERATOR(pg_catalog.=) $1 RETURNING sid, channels",
+		" WHERE id OPERATOR(pg_catalog.=) $1" SSE_CHANGED_COLUMNS,
 		PG_GETARG_DATUM(0), PG_GETARG_DATUM(1), false));
 }
 
@@ -311,7 +351,7 @@ sse_subscription_remove(PG_FUNCTION_ARGS)
 		"SET channels = ARRAY(SELECT p FROM pg_catalog.unnest(channels) "
 		"WITH ORDINALITY AS u(p, o) "
 		"WHERE p OPERATOR(pg_catalog.<>) ALL ($2) ORDER BY o) "
-		"WHERE id OPERATOR(pg_catalog.=) $1 RETURNING sid, channels",
+		"WHERE id OPERATOR(pg_catalog.=) $1" SSE_CHANGED_COLUMNS,
 		PG_GETARG_DATUM(0), PG_GETARG_DATUM(1), true));
 }
 
@@ -332,20 +372,20 @@ sse_subscription_set_filter(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	if (SseExec("UPDATE sse_bridge.subscriptions SET filter = $2 "
-				"WHERE id OPERATOR(pg_catalog.=) $1 RETURNING sid",
+				"WHERE id OPERATOR(pg_catalog.=) $1" SSE_CHANGED_COLUMNS,
 				2, argtypes, values, SPI_OK_UPDATE_RETURNING) == 0)
 		ReportUnknownSubscription();
-	SseNotifyRows(1, 1);
+	SseLogRows(1, SSE_CHANGE_UPDATE);
 	SPI_finish();
 	PG_RETURN_VOID();
 }
 
 /*
  * Run a statement on one subscription given by uuid; returns whether the
- * row existed, notifying its sid when notify is set.
+ * row existed, logging it as a drop when drop is set.
  */
 static bool
-SseOneSubscription(const char *sql, Datum id, int expected, bool notify)
+SseOneSubscription(const char *sql, Datum id, int expected, bool drop)
 {
 	Oid			argtypes[1] = {UUIDOID};
 	Datum		values[1] = {id};
@@ -353,8 +393,8 @@ SseOneSubscription(const char *sql, Datum id, int expected, bool notify)
 
 	SPI_connect();
 	n = SseExec(sql, 1, argtypes, values, expected);
-	if (notify)
-		SseNotifyRows(n, 1);
+	if (drop)
+		SseLogRows(n, SSE_CHANGE_DROP);
 	SPI_finish();
 	return n > 0;
 }
@@ -370,7 +410,7 @@ sse_unsubscribe(PG_FUNCTION_ARGS)
 	CheckArgNotNull(fcinfo, 0, "subscription id");
 	PG_RETURN_BOOL(SseOneSubscription(
 		"DELETE FROM sse_bridge.subscriptions "
-		"WHERE id OPERATOR(pg_catalog.=) $1 RETURNING sid",
+		"WHERE id OPERATOR(pg_catalog.=) $1" SSE_CHANGED_COLUMNS,
 		PG_GETARG_DATUM(0), SPI_OK_DELETE_RETURNING, true));
 }
 
@@ -403,9 +443,9 @@ sse_expire(PG_FUNCTION_ARGS)
 	SPI_connect();
 	n = SseExec("DELETE FROM sse_bridge.subscriptions "
 				"WHERE last_seen OPERATOR(pg_catalog.+) ttl "
-				"OPERATOR(pg_catalog.<) pg_catalog.now() RETURNING sid",
+				"OPERATOR(pg_catalog.<) pg_catalog.now()" SSE_CHANGED_COLUMNS,
 				0, NULL, NULL, SPI_OK_DELETE_RETURNING);
-	SseNotifyRows(n, 1);
+	SseLogRows(n, SSE_CHANGE_DROP);
 	SPI_finish();
 	PG_RETURN_INT32((int32) Min(n, (uint64) PG_INT32_MAX));
 }
@@ -416,6 +456,8 @@ sse_expire(PG_FUNCTION_ARGS)
  * Publishes the terminal "close" event on the channel (through the pending
  * list, so it is ordered and rolled back like any event) and marks closed
  * the subscriptions that list the channel literally among their patterns.
+ * The close event and those subscriptions' markers are written after every
+ * other event of the transaction, in that order.
  */
 Datum
 sse_close(PG_FUNCTION_ARGS)
@@ -443,9 +485,9 @@ sse_close(PG_FUNCTION_ARGS)
 	values[0] = PointerGetDatum(channel);
 	SPI_connect();
 	n = SseExec("UPDATE sse_bridge.subscriptions SET closed_at = pg_catalog.now() "
-				"WHERE $1 OPERATOR(pg_catalog.=) ANY (channels) RETURNING sid",
+				"WHERE $1 OPERATOR(pg_catalog.=) ANY (channels)" SSE_CHANGED_COLUMNS,
 				1, argtypes, values, SPI_OK_UPDATE_RETURNING);
-	SseNotifyRows(n, 1);
+	SseLogRows(n, SSE_CHANGE_CLOSE);
 	SPI_finish();
 	PG_RETURN_VOID();
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks the `make run` demo (scripts/run.sh) end to end: started on a free
-# port with a bounded run time, it must print the curl line, stream a job
+# port with a bounded run time, it must print one URL serving the demo page
+# (test/browser opens it in Chromium), stream a job
 # event (JSON row with a state) to curl -N, then stop by itself with status
 # 0, leaving neither the bridge port open nor its cluster directory behind.
 # A second run is stopped the way Ctrl-C does it (SIGINT to its process
@@ -64,12 +65,15 @@ start_demo "$run_seconds"
 wait_healthy
 t_up=$SECONDS
 
-line="curl -N 'http://127.0.0.1:$port/events?channel=job.*'"
+line="open http://127.0.0.1:$port/"
 deadline=$((SECONDS + 10))
 until grep -qF "$line" "$log"; do
-  [ "$SECONDS" -lt "$deadline" ] || fail "the curl line to watch was not printed: $line"
+  [ "$SECONDS" -lt "$deadline" ] || fail "the URL to open was not printed: $line"
   sleep 0.2
 done
+[ "$(grep -c 'http://' "$log")" = 1 ] || fail "more than one URL printed: $(grep 'http://' "$log")"
+page=$(curl -s "http://127.0.0.1:$port/")
+grep -q "/sse-bridge.js" <<<"$page" || fail "the printed URL does not serve the demo page: $(head -c 200 <<<"$page")"
 
 # the publisher moves jobs every second: an update must arrive well within 15 s
 curl -sN --max-time 15 "http://127.0.0.1:$port/events?channel=job.*" >"$out" 2>/dev/null &

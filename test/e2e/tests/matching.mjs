@@ -174,3 +174,27 @@ test('subscription changes made in SQL apply to a live stream', async (t) => {
   const want = [all[0], all[2], all[4], all[6]];
   assertSameEvents(c.rows(), want, 'live subscription changes');
 });
+
+test('subscription-change rows of the log ($sub) are never delivered, even to a "#" stream, live or replayed', async (t) => {
+  const u = uniq();
+  // markers carry {"state": "dropped"} for a dropped subscription: this filter
+  // would let them through if the bridge treated them as events
+  const id = await subscribe(['#'], { state: 'dropped' });
+  const h0 = await head();
+  const c = cStream(`${M()}/events/${id}`);
+  t.defer(c.close);
+  await c.waitReady();
+  const other = await subscribe([`pub.${u}`]);
+  await publish([{ channel: `pub.${u}`, data: { state: 'dropped', i: 1 }, asJson: true }]);
+  await sql(`SELECT sse_unsubscribe(${lit(other)});`);
+  await publish([{ channel: `pub.${u}`, data: { state: 'dropped', last: true }, asJson: true }]);
+  await c.waitEvent((e) => e.data.includes('"last"'), 'last event');
+  const markers = await rows(`id > ${h0} AND channel = '$sub'`);
+  assert.ok(markers.length >= 2, 'the subscription changes are in the log');
+  const want = await rows(`id > ${h0} AND channel = ${lit(`pub.${u}`)}`);
+  assertSameEvents(c.rows(), want, 'live');
+  const r = cStream(`${M()}/events/${id}`, { lastEventId: h0 });
+  t.defer(r.close);
+  await r.waitReady();
+  assertSameEvents(r.rows(), want, 'replayed');
+});

@@ -1,0 +1,237 @@
+// sse-bridge.js - a small EventSource wrapper for sse-bridge streams.
+// No dependencies; served by the bridge at /sse-bridge.js.
+//
+//   import { SseBridge } from '/sse-bridge.js';
+//   const s = new SseBridge('/events?channel=job.*', {
+//     onState: (state, stats) => show(state),   // connecting | live | reconnecting | closed
+//     onReset: (lost) => reloadEverything(),     // history was pruned: reload
+//   });
+//   s.on('update', (e) => render(JSON.parse(e.data)));
+//   await s.ready;                                // first `ready`: live from here
+//
+// What it adds to EventSource:
+// - a state with a callback, and counts of failures;
+// - recovery from the answers that make EventSource give up for good (any
+//   non-200 status, e.g. a proxy's 502): it asks the server what the status
+//   was (a fetch probe, since EventSource cannot see it), then reopens with
+//   the last id in the lastEventId query parameter, after a backoff with
+//   jitter, or after Retry-After on a 503;
+// - ids at or below the last one seen are dropped, so its own reopens never
+//   deliver an event twice;
+// - a 204 (the stream's channel was closed with sse_close) or another 4xx
+//   stops it for good; close() too.
+
+const STATES = ['connecting', 'live', 'reconnecting', 'closed'];
+const OWN = ['ready', 'reset', 'close']; // always listened to
+
+function parse(data) {
+  try {
+    return JSON.parse(data);
+  } catch {
+    return {};
+  }
+}
+
+export class SseBridge {
+  constructor(url, options = {}) {
+    this.url = url;
+    this.options = {
+      withCredentials: false,
+      minDelay: 1000, // first backoff of its own reopens, ms
+      maxDelay: 30000, // backoff ceiling, ms
+      nativeRetries: 3, // failures left to EventSource's own retry before backing off
+      probeTimeout: 10000, // ms
+      ...options,
+    };
+    this.state = 'connecting';
+    this.lastEventId = options.lastEventId != null ? String(options.lastEventId) : null;
+    this.stats = { failures: 0, totalFailures: 0, reopens: 0, events: 0, duplicates: 0 };
+    this.error = null; // set when stopped by a status: {status, retryAfter}
+    this._handlers = new Map();
+    this._es = null;
+    this._timer = null;
+    this._probe = null;
+    this._gen = 0;
+    this._sawClose = false; // the last event was `close`
+    this.ready = new Promise((resolve, reject) => {
+      this._resolveReady = resolve;
+      this._rejectReady = reject;
+    });
+    this.ready.catch(() => {}); // rejected only when it stops before ready
+    this._open();
+  }
+
+  // Listen to a named event (or 'message' for unnamed ones). handler(e)
+  // gets the MessageEvent; returns this.
+  on(type, handler) {
+    if (!this._handlers.has(type)) {
+      this._handlers.set(type, []);
+      if (this._es && !OWN.includes(type)) this._listen(this._es, type);
+    }
+    this._handlers.get(type).push(handler);
+    return this;
+  }
+
+  // Stop for good.
+  close() {
+    this._stop(null);
+  }
+
+  // ---- internals
+
+  _setState(state) {
+    if (this.state === state || this.state === 'closed') return;
+    this.state = state;
+    if (this.options.onState) this.options.onState(state, { ...this.stats });
+  }
+
+  _streamUrl() {
+    const u = new URL(this.url, globalThis.location ? globalThis.location.href : undefined);
+    if (this.lastEventId != null) u.searchParams.set('lastEventId', this.lastEventId);
+    return u.href;
+  }
+
+  _open() {
+    const gen = ++this._gen;
+    const es = new EventSource(this._streamUrl(), { withCredentials: !!this.options.withCredentials });
+    this._es = es;
+    for (const type of new Set([...OWN, ...this._handlers.keys()])) this._listen(es, type);
+    es.onerror = () => gen === this._gen && this._onError(es);
+  }
+
+  _listen(es, type) {
+    es.addEventListener(type, (e) => {
+      if (es === this._es) this._dispatch(type, e);
+    });
+  }
+
+  _dispatch(type, e) {
+    const id = e.lastEventId;
+    this._sawClose = type === 'close';
+    if (type === 'ready') {
+      this._advance(id);
+      this.stats.failures = 0;
+      this._setState('live');
+      this._resolveReady(parse(e.data));
+    } else if (type === 'reset') {
+      this._advance(id);
+      if (this.options.onReset) this.options.onReset(parse(e.data));
+    } else if (id !== '' && this.lastEventId != null && !this._after(id)) {
+      this.stats.duplicates++;
+      return;
+    } else {
+      this._advance(id);
+      this.stats.events++;
+    }
+    for (const h of this._handlers.get(type) || []) h(e);
+  }
+
+  _after(id) {
+    try {
+      return BigInt(id) > BigInt(this.lastEventId);
+    } catch {
+      return true; // not a number: not ours to judge
+    }
+  }
+
+  _advance(id) {
+    if (id !== '' && (this.lastEventId == null || this._after(id))) this.lastEventId = id;
+  }
+
+  _onError(es) {
+    if (this.state === 'closed') return;
+    if (this._sawClose) {
+      // a stream that sent `close` and ended: ask at once whether it is
+      // finished for good (204) rather than waiting to reconnect
+      this._sawClose = false;
+      es.close();
+      this._gen++;
+      this._probeAndReopen();
+      return;
+    }
+    const fatal = es.readyState === EventSource.CLOSED;
+    this.stats.failures++;
+    this.stats.totalFailures++;
+    this._setState('reconnecting');
+    if (!fatal && this.stats.failures <= this.options.nativeRetries) {
+      return; // EventSource retries by itself, with Last-Event-ID
+    }
+    es.close();
+    this._gen++;
+    if (fatal) this._probeAndReopen();
+    else this._later(this._backoff(0)); // many failures in a row: back off
+  }
+
+  // EventSource gave up: learn the status with a request that is aborted
+  // as soon as its head arrives.
+  _probeAndReopen() {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), this.options.probeTimeout);
+    this._probe = ctl;
+    fetch(this._streamUrl(), {
+      headers: { Accept: 'text/event-stream' },
+      credentials: this.options.withCredentials ? 'include' : 'same-origin',
+      cache: 'no-store',
+      signal: ctl.signal,
+    }).then((res) => {
+      clearTimeout(timer);
+      ctl.abort();
+      if (this.state === 'closed') return;
+      const retryAfter = parseRetryAfter(res.headers.get('Retry-After'));
+      if (res.status === 204 || (res.status >= 400 && res.status < 500 &&
+          res.status !== 408 && res.status !== 429)) {
+        this._stop({ status: res.status, retryAfter });
+      } else if (res.status === 200 && this.stats.failures <= 1) {
+        this._later(0); // a passing failure: reopen now
+      } else {
+        this._later(this._backoff(retryAfter)); // also a 200 that EventSource refused
+      }
+    }, () => {
+      clearTimeout(timer);
+      if (this.state !== 'closed') this._later(this._backoff(0));
+    });
+  }
+
+  // Delay before reopening: exponential in the failures beyond those left
+  // to EventSource, at least Retry-After, with jitter (half to full, or
+  // Retry-After plus up to half).
+  _backoff(retryAfterMs) {
+    const n = Math.min(Math.max(0, this.stats.failures - this.options.nativeRetries - 1), 16);
+    const base = Math.min(this.options.maxDelay, this.options.minDelay * 2 ** n);
+    const jittered = base / 2 + Math.random() * base / 2;
+    return retryAfterMs > 0 ? retryAfterMs + Math.random() * base / 2 : jittered;
+  }
+
+  _later(ms) {
+    clearTimeout(this._timer);
+    this._timer = setTimeout(() => {
+      this._timer = null;
+      if (this.state === 'closed') return;
+      this.stats.reopens++;
+      this._open();
+    }, ms);
+  }
+
+  _stop(error) {
+    if (this.state === 'closed') return;
+    this.error = error;
+    clearTimeout(this._timer);
+    this._timer = null;
+    if (this._probe) this._probe.abort();
+    if (this._es) this._es.close();
+    this._gen++;
+    this._setState('closed');
+    this._rejectReady(new Error(error ? `stream stopped: status ${error.status}` : 'closed'));
+    if (this.options.onClose) this.options.onClose(error);
+  }
+}
+
+function parseRetryAfter(v) {
+  if (v == null) return 0;
+  if (/^\d+$/.test(v.trim())) return Number(v.trim()) * 1000;
+  const t = Date.parse(v);
+  return Number.isNaN(t) ? 0 : Math.max(0, t - Date.now());
+}
+
+export { STATES };
+export default SseBridge;
