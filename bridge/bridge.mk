@@ -74,6 +74,6 @@ bridge/build/nopin/sse-bridge: BRIDGE_VARIANT := -DLOGREAD_NO_PIN
 bridge/build/unqual/sse-bridge: BRIDGE_VARIANT := -DLOGREAD_UNQUALIFIED
 bridge/build/bare/sse-bridge: BRIDGE_VARIANT := -DLOGREAD_NO_PIN -DLOGREAD_UNQUALIFIED
 bridge/build/nopin/sse-bridge bridge/build/unqual/sse-bridge bridge/build/bare/sse-bridge: \
-		$(BRIDGE_SRCS) $(BRIDGE_SHARED) $(BRIDGE_HDRS)
+		$(BRIDGE_SRCS) $(BRIDGE_SHARED) $(BRIDGE_HDRS) bridge/build/static_assets.inc
 	@mkdir -p $(@D)
 	$(BRIDGE_CC) -O0 -g $(BRIDGE_WARN) $(BRIDGE_DEFS) $(BRIDGE_VARIANT) -o $@ $(BRIDGE_SRCS) $(BRIDGE_SHARED) $(BRIDGE_LIBS)
