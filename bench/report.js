@@ -228,6 +228,19 @@ for (const n of [1000, 5000]) {
   }
 }
 
+// ---------------------------------------------------------------- filter cost
+{
+  const r = pick((x) => x.scenario === 'filtercost')[0];
+  if (r) {
+    const f = r.figures || {};
+    row('filtercost', 'CPU per filter at the limits, 1 MB event (max)', 'us', { bridge: f.per_filter_max_us },
+      {}, '< 1000', f.per_filter_max_us != null ? f.per_filter_max_us < 1000 : null,
+      r.failed ? 'bench/filter_worst failed'
+        : `${f.elements} array elements, ${f.filters} filters of 1024 values: mean ${f.per_filter_mean_us} us; ` +
+          `once per event: parse ${f.parse_us} us, array hashes ${f.first_us} us; direct scan (before) ${f.direct_us} us per filter`);
+  }
+}
+
 // ---------------------------------------------------------------- print
 const fmt = (v, unit) => {
   if (v == null) return '-';

@@ -62,7 +62,12 @@ extern void SseEnqueueSubscription(int64 sid, Datum channels, Datum filter,
 								   const char *state, bool created,
 								   bool is_close);
 
+/* sse_sqlmatch.c */
+extern void SseCheckFilterText(const char *what, const char *json, size_t len);
+extern void SseCheckPayload(const char *data, size_t len);
+
 /* sse_subscription.c */
 extern void SseNotifySubscription(int64 sid);
+extern bool SseHasVersions(void);
 
 #endif							/* SSE_BRIDGE_H */

@@ -32,6 +32,41 @@
 
 #include "sse_bridge.h"
 
+/*
+ * One statement: cut the log, raise the prune mark, and (1.1 schema) drop
+ * the subscription versions no position after the mark needs.
+ */
+#define PRUNE_VERSIONS_CTE \
+	", old_versions AS (" \
+	"  DELETE FROM sse_bridge.subscription_versions v USING meta" \
+	"   WHERE v.from_id OPERATOR(pg_catalog.<=) meta.pruned_through" \
+	"     AND (v.state OPERATOR(pg_catalog.=) 'dropped' OR EXISTS (" \
+	"          SELECT FROM sse_bridge.subscription_versions w" \
+	"           WHERE w.sid OPERATOR(pg_catalog.=) v.sid" \
+	"             AND w.from_id OPERATOR(pg_catalog.>) v.from_id" \
+	"             AND w.from_id OPERATOR(pg_catalog.<=) meta.pruned_through))" \
+	")"
+#define PRUNE_SQL(versions_cte) \
+	"WITH cut AS (" \
+	"  SELECT COALESCE(" \
+	"    (SELECT e.id OPERATOR(pg_catalog.-) 1 FROM sse_bridge.events e" \
+	"      WHERE e.created_at OPERATOR(pg_catalog.>=)" \
+	"            (pg_catalog.now() OPERATOR(pg_catalog.-) $1)" \
+	"      ORDER BY e.id LIMIT 1)," \
+	"    (SELECT pg_catalog.max(e.id) FROM sse_bridge.events e)," \
+	"    0) AS x" \
+	"), meta AS (" \
+	"  UPDATE sse_bridge.meta" \
+	"     SET pruned_through = GREATEST(pruned_through, (SELECT x FROM cut))" \
+	"  RETURNING pruned_through" \
+	"), gone AS (" \
+	"  DELETE FROM sse_bridge.events e USING cut" \
+	"   WHERE e.id OPERATOR(pg_catalog.<=) cut.x" \
+	"  RETURNING 1" \
+	")" versions_cte " " \
+	"SELECT (SELECT pg_catalog.count(*) FROM gone)," \
+	"       (SELECT pg_catalog.count(*) FROM meta)"
+
 PG_FUNCTION_INFO_V1(sse_prune);
 
 /* The age must not be negative: that would prune events not yet written. */
@@ -74,34 +109,9 @@ sse_prune(PG_FUNCTION_ARGS)
 	values[0] = IntervalPGetDatum(age);
 
 	SPI_connect();
-	rc = SPI_execute_with_args(
-		"WITH cut AS ("
-		"  SELECT COALESCE("
-		"    (SELECT e.id OPERATOR(pg_catalog.-) 1 FROM sse_bridge.events e"
-		"      WHERE e.created_at OPERATOR(pg_catalog.>=)"
-		"            (pg_catalog.now() OPERATOR(pg_catalog.-) $1)"
-		"      ORDER BY e.id LIMIT 1),"
-		"    (SELECT pg_catalog.max(e.id) FROM sse_bridge.events e),"
-		"    0) AS x"
-		"), meta AS ("
-		"  UPDATE sse_bridge.meta"
-		"     SET pruned_through = GREATEST(pruned_through, (SELECT x FROM cut))"
-		"  RETURNING pruned_through"
-		"), gone AS ("
-		"  DELETE FROM sse_bridge.events e USING cut"
-		"   WHERE e.id OPERATOR(pg_catalog.<=) cut.x"
-		"  RETURNING 1"
-		"), old_versions AS ("
-		"  DELETE FROM sse_bridge.subscription_versions v USING meta"
-		"   WHERE v.from_id <= meta.pruned_through"
-		"     AND (v.state = 'dropped' OR EXISTS ("
-		"          SELECT FROM sse_bridge.subscription_versions w"
-		"           WHERE w.sid = v.sid AND w.from_id > v.from_id"
-		"             AND w.from_id <= meta.pruned_through))"
-		") "
-		"SELECT (SELECT pg_catalog.count(*) FROM gone),"
-		"       (SELECT pg_catalog.count(*) FROM meta)",
-		1, argtypes, values, NULL, false, 0);
+	rc = SPI_execute_with_args(SseHasVersions() ? PRUNE_SQL(PRUNE_VERSIONS_CTE)
+							   : PRUNE_SQL(""),
+							   1, argtypes, values, NULL, false, 0);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "pruning sse_bridge.events failed: %s",
 			 SPI_result_code_string(rc));

@@ -313,8 +313,8 @@ SsePendingStart(void)
  *
  * The caller has validated channel and event (the event may be NULL, and may
  * be a reserved name only for sse_close, which is how a close is queued: it
- * is written after the transaction's other events).  The payload size is
- * checked here.  Queuing needs no privilege: the rows are written at commit
+ * is written after the transaction's other events).  The payload's size, and
+ * that the filters can evaluate it exactly, are checked here.  Queuing needs no privilege: the rows are written at commit
  * as the owner of sse_bridge.events, whoever queued them.
  */
 void
@@ -326,6 +326,7 @@ SseEnqueueEvent(const char *channel, size_t channel_len,
 	MemoryContext oldcxt;
 
 	SseCheckPayloadSize(data_len);
+	SseCheckPayload(data, data_len);
 	CheckCanPublish();
 	SsePendingStart();
 
@@ -544,6 +545,24 @@ SseRelationOid(const char *relname, const char *what)
 				 errmsg("%s %s.%s does not exist", what, SSE_SCHEMA, relname),
 				 errhint("Create the sse_bridge extension in this database.")));
 	return relid;
+}
+
+/*
+ * SseHasVersions
+ *		Whether the database has the 1.1 schema (subscription versions).
+ *
+ * Between installing a new library and ALTER EXTENSION sse_bridge UPDATE, a
+ * database still has the 1.0 objects: publishing, pruning and subscription
+ * changes then behave as 1.0 did (no markers, no versions), instead of
+ * failing on a table that does not exist yet.
+ */
+bool
+SseHasVersions(void)
+{
+	Oid			nsp = get_namespace_oid(SSE_SCHEMA, true);
+
+	return OidIsValid(nsp) &&
+		OidIsValid(get_relname_relid(SSE_VERSIONS_TABLE, nsp));
 }
 
 /* Prepare and keep a plan; caller is connected to SPI. */
