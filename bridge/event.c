@@ -57,7 +57,7 @@ event_free(event *ev)
 {
 	if (ev == NULL)
 		return;
-	json_decref(ev->json);
+	sse_doc_free(ev->doc);
 	frame_unref(ev->frame);
 	free(ev);
 }
@@ -70,14 +70,15 @@ event_frame(event *ev)
 	return ev->frame;
 }
 
-const json_t *
-event_json(event *ev)
+sse_doc *
+event_doc(event *ev)
 {
 	if (!ev->parsed) {
 		ev->parsed = true;
-		ev->json = sse_json_parse(ev->data, ev->dlen);
+		if (sse_doc_parse(ev->data, ev->dlen, &ev->doc) != SSE_JSON_OK)
+			ev->doc = NULL;
 	}
-	return ev->json;
+	return ev->doc;
 }
 
 size_t

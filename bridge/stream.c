@@ -154,7 +154,7 @@ stream_free_spec(stream *st)
 		free(st->sub.patterns[i]);
 	free(st->sub.patterns);
 	hub_sub_unprepare(&st->sub);
-	json_decref(st->sub.filter);
+	sse_filter_free(st->sub.filter);
 	st->sub.patterns = NULL;
 	st->sub.npatterns = 0;
 	st->sub.filter = NULL;
@@ -189,30 +189,39 @@ stream_patterns(const char *json, size_t *n)
 	return v;
 }
 
-bool
-stream_set_spec(stream *st, const char *channels_json, const char *filter_json)
+spec_status
+stream_set_spec(stream *st, const char *channels_json, const char *filter_json,
+				const char **why)
 {
 	size_t		n;
 	char	  **pats = stream_patterns(channels_json, &n);
-	json_t	   *f = filter_json ? sse_json_parse(filter_json, strlen(filter_json)) : NULL;
+	sse_filter *f = NULL;
+	sse_json_status fs = SSE_JSON_OK;
+	const char *msg = NULL;
 
-	if (pats == NULL || (f != NULL && !json_is_object(f))) {
+	*why = NULL;
+	/* a filter the matcher cannot evaluate exactly refuses the stream */
+	if (filter_json != NULL)
+		fs = sse_filter_compile(filter_json, strlen(filter_json), &f, &msg);
+	if (pats == NULL || fs != SSE_JSON_OK) {
 		for (size_t i = 0; pats && i < n; i++)
 			free(pats[i]);
 		free(pats);
-		json_decref(f);
-		return false;
+		sse_filter_free(f);
+		*why = fs != SSE_JSON_OK ? msg : "invalid channel patterns";
+		return fs == SSE_JSON_NOMEM ? SPEC_NOMEM : fs != SSE_JSON_OK ? SPEC_BAD_FILTER :
+			SPEC_BAD_CHANNELS;
 	}
 	stream_free_spec(st);
 	st->sub.patterns = pats;
 	st->sub.npatterns = n;
 	hub_sub_prepare(&st->sub);
-	if (f != NULL && json_object_size(f) == 0) {
-		json_decref(f);
+	if (f != NULL && sse_filter_is_empty(f)) {
+		sse_filter_free(f);
 		f = NULL;
 	}
 	st->sub.filter = f;
-	return true;
+	return SPEC_OK;
 }
 
 /* A definition change: REPLAYING or LIVE keeps its state; false if invalid. */
@@ -220,15 +229,18 @@ static bool
 stream_redefine(stream *st, const open_info *info)
 {
 	bool		live = st->state == SS_LIVE;
-	bool		ok;
+	const char *why;
+	spec_status ss;
 
 	assert(st->state == SS_REPLAYING || st->state == SS_LIVE);
 	if (live)
 		hub_remove(&st->sub);	/* the hub must not see the spec change */
-	ok = stream_set_spec(st, info->channels_json, info->filter_json);
+	ss = stream_set_spec(st, info->channels_json, info->filter_json, &why);
+	if (ss != SPEC_OK)
+		log_warn("ending a stream: its subscription's new definition cannot be used: %s", why);
 	if (live && !hub_add(&st->sub))
 		client_doom(st->owner);
-	return ok;
+	return ss == SPEC_OK;
 }
 
 /*
@@ -484,7 +496,7 @@ stream_decide(const open_info *info, bool is_sub, int64_t last_event_id, int64_t
 }
 
 stream *
-stream_new(client *c, char **patterns, size_t npatterns, json_t *filter,
+stream_new(client *c, char **patterns, size_t npatterns, sse_filter *filter,
 		   const char *sub_id, int64_t last_event_id)
 {
 	stream	   *st = calloc(1, sizeof(stream));
@@ -550,10 +562,24 @@ stream_opened(stream *st, const open_info *info)
 	}
 	if (st->sub_id != NULL) {
 		st->sid = info->sid;
-		if (!stream_set_spec(st, info->channels_json, info->filter_json)) {
-			log_warn("a subscription has an invalid definition");
-			client_respond_error(c, 404, "not_found", "unknown or expired subscription");
-			return;
+		const char *why;
+
+		switch (stream_set_spec(st, info->channels_json, info->filter_json, &why)) {
+			case SPEC_OK:
+				break;
+			case SPEC_NOMEM:
+				client_respond_error(c, 503, "unavailable", "out of memory");
+				return;
+			case SPEC_BAD_FILTER:
+				/* never stream unfiltered: refuse, the client cannot fix it */
+				log_warn("refusing a stream: its subscription's filter %s", why);
+				client_respond_error(c, 500, "bad_subscription",
+									 "the subscription's filter cannot be evaluated");
+				return;
+			case SPEC_BAD_CHANNELS:
+				log_warn("a subscription has an invalid definition");
+				client_respond_error(c, 404, "not_found", "unknown or expired subscription");
+				return;
 		}
 		/* a change noticed while the open was in flight may be missing */
 		if (st->open_changes != sub_changes)

@@ -5,6 +5,7 @@ import { Bridge, Psql, check, label, note, psqlSync, tally } from './lib.mjs';
 import { injectChecks } from './inject.mjs';
 import { secrecyChecks } from './secrecy.mjs';
 import { slowlorisChecks } from './slowloris.mjs';
+import { filterChecks } from './filters.mjs';
 import { floodChecks } from './flood.mjs';
 import { fdLimitChecks, headChecks } from './limits.mjs';
 import { plantTrojans, trojanRun } from './trojan.mjs';
@@ -71,6 +72,18 @@ async function mainVerdict() {
 // ------------------------------------------------------------ checks
 
 const checks = {
+  async filters() {
+    const b = bridge('filters', ['--public-channels', 'pub.#', '--max-header-bytes', '65536', '--log-level', 'info']);
+    if (!(await started(b))) return;
+    const psql = new Psql(cfg.db);
+    try {
+      await filterChecks(b, psql);
+    } finally {
+      await psql.close();
+      await b.stop();
+    }
+  },
+
   async fdlimit() {
     await fdLimitChecks({ bin: cfg.bin, db: cfg.db, tmp: cfg.tmp, pidfile: cfg.pidfile, bridges });
   },
@@ -239,7 +252,7 @@ const checks = {
 
 // ------------------------------------------------------------ driver
 
-const order = ['trojan', 'flood', 'fdlimit', 'methods', 'wire', 'inject', 'secrecy', 'slowloris', 'mainstop', 'churn', 'asan', 'asaninput'];
+const order = ['trojan', 'flood', 'fdlimit', 'methods', 'filters', 'wire', 'inject', 'secrecy', 'slowloris', 'mainstop', 'churn', 'asan', 'asaninput'];
 checks.mainstop = mainVerdict;
 const want = process.argv.slice(2).length ? process.argv.slice(2) : order;
 

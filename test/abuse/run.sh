@@ -12,7 +12,7 @@
 # failure.
 #
 #   ABUSE_CYCLES=N      churn cycles per bridge (default 10000)
-#   ABUSE_ONLY="a b"    run only these checks (trojan flood fdlimit methods wire inject secrecy slowloris mainstop churn
+#   ABUSE_ONLY="a b"    run only these checks (trojan flood fdlimit methods filters wire inject secrecy slowloris mainstop churn
 #                       asan asaninput)
 #   ABUSE_KEEP=1        keep the logs in the temporary directory
 set -uo pipefail
