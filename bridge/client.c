@@ -23,6 +23,7 @@
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bridge.h"
 #include "client.h"
@@ -232,9 +233,13 @@ client_respond_error(client *c, int status, const char *code, const char *detail
 	const char *origin = c->origin ? c->origin
 		: (c->req && c->req->origin.set ? c->req->origin.s : NULL);
 	frame	   *f = resp_error(status, code, detail, origin);
+	char	   *end;
 
 	if (f == NULL)
 		c->flags |= CF_DOOMED;
+	else if (c->req != NULL && c->req->parser.method == HTTP_HEAD &&
+			 (end = memmem(f->data, f->len, "\r\n\r\n", 4)) != NULL)
+		f->len = (uint32_t) (end + 4 - f->data);	/* HEAD: the head only */
 	log_debug("client %p: %d %s", (void *) c, status, code);
 	client_respond(c, f);
 }
@@ -587,25 +592,22 @@ client_new(void)
  */
 #define CLIENT_SNDBUF (128 << 10)
 
-/*
- * A connection libuv accepted for which no client could be allocated: libuv
- * stops watching the listener until it is taken, so the sweep tries again.
- */
-static uv_stream_t *accept_retry;
-
 void
-client_accept(uv_stream_t *listener)
+client_adopt(int fd)
 {
 	client	   *c = client_create();
 
-	accept_retry = NULL;
 	if (c == NULL) {
 		metrics.alloc_failures++;
-		accept_retry = listener;
+		close(fd);
 		return;
 	}
-	if (uv_accept(listener, (uv_stream_t *) &c->tcp) != 0 ||
-		client_count >= cfg.max_clients + CLIENT_EXTRA_REJECTS) {
+	if (uv_tcp_open(&c->tcp, fd) != 0) {
+		close(fd);
+		uv_close((uv_handle_t *) &c->tcp, client_reject_closed);
+		return;
+	}
+	if (client_count >= cfg.max_clients + CLIENT_EXTRA_REJECTS) {
 		uv_close((uv_handle_t *) &c->tcp, client_reject_closed);
 		return;
 	}
@@ -648,8 +650,6 @@ client_sweep_one(client *c, uint64_t now)
 void
 client_sweep(uint64_t now)
 {
-	if (accept_retry != NULL && !br.stopping)
-		client_accept(accept_retry);
 	client	   *c, *next;
 
 	for (c = LIST_FIRST(&clients); c != NULL; c = next) {

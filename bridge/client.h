@@ -79,8 +79,8 @@ void		client_set_ops(const client_ops *ops);
 /* A tracked client in READING on a fresh, unconnected socket (tests); NULL on OOM. */
 client	   *client_new(void);
 
-/* Accept a connection from the listener (main.c calls this). */
-void		client_accept(uv_stream_t *listener);
+/* Take an accepted, non-blocking socket (listen.c calls this; it owns fd now). */
+void		client_adopt(int fd);
 
 /*
  * Queue a frame; takes the caller's reference (NULL: out of memory, the

@@ -26,7 +26,7 @@ event_size(const event *ev)
 static size_t
 event_json_size(const event *ev)
 {
-	return ev->json != NULL ? ev->dlen * 2 : 0;
+	return ev->doc != NULL ? ev->dlen * 2 : 0;
 }
 
 event *
@@ -74,7 +74,7 @@ event_free(event *ev)
 		return;
 	mem_release(MEM_EVENTS, event_size(ev));
 	mem_release(MEM_JSON, event_json_size(ev));
-	json_decref(ev->json);
+	sse_doc_free(ev->doc);
 	frame_unref(ev->frame);
 	free(ev);
 }
@@ -87,18 +87,19 @@ event_frame(event *ev)
 	return ev->frame;
 }
 
-const json_t *
-event_json(event *ev)
+sse_doc *
+event_doc(event *ev)
 {
 	if (!ev->parsed) {
-		bool		oom;
+		sse_json_status st = sse_doc_parse(ev->data, ev->dlen, &ev->doc);
 
-		ev->json = sse_json_parse_oom(ev->data, ev->dlen, &oom);
-		ev->json_oom = ev->json == NULL && oom;
+		if (st != SSE_JSON_OK)
+			ev->doc = NULL;
+		ev->json_oom = st == SSE_JSON_NOMEM;
 		ev->parsed = !ev->json_oom;		/* out of memory: parse again next time */
 		mem_charge(MEM_JSON, event_json_size(ev));
 	}
-	return ev->json;
+	return ev->doc;
 }
 
 size_t

@@ -99,7 +99,7 @@ feed_row(PGresult *res, int i, int64_t now_us)
 		return r;
 	}
 	/* filters must never see a payload whose parse ran out of memory */
-	if (r == LR_OOM || (event_json(ev) == NULL && ev->json_oom)) {
+	if (r == LR_OOM || (event_doc(ev) == NULL && ev->json_oom)) {
 		log_error("out of memory reading an event; reading it again at the next poll");
 		event_free(ev);
 		return LR_OOM;
@@ -175,6 +175,7 @@ feed_notify(const char *payload)
 	char	   *end;
 	long long	v;
 
+	metrics.notices++;
 	if (payload[0] == 's' && payload[1] == ' ') {
 		v = strtoll(payload + 2, &end, 10);
 		if (*end == '\0' && end != payload + 2)

@@ -22,49 +22,78 @@
 #include "logread.h"
 #include "wire.h"
 
+/*
+ * Immune to search_path: every function, operator, type and catalog table
+ * below is schema-qualified (OPERATOR(pg_catalog.=), pg_catalog.text, ...;
+ * bigint and GREATEST/EXTRACT are grammar that names pg_catalog itself), and
+ * the first setup step of each link pins the session's search_path to
+ * pg_catalog, pg_temp.  Either layer alone keeps objects that other roles
+ * create in public (or in any schema on the role's path) out of the
+ * bridge's statements; the test builds LOGREAD_UNQUALIFIED and
+ * LOGREAD_NO_PIN each drop one layer so test/abuse can prove the other.
+ */
+#ifndef LOGREAD_UNQUALIFIED
+#define PGC "pg_catalog."
+#define OP(o) " OPERATOR(pg_catalog." o ") "
+#else
+#define PGC ""
+#define OP(o) " " o " "
+#endif
+
+/* The pin itself is always qualified: it runs under whatever path the role has. */
+#define LOGREAD_PIN_SQL \
+	"SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)"
+
 /* Columns of "fetch": one row per event, or one row of NULLs after the meta. */
 enum {FETCH_PRUNED, FETCH_ID, FETCH_CHANNEL, FETCH_EVENT, FETCH_DATA, FETCH_CREATED_US};
 
 /* At most $2 rows, and none after the first once $3 bytes of payload precede it. */
 static const char logread_fetch_sql[] =
 	"SELECT m.pruned_through, e.id, e.channel, e.event, e.data, "
-	"(extract(epoch FROM e.created_at) * 1000000)::bigint AS created_us "
+	"(EXTRACT(epoch FROM e.created_at)" OP("*") "1000000::numeric)::bigint AS created_us "
 	"FROM sse_bridge.meta m LEFT JOIN LATERAL ("
-	"SELECT * FROM (SELECT x.*, pg_catalog.sum(pg_catalog.octet_length(x.data)) OVER (ORDER BY x.id) "
-	"- pg_catalog.octet_length(x.data) AS before "
-	"FROM sse_bridge.events x WHERE x.id > $1 ORDER BY x.id LIMIT $2) w "
-	"WHERE w.before < $3 ORDER BY w.id) e ON true";
+	"SELECT * FROM (SELECT x.*, " PGC "sum(" PGC "octet_length(x.data)) OVER (ORDER BY x.id)"
+	OP("-") PGC "octet_length(x.data) AS before "
+	"FROM sse_bridge.events x WHERE x.id" OP(">") "$1::bigint ORDER BY x.id LIMIT $2::bigint) w "
+	"WHERE w.before" OP("<") "$3::bigint ORDER BY w.id) e ON true";
+
+#define LOGREAD_HEAD_SQL "GREATEST((SELECT " PGC "max(id) FROM sse_bridge.events), m.pruned_through)"
 
 static const char logread_head_sql[] =
-	"SELECT greatest((SELECT max(id) FROM sse_bridge.events), m.pruned_through) "
-	"FROM sse_bridge.meta m";
+	"SELECT " LOGREAD_HEAD_SQL " FROM sse_bridge.meta m";
 
 #define LOGREAD_HEAD_PRUNED_SQL \
-	"SELECT greatest((SELECT max(id) FROM sse_bridge.events), m.pruned_through) AS head, " \
-	"m.pruned_through FROM sse_bridge.meta m"
+	"SELECT " LOGREAD_HEAD_SQL " AS head, m.pruned_through FROM sse_bridge.meta m"
+
+/* The first close event on a channel in `list` (an array expression). */
+#define LOGREAD_CLOSE_SQL(list) \
+	"(SELECT " PGC "min(id) FROM sse_bridge.events WHERE event" OP("=") "'close'::" PGC "text " \
+	" AND channel" OP("=") "ANY(" list ") AND id" OP(">") "0::bigint) AS close_id"
+
+/* A subscription's definition: the columns OPEN_SID..OPEN_EXPIRED of s. */
+#define LOGREAD_SUB_COLS \
+	"s.sid, " PGC "array_to_json(s.channels)::" PGC "text, s.filter::" PGC "text, s.start_id, " \
+	"s.closed_at IS NOT NULL, ((s.last_seen" OP("+") "s.ttl)" OP("<") PGC "now()) "
 
 /* Columns of open_adhoc, open_sub and reload_sub (the first three or all nine). */
 enum {OPEN_HEAD, OPEN_PRUNED, OPEN_CLOSE_ID, OPEN_SID, OPEN_CHANNELS, OPEN_FILTER,
 	OPEN_START_ID, OPEN_CLOSED, OPEN_EXPIRED, OPEN_NCOLS};
 
 static const char logread_open_adhoc_sql[] =
-	"SELECT h.head, h.pruned_through, "
-	"(SELECT min(id) FROM sse_bridge.events WHERE event = 'close' "
-	" AND channel = ANY($1::text[]) AND id > 0) AS close_id "
+	"SELECT h.head, h.pruned_through, " LOGREAD_CLOSE_SQL("$1::" PGC "text[]") " "
 	"FROM (" LOGREAD_HEAD_PRUNED_SQL ") h";
 
 static const char logread_open_sub_sql[] =
-	"SELECT h.head, h.pruned_through, "
-	"(SELECT min(id) FROM sse_bridge.events WHERE event = 'close' "
-	" AND channel = ANY(s.channels) AND id > 0) AS close_id, "
-	"s.sid, array_to_json(s.channels)::text, s.filter::text, s.start_id, "
-	"s.closed_at IS NOT NULL, (s.last_seen + s.ttl < now()) "
-	"FROM (" LOGREAD_HEAD_PRUNED_SQL ") h LEFT JOIN sse_bridge.subscriptions s ON s.id = $1::uuid";
+	"SELECT h.head, h.pruned_through, " LOGREAD_CLOSE_SQL("s.channels") ", "
+	LOGREAD_SUB_COLS
+	"FROM (" LOGREAD_HEAD_PRUNED_SQL ") h LEFT JOIN sse_bridge.subscriptions s "
+	"ON s.id" OP("=") "$1::" PGC "uuid";
 
+/* Up to $2 of the subscriptions whose sid is in $1, by sid. */
 static const char logread_reload_sql[] =
-	"SELECT 0, 0, NULL::bigint, s.sid, array_to_json(s.channels)::text, s.filter::text, "
-	"s.start_id, s.closed_at IS NOT NULL, (s.last_seen + s.ttl < now()) "
-	"FROM sse_bridge.subscriptions s WHERE s.sid = $1";
+	"SELECT 0::bigint, 0::bigint, NULL::bigint, " LOGREAD_SUB_COLS
+	"FROM sse_bridge.subscriptions s WHERE s.sid" OP("=") "ANY($1::bigint[]) "
+	"ORDER BY s.sid LIMIT $2::bigint";
 
 static char *logread_touch_sql;
 static char *logread_expire_sql;
@@ -102,15 +131,24 @@ static const char logread_prune_grant_sql[] =
 
 static bool logread_schema(db_link *l, PGresult *res);
 
+#ifndef LOGREAD_NO_PIN
+#define LOGREAD_PIN_STEP {NULL, LOGREAD_PIN_SQL, NULL},
+#else
+#define LOGREAD_PIN_STEP
+#endif
+
 static const db_step live_steps[] = {
+	LOGREAD_PIN_STEP
 	{NULL, "LISTEN sse_bridge", NULL},
 	{"fetch", logread_fetch_sql, NULL},
 	{"head", logread_head_sql, NULL},
 };
 
 static const db_step work_steps[] = {
-	{NULL, "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n "
-	 "ON n.oid = e.extnamespace WHERE e.extname = 'sse_bridge'", logread_schema},
+	LOGREAD_PIN_STEP
+	{NULL, "SELECT n.nspname FROM " PGC "pg_extension e JOIN " PGC "pg_namespace n "
+	 "ON n.oid" OP("=") "e.extnamespace WHERE e.extname" OP("=") "'sse_bridge'::" PGC "name",
+	 logread_schema},
 	{"fetch", logread_fetch_sql, NULL},
 	{"open_adhoc", logread_open_adhoc_sql, NULL},
 	{"open_sub", logread_open_sub_sql, NULL},
@@ -173,8 +211,8 @@ logread_schema(db_link *l, PGresult *res)
 	if (q == NULL)
 		return false;
 	logread_shutdown();
-	if (asprintf(&logread_touch_sql, "SELECT count(*) FILTER (WHERE %s.sse_touch(u)) "
-				 "FROM unnest($1::uuid[]) u", q) < 0)
+	if (asprintf(&logread_touch_sql, "SELECT " PGC "count(*) FILTER (WHERE %s.sse_touch(u)) "
+				 "FROM " PGC "unnest($1::" PGC "uuid[]) u", q) < 0)
 		logread_touch_sql = NULL;
 	if (asprintf(&logread_expire_sql, "SELECT %s.sse_expire()", q) < 0)
 		logread_expire_sql = NULL;
@@ -247,16 +285,24 @@ logread_open(const char *sub_id, char *const *patterns, size_t npatterns,
 }
 
 db_job *
-logread_reload(int64_t sid, db_done_fn done)
+logread_reload(const int64_t *sids, size_t n, db_done_fn done)
 {
-	char		buf[24];
-	const char *param = buf;
+	char	   *lit, *w, lim[24];
+	const char *params[2];
 	db_job	   *job;
 
-	snprintf(buf, sizeof(buf), "%" PRId64, sid);
-	job = db_job_new("reload_sub", 1, &param, done, NULL);
-	if (job != NULL)
-		job->aux = sid;
+	if ((lit = w = malloc(n * 21 + 3)) == NULL)
+		return NULL;
+	*w++ = '{';
+	for (size_t i = 0; i < n; i++)
+		w += sprintf(w, "%s%" PRId64, i > 0 ? "," : "", sids[i]);
+	*w++ = '}';
+	*w = '\0';
+	snprintf(lim, sizeof(lim), "%zu", n);
+	params[0] = lit;
+	params[1] = lim;
+	job = db_job_new("reload_sub", 2, params, done, NULL);
+	free(lit);
 	return job;
 }
 
@@ -430,15 +476,24 @@ logread_open_answer(const PGresult *res, bool is_sub, open_info *info)
 }
 
 bool
-logread_reload_answer(const PGresult *res, open_info *info)
+logread_reload_ok(const PGresult *res)
+{
+	return res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK &&
+		(PQntuples(res) == 0 || PQnfields(res) == OPEN_NCOLS);
+}
+
+void
+logread_reload_row(const PGresult *res, int row, open_info *info)
 {
 	memset(info, 0, sizeof(*info));
 	info->close_id = -1;
-	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) > 1)
-		return false;
-	if (PQntuples(res) == 1)
-		logread_open_info(res, true, info);
-	return true;				/* no row: the subscription is gone (found = false) */
+	info->found = true;
+	info->sid = logread_int(res, row, OPEN_SID, 0);
+	info->channels_json = logread_text(res, row, OPEN_CHANNELS);
+	info->filter_json = logread_text(res, row, OPEN_FILTER);
+	info->start_id = logread_int(res, row, OPEN_START_ID, 0);
+	info->closed = logread_bool(res, row, OPEN_CLOSED);
+	info->expired = logread_bool(res, row, OPEN_EXPIRED);
 }
 
 void

@@ -62,8 +62,8 @@ db_job	   *logread_head(db_done_fn done, void *owner);
 /* Open lookup: a subscription by uuid, or ad hoc patterns (sub_id NULL). */
 db_job	   *logread_open(const char *sub_id, char *const *patterns, size_t npatterns,
 						 db_done_fn done, void *owner);
-/* Re-read one subscription; job->aux = sid. */
-db_job	   *logread_reload(int64_t sid, db_done_fn done);
+/* Re-read the subscriptions sids[0..n) (at most n rows, by sid). */
+db_job	   *logread_reload(const int64_t *sids, size_t n, db_done_fn done);
 /* sse_touch for these subscription uuids, and sse_expire; NULL before setup. */
 db_job	   *logread_touch(char *const *uuids, size_t n, db_done_fn done);
 db_job	   *logread_expire(db_done_fn done);
@@ -99,12 +99,17 @@ size_t		logread_frame_bound(const PGresult *res, int row, int64_t *id);
 bool		logread_head_value(const PGresult *res, int64_t *head);
 
 /*
- * Decode an open answer (one row; is_sub: a subscription) or a reload answer
- * (no row: the subscription is gone) into info.  False when res is not a
- * usable answer (info is then empty).
+ * Decode an open answer (one row; is_sub: a subscription) into info.  False
+ * when res is not a usable answer (info is then empty).
  */
 bool		logread_open_answer(const PGresult *res, bool is_sub, open_info *info);
-bool		logread_reload_answer(const PGresult *res, open_info *info);
+/*
+ * A reload answer: one row per subscription that still exists (a requested
+ * sid without a row is gone).  logread_reload_row fills info from row
+ * (found = true).
+ */
+bool		logread_reload_ok(const PGresult *res);
+void		logread_reload_row(const PGresult *res, int row, open_info *info);
 void		open_info_clear(open_info *info);
 
 typedef enum logread_grant {

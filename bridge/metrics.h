@@ -24,6 +24,8 @@ typedef struct metrics_counters {
 	uint64_t	alloc_failures;		/* clients closed because an allocation failed */
 	uint64_t	queue_peak;			/* largest queue of more than one frame, bytes */
 	uint64_t	queue_over;			/* pushes leaving such a queue over --client-queue */
+	uint64_t	notices;			/* NOTIFY payloads received */
+	uint64_t	sub_reloads;		/* subscription reload queries sent */
 	uint64_t	clients;			/* gauge: open connections (client.c) */
 	uint64_t	streams;			/* gauge: streams replaying or live (stream.c) */
 	uint64_t	lag_count;

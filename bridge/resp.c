@@ -57,9 +57,10 @@ resp_body(int status, const char *ctype, const char *body, size_t len, const cha
 	frame	   *head, *f;
 
 	head = frame_printf("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-						"Cache-Control: no-store\r\n%sConnection: close\r\n%s\r\n",
+						"Cache-Control: no-store\r\n%s%sConnection: close\r\n%s\r\n",
 						status, resp_reason(status), ctype, len,
 						status == 503 ? "Retry-After: " RESP_RETRY_AFTER "\r\n" : "",
+						status == 405 ? "Allow: GET, OPTIONS\r\n" : "",
 						resp_cors(origin, cors, sizeof(cors)));
 	if (head == NULL)
 		return NULL;

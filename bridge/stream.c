@@ -175,7 +175,7 @@ stream_free_spec(stream *st)
 		free(st->sub.patterns[i]);
 	free(st->sub.patterns);
 	hub_sub_unprepare(&st->sub);
-	json_decref(st->sub.filter);
+	sse_filter_free(st->sub.filter);
 	st->sub.patterns = NULL;
 	st->sub.npatterns = 0;
 	st->sub.filter = NULL;
@@ -215,36 +215,41 @@ stream_patterns(const char *json, size_t *n, bool *oom)
 	return v;
 }
 
-/* Set when the last stream_set_spec failed for want of memory, not bad data. */
-static bool spec_oom;
-
-bool
-stream_set_spec(stream *st, const char *channels_json, const char *filter_json)
+spec_status
+stream_set_spec(stream *st, const char *channels_json, const char *filter_json,
+				const char **why)
 {
 	size_t		n;
-	char	  **pats = stream_patterns(channels_json, &n, &spec_oom);
-	bool		oom = false;
-	json_t	   *f = filter_json ? sse_json_parse_oom(filter_json, strlen(filter_json), &oom) : NULL;
+	bool		pats_oom;
+	char	  **pats = stream_patterns(channels_json, &n, &pats_oom);
+	sse_filter *f = NULL;
+	sse_json_status fs = SSE_JSON_OK;
+	const char *msg = NULL;
 
-	if (filter_json != NULL && f == NULL && oom)
-		spec_oom = true;		/* never fall back to no filter */
-	if (pats == NULL || (filter_json != NULL && !json_is_object(f))) {
+	*why = NULL;
+	/* a filter the matcher cannot evaluate exactly refuses the stream */
+	if (filter_json != NULL)
+		fs = sse_filter_compile(filter_json, strlen(filter_json), &f, &msg);
+	if (pats == NULL || fs != SSE_JSON_OK) {
 		for (size_t i = 0; pats && i < n; i++)
 			free(pats[i]);
 		free(pats);
-		json_decref(f);
-		return false;
+		sse_filter_free(f);
+		*why = fs != SSE_JSON_OK ? msg : pats_oom ? "out of memory" : "invalid channel patterns";
+		if (fs == SSE_JSON_NOMEM || (pats == NULL && pats_oom))
+			return SPEC_NOMEM;	/* never fall back to no filter */
+		return fs != SSE_JSON_OK ? SPEC_BAD_FILTER : SPEC_BAD_CHANNELS;
 	}
 	stream_free_spec(st);
 	st->sub.patterns = pats;
 	st->sub.npatterns = n;
 	hub_sub_prepare(&st->sub);
-	if (f != NULL && json_object_size(f) == 0) {
-		json_decref(f);
+	if (f != NULL && sse_filter_is_empty(f)) {
+		sse_filter_free(f);
 		f = NULL;
 	}
 	st->sub.filter = f;
-	return true;
+	return SPEC_OK;
 }
 
 /* A definition change: REPLAYING or LIVE keeps its state; false if invalid. */
@@ -252,75 +257,45 @@ static bool
 stream_redefine(stream *st, const open_info *info)
 {
 	bool		live = st->state == SS_LIVE;
-	bool		ok;
+	const char *why;
+	spec_status ss;
 
 	assert(st->state == SS_REPLAYING || st->state == SS_LIVE);
 	if (live)
 		hub_remove(&st->sub);	/* the hub must not see the spec change */
-	ok = stream_set_spec(st, info->channels_json, info->filter_json);
+	ss = stream_set_spec(st, info->channels_json, info->filter_json, &why);
+	if (ss != SPEC_OK)
+		log_warn("ending a stream: its subscription's new definition cannot be used: %s", why);
 	if (live && !hub_add(&st->sub))
 		client_doom(st->owner);
-	return ok;
+	return ss == SPEC_OK;
 }
 
-static void stream_reload(int64_t sid);
+/*
+ * Subscription reloads.  A change notice ("s <sid>", which any database
+ * role can send) costs O(1): it only records a hint.  At most one reload
+ * query is in flight; it asks for at most RELOAD_PAGE of the subscriptions
+ * in use among the hints, and whatever arrives meanwhile waits as the one
+ * pending set for the next query.  Hints for subscriptions no stream uses
+ * are dropped when the query is built; when more than RELOAD_HINTS pile up
+ * (or the live link relistened) the pending set becomes "every subscription
+ * in use", reloaded a page at a time in sid order.  The query goes out at
+ * the next flush, after the opens already queued on the work link, so a
+ * notification flood costs one bounded query at a time and never holds
+ * opens back by more than one such query.
+ */
+#define RELOAD_PAGE 1000
+#define RELOAD_HINTS 4096
 
-/* Apply a reloaded (or vanished) subscription to every stream using it. */
-static void
-stream_apply(int64_t sid, const open_info *info)
-{
-	stream	   *st;
-
-	TAILQ_FOREACH(st, &streams, link) {
-		if (st->sid != sid || (st->state != SS_REPLAYING && st->state != SS_LIVE))
-			continue;
-		if (!info->found || info->expired) {
-			log_info("ending a stream: its subscription was dropped or expired");
-			client_end(st->owner);
-		} else if (!stream_redefine(st, info))
-			client_end(st->owner);
-	}
-}
-
-static void
-stream_reload_done(db_job *job, PGresult *res)
-{
-	int64_t		sid = job->aux;
-	open_info	info;
-
-	db_job_free(job);
-	if (res == NULL)
-		return;
-	if (!logread_reload_answer(res, &info)) {
-		log_warn("reloading a subscription failed: %s", PQresultErrorMessage(res));
-		return;
-	}
-	stream_apply(sid, &info);
-	open_info_clear(&info);
-}
-
-static void
-stream_reload(int64_t sid)
-{
-	db_job	   *job = logread_reload(sid, stream_reload_done);
-
-	if (job != NULL)
-		work_submit(job);
-}
-
-void
-stream_sub_changed(int64_t sid)
-{
-	stream	   *st;
-
-	sub_changes++;
-	TAILQ_FOREACH(st, &streams, link) {
-		if (st->sid == sid) {
-			stream_reload(sid);
-			return;
-		}
-	}
-}
+static struct {
+	int64_t		hint[RELOAD_HINTS];
+	size_t		nhint;
+	bool		all;			/* every sid in use above all_after */
+	int64_t		all_after;
+	bool		inflight;
+	int64_t	   *sent;			/* sorted sids of the query in flight */
+	size_t		nsent;
+} rl;
 
 static int
 stream_cmp_sid(const void *a, const void *b)
@@ -331,27 +306,178 @@ stream_cmp_sid(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* One reload per distinct subscription in use: notices may have been lost. */
+/* Sort and drop duplicates; returns the new length. */
+static size_t
+sid_unique(int64_t *v, size_t n)
+{
+	size_t		k = 0;
+
+	qsort(v, n, sizeof(*v), stream_cmp_sid);
+	for (size_t i = 0; i < n; i++)
+		if (k == 0 || v[i] != v[k - 1])
+			v[k++] = v[i];
+	return k;
+}
+
+static bool
+sid_member(const int64_t *v, size_t n, int64_t sid)
+{
+	return n > 0 && bsearch(&sid, v, n, sizeof(*v), stream_cmp_sid) != NULL;
+}
+
+/* Record that sid may have changed. */
+static void
+stream_reload(int64_t sid)
+{
+	if (rl.all && sid > rl.all_after)
+		return;					/* the pending sweep covers it */
+	if (rl.nhint == RELOAD_HINTS) {
+		rl.all = true;			/* too many: sweep every subscription in use */
+		rl.all_after = 0;
+		rl.nhint = 0;
+		return;
+	}
+	rl.hint[rl.nhint++] = sid;
+}
+
+/* Apply a reloaded (or vanished, info->found false) definition to st. */
+static void
+stream_apply(stream *st, const open_info *info)
+{
+	if (!info->found || info->expired) {
+		log_info("ending a stream: its subscription was dropped or expired");
+		client_end(st->owner);
+	} else if (!stream_redefine(st, info))
+		client_end(st->owner);
+}
+
+static void
+stream_reload_done(db_job *job, PGresult *res)
+{
+	int			rows;
+	int64_t    *got = NULL;
+	open_info  *infos = NULL;
+	stream	   *st;
+
+	db_job_free(job);
+	rl.inflight = false;
+	if (res == NULL || !logread_reload_ok(res)) {
+		if (res != NULL)
+			log_warn("reloading subscriptions failed: %s", PQresultErrorMessage(res));
+		for (size_t i = 0; i < rl.nsent; i++)
+			stream_reload(rl.sent[i]);	/* try them again */
+		goto out;
+	}
+	rows = PQntuples(res);
+	if (rows > 0 && ((got = malloc((size_t) rows * sizeof(*got))) == NULL ||
+					 (infos = calloc((size_t) rows, sizeof(*infos))) == NULL)) {
+		log_error("out of memory applying reloaded subscriptions");
+		for (size_t i = 0; i < rl.nsent; i++)
+			stream_reload(rl.sent[i]);
+		goto out;
+	}
+	for (int i = 0; i < rows; i++) {
+		logread_reload_row(res, i, &infos[i]);
+		got[i] = infos[i].sid;	/* ORDER BY sid: sorted */
+	}
+	TAILQ_FOREACH(st, &streams, link) {
+		const int64_t *hit;
+		open_info	gone = {.found = false};
+
+		if (st->sid == 0 || (st->state != SS_REPLAYING && st->state != SS_LIVE) ||
+			!sid_member(rl.sent, rl.nsent, st->sid))
+			continue;
+		hit = rows > 0 ? bsearch(&st->sid, got, (size_t) rows, sizeof(*got), stream_cmp_sid) : NULL;
+		stream_apply(st, hit ? &infos[hit - got] : &gone);
+	}
+	for (int i = 0; i < rows; i++)
+		open_info_clear(&infos[i]);
+out:
+	free(got);
+	free(infos);
+	free(rl.sent);
+	rl.sent = NULL;
+	rl.nsent = 0;
+}
+
+/* Send the pending reload if none is in flight (called at every flush). */
+static void
+stream_reload_kick(void)
+{
+	size_t		nuse = 0, n = 0, take;
+	int64_t    *use, *c;
+	stream	   *st;
+	db_job	   *job;
+
+	if (rl.inflight || (!rl.all && rl.nhint == 0))
+		return;
+	TAILQ_FOREACH(st, &streams, link)
+		nuse += st->sid != 0;
+	if (nuse == 0) {
+		rl.all = false;
+		rl.nhint = 0;
+		return;
+	}
+	use = malloc(nuse * sizeof(*use));
+	c = malloc((nuse + rl.nhint) * sizeof(*c));
+	if (use == NULL || c == NULL) {
+		free(use);
+		free(c);
+		return;					/* the next flush tries again */
+	}
+	nuse = 0;
+	TAILQ_FOREACH(st, &streams, link)
+		if (st->sid != 0)
+			use[nuse++] = st->sid;
+	nuse = sid_unique(use, nuse);
+	for (size_t i = 0; rl.all && i < nuse; i++)
+		if (use[i] > rl.all_after)
+			c[n++] = use[i];
+	for (size_t i = 0; i < rl.nhint; i++)
+		if (sid_member(use, nuse, rl.hint[i]))
+			c[n++] = rl.hint[i];
+	free(use);
+	n = sid_unique(c, n);
+	take = n < RELOAD_PAGE ? n : RELOAD_PAGE;
+	/* what is not sent stays pending: the rest of the sweep, or hints */
+	rl.nhint = 0;
+	if (n > take && rl.all)
+		rl.all_after = c[take - 1];
+	else {
+		for (size_t i = take; i < n; i++)
+			rl.hint[rl.nhint++] = c[i];
+		rl.all = false;
+	}
+	if (take == 0 || (job = logread_reload(c, take, stream_reload_done)) == NULL) {
+		if (take > 0)
+			for (size_t i = 0; i < take; i++)
+				stream_reload(c[i]);
+		free(c);
+		return;
+	}
+	rl.sent = c;
+	rl.nsent = take;
+	rl.inflight = true;
+	metrics.sub_reloads++;
+	work_submit(job);
+}
+
+void
+stream_sub_changed(int64_t sid)
+{
+	sub_changes++;
+	if (sid > 0)
+		stream_reload(sid);
+}
+
+/* Notices may have been lost while the link was down: reload everything in use. */
 void
 stream_relistened(void)
 {
-	size_t		n = 0, k = 0;
-	int64_t    *sids;
-	stream	   *st;
-
 	sub_changes++;				/* the opens in flight re-check as well */
-	TAILQ_FOREACH(st, &streams, link)
-		n += st->sid != 0;
-	if (n == 0 || (sids = malloc(n * sizeof(*sids))) == NULL)
-		return;
-	TAILQ_FOREACH(st, &streams, link)
-		if (st->sid != 0)
-			sids[k++] = st->sid;
-	qsort(sids, k, sizeof(*sids), stream_cmp_sid);
-	for (size_t i = 0; i < k; i++)
-		if (i == 0 || sids[i] != sids[i - 1])
-			stream_reload(sids[i]);
-	free(sids);
+	rl.all = true;
+	rl.all_after = 0;
+	rl.nhint = 0;
 }
 
 char	  **
@@ -398,7 +524,7 @@ stream_decide(const open_info *info, bool is_sub, int64_t last_event_id, int64_t
 }
 
 stream *
-stream_new(client *c, char **patterns, size_t npatterns, json_t *filter,
+stream_new(client *c, char **patterns, size_t npatterns, sse_filter *filter,
 		   const char *sub_id, int64_t last_event_id)
 {
 	stream	   *st = calloc(1, sizeof(stream));
@@ -464,14 +590,24 @@ stream_opened(stream *st, const open_info *info)
 	}
 	if (st->sub_id != NULL) {
 		st->sid = info->sid;
-		if (!stream_set_spec(st, info->channels_json, info->filter_json)) {
-			if (spec_oom) {
+		const char *why;
+
+		switch (stream_set_spec(st, info->channels_json, info->filter_json, &why)) {
+			case SPEC_OK:
+				break;
+			case SPEC_NOMEM:
 				client_respond_error(c, 503, "unavailable", "out of memory");
 				return;
-			}
-			log_warn("a subscription has an invalid definition");
-			client_respond_error(c, 404, "not_found", "unknown or expired subscription");
-			return;
+			case SPEC_BAD_FILTER:
+				/* never stream unfiltered: refuse, the client cannot fix it */
+				log_warn("refusing a stream: its subscription's filter %s", why);
+				client_respond_error(c, 500, "bad_subscription",
+									 "the subscription's filter cannot be evaluated");
+				return;
+			case SPEC_BAD_CHANNELS:
+				log_warn("a subscription has an invalid definition");
+				client_respond_error(c, 404, "not_found", "unknown or expired subscription");
+				return;
 		}
 		/* a change noticed while the open was in flight may be missing */
 		if (st->open_changes != sub_changes)
@@ -832,6 +968,7 @@ stream_run(void)
 	replay_quota turn = {REPLAY_TURN_BYTES, REPLAY_TURN_EVENTS};
 	stream	   *st;
 
+	stream_reload_kick();
 	while (turn.bytes > 0 && turn.events > 0 && (st = replay_dequeue()) != NULL) {
 		if (replay_advance(st, &turn))
 			replay_enqueue(st);

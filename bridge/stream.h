@@ -128,7 +128,7 @@ stream_decision stream_decide(const open_info *info, bool is_sub, int64_t last_e
  * A new OPENING stream on c (c->st); takes patterns and filter, copies
  * sub_id.  NULL on OOM (nothing taken).
  */
-stream	   *stream_new(client *c, char **patterns, size_t npatterns, json_t *filter,
+stream	   *stream_new(client *c, char **patterns, size_t npatterns, sse_filter *filter,
 					   const char *sub_id, int64_t last_event_id);
 
 /* OPENING -> REPLAYING: the head, a reset if pruned > cursor, then replay. */
@@ -137,7 +137,18 @@ void		stream_begin(stream *st, int64_t cursor, int64_t pruned);
 /* Schedule a REPLAYING stream to continue: cache, next page, or ready. */
 void		stream_step(stream *st);
 
-/* Replace a stream's patterns and filter from JSON; false if invalid. */
-bool		stream_set_spec(stream *st, const char *channels_json, const char *filter_json);
+typedef enum spec_status {
+	SPEC_OK,
+	SPEC_BAD_CHANNELS,			/* not a non-empty array of valid patterns */
+	SPEC_BAD_FILTER,			/* a filter the matcher cannot evaluate exactly */
+	SPEC_NOMEM
+} spec_status;
+
+/*
+ * Replace a stream's patterns and filter (compiled) from their JSON text.
+ * Anything but SPEC_OK leaves the stream unchanged and sets *why.
+ */
+spec_status stream_set_spec(stream *st, const char *channels_json, const char *filter_json,
+							const char **why);
 
 #endif
