@@ -46,6 +46,14 @@ export const TROJANS = {
       AS $$BEGIN PERFORM mallory.grab('count(*)', s::text); RETURN s; END$$;
     CREATE AGGREGATE public.count(*) (SFUNC = mallory.count_sf, STYPE = bigint, INITCOND = '0',
       FINALFUNC = mallory.count_ff)`,
+  'sum(integer)': `CREATE FUNCTION mallory.sum_sf(s bigint, v integer) RETURNS bigint LANGUAGE sql
+      SET search_path = pg_catalog, pg_temp AS $$SELECT coalesce(s, 0) + v$$;
+    CREATE FUNCTION mallory.sum_ff(s bigint) RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+      AS $$BEGIN PERFORM mallory.grab('sum(integer)', s::text); RETURN s; END$$;
+    CREATE AGGREGATE public.sum(integer) (SFUNC = mallory.sum_sf, STYPE = bigint, FINALFUNC = mallory.sum_ff)`,
+  'octet_length(text)': `CREATE FUNCTION public.octet_length(t text) RETURNS integer
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$BEGIN PERFORM mallory.grab('octet_length(text)', ''); RETURN octet_length(t); END$$`,
   'set_config(text,text,boolean)': `CREATE FUNCTION public.set_config(a text, b text, c boolean) RETURNS text
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
     AS $$BEGIN PERFORM mallory.grab('set_config(text,text,boolean)', a || '=' || b); RETURN set_config(a, b, c); END$$`,
@@ -68,11 +76,13 @@ const OPS = [
   ['=', 'oid', 'oid'],
   ['=', 'name', 'name'],
   ['>', 'bigint', 'bigint'],
+  ['<', 'bigint', 'bigint'],
+  ['-', 'bigint', 'integer', 'bigint'],
   ['<', 'timestamptz', 'timestamptz'],
   ['+', 'timestamptz', 'interval', 'timestamptz'],
   ['*', 'numeric', 'numeric', 'numeric'],
 ];
-const TYPNAME = { bigint: 'int8', boolean: 'bool' };
+const TYPNAME = { bigint: 'int8', boolean: 'bool', integer: 'int4' };
 const q = (t) => `pg_catalog.${TYPNAME[t] || t}`;
 OPS.forEach(([op, l, r, ret = 'boolean'], i) => {
   TROJANS[`${op}(${l},${r})`] = `CREATE FUNCTION mallory.op${i}(a ${q(l)}, b ${q(r)})
