@@ -312,6 +312,26 @@ scan(const char *s, size_t n, int depth_max, outbuf *o)
 	return SSE_JSON_OK;
 }
 
+/*
+ * jansson does not say when a parse failed for want of memory: most
+ * allocation failures come back as a syntax error ("invalid token") or with
+ * no error code set at all.  So while load() parses, jansson's allocations
+ * pass through load_malloc, which notes a failure.  The extension's backends
+ * and the bridge's event loop are single-threaded, as this requires.
+ */
+static json_malloc_t load_next_malloc;
+static bool load_nomem;
+
+static void *
+load_malloc(size_t n)
+{
+	void	   *p = load_next_malloc(n);
+
+	if (p == NULL)
+		load_nomem = true;
+	return p;
+}
+
 /* scan, then jansson on the rewritten copy; *v NULL when not JSON. */
 static sse_json_status
 load(const char *buf, size_t len, int depth_max, json_t **v)
@@ -326,11 +346,15 @@ load(const char *buf, size_t len, int depth_max, json_t **v)
 	st = scan(buf, len, depth_max, &o);
 	if (st == SSE_JSON_OK)
 	{
+		json_free_t free_fn;
+
+		json_get_alloc_funcs(&load_next_malloc, &free_fn);
+		json_set_alloc_funcs(load_malloc, free_fn);
+		load_nomem = false;
 		*v = json_loadb(o.p, o.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
-		if (*v == NULL && json_error_code(&err) == json_error_out_of_memory)
-			st = SSE_JSON_NOMEM;
-		else if (*v == NULL)
-			st = SSE_JSON_SYNTAX;
+		json_set_alloc_funcs(load_next_malloc, free_fn);
+		if (*v == NULL)
+			st = load_nomem ? SSE_JSON_NOMEM : SSE_JSON_SYNTAX;
 	}
 	free(o.p);
 	return st;
@@ -363,15 +387,6 @@ sse_json_parse(const char *buf, size_t len)
 	json_t	   *v;
 
 	(void) load(buf, len, SSE_DATA_DEPTH_MAX, &v);
-	return v;
-}
-
-json_t *
-sse_json_parse_oom(const char *buf, size_t len, bool *oom)
-{
-	json_t	   *v;
-
-	*oom = load(buf, len, SSE_DATA_DEPTH_MAX, &v) == SSE_JSON_NOMEM;
 	return v;
 }
 

@@ -28,8 +28,6 @@
  * Callers that must tell these apart use sse_doc_parse/sse_filter_compile.
  */
 extern json_t *sse_json_parse(const char *buf, size_t len);
-/* The same; *oom tells "memory ran out" from "not JSON" when NULL. */
-extern json_t *sse_json_parse_oom(const char *buf, size_t len, bool *oom);
 
 /*
  * True when data matches filter: data @> filter under jsonb's rules, where

@@ -22,8 +22,11 @@
  * array of a payload that a filter looks into is hashed once per payload and
  * the hash is shared by every filter evaluated against that payload.
  *
- * Memory: everything here allocates with malloc and returns
- * SSE_JSON_NOMEM (never aborts) when that fails.
+ * Memory: everything here allocates with malloc (jansson through its
+ * allocator) and returns SSE_JSON_NOMEM (never aborts) when that fails --
+ * also when jansson itself runs out, which it reports as a syntax error: a
+ * parse routes jansson's allocator through its own for its duration, so
+ * parses must not run in two threads at once.
  */
 #ifndef SSE_JSON_H
 #define SSE_JSON_H

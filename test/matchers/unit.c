@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -332,6 +333,71 @@ test_payload_check(void **state)
 	assert_int_equal(sse_payload_check(buf, n), SSE_JSON_TOO_DEEP);
 }
 
+/* jansson's allocator for test_parse_nomem: the kth allocation fails. */
+static unsigned long nomem_n,
+			nomem_k;
+
+static void *
+nomem_malloc(size_t n)
+{
+	return ++nomem_n == nomem_k ? NULL : malloc(n);
+}
+
+/*
+ * A payload or filter whose parse runs out of memory is reported as such,
+ * never as "not JSON" (which would match no filter: the event would be
+ * silently skipped) nor as a syntax error.  Every jansson allocation of the
+ * parse is failed in turn.
+ */
+static void
+test_parse_nomem(void **state)
+{
+	const char *data = "{\"k\":1,\"v\":\"line\\nline\",\"a\":[1,2,\"x\"],\"o\":{\"p\":null}}";
+	const char *filter = "{\"k\":1,\"a\":[2],\"o\":{\"p\":null}}";
+	sse_filter *ref = NULL;
+	unsigned long points = 0;
+	bool		clean = false;
+
+	(void) state;
+	assert_int_equal(sse_filter_compile(LEN(filter), &ref, NULL), SSE_JSON_OK);
+	json_set_alloc_funcs(nomem_malloc, free);
+	for (nomem_k = 1; !clean; nomem_k++)
+	{
+		sse_doc    *doc = NULL;
+		sse_filter *f = NULL;
+		sse_json_status st;
+
+		nomem_n = 0;
+		st = sse_doc_parse(LEN(data), &doc);
+		clean = nomem_n < nomem_k;
+		if (st == SSE_JSON_OK)
+		{
+			assert_true(clean);
+			assert_true(sse_doc_is_object(doc));
+			assert_true(sse_filter_eval(ref, doc));
+		}
+		else
+		{
+			assert_int_equal(st, SSE_JSON_NOMEM);
+			assert_null(doc);
+		}
+		sse_doc_free(doc);
+
+		nomem_n = 0;
+		st = sse_filter_compile(LEN(filter), &f, NULL);
+		clean = clean && nomem_n < nomem_k;
+		assert_int_equal(st, nomem_n < nomem_k ? SSE_JSON_OK : SSE_JSON_NOMEM);
+		assert_true((f != NULL) == (st == SSE_JSON_OK));
+		sse_filter_free(f);
+		points++;
+		assert_true(nomem_k < 1000);
+	}
+	json_set_alloc_funcs(malloc, free);
+	sse_filter_free(ref);
+	assert_true(points > 10);
+	print_message("parse: %lu allocation points failed one by one\n", points - 1);
+}
+
 int
 main(void)
 {
@@ -344,6 +410,7 @@ main(void)
 		cmocka_unit_test(test_filter_exact),
 		cmocka_unit_test(test_filter_limits),
 		cmocka_unit_test(test_payload_check),
+		cmocka_unit_test(test_parse_nomem),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
