@@ -21,19 +21,45 @@
 #include "log.h"
 #include "logpos.h"
 #include "logread.h"
+#include "wire.h"
+
+/*
+ * Immune to search_path: every function, operator, type and catalog table
+ * below is schema-qualified (OPERATOR(pg_catalog.=), pg_catalog.text, ...;
+ * bigint and GREATEST/EXTRACT are grammar that names pg_catalog itself), and
+ * the first setup step of each link pins the session's search_path to
+ * pg_catalog, pg_temp.  Either layer alone keeps objects that other roles
+ * create in public (or in any schema on the role's path) out of the
+ * bridge's statements; the test builds LOGREAD_UNQUALIFIED and
+ * LOGREAD_NO_PIN each drop one layer so test/abuse can prove the other.
+ */
+#ifndef LOGREAD_UNQUALIFIED
+#define PGC "pg_catalog."
+#define OP(o) " OPERATOR(pg_catalog." o ") "
+#else
+#define PGC ""
+#define OP(o) " " o " "
+#endif
+
+/* The pin itself is always qualified: it runs under whatever path the role has. */
+#define LOGREAD_PIN_SQL \
+	"SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)"
 
 /* A row's created_at in microseconds (the fingerprint's input, logpos.h). */
-#define LOGREAD_US(e) "(extract(epoch FROM " e ".created_at) * 1000000)::bigint"
+#define LOGREAD_US(e) \
+	"(EXTRACT(epoch FROM " e ".created_at)" OP("*") "1000000::numeric)::bigint"
 /* created_us of the row at id x, NULL when there is none. */
 #define LOGREAD_US_AT(x) \
-	"(SELECT " LOGREAD_US("a") " FROM sse_bridge.events a WHERE a.id = " x ")"
+	"(SELECT " LOGREAD_US("a") " FROM sse_bridge.events a WHERE a.id" OP("=") x ")"
 
 /*
  * Columns of "fetch": one row per event, or one row of NULLs after the meta.
  * It reads from the cursor $1 itself (id >= $1), so the first row is the
  * row at the cursor when it exists: the reader checks it is still the row
  * it read before (a timeline check, docs/design.md) and skips it; up to
- * $2 rows after the cursor follow.
+ * $2 rows after the cursor follow, and none after the first of them once
+ * $3 bytes of their payload precede it (the row at the cursor is not
+ * counted).
  */
 enum {FETCH_PRUNED, FETCH_ID, FETCH_CHANNEL, FETCH_EVENT, FETCH_DATA, FETCH_CREATED_US};
 
@@ -41,11 +67,17 @@ static const char logread_fetch_sql[] =
 	"SELECT m.pruned_through, e.id, e.channel, e.event, e.data, "
 	LOGREAD_US("e") " AS created_us "
 	"FROM sse_bridge.meta m LEFT JOIN LATERAL ("
-	"SELECT * FROM sse_bridge.events WHERE id >= $1 ORDER BY id LIMIT $2::bigint + 1) e ON true";
+	"SELECT * FROM (SELECT x.*, COALESCE(" PGC "sum(" PGC "octet_length(x.data)) "
+	"FILTER (WHERE x.id" OP(">") "$1::bigint) OVER (ORDER BY x.id)"
+	OP("-") PGC "octet_length(x.data), 0) AS before "
+	"FROM sse_bridge.events x WHERE x.id" OP(">=") "$1::bigint "
+	"ORDER BY x.id LIMIT $2::bigint" OP("+") "1) w "
+	"WHERE w.before" OP("<") "$3::bigint ORDER BY w.id) e ON true";
+
+#define LOGREAD_HEAD_SQL "GREATEST((SELECT " PGC "max(id) FROM sse_bridge.events), m.pruned_through)"
 
 #define LOGREAD_HEAD_PRUNED_SQL \
-	"SELECT greatest((SELECT max(id) FROM sse_bridge.events), m.pruned_through) AS head, " \
-	"m.pruned_through FROM sse_bridge.meta m"
+	"SELECT " LOGREAD_HEAD_SQL " AS head, m.pruned_through FROM sse_bridge.meta m"
 
 /* Columns of "head": the head and the created_us of its row (NULL: none). */
 static const char logread_head_sql[] =
@@ -60,10 +92,23 @@ enum {FORK_PRUNED, FORK_ID, FORK_US};
 static const char logread_fork_sql[] =
 	"SELECT m.pruned_through, f.id, f.us FROM sse_bridge.meta m LEFT JOIN LATERAL ("
 	"SELECT e.id, " LOGREAD_US("e") " AS us "
-	"FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), "
-	"pg_catalog.unnest($2::pg_catalog.int8[])) AS r(id, us) "
-	"JOIN sse_bridge.events e ON e.id = r.id AND " LOGREAD_US("e") " = r.us "
+	"FROM ROWS FROM (" PGC "unnest($1::bigint[]), "
+	PGC "unnest($2::bigint[])) AS r(id, us) "
+	"JOIN sse_bridge.events e ON e.id" OP("=") "r.id AND " LOGREAD_US("e") OP("=") "r.us "
 	"ORDER BY e.id DESC LIMIT 1) f ON true";
+
+/* The first close event on a channel in `list` (an array expression). */
+#define LOGREAD_CLOSE_SQL(list) \
+	"(SELECT " PGC "min(id) FROM sse_bridge.events WHERE event" OP("=") "'close'::" PGC "text " \
+	" AND channel" OP("=") "ANY(" list ") AND id" OP(">") "0::bigint) AS close_id"
+
+/*
+ * A subscription's definition: the columns OPEN_SID..OPEN_EXPIRED of s;
+ * start_us is the created_us of the row at s.start_id (or NULL::bigint).
+ */
+#define LOGREAD_SUB_COLS(start_us) \
+	"s.sid, " PGC "array_to_json(s.channels)::" PGC "text, s.filter::" PGC "text, s.start_id, " \
+	start_us ", s.closed_at IS NOT NULL, ((s.last_seen" OP("+") "s.ttl)" OP("<") PGC "now()) "
 
 /*
  * Columns of open_adhoc, open_sub and reload_sub (the first five or all
@@ -79,30 +124,66 @@ enum {OPEN_HEAD, OPEN_PRUNED, OPEN_HEAD_US, OPEN_AT_US, OPEN_CLOSE_ID, OPEN_SID,
 	LOGREAD_US_AT("$2::bigint") ", "
 
 static const char logread_open_adhoc_sql[] =
-	LOGREAD_OPEN_HEAD
-	"(SELECT min(id) FROM sse_bridge.events WHERE event = 'close' "
-	" AND channel = ANY($1::text[]) AND id > 0) AS close_id "
+	LOGREAD_OPEN_HEAD LOGREAD_CLOSE_SQL("$1::" PGC "text[]") " "
 	"FROM (" LOGREAD_HEAD_PRUNED_SQL ") h";
 
 static const char logread_open_sub_sql[] =
-	LOGREAD_OPEN_HEAD
-	"(SELECT min(id) FROM sse_bridge.events WHERE event = 'close' "
-	" AND channel = ANY(s.channels) AND id > 0) AS close_id, "
-	"s.sid, array_to_json(s.channels)::text, s.filter::text, s.start_id, "
-	LOGREAD_US_AT("s.start_id") ", s.closed_at IS NOT NULL, (s.last_seen + s.ttl < now()) "
-	"FROM (" LOGREAD_HEAD_PRUNED_SQL ") h LEFT JOIN sse_bridge.subscriptions s ON s.id = $1::uuid";
+	LOGREAD_OPEN_HEAD LOGREAD_CLOSE_SQL("s.channels") ", "
+	LOGREAD_SUB_COLS(LOGREAD_US_AT("s.start_id"))
+	"FROM (" LOGREAD_HEAD_PRUNED_SQL ") h LEFT JOIN sse_bridge.subscriptions s "
+	"ON s.id" OP("=") "$1::" PGC "uuid";
 
+/* Up to $2 of the subscriptions whose sid is in $1, by sid. */
 static const char logread_reload_sql[] =
-	"SELECT 0, 0, NULL::bigint, NULL::bigint, NULL::bigint, s.sid, "
-	"array_to_json(s.channels)::text, s.filter::text, s.start_id, NULL::bigint, s.closed_at IS NOT NULL, (s.last_seen + s.ttl < now()) "
-	"FROM sse_bridge.subscriptions s WHERE s.sid = $1";
+	"SELECT 0::bigint, 0::bigint, NULL::bigint, NULL::bigint, NULL::bigint, "
+	LOGREAD_SUB_COLS("NULL::bigint")
+	"FROM sse_bridge.subscriptions s WHERE s.sid" OP("=") "ANY($1::bigint[]) "
+	"ORDER BY s.sid LIMIT $2::bigint";
 
 static char *logread_touch_sql;
 static char *logread_expire_sql;
+static char *logread_prune_sql;
+
+/*
+ * Session settings, first on every connection: the server cancels a lock
+ * wait at 80 % of --db-timeout and any statement at 90 %, before the
+ * bridge's own deadline, so its error says which (db.h).
+ */
+static char logread_session_buf[200];
+
+/*
+ * The heartbeat of an idle link names both tables the bridge reads, so
+ * parse analysis takes their locks: a lock held on either is noticed like a
+ * stopped server.  It reads no rows and calls no function or operator.
+ */
+static const char logread_heartbeat[] =
+	"SELECT FROM sse_bridge.meta, sse_bridge.events WHERE false";
+
+/*
+ * May this role run the extension's sse_prune?  Every name is qualified and
+ * every operator is pg_catalog's, so no search_path can redirect it.
+ */
+enum {GRANT_OK, GRANT_ROLE, GRANT_SCHEMA};
+static const char logread_prune_grant_sql[] =
+	"SELECT pg_catalog.has_function_privilege(p.oid, 'EXECUTE'), "
+	"pg_catalog.quote_ident(CURRENT_USER), pg_catalog.quote_ident(n.nspname) "
+	"FROM pg_catalog.pg_extension e "
+	"JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace "
+	"JOIN pg_catalog.pg_proc p ON p.pronamespace OPERATOR(pg_catalog.=) n.oid "
+	"AND p.proname OPERATOR(pg_catalog.=) 'sse_prune' "
+	"AND p.pronargs OPERATOR(pg_catalog.=) 1 "
+	"WHERE e.extname OPERATOR(pg_catalog.=) 'sse_bridge'";
 
 static bool logread_schema(db_link *l, PGresult *res);
 
+#ifndef LOGREAD_NO_PIN
+#define LOGREAD_PIN_STEP {NULL, LOGREAD_PIN_SQL, NULL},
+#else
+#define LOGREAD_PIN_STEP
+#endif
+
 static const db_step live_steps[] = {
+	LOGREAD_PIN_STEP
 	{NULL, "LISTEN sse_bridge", NULL},
 	{"fetch", logread_fetch_sql, NULL},
 	{"head", logread_head_sql, NULL},
@@ -110,8 +191,10 @@ static const db_step live_steps[] = {
 };
 
 static const db_step work_steps[] = {
-	{NULL, "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n "
-	 "ON n.oid = e.extnamespace WHERE e.extname = 'sse_bridge'", logread_schema},
+	LOGREAD_PIN_STEP
+	{NULL, "SELECT n.nspname FROM " PGC "pg_extension e JOIN " PGC "pg_namespace n "
+	 "ON n.oid" OP("=") "e.extnamespace WHERE e.extname" OP("=") "'sse_bridge'::" PGC "name",
+	 logread_schema},
 	{"fetch", logread_fetch_sql, NULL},
 	{"open_adhoc", logread_open_adhoc_sql, NULL},
 	{"open_sub", logread_open_sub_sql, NULL},
@@ -137,7 +220,27 @@ logread_shutdown(void)
 {
 	free(logread_touch_sql);
 	free(logread_expire_sql);
-	logread_touch_sql = logread_expire_sql = NULL;
+	free(logread_prune_sql);
+	logread_touch_sql = logread_expire_sql = logread_prune_sql = NULL;
+}
+
+const char *
+logread_session_sql(uint64_t timeout_ms)
+{
+	uint64_t	stmt = timeout_ms - timeout_ms / 10,
+				lock = timeout_ms - timeout_ms / 5;
+
+	snprintf(logread_session_buf, sizeof(logread_session_buf),
+			 "SELECT pg_catalog.set_config('statement_timeout', '%" PRIu64 "', false), "
+			 "pg_catalog.set_config('lock_timeout', '%" PRIu64 "', false)",
+			 stmt > 0 ? stmt : 1, lock > 0 ? lock : 1);
+	return logread_session_buf;
+}
+
+const char *
+logread_heartbeat_sql(void)
+{
+	return logread_heartbeat;
 }
 
 /* Work link setup: build the housekeeping calls on the extension's schema. */
@@ -154,13 +257,15 @@ logread_schema(db_link *l, PGresult *res)
 	if (q == NULL)
 		return false;
 	logread_shutdown();
-	if (asprintf(&logread_touch_sql, "SELECT count(*) FILTER (WHERE %s.sse_touch(u)) "
-				 "FROM unnest($1::uuid[]) u", q) < 0)
+	if (asprintf(&logread_touch_sql, "SELECT " PGC "count(*) FILTER (WHERE %s.sse_touch(u)) "
+				 "FROM " PGC "unnest($1::" PGC "uuid[]) u", q) < 0)
 		logread_touch_sql = NULL;
 	if (asprintf(&logread_expire_sql, "SELECT %s.sse_expire()", q) < 0)
 		logread_expire_sql = NULL;
+	if (asprintf(&logread_prune_sql, "SELECT %s.sse_prune()", q) < 0)
+		logread_prune_sql = NULL;
 	PQfreemem(q);
-	return logread_touch_sql != NULL && logread_expire_sql != NULL;
+	return logread_touch_sql != NULL && logread_expire_sql != NULL && logread_prune_sql != NULL;
 }
 
 /* Strings as a PostgreSQL array literal, every element quoted. */
@@ -193,14 +298,15 @@ logread_array_literal(char *const *items, size_t n)
 }
 
 db_job *
-logread_fetch(int64_t after, int64_t limit, db_done_fn done, void *owner)
+logread_fetch(int64_t after, int64_t limit, size_t bytes, db_done_fn done, void *owner)
 {
-	char		a[24], b[24];
-	const char *params[2] = {a, b};
+	char		a[24], b[24], s[24];
+	const char *params[3] = {a, b, s};
 
 	snprintf(a, sizeof(a), "%" PRId64, after);
 	snprintf(b, sizeof(b), "%" PRId64, limit);
-	return db_job_new("fetch", 2, params, done, owner);
+	snprintf(s, sizeof(s), "%zu", bytes > 0 ? bytes : 1);
+	return db_job_new("fetch", 3, params, done, owner);
 }
 
 db_job *
@@ -257,16 +363,24 @@ logread_open(const char *sub_id, char *const *patterns, size_t npatterns, int64_
 }
 
 db_job *
-logread_reload(int64_t sid, db_done_fn done)
+logread_reload(const int64_t *sids, size_t n, db_done_fn done)
 {
-	char		buf[24];
-	const char *param = buf;
+	char	   *lit, *w, lim[24];
+	const char *params[2];
 	db_job	   *job;
 
-	snprintf(buf, sizeof(buf), "%" PRId64, sid);
-	job = db_job_new("reload_sub", 1, &param, done, NULL);
-	if (job != NULL)
-		job->aux = sid;
+	if ((lit = w = malloc(n * 21 + 3)) == NULL)
+		return NULL;
+	*w++ = '{';
+	for (size_t i = 0; i < n; i++)
+		w += sprintf(w, "%s%" PRId64, i > 0 ? "," : "", sids[i]);
+	*w++ = '}';
+	*w = '\0';
+	snprintf(lim, sizeof(lim), "%zu", n);
+	params[0] = lit;
+	params[1] = lim;
+	job = db_job_new("reload_sub", 2, params, done, NULL);
+	free(lit);
 	return job;
 }
 
@@ -293,7 +407,43 @@ logread_expire(db_done_fn done)
 	return db_job_sql(logread_expire_sql, 0, NULL, done, NULL);
 }
 
+db_job *
+logread_prune_grant(db_done_fn done, void *owner)
+{
+	return db_job_sql(logread_prune_grant_sql, 0, NULL, done, owner);
+}
+
+db_job *
+logread_prune(db_done_fn done, void *owner)
+{
+	if (logread_prune_sql == NULL)
+		return NULL;
+	return db_job_sql(logread_prune_sql, 0, NULL, done, owner);
+}
+
 /* ---- decoding ---- */
+
+logread_grant
+logread_prune_grant_answer(const PGresult *res, const char **role, const char **schema)
+{
+	*role = *schema = "?";
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
+		return LG_ERROR;
+	if (PQntuples(res) != 1)
+		return LG_MISSING;
+	*role = PQgetvalue(res, 0, GRANT_ROLE);
+	*schema = PQgetvalue(res, 0, GRANT_SCHEMA);
+	return PQgetvalue(res, 0, GRANT_OK)[0] == 't' ? LG_GRANTED : LG_DENIED;
+}
+
+bool
+logread_prune_answer(const PGresult *res, int64_t *deleted)
+{
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+		return false;
+	*deleted = PQgetisnull(res, 0, 0) ? 0 : strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	return true;
+}
 
 static int64_t
 logread_int(const PGresult *res, int row, int col, int64_t dflt)
@@ -326,6 +476,27 @@ int64_t
 logread_pruned(const PGresult *res)
 {
 	return logread_int(res, 0, FETCH_PRUNED, 0);
+}
+
+size_t
+logread_payload_bytes(const PGresult *res, int row)
+{
+	return PQgetisnull(res, row, FETCH_ID) ? 0 : (size_t) PQgetlength(res, row, FETCH_DATA);
+}
+
+size_t
+logread_frame_bound(const PGresult *res, int row, int64_t *id)
+{
+	if (PQgetisnull(res, row, FETCH_ID)) {
+		*id = -1;
+		return 0;
+	}
+	*id = strtoll(PQgetvalue(res, row, FETCH_ID), NULL, 10);
+	return wire_event_size(*id, logpos_fp(*id, logread_int(res, row, FETCH_CREATED_US, 0)),
+						   PQgetisnull(res, row, FETCH_EVENT) ? 0 :
+						   (size_t) PQgetlength(res, row, FETCH_EVENT),
+						   PQgetvalue(res, row, FETCH_DATA),
+						   (size_t) PQgetlength(res, row, FETCH_DATA));
 }
 
 logread_row
@@ -410,15 +581,24 @@ logread_open_answer(const PGresult *res, bool is_sub, open_info *info)
 }
 
 bool
-logread_reload_answer(const PGresult *res, open_info *info)
+logread_reload_ok(const PGresult *res)
+{
+	return res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK &&
+		(PQntuples(res) == 0 || PQnfields(res) == OPEN_NCOLS);
+}
+
+void
+logread_reload_row(const PGresult *res, int row, open_info *info)
 {
 	memset(info, 0, sizeof(*info));
 	info->close_id = -1;
-	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) > 1)
-		return false;
-	if (PQntuples(res) == 1)
-		logread_open_info(res, true, info);
-	return true;				/* no row: the subscription is gone (found = false) */
+	info->found = true;
+	info->sid = logread_int(res, row, OPEN_SID, 0);
+	info->channels_json = logread_text(res, row, OPEN_CHANNELS);
+	info->filter_json = logread_text(res, row, OPEN_FILTER);
+	info->start_id = logread_int(res, row, OPEN_START_ID, 0);
+	info->closed = logread_bool(res, row, OPEN_CLOSED);
+	info->expired = logread_bool(res, row, OPEN_EXPIRED);
 }
 
 void

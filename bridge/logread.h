@@ -49,12 +49,19 @@ const db_step *logread_work_steps(size_t *n);
 /* Free what the work link's setup built (shutdown). */
 void		logread_shutdown(void);
 
+/* db_session_sql for this deadline (a static buffer) and db_heartbeat_sql. */
+const char *logread_session_sql(uint64_t timeout_ms);
+const char *logread_heartbeat_sql(void);
+
 /*
  * The log from `after` on (live fetches and replay pages): the row at
  * `after` itself first when it exists (checked with logread_us_at), then
- * at most limit rows after it.
+ * at most limit rows after it, and no row after the first of those once
+ * `bytes` of their payload precede it, so a result holds about `bytes`
+ * plus one event (and the row at `after`).
  */
-db_job	   *logread_fetch(int64_t after, int64_t limit, db_done_fn done, void *owner);
+db_job	   *logread_fetch(int64_t after, int64_t limit, size_t bytes, db_done_fn done,
+						  void *owner);
 /* The log head (live link, before the first fetch). */
 db_job	   *logread_head(db_done_fn done, void *owner);
 /*
@@ -66,11 +73,14 @@ db_job	   *logread_open(const char *sub_id, char *const *patterns, size_t npatte
 /* The fork point: the newest of these rows (id, created_us) still in the log. */
 db_job	   *logread_fork(const int64_t *ids, const int64_t *us, size_t n,
 						 db_done_fn done, void *owner);
-/* Re-read one subscription; job->aux = sid. */
-db_job	   *logread_reload(int64_t sid, db_done_fn done);
+/* Re-read the subscriptions sids[0..n) (at most n rows, by sid). */
+db_job	   *logread_reload(const int64_t *sids, size_t n, db_done_fn done);
 /* sse_touch for these subscription uuids, and sse_expire; NULL before setup. */
 db_job	   *logread_touch(char *const *uuids, size_t n, db_done_fn done);
 db_job	   *logread_expire(db_done_fn done);
+/* May this role execute sse_prune?  And the call itself (NULL before setup). */
+db_job	   *logread_prune_grant(db_done_fn done, void *owner);
+db_job	   *logread_prune(db_done_fn done, void *owner);
 
 /* ---- decoding ---- */
 
@@ -87,6 +97,15 @@ typedef enum logread_row {
 
 logread_row logread_event(const PGresult *res, int row, event **ev);
 
+/* Payload bytes of a fetch row (0 for the empty row). */
+size_t		logread_payload_bytes(const PGresult *res, int row);
+
+/*
+ * A fetch row's event id (-1 for the empty row) and an upper bound of its
+ * SSE frame, without decoding it (replay checks the room before copying).
+ */
+size_t		logread_frame_bound(const PGresult *res, int row, int64_t *id);
+
 /* The head of a head result and its row's created_us (true when usable). */
 bool		logread_head_value(const PGresult *res, int64_t *head, int64_t *head_us);
 
@@ -101,12 +120,30 @@ bool		logread_fork_answer(const PGresult *res, int64_t *pruned, int64_t *id,
 								int64_t *us);
 
 /*
- * Decode an open answer (one row; is_sub: a subscription) or a reload answer
- * (no row: the subscription is gone) into info.  False when res is not a
- * usable answer (info is then empty).
+ * Decode an open answer (one row; is_sub: a subscription) into info.  False
+ * when res is not a usable answer (info is then empty).
  */
 bool		logread_open_answer(const PGresult *res, bool is_sub, open_info *info);
-bool		logread_reload_answer(const PGresult *res, open_info *info);
+/*
+ * A reload answer: one row per subscription that still exists (a requested
+ * sid without a row is gone).  logread_reload_row fills info from row
+ * (found = true).
+ */
+bool		logread_reload_ok(const PGresult *res);
+void		logread_reload_row(const PGresult *res, int row, open_info *info);
 void		open_info_clear(open_info *info);
+
+typedef enum logread_grant {
+	LG_ERROR,					/* the lookup failed */
+	LG_MISSING,					/* no sse_prune(interval) in the extension */
+	LG_GRANTED,
+	LG_DENIED
+} logread_grant;
+
+/* The grant lookup; role and schema (quoted) point into res. */
+logread_grant logread_prune_grant_answer(const PGresult *res, const char **role,
+										 const char **schema);
+/* An sse_prune answer: true with the number of events deleted. */
+bool		logread_prune_answer(const PGresult *res, int64_t *deleted);
 
 #endif

@@ -15,10 +15,14 @@
  * flushed, serves it round-robin with a slice per visit and a budget per
  * turn (stream.h), putting a stream that still has work back at the tail.
  * A visit advances c from the replay cache when the cache covers c
- * (ring_lo <= c), otherwise asks the log for a page (work link), and
- * pauses whenever the client's queue holds replay_budget() bytes (the
- * client's `drained` resumes it).  A stream whose cursor is ahead of the
- * live cursor parks until the feed advances.
+ * (ring_lo <= c), otherwise asks the log for a page of at most the room
+ * left in the client's queue (work link).  Replay is paced by the client's
+ * drain: a frame is queued only if the queue stays within --client-queue
+ * (keeping REPLAY_RESERVE for ready/reset) or is empty, otherwise the
+ * stream pauses with st->need set and the client's `drained` resumes it.
+ * Over the hard memory limit replays wait (parked; stream_mem_check
+ * resumes them).  A stream whose cursor is ahead of the live cursor parks
+ * until the feed advances.
  *
  * Invariants (asserted where cheap):
  *  - the hand-over to LIVE happens only with c == ring_hi(), in the same
@@ -44,6 +48,7 @@
 #include "config.h"
 #include "log.h"
 #include "logpos.h"
+#include "mem.h"
 #include "metrics.h"
 #include "resp.h"
 #include "ring.h"
@@ -135,6 +140,23 @@ stream_submit(stream *st, db_job *job)
 	return true;
 }
 
+/*
+ * As stream_submit, for an open: answered within --db-timeout or failed
+ * (done with res NULL).  False, job freed, when the work link is down.
+ */
+static bool
+stream_submit_now(stream *st, db_job *job)
+{
+	assert(st->job == NULL && job != NULL);
+	st->job = job;
+	st->job_timeline = ring_timeline();
+	if (work_submit_now(job))
+		return true;
+	st->job = NULL;
+	db_job_free(job);
+	return false;
+}
+
 /* A job of st finished: free it; NULL when its stream is gone. */
 static stream *
 stream_claim(db_job *job, int64_t *aux)
@@ -160,7 +182,7 @@ stream_free_spec(stream *st)
 		free(st->sub.patterns[i]);
 	free(st->sub.patterns);
 	hub_sub_unprepare(&st->sub);
-	json_decref(st->sub.filter);
+	sse_filter_free(st->sub.filter);
 	st->sub.patterns = NULL;
 	st->sub.npatterns = 0;
 	st->sub.filter = NULL;
@@ -168,20 +190,25 @@ stream_free_spec(stream *st)
 
 /* Patterns from a JSON array of strings; NULL unless all are valid. */
 static char **
-stream_patterns(const char *json, size_t *n)
+stream_patterns(const char *json, size_t *n, bool *oom)
 {
+	uint64_t	fails = mem_json_failures();
 	json_t	   *a = json ? json_loads(json, 0, NULL) : NULL;
 	char	  **v = NULL;
 	size_t		i = 0;
 
+	*oom = json == NULL || (a == NULL && mem_json_failures() != fails);
 	if (json_is_array(a) && json_array_size(a) > 0 &&
-		(v = calloc(json_array_size(a), sizeof(char *))) != NULL) {
+		!(*oom = (v = calloc(json_array_size(a), sizeof(char *))) == NULL)) {
 		for (; i < json_array_size(a); i++) {
 			const char *p = json_string_value(json_array_get(a, i));
 
-			if (p == NULL || sse_pattern_check(p, strlen(p)) != SSE_NAME_OK ||
-				(v[i] = strdup(p)) == NULL)
+			if (p == NULL || sse_pattern_check(p, strlen(p)) != SSE_NAME_OK)
 				break;
+			if ((v[i] = strdup(p)) == NULL) {
+				*oom = true;
+				break;
+			}
 		}
 		if (i < json_array_size(a)) {
 			while (i > 0)
@@ -195,30 +222,41 @@ stream_patterns(const char *json, size_t *n)
 	return v;
 }
 
-bool
-stream_set_spec(stream *st, const char *channels_json, const char *filter_json)
+spec_status
+stream_set_spec(stream *st, const char *channels_json, const char *filter_json,
+				const char **why)
 {
 	size_t		n;
-	char	  **pats = stream_patterns(channels_json, &n);
-	json_t	   *f = filter_json ? sse_json_parse(filter_json, strlen(filter_json)) : NULL;
+	bool		pats_oom;
+	char	  **pats = stream_patterns(channels_json, &n, &pats_oom);
+	sse_filter *f = NULL;
+	sse_json_status fs = SSE_JSON_OK;
+	const char *msg = NULL;
 
-	if (pats == NULL || (f != NULL && !json_is_object(f))) {
+	*why = NULL;
+	/* a filter the matcher cannot evaluate exactly refuses the stream */
+	if (filter_json != NULL)
+		fs = sse_filter_compile(filter_json, strlen(filter_json), &f, &msg);
+	if (pats == NULL || fs != SSE_JSON_OK) {
 		for (size_t i = 0; pats && i < n; i++)
 			free(pats[i]);
 		free(pats);
-		json_decref(f);
-		return false;
+		sse_filter_free(f);
+		*why = fs != SSE_JSON_OK ? msg : pats_oom ? "out of memory" : "invalid channel patterns";
+		if (fs == SSE_JSON_NOMEM || (pats == NULL && pats_oom))
+			return SPEC_NOMEM;	/* never fall back to no filter */
+		return fs != SSE_JSON_OK ? SPEC_BAD_FILTER : SPEC_BAD_CHANNELS;
 	}
 	stream_free_spec(st);
 	st->sub.patterns = pats;
 	st->sub.npatterns = n;
 	hub_sub_prepare(&st->sub);
-	if (f != NULL && json_object_size(f) == 0) {
-		json_decref(f);
+	if (f != NULL && sse_filter_is_empty(f)) {
+		sse_filter_free(f);
 		f = NULL;
 	}
 	st->sub.filter = f;
-	return true;
+	return SPEC_OK;
 }
 
 /* A definition change: REPLAYING or LIVE keeps its state; false if invalid. */
@@ -226,75 +264,45 @@ static bool
 stream_redefine(stream *st, const open_info *info)
 {
 	bool		live = st->state == SS_LIVE;
-	bool		ok;
+	const char *why;
+	spec_status ss;
 
 	assert(st->state == SS_REPLAYING || st->state == SS_LIVE);
 	if (live)
 		hub_remove(&st->sub);	/* the hub must not see the spec change */
-	ok = stream_set_spec(st, info->channels_json, info->filter_json);
+	ss = stream_set_spec(st, info->channels_json, info->filter_json, &why);
+	if (ss != SPEC_OK)
+		log_warn("ending a stream: its subscription's new definition cannot be used: %s", why);
 	if (live && !hub_add(&st->sub))
 		client_doom(st->owner);
-	return ok;
+	return ss == SPEC_OK;
 }
 
-static void stream_reload(int64_t sid);
+/*
+ * Subscription reloads.  A change notice ("s <sid>", which any database
+ * role can send) costs O(1): it only records a hint.  At most one reload
+ * query is in flight; it asks for at most RELOAD_PAGE of the subscriptions
+ * in use among the hints, and whatever arrives meanwhile waits as the one
+ * pending set for the next query.  Hints for subscriptions no stream uses
+ * are dropped when the query is built; when more than RELOAD_HINTS pile up
+ * (or the live link relistened) the pending set becomes "every subscription
+ * in use", reloaded a page at a time in sid order.  The query goes out at
+ * the next flush, after the opens already queued on the work link, so a
+ * notification flood costs one bounded query at a time and never holds
+ * opens back by more than one such query.
+ */
+#define RELOAD_PAGE 1000
+#define RELOAD_HINTS 4096
 
-/* Apply a reloaded (or vanished) subscription to every stream using it. */
-static void
-stream_apply(int64_t sid, const open_info *info)
-{
-	stream	   *st;
-
-	TAILQ_FOREACH(st, &streams, link) {
-		if (st->sid != sid || (st->state != SS_REPLAYING && st->state != SS_LIVE))
-			continue;
-		if (!info->found || info->expired) {
-			log_info("ending a stream: its subscription was dropped or expired");
-			client_end(st->owner);
-		} else if (!stream_redefine(st, info))
-			client_end(st->owner);
-	}
-}
-
-static void
-stream_reload_done(db_job *job, PGresult *res)
-{
-	int64_t		sid = job->aux;
-	open_info	info;
-
-	db_job_free(job);
-	if (res == NULL)
-		return;
-	if (!logread_reload_answer(res, &info)) {
-		log_warn("reloading a subscription failed: %s", PQresultErrorMessage(res));
-		return;
-	}
-	stream_apply(sid, &info);
-	open_info_clear(&info);
-}
-
-static void
-stream_reload(int64_t sid)
-{
-	db_job	   *job = logread_reload(sid, stream_reload_done);
-
-	if (job != NULL)
-		work_submit(job);
-}
-
-void
-stream_sub_changed(int64_t sid)
-{
-	stream	   *st;
-
-	sub_changes++;
-	TAILQ_FOREACH(st, &streams, link) {
-		if (st->sid == sid) {
-			stream_reload(sid);
-			return;
-		}
-	}
-}
+static struct {
+	int64_t		hint[RELOAD_HINTS];
+	size_t		nhint;
+	bool		all;			/* every sid in use above all_after */
+	int64_t		all_after;
+	bool		inflight;
+	int64_t	   *sent;			/* sorted sids of the query in flight */
+	size_t		nsent;
+} rl;
 
 static int
 stream_cmp_sid(const void *a, const void *b)
@@ -305,27 +313,178 @@ stream_cmp_sid(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* One reload per distinct subscription in use: notices may have been lost. */
+/* Sort and drop duplicates; returns the new length. */
+static size_t
+sid_unique(int64_t *v, size_t n)
+{
+	size_t		k = 0;
+
+	qsort(v, n, sizeof(*v), stream_cmp_sid);
+	for (size_t i = 0; i < n; i++)
+		if (k == 0 || v[i] != v[k - 1])
+			v[k++] = v[i];
+	return k;
+}
+
+static bool
+sid_member(const int64_t *v, size_t n, int64_t sid)
+{
+	return n > 0 && bsearch(&sid, v, n, sizeof(*v), stream_cmp_sid) != NULL;
+}
+
+/* Record that sid may have changed. */
+static void
+stream_reload(int64_t sid)
+{
+	if (rl.all && sid > rl.all_after)
+		return;					/* the pending sweep covers it */
+	if (rl.nhint == RELOAD_HINTS) {
+		rl.all = true;			/* too many: sweep every subscription in use */
+		rl.all_after = 0;
+		rl.nhint = 0;
+		return;
+	}
+	rl.hint[rl.nhint++] = sid;
+}
+
+/* Apply a reloaded (or vanished, info->found false) definition to st. */
+static void
+stream_apply(stream *st, const open_info *info)
+{
+	if (!info->found || info->expired) {
+		log_info("ending a stream: its subscription was dropped or expired");
+		client_end(st->owner);
+	} else if (!stream_redefine(st, info))
+		client_end(st->owner);
+}
+
+static void
+stream_reload_done(db_job *job, PGresult *res)
+{
+	int			rows;
+	int64_t    *got = NULL;
+	open_info  *infos = NULL;
+	stream	   *st;
+
+	db_job_free(job);
+	rl.inflight = false;
+	if (res == NULL || !logread_reload_ok(res)) {
+		if (res != NULL)
+			log_warn("reloading subscriptions failed: %s", PQresultErrorMessage(res));
+		for (size_t i = 0; i < rl.nsent; i++)
+			stream_reload(rl.sent[i]);	/* try them again */
+		goto out;
+	}
+	rows = PQntuples(res);
+	if (rows > 0 && ((got = malloc((size_t) rows * sizeof(*got))) == NULL ||
+					 (infos = calloc((size_t) rows, sizeof(*infos))) == NULL)) {
+		log_error("out of memory applying reloaded subscriptions");
+		for (size_t i = 0; i < rl.nsent; i++)
+			stream_reload(rl.sent[i]);
+		goto out;
+	}
+	for (int i = 0; i < rows; i++) {
+		logread_reload_row(res, i, &infos[i]);
+		got[i] = infos[i].sid;	/* ORDER BY sid: sorted */
+	}
+	TAILQ_FOREACH(st, &streams, link) {
+		const int64_t *hit;
+		open_info	gone = {.found = false};
+
+		if (st->sid == 0 || (st->state != SS_REPLAYING && st->state != SS_LIVE) ||
+			!sid_member(rl.sent, rl.nsent, st->sid))
+			continue;
+		hit = rows > 0 ? bsearch(&st->sid, got, (size_t) rows, sizeof(*got), stream_cmp_sid) : NULL;
+		stream_apply(st, hit ? &infos[hit - got] : &gone);
+	}
+	for (int i = 0; i < rows; i++)
+		open_info_clear(&infos[i]);
+out:
+	free(got);
+	free(infos);
+	free(rl.sent);
+	rl.sent = NULL;
+	rl.nsent = 0;
+}
+
+/* Send the pending reload if none is in flight (called at every flush). */
+static void
+stream_reload_kick(void)
+{
+	size_t		nuse = 0, n = 0, take;
+	int64_t    *use, *c;
+	stream	   *st;
+	db_job	   *job;
+
+	if (rl.inflight || (!rl.all && rl.nhint == 0))
+		return;
+	TAILQ_FOREACH(st, &streams, link)
+		nuse += st->sid != 0;
+	if (nuse == 0) {
+		rl.all = false;
+		rl.nhint = 0;
+		return;
+	}
+	use = malloc(nuse * sizeof(*use));
+	c = malloc((nuse + rl.nhint) * sizeof(*c));
+	if (use == NULL || c == NULL) {
+		free(use);
+		free(c);
+		return;					/* the next flush tries again */
+	}
+	nuse = 0;
+	TAILQ_FOREACH(st, &streams, link)
+		if (st->sid != 0)
+			use[nuse++] = st->sid;
+	nuse = sid_unique(use, nuse);
+	for (size_t i = 0; rl.all && i < nuse; i++)
+		if (use[i] > rl.all_after)
+			c[n++] = use[i];
+	for (size_t i = 0; i < rl.nhint; i++)
+		if (sid_member(use, nuse, rl.hint[i]))
+			c[n++] = rl.hint[i];
+	free(use);
+	n = sid_unique(c, n);
+	take = n < RELOAD_PAGE ? n : RELOAD_PAGE;
+	/* what is not sent stays pending: the rest of the sweep, or hints */
+	rl.nhint = 0;
+	if (n > take && rl.all)
+		rl.all_after = c[take - 1];
+	else {
+		for (size_t i = take; i < n; i++)
+			rl.hint[rl.nhint++] = c[i];
+		rl.all = false;
+	}
+	if (take == 0 || (job = logread_reload(c, take, stream_reload_done)) == NULL) {
+		if (take > 0)
+			for (size_t i = 0; i < take; i++)
+				stream_reload(c[i]);
+		free(c);
+		return;
+	}
+	rl.sent = c;
+	rl.nsent = take;
+	rl.inflight = true;
+	metrics.sub_reloads++;
+	work_submit(job);
+}
+
+void
+stream_sub_changed(int64_t sid)
+{
+	sub_changes++;
+	if (sid > 0)
+		stream_reload(sid);
+}
+
+/* Notices may have been lost while the link was down: reload everything in use. */
 void
 stream_relistened(void)
 {
-	size_t		n = 0, k = 0;
-	int64_t    *sids;
-	stream	   *st;
-
 	sub_changes++;				/* the opens in flight re-check as well */
-	TAILQ_FOREACH(st, &streams, link)
-		n += st->sid != 0;
-	if (n == 0 || (sids = malloc(n * sizeof(*sids))) == NULL)
-		return;
-	TAILQ_FOREACH(st, &streams, link)
-		if (st->sid != 0)
-			sids[k++] = st->sid;
-	qsort(sids, k, sizeof(*sids), stream_cmp_sid);
-	for (size_t i = 0; i < k; i++)
-		if (i == 0 || sids[i] != sids[i - 1])
-			stream_reload(sids[i]);
-	free(sids);
+	rl.all = true;
+	rl.all_after = 0;
+	rl.nhint = 0;
 }
 
 char	  **
@@ -372,7 +531,7 @@ stream_decide(const open_info *info, bool is_sub, int64_t last_event_id, int64_t
 }
 
 stream *
-stream_new(client *c, char **patterns, size_t npatterns, json_t *filter,
+stream_new(client *c, char **patterns, size_t npatterns, sse_filter *filter,
 		   const char *sub_id, int64_t last_event_id)
 {
 	stream	   *st = calloc(1, sizeof(stream));
@@ -489,10 +648,24 @@ stream_opened(stream *st, const open_info *info)
 	}
 	if (st->sub_id != NULL) {
 		st->sid = info->sid;
-		if (!stream_set_spec(st, info->channels_json, info->filter_json)) {
-			log_warn("a subscription has an invalid definition");
-			client_respond_error(c, 404, "not_found", "unknown or expired subscription");
-			return;
+		const char *why;
+
+		switch (stream_set_spec(st, info->channels_json, info->filter_json, &why)) {
+			case SPEC_OK:
+				break;
+			case SPEC_NOMEM:
+				client_respond_error(c, 503, "unavailable", "out of memory");
+				return;
+			case SPEC_BAD_FILTER:
+				/* never stream unfiltered: refuse, the client cannot fix it */
+				log_warn("refusing a stream: its subscription's filter %s", why);
+				client_respond_error(c, 500, "bad_subscription",
+									 "the subscription's filter cannot be evaluated");
+				return;
+			case SPEC_BAD_CHANNELS:
+				log_warn("a subscription has an invalid definition");
+				client_respond_error(c, 404, "not_found", "unknown or expired subscription");
+				return;
 		}
 		/* a change noticed while the open was in flight may be missing */
 		if (st->open_changes != sub_changes)
@@ -527,13 +700,21 @@ stream_open_done(db_job *job, PGresult *res)
 	assert(st->state == SS_OPENING);
 	if (res != NULL && job_timeline != ring_timeline()) {
 		/* read before the live link saw the timeline change: ask again */
-		if (!stream_submit(st, logread_open(st->sub_id, st->sub.patterns, st->sub.npatterns,
-											st->last_event_id, stream_open_done, st)))
+		db_job	   *again = logread_open(st->sub_id, st->sub.patterns, st->sub.npatterns,
+										 st->last_event_id, stream_open_done, st);
+
+		if (again == NULL)
 			client_respond_error(st->owner, 503, "unavailable", "out of memory");
+		else if (!stream_submit_now(st, again))
+			client_respond_error(st->owner, 503, "unavailable", "the database is unavailable");
 		return;
 	}
 	if (!logread_open_answer(res, st->sub_id != NULL, &info)) {
-		log_warn("opening a stream failed: %s", res ? PQresultErrorMessage(res) : "stopped");
+		if (res != NULL)
+			log_warn("opening a stream failed: %.*s", (int) strcspn(PQresultErrorMessage(res), "\n"),
+					 PQresultErrorMessage(res));
+		else
+			log_info("opening a stream failed: no answer from the database within --db-timeout");
 		client_respond_error(st->owner, 503, "unavailable", "the database lookup failed");
 		return;
 	}
@@ -547,6 +728,7 @@ stream_open(client *c, route_result *rr)
 	stream	   *st = stream_new(c, rr->patterns, rr->npatterns, rr->filter,
 								rr->kind == ROUTE_SUB ? rr->sub_id : NULL,
 								rr->last_event_id);
+	db_job	   *job;
 
 	if (st == NULL) {
 		client_respond_error(c, 503, "unavailable", "out of memory");
@@ -558,9 +740,12 @@ stream_open(client *c, route_result *rr)
 	st->last_event_fp = rr->last_event_fp;
 	st->last_event_has_fp = rr->last_event_has_fp;
 	st->open_changes = sub_changes;
-	if (!stream_submit(st, logread_open(st->sub_id, st->sub.patterns, st->sub.npatterns,
-										st->last_event_id, stream_open_done, st)))
+	job = logread_open(st->sub_id, st->sub.patterns, st->sub.npatterns, st->last_event_id,
+					   stream_open_done, st);
+	if (job == NULL)
 		client_respond_error(c, 503, "unavailable", "out of memory");
+	else if (!stream_submit_now(st, job))
+		client_respond_error(c, 503, "unavailable", "the database is unavailable");
 }
 
 /* ---- end ---- */
@@ -593,9 +778,8 @@ stream_send_event(stream *st, event *ev, bool ends)
 {
 	frame	   *f = event_frame(ev);
 
-	if (f == NULL) {
-		log_error("out of memory formatting an event; closing the client");
-		client_doom(st->owner);	/* it resumes from its cursor on reconnect */
+	if (f == NULL) {			/* it resumes from its cursor on reconnect */
+		client_fail(st->owner, "out of memory formatting an event");
 		return true;
 	}
 	client_send(st->owner, frame_ref(f));
@@ -624,12 +808,17 @@ stream_pruned(int64_t from, int64_t through)
 	stream	   *st;
 
 	metrics.resets++;
-	TAILQ_FOREACH(st, &streams, link)
-		if (st->state == SS_LIVE) {
-			client_send(st->owner, f ? frame_ref(f) : NULL);
-			if (through > st->cursor)
-				stream_move(st, through, LOGPOS_NO_ROW);
+	TAILQ_FOREACH(st, &streams, link) {
+		if (st->state != SS_LIVE)
+			continue;
+		if (f == NULL) {		/* it learns of the gap when it replays */
+			client_fail(st->owner, "out of memory for a reset");
+			continue;
 		}
+		client_send(st->owner, frame_ref(f));
+		if (through > st->cursor)
+			stream_move(st, through, LOGPOS_NO_ROW);
+	}
 	frame_unref(f);
 }
 
@@ -657,25 +846,42 @@ stream_timeline(int64_t fork, int64_t fork_us)
 
 /* ---- replay ---- */
 
-static size_t
-replay_budget(void)
-{
-	size_t		b = cfg.client_queue / 2;
+/* Set when a replay waits for the charged memory to fall (mem.h). */
+static bool mem_waiting;
 
-	return b < 4096 ? 4096 : b > (256 << 10) ? (256 << 10) : b;
-}
+typedef enum replay_offered {
+	RO_SKIPPED,					/* not for st; the cursor moved past it */
+	RO_QUEUED,
+	RO_FULL,					/* no room in the queue: wait for the drain */
+	RO_ENDED					/* a close event ended the stream, or OOM closed it */
+} replay_offered;
 
-/* Offer ev to st if it matches; returns true when the stream ends. */
-static bool
+/* Offer ev to st: queue it if it matches and fits (the cursor moves past it). */
+static replay_offered
 replay_offer(stream *st, event *ev)
 {
 	bool		ends;
+	frame	   *f;
 
-	stream_move(st, ev->id, ev->created_us);
-	if (event_is_marker(ev) || !hub_matches(&st->sub, ev, &ends))
-		return false;
+	if (event_is_marker(ev) || !hub_matches(&st->sub, ev, &ends)) {
+		if (ev->json_oom) {
+			client_fail(st->owner, "out of memory parsing a payload for its filter");
+			return RO_ENDED;
+		}
+		stream_move(st, ev->id, ev->created_us);
+		return RO_SKIPPED;
+	}
+	if ((f = event_frame(ev)) == NULL) {
+		client_fail(st->owner, "out of memory formatting an event");
+		return RO_ENDED;
+	}
+	if (!client_room(st->owner, f->len + REPLAY_RESERVE)) {
+		st->need = f->len + REPLAY_RESERVE;
+		return RO_FULL;
+	}
+	st->need = 0;
 	metrics.replayed++;
-	return stream_send_event(st, ev, ends);
+	return stream_send_event(st, ev, ends) ? RO_ENDED : RO_QUEUED;
 }
 
 typedef enum replay_progress {
@@ -696,7 +902,7 @@ static replay_progress
 replay_from_ring(stream *st, replay_quota *turn)
 {
 	outq	   *q = &st->owner->q;
-	size_t		n = ring_count(), budget = replay_budget();
+	size_t		n = ring_count();
 	size_t		start = outq_bytes(q), seen = 0, queued;
 	replay_progress rp = RP_CAUGHT_UP;
 	int64_t		at_us = ring_us_at(st->cursor);
@@ -705,20 +911,23 @@ replay_from_ring(stream *st, replay_quota *turn)
 	if (at_us != LOGPOS_UNKNOWN && at_us != LOGPOS_NO_ROW && st->cursor_us != LOGPOS_UNKNOWN &&
 		st->cursor_us != LOGPOS_NO_ROW && at_us != st->cursor_us)
 		return RP_STALE;
-	for (size_t i = ring_find_after(st->cursor); i < n; i++) {
-		if (outq_bytes(q) >= budget) {
-			rp = RP_PAUSED;
-			break;
-		}
+	for (size_t i = ring_find_after(st->cursor); i < n && rp == RP_CAUGHT_UP; i++) {
 		if (seen > 0 && (outq_bytes(q) - start >= REPLAY_SLICE_BYTES ||
 						 seen >= REPLAY_SLICE_EVENTS)) {
 			rp = RP_SLICED;
 			break;
 		}
 		seen++;
-		if (replay_offer(st, ring_at(i))) {
-			rp = RP_ENDED;
-			break;
+		switch (replay_offer(st, ring_at(i))) {
+			case RO_SKIPPED:
+			case RO_QUEUED:
+				break;
+			case RO_FULL:
+				rp = RP_PAUSED;
+				break;
+			case RO_ENDED:
+				rp = RP_ENDED;
+				break;
 		}
 	}
 	if (rp == RP_CAUGHT_UP)
@@ -732,8 +941,14 @@ replay_from_ring(stream *st, replay_quota *turn)
 static void
 replay_go_live(stream *st)
 {
+	frame	   *f = wire_ready(st->cursor, logpos_fp(st->cursor, st->cursor_us));
+
 	assert(ring_valid() && st->cursor == ring_hi());
-	client_send(st->owner, wire_ready(st->cursor, logpos_fp(st->cursor, st->cursor_us)));
+	if (f == NULL) {
+		client_fail(st->owner, "out of memory for the ready event");
+		return;
+	}
+	client_send(st->owner, f);
 	stream_set_state(st, SS_LIVE);
 }
 
@@ -790,11 +1005,26 @@ stream_advanced(void)
 	}
 }
 
+/*
+ * Paced by the client's drain: a stream runs when its client's queue is
+ * empty, or at most half full with room for what it waits to queue next.
+ */
 static bool
 replay_runnable(const stream *st)
 {
-	return st->state == SS_REPLAYING && !client_gone(st->owner) && st->job == NULL &&
-		outq_bytes(&st->owner->q) < replay_budget();
+	const client *c = st->owner;
+
+	return st->state == SS_REPLAYING && !client_gone(c) && st->job == NULL &&
+		(c->q.n == 0 || (outq_bytes(&c->q) <= cfg.client_queue / 2 && client_room(c, st->need)));
+}
+
+void
+stream_mem_check(void)
+{
+	if (mem_waiting && !mem_over_hard()) {
+		mem_waiting = false;
+		stream_advanced();
+	}
 }
 
 void
@@ -819,6 +1049,11 @@ replay_advance(stream *st, replay_quota *turn)
 {
 	if (!replay_runnable(st))
 		return false;			/* a drain or a page resumes it */
+	if (mem_over_hard()) {
+		mem_waiting = true;		/* stream_mem_check resumes it */
+		replay_park(st);
+		return false;
+	}
 	if (!ring_valid() || st->cursor > ring_hi()) {
 		replay_park(st);
 		return false;
@@ -829,6 +1064,10 @@ replay_advance(stream *st, replay_quota *turn)
 	}
 	switch (replay_from_ring(st, turn)) {
 		case RP_CAUGHT_UP:
+			if (!client_room(st->owner, REPLAY_RESERVE)) {
+				st->need = REPLAY_RESERVE;	/* `ready` waits for the drain */
+				return false;
+			}
 			replay_go_live(st);
 			return false;
 		case RP_STALE:
@@ -849,6 +1088,7 @@ stream_run(void)
 	replay_quota turn = {REPLAY_TURN_BYTES, REPLAY_TURN_EVENTS};
 	stream	   *st;
 
+	stream_reload_kick();
 	while (turn.bytes > 0 && turn.events > 0 && (st = replay_dequeue()) != NULL) {
 		if (replay_advance(st, &turn))
 			replay_enqueue(st);
@@ -888,29 +1128,45 @@ stream_page_done(db_job *job, PGresult *res)
 		client_close(st->owner);
 		return;
 	}
-	if (pruned > st->cursor)
+	if (pruned > st->cursor) {
+		if (!client_room(st->owner, REPLAY_RESERVE)) {
+			st->need = REPLAY_RESERVE;	/* read the page again after the drain */
+			stream_step(st);
+			return;
+		}
 		stream_send_reset(st, st->cursor + 1, pruned);
+	}
 	for (int i = 0; i < rows; i++) {
 		event	   *ev;
-		bool		ended = false;
+		int64_t		id;
+		size_t		bound = logread_frame_bound(res, i, &id);
+		replay_offered ro;
 
+		if (id <= st->cursor)
+			continue;			/* the empty row, or already sent */
+		if (!client_room(st->owner, bound + REPLAY_RESERVE)) {
+			st->need = bound + REPLAY_RESERVE;
+			stream_step(st);	/* the rest is read again after the drain */
+			return;
+		}
 		switch (logread_event(res, i, &ev)) {
 			case LR_NONE:
 				continue;
 			case LR_OOM:
-				log_error("out of memory reading a replay page; closing the client");
-				client_close(st->owner);	/* it resumes from its cursor */
+				client_fail(st->owner, "out of memory reading a replay page");
 				return;
 			case LR_EVENT:
 				break;
 		}
-		if (ev->id > st->cursor) {
-			got++;
-			ended = replay_offer(st, ev);
-		}
+		got++;
+		ro = replay_offer(st, ev);
 		event_free(ev);
-		if (ended)
+		if (ro == RO_ENDED)
 			return;
+		if (ro == RO_FULL) {	/* the bound above makes this rare */
+			stream_step(st);
+			return;
+		}
 	}
 	/* An empty page proves nothing exists up to what the live link had seen. */
 	if (got == 0 && live_at_send > st->cursor)
@@ -926,7 +1182,14 @@ stream_page(stream *st)
 
 	if (st->job != NULL)
 		return;					/* a page is already on its way */
-	job = logread_fetch(st->cursor, LOGREAD_PAGE_ROWS, stream_page_done, st);
+	{
+		size_t		used = outq_bytes(&st->owner->q) + REPLAY_RESERVE;
+
+		/* a page brings at most the room left in the queue (and one row) */
+		job = logread_fetch(st->cursor, LOGREAD_PAGE_ROWS,
+							used < cfg.client_queue ? cfg.client_queue - used : 1,
+							stream_page_done, st);
+	}
 	if (job == NULL) {
 		client_close(st->owner);
 		return;

@@ -60,6 +60,7 @@ typedef struct stream {
 	bool		last_event_has_fp;	/* false: a plain id, not checked */
 	int64_t		cursor;			/* every matching event <= cursor was queued */
 	int64_t		cursor_us;		/* created_us of the row at cursor (logpos.h) */
+	size_t		need;			/* REPLAYING: queue room the next frame needs */
 	db_job	   *job;			/* the one pending database job, or NULL */
 	uint64_t	job_timeline;	/* ring_timeline() when the job was sent */
 	uint64_t	open_changes;	/* change notices counted when the open was sent */
@@ -104,6 +105,15 @@ char	  **stream_touch_ids(size_t *n);
  */
 bool		stream_run(void);
 
+/*
+ * Room kept in a replaying client's queue for the control frames (ready,
+ * reset) that may follow the last event queued.
+ */
+#define REPLAY_RESERVE 256u
+
+/* Resume replays that waited for memory, once under the hard limit (mem.h). */
+void		stream_mem_check(void);
+
 /* Streams open now (any state but ENDED). */
 size_t		stream_count(void);
 
@@ -131,7 +141,7 @@ stream_decision stream_decide(const open_info *info, bool is_sub, int64_t last_e
  * A new OPENING stream on c (c->st); takes patterns and filter, copies
  * sub_id.  NULL on OOM (nothing taken).
  */
-stream	   *stream_new(client *c, char **patterns, size_t npatterns, json_t *filter,
+stream	   *stream_new(client *c, char **patterns, size_t npatterns, sse_filter *filter,
 					   const char *sub_id, int64_t last_event_id);
 
 /* OPENING -> REPLAYING: the head, a reset if pruned > cursor, then replay. */
@@ -140,7 +150,18 @@ void		stream_begin(stream *st, int64_t cursor, int64_t pruned);
 /* Schedule a REPLAYING stream to continue: cache, next page, or ready. */
 void		stream_step(stream *st);
 
-/* Replace a stream's patterns and filter from JSON; false if invalid. */
-bool		stream_set_spec(stream *st, const char *channels_json, const char *filter_json);
+typedef enum spec_status {
+	SPEC_OK,
+	SPEC_BAD_CHANNELS,			/* not a non-empty array of valid patterns */
+	SPEC_BAD_FILTER,			/* a filter the matcher cannot evaluate exactly */
+	SPEC_NOMEM
+} spec_status;
+
+/*
+ * Replace a stream's patterns and filter (compiled) from their JSON text.
+ * Anything but SPEC_OK leaves the stream unchanged and sets *why.
+ */
+spec_status stream_set_spec(stream *st, const char *channels_json, const char *filter_json,
+							const char **why);
 
 #endif

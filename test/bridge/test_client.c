@@ -50,15 +50,18 @@ test_queue_limit(void **state)
 	cfg.client_queue = 1000;
 	client_send(live, frame_ref(f));
 	assert_false(live->flags & CF_DOOMED);
-	client_send(live, frame_ref(f));			/* 1200 > 1000 */
+	client_send(live, frame_ref(f));			/* 1200 > 1000: not queued */
 	assert_true(live->flags & CF_DOOMED);
 	assert_int_equal(metrics.slow_drops, drops + 1);
+	assert_int_equal(outq_bytes(&live->q), 600);
 	client_send(live, frame_ref(f));			/* counted once */
 	assert_int_equal(metrics.slow_drops, drops + 1);
+	assert_true(client_room(replaying, 5000));	/* empty: one frame of any size */
 	for (int i = 0; i < 3; i++)					/* replays pace themselves */
 		client_send(replaying, frame_ref(f));
 	assert_false(replaying->flags & CF_DOOMED);
-	assert_int_equal(f->refs, 7);
+	assert_false(client_room(replaying, 1));
+	assert_int_equal(f->refs, 5);
 	/* the doomed client is closed at the flush, not inside client_send */
 	assert_false(live->flags & CF_CLOSED);
 	replaying->flags |= CF_DOOMED;
@@ -417,6 +420,60 @@ test_timeline(void **state)
 	hub_shutdown();
 }
 
+/*
+ * Replay is paced by the client's queue: it never holds more than
+ * --client-queue bytes, except one event larger than that on its own, and
+ * the ready event waits for room too.
+ */
+static void
+test_replay_paced(void **state)
+{
+	client	   *both[2];
+	uint64_t	over = metrics.queue_over;
+
+	(void) state;
+	cfg.client_queue = 1000;
+	hub_init(stream_deliver);
+	ring_init(1 << 20, 1 << 10);
+	ring_reset(0, LOGPOS_NO_ROW);
+	for (int64_t id = 1; id <= 20; id++)
+		ring_push(ev(id, id == 10 ? 3000 : 200));	/* event 10 is over the limit */
+	both[0] = replaying_client("c", 0);
+	both[1] = replaying_client("c", 9);
+	for (int i = 0; i < 2; i++) {				/* the stream heads were written */
+		both[i]->q.inflight = both[i]->q.n;
+		outq_complete(&both[i]->q);
+	}
+	stream_run();
+	assert_true(outq_bytes(&both[0]->q) <= cfg.client_queue);
+	assert_int_equal(both[0]->st->cursor, 3);	/* 3 x 214 bytes + the reserve fit in 1000 */
+	assert_int_equal(both[1]->q.n, 1);			/* event 10 alone, 3009 bytes */
+	assert_int_equal(both[1]->st->cursor, 10);
+	assert_false(stream_run());					/* both wait for their drain */
+	for (int round = 0; round < 40 && (both[0]->st->state != SS_LIVE ||
+									   both[1]->st->state != SS_LIVE); round++) {
+		for (int i = 0; i < 2; i++) {			/* the writes completed */
+			both[i]->q.inflight = both[i]->q.n;
+			outq_complete(&both[i]->q);
+			stream_drained(both[i]);
+		}
+		stream_run();
+		for (int i = 0; i < 2; i++)
+			assert_true(both[i]->q.n <= 1 || outq_bytes(&both[i]->q) <= cfg.client_queue);
+	}
+	assert_int_equal(both[0]->st->state, SS_LIVE);
+	assert_int_equal(both[1]->st->state, SS_LIVE);
+	assert_int_equal(both[0]->st->cursor, 20);
+	assert_int_equal(metrics.queue_over, over);
+	for (int i = 0; i < 2; i++)
+		client_close(both[i]);
+	client_flush_pending();
+	uv_run(br.loop, UV_RUN_NOWAIT);
+	assert_int_equal(client_count, 0);
+	ring_shutdown();
+	hub_shutdown();
+}
+
 int
 main(void)
 {
@@ -428,6 +485,7 @@ main(void)
 		cmocka_unit_test(test_stream_lifecycle),
 		cmocka_unit_test(test_resume_forked),
 		cmocka_unit_test(test_timeline),
+		cmocka_unit_test(test_replay_paced),
 	};
 	int			r;
 

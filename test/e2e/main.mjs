@@ -16,6 +16,7 @@ import './tests/daemon.mjs';
 import './tests/flow.mjs';
 import './tests/database.mjs';
 import './tests/timeline.mjs';
+import './tests/liveness.mjs';
 import './tests/shutdown.mjs';
 
 const { failed } = await runAll({

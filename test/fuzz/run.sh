@@ -21,8 +21,8 @@ declare -A DEPS=(
   [http]="bridge/request.c bridge/route.c bridge/query.c bridge/scope.c"
   [query]="bridge/query.c bridge/logpos.c"
   [pattern]="bridge/scope.c"
-  [filter]="bridge/hub.c bridge/hmap.c bridge/event.c bridge/frame.c bridge/wire.c bridge/logpos.c"
-  [frame]="bridge/frame.c bridge/wire.c bridge/logpos.c"
+  [filter]="bridge/hub.c bridge/hmap.c bridge/event.c bridge/frame.c bridge/wire.c bridge/mem.c bridge/logpos.c"
+  [frame]="bridge/frame.c bridge/wire.c bridge/mem.c bridge/logpos.c"
 )
 
 failed=0
