@@ -9,7 +9,7 @@ import { ENV, tmpPath, uniq } from '../lib/env.mjs';
 import { lit, publish, sql, sqlJson } from '../lib/db.mjs';
 import { cStream, esStream } from '../lib/clients.mjs';
 import { assertSameEvents } from '../lib/expect.mjs';
-import { poll, withBridge } from '../lib/bridge.mjs';
+import { healthz, poll, withBridge } from '../lib/bridge.mjs';
 import { EventSource } from 'eventsource';
 
 // The browser helper (client/sse-bridge.js) on the npm EventSource.
@@ -104,6 +104,9 @@ test('timeline: restore of an older dump under a running bridge resets, never re
   assertSameEvents(helper.events.slice(50), fresh, 'helper after the reset');
   assert.equal(helper.s.stats.duplicates, 0, 'the helper dropped events of the new timeline as duplicates');
   assert.equal(helper.s.lastEventId, helper.events[109].pos);
+
+  // opens need the work link, which may still be in its reconnect backoff (503)
+  await poll(async () => (await healthz(b.url)) === 200, '/healthz 200 after the restore', { timeoutMs: 15_000 });
 
   // a replay from the position held at 50 (and from a plain 50): exactly the 60 new ones
   for (const from of [at50, '50']) {
