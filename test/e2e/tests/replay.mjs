@@ -6,7 +6,7 @@ import { ENV, uniq } from '../lib/env.mjs';
 import { lit, publish, rows } from '../lib/db.mjs';
 import { curlStream, cStream, esStream } from '../lib/clients.mjs';
 import { assertSameEvents, readyHead } from '../lib/expect.mjs';
-import { startBridge } from '../lib/bridge.mjs';
+import { startBridge, withBridge } from '../lib/bridge.mjs';
 
 const M = () => ENV.mainUrl;
 
@@ -61,6 +61,22 @@ test('Last-Event-ID 0 replays the whole retained history of a channel', async (t
   t.defer(c.close);
   await c.waitReady();
   assertSameEvents(c.rows(), all, 'replay from 0');
+});
+
+// A page reads from the row at the cursor (the timeline check) and bounds
+// the rows after it by the room left in the client's queue: a cursor row
+// larger than that room must not count, or the page holds nothing after it.
+test('replay from an event larger than the client queue goes on after it (pages, not the cache)', async (t) => {
+  const ch = `pub.${uniq()}.bigcursor`;
+  await publish([{ channel: ch, data: 'x'.repeat(200_000) }]);
+  const [big, ...after] = await seed(ch, 5);  // seed returns the channel's whole log
+  assert.equal(after.length, 5);
+  // started after the events: its cache starts at the head, so the replay reads pages
+  const b = await withBridge(t, ['--public-channels', 'pub.#', '--client-queue', '64K']);
+  const c = cStream(`${b.url}/events?channel=${ch}`, { lastEventId: big.id });
+  t.defer(c.close);
+  await c.waitReady();
+  assertSameEvents(c.rows(), after, `replay after the large event ${big.id}`);
 });
 
 test('bridge restarted on the same port: EventSource and C client reconnect with Last-Event-ID, lose nothing', async (t) => {
