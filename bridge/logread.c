@@ -4,8 +4,7 @@
  *
  * The live link LISTENs and prepares "fetch" and "head"; the work link looks
  * up the extension's schema (quoted with PQescapeIdentifier, for the
- * touch/expire calls) and prepares "fetch", "open_adhoc", "open_sub" and
- * "reload_sub".  Both links read the log with the same "fetch" statement
+ * touch/expire calls) and prepares "fetch", "open_adhoc" and "open_sub".  Both links read the log with the same "fetch" statement
  * and both kinds of reader decode its rows with logread_event, so live
  * delivery and replay cannot disagree about an event.
  *
@@ -38,9 +37,9 @@ static const char logread_head_sql[] =
 	"SELECT greatest((SELECT max(id) FROM sse_bridge.events), m.pruned_through) AS head, " \
 	"m.pruned_through FROM sse_bridge.meta m"
 
-/* Columns of open_adhoc, open_sub and reload_sub (the first three or all nine). */
-enum {OPEN_HEAD, OPEN_PRUNED, OPEN_CLOSE_ID, OPEN_SID, OPEN_CHANNELS, OPEN_FILTER,
-	OPEN_START_ID, OPEN_CLOSED, OPEN_EXPIRED, OPEN_NCOLS};
+/* Columns of open_adhoc (the first three) and open_sub (all). */
+enum {OPEN_HEAD, OPEN_PRUNED, OPEN_CLOSE_ID, OPEN_SID, OPEN_START_ID, OPEN_CLOSED,
+	OPEN_EXPIRED, OPEN_DEF_POS, OPEN_DEF, OPEN_NCOLS};
 
 static const char logread_open_adhoc_sql[] =
 	"SELECT h.head, h.pruned_through, "
@@ -48,18 +47,31 @@ static const char logread_open_adhoc_sql[] =
 	" AND channel = ANY($1::text[]) AND id > 0) AS close_id "
 	"FROM (" LOGREAD_HEAD_PRUNED_SQL ") h";
 
+/*
+ * A subscription by uuid ($1) for a reader resuming after $2 (-1: none),
+ * with its definition valid at the position the stream starts from
+ * (def_pos: the resume point, not before the creation marker, clamped to
+ * the head, then moved up to the prune point; the same as stream_decide
+ * followed by a reset), in the form of a marker's data.  Operators and
+ * functions are qualified with pg_catalog, so the session's search_path
+ * cannot change what this statement does.
+ */
 static const char logread_open_sub_sql[] =
 	"SELECT h.head, h.pruned_through, "
-	"(SELECT min(id) FROM sse_bridge.events WHERE event = 'close' "
-	" AND channel = ANY(s.channels) AND id > 0) AS close_id, "
-	"s.sid, array_to_json(s.channels)::text, s.filter::text, s.start_id, "
-	"s.closed_at IS NOT NULL, (s.last_seen + s.ttl < now()) "
-	"FROM (" LOGREAD_HEAD_PRUNED_SQL ") h LEFT JOIN sse_bridge.subscriptions s ON s.id = $1::uuid";
-
-static const char logread_reload_sql[] =
-	"SELECT 0, 0, NULL::bigint, s.sid, array_to_json(s.channels)::text, s.filter::text, "
-	"s.start_id, s.closed_at IS NOT NULL, (s.last_seen + s.ttl < now()) "
-	"FROM sse_bridge.subscriptions s WHERE s.sid = $1";
+	"(SELECT pg_catalog.min(id) FROM sse_bridge.events WHERE event OPERATOR(pg_catalog.=) 'close' "
+	" AND channel OPERATOR(pg_catalog.=) ANY(s.channels) AND id OPERATOR(pg_catalog.>) 0) AS close_id, "
+	"s.sid, s.start_id, s.closed_at IS NOT NULL, "
+	"(s.last_seen OPERATOR(pg_catalog.+) s.ttl OPERATOR(pg_catalog.<) pg_catalog.now()), "
+	"p.pos, v.def "
+	"FROM (" LOGREAD_HEAD_PRUNED_SQL ") h "
+	"LEFT JOIN sse_bridge.subscriptions s ON s.id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid "
+	"LEFT JOIN LATERAL (SELECT GREATEST(LEAST(GREATEST($2::pg_catalog.int8, s.start_id), h.head), "
+	" h.pruned_through, 0) AS pos) p ON s.sid IS NOT NULL "
+	"LEFT JOIN LATERAL (SELECT pg_catalog.json_build_object('sid', v.sid, 'channels', v.channels, "
+	" 'filter', v.filter, 'state', v.state)::pg_catalog.text AS def "
+	" FROM sse_bridge.subscription_versions v "
+	" WHERE v.sid OPERATOR(pg_catalog.=) s.sid AND v.from_id OPERATOR(pg_catalog.<=) p.pos "
+	" ORDER BY v.from_id DESC LIMIT 1) v ON true";
 
 static char *logread_touch_sql;
 static char *logread_expire_sql;
@@ -78,7 +90,6 @@ static const db_step work_steps[] = {
 	{"fetch", logread_fetch_sql, NULL},
 	{"open_adhoc", logread_open_adhoc_sql, NULL},
 	{"open_sub", logread_open_sub_sql, NULL},
-	{"reload_sub", logread_reload_sql, NULL},
 };
 
 const db_step *
@@ -173,31 +184,20 @@ logread_head(db_done_fn done, void *owner)
 }
 
 db_job *
-logread_open(const char *sub_id, char *const *patterns, size_t npatterns,
-			 db_done_fn done, void *owner)
+logread_open(const char *sub_id, int64_t last_event_id, char *const *patterns,
+			 size_t npatterns, db_done_fn done, void *owner)
 {
 	char	   *arr = NULL;
-	const char *param = sub_id;
+	char		after[24];
+	const char *params[2] = {sub_id, after};
 	db_job	   *job;
 
-	if (sub_id == NULL && (param = arr = logread_array_literal(patterns, npatterns)) == NULL)
+	if (sub_id == NULL &&
+		(params[0] = arr = logread_array_literal(patterns, npatterns)) == NULL)
 		return NULL;
-	job = db_job_new(sub_id ? "open_sub" : "open_adhoc", 1, &param, done, owner);
+	snprintf(after, sizeof(after), "%" PRId64, last_event_id < 0 ? -1 : last_event_id);
+	job = db_job_new(sub_id ? "open_sub" : "open_adhoc", sub_id ? 2 : 1, params, done, owner);
 	free(arr);
-	return job;
-}
-
-db_job *
-logread_reload(int64_t sid, db_done_fn done)
-{
-	char		buf[24];
-	const char *param = buf;
-	db_job	   *job;
-
-	snprintf(buf, sizeof(buf), "%" PRId64, sid);
-	job = db_job_new("reload_sub", 1, &param, done, NULL);
-	if (job != NULL)
-		job->aux = sid;
 	return job;
 }
 
@@ -295,11 +295,11 @@ logread_open_info(const PGresult *res, bool is_sub, open_info *info)
 		return;
 	info->found = true;
 	info->sid = logread_int(res, 0, OPEN_SID, 0);
-	info->channels_json = logread_text(res, 0, OPEN_CHANNELS);
-	info->filter_json = logread_text(res, 0, OPEN_FILTER);
 	info->start_id = logread_int(res, 0, OPEN_START_ID, 0);
 	info->closed = logread_bool(res, 0, OPEN_CLOSED);
 	info->expired = logread_bool(res, 0, OPEN_EXPIRED);
+	info->def_pos = logread_int(res, 0, OPEN_DEF_POS, -1);
+	info->def_json = logread_text(res, 0, OPEN_DEF);
 }
 
 bool
@@ -307,29 +307,18 @@ logread_open_answer(const PGresult *res, bool is_sub, open_info *info)
 {
 	memset(info, 0, sizeof(*info));
 	info->close_id = -1;
+	info->def_pos = -1;
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
 		return false;
 	info->found = !is_sub;
 	logread_open_info(res, is_sub, info);
-	return true;
-}
-
-bool
-logread_reload_answer(const PGresult *res, open_info *info)
-{
-	memset(info, 0, sizeof(*info));
-	info->close_id = -1;
-	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) > 1)
-		return false;
-	if (PQntuples(res) == 1)
-		logread_open_info(res, true, info);
-	return true;				/* no row: the subscription is gone (found = false) */
+	/* a row whose definition could not be copied is not a usable answer */
+	return !(info->found && is_sub && info->def_json == NULL && !PQgetisnull(res, 0, OPEN_DEF));
 }
 
 void
 open_info_clear(open_info *info)
 {
-	free(info->channels_json);
-	free(info->filter_json);
-	info->channels_json = info->filter_json = NULL;
+	free(info->def_json);
+	info->def_json = NULL;
 }

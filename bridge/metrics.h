@@ -17,6 +17,8 @@ typedef struct metrics_counters {
 	uint64_t	replay_pages;		/* replay pages read from the database */
 	uint64_t	slow_drops;			/* clients closed for a full queue */
 	uint64_t	resets;				/* reset events sent */
+	uint64_t	redefinitions;		/* subscription changes applied to streams */
+	uint64_t	def_errors;			/* streams ended on a definition they cannot apply */
 	uint64_t	connections;		/* accepted connections */
 	uint64_t	rejected;			/* 503 over --max-clients */
 	uint64_t	clients;			/* gauge: open connections (client.c) */

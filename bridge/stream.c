@@ -38,6 +38,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "hmap.h"
 #include "log.h"
 #include "metrics.h"
 #include "resp.h"
@@ -54,15 +55,6 @@ static struct stream_list streams = TAILQ_HEAD_INITIALIZER(streams);
 static struct stream_list parked = TAILQ_HEAD_INITIALIZER(parked);
 static struct stream_list runq = TAILQ_HEAD_INITIALIZER(runq);
 static size_t nstreams;
-
-/*
- * Subscription changes noticed so far.  A change notice for a stream whose
- * open is still in flight finds no stream with that sid yet and is dropped,
- * so an open records this count when it is sent, and the answer reloads the
- * definition if the count moved.  The reload runs on the work link after
- * the open, so it sees the change.
- */
-static uint64_t sub_changes;
 
 /* What one loop turn may still spend on replays. */
 typedef struct replay_quota {
@@ -147,6 +139,55 @@ stream_claim(db_job *job, int64_t *aux)
 
 /* ---- definitions ---- */
 
+/*
+ * Streams by subscription: sid -> sid_group, so a marker met by the feed
+ * reaches the streams of its subscription without a scan.  A group exists
+ * while it has members.
+ */
+typedef struct sid_group {
+	TAILQ_HEAD(, stream) members;
+} sid_group;
+
+static hmap by_sid;
+
+static bool
+stream_join_sid(stream *st)
+{
+	sid_group  *g = hmap_get(&by_sid, &st->sid, sizeof(st->sid));
+
+	if (g == NULL) {
+		if ((g = malloc(sizeof(*g))) == NULL)
+			return false;
+		TAILQ_INIT(&g->members);
+		if (!hmap_put(&by_sid, &st->sid, sizeof(st->sid), g)) {
+			free(g);
+			return false;
+		}
+	}
+	TAILQ_INSERT_TAIL(&g->members, st, bysid);
+	st->in_group = true;
+	return true;
+}
+
+static void
+stream_leave_sid(stream *st)
+{
+	sid_group  *g;
+
+	if (!st->in_group)
+		return;
+	g = hmap_get(&by_sid, &st->sid, sizeof(st->sid));
+	assert(g != NULL);
+	TAILQ_REMOVE(&g->members, st, bysid);
+	st->in_group = false;
+	if (TAILQ_EMPTY(&g->members)) {
+		hmap_del(&by_sid, &st->sid, sizeof(st->sid));
+		free(g);
+	}
+	if (by_sid.n == 0)
+		hmap_clear(&by_sid);
+}
+
 static void
 stream_free_spec(stream *st)
 {
@@ -160,166 +201,136 @@ stream_free_spec(stream *st)
 	st->sub.filter = NULL;
 }
 
-/* Patterns from a JSON array of strings; NULL unless all are valid. */
-static char **
-stream_patterns(const char *json, size_t *n)
+void
+stream_def_clear(sub_def *d)
 {
-	json_t	   *a = json ? json_loads(json, 0, NULL) : NULL;
-	char	  **v = NULL;
-	size_t		i = 0;
-
-	if (json_is_array(a) && json_array_size(a) > 0 &&
-		(v = calloc(json_array_size(a), sizeof(char *))) != NULL) {
-		for (; i < json_array_size(a); i++) {
-			const char *p = json_string_value(json_array_get(a, i));
-
-			if (p == NULL || sse_pattern_check(p, strlen(p)) != SSE_NAME_OK ||
-				(v[i] = strdup(p)) == NULL)
-				break;
-		}
-		if (i < json_array_size(a)) {
-			while (i > 0)
-				free(v[--i]);
-			free(v);
-			v = NULL;
-		}
-	}
-	*n = i;
-	json_decref(a);
-	return v;
+	for (size_t i = 0; d->patterns != NULL && i < d->npatterns; i++)
+		free(d->patterns[i]);
+	free(d->patterns);
+	json_decref(d->filter);
+	memset(d, 0, sizeof(*d));
 }
 
-bool
-stream_set_spec(stream *st, const char *channels_json, const char *filter_json)
+int64_t
+stream_def_sid(const json_t *def)
 {
-	size_t		n;
-	char	  **pats = stream_patterns(channels_json, &n);
-	json_t	   *f = filter_json ? sse_json_parse(filter_json, strlen(filter_json)) : NULL;
+	json_t	   *v = json_object_get(def, "sid");
 
-	if (pats == NULL || (f != NULL && !json_is_object(f))) {
-		for (size_t i = 0; pats && i < n; i++)
-			free(pats[i]);
-		free(pats);
-		json_decref(f);
+	return json_is_integer(v) && json_integer_value(v) > 0 ? (int64_t) json_integer_value(v) : -1;
+}
+
+sub_def_status
+stream_def_parse(const json_t *def, int64_t sid, sub_def *d)
+{
+	json_t	   *chans = json_object_get(def, "channels");
+	json_t	   *filter = json_object_get(def, "filter");
+	const char *state = json_string_value(json_object_get(def, "state"));
+	size_t		n = json_array_size(chans);
+
+	memset(d, 0, sizeof(*d));
+	if (!json_is_object(def) || stream_def_sid(def) != sid || state == NULL ||
+		!json_is_array(chans) || n == 0 || !json_is_object(filter))
+		return SUB_DEF_INVALID;
+	if (strcmp(state, "active") == 0)
+		d->state = SUB_ACTIVE;
+	else if (strcmp(state, "closed") == 0)
+		d->state = SUB_CLOSED;
+	else if (strcmp(state, "dropped") == 0)
+		d->state = SUB_DROPPED;
+	else
+		return SUB_DEF_INVALID;
+	if ((d->patterns = calloc(n, sizeof(char *))) == NULL)
+		return SUB_DEF_OOM;
+	d->npatterns = n;
+	for (size_t i = 0; i < n; i++) {
+		const char *p = json_string_value(json_array_get(chans, i));
+
+		if (p == NULL || sse_pattern_check(p, strlen(p)) != SSE_NAME_OK) {
+			stream_def_clear(d);
+			return SUB_DEF_INVALID;
+		}
+		if ((d->patterns[i] = strdup(p)) == NULL) {
+			stream_def_clear(d);
+			return SUB_DEF_OOM;
+		}
+	}
+	/* TODO(filter): compile; refuse what cannot be evaluated exactly */
+	d->filter = json_object_size(filter) > 0 ? json_incref(filter) : NULL;
+	return SUB_DEF_OK;
+}
+
+/* st takes d's patterns and filter (d is left empty); in LIVE it rejoins the hub. */
+static bool
+stream_take_def(stream *st, sub_def *d)
+{
+	bool		live = st->state == SS_LIVE;
+
+	if (live)
+		hub_remove(&st->sub);	/* the hub must not see the spec change */
+	stream_free_spec(st);
+	st->sub.patterns = d->patterns;
+	st->sub.npatterns = d->npatterns;
+	st->sub.filter = d->filter;
+	d->patterns = NULL;
+	d->npatterns = 0;
+	d->filter = NULL;
+	hub_sub_prepare(&st->sub);
+	if (live && !hub_add(&st->sub)) {
+		log_error("out of memory adding a subscription to the hub");
+		client_doom(st->owner);
 		return false;
 	}
-	stream_free_spec(st);
-	st->sub.patterns = pats;
-	st->sub.npatterns = n;
-	hub_sub_prepare(&st->sub);
-	if (f != NULL && json_object_size(f) == 0) {
-		json_decref(f);
-		f = NULL;
-	}
-	st->sub.filter = f;
 	return true;
 }
 
-/* A definition change: REPLAYING or LIVE keeps its state; false if invalid. */
+/*
+ * The stream's reading passed a marker of its subscription: every later
+ * event is judged by the marker's definition.  False when the stream ends
+ * here (dropped, closed, or a definition the bridge cannot apply: never
+ * stream on unfiltered or with the old definition).
+ */
 static bool
-stream_redefine(stream *st, const open_info *info)
+stream_redefine(stream *st, event *marker)
 {
-	bool		live = st->state == SS_LIVE;
-	bool		ok;
+	sub_def		d;
+	sub_def_status rc;
 
 	assert(st->state == SS_REPLAYING || st->state == SS_LIVE);
-	if (live)
-		hub_remove(&st->sub);	/* the hub must not see the spec change */
-	ok = stream_set_spec(st, info->channels_json, info->filter_json);
-	if (live && !hub_add(&st->sub))
-		client_doom(st->owner);
-	return ok;
-}
-
-static void stream_reload(int64_t sid);
-
-/* Apply a reloaded (or vanished) subscription to every stream using it. */
-static void
-stream_apply(int64_t sid, const open_info *info)
-{
-	stream	   *st;
-
-	TAILQ_FOREACH(st, &streams, link) {
-		if (st->sid != sid || (st->state != SS_REPLAYING && st->state != SS_LIVE))
-			continue;
-		if (!info->found || info->expired) {
-			log_info("ending a stream: its subscription was dropped or expired");
-			client_end(st->owner);
-		} else if (!stream_redefine(st, info))
-			client_end(st->owner);
+	rc = stream_def_parse(event_json(marker), st->sid, &d);
+	if (rc != SUB_DEF_OK) {
+		if (rc == SUB_DEF_OOM)
+			log_error("out of memory applying subscription change %" PRId64, marker->id);
+		else
+			log_error("subscription change %" PRId64 " has a definition the bridge "
+					  "cannot apply; ending the stream", marker->id);
+		metrics.def_errors++;
+		client_end(st->owner);
+		return false;
 	}
-}
-
-static void
-stream_reload_done(db_job *job, PGresult *res)
-{
-	int64_t		sid = job->aux;
-	open_info	info;
-
-	db_job_free(job);
-	if (res == NULL)
-		return;
-	if (!logread_reload_answer(res, &info)) {
-		log_warn("reloading a subscription failed: %s", PQresultErrorMessage(res));
-		return;
+	if (d.state != SUB_ACTIVE) {
+		log_info("ending a stream: its subscription was %s at %" PRId64,
+				 d.state == SUB_CLOSED ? "closed" : "dropped", marker->id);
+		stream_def_clear(&d);
+		client_end(st->owner);
+		return false;
 	}
-	stream_apply(sid, &info);
-	open_info_clear(&info);
-}
-
-static void
-stream_reload(int64_t sid)
-{
-	db_job	   *job = logread_reload(sid, stream_reload_done);
-
-	if (job != NULL)
-		work_submit(job);
+	metrics.redefinitions++;
+	return stream_take_def(st, &d);
 }
 
 void
-stream_sub_changed(int64_t sid)
+stream_marker(event *ev)
 {
+	int64_t		sid = stream_def_sid(event_json(ev));
+	sid_group  *g = sid > 0 ? hmap_get(&by_sid, &sid, sizeof(sid)) : NULL;
 	stream	   *st;
 
-	sub_changes++;
-	TAILQ_FOREACH(st, &streams, link) {
-		if (st->sid == sid) {
-			stream_reload(sid);
-			return;
-		}
-	}
-}
-
-static int
-stream_cmp_sid(const void *a, const void *b)
-{
-	int64_t		x = *(const int64_t *) a,
-				y = *(const int64_t *) b;
-
-	return (x > y) - (x < y);
-}
-
-/* One reload per distinct subscription in use: notices may have been lost. */
-void
-stream_relistened(void)
-{
-	size_t		n = 0, k = 0;
-	int64_t    *sids;
-	stream	   *st;
-
-	sub_changes++;				/* the opens in flight re-check as well */
-	TAILQ_FOREACH(st, &streams, link)
-		n += st->sid != 0;
-	if (n == 0 || (sids = malloc(n * sizeof(*sids))) == NULL)
+	if (g == NULL)
 		return;
-	TAILQ_FOREACH(st, &streams, link)
-		if (st->sid != 0)
-			sids[k++] = st->sid;
-	qsort(sids, k, sizeof(*sids), stream_cmp_sid);
-	for (size_t i = 0; i < k; i++)
-		if (i == 0 || sids[i] != sids[i - 1])
-			stream_reload(sids[i]);
-	free(sids);
+	/* live streams now; replays meet the marker in the cache or a page */
+	TAILQ_FOREACH(st, &g->members, bysid)
+		if (st->state == SS_LIVE && !client_gone(st->owner))
+			stream_redefine(st, ev);
 }
 
 char	  **
@@ -349,10 +360,10 @@ stream_decide(const open_info *info, bool is_sub, int64_t last_event_id, int64_t
 
 	if (!info->found || info->expired)
 		return STREAM_NOT_FOUND;
-	if (last_event_id >= 0)
-		c = last_event_id;
+	if (is_sub)					/* nothing before the creation marker matches */
+		c = last_event_id > info->start_id ? last_event_id : info->start_id;
 	else
-		c = is_sub ? info->start_id : info->head;
+		c = last_event_id >= 0 ? last_event_id : info->head;
 	if (c > info->head)
 		c = info->head;			/* ids beyond the head do not exist yet */
 	if (c < 0)
@@ -413,6 +424,48 @@ stream_begin(stream *st, int64_t cursor, int64_t pruned)
 	stream_step(st);
 }
 
+/*
+ * A subscription stream takes the definition valid where it starts (the
+ * open answer's def_pos, which must be where this stream starts: after
+ * cursor, or after the prune point when that is later, as stream_begin
+ * resets).  False when the client was answered instead.
+ */
+static bool
+stream_opened_def(stream *st, const open_info *info, int64_t cursor)
+{
+	client	   *c = st->owner;
+	int64_t		at = info->pruned > cursor ? info->pruned : cursor;
+	json_t	   *j = info->def_json ? sse_json_parse(info->def_json, strlen(info->def_json)) : NULL;
+	sub_def		d;
+	sub_def_status rc = j ? stream_def_parse(j, info->sid, &d) : SUB_DEF_INVALID;
+
+	json_decref(j);
+	if (rc != SUB_DEF_OK || info->def_pos != at) {
+		log_error("subscription %" PRId64 ": no definition the bridge can apply at %" PRId64,
+				  info->sid, at);
+		metrics.def_errors += rc != SUB_DEF_OOM;
+		client_respond_error(c, 503, "unavailable", rc == SUB_DEF_OOM ? "out of memory"
+							 : "the subscription's definition cannot be applied");
+		return false;
+	}
+	if (d.state != SUB_ACTIVE) {
+		if (d.state == SUB_CLOSED)
+			client_respond(c, resp_empty(204, c->origin, 0));
+		else
+			client_respond_error(c, 404, "not_found", "unknown or expired subscription");
+		stream_def_clear(&d);
+		return false;
+	}
+	st->sid = info->sid;
+	if (!stream_join_sid(st)) {
+		stream_def_clear(&d);
+		client_respond_error(c, 503, "unavailable", "out of memory");
+		return false;
+	}
+	stream_take_def(st, &d);	/* OPENING: no hub, cannot fail */
+	return true;
+}
+
 /* The open answer arrived: 404, 204, or begin replaying. */
 static void
 stream_opened(stream *st, const open_info *info)
@@ -430,17 +483,8 @@ stream_opened(stream *st, const open_info *info)
 		case STREAM_START:
 			break;
 	}
-	if (st->sub_id != NULL) {
-		st->sid = info->sid;
-		if (!stream_set_spec(st, info->channels_json, info->filter_json)) {
-			log_warn("a subscription has an invalid definition");
-			client_respond_error(c, 404, "not_found", "unknown or expired subscription");
-			return;
-		}
-		/* a change noticed while the open was in flight may be missing */
-		if (st->open_changes != sub_changes)
-			stream_reload(st->sid);
-	}
+	if (st->sub_id != NULL && !stream_opened_def(st, info, cursor))
+		return;
 	log_debug("stream %p: from %" PRId64, (void *) st, cursor);
 	stream_begin(st, cursor, info->pruned);
 }
@@ -477,9 +521,8 @@ stream_open(client *c, route_result *rr)
 	rr->patterns = NULL;		/* the stream owns them now */
 	rr->npatterns = 0;
 	rr->filter = NULL;
-	st->open_changes = sub_changes;
-	if (!stream_submit(st, logread_open(st->sub_id, st->sub.patterns, st->sub.npatterns,
-										stream_open_done, st)))
+	if (!stream_submit(st, logread_open(st->sub_id, st->last_event_id, st->sub.patterns,
+										st->sub.npatterns, stream_open_done, st)))
 		client_respond_error(c, 503, "unavailable", "out of memory");
 }
 
@@ -497,6 +540,7 @@ stream_release(client *c)
 	}
 	stream_set_state(st, SS_ENDED);
 	assert(!(st->flags & (SF_PARKED | SF_QUEUED)));
+	stream_leave_sid(st);
 	TAILQ_REMOVE(&streams, st, link);
 	nstreams--;
 	stream_free_spec(st);
@@ -544,9 +588,17 @@ stream_pruned(int64_t from, int64_t through)
 	stream	   *st;
 
 	metrics.resets++;
-	TAILQ_FOREACH(st, &streams, link)
-		if (st->state == SS_LIVE)
-			client_send(st->owner, f ? frame_ref(f) : NULL);
+	TAILQ_FOREACH(st, &streams, link) {
+		if (st->state != SS_LIVE)
+			continue;
+		client_send(st->owner, f ? frame_ref(f) : NULL);
+		/*
+		 * Markers in the gap are lost too: a subscription stream ends after
+		 * the reset and resumes from its id with the definition valid there.
+		 */
+		if (st->sid != 0)
+			client_end(st->owner);
+	}
 	frame_unref(f);
 }
 
@@ -567,7 +619,12 @@ replay_offer(stream *st, event *ev)
 	bool		ends;
 
 	st->cursor = ev->id;
-	if (event_is_marker(ev) || !hub_matches(&st->sub, ev, &ends))
+	if (event_is_marker(ev)) {
+		if (st->sid == 0 || stream_def_sid(event_json(ev)) != st->sid)
+			return false;
+		return !stream_redefine(st, ev);
+	}
+	if (!hub_matches(&st->sub, ev, &ends))
 		return false;
 	metrics.replayed++;
 	return stream_send_event(st, ev, ends);
@@ -761,8 +818,13 @@ stream_page_done(db_job *job, PGresult *res)
 	}
 	rows = PQntuples(res);
 	pruned = logread_pruned(res);
-	if (pruned > st->cursor)
+	if (pruned > st->cursor) {
 		stream_send_reset(st, st->cursor + 1, pruned);
+		if (st->sid != 0) {		/* its markers in the gap are gone: resume anew */
+			client_end(st->owner);
+			return;
+		}
+	}
 	for (int i = 0; i < rows; i++) {
 		event	   *ev;
 		bool		ended = false;
