@@ -34,7 +34,7 @@ static const char logread_head_sql[] =
 	"FROM sse_bridge.meta m";
 
 #define LOGREAD_HEAD_PRUNED_SQL \
-	"SELECT greatest((SELECT max(id) FROM sse_bridge.events), m.pruned_through) AS head, " \
+	"SELECT greatest((SELECT pg_catalog.max(id) FROM sse_bridge.events), m.pruned_through) AS head, " \
 	"m.pruned_through FROM sse_bridge.meta m"
 
 /* Columns of open_adhoc (the first three) and open_sub (all). */
