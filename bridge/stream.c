@@ -29,7 +29,12 @@
  *  - a stream has at most one database job (stream_submit), and a callback
  *    for a cancelled job only frees it;
  *  - hub membership changes only here and never inside hub_dispatch (a
- *    stream that must end asks its client to end at the next flush).
+ *    stream that must end asks its client to end at the next flush);
+ *  - a subscription stream's patterns and filter are its subscription's
+ *    definition valid at its position: taken at the open for where it
+ *    starts, replaced only when its reading passes a `$sub` marker of its
+ *    sid (stream_marker in LIVE, replay_offer in REPLAYING), and it ends
+ *    rather than go on with a definition it could not apply.
  */
 #include <assert.h>
 #include <inttypes.h>
@@ -254,7 +259,6 @@ stream_def_parse(const json_t *def, int64_t sid, sub_def *d)
 			return SUB_DEF_OOM;
 		}
 	}
-	/* TODO(filter): compile; refuse what cannot be evaluated exactly */
 	d->filter = json_object_size(filter) > 0 ? json_incref(filter) : NULL;
 	return SUB_DEF_OK;
 }
