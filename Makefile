@@ -54,3 +54,13 @@ else
 all install installcheck clean:
 	@echo "PostgreSQL server development files are missing; run: scripts/deps.sh" >&2; exit 1
 endif
+
+# A test-only module for the pg_regress suite (sql/security.sql loads it by
+# path); never installed.
+ifneq ($(PGXS),)
+REGRESS_HOOKS = test/regress/hooks$(DLSUFFIX)
+EXTRA_CLEAN += $(REGRESS_HOOKS)
+installcheck: $(REGRESS_HOOKS)
+$(REGRESS_HOOKS): test/regress/hooks.c
+	$(CC) $(CFLAGS) $(CFLAGS_SL) $(CPPFLAGS) -I$(includedir_server) -shared -o $@ $< $(LDFLAGS_SL)
+endif

@@ -6,11 +6,24 @@
 /*
  * Privileges
  * ----------
- * Everything that writes is a SECURITY DEFINER function owned by the role
- * that ran CREATE EXTENSION, with search_path pinned to pg_catalog, pg_temp.
- * EXECUTE on them is revoked from PUBLIC: rights come from grants on the
- * functions, never from grants on the tables.  sse_match and
- * sse_filter_match are plain functions, executable by everyone.
+ * No code a user can define (casts, operators, type I/O, functions found
+ * through search_path) ever runs with the extension owner's rights:
+ *
+ * - sse_publish and sse_notify_trigger are SECURITY INVOKER.  They only
+ *   validate an event and queue it in memory; whatever renders the data
+ *   (row_to_json and the casts it calls, output functions) runs as the
+ *   caller.  The rows are written at commit, in C, as the owner of
+ *   sse_bridge.events (src/sse_publish.c).
+ * - The functions that change subscriptions, sse_close, sse_touch,
+ *   sse_expire and sse_prune are SECURITY DEFINER with search_path pinned
+ *   to pg_catalog, pg_temp.  Their arguments are built-in types converted
+ *   by the caller, and their SQL names every function and operator with
+ *   its schema.
+ *
+ * EXECUTE on all of them is revoked from PUBLIC: rights come from grants
+ * on the functions, never from grants on the tables.  sse_match,
+ * sse_filter_match and sse_channel_segment are plain functions, executable
+ * by everyone.  docs/design.md has the full audit.
  *
  * A publishing role (an application, a job runner) needs:
  *   GRANT EXECUTE ON FUNCTION
@@ -120,17 +133,17 @@ SELECT pg_catalog.pg_extension_config_dump('sse_bridge.subscription_versions', '
 -- Publishing
 ------------------------------------------------------------------------
 
+-- SECURITY INVOKER: queuing needs no rights, the write at commit is done
+-- by the extension itself.
 CREATE FUNCTION sse_publish(channel text, data text, event text DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'sse_publish_text'
-LANGUAGE C VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp;
+LANGUAGE C VOLATILE;
 
 CREATE FUNCTION sse_publish(channel text, data jsonb, event text DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'sse_publish_jsonb'
-LANGUAGE C VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp;
+LANGUAGE C VOLATILE;
 
 CREATE FUNCTION sse_close(channel text)
 RETURNS void
@@ -138,11 +151,32 @@ AS 'MODULE_PATHNAME', 'sse_close'
 LANGUAGE C VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp;
 
+-- SECURITY INVOKER: the row is rendered (output functions, casts to json)
+-- as the role whose statement fired the trigger.
 CREATE FUNCTION sse_notify_trigger()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'sse_notify_trigger'
-LANGUAGE C VOLATILE SECURITY DEFINER
+LANGUAGE C VOLATILE;
+
+-- The segment a value becomes in a channel template; STABLE because some
+-- types' text forms depend on settings.
+CREATE FUNCTION sse_channel_segment(value anycompatible)
+RETURNS text
+AS 'MODULE_PATHNAME', 'sse_channel_segment'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+-- Checks the templates of sse_notify_trigger triggers when they are created
+-- and when their tables are altered.  Runs as the role that issued the
+-- command (not SECURITY DEFINER) and reads only catalogs.
+CREATE FUNCTION sse_bridge.check_notify_triggers()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'sse_check_notify_triggers'
+LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
+REVOKE EXECUTE ON FUNCTION sse_bridge.check_notify_triggers() FROM PUBLIC;
+CREATE EVENT TRIGGER sse_bridge_check_notify_triggers ON ddl_command_end
+    WHEN TAG IN ('CREATE TRIGGER', 'CREATE SCHEMA', 'ALTER TABLE')
+    EXECUTE FUNCTION sse_bridge.check_notify_triggers();
 
 ------------------------------------------------------------------------
 -- Subscriptions
@@ -200,7 +234,9 @@ CREATE FUNCTION sse_prune(older_than interval DEFAULT NULL)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'sse_prune'
 LANGUAGE C VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp;
+SET search_path = pg_catalog, pg_temp
+-- one short statement: compiling it would cost more than it saves
+SET jit = off;
 
 ------------------------------------------------------------------------
 -- Matchers (the bridge's own rules, for use in SQL)

@@ -218,6 +218,19 @@ for (const n of [1000, 5000]) {
   }
 }
 
+// ---------------------------------------------------------------- memory
+for (const r of pick((x) => x.scenario === 'memory')) {
+  const m = r.metrics || {};
+  const f = r.fast || {};
+  row('memory', `peak RSS, ${r.phase}: ${r.slow_clients} slow + 4 fast readers, ${r.events} x 1 MB replayed`, 'MB',
+    { bridge: r.hwm_kb != null ? r.hwm_kb / 1024 : null }, {}, `<= ${r.bound_kb / 1024} (--max-memory)`,
+    r.hwm_kb != null ? r.hwm_kb <= r.bound_kb : null,
+    `fast readers ${f.done}/${f.clients} complete in ${f.seconds} s, order errors ${f.order_errors}; ` +
+    `queue peak ${m.sse_bridge_client_queue_peak_bytes} B; refused ${m.sse_bridge_memory_refused_total}; ` +
+    `shed ${m.sse_bridge_memory_shed_total}; slow readers: ${r.slow ? r.slow.events : '?'} events, ` +
+    `${r.slow ? r.slow.refused : '?'} refused, ${r.slow ? r.slow.drops : '?'} dropped`);
+}
+
 // ---------------------------------------------------------------- proxy
 {
   const r = pick((x) => x.scenario === 'proxy')[0];
@@ -225,6 +238,19 @@ for (const n of [1000, 5000]) {
     const p = r.result;
     row('proxy', 'latency added by deploy/nginx.conf (TLS, HTTP/2), p50', 'us', { bridge: p ? p.p50_us : null }, {},
       '', null, p ? `p90 ${p.p90_us} us, p99 ${p.p99_us} us, max ${p.max_us} us over ${p.events} events` : 'bench/proxy.sh failed');
+  }
+}
+
+// ---------------------------------------------------------------- filter cost
+{
+  const r = pick((x) => x.scenario === 'filtercost')[0];
+  if (r) {
+    const f = r.figures || {};
+    row('filtercost', 'CPU per filter at the limits, 1 MB event (max)', 'us', { bridge: f.per_filter_max_us },
+      {}, '< 1000', f.per_filter_max_us != null ? f.per_filter_max_us < 1000 : null,
+      r.failed ? 'bench/filter_worst failed'
+        : `${f.elements} array elements, ${f.filters} filters of 1024 values: mean ${f.per_filter_mean_us} us; ` +
+          `once per event: parse ${f.parse_us} us, array hashes ${f.first_us} us; direct scan (before) ${f.direct_us} us per filter`);
   }
 }
 

@@ -4,7 +4,7 @@
 #
 #   bench/run.sh                 full run (>= 1,000,000 deliveries per fan-out)
 #   QUICK=1 bench/run.sh         short development run
-#   ONLY="fanout idle" bench/run.sh   a subset of: idle fanout selective replay publish proxy
+#   ONLY="fanout idle" bench/run.sh   a subset of: idle fanout selective replay publish proxy filtercost memory
 #   TARGETS="bridge nchan" ...   a subset of: bridge nchan ceiling
 #   PERF=1 ...                   also profile the bridge (fan-out, selective,
 #                                replay) into bench/results/perf-*.txt
@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 QUICK=${QUICK:-0}
-ONLY=${ONLY:-idle fanout selective replay publish proxy}
+ONLY=${ONLY:-idle fanout selective replay publish proxy filtercost memory}
 TARGETS=${TARGETS:-bridge nchan ceiling}
 PERF=${PERF:-0}
 B=$ROOT/bench/build
@@ -551,6 +551,19 @@ scenario_proxy() {
   record proxy bridge "result=$(json_or_null "$WORK/proxy.json")"
 }
 
+# Filter cost at the worst case the filter limits allow: bench/filter_worst.c
+# (no server; CPU time of filter evaluation against a 1 MB event).
+scenario_filtercost() {
+  log "filtercost: bench/build/filter_worst"
+  local out=$WORK/filtercost.out
+  if "$B/filter_worst" 100 >"$out"; then
+    record filtercost bridge "figures=$(tail -1 "$out")"
+  else
+    record filtercost bridge "failed=true"
+  fi
+  head -n -1 "$out" >&2
+}
+
 # ---------------------------------------------------------------- run
 want idle && scenario_idle
 has_target bridge && { [ -n "$BRIDGE_PID" ] || start_bridge; }
@@ -563,6 +576,9 @@ want selective && scenario_selective
 want replay && scenario_replay
 want publish && scenario_publish
 want proxy && scenario_proxy
+want filtercost && scenario_filtercost
+# memory last: it leaves big events in the log and restarts the bridge
+if want memory; then . bench/memory.sh; scenario_memory; fi
 
 # machine facts
 facts=$WORK/facts.json

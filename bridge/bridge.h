@@ -17,8 +17,8 @@
 
 typedef struct bridge_state {
 	uv_loop_t  *loop;
-	uv_tcp_t	listener;
 	uv_check_t	flush;			/* writes coalesced once per loop turn */
+	uv_prepare_t flush_pre;		/* the same before polling (write completions) */
 	uv_idle_t	spin;			/* active while replays wait: poll must not block */
 	uv_timer_t	sweep;			/* timeouts and keepalives */
 	uv_timer_t	stop_timer;		/* hard deadline during shutdown */
@@ -29,7 +29,6 @@ typedef struct bridge_state {
 	db_link		work;			/* opens, replay pages, reloads, touch */
 	frame	   *keepalive;		/* shared ": keepalive" comment */
 	bool		stopping;
-	bool		listening;
 } bridge_state;
 
 extern bridge_state br;

@@ -64,3 +64,25 @@ bridge-asan: bridge/build/asan/sse-bridge
 bridge/build/asan/sse-bridge: $(BRIDGE_SRCS) $(BRIDGE_SHARED) $(BRIDGE_HDRS) bridge/build/static_assets.inc
 	@mkdir -p bridge/build/asan
 	$(BRIDGE_CC) $(BRIDGE_SAN) $(BRIDGE_WARN) $(BRIDGE_DEFS) -o $@ $(BRIDGE_SRCS) $(BRIDGE_SHARED) $(BRIDGE_LIBS)
+
+# bridge-fi: the sanitizer build with the allocation fault injector
+# (bridge/mem.h: SSE_BRIDGE_FAIL_EVERY=N, SIGUSR1 arms, SIGUSR2 disarms).
+BRIDGE_FI_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=strndup
+.PHONY: bridge-fi
+bridge-fi: bridge/build/fi/sse-bridge
+bridge/build/fi/sse-bridge: $(BRIDGE_SRCS) $(BRIDGE_SHARED) $(BRIDGE_HDRS)
+	@mkdir -p bridge/build/fi
+	$(BRIDGE_CC) $(BRIDGE_SAN) -DBRIDGE_FAULT_INJECT $(BRIDGE_WARN) $(BRIDGE_DEFS) -o $@ $(BRIDGE_SRCS) $(BRIDGE_SHARED) $(BRIDGE_LIBS) $(BRIDGE_FI_WRAP)
+
+# Test builds of the search_path defences (test/abuse, check "trojan"): each
+# drops one layer of bridge/logread.c so the other is tested alone; "bare"
+# drops both and shows the planted objects would be reached.
+.PHONY: bridge-variants
+bridge-variants: bridge/build/nopin/sse-bridge bridge/build/unqual/sse-bridge bridge/build/bare/sse-bridge
+bridge/build/nopin/sse-bridge: BRIDGE_VARIANT := -DLOGREAD_NO_PIN
+bridge/build/unqual/sse-bridge: BRIDGE_VARIANT := -DLOGREAD_UNQUALIFIED
+bridge/build/bare/sse-bridge: BRIDGE_VARIANT := -DLOGREAD_NO_PIN -DLOGREAD_UNQUALIFIED
+bridge/build/nopin/sse-bridge bridge/build/unqual/sse-bridge bridge/build/bare/sse-bridge: \
+		$(BRIDGE_SRCS) $(BRIDGE_SHARED) $(BRIDGE_HDRS) bridge/build/static_assets.inc
+	@mkdir -p $(@D)
+	$(BRIDGE_CC) -O0 -g $(BRIDGE_WARN) $(BRIDGE_DEFS) $(BRIDGE_VARIANT) -o $@ $(BRIDGE_SRCS) $(BRIDGE_SHARED) $(BRIDGE_LIBS)

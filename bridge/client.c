@@ -23,11 +23,13 @@
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bridge.h"
 #include "client.h"
 #include "config.h"
 #include "log.h"
+#include "mem.h"
 #include "metrics.h"
 #include "resp.h"
 #include "route.h"
@@ -163,24 +165,51 @@ client_doom(client *c)
 }
 
 void
+client_fail(client *c, const char *what)
+{
+	if (c->flags & (CF_DOOMED | CF_CLOSED))
+		return;
+	metrics.alloc_failures++;
+	log_warn("client %p: %s; closing it (it can resume with Last-Event-ID)", (void *) c, what);
+	client_doom(c);
+}
+
+bool
+client_room(const client *c, size_t len)
+{
+	return c->q.n == 0 || outq_bytes(&c->q) + len <= cfg.client_queue;
+}
+
+void
 client_send(client *c, frame *f)
 {
 	if (c->flags & CF_CLOSED) {
 		frame_unref(f);
 		return;
 	}
-	if (f == NULL || !outq_push(&c->q, f)) {
-		c->flags |= CF_DOOMED;
-		log_error("out of memory queueing output");
+	if (f == NULL) {
+		client_fail(c, "out of memory formatting output");
+		return;
 	}
+	if ((c->flags & CF_UNPACED) && c->state == CS_STREAMING && !client_room(c, f->len)) {
+		frame_unref(f);			/* a slow client: it gets nothing more */
+		if (!(c->flags & CF_DOOMED)) {
+			metrics.slow_drops++;
+			log_info("dropping a slow client: %zu bytes queued", outq_bytes(&c->q));
+		}
+		client_doom(c);
+		return;
+	}
+	if (!outq_push(&c->q, f)) {
+		client_fail(c, "out of memory queueing output");
+		return;
+	}
+	if (c->q.n > 1 && outq_bytes(&c->q) > metrics.queue_peak)
+		metrics.queue_peak = outq_bytes(&c->q);
+	if (c->q.n > 1 && outq_bytes(&c->q) > cfg.client_queue)
+		metrics.queue_over++;
 	if (c->state != CS_READING && c->state != CS_CLOSING)
 		c->deadline_ms = bridge_now();	/* last traffic, for keepalives */
-	if ((c->flags & CF_UNPACED) && c->state == CS_STREAMING &&
-		outq_bytes(&c->q) > cfg.client_queue && !(c->flags & CF_DOOMED)) {
-		c->flags |= CF_DOOMED;
-		metrics.slow_drops++;
-		log_info("dropping a slow client: %zu bytes queued", outq_bytes(&c->q));
-	}
 	client_mark_pending(c);
 }
 
@@ -204,9 +233,13 @@ client_respond_error(client *c, int status, const char *code, const char *detail
 	const char *origin = c->origin ? c->origin
 		: (c->req && c->req->origin.set ? c->req->origin.s : NULL);
 	frame	   *f = resp_error(status, code, detail, origin);
+	char	   *end;
 
 	if (f == NULL)
 		c->flags |= CF_DOOMED;
+	else if (c->req != NULL && c->req->parser.method == HTTP_HEAD &&
+			 (end = memmem(f->data, f->len, "\r\n\r\n", 4)) != NULL)
+		f->len = (uint32_t) (end + 4 - f->data);	/* HEAD: the head only */
 	log_debug("client %p: %d %s", (void *) c, status, code);
 	client_respond(c, f);
 }
@@ -430,7 +463,7 @@ client_simple(client *c, route_result *rr, const char *origin)
 			client_respond(c, resp_empty(204, origin, 1));
 			break;
 		case ROUTE_HEALTH:
-			if (db_link_up(&br.live))
+			if (db_link_up(&br.live) && db_link_up(&br.work))
 				client_respond(c, resp_body(200, "application/json", "{\"status\":\"ok\"}\n", 16, origin));
 			else
 				client_respond_error(c, 503, "unavailable", "the database link is down");
@@ -456,7 +489,7 @@ client_route(client *c)
 
 	if (c->flags & CF_REJECT) {
 		metrics.rejected++;
-		client_respond(c, resp_busy(origin));
+		client_respond(c, resp_busy(origin, "too many clients"));
 		return;
 	}
 	if (br.stopping) {
@@ -468,7 +501,10 @@ client_route(client *c)
 		return;
 	}
 	route_request(c->req, br.public_scope, &rr);
-	if (rr.kind == ROUTE_ADHOC || rr.kind == ROUTE_SUB)
+	if ((rr.kind == ROUTE_ADHOC || rr.kind == ROUTE_SUB) && mem_over_soft()) {
+		metrics.mem_refused++;
+		client_respond(c, resp_busy(origin, "memory limit reached"));
+	} else if (rr.kind == ROUTE_ADHOC || rr.kind == ROUTE_SUB)
 		client_start_stream(c, &rr);
 	else
 		client_simple(c, &rr, origin);
@@ -495,7 +531,7 @@ client_read_request(client *c, const char *buf, ssize_t n)
 			return;
 		case REQ_ERROR:
 			if (c->flags & CF_REJECT)
-				client_respond(c, resp_busy(NULL));
+				client_respond(c, resp_busy(NULL, "too many clients"));
 			else
 				client_respond_error(c, c->req->status,
 									 c->req->status == 431 ? "headers_too_large" : "bad_request",
@@ -549,15 +585,29 @@ client_new(void)
 	return c;
 }
 
+/*
+ * The kernel's send buffer per connection (Linux doubles it).  A fixed size
+ * turns off autotuning, which would otherwise let a slow reader hold up to
+ * net.ipv4.tcp_wmem's maximum (4 MB) of output beyond --client-queue.
+ */
+#define CLIENT_SNDBUF (128 << 10)
+
 void
-client_accept(uv_stream_t *listener)
+client_adopt(int fd)
 {
 	client	   *c = client_create();
 
-	if (c == NULL)
+	if (c == NULL) {
+		metrics.alloc_failures++;
+		close(fd);
 		return;
-	if (uv_accept(listener, (uv_stream_t *) &c->tcp) != 0 ||
-		client_count >= cfg.max_clients + CLIENT_EXTRA_REJECTS) {
+	}
+	if (uv_tcp_open(&c->tcp, fd) != 0) {
+		close(fd);
+		uv_close((uv_handle_t *) &c->tcp, client_reject_closed);
+		return;
+	}
+	if (client_count >= cfg.max_clients + CLIENT_EXTRA_REJECTS) {
 		uv_close((uv_handle_t *) &c->tcp, client_reject_closed);
 		return;
 	}
@@ -566,6 +616,7 @@ client_accept(uv_stream_t *listener)
 		c->flags |= CF_REJECT;
 	client_track(c);
 	uv_tcp_nodelay(&c->tcp, 1);
+	uv_send_buffer_size((uv_handle_t *) &c->tcp, &(int) {CLIENT_SNDBUF});
 	if (uv_read_start((uv_stream_t *) &c->tcp, client_alloc, client_on_read) != 0)
 		client_close(c);
 }
@@ -583,7 +634,7 @@ client_sweep_one(client *c, uint64_t now)
 			}
 			break;
 		case CS_STREAMING:
-			if (now >= c->deadline_ms + cfg.keepalive * 1000 && outq_pending(&c->q) == 0)
+			if (now >= c->deadline_ms + cfg.keepalive * 1000 && c->q.n == 0)
 				client_send(c, frame_ref(br.keepalive));
 			break;
 		case CS_CLOSING:
@@ -604,6 +655,38 @@ client_sweep(uint64_t now)
 	for (c = LIST_FIRST(&clients); c != NULL; c = next) {
 		next = LIST_NEXT(c, link);
 		client_sweep_one(c, now);
+	}
+}
+
+/*
+ * Over the hard memory limit: drop the streams with the largest queues
+ * (slow consumers) until what they hold would bring the charged total back
+ * to the soft limit.  They reconnect with Last-Event-ID and replay later.
+ * At most CLIENT_SHED_MAX per call, each found by one pass over the list.
+ */
+#define CLIENT_SHED_MAX 64
+
+void
+client_shed(void)
+{
+	size_t		need = mem_excess(), freed = 0;
+
+	if (!mem_over_hard())
+		return;
+	for (int k = 0; k < CLIENT_SHED_MAX && freed < need; k++) {
+		client	   *c, *big = NULL;
+
+		LIST_FOREACH(c, &clients, link) {
+			if (c->state == CS_STREAMING && !client_gone(c) && outq_bytes(&c->q) > 0 &&
+				(big == NULL || outq_bytes(&c->q) > outq_bytes(&big->q)))
+				big = c;
+		}
+		if (big == NULL)
+			break;
+		freed += outq_bytes(&big->q);
+		metrics.mem_shed++;
+		log_info("memory limit: dropping a stream with %zu bytes queued", outq_bytes(&big->q));
+		client_doom(big);
 	}
 }
 

@@ -79,13 +79,14 @@ void		client_set_ops(const client_ops *ops);
 /* A tracked client in READING on a fresh, unconnected socket (tests); NULL on OOM. */
 client	   *client_new(void);
 
-/* Accept a connection from the listener (main.c calls this). */
-void		client_accept(uv_stream_t *listener);
+/* Take an accepted, non-blocking socket (listen.c calls this; it owns fd now). */
+void		client_adopt(int fd);
 
 /*
  * Queue a frame; takes the caller's reference (NULL: out of memory, the
  * client is closed at the next flush).  A CF_UNPACED client whose queue
- * goes over --client-queue is closed at the next flush.
+ * would go over --client-queue gets nothing more and is closed at the next
+ * flush; paced output (replay) checks client_room first.
  */
 void		client_send(client *c, frame *f);
 
@@ -94,6 +95,17 @@ void		client_streaming(client *c);
 
 /* Over --client-queue from now on means a slow client (live streams). */
 void		client_set_unpaced(client *c);
+
+/* Whether len more bytes may be queued: the queue stays within
+ * --client-queue, or holds nothing else. */
+bool		client_room(const client *c, size_t len);
+
+/* An allocation for c failed: close it at the next flush (a stream resumes
+ * with Last-Event-ID and replays what it missed). */
+void		client_fail(client *c, const char *what);
+
+/* Over the hard memory limit: drop the largest queues (mem.h). */
+void		client_shed(void);
 
 /* End the stream after what is queued has been written (at the next flush). */
 void		client_end(client *c);

@@ -66,6 +66,12 @@ static const cfg_entry cfg_table[] = {
 	 "rows per fetch from the event log"},
 	{"filter-index", CFG_BOOL, &cfg.filter_index, "on", "on|off",
 	 "index filters by key/value (off: evaluate every filter for every event)"},
+	{"db-timeout", CFG_UINT, &cfg.db_timeout, "10", "SECONDS",
+	 "deadline for every database query; a link that misses it is reconnected"},
+	{"prune-interval", CFG_UINT, &cfg.prune_interval, "60", "SECONDS",
+	 "period of sse_prune calls when the role may run it (0: never)"},
+	{"max-memory", CFG_SIZE, &cfg.max_memory, "512M", "BYTES",
+	 "memory bound: past 5/8 of it new streams get 503, past 3/4 the largest queues are dropped (0: none)"},
 	{"demo", CFG_BOOL, &cfg.demo, "off", "on|off",
 	 "serve the jobs demo page at / (the helper /sse-bridge.js is always served)"},
 };
@@ -214,14 +220,22 @@ cfg_validate(void)
 	}
 	log_threshold = lv;
 	if (cfg.keepalive == 0 || cfg.batch == 0 || cfg.max_clients == 0 ||
-		cfg.poll_interval == 0 || cfg.touch_interval == 0 || cfg.header_timeout == 0) {
+		cfg.poll_interval == 0 || cfg.touch_interval == 0 || cfg.header_timeout == 0 ||
+		cfg.db_timeout == 0) {
 		fprintf(stderr, "sse-bridge: keepalive, batch, max-clients, poll-interval, "
-				"touch-interval and header-timeout must be positive\n");
+				"touch-interval, header-timeout and db-timeout must be positive\n");
 		return false;
 	}
 	if (cfg.max_header_bytes < 256 || cfg.max_header_bytes > 1024 * 1024 ||
-		cfg.batch > 100000 || cfg.retry > 86400000 || cfg.keepalive > 86400) {
+		cfg.batch > 100000 || cfg.retry > 86400000 || cfg.keepalive > 86400 ||
+		cfg.db_timeout > 3600 || cfg.prune_interval > 86400 * 7) {
 		fprintf(stderr, "sse-bridge: a setting is out of range\n");
+		return false;
+	}
+	if (cfg.max_memory != 0 && (cfg.max_memory < (16 << 20) || cfg.replay_cache > cfg.max_memory / 4 ||
+								cfg.client_queue > cfg.max_memory / 8)) {
+		fprintf(stderr, "sse-bridge: --max-memory must be at least 16M, 4 x --replay-cache "
+				"and 8 x --client-queue (or 0)\n");
 		return false;
 	}
 	return true;

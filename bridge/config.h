@@ -28,7 +28,10 @@ typedef struct cfg_settings {
 	uint64_t	replay_cache;	/* bytes of recent events kept in memory */
 	uint64_t	batch;			/* rows per fetch */
 	bool		filter_index;	/* index filters by key/value (off: scan them all) */
+	uint64_t	db_timeout;		/* seconds a database query may take */
+	uint64_t	prune_interval; /* seconds between sse_prune calls, 0 = never */
 	bool		demo;			/* serve the demo page at / */
+	uint64_t	max_memory;		/* bytes; 0 = no bound (mem.h) */
 } cfg_settings;
 
 extern cfg_settings cfg;

@@ -12,8 +12,18 @@
  * non-blocking; we read only after readiness and flush until done); a
  * uv_poll_t is closed before libpq closes its socket; cur is non-NULL
  * exactly in BUSY; a job is owned by exactly one of: the queue, cur, or its
- * done callback.
+ * done callback; the deadline timer runs exactly while a connect, setup
+ * statement or job waits for the server (CONNECTING, SETUP, BUSY).
+ *
+ * Dropping a dead link never waits for the server: PQfinish only queues a
+ * Terminate message on the non-blocking socket and closes it.  Setup starts
+ * with db_session_sql, which sets statement_timeout and lock_timeout below
+ * the deadline, so a statement stuck on the server is cancelled there first
+ * and its error tells a lock wait (55P03) from a slow statement (57014).
+ * The beat timer ticks every quarter deadline: it expires queued no_retry
+ * jobs and sends the heartbeat once the link has been idle half a deadline.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +35,13 @@
 #define DB_BACKOFF_MAX_MS 5000
 
 char	   *db_conninfo = "";
+uint64_t	db_timeout_ms = 10000;
+const char *db_session_sql;
+const char *db_heartbeat_sql;
 
 static void db_on_poll(uv_poll_t *h, int status, int events);
 static void db_fail(db_link *l, const char *why);
+static void db_dead(db_link *l, const char *why);
 static void db_kick(db_link *l);
 static void db_send_step(db_link *l);
 static bool db_watch(db_link *l, int events);
@@ -130,16 +144,46 @@ db_notice(void *arg, const char *msg)
 	log_info("db %s: server says: %s", l->name, line);
 }
 
+/* The server did not answer in time: the link is dead. */
+static void
+db_on_deadline(uv_timer_t *t)
+{
+	db_link    *l = t->data;
+	char		why[96];
+
+	if (l->state != DB_CONNECTING && l->state != DB_SETUP && l->state != DB_BUSY)
+		return;
+	snprintf(why, sizeof(why), "no answer within %" PRIu64 " ms while %s",
+			 db_timeout_ms, l->state == DB_CONNECTING ? "connecting"
+			 : l->state == DB_SETUP ? "setting up the session" : "running a query");
+	db_dead(l, why);
+}
+
+/* A lock wait the server cancelled (lock_timeout) counts as a missed deadline. */
+static bool
+db_res_timed_out(const PGresult *res, bool any_cancel)
+{
+	const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	return st != NULL && (strcmp(st, "55P03") == 0 ||
+						  (any_cancel && strcmp(st, "57014") == 0));
+}
+
 static void
 db_on_timer(uv_timer_t *t)
 {
 	db_link    *l = t->data;
+	char		user_timeout[24];
+
+	/* Defaults first: the user's conninfo (expanded from dbname) overrides them. */
 	const char *kw[] = {"keepalives", "keepalives_idle", "keepalives_interval",
-		"keepalives_count", "fallback_application_name", "dbname", NULL};
-	const char *val[] = {"1", "10", "5", "3", "sse-bridge", db_conninfo, NULL};
+		"keepalives_count", "tcp_user_timeout", "fallback_application_name", "dbname", NULL};
+	const char *val[] = {"1", "10", "5", "3", user_timeout, "sse-bridge", db_conninfo, NULL};
 
 	if (l->state != DB_DISCONNECTED)
 		return;
+	snprintf(user_timeout, sizeof(user_timeout), "%" PRIu64, db_timeout_ms);
+	uv_timer_start(&l->deadline, db_on_deadline, db_timeout_ms, 0);
 	l->conn = PQconnectStartParams(kw, val, 1);
 	if (l->conn == NULL || PQstatus(l->conn) == CONNECTION_BAD) {
 		db_fail(l, l->conn ? PQerrorMessage(l->conn) : "out of memory");
@@ -213,18 +257,63 @@ db_schedule(db_link *l)
 	uv_timer_start(&l->timer, db_on_timer, delay, 0);
 }
 
-/* Drop the connection; requeue the job in flight; reconnect later. */
+/* Unlink every no_retry job (or, with now > 0, those expired by now). */
+static db_job *
+db_take_no_retry(db_link *l, uint64_t now)
+{
+	db_job	   *out = NULL, **outp = &out, **pp = &l->head;
+
+	l->tail = NULL;
+	while (*pp != NULL) {
+		db_job	   *j = *pp;
+
+		if (j->no_retry && (now == 0 || (j->expires != 0 && j->expires <= now))) {
+			*pp = j->next;
+			j->next = NULL;
+			*outp = j;
+			outp = &j->next;
+			continue;
+		}
+		l->tail = j;
+		pp = &j->next;
+	}
+	return out;
+}
+
 static void
-db_fail(db_link *l, const char *why)
+db_fail_jobs(db_job *list)
+{
+	while (list != NULL) {
+		db_job	   *j = list;
+
+		list = j->next;
+		j->next = NULL;
+		j->done(j, NULL);
+	}
+}
+
+/*
+ * Drop the connection; requeue the job in flight (a no_retry job, queued or
+ * in flight, fails instead); reconnect later.  dead: a missed deadline.
+ */
+static void
+db_drop(db_link *l, const char *why, bool dead)
 {
 	bool		was_up = db_link_up(l) || l->state == DB_SETUP;
 	char		msg[256];
+	db_job	   *failed;
 
 	snprintf(msg, sizeof(msg), "%s", why ? why : "");
 	msg[strcspn(msg, "\n")] = '\0';
 	if (l->state == DB_STOPPED)
 		return;
-	log_warn("db %s: connection failed: %s", l->name, msg);
+	if (dead) {
+		l->timeouts++;
+		log_warn("db %s: link declared dead, reconnecting: %s", l->name, msg);
+	}
+	else
+		log_warn("db %s: connection failed: %s", l->name, msg);
+	uv_timer_stop(&l->deadline);
 	if (l->cur != NULL) {
 		l->cur->next = l->head;
 		l->head = l->cur;
@@ -232,6 +321,7 @@ db_fail(db_link *l, const char *why)
 			l->tail = l->cur;
 		l->cur = NULL;
 	}
+	failed = db_take_no_retry(l, 0);
 	PQclear(l->res);
 	l->res = NULL;
 	db_unwatch(l);
@@ -247,6 +337,20 @@ db_fail(db_link *l, const char *why)
 	if (l->attempt == 0)
 		l->attempt = 1;
 	db_schedule(l);
+	db_fail_jobs(failed);		/* last: their owners may submit again */
+}
+
+static void
+db_fail(db_link *l, const char *why)
+{
+	db_drop(l, why, false);
+}
+
+/* A missed deadline: count it, then drop the link without waiting. */
+static void
+db_dead(db_link *l, const char *why)
+{
+	db_drop(l, why, true);
 }
 
 static void
@@ -273,7 +377,7 @@ db_io_connecting(db_link *l, int events)
 		return;
 	}
 	db_set_state(l, DB_SETUP);
-	l->step = 0;
+	l->step = 0;				/* 0 is db_session_sql, then steps[step - 1] */
 	db_send_step(l);
 }
 
@@ -289,13 +393,28 @@ db_flush(db_link *l)
 		db_fail(l, "cannot poll socket");
 }
 
+static void db_setup_done(db_link *l);
+
 static void
 db_send_step(db_link *l)
 {
-	const db_step *s = &l->steps[l->step];
-	int			ok = s->name ? PQsendPrepare(l->conn, s->name, s->sql, 0, NULL)
-		: PQsendQuery(l->conn, s->sql);
+	const db_step *s;
+	int			ok;
 
+	if (l->step == 0 && db_session_sql == NULL)
+		l->step++;
+	if (l->step > l->nsteps) {
+		db_setup_done(l);
+		return;
+	}
+	s = l->step > 0 ? &l->steps[l->step - 1] : NULL;
+	if (s == NULL)
+		ok = PQsendQuery(l->conn, db_session_sql);
+	else if (s->name)
+		ok = PQsendPrepare(l->conn, s->name, s->sql, 0, NULL);
+	else
+		ok = PQsendQuery(l->conn, s->sql);
+	uv_timer_start(&l->deadline, db_on_deadline, db_timeout_ms, 0);
 	if (!ok) {
 		db_fail(l, PQerrorMessage(l->conn));
 		return;
@@ -321,6 +440,7 @@ db_send_job(db_link *l)
 	else
 		ok = PQsendQueryParams(l->conn, job->sql, job->nparams, NULL,
 							   (const char *const *) job->params, NULL, NULL, 0);
+	uv_timer_start(&l->deadline, db_on_deadline, db_timeout_ms, 0);
 	if (!ok) {
 		db_fail(l, PQerrorMessage(l->conn));
 		return;
@@ -347,6 +467,17 @@ db_kick(db_link *l)
 	}
 }
 
+bool
+db_submit_now(db_link *l, db_job *job)
+{
+	if (l->state == DB_DISCONNECTED || l->state == DB_STOPPED)
+		return false;
+	job->no_retry = true;
+	job->expires = uv_now(l->loop) + db_timeout_ms;
+	db_submit(l, job);
+	return true;
+}
+
 void
 db_submit(db_link *l, db_job *job)
 {
@@ -362,46 +493,74 @@ db_submit(db_link *l, db_job *job)
 static void
 db_step_done(db_link *l, PGresult *res)
 {
-	const db_step *s = &l->steps[l->step];
+	const db_step *s = l->step > 0 ? &l->steps[l->step - 1] : NULL;
 	ExecStatusType st = PQresultStatus(res);
 
-	if ((st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) || (s->check && !s->check(l, res))) {
+	if ((st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) ||
+		(s != NULL && s->check && !s->check(l, res))) {
 		char		why[300];
+		bool		timed_out = db_res_timed_out(res, true);
 
 		snprintf(why, sizeof(why), "setup step %zu: %s", l->step,
 				 st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? "rejected"
 				 : PQresultErrorMessage(res));
 		PQclear(res);
-		db_fail(l, why);
+		if (timed_out)
+			db_dead(l, why);
+		else
+			db_fail(l, why);
 		return;
 	}
 	PQclear(res);
-	if (++l->step < l->nsteps) {
-		db_send_step(l);
-		return;
-	}
+	l->step++;
+	db_send_step(l);
+}
+
+static void
+db_setup_done(db_link *l)
+{
 	l->attempt = 0;
 	l->was_up = true;
+	l->generation++;
 	db_set_state(l, DB_IDLE);
+	l->answered = uv_now(l->loop);
 	log_info("db %s: connected", l->name);
 	if (l->ops.up)
 		l->ops.up(l);
 	db_kick(l);
 }
 
+static void db_beat_done(db_job *job, PGresult *res);
+
+/*
+ * Hand the answer to the job's owner.  A lock wait cancelled by the server
+ * (any cancellation, for the heartbeat) then declares the link dead: the
+ * owner has its answer, the link reconnects.
+ */
 static void
 db_job_done(db_link *l, PGresult *res)
 {
 	db_job	   *job = l->cur;
+	bool		timed_out;
 
 	if (PQstatus(l->conn) == CONNECTION_BAD) {
 		PQclear(res);
 		db_fail(l, "connection lost during a query");
 		return;
 	}
+	timed_out = db_res_timed_out(res, job->done == db_beat_done);
 	l->cur = NULL;
 	db_set_state(l, DB_IDLE);
 	job->done(job, res);
+	if (timed_out) {
+		char		why[300];
+
+		snprintf(why, sizeof(why), "the server cancelled a query: %s",
+				 PQresultErrorMessage(res));
+		PQclear(res);
+		db_dead(l, why);
+		return;
+	}
 	PQclear(res);
 	db_kick(l);
 }
@@ -412,6 +571,8 @@ db_query_complete(db_link *l)
 {
 	PGresult   *res = l->res;
 
+	uv_timer_stop(&l->deadline);
+	l->answered = uv_now(l->loop);
 	l->res = NULL;
 	if (res == NULL) {
 		db_fail(l, "query returned no result");
@@ -495,6 +656,43 @@ db_on_poll(uv_poll_t *h, int status, int events)
 	}
 }
 
+static void
+db_beat_done(db_job *job, PGresult *res)
+{
+	db_link    *l = job->owner;
+
+	db_job_free(job);
+	if (l == NULL)
+		return;
+	l->beating = false;
+	if (res != NULL && PQresultStatus(res) != PGRES_TUPLES_OK && !db_res_timed_out(res, true))
+		log_warn("db %s: heartbeat failed: %s", l->name, PQresultErrorMessage(res));
+}
+
+/*
+ * Every db_timeout_ms / 4: fail the no_retry jobs that waited in the queue
+ * past their deadline, and check a link idle for half a deadline with the
+ * heartbeat query (under the same deadline as any job).
+ */
+static void
+db_on_beat(uv_timer_t *t)
+{
+	db_link    *l = t->data;
+	uint64_t	now = uv_now(l->loop);
+	db_job	   *job;
+
+	db_fail_jobs(db_take_no_retry(l, now));
+	if (l->state != DB_IDLE || l->head != NULL || l->beating || db_heartbeat_sql == NULL ||
+		now - l->answered < db_timeout_ms / 2)
+		return;
+	job = db_job_sql(db_heartbeat_sql, 0, NULL, db_beat_done, l);
+	if (job == NULL)
+		return;
+	job->no_retry = true;
+	l->beating = true;
+	db_submit(l, job);
+}
+
 void
 db_link_init(db_link *l, uv_loop_t *loop, const char *name,
 			 const db_step *steps, size_t nsteps, db_ops ops)
@@ -509,13 +707,20 @@ db_link_init(db_link *l, uv_loop_t *loop, const char *name,
 	l->state = DB_DISCONNECTED;
 	uv_timer_init(loop, &l->timer);
 	l->timer.data = l;
+	uv_timer_init(loop, &l->deadline);
+	l->deadline.data = l;
+	uv_timer_init(loop, &l->beat);
+	l->beat.data = l;
 }
 
 void
 db_link_start(db_link *l)
 {
+	uint64_t	every = db_timeout_ms / 4 > 0 ? db_timeout_ms / 4 : 1;
+
 	l->attempt = 0;
 	db_schedule(l);
+	uv_timer_start(&l->beat, db_on_beat, every, every);
 }
 
 void
@@ -525,6 +730,10 @@ db_link_stop(db_link *l)
 
 	uv_timer_stop(&l->timer);
 	uv_close((uv_handle_t *) &l->timer, NULL);
+	uv_timer_stop(&l->deadline);
+	uv_close((uv_handle_t *) &l->deadline, NULL);
+	uv_timer_stop(&l->beat);
+	uv_close((uv_handle_t *) &l->beat, NULL);
 	db_unwatch(l);
 	PQclear(l->res);
 	l->res = NULL;

@@ -7,11 +7,19 @@
  * When the connection is lost, the job in flight goes back to the front of
  * the queue and the link reconnects with exponential backoff and jitter.
  *
+ * Deadlines: every connect, setup statement and job must be answered within
+ * db_timeout_ms.  A link that misses the deadline is declared dead: it logs,
+ * counts it in `timeouts`, closes its socket without waiting for the server
+ * and reconnects with backoff.  A lock wait cancelled by the server's
+ * lock_timeout (db_session_sql sets it a little below the deadline) counts
+ * the same.  A link idle for db_timeout_ms / 2 runs db_heartbeat_sql.
+ *
  * Ownership: db_submit takes ownership of the job.  The link hands it back
  * through job->done(job, res): from then on the callback owns the job and
  * frees it with db_job_free.  res is borrowed (freed by the link after the
- * callback); res is NULL only when the link is stopped for good.  A job's
- * owner may cancel it with db_job_cancel; done is still called (with
+ * callback); res is NULL when the link is stopped for good, and for a
+ * no_retry job (see db_submit_now) that could not be answered in time.  A
+ * job's owner may cancel it with db_job_cancel; done is still called (with
  * res NULL if the query was never sent).
  */
 #ifndef BRIDGE_DB_H
@@ -48,6 +56,8 @@ struct db_job {
 	bool		cancelled;		/* done still runs, the query does not */
 	int64_t		aux;			/* caller's data */
 	int64_t		aux2;
+	bool		no_retry;		/* fail (res NULL) rather than wait for a reconnect */
+	uint64_t	expires;		/* loop ms; a no_retry job still queued then fails */
 };
 
 typedef struct db_step {
@@ -81,7 +91,13 @@ struct db_link {
 	db_job	   *tail;
 	db_job	   *cur;
 	PGresult   *res;
+	uv_timer_t	deadline;		/* armed while a connect or query is pending */
+	uv_timer_t	beat;			/* heartbeat and queue expiry */
+	bool		beating;		/* the heartbeat query is in flight */
+	uint64_t	answered;		/* loop ms of the last answer (or connect) */
 	uint64_t	reconnects;
+	uint64_t	timeouts;		/* deadlines missed (links declared dead) */
+	uint64_t	generation;		/* counts successful connects (setup done) */
 	bool		was_up;
 	void	   *data;
 };
@@ -106,9 +122,23 @@ void		db_link_init(db_link *l, uv_loop_t *loop, const char *name,
 void		db_link_start(db_link *l);
 void		db_link_stop(db_link *l);
 void		db_submit(db_link *l, db_job *job);
+
+/*
+ * Submit a job that must be answered within the deadline or not at all: it
+ * is marked no_retry, so if the link goes down before the answer, or the
+ * job waits in the queue past db_timeout_ms, done runs with res NULL.
+ * Returns false, without taking the job, when the link is down (waiting to
+ * reconnect); while it connects the job waits, under the same deadline.
+ */
+bool		db_submit_now(db_link *l, db_job *job);
 bool		db_link_up(const db_link *l);
 size_t		db_queue_len(const db_link *l);
 
 extern char *db_conninfo;		/* set before db_link_start */
+extern uint64_t db_timeout_ms;	/* deadline per query; set before db_link_start */
+/* Run first on every connection (session settings), or NULL. */
+extern const char *db_session_sql;
+/* Run by a link idle for half a deadline, or NULL for no heartbeat. */
+extern const char *db_heartbeat_sql;
 
 #endif

@@ -11,9 +11,23 @@
 #include <string.h>
 
 #include "event.h"
+#include "mem.h"
 #include "sse_filter.h"
 #include "sse_match.h"
 #include "wire.h"
+
+static size_t
+event_size(const event *ev)
+{
+	return sizeof(event) + ev->chlen + 1 + ev->nlen + 1 + ev->dlen + 1;
+}
+
+/* Estimated memory of a parsed payload (jansson nodes and strings). */
+static size_t
+event_json_size(const event *ev)
+{
+	return ev->doc != NULL ? ev->dlen * 2 : 0;
+}
 
 event *
 event_new(int64_t id, int64_t created_us, const char *channel, size_t chlen,
@@ -49,6 +63,7 @@ event_new(int64_t id, int64_t created_us, const char *channel, size_t chlen,
 	ev->chlen = (uint32_t) chlen;
 	ev->nlen = (uint32_t) nlen;
 	ev->dlen = dlen;
+	mem_charge(MEM_EVENTS, event_size(ev));
 	return ev;
 }
 
@@ -57,7 +72,9 @@ event_free(event *ev)
 {
 	if (ev == NULL)
 		return;
-	json_decref(ev->json);
+	mem_release(MEM_EVENTS, event_size(ev));
+	mem_release(MEM_JSON, event_json_size(ev));
+	sse_doc_free(ev->doc);
 	frame_unref(ev->frame);
 	free(ev);
 }
@@ -70,14 +87,19 @@ event_frame(event *ev)
 	return ev->frame;
 }
 
-const json_t *
-event_json(event *ev)
+sse_doc *
+event_doc(event *ev)
 {
 	if (!ev->parsed) {
-		ev->parsed = true;
-		ev->json = sse_json_parse(ev->data, ev->dlen);
+		sse_json_status st = sse_doc_parse(ev->data, ev->dlen, &ev->doc);
+
+		if (st != SSE_JSON_OK)
+			ev->doc = NULL;
+		ev->json_oom = st == SSE_JSON_NOMEM;
+		ev->parsed = !ev->json_oom;		/* out of memory: parse again next time */
+		mem_charge(MEM_JSON, event_json_size(ev));
 	}
-	return ev->json;
+	return ev->doc;
 }
 
 size_t

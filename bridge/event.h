@@ -5,9 +5,10 @@
  * most once, both lazily, on first need.
  *
  * Ownership: event_new copies its arguments; the event owns its strings,
- * its parsed JSON and one reference to its frame.  event_frame returns a
- * borrowed frame (take frame_ref to keep it).  event_json returns a borrowed
- * value (NULL when the payload is not JSON).
+ * its parsed payload and one reference to its frame.  event_frame returns a
+ * borrowed frame (take frame_ref to keep it).  event_doc returns the
+ * borrowed parsed payload (sse_json.h), or NULL when it could not be parsed
+ * (a limit, or out of memory): such an event matches only the empty filter.
  */
 #ifndef BRIDGE_EVENT_H
 #define BRIDGE_EVENT_H
@@ -18,6 +19,7 @@
 #include <stdint.h>
 
 #include "frame.h"
+#include "sse_json.h"
 
 typedef struct event {
 	int64_t		id;
@@ -28,9 +30,10 @@ typedef struct event {
 	uint32_t	chlen;
 	uint32_t	nlen;
 	size_t		dlen;
-	json_t	   *json;
+	sse_doc    *doc;
 	frame	   *frame;
 	bool		parsed;
+	bool		json_oom;		/* the last parse ran out of memory */
 	bool		is_close;
 } event;
 
@@ -38,7 +41,11 @@ event	   *event_new(int64_t id, int64_t created_us, const char *channel, size_t 
 					  const char *name, size_t nlen, const char *data, size_t dlen);
 void		event_free(event *ev);
 frame	   *event_frame(event *ev);
-const json_t *event_json(event *ev);
+/*
+ * The parsed payload, or NULL when it is not JSON -- or when parsing ran out
+ * of memory: then json_oom is set and the next call parses again.
+ */
+sse_doc    *event_doc(event *ev);
 
 /* Approximate memory held, for the replay cache's byte limit. */
 size_t		event_cost(const event *ev);

@@ -81,26 +81,32 @@ feed_pruned(int64_t pruned)
 	ring_reset(pruned);
 }
 
-/* One row of a batch; true when it held an event. */
-static bool
+/* Payload bytes per live fetch (after its first row). */
+#define FEED_BATCH_BYTES (4u << 20)
+
+/*
+ * One row of a batch: LR_EVENT when it held an event, LR_OOM when it could
+ * not be read or parsed for the filters (the cursor stays before it).
+ */
+static logread_row
 feed_row(PGresult *res, int i, int64_t now_us)
 {
 	event	   *ev;
+	logread_row r = logread_event(res, i, &ev);
 
-	switch (logread_event(res, i, &ev)) {
-		case LR_NONE:
-			return false;
-		case LR_OOM:
-			log_error("out of memory reading an event; clients will see a gap");
-			return true;
-		case LR_EVENT:
-			break;
+	if (r == LR_NONE)
+		return r;
+	if (r == LR_EVENT && ev->id <= ring_hi()) {
+		event_free(ev);
+		return r;
+	}
+	/* filters must never see a payload whose parse ran out of memory */
+	if (r == LR_OOM || (event_doc(ev) == NULL && ev->json_oom)) {
+		log_error("out of memory reading an event; reading it again at the next poll");
+		event_free(ev);
+		return LR_OOM;
 	}
 	assert(ev->id > 0);
-	if (ev->id <= ring_hi()) {
-		event_free(ev);
-		return true;
-	}
 	metrics.events_fetched++;
 	if (event_is_marker(ev))
 		feed.up.marker(ev);		/* applied before any later row; never delivered */
@@ -108,7 +114,7 @@ feed_row(PGresult *res, int i, int64_t now_us)
 		hub_dispatch(ev);
 	metrics_observe_lag(ev->created_us, now_us);
 	ring_push(ev);
-	return true;
+	return LR_EVENT;
 }
 
 static void
@@ -116,6 +122,7 @@ feed_fetch_done(db_job *job, PGresult *res)
 {
 	int			rows, got = 0;
 	int64_t		pruned, now_us = feed_now_us();
+	size_t		bytes = 0;
 
 	db_job_free(job);
 	feed.inflight = false;
@@ -129,10 +136,18 @@ feed_fetch_done(db_job *job, PGresult *res)
 	pruned = logread_pruned(res);
 	if (pruned > ring_hi())
 		feed_pruned(pruned);
-	for (int i = 0; i < rows; i++)
-		got += feed_row(res, i, now_us);
+	for (int i = 0; i < rows; i++) {
+		logread_row r = feed_row(res, i, now_us);
+
+		if (r == LR_OOM) {
+			feed.up.advanced();
+			return;				/* the backstop poll reads on from the cursor */
+		}
+		got += r == LR_EVENT;
+		bytes += logread_payload_bytes(res, i);
+	}
 	feed.up.advanced();
-	if (got >= (int) cfg.batch || feed.again)
+	if (got >= (int) cfg.batch || bytes >= FEED_BATCH_BYTES || feed.again)
 		feed_request();
 }
 
@@ -151,7 +166,7 @@ feed_request(void)
 	if (!ring_valid())
 		job = logread_head(feed_head_done, NULL);
 	else
-		job = logread_fetch(ring_hi(), (int64_t) cfg.batch, feed_fetch_done, NULL);
+		job = logread_fetch(ring_hi(), (int64_t) cfg.batch, FEED_BATCH_BYTES, feed_fetch_done, NULL);
 	if (job == NULL)
 		return;
 	feed.inflight = true;
@@ -164,6 +179,7 @@ feed_notify(const char *payload)
 	char	   *end;
 	long long	v;
 
+	metrics.notices++;
 	if (payload[0] == 's' && payload[1] == ' ')
 		return;					/* a hint: the change is a marker, and "e" covers it */
 	if (payload[0] == 'e' && payload[1] == ' ') {

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "frame.h"
+#include "mem.h"
 
 frame *
 frame_alloc(size_t len)
@@ -25,6 +26,7 @@ frame_alloc(size_t len)
 		return NULL;
 	f->refs = 1;
 	f->len = (uint32_t) len;
+	mem_charge(MEM_FRAMES, sizeof(frame) + len);
 	return f;
 }
 
@@ -54,12 +56,15 @@ frame_printf(const char *fmt, ...)
 	vsnprintf(f->data, (size_t) n + 1, fmt, ap);
 	va_end(ap);
 	f->len = (uint32_t) n;		/* drop the terminating NUL */
+	mem_release(MEM_FRAMES, 1);
 	return f;
 }
 
 void
 frame_unref(frame *f)
 {
-	if (f != NULL && --f->refs == 0)
+	if (f != NULL && --f->refs == 0) {
+		mem_release(MEM_FRAMES, sizeof(frame) + f->len);
 		free(f);
+	}
 }

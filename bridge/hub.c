@@ -100,74 +100,48 @@ hub_count(void)
 }
 
 /*
- * Encode (key, scalar value) into buf; returns the length, or 0 when the
- * value is not a scalar or the encoding would not fit.  Numbers that are
- * equal under jsonb (1 and 1.0, -0.0 and 0: adding 0.0 turns -0.0 into 0)
- * encode the same.
+ * Encode (key, canonical scalar) into buf; returns the length, or 0 when the
+ * encoding would not fit.  Scalars are canonical (sse_json.h): two are
+ * equal under jsonb exactly when their encodings are equal.
  */
 static size_t
-hub_encode(const char *k, size_t klen, const json_t *v, char *buf, size_t size)
+hub_encode(const char *k, size_t klen, const sse_scalar *v, char *buf, size_t size)
 {
-	char		val[40];
-	const char *vs = val;
-	size_t		vlen;
-	char		tag;
+	uint32_t	kl;
 
-	switch (json_typeof(v)) {
-		case JSON_STRING: tag = 's'; vs = json_string_value(v); vlen = json_string_length(v); break;
-		case JSON_INTEGER:
-		case JSON_REAL: tag = 'n'; vlen = (size_t) snprintf(val, sizeof(val), "%.17g", json_number_value(v) + 0.0); break;
-		case JSON_TRUE: tag = 't'; vlen = 0; break;
-		case JSON_FALSE: tag = 'f'; vlen = 0; break;
-		case JSON_NULL: tag = 'z'; vlen = 0; break;
-		default: return 0;
-	}
-	if (klen > UINT32_MAX || sizeof(uint32_t) + klen + 1 + vlen > size)
+	if (klen > UINT32_MAX || sizeof(uint32_t) + klen + 1 + v->len > size)
 		return 0;
-	uint32_t	kl = (uint32_t) klen;
-
+	kl = (uint32_t) klen;
 	memcpy(buf, &kl, sizeof(kl));
 	memcpy(buf + sizeof(kl), k, klen);
-	buf[sizeof(kl) + klen] = tag;
-	memcpy(buf + sizeof(kl) + klen + 1, vs, vlen);
-	return sizeof(kl) + klen + 1 + vlen;
-}
-
-/*
- * True when an event carrying (k, v') with hub_encode(k, v') equal to
- * hub_encode(k, v) is certain to match the one-member filter {k: v} under
- * sse_filter_match.  Equal encodings mean byte-equal strings, the same
- * literal, or numbers with the same double; sse_filter_match compares two
- * integers as integers, which the double agrees with only below 2^53.  A key
- * with a NUL byte is looked up by sse_filter_match only up to the NUL.
- */
-static bool
-hub_encoding_decides(const char *k, size_t klen, const json_t *v)
-{
-	if (strlen(k) != klen)
-		return false;
-	if (json_is_integer(v))
-		return json_integer_value(v) > -(1LL << 53) && json_integer_value(v) < (1LL << 53);
-	return true;
+	buf[sizeof(kl) + klen] = v->tag;
+	if (v->len > 0)
+		memcpy(buf + sizeof(kl) + klen + 1, v->s, v->len);
+	return sizeof(kl) + klen + 1 + v->len;
 }
 
 /*
  * The index key of a filter: its first scalar member, or 0 if none fits.
- * *exact: the filter has no other member and the key alone decides a match.
+ * *exact: the filter has no other member, so the key/value lookup alone
+ * decides (canonical scalars compare exactly).
  */
 static size_t
-hub_filter_key(const json_t *filter, char *buf, size_t size, bool *exact)
+hub_filter_key(const sse_filter *filter, char *buf, size_t size, bool *exact)
 {
-	const char *k;
-	json_t	   *v;
+	size_t		nm = sse_filter_nmembers(filter);
 
 	*exact = false;
-	json_object_foreach((json_t *) filter, k, v) {
-		size_t		klen = json_object_iter_key_len(json_object_key_to_iter(k));
-		size_t		n = hub_encode(k, klen, v, buf, size);
+	for (size_t i = 0; i < nm; i++) {
+		const char *k;
+		size_t		klen, n;
+		bool		is_scalar;
+		sse_scalar	v;
 
+		if (!sse_filter_member(filter, i, &k, &klen, &is_scalar, &v) || !is_scalar)
+			continue;
+		n = hub_encode(k, klen, &v, buf, size);
 		if (n > 0) {
-			*exact = json_object_size(filter) == 1 && hub_encoding_decides(k, klen, v);
+			*exact = nm == 1;
 			return n;
 		}
 	}
@@ -241,7 +215,7 @@ hub_bucket_release(hub_bucket *b)
 
 /* Put e into the right list of bucket b for filter f. */
 static bool
-hub_place(hub_bucket *b, hub_entry *e, const json_t *f)
+hub_place(hub_bucket *b, hub_entry *e, const sse_filter *f)
 {
 	char		key[HUB_KEY_MAX];
 	bool		exact = false;
@@ -348,7 +322,7 @@ hub_list_all(hub_list *l, event *ev, bool ends)
 }
 
 static void
-hub_list_filtered(hub_list *l, event *ev, const json_t *data)
+hub_list_filtered(hub_list *l, event *ev, sse_doc *doc)
 {
 	for (hub_entry *e = l->first, *next; e; e = next) {
 		next = e->next;
@@ -356,7 +330,7 @@ hub_list_filtered(hub_list *l, event *ev, const json_t *data)
 			continue;
 		if (!e->exact) {		/* exact: the key/value lookup already decided */
 			hub_filter_evals++;
-			if (!sse_filter_match(e->sub->filter, data))
+			if (!sse_filter_eval(e->sub->filter, doc))
 				continue;
 		}
 		hub_send(e->sub, ev, false);
@@ -379,27 +353,31 @@ hub_bucket_close(hub_bucket *b, event *ev)
 }
 
 static void
-hub_bucket_keyed(hub_bucket *b, event *ev, const json_t *data)
+hub_bucket_keyed(hub_bucket *b, event *ev, sse_doc *doc)
 {
 	const char *k;
 	json_t	   *v;
 	char		key[HUB_KEY_MAX];
 
-	if (!json_is_object(data))
-		return;
-	json_object_foreach((json_t *) data, k, v) {
-		size_t		klen = hub_encode(k, json_object_iter_key_len(json_object_key_to_iter(k)),
-									  v, key, sizeof(key));
-		hub_keylist *kl = klen ? hmap_get(&b->keys, key, klen) : NULL;
+	json_object_foreach((json_t *) sse_doc_json(doc), k, v) {
+		sse_scalar	sc;
+		size_t		klen = 0;
+		hub_keylist *kl;
 
+		if (sse_json_scalar(v, &sc))
+			klen = hub_encode(k, json_object_iter_key_len(json_object_key_to_iter(k)),
+							  &sc, key, sizeof(key));
+		kl = klen ? hmap_get(&b->keys, key, klen) : NULL;
 		if (kl != NULL)
-			hub_list_filtered(&kl->list, ev, data);
+			hub_list_filtered(&kl->list, ev, doc);
 	}
 }
 
 static void
 hub_bucket_dispatch(hub_bucket *b, event *ev)
 {
+	sse_doc    *doc;
+
 	if (ev->is_close && b->literal) {
 		hub_bucket_close(b, ev);
 		return;
@@ -407,12 +385,13 @@ hub_bucket_dispatch(hub_bucket *b, event *ev)
 	hub_list_all(&b->all, ev, false);
 	if (b->scan.first == NULL && b->keys.n == 0)
 		return;
-	const json_t *data = event_json(ev);
-
+	/* only an object payload that parsed matches a non-empty filter */
+	if ((doc = event_doc(ev)) == NULL || !sse_doc_is_object(doc))
+		return;
 	if (b->scan.first != NULL)
-		hub_list_filtered(&b->scan, ev, data);
+		hub_list_filtered(&b->scan, ev, doc);
 	if (b->keys.n > 0)
-		hub_bucket_keyed(b, ev, data);
+		hub_bucket_keyed(b, ev, doc);
 }
 
 void
@@ -485,5 +464,5 @@ hub_matches(const hub_sub *s, event *ev, bool *ends)
 		return false;
 	if (*ends || s->filter == NULL)
 		return true;			/* a close on a literal pattern ignores the filter */
-	return sse_filter_match(s->filter, event_json(ev));
+	return sse_filter_eval(s->filter, event_doc(ev));
 }

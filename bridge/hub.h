@@ -6,10 +6,14 @@
  * distinct pattern.  Inside a bucket, subscriptions without a filter sit in
  * one list; a filter with a top-level scalar member (k: v) is indexed under
  * (k, v), so an event only visits subscriptions whose key/value it carries;
- * the rest are scanned.  Each candidate is confirmed with sse_filter_match,
- * so the index only narrows, except for a filter that is exactly its
- * indexed pair ({k: v} alone, where equal encodings imply equality under
- * sse_filter_match): there the lookup decides.  Delivery cost grows with
+ * the rest are scanned.  Filters are compiled (sse_json.h) and each event's
+ * payload is parsed once into an sse_doc; each candidate is confirmed with
+ * sse_filter_eval (linear in the filter; the payload's arrays are hashed
+ * once per event), so the index only narrows, except for a filter that is
+ * exactly its indexed pair ({k: v} alone; scalars are canonical, so equal
+ * encodings mean equal under jsonb): there the lookup decides.  A payload
+ * that is not an object, or could not be parsed (beyond a limit), reaches
+ * only subscriptions without a filter.  Delivery cost grows with
  * matches, not with subscriptions.  With the index off (--filter-index off)
  * every filtered subscription is scanned, for measuring the baseline.
  *
@@ -27,6 +31,7 @@
 #include <stdint.h>
 
 #include "event.h"
+#include "sse_json.h"
 
 typedef struct hub_entry hub_entry;
 
@@ -39,7 +44,7 @@ typedef struct hub_pat {
 typedef struct hub_sub {
 	char	  **patterns;		/* borrowed from the owner */
 	size_t		npatterns;
-	json_t	   *filter;			/* borrowed; NULL = match everything */
+	sse_filter *filter;			/* borrowed, compiled; NULL = match everything */
 	hub_pat    *pinfo;			/* owned; one per pattern, or NULL (not prepared) */
 	int64_t		seen;			/* last event delivered (dedupes patterns) */
 	hub_entry  *entries;		/* one per pattern while added */

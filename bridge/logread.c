@@ -19,32 +19,63 @@
 
 #include "log.h"
 #include "logread.h"
+#include "wire.h"
+
+/*
+ * Immune to search_path: every function, operator, type and catalog table
+ * below is schema-qualified (OPERATOR(pg_catalog.=), pg_catalog.text, ...;
+ * bigint and GREATEST/EXTRACT are grammar that names pg_catalog itself), and
+ * the first setup step of each link pins the session's search_path to
+ * pg_catalog, pg_temp.  Either layer alone keeps objects that other roles
+ * create in public (or in any schema on the role's path) out of the
+ * bridge's statements; the test builds LOGREAD_UNQUALIFIED and
+ * LOGREAD_NO_PIN each drop one layer so test/abuse can prove the other.
+ */
+#ifndef LOGREAD_UNQUALIFIED
+#define PGC "pg_catalog."
+#define OP(o) " OPERATOR(pg_catalog." o ") "
+#else
+#define PGC ""
+#define OP(o) " " o " "
+#endif
+
+/* The pin itself is always qualified: it runs under whatever path the role has. */
+#define LOGREAD_PIN_SQL \
+	"SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)"
 
 /* Columns of "fetch": one row per event, or one row of NULLs after the meta. */
 enum {FETCH_PRUNED, FETCH_ID, FETCH_CHANNEL, FETCH_EVENT, FETCH_DATA, FETCH_CREATED_US};
 
+/* At most $2 rows, and none after the first once $3 bytes of payload precede it. */
 static const char logread_fetch_sql[] =
 	"SELECT m.pruned_through, e.id, e.channel, e.event, e.data, "
-	"(extract(epoch FROM e.created_at) * 1000000)::bigint AS created_us "
+	"(EXTRACT(epoch FROM e.created_at)" OP("*") "1000000::numeric)::bigint AS created_us "
 	"FROM sse_bridge.meta m LEFT JOIN LATERAL ("
-	"SELECT * FROM sse_bridge.events WHERE id > $1 ORDER BY id LIMIT $2) e ON true";
+	"SELECT * FROM (SELECT x.*, " PGC "sum(" PGC "octet_length(x.data)) OVER (ORDER BY x.id)"
+	OP("-") PGC "octet_length(x.data) AS before "
+	"FROM sse_bridge.events x WHERE x.id" OP(">") "$1::bigint ORDER BY x.id LIMIT $2::bigint) w "
+	"WHERE w.before" OP("<") "$3::bigint ORDER BY w.id) e ON true";
+
+#define LOGREAD_HEAD_SQL "GREATEST((SELECT " PGC "max(id) FROM sse_bridge.events), m.pruned_through)"
 
 static const char logread_head_sql[] =
-	"SELECT greatest((SELECT max(id) FROM sse_bridge.events), m.pruned_through) "
-	"FROM sse_bridge.meta m";
+	"SELECT " LOGREAD_HEAD_SQL " FROM sse_bridge.meta m";
 
 #define LOGREAD_HEAD_PRUNED_SQL \
-	"SELECT greatest((SELECT pg_catalog.max(id) FROM sse_bridge.events), m.pruned_through) AS head, " \
-	"m.pruned_through FROM sse_bridge.meta m"
+	"SELECT " LOGREAD_HEAD_SQL " AS head, m.pruned_through FROM sse_bridge.meta m"
+
+/* The first close event on a channel in `list` (an array expression). */
+#define LOGREAD_CLOSE_SQL(list) \
+	"(SELECT " PGC "min(id) FROM sse_bridge.events WHERE event" OP("=") "'close'::" PGC "text " \
+	" AND channel" OP("=") "ANY(" list ") AND id" OP(">") "0::bigint) AS close_id"
+
 
 /* Columns of open_adhoc (the first three) and open_sub (all). */
 enum {OPEN_HEAD, OPEN_PRUNED, OPEN_CLOSE_ID, OPEN_SID, OPEN_START_ID, OPEN_CLOSED,
 	OPEN_EXPIRED, OPEN_DEF_POS, OPEN_DEF, OPEN_NCOLS};
 
 static const char logread_open_adhoc_sql[] =
-	"SELECT h.head, h.pruned_through, "
-	"(SELECT min(id) FROM sse_bridge.events WHERE event = 'close' "
-	" AND channel = ANY($1::text[]) AND id > 0) AS close_id "
+	"SELECT h.head, h.pruned_through, " LOGREAD_CLOSE_SQL("$1::" PGC "text[]") " "
 	"FROM (" LOGREAD_HEAD_PRUNED_SQL ") h";
 
 /*
@@ -57,36 +88,74 @@ static const char logread_open_adhoc_sql[] =
  * cannot change what this statement does.
  */
 static const char logread_open_sub_sql[] =
-	"SELECT h.head, h.pruned_through, "
-	"(SELECT pg_catalog.min(id) FROM sse_bridge.events WHERE event OPERATOR(pg_catalog.=) 'close' "
-	" AND channel OPERATOR(pg_catalog.=) ANY(s.channels) AND id OPERATOR(pg_catalog.>) 0) AS close_id, "
-	"s.sid, s.start_id, s.closed_at IS NOT NULL, "
-	"(s.last_seen OPERATOR(pg_catalog.+) s.ttl OPERATOR(pg_catalog.<) pg_catalog.now()), "
+	"SELECT h.head, h.pruned_through, " LOGREAD_CLOSE_SQL("s.channels") ", "
+	"s.sid, s.start_id, s.closed_at IS NOT NULL, ((s.last_seen" OP("+") "s.ttl)" OP("<") PGC "now()), "
 	"p.pos, v.def "
-	"FROM (" LOGREAD_HEAD_PRUNED_SQL ") h "
-	"LEFT JOIN sse_bridge.subscriptions s ON s.id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid "
-	"LEFT JOIN LATERAL (SELECT GREATEST(LEAST(GREATEST($2::pg_catalog.int8, s.start_id), h.head), "
-	" h.pruned_through, 0) AS pos) p ON s.sid IS NOT NULL "
-	"LEFT JOIN LATERAL (SELECT pg_catalog.json_build_object('sid', v.sid, 'channels', v.channels, "
-	" 'filter', v.filter, 'state', v.state)::pg_catalog.text AS def "
+	"FROM (" LOGREAD_HEAD_PRUNED_SQL ") h LEFT JOIN sse_bridge.subscriptions s "
+	"ON s.id" OP("=") "$1::" PGC "uuid "
+	"LEFT JOIN LATERAL (SELECT GREATEST(LEAST(GREATEST($2::bigint, s.start_id), h.head), "
+	" h.pruned_through, 0::bigint) AS pos) p ON s.sid IS NOT NULL "
+	"LEFT JOIN LATERAL (SELECT " PGC "json_build_object('sid'::" PGC "text, v.sid, "
+	" 'channels'::" PGC "text, v.channels, 'filter'::" PGC "text, v.filter, "
+	" 'state'::" PGC "text, v.state)::" PGC "text AS def "
 	" FROM sse_bridge.subscription_versions v "
-	" WHERE v.sid OPERATOR(pg_catalog.=) s.sid AND v.from_id OPERATOR(pg_catalog.<=) p.pos "
+	" WHERE v.sid" OP("=") "s.sid AND v.from_id" OP("<=") "p.pos "
 	" ORDER BY v.from_id DESC LIMIT 1) v ON true";
 
 static char *logread_touch_sql;
 static char *logread_expire_sql;
+static char *logread_prune_sql;
+
+/*
+ * Session settings, first on every connection: the server cancels a lock
+ * wait at 80 % of --db-timeout and any statement at 90 %, before the
+ * bridge's own deadline, so its error says which (db.h).
+ */
+static char logread_session_buf[200];
+
+/*
+ * The heartbeat of an idle link names both tables the bridge reads, so
+ * parse analysis takes their locks: a lock held on either is noticed like a
+ * stopped server.  It reads no rows and calls no function or operator.
+ */
+static const char logread_heartbeat[] =
+	"SELECT FROM sse_bridge.meta, sse_bridge.events WHERE false";
+
+/*
+ * May this role run the extension's sse_prune?  Every name is qualified and
+ * every operator is pg_catalog's, so no search_path can redirect it.
+ */
+enum {GRANT_OK, GRANT_ROLE, GRANT_SCHEMA};
+static const char logread_prune_grant_sql[] =
+	"SELECT pg_catalog.has_function_privilege(p.oid, 'EXECUTE'), "
+	"pg_catalog.quote_ident(CURRENT_USER), pg_catalog.quote_ident(n.nspname) "
+	"FROM pg_catalog.pg_extension e "
+	"JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace "
+	"JOIN pg_catalog.pg_proc p ON p.pronamespace OPERATOR(pg_catalog.=) n.oid "
+	"AND p.proname OPERATOR(pg_catalog.=) 'sse_prune' "
+	"AND p.pronargs OPERATOR(pg_catalog.=) 1 "
+	"WHERE e.extname OPERATOR(pg_catalog.=) 'sse_bridge'";
 
 static bool logread_schema(db_link *l, PGresult *res);
 
+#ifndef LOGREAD_NO_PIN
+#define LOGREAD_PIN_STEP {NULL, LOGREAD_PIN_SQL, NULL},
+#else
+#define LOGREAD_PIN_STEP
+#endif
+
 static const db_step live_steps[] = {
+	LOGREAD_PIN_STEP
 	{NULL, "LISTEN sse_bridge", NULL},
 	{"fetch", logread_fetch_sql, NULL},
 	{"head", logread_head_sql, NULL},
 };
 
 static const db_step work_steps[] = {
-	{NULL, "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n "
-	 "ON n.oid = e.extnamespace WHERE e.extname = 'sse_bridge'", logread_schema},
+	LOGREAD_PIN_STEP
+	{NULL, "SELECT n.nspname FROM " PGC "pg_extension e JOIN " PGC "pg_namespace n "
+	 "ON n.oid" OP("=") "e.extnamespace WHERE e.extname" OP("=") "'sse_bridge'::" PGC "name",
+	 logread_schema},
 	{"fetch", logread_fetch_sql, NULL},
 	{"open_adhoc", logread_open_adhoc_sql, NULL},
 	{"open_sub", logread_open_sub_sql, NULL},
@@ -111,7 +180,27 @@ logread_shutdown(void)
 {
 	free(logread_touch_sql);
 	free(logread_expire_sql);
-	logread_touch_sql = logread_expire_sql = NULL;
+	free(logread_prune_sql);
+	logread_touch_sql = logread_expire_sql = logread_prune_sql = NULL;
+}
+
+const char *
+logread_session_sql(uint64_t timeout_ms)
+{
+	uint64_t	stmt = timeout_ms - timeout_ms / 10,
+				lock = timeout_ms - timeout_ms / 5;
+
+	snprintf(logread_session_buf, sizeof(logread_session_buf),
+			 "SELECT pg_catalog.set_config('statement_timeout', '%" PRIu64 "', false), "
+			 "pg_catalog.set_config('lock_timeout', '%" PRIu64 "', false)",
+			 stmt > 0 ? stmt : 1, lock > 0 ? lock : 1);
+	return logread_session_buf;
+}
+
+const char *
+logread_heartbeat_sql(void)
+{
+	return logread_heartbeat;
 }
 
 /* Work link setup: build the housekeeping calls on the extension's schema. */
@@ -128,13 +217,15 @@ logread_schema(db_link *l, PGresult *res)
 	if (q == NULL)
 		return false;
 	logread_shutdown();
-	if (asprintf(&logread_touch_sql, "SELECT count(*) FILTER (WHERE %s.sse_touch(u)) "
-				 "FROM unnest($1::uuid[]) u", q) < 0)
+	if (asprintf(&logread_touch_sql, "SELECT " PGC "count(*) FILTER (WHERE %s.sse_touch(u)) "
+				 "FROM " PGC "unnest($1::" PGC "uuid[]) u", q) < 0)
 		logread_touch_sql = NULL;
 	if (asprintf(&logread_expire_sql, "SELECT %s.sse_expire()", q) < 0)
 		logread_expire_sql = NULL;
+	if (asprintf(&logread_prune_sql, "SELECT %s.sse_prune()", q) < 0)
+		logread_prune_sql = NULL;
 	PQfreemem(q);
-	return logread_touch_sql != NULL && logread_expire_sql != NULL;
+	return logread_touch_sql != NULL && logread_expire_sql != NULL && logread_prune_sql != NULL;
 }
 
 /* Strings as a PostgreSQL array literal, every element quoted. */
@@ -167,14 +258,15 @@ logread_array_literal(char *const *items, size_t n)
 }
 
 db_job *
-logread_fetch(int64_t after, int64_t limit, db_done_fn done, void *owner)
+logread_fetch(int64_t after, int64_t limit, size_t bytes, db_done_fn done, void *owner)
 {
-	char		a[24], b[24];
-	const char *params[2] = {a, b};
+	char		a[24], b[24], s[24];
+	const char *params[3] = {a, b, s};
 
 	snprintf(a, sizeof(a), "%" PRId64, after);
 	snprintf(b, sizeof(b), "%" PRId64, limit);
-	return db_job_new("fetch", 2, params, done, owner);
+	snprintf(s, sizeof(s), "%zu", bytes > 0 ? bytes : 1);
+	return db_job_new("fetch", 3, params, done, owner);
 }
 
 db_job *
@@ -224,7 +316,43 @@ logread_expire(db_done_fn done)
 	return db_job_sql(logread_expire_sql, 0, NULL, done, NULL);
 }
 
+db_job *
+logread_prune_grant(db_done_fn done, void *owner)
+{
+	return db_job_sql(logread_prune_grant_sql, 0, NULL, done, owner);
+}
+
+db_job *
+logread_prune(db_done_fn done, void *owner)
+{
+	if (logread_prune_sql == NULL)
+		return NULL;
+	return db_job_sql(logread_prune_sql, 0, NULL, done, owner);
+}
+
 /* ---- decoding ---- */
+
+logread_grant
+logread_prune_grant_answer(const PGresult *res, const char **role, const char **schema)
+{
+	*role = *schema = "?";
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
+		return LG_ERROR;
+	if (PQntuples(res) != 1)
+		return LG_MISSING;
+	*role = PQgetvalue(res, 0, GRANT_ROLE);
+	*schema = PQgetvalue(res, 0, GRANT_SCHEMA);
+	return PQgetvalue(res, 0, GRANT_OK)[0] == 't' ? LG_GRANTED : LG_DENIED;
+}
+
+bool
+logread_prune_answer(const PGresult *res, int64_t *deleted)
+{
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+		return false;
+	*deleted = PQgetisnull(res, 0, 0) ? 0 : strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	return true;
+}
 
 static int64_t
 logread_int(const PGresult *res, int row, int col, int64_t dflt)
@@ -257,6 +385,26 @@ int64_t
 logread_pruned(const PGresult *res)
 {
 	return logread_int(res, 0, FETCH_PRUNED, 0);
+}
+
+size_t
+logread_payload_bytes(const PGresult *res, int row)
+{
+	return PQgetisnull(res, row, FETCH_ID) ? 0 : (size_t) PQgetlength(res, row, FETCH_DATA);
+}
+
+size_t
+logread_frame_bound(const PGresult *res, int row, int64_t *id)
+{
+	if (PQgetisnull(res, row, FETCH_ID)) {
+		*id = -1;
+		return 0;
+	}
+	*id = strtoll(PQgetvalue(res, row, FETCH_ID), NULL, 10);
+	return wire_event_size(*id, PQgetisnull(res, row, FETCH_EVENT) ? 0 :
+						   (size_t) PQgetlength(res, row, FETCH_EVENT),
+						   PQgetvalue(res, row, FETCH_DATA),
+						   (size_t) PQgetlength(res, row, FETCH_DATA));
 }
 
 logread_row

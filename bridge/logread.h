@@ -47,8 +47,17 @@ const db_step *logread_work_steps(size_t *n);
 /* Free what the work link's setup built (shutdown). */
 void		logread_shutdown(void);
 
-/* The log after `after`, at most limit rows (live fetches and replay pages). */
-db_job	   *logread_fetch(int64_t after, int64_t limit, db_done_fn done, void *owner);
+/* db_session_sql for this deadline (a static buffer) and db_heartbeat_sql. */
+const char *logread_session_sql(uint64_t timeout_ms);
+const char *logread_heartbeat_sql(void);
+
+/*
+ * The log after `after` (live fetches and replay pages): at most limit
+ * rows, and no row after the first once `bytes` of payload precede it, so
+ * a result holds about `bytes` plus one event.
+ */
+db_job	   *logread_fetch(int64_t after, int64_t limit, size_t bytes, db_done_fn done,
+						  void *owner);
 /* The log head (live link, before the first fetch). */
 db_job	   *logread_head(db_done_fn done, void *owner);
 /*
@@ -61,6 +70,9 @@ db_job	   *logread_open(const char *sub_id, int64_t last_event_id, char *const *
 /* sse_touch for these subscription uuids, and sse_expire; NULL before setup. */
 db_job	   *logread_touch(char *const *uuids, size_t n, db_done_fn done);
 db_job	   *logread_expire(db_done_fn done);
+/* May this role execute sse_prune?  And the call itself (NULL before setup). */
+db_job	   *logread_prune_grant(db_done_fn done, void *owner);
+db_job	   *logread_prune(db_done_fn done, void *owner);
 
 /* ---- decoding ---- */
 
@@ -77,6 +89,15 @@ typedef enum logread_row {
 
 logread_row logread_event(const PGresult *res, int row, event **ev);
 
+/* Payload bytes of a fetch row (0 for the empty row). */
+size_t		logread_payload_bytes(const PGresult *res, int row);
+
+/*
+ * A fetch row's event id (-1 for the empty row) and an upper bound of its
+ * SSE frame, without decoding it (replay checks the room before copying).
+ */
+size_t		logread_frame_bound(const PGresult *res, int row, int64_t *id);
+
 /* The head of a head result (true when the result is usable). */
 bool		logread_head_value(const PGresult *res, int64_t *head);
 
@@ -86,5 +107,18 @@ bool		logread_head_value(const PGresult *res, int64_t *head);
  */
 bool		logread_open_answer(const PGresult *res, bool is_sub, open_info *info);
 void		open_info_clear(open_info *info);
+
+typedef enum logread_grant {
+	LG_ERROR,					/* the lookup failed */
+	LG_MISSING,					/* no sse_prune(interval) in the extension */
+	LG_GRANTED,
+	LG_DENIED
+} logread_grant;
+
+/* The grant lookup; role and schema (quoted) point into res. */
+logread_grant logread_prune_grant_answer(const PGresult *res, const char **role,
+										 const char **schema);
+/* An sse_prune answer: true with the number of events deleted. */
+bool		logread_prune_answer(const PGresult *res, int64_t *deleted);
 
 #endif

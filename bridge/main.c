@@ -7,6 +7,9 @@
  * exit 0.  A hard deadline closes whatever is left after 4 s.
  * Each loop turn ends with the flush: live output first, then one turn of
  * replay work (stream_run), then a second flush for what the replays queued.
+ * The same flush also runs just before the loop polls: write completions
+ * (libuv runs them in the pending phase, after the previous flush) queue
+ * output and resume replays, which must not wait for the next wakeup.
  *
  * Wiring: the lower layers (client, feed, work, hub) report upward only
  * through the callback tables set here; stream.c is the layer they report
@@ -28,7 +31,11 @@
 #include "config.h"
 #include "feed.h"
 #include "hub.h"
+#include "listen.h"
 #include "log.h"
+#include "logread.h"
+#include "prune.h"
+#include "mem.h"
 #include "ring.h"
 #include "stream.h"
 #include "wire.h"
@@ -48,15 +55,30 @@ bridge_on_spin(uv_idle_t *h)
 }
 
 static void
-bridge_on_flush(uv_check_t *h)
+bridge_flush(void)
 {
-	(void) h;
+	client_shed();				/* over the memory limit: drop the largest queues */
+	stream_mem_check();
 	client_flush_pending();		/* live events go out every turn */
 	if (stream_run())
 		uv_idle_start(&br.spin, bridge_on_spin);
 	else
 		uv_idle_stop(&br.spin);
 	client_flush_pending();
+}
+
+static void
+bridge_on_flush(uv_check_t *h)
+{
+	(void) h;
+	bridge_flush();
+}
+
+static void
+bridge_on_flush_pre(uv_prepare_t *h)
+{
+	(void) h;
+	bridge_flush();
 }
 
 static void
@@ -73,9 +95,12 @@ bridge_finish(void)
 		return;
 	finished = true;
 	log_info("shut down");
+	listen_stop();
 	feed_stop();
+	prune_stop();
 	work_stop();
 	uv_close((uv_handle_t *) &br.flush, NULL);
+	uv_close((uv_handle_t *) &br.flush_pre, NULL);
 	uv_close((uv_handle_t *) &br.spin, NULL);
 	uv_close((uv_handle_t *) &br.sweep, NULL);
 	uv_close((uv_handle_t *) &br.stop_timer, NULL);
@@ -108,83 +133,10 @@ bridge_on_signal(uv_signal_t *h, int signum)
 		return;
 	log_info("received %s: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
 	br.stopping = true;
-	if (br.listening)
-		uv_close((uv_handle_t *) &br.listener, NULL);
-	br.listening = false;
+	listen_stop();
 	client_shutdown_all();
 	uv_timer_start(&br.stop_timer, bridge_on_deadline, BRIDGE_STOP_DEADLINE_MS, 0);
 	bridge_maybe_finish();
-}
-
-static void
-bridge_on_connection(uv_stream_t *server, int status)
-{
-	if (status < 0) {
-		log_warn("accept failed: %s", uv_strerror(status));
-		return;
-	}
-	client_accept(server);
-}
-
-/* Split HOST:PORT ([v6]:port accepted) and resolve it. */
-static struct addrinfo *
-bridge_resolve(const char *spec)
-{
-	char		host[256];
-	const char *colon = strrchr(spec, ':');
-	struct addrinfo hints = {0}, *res = NULL;
-	size_t		hl;
-
-	if (colon == NULL || colon[1] == '\0')
-		return NULL;
-	hl = (size_t) (colon - spec);
-	if (hl >= 2 && spec[0] == '[' && spec[hl - 1] == ']') {
-		spec++;
-		hl -= 2;
-	}
-	if (hl >= sizeof(host))
-		return NULL;
-	memcpy(host, spec, hl);
-	host[hl] = '\0';
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	if (getaddrinfo(hl ? host : NULL, colon + 1, &hints, &res) != 0)
-		return NULL;
-	return res;
-}
-
-static bool
-bridge_listen(void)
-{
-	struct addrinfo *ai = bridge_resolve(cfg.listen);
-	struct sockaddr_storage name;
-	int			namelen = sizeof(name), r;
-	char		addr[64] = "?";
-
-	if (ai == NULL) {
-		log_error("cannot resolve --listen %s (want HOST:PORT)", cfg.listen);
-		return false;
-	}
-	uv_tcp_init(br.loop, &br.listener);
-	br.listening = true;
-	r = uv_tcp_bind(&br.listener, ai->ai_addr, 0);
-	freeaddrinfo(ai);
-	if (r == 0)
-		r = uv_listen((uv_stream_t *) &br.listener, 1024, bridge_on_connection);
-	if (r != 0) {
-		log_error("cannot listen on %s: %s", cfg.listen, uv_strerror(r));
-		return false;
-	}
-	uv_tcp_getsockname(&br.listener, (struct sockaddr *) &name, &namelen);
-	if (name.ss_family == AF_INET6)
-		uv_ip6_name((struct sockaddr_in6 *) &name, addr, sizeof(addr));
-	else
-		uv_ip4_name((struct sockaddr_in *) &name, addr, sizeof(addr));
-	log_info("listening on %s:%d", addr,
-			 ntohs(name.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &name)->sin6_port
-				   : ((struct sockaddr_in *) &name)->sin_port));
-	return true;
 }
 
 static bool
@@ -199,12 +151,18 @@ bridge_setup(void)
 	}
 	br.keepalive = wire_keepalive();
 	db_conninfo = cfg.db;
+	db_timeout_ms = cfg.db_timeout * 1000;
+	db_session_sql = logread_session_sql(db_timeout_ms);
+	db_heartbeat_sql = logread_heartbeat_sql();
+	mem_set_limit(cfg.max_memory);
 	ring_init(cfg.replay_cache, BRIDGE_RING_EVENTS);
 	hub_init(stream_deliver);
 	client_set_ops(&(client_ops) {stream_open, stream_drained, stream_release});
 	hub_set_index(cfg.filter_index);
 	uv_check_init(br.loop, &br.flush);
 	uv_check_start(&br.flush, bridge_on_flush);
+	uv_prepare_init(br.loop, &br.flush_pre);
+	uv_prepare_start(&br.flush_pre, bridge_on_flush_pre);
 	uv_idle_init(br.loop, &br.spin);
 	uv_timer_init(br.loop, &br.sweep);
 	uv_timer_start(&br.sweep, bridge_on_sweep, BRIDGE_SWEEP_MS, BRIDGE_SWEEP_MS);
@@ -215,6 +173,7 @@ bridge_setup(void)
 	uv_signal_start(&br.sigint, bridge_on_signal, SIGINT);
 	feed_init(&(feed_ops) {stream_advanced, stream_pruned, stream_marker});
 	work_init(&(work_ops) {stream_touch_ids});
+	prune_init(br.loop, &br.work, cfg.prune_interval);
 	return true;
 }
 
@@ -232,6 +191,7 @@ bridge_teardown(void)
 int
 main(int argc, char **argv)
 {
+	mem_init();					/* before jansson allocates anything */
 	switch (cfg_load(argc, argv)) {
 		case CFG_OK: break;
 		case CFG_EXIT_OK: cfg_free(); return 0;
@@ -242,7 +202,7 @@ main(int argc, char **argv)
 	br.loop = uv_default_loop();
 	if (!bridge_setup())
 		return 1;
-	if (!bridge_listen()) {
+	if (!listen_start()) {
 		br.stopping = true;
 		bridge_finish();
 		uv_run(br.loop, UV_RUN_DEFAULT);
@@ -253,6 +213,7 @@ main(int argc, char **argv)
 			 scope_count(br.public_scope) ? "enabled" : "disabled");
 	feed_start();
 	work_start();
+	prune_start();
 	uv_run(br.loop, UV_RUN_DEFAULT);
 	bridge_teardown();
 	return 0;

@@ -10,7 +10,9 @@
 
 #include "bridge.h"
 #include "hub.h"
+#include "mem.h"
 #include "metrics.h"
+#include "prune.h"
 #include "ring.h"
 
 metrics_counters metrics;
@@ -69,6 +71,7 @@ metrics_render(size_t *len)
 	metrics_line(f, "sse_bridge_bytes_sent_total", "counter", "Bytes written to clients.", metrics.bytes_sent);
 	metrics_line(f, "sse_bridge_replayed_events_total", "counter", "Event frames sent while replaying.", metrics.replayed);
 	metrics_line(f, "sse_bridge_replay_pages_total", "counter", "Replay pages read from the log.", metrics.replay_pages);
+	metrics_line(f, "sse_bridge_notifications_total", "counter", "NOTIFY payloads received.", metrics.notices);
 	metrics_line(f, "sse_bridge_resets_total", "counter", "Reset events sent.", metrics.resets);
 	metrics_line(f, "sse_bridge_redefinitions_total", "counter",
 				 "Subscription changes applied to streams at their log position.", metrics.redefinitions);
@@ -77,9 +80,25 @@ metrics_render(size_t *len)
 	metrics_line(f, "sse_bridge_slow_client_drops_total", "counter", "Clients dropped over --client-queue.", metrics.slow_drops);
 	metrics_line(f, "sse_bridge_filter_evaluations_total", "counter", "JSON filter evaluations during fan-out.", hub_filter_evals);
 	metrics_line(f, "sse_bridge_db_reconnects_total", "counter", "Database reconnections.", br.live.reconnects + br.work.reconnects);
+	metrics_line(f, "sse_bridge_db_timeouts_total", "counter", "Database links declared dead after missing --db-timeout.", br.live.timeouts + br.work.timeouts);
+	metrics_line(f, "sse_bridge_prune_runs_total", "counter", "Successful sse_prune calls by the bridge.", prune_stats.runs);
+	metrics_line(f, "sse_bridge_prune_deleted_total", "counter", "Events deleted by the bridge's sse_prune calls.", prune_stats.deleted);
+	metrics_line(f, "sse_bridge_prune_failures_total", "counter", "sse_prune calls that failed.", prune_stats.failures);
 	metrics_line(f, "sse_bridge_db_up", "gauge", "1 while the live database link is up.", db_link_up(&br.live));
 	metrics_line(f, "sse_bridge_head_id", "gauge", "Last event id read from the log.", ring_valid() ? (uint64_t) ring_hi() : 0);
 	metrics_line(f, "sse_bridge_replay_cache_events", "gauge", "Events in the replay cache.", ring_count());
+	metrics_line(f, "sse_bridge_memory_limit_bytes", "gauge", "--max-memory (0: none).", mem_limit());
+	fprintf(f, "# HELP sse_bridge_memory_bytes Memory charged to queued output, cached and decoded events.\n"
+			"# TYPE sse_bridge_memory_bytes gauge\n");
+	for (int k = 0; k < MEM_KINDS; k++)
+		fprintf(f, "sse_bridge_memory_bytes{kind=\"%s\"} %zu\n", mem_kind_name((mem_kind) k),
+				mem_kind_used((mem_kind) k));
+	metrics_line(f, "sse_bridge_memory_refused_total", "counter", "Streams refused (503) over the soft memory limit.", metrics.mem_refused);
+	metrics_line(f, "sse_bridge_memory_shed_total", "counter", "Streams dropped over the hard memory limit.", metrics.mem_shed);
+	metrics_line(f, "sse_bridge_alloc_failures_total", "counter", "Clients closed because an allocation failed.", metrics.alloc_failures);
+	metrics_line(f, "sse_bridge_alloc_failures_injected_total", "counter", "Allocation failures injected (test builds).", mem_injected());
+	metrics_line(f, "sse_bridge_client_queue_peak_bytes", "gauge", "Largest client queue of more than one frame.", metrics.queue_peak);
+	metrics_line(f, "sse_bridge_client_queue_over_total", "counter", "Frames that left such a queue over --client-queue.", metrics.queue_over);
 	metrics_lag(f);
 	if (fclose(f) != 0) {
 		free(buf);

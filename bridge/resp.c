@@ -57,8 +57,10 @@ resp_body(int status, const char *ctype, const char *body, size_t len, const cha
 	frame	   *head, *f;
 
 	head = frame_printf("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-						"Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
+						"Cache-Control: no-store\r\n%s%sConnection: close\r\n%s\r\n",
 						status, resp_reason(status), ctype, len,
+						status == 503 ? "Retry-After: " RESP_RETRY_AFTER "\r\n" : "",
+						status == 405 ? "Allow: GET, OPTIONS\r\n" : "",
 						resp_cors(origin, cors, sizeof(cors)));
 	if (head == NULL)
 		return NULL;
@@ -90,15 +92,14 @@ resp_error(int status, const char *code, const char *detail, const char *origin)
 }
 
 frame *
-resp_busy(const char *origin)
+resp_busy(const char *origin, const char *detail)
 {
-	static const char body[] =
-		"{\"error\":\"unavailable\",\"detail\":\"too many clients\"}\n";
 	char		cors[512];
 
 	return frame_printf("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-						"Content-Length: %zu\r\nRetry-After: 5\r\nConnection: close\r\n%s\r\n%s",
-						sizeof(body) - 1, resp_cors(origin, cors, sizeof(cors)), body);
+						"Content-Length: %zu\r\nRetry-After: " RESP_RETRY_AFTER "\r\nConnection: close\r\n%s\r\n"
+						"{\"error\":\"unavailable\",\"detail\":\"%s\"}\n",
+						strlen(detail) + 36, resp_cors(origin, cors, sizeof(cors)), detail);
 }
 
 frame *

@@ -9,14 +9,17 @@
 
 #include "frame.h"
 
+/* Seconds a client is asked to wait after any 503. */
+#define RESP_RETRY_AFTER "5"
+
 /* CORS headers for a request with this Origin (may be NULL). */
 const char *resp_cors(const char *origin, char *buf, size_t size);
 
 /* An error with a JSON body {"error":code,"detail":detail}, Connection: close. */
 frame	   *resp_error(int status, const char *code, const char *detail, const char *origin);
 
-/* 503 over the connection limit, with Retry-After. */
-frame	   *resp_busy(const char *origin);
+/* 503 with Retry-After (over --max-clients or --max-memory); detail is plain text. */
+frame	   *resp_busy(const char *origin, const char *detail);
 
 /* A body-less response (204 preflight, 204 closed subscription). */
 frame	   *resp_empty(int status, const char *origin, int preflight);

@@ -35,7 +35,7 @@ route_result_free(route_result *out)
 	for (size_t i = 0; i < out->npatterns; i++)
 		free(out->patterns[i]);
 	free(out->patterns);
-	json_decref(out->filter);
+	sse_filter_free(out->filter);
 	out->patterns = NULL;
 	out->npatterns = 0;
 	out->filter = NULL;
@@ -75,22 +75,30 @@ route_event_id(const req *r, const query_params *q, route_result *out)
 	return true;
 }
 
+/*
+ * The ad hoc filter, compiled: anything the matcher cannot evaluate exactly
+ * (not JSON, not an object, beyond a limit of sse_json.h) is a 400.
+ */
 static bool
 route_filter(const query_params *q, route_result *out)
 {
-	json_t	   *f;
+	sse_filter *f = NULL;
+	const char *msg = NULL;
+	sse_json_status st;
 
 	if (q->filter == NULL)
 		return true;
-	f = sse_json_parse(q->filter, strlen(q->filter));
-	if (f == NULL || !json_is_object(f)) {
-		json_decref(f);
-		route_error(out, 400, "bad_filter", "filter must be a JSON object%s",
-					f == NULL ? " (not valid JSON)" : "");
+	st = sse_filter_compile(q->filter, strlen(q->filter), &f, &msg);
+	if (st == SSE_JSON_NOMEM) {
+		route_error(out, 503, "unavailable", "out of memory", NULL);
 		return false;
 	}
-	if (json_object_size(f) == 0)
-		json_decref(f);
+	if (st != SSE_JSON_OK) {
+		route_error(out, 400, "bad_filter", "filter %s", msg ? msg : sse_json_status_message(st));
+		return false;
+	}
+	if (sse_filter_is_empty(f))
+		sse_filter_free(f);		/* {} matches everything */
 	else
 		out->filter = f;
 	return true;

@@ -9,11 +9,11 @@
 #ifndef BRIDGE_ROUTE_H
 #define BRIDGE_ROUTE_H
 
-#include <jansson.h>
 #include <stdint.h>
 
 #include "request.h"
 #include "scope.h"
+#include "sse_json.h"
 
 typedef enum route_kind {
 	ROUTE_ERROR,				/* status, error, detail */
@@ -31,7 +31,7 @@ typedef struct route_result {
 	char		detail[256];
 	char	  **patterns;		/* ROUTE_ADHOC */
 	size_t		npatterns;
-	json_t	   *filter;			/* ROUTE_ADHOC; NULL = empty filter */
+	sse_filter *filter;			/* ROUTE_ADHOC, compiled; NULL = empty filter */
 	int64_t		last_event_id;	/* -1 = none given */
 	char		sub_id[37];		/* ROUTE_SUB: lower-case canonical uuid */
 } route_result;

@@ -15,10 +15,14 @@
  * flushed, serves it round-robin with a slice per visit and a budget per
  * turn (stream.h), putting a stream that still has work back at the tail.
  * A visit advances c from the replay cache when the cache covers c
- * (ring_lo <= c), otherwise asks the log for a page (work link), and
- * pauses whenever the client's queue holds replay_budget() bytes (the
- * client's `drained` resumes it).  A stream whose cursor is ahead of the
- * live cursor parks until the feed advances.
+ * (ring_lo <= c), otherwise asks the log for a page of at most the room
+ * left in the client's queue (work link).  Replay is paced by the client's
+ * drain: a frame is queued only if the queue stays within --client-queue
+ * (keeping REPLAY_RESERVE for ready/reset) or is empty, otherwise the
+ * stream pauses with st->need set and the client's `drained` resumes it.
+ * Over the hard memory limit replays wait (parked; stream_mem_check
+ * resumes them).  A stream whose cursor is ahead of the live cursor parks
+ * until the feed advances.
  *
  * Invariants (asserted where cheap):
  *  - the hand-over to LIVE happens only with c == ring_hi(), in the same
@@ -45,6 +49,7 @@
 #include "config.h"
 #include "hmap.h"
 #include "log.h"
+#include "mem.h"
 #include "metrics.h"
 #include "resp.h"
 #include "ring.h"
@@ -126,6 +131,22 @@ stream_submit(stream *st, db_job *job)
 	return true;
 }
 
+/*
+ * As stream_submit, for an open: answered within --db-timeout or failed
+ * (done with res NULL).  False, job freed, when the work link is down.
+ */
+static bool
+stream_submit_now(stream *st, db_job *job)
+{
+	assert(st->job == NULL && job != NULL);
+	st->job = job;
+	if (work_submit_now(job))
+		return true;
+	st->job = NULL;
+	db_job_free(job);
+	return false;
+}
+
 /* A job of st finished: free it; NULL when its stream is gone. */
 static stream *
 stream_claim(db_job *job, int64_t *aux)
@@ -200,7 +221,7 @@ stream_free_spec(stream *st)
 		free(st->sub.patterns[i]);
 	free(st->sub.patterns);
 	hub_sub_unprepare(&st->sub);
-	json_decref(st->sub.filter);
+	sse_filter_free(st->sub.filter);
 	st->sub.patterns = NULL;
 	st->sub.npatterns = 0;
 	st->sub.filter = NULL;
@@ -212,55 +233,185 @@ stream_def_clear(sub_def *d)
 	for (size_t i = 0; d->patterns != NULL && i < d->npatterns; i++)
 		free(d->patterns[i]);
 	free(d->patterns);
-	json_decref(d->filter);
+	sse_filter_free(d->filter);
 	memset(d, 0, sizeof(*d));
+}
+
+/*
+ * Top-level members of a definition's JSON text, found without building a
+ * tree, so the filter's own text (numbers exactly as written) goes to
+ * sse_filter_compile.  Each helper returns the index after what it skipped,
+ * or 0 when the text is malformed there.
+ */
+static size_t
+def_ws(const char *s, size_t i, size_t n)
+{
+	while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+		i++;
+	return i;
+}
+
+static size_t
+def_string(const char *s, size_t i, size_t n)
+{
+	for (i++; i < n; i++) {
+		if (s[i] == '\\')
+			i++;
+		else if (s[i] == '"')
+			return i + 1;
+	}
+	return 0;
+}
+
+static size_t
+def_value(const char *s, size_t i, size_t n)
+{
+	size_t		depth = 0;
+
+	if (i >= n)
+		return 0;
+	if (s[i] == '"')
+		return def_string(s, i, n);
+	if (s[i] != '{' && s[i] != '[') {
+		while (i < n && !strchr(",}] \t\r\n", s[i]))
+			i++;
+		return i;
+	}
+	while (i < n) {
+		if (s[i] == '"') {
+			if ((i = def_string(s, i, n)) == 0)
+				return 0;
+			continue;
+		}
+		if (s[i] == '{' || s[i] == '[')
+			depth++;
+		else if ((s[i] == '}' || s[i] == ']') && --depth == 0)
+			return i + 1;
+		i++;
+	}
+	return 0;
+}
+
+/* The text of the top-level member `key` of the object in s[0..n). */
+static bool
+def_member(const char *s, size_t n, const char *key, const char **v, size_t *vlen)
+{
+	size_t		i = def_ws(s, 0, n), klen = strlen(key);
+
+	if (i >= n || s[i] != '{')
+		return false;
+	for (i = def_ws(s, i + 1, n); i < n && s[i] == '"';) {
+		size_t		k = i + 1, e = def_string(s, i, n), vs;
+
+		if (e == 0)
+			return false;
+		i = def_ws(s, e, n);
+		if (i >= n || s[i] != ':')
+			return false;
+		vs = i = def_ws(s, i + 1, n);
+		if ((i = def_value(s, i, n)) == 0)
+			return false;
+		if (e - 1 - k == klen && memcmp(s + k, key, klen) == 0) {
+			*v = s + vs;
+			*vlen = i - vs;
+			return true;
+		}
+		i = def_ws(s, i, n);
+		if (i >= n || s[i] != ',')
+			return false;
+		i = def_ws(s, i + 1, n);
+	}
+	return false;
 }
 
 int64_t
-stream_def_sid(const json_t *def)
+stream_def_sid(const char *text, size_t len)
 {
-	json_t	   *v = json_object_get(def, "sid");
+	const char *v;
+	size_t		vlen;
+	int64_t		sid = 0;
 
-	return json_is_integer(v) && json_integer_value(v) > 0 ? (int64_t) json_integer_value(v) : -1;
+	if (!def_member(text, len, "sid", &v, &vlen) || vlen == 0 || vlen > 18)
+		return -1;
+	for (size_t i = 0; i < vlen; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return -1;
+		sid = sid * 10 + (v[i] - '0');
+	}
+	return sid > 0 ? sid : -1;
 }
 
 sub_def_status
-stream_def_parse(const json_t *def, int64_t sid, sub_def *d)
+stream_def_parse(const char *text, size_t len, int64_t sid, sub_def *d, const char **why)
 {
-	json_t	   *chans = json_object_get(def, "channels");
-	json_t	   *filter = json_object_get(def, "filter");
-	const char *state = json_string_value(json_object_get(def, "state"));
-	size_t		n = json_array_size(chans);
+	const char *cv, *fv, *sv, *msg = NULL;
+	size_t		cl, fl, sl, n;
+	uint64_t	fails = mem_json_failures();
+	json_t	   *chans = NULL, *state = NULL;
+	sub_def_status rc = SUB_DEF_INVALID;
+	sse_json_status fs;
 
 	memset(d, 0, sizeof(*d));
-	if (!json_is_object(def) || stream_def_sid(def) != sid || state == NULL ||
-		!json_is_array(chans) || n == 0 || !json_is_object(filter))
+	*why = "not a subscription definition";
+	if (stream_def_sid(text, len) != sid || !def_member(text, len, "channels", &cv, &cl) ||
+		!def_member(text, len, "filter", &fv, &fl) || !def_member(text, len, "state", &sv, &sl))
 		return SUB_DEF_INVALID;
-	if (strcmp(state, "active") == 0)
+	chans = json_loadb(cv, cl, 0, NULL);
+	state = json_loadb(sv, sl, JSON_DECODE_ANY, NULL);
+	if ((chans == NULL || state == NULL) && mem_json_failures() != fails) {
+		rc = SUB_DEF_OOM;
+		goto out;
+	}
+	if (!json_is_string(state))
+		goto out;
+	if (strcmp(json_string_value(state), "active") == 0)
 		d->state = SUB_ACTIVE;
-	else if (strcmp(state, "closed") == 0)
+	else if (strcmp(json_string_value(state), "closed") == 0)
 		d->state = SUB_CLOSED;
-	else if (strcmp(state, "dropped") == 0)
+	else if (strcmp(json_string_value(state), "dropped") == 0)
 		d->state = SUB_DROPPED;
 	else
-		return SUB_DEF_INVALID;
-	if ((d->patterns = calloc(n, sizeof(char *))) == NULL)
-		return SUB_DEF_OOM;
+		goto out;
+	*why = "invalid channel patterns";
+	if (!json_is_array(chans) || (n = json_array_size(chans)) == 0)
+		goto out;
+	if ((d->patterns = calloc(n, sizeof(char *))) == NULL) {
+		rc = SUB_DEF_OOM;
+		goto out;
+	}
 	d->npatterns = n;
 	for (size_t i = 0; i < n; i++) {
 		const char *p = json_string_value(json_array_get(chans, i));
 
-		if (p == NULL || sse_pattern_check(p, strlen(p)) != SSE_NAME_OK) {
-			stream_def_clear(d);
-			return SUB_DEF_INVALID;
-		}
+		if (p == NULL || sse_pattern_check(p, strlen(p)) != SSE_NAME_OK)
+			goto out;
 		if ((d->patterns[i] = strdup(p)) == NULL) {
-			stream_def_clear(d);
-			return SUB_DEF_OOM;
+			rc = SUB_DEF_OOM;
+			goto out;
 		}
 	}
-	d->filter = json_object_size(filter) > 0 ? json_incref(filter) : NULL;
-	return SUB_DEF_OK;
+	/* a filter the matcher cannot evaluate exactly refuses the definition */
+	fs = sse_filter_compile(fv, fl, &d->filter, &msg);
+	if (fs != SSE_JSON_OK) {
+		d->filter = NULL;
+		*why = msg ? msg : "a filter that cannot be evaluated";
+		rc = fs == SSE_JSON_NOMEM ? SUB_DEF_OOM : SUB_DEF_INVALID;
+		goto out;
+	}
+	if (sse_filter_is_empty(d->filter)) {
+		sse_filter_free(d->filter);
+		d->filter = NULL;
+	}
+	rc = SUB_DEF_OK;
+	*why = NULL;
+out:
+	json_decref(chans);
+	json_decref(state);
+	if (rc != SUB_DEF_OK)
+		stream_def_clear(d);
+	if (rc == SUB_DEF_OOM)
+		*why = "out of memory";
+	return rc;
 }
 
 /* st takes d's patterns and filter (d is left empty); in LIVE it rejoins the hub. */
@@ -280,8 +431,7 @@ stream_take_def(stream *st, sub_def *d)
 	d->filter = NULL;
 	hub_sub_prepare(&st->sub);
 	if (live && !hub_add(&st->sub)) {
-		log_error("out of memory adding a subscription to the hub");
-		client_doom(st->owner);
+		client_fail(st->owner, "out of memory adding a subscription to the hub");
 		return false;
 	}
 	return true;
@@ -298,15 +448,17 @@ stream_redefine(stream *st, event *marker)
 {
 	sub_def		d;
 	sub_def_status rc;
+	const char *why;
 
 	assert(st->state == SS_REPLAYING || st->state == SS_LIVE);
-	rc = stream_def_parse(event_json(marker), st->sid, &d);
+	rc = stream_def_parse(marker->data, marker->dlen, st->sid, &d, &why);
+	if (rc == SUB_DEF_OOM) {
+		client_fail(st->owner, "out of memory applying a subscription change");
+		return false;
+	}
 	if (rc != SUB_DEF_OK) {
-		if (rc == SUB_DEF_OOM)
-			log_error("out of memory applying subscription change %" PRId64, marker->id);
-		else
-			log_error("subscription change %" PRId64 " has a definition the bridge "
-					  "cannot apply; ending the stream", marker->id);
+		log_error("subscription change %" PRId64 " cannot be applied (%s); ending the stream",
+				  marker->id, why);
 		metrics.def_errors++;
 		client_end(st->owner);
 		return false;
@@ -325,7 +477,7 @@ stream_redefine(stream *st, event *marker)
 void
 stream_marker(event *ev)
 {
-	int64_t		sid = stream_def_sid(event_json(ev));
+	int64_t		sid = stream_def_sid(ev->data, ev->dlen);
 	sid_group  *g = sid > 0 ? hmap_get(&by_sid, &sid, sizeof(sid)) : NULL;
 	stream	   *st;
 
@@ -381,7 +533,7 @@ stream_decide(const open_info *info, bool is_sub, int64_t last_event_id, int64_t
 }
 
 stream *
-stream_new(client *c, char **patterns, size_t npatterns, json_t *filter,
+stream_new(client *c, char **patterns, size_t npatterns, sse_filter *filter,
 		   const char *sub_id, int64_t last_event_id)
 {
 	stream	   *st = calloc(1, sizeof(stream));
@@ -439,18 +591,26 @@ stream_opened_def(stream *st, const open_info *info, int64_t cursor)
 {
 	client	   *c = st->owner;
 	int64_t		at = info->pruned > cursor ? info->pruned : cursor;
-	json_t	   *j = info->def_json ? sse_json_parse(info->def_json, strlen(info->def_json)) : NULL;
 	sub_def		d;
-	sub_def_status rc = j ? stream_def_parse(j, info->sid, &d) : SUB_DEF_INVALID;
+	const char *why = "no definition at that position";
+	sub_def_status rc = SUB_DEF_INVALID;
 
-	json_decref(j);
-	if (rc != SUB_DEF_OK || info->def_pos != at) {
-		log_error("subscription %" PRId64 ": no definition the bridge can apply at %" PRId64,
-				  info->sid, at);
-		metrics.def_errors += rc != SUB_DEF_OOM;
-		client_respond_error(c, 503, "unavailable", rc == SUB_DEF_OOM ? "out of memory"
-							 : "the subscription's definition cannot be applied");
-		return false;
+	if (info->def_json != NULL && info->def_pos == at)
+		rc = stream_def_parse(info->def_json, strlen(info->def_json), info->sid, &d, &why);
+	switch (rc) {
+		case SUB_DEF_OK:
+			break;
+		case SUB_DEF_OOM:
+			client_respond_error(c, 503, "unavailable", "out of memory");
+			return false;
+		case SUB_DEF_INVALID:
+			/* never stream unfiltered: refuse, the client cannot fix it */
+			log_error("refusing a stream: subscription %" PRId64 " at %" PRId64 ": %s",
+					  info->sid, at, why);
+			metrics.def_errors++;
+			client_respond_error(c, 500, "bad_subscription",
+								 "the subscription's definition cannot be applied");
+			return false;
 	}
 	if (d.state != SUB_ACTIVE) {
 		if (d.state == SUB_CLOSED)
@@ -503,7 +663,11 @@ stream_open_done(db_job *job, PGresult *res)
 		return;
 	assert(st->state == SS_OPENING);
 	if (!logread_open_answer(res, st->sub_id != NULL, &info)) {
-		log_warn("opening a stream failed: %s", res ? PQresultErrorMessage(res) : "stopped");
+		if (res != NULL)
+			log_warn("opening a stream failed: %.*s", (int) strcspn(PQresultErrorMessage(res), "\n"),
+					 PQresultErrorMessage(res));
+		else
+			log_info("opening a stream failed: no answer from the database within --db-timeout");
 		client_respond_error(st->owner, 503, "unavailable", "the database lookup failed");
 		return;
 	}
@@ -517,6 +681,7 @@ stream_open(client *c, route_result *rr)
 	stream	   *st = stream_new(c, rr->patterns, rr->npatterns, rr->filter,
 								rr->kind == ROUTE_SUB ? rr->sub_id : NULL,
 								rr->last_event_id);
+	db_job	   *job;
 
 	if (st == NULL) {
 		client_respond_error(c, 503, "unavailable", "out of memory");
@@ -525,9 +690,12 @@ stream_open(client *c, route_result *rr)
 	rr->patterns = NULL;		/* the stream owns them now */
 	rr->npatterns = 0;
 	rr->filter = NULL;
-	if (!stream_submit(st, logread_open(st->sub_id, st->last_event_id, st->sub.patterns,
-										st->sub.npatterns, stream_open_done, st)))
+	job = logread_open(st->sub_id, st->last_event_id, st->sub.patterns, st->sub.npatterns,
+						stream_open_done, st);
+	if (job == NULL)
 		client_respond_error(c, 503, "unavailable", "out of memory");
+	else if (!stream_submit_now(st, job))
+		client_respond_error(c, 503, "unavailable", "the database is unavailable");
 }
 
 /* ---- end ---- */
@@ -561,9 +729,8 @@ stream_send_event(stream *st, event *ev, bool ends)
 {
 	frame	   *f = event_frame(ev);
 
-	if (f == NULL) {
-		log_error("out of memory formatting an event; closing the client");
-		client_doom(st->owner);	/* it resumes from its cursor on reconnect */
+	if (f == NULL) {			/* it resumes from its cursor on reconnect */
+		client_fail(st->owner, "out of memory formatting an event");
 		return true;
 	}
 	client_send(st->owner, frame_ref(f));
@@ -595,7 +762,10 @@ stream_pruned(int64_t from, int64_t through)
 	TAILQ_FOREACH(st, &streams, link) {
 		if (st->state != SS_LIVE)
 			continue;
-		client_send(st->owner, f ? frame_ref(f) : NULL);
+		if (f != NULL)
+			client_send(st->owner, frame_ref(f));
+		else					/* it learns of the gap when it replays */
+			client_fail(st->owner, "out of memory for a reset");
 		/*
 		 * Markers in the gap are lost too: a subscription stream ends after
 		 * the reset and resumes from its id with the definition valid there.
@@ -608,30 +778,48 @@ stream_pruned(int64_t from, int64_t through)
 
 /* ---- replay ---- */
 
-static size_t
-replay_budget(void)
-{
-	size_t		b = cfg.client_queue / 2;
+/* Set when a replay waits for the charged memory to fall (mem.h). */
+static bool mem_waiting;
 
-	return b < 4096 ? 4096 : b > (256 << 10) ? (256 << 10) : b;
-}
+typedef enum replay_offered {
+	RO_SKIPPED,					/* not for st; the cursor moved past it */
+	RO_QUEUED,
+	RO_FULL,					/* no room in the queue: wait for the drain */
+	RO_ENDED					/* a close event ended the stream, or OOM closed it */
+} replay_offered;
 
-/* Offer ev to st if it matches; returns true when the stream ends. */
-static bool
+/* Offer ev to st: queue it if it matches and fits (the cursor moves past it). */
+static replay_offered
 replay_offer(stream *st, event *ev)
 {
 	bool		ends;
+	frame	   *f;
 
-	st->cursor = ev->id;
 	if (event_is_marker(ev)) {
-		if (st->sid == 0 || stream_def_sid(event_json(ev)) != st->sid)
-			return false;
-		return !stream_redefine(st, ev);
+		st->cursor = ev->id;
+		if (st->sid == 0 || stream_def_sid(ev->data, ev->dlen) != st->sid)
+			return RO_SKIPPED;
+		return stream_redefine(st, ev) ? RO_SKIPPED : RO_ENDED;
 	}
-	if (!hub_matches(&st->sub, ev, &ends))
-		return false;
+	if (!hub_matches(&st->sub, ev, &ends)) {
+		if (ev->json_oom) {
+			client_fail(st->owner, "out of memory parsing a payload for its filter");
+			return RO_ENDED;
+		}
+		st->cursor = ev->id;
+		return RO_SKIPPED;
+	}
+	if ((f = event_frame(ev)) == NULL) {
+		client_fail(st->owner, "out of memory formatting an event");
+		return RO_ENDED;
+	}
+	if (!client_room(st->owner, f->len + REPLAY_RESERVE)) {
+		st->need = f->len + REPLAY_RESERVE;
+		return RO_FULL;
+	}
+	st->need = 0;
 	metrics.replayed++;
-	return stream_send_event(st, ev, ends);
+	return stream_send_event(st, ev, ends) ? RO_ENDED : RO_QUEUED;
 }
 
 typedef enum replay_progress {
@@ -651,24 +839,27 @@ static replay_progress
 replay_from_ring(stream *st, replay_quota *turn)
 {
 	outq	   *q = &st->owner->q;
-	size_t		n = ring_count(), budget = replay_budget();
+	size_t		n = ring_count();
 	size_t		start = outq_bytes(q), seen = 0, queued;
 	replay_progress rp = RP_CAUGHT_UP;
 
-	for (size_t i = ring_find_after(st->cursor); i < n; i++) {
-		if (outq_bytes(q) >= budget) {
-			rp = RP_PAUSED;
-			break;
-		}
+	for (size_t i = ring_find_after(st->cursor); i < n && rp == RP_CAUGHT_UP; i++) {
 		if (seen > 0 && (outq_bytes(q) - start >= REPLAY_SLICE_BYTES ||
 						 seen >= REPLAY_SLICE_EVENTS)) {
 			rp = RP_SLICED;
 			break;
 		}
 		seen++;
-		if (replay_offer(st, ring_at(i))) {
-			rp = RP_ENDED;
-			break;
+		switch (replay_offer(st, ring_at(i))) {
+			case RO_SKIPPED:
+			case RO_QUEUED:
+				break;
+			case RO_FULL:
+				rp = RP_PAUSED;
+				break;
+			case RO_ENDED:
+				rp = RP_ENDED;
+				break;
 		}
 	}
 	if (rp == RP_CAUGHT_UP)
@@ -682,8 +873,14 @@ replay_from_ring(stream *st, replay_quota *turn)
 static void
 replay_go_live(stream *st)
 {
+	frame	   *f = wire_ready(st->cursor);
+
 	assert(ring_valid() && st->cursor == ring_hi());
-	client_send(st->owner, wire_ready(st->cursor));
+	if (f == NULL) {
+		client_fail(st->owner, "out of memory for the ready event");
+		return;
+	}
+	client_send(st->owner, f);
 	stream_set_state(st, SS_LIVE);
 }
 
@@ -740,11 +937,26 @@ stream_advanced(void)
 	}
 }
 
+/*
+ * Paced by the client's drain: a stream runs when its client's queue is
+ * empty, or at most half full with room for what it waits to queue next.
+ */
 static bool
 replay_runnable(const stream *st)
 {
-	return st->state == SS_REPLAYING && !client_gone(st->owner) && st->job == NULL &&
-		outq_bytes(&st->owner->q) < replay_budget();
+	const client *c = st->owner;
+
+	return st->state == SS_REPLAYING && !client_gone(c) && st->job == NULL &&
+		(c->q.n == 0 || (outq_bytes(&c->q) <= cfg.client_queue / 2 && client_room(c, st->need)));
+}
+
+void
+stream_mem_check(void)
+{
+	if (mem_waiting && !mem_over_hard()) {
+		mem_waiting = false;
+		stream_advanced();
+	}
 }
 
 void
@@ -769,6 +981,11 @@ replay_advance(stream *st, replay_quota *turn)
 {
 	if (!replay_runnable(st))
 		return false;			/* a drain or a page resumes it */
+	if (mem_over_hard()) {
+		mem_waiting = true;		/* stream_mem_check resumes it */
+		replay_park(st);
+		return false;
+	}
 	if (!ring_valid() || st->cursor > ring_hi()) {
 		replay_park(st);
 		return false;
@@ -779,6 +996,10 @@ replay_advance(stream *st, replay_quota *turn)
 	}
 	switch (replay_from_ring(st, turn)) {
 		case RP_CAUGHT_UP:
+			if (!client_room(st->owner, REPLAY_RESERVE)) {
+				st->need = REPLAY_RESERVE;	/* `ready` waits for the drain */
+				return false;
+			}
 			replay_go_live(st);
 			return false;
 		case RP_SLICED:
@@ -823,6 +1044,11 @@ stream_page_done(db_job *job, PGresult *res)
 	rows = PQntuples(res);
 	pruned = logread_pruned(res);
 	if (pruned > st->cursor) {
+		if (!client_room(st->owner, REPLAY_RESERVE)) {
+			st->need = REPLAY_RESERVE;	/* read the page again after the drain */
+			stream_step(st);
+			return;
+		}
 		stream_send_reset(st, st->cursor + 1, pruned);
 		if (st->sid != 0) {		/* its markers in the gap are gone: resume anew */
 			client_end(st->owner);
@@ -831,25 +1057,35 @@ stream_page_done(db_job *job, PGresult *res)
 	}
 	for (int i = 0; i < rows; i++) {
 		event	   *ev;
-		bool		ended = false;
+		int64_t		id;
+		size_t		bound = logread_frame_bound(res, i, &id);
+		replay_offered ro;
 
+		if (id <= st->cursor)
+			continue;			/* the empty row, or already sent */
+		if (!client_room(st->owner, bound + REPLAY_RESERVE)) {
+			st->need = bound + REPLAY_RESERVE;
+			stream_step(st);	/* the rest is read again after the drain */
+			return;
+		}
 		switch (logread_event(res, i, &ev)) {
 			case LR_NONE:
 				continue;
 			case LR_OOM:
-				log_error("out of memory reading a replay page; closing the client");
-				client_close(st->owner);	/* it resumes from its cursor */
+				client_fail(st->owner, "out of memory reading a replay page");
 				return;
 			case LR_EVENT:
 				break;
 		}
-		if (ev->id > st->cursor) {
-			got++;
-			ended = replay_offer(st, ev);
-		}
+		got++;
+		ro = replay_offer(st, ev);
 		event_free(ev);
-		if (ended)
+		if (ro == RO_ENDED)
 			return;
+		if (ro == RO_FULL) {	/* the bound above makes this rare */
+			stream_step(st);
+			return;
+		}
 	}
 	/* An empty page proves nothing exists up to what the live link had seen. */
 	if (got == 0 && live_at_send > st->cursor)
@@ -865,7 +1101,14 @@ stream_page(stream *st)
 
 	if (st->job != NULL)
 		return;					/* a page is already on its way */
-	job = logread_fetch(st->cursor, LOGREAD_PAGE_ROWS, stream_page_done, st);
+	{
+		size_t		used = outq_bytes(&st->owner->q) + REPLAY_RESERVE;
+
+		/* a page brings at most the room left in the queue (and one row) */
+		job = logread_fetch(st->cursor, LOGREAD_PAGE_ROWS,
+							used < cfg.client_queue ? cfg.client_queue - used : 1,
+							stream_page_done, st);
+	}
 	if (job == NULL) {
 		client_close(st->owner);
 		return;

@@ -58,6 +58,7 @@ typedef struct stream {
 	char	   *sub_id;			/* subscription uuid; NULL = ad hoc */
 	int64_t		last_event_id;	/* from the request, -1 = none */
 	int64_t		cursor;			/* every matching event <= cursor was queued */
+	size_t		need;			/* REPLAYING: queue room the next frame needs */
 	db_job	   *job;			/* the one pending database job, or NULL */
 	bool		in_group;		/* in its subscription's group (bysid) */
 	TAILQ_ENTRY(stream) link;	/* every stream */
@@ -100,6 +101,15 @@ char	  **stream_touch_ids(size_t *n);
  */
 bool		stream_run(void);
 
+/*
+ * Room kept in a replaying client's queue for the control frames (ready,
+ * reset) that may follow the last event queued.
+ */
+#define REPLAY_RESERVE 256u
+
+/* Resume replays that waited for memory, once under the hard limit (mem.h). */
+void		stream_mem_check(void);
+
 /* Streams open now (any state but ENDED). */
 size_t		stream_count(void);
 
@@ -119,7 +129,7 @@ stream_decision stream_decide(const open_info *info, bool is_sub, int64_t last_e
  * A new OPENING stream on c (c->st); takes patterns and filter, copies
  * sub_id.  NULL on OOM (nothing taken).
  */
-stream	   *stream_new(client *c, char **patterns, size_t npatterns, json_t *filter,
+stream	   *stream_new(client *c, char **patterns, size_t npatterns, sse_filter *filter,
 					   const char *sub_id, int64_t last_event_id);
 
 /* OPENING -> REPLAYING: the head, a reset if pruned > cursor, then replay. */
@@ -138,7 +148,7 @@ typedef enum sub_state {
 typedef struct sub_def {
 	char	  **patterns;		/* owned; each passed sse_pattern_check */
 	size_t		npatterns;		/* >= 1 */
-	json_t	   *filter;			/* one reference; NULL = {} (match everything) */
+	sse_filter *filter;			/* owned, compiled; NULL = {} (match everything) */
 	sub_state	state;
 } sub_def;
 
@@ -149,14 +159,17 @@ typedef enum sub_def_status {
 } sub_def_status;
 
 /*
- * Parse def ({"sid","channels","filter","state"}) for subscription sid into
- * d (empty unless SUB_DEF_OK).  Anything unexpected is SUB_DEF_INVALID, and
- * the caller ends the stream: a stream never goes on unfiltered or with a
- * definition it did not understand.
+ * Parse a definition (JSON text {"sid","channels","filter","state"}: a
+ * marker's data or the open answer's version) for subscription sid into d
+ * (empty unless SUB_DEF_OK; *why says what was wrong).  The filter's own
+ * text is compiled (sse_filter_compile), so numbers keep their exact value
+ * and a filter the matcher cannot evaluate exactly is SUB_DEF_INVALID: the
+ * caller ends or refuses the stream, never streams it unfiltered.
  */
-sub_def_status stream_def_parse(const json_t *def, int64_t sid, sub_def *d);
+sub_def_status stream_def_parse(const char *text, size_t len, int64_t sid, sub_def *d,
+								const char **why);
 void		stream_def_clear(sub_def *d);
-/* The "sid" of a marker's data, -1 when it has none. */
-int64_t		stream_def_sid(const json_t *def);
+/* The "sid" of a definition's text, -1 when it has none. */
+int64_t		stream_def_sid(const char *text, size_t len);
 
 #endif

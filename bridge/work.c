@@ -25,6 +25,12 @@ work_submit(db_job *job)
 	db_submit(&br.work, job);
 }
 
+bool
+work_submit_now(db_job *job)
+{
+	return db_submit_now(&br.work, job);
+}
+
 static void
 work_house_done(db_job *job, PGresult *res)
 {

@@ -10,6 +10,7 @@
 #ifndef BRIDGE_WORK_H
 #define BRIDGE_WORK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "db.h"
@@ -28,5 +29,11 @@ void		work_stop(void);
 
 /* Queue job on the work link (it runs after the reconnect if the link is down). */
 void		work_submit(db_job *job);
+
+/*
+ * Queue a job that must be answered within --db-timeout or fail (done with
+ * res NULL): false, job not taken, while the link is down (db_submit_now).
+ */
+bool		work_submit_now(db_job *job);
 
 #endif

@@ -44,7 +44,7 @@ SET sse_bridge.max_payload = 10;
 RESET ROLE;
 
 -- a publisher publishes without any table privilege, through the
--- functions only; the rows are written as the extension owner
+-- functions only; the rows are written as the owner of sse_bridge.events
 SELECT coalesce(max(id), 0) AS base FROM sse_bridge.events \gset
 SET ROLE regress_sse_publisher;
 SELECT sse_publish('priv.a', 'from publisher');

@@ -63,63 +63,43 @@ SELECT sse_publish('deferred.0', 'published directly, after the insert');
 COMMIT;
 SELECT id - :base AS n, channel, data FROM sse_bridge.events WHERE id > :base ORDER BY id;
 
--- placeholder errors: unknown column, NULL value, malformed template,
--- a value that makes an invalid channel
-INSERT INTO jobs (id, name) VALUES (10, NULL);
+-- odd placeholder values publish on one escaped segment each (the rule is
+-- tested in trigger_segments)
+SELECT coalesce(max(id), 0) AS base FROM sse_bridge.events \gset
+INSERT INTO jobs (id, name) VALUES (10, NULL), (11, 'has space'), (12, 'a.*'), (13, '');
+SELECT id - :base AS n, channel FROM sse_bridge.events WHERE id > :base ORDER BY id;
+SELECT coalesce(max(id), 0) AS base FROM sse_bridge.events \gset
+-- a template that escaped the check at CREATE TRIGGER (here: the event
+-- trigger disabled by a superuser) is refused when it fires, with the same
+-- message
+ALTER EVENT TRIGGER sse_bridge_check_notify_triggers DISABLE;
 CREATE TABLE t_bad_col (id int);
 CREATE TRIGGER t AFTER INSERT ON t_bad_col
     FOR EACH ROW EXECUTE FUNCTION sse_notify_trigger('x.{nope}');
-INSERT INTO t_bad_col VALUES (1);
-CREATE TABLE t_case (id int);
-CREATE TRIGGER t AFTER INSERT ON t_case
-    FOR EACH ROW EXECUTE FUNCTION sse_notify_trigger('x.{ID}');
-INSERT INTO t_case VALUES (1);
-CREATE TABLE t_open (id int);
-CREATE TRIGGER t AFTER INSERT ON t_open
-    FOR EACH ROW EXECUTE FUNCTION sse_notify_trigger('x.{id');
-INSERT INTO t_open VALUES (1);
-CREATE TABLE t_empty (id int);
-CREATE TRIGGER t AFTER INSERT ON t_empty
-    FOR EACH ROW EXECUTE FUNCTION sse_notify_trigger('x.{}');
-INSERT INTO t_empty VALUES (1);
-INSERT INTO jobs (id, name) VALUES (11, 'has space');
-INSERT INTO jobs (id, name) VALUES (12, 'a.*');
-INSERT INTO jobs (id, name) VALUES (13, '');
--- an invalid template without placeholders, and a bad event argument
 CREATE TABLE t_wild (id int);
 CREATE TRIGGER t AFTER INSERT ON t_wild
     FOR EACH ROW EXECUTE FUNCTION sse_notify_trigger('x.*');
-INSERT INTO t_wild VALUES (1);
 CREATE TABLE t_event (id int);
 CREATE TRIGGER t AFTER INSERT ON t_event
     FOR EACH ROW EXECUTE FUNCTION sse_notify_trigger('x', 'close');
+CREATE TABLE t_usage (id int);
+CREATE TRIGGER t BEFORE INSERT ON t_usage
+    FOR EACH ROW EXECUTE FUNCTION sse_notify_trigger('a');
+ALTER EVENT TRIGGER sse_bridge_check_notify_triggers ENABLE;
+INSERT INTO t_bad_col VALUES (1);
+INSERT INTO t_wild VALUES (1);
 INSERT INTO t_event VALUES (1);
+INSERT INTO t_usage VALUES (1);
 -- the size limit applies to rows as well
 SET sse_bridge.max_payload = 20;
 INSERT INTO notes VALUES ('long', repeat('x', 20));
 RESET sse_bridge.max_payload;
 
--- wrong usage: BEFORE, FOR EACH STATEMENT, argument count, direct call
-CREATE TABLE t_usage (id int);
-CREATE TRIGGER t AFTER INSERT ON t_usage
-    FOR EACH ROW EXECUTE FUNCTION sse_notify_trigger();
-INSERT INTO t_usage VALUES (1);
-DROP TRIGGER t ON t_usage;
-CREATE TRIGGER t AFTER INSERT ON t_usage
-    FOR EACH ROW EXECUTE FUNCTION sse_notify_trigger('a', 'b', 'c');
-INSERT INTO t_usage VALUES (1);
-DROP TRIGGER t ON t_usage;
-CREATE TRIGGER t BEFORE INSERT ON t_usage
-    FOR EACH ROW EXECUTE FUNCTION sse_notify_trigger('a');
-INSERT INTO t_usage VALUES (1);
-DROP TRIGGER t ON t_usage;
-CREATE TRIGGER t AFTER INSERT ON t_usage
-    FOR EACH STATEMENT EXECUTE FUNCTION sse_notify_trigger('a');
-INSERT INTO t_usage VALUES (1);
+-- a direct call
 SELECT sse_notify_trigger();
 
 -- none of the failed statements left an event behind
 SELECT count(*) AS leftovers FROM sse_bridge.events
-WHERE id > :base + 1;
+WHERE id > :base;
 
-DROP TABLE jobs, notes, deferred_jobs, t_bad_col, t_case, t_open, t_empty, t_wild, t_event, t_usage;
+DROP TABLE jobs, notes, deferred_jobs, t_bad_col, t_wild, t_event, t_usage;

@@ -17,6 +17,10 @@
  *		so restricting it would protect nothing; USERSET lets whoever runs
  *		the pruning job set it per role or per database.
  *
+ * sse_bridge.retention_max_events (events, default 0 = no limit, PGC_USERSET)
+ *		sse_prune also deletes the oldest events beyond this many, whatever
+ *		their age.  USERSET for the same reason as sse_bridge.retention.
+ *
  * The library must be loaded before the first event of a transaction is
  * queued; it always is, because queueing happens inside its own functions.
  */
@@ -34,6 +38,7 @@ PG_MODULE_MAGIC;
 
 int			sse_max_payload = 1024 * 1024;
 int			sse_retention = 24 * 60 * 60;
+int			sse_retention_max_events = 0;
 
 void		_PG_init(void);
 
@@ -60,6 +65,17 @@ _PG_init(void)
 							INT_MAX,
 							PGC_USERSET,
 							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("sse_bridge.retention_max_events",
+							"Most events sse_prune keeps, whatever their age.",
+							"sse_prune deletes the oldest events beyond this many.  0 means no limit.",
+							&sse_retention_max_events,
+							0,
+							0,
+							INT_MAX,
+							PGC_USERSET,
+							0,
 							NULL, NULL, NULL);
 
 #if PG_VERSION_NUM >= 150000

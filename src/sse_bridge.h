@@ -48,6 +48,7 @@
 /* GUCs (sse_bridge.c) */
 extern int	sse_max_payload;		/* bytes */
 extern int	sse_retention;			/* seconds */
+extern int	sse_retention_max_events;	/* 0 = no limit */
 
 /* sse_publish.c */
 extern void SsePublishInit(void);
@@ -62,7 +63,12 @@ extern void SseEnqueueSubscription(int64 sid, Datum channels, Datum filter,
 								   const char *state, bool created,
 								   bool is_close);
 
+/* sse_sqlmatch.c */
+extern void SseCheckFilterText(const char *what, const char *json, size_t len);
+extern void SseCheckPayload(const char *data, size_t len);
+
 /* sse_subscription.c */
 extern void SseNotifySubscription(int64 sid);
+extern bool SseHasVersions(void);
 
 #endif							/* SSE_BRIDGE_H */

@@ -30,9 +30,15 @@
  * already visible.  Publishing commits are therefore serialized, for the
  * time it takes to insert their rows and to commit.
  *
- * The rows are inserted as the role that owns the SECURITY DEFINER entry
- * points (the extension owner), recorded when the first event is queued, so
- * publishers need EXECUTE on the functions and no table privileges.
+ * The rows are inserted as the owner of sse_bridge.events, in a restricted
+ * security context, whoever queued them: queuing needs no rights beyond
+ * EXECUTE on the entry points (sse_publish and sse_notify_trigger are
+ * SECURITY INVOKER), and publishers need no table privileges.  Nothing a
+ * publisher defines runs in that context: the events are plain text by
+ * then, the direct write below looks nothing up by a name a user can
+ * steer, and the write runs with search_path pinned to "pg_catalog,
+ * pg_temp" (for the fallback INSERT, and for anything the table's owner
+ * attached to the table).
  *
  * The work under the lock is kept small.  Before taking it, the commit hook
  * opens and locks the table, its indexes and the sequence, gets the
@@ -54,10 +60,10 @@
  * lock, or it can deadlock with a committing publisher.
  *
  * That direct write checks no privileges and runs nothing an INSERT would
- * run on the table.  Privileges: the table belongs to the extension owner,
- * who may write it anyway, and the only ways to queue events are the
- * SECURITY DEFINER entry points, which validate every event; nothing here is
- * reachable with other rows.  Everything else is checked on each commit
+ * run on the table.  Privileges: it writes as the table's owner, who may
+ * write it anyway, and the only ways to queue events are the extension's
+ * entry points, which need EXECUTE and validate every event; nothing here
+ * is reachable with other rows.  Everything else is checked on each commit
  * (SseCanInsertDirectly): sse_bridge.events is internal to the extension,
  * but if someone who may alter it adds triggers, rules, row-level security,
  * CHECK constraints, generated or other columns, or turns it into a
@@ -91,6 +97,7 @@
 #include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -129,7 +136,6 @@ typedef struct SsePendingEvent
 /* State of the current transaction; all reset at transaction end. */
 static MemoryContext PendingContext = NULL;
 static List *PendingEvents = NIL;
-static Oid	PendingOwner = InvalidOid;
 static bool PendingLate = false;	/* a late row may be queued */
 
 /* Saved across transactions; revalidated by the plan cache. */
@@ -298,7 +304,6 @@ SsePendingStart(void)
 		PendingContext = AllocSetContextCreate(TopTransactionContext,
 											   "sse_bridge pending events",
 											   ALLOCSET_DEFAULT_SIZES);
-		PendingOwner = GetUserId();
 	}
 }
 
@@ -308,10 +313,9 @@ SsePendingStart(void)
  *
  * The caller has validated channel and event (the event may be NULL, and may
  * be a reserved name only for sse_close, which is how a close is queued: it
- * is written after the transaction's other events).  The payload size is
- * checked here.  Must be called with the extension owner as current user,
- * i.e. from a SECURITY DEFINER entry point: that role writes the rows at
- * commit.
+ * is written after the transaction's other events).  The payload's size, and
+ * that the filters can evaluate it exactly, are checked here.  Queuing needs no privilege: the rows are written at commit
+ * as the owner of sse_bridge.events, whoever queued them.
  */
 void
 SseEnqueueEvent(const char *channel, size_t channel_len,
@@ -322,6 +326,7 @@ SseEnqueueEvent(const char *channel, size_t channel_len,
 	MemoryContext oldcxt;
 
 	SseCheckPayloadSize(data_len);
+	SseCheckPayload(data, data_len);
 	CheckCanPublish();
 	SsePendingStart();
 
@@ -431,7 +436,6 @@ SseResetPending(void)
 	/* The context itself goes away with TopTransactionContext. */
 	PendingContext = NULL;
 	PendingEvents = NIL;
-	PendingOwner = InvalidOid;
 	PendingLate = false;
 }
 
@@ -541,6 +545,24 @@ SseRelationOid(const char *relname, const char *what)
 				 errmsg("%s %s.%s does not exist", what, SSE_SCHEMA, relname),
 				 errhint("Create the sse_bridge extension in this database.")));
 	return relid;
+}
+
+/*
+ * SseHasVersions
+ *		Whether the database has the 1.1 schema (subscription versions).
+ *
+ * Between installing a new library and ALTER EXTENSION sse_bridge UPDATE, a
+ * database still has the 1.0 objects: publishing, pruning and subscription
+ * changes then behave as 1.0 did (no markers, no versions), instead of
+ * failing on a table that does not exist yet.
+ */
+bool
+SseHasVersions(void)
+{
+	Oid			nsp = get_namespace_oid(SSE_SCHEMA, true);
+
+	return OidIsValid(nsp) &&
+		OidIsValid(get_relname_relid(SSE_VERSIONS_TABLE, nsp));
 }
 
 /* Prepare and keep a plan; caller is connected to SPI. */
@@ -1057,6 +1079,7 @@ SseFlushPending(void)
 	LOCKTAG		tag;
 	Oid			save_userid;
 	int			save_sec_context;
+	int			save_nestlevel;
 	Oid			seqoid;
 	int64		maxid;
 	char		payload[32];
@@ -1064,14 +1087,26 @@ SseFlushPending(void)
 	events = SseOrderPending(PendingEvents, &nmarkers);
 	PendingEvents = NIL;
 
-	/* Restored by AbortTransaction if anything below fails. */
+	/*
+	 * Write as the table's owner, in a restricted context, with the
+	 * search_path pinned as in a function with SET search_path, so that
+	 * nothing the owner attached to the table (index expressions, and in
+	 * the fallback triggers and rules) resolves a name through the
+	 * caller's search_path.  Restored below, or by AbortTransaction if
+	 * anything fails.  Opening the table checks no privilege; its name and
+	 * schema are fixed, and only its owner creates relations there.
+	 */
+	rel = table_open(SseRelationOid(SSE_EVENTS_TABLE, "table"), RowExclusiveLock);
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(PendingOwner,
+	SetUserIdAndSecContext(rel->rd_rel->relowner,
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	PushActiveSnapshot(GetTransactionSnapshot());
 
-	rel = table_open(SseRelationOid(SSE_EVENTS_TABLE, "table"), RowExclusiveLock);
 	seqoid = SseRelationOid(SSE_EVENTS_SEQUENCE, "sequence");
 	/* nextval takes this lock too; once held, it is a local lock table hit */
 	LockRelationOid(seqoid, RowExclusiveLock);
@@ -1114,6 +1149,7 @@ SseFlushPending(void)
 		SPI_finish();
 	table_close(rel, NoLock);
 	PopActiveSnapshot();
+	AtEOXact_GUC(true, save_nestlevel);
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 
 	if (PendingEvents != NIL)

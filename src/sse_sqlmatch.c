@@ -5,10 +5,9 @@
  * The semantics live in sse_match.c and sse_filter.c, which the bridge
  * compiles too; this file only converts arguments and reports errors.
  *
- * jansson allocates with malloc, outside PostgreSQL's memory contexts, so
- * every jansson value is released before anything here can raise an error.
- * This file must not include utils/builtins.h: its fmgr prototypes
- * (json_object, json_typeof) clash with jansson's names.
+ * The matchers allocate with malloc, outside PostgreSQL's memory contexts,
+ * so every compiled filter and parsed payload is released before anything
+ * here can raise an error.
  */
 #include "postgres.h"
 
@@ -16,7 +15,7 @@
 #include "utils/jsonb.h"
 
 #include "sse_bridge.h"
-#include "sse_filter.h"
+#include "sse_json.h"
 
 PG_FUNCTION_INFO_V1(sse_match_sql);
 PG_FUNCTION_INFO_V1(sse_filter_match_sql);
@@ -56,11 +55,134 @@ sse_match_sql(PG_FUNCTION_ARGS)
 }
 
 /*
+ * SseReportFilterStatus
+ *		Raise the error for a filter that sse_filter_compile refused.
+ */
+static void
+SseReportFilterStatus(const char *what, sse_json_status st)
+{
+	switch (st)
+	{
+		case SSE_JSON_OK:
+			return;
+		case SSE_JSON_NOMEM:
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory")));
+			break;
+		case SSE_JSON_TOO_LARGE:
+		case SSE_JSON_TOO_DEEP:
+		case SSE_JSON_TOO_MANY_NODES:
+		case SSE_JSON_ARRAY_TOO_LONG:
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("%s %s", what, sse_json_status_message(st)),
+					 errdetail("A filter is at most %d bytes of text (as jsonb prints it), nests at most %d levels deep, holds at most %d values and at most %d elements per array.",
+							   SSE_FILTER_SIZE_MAX, SSE_FILTER_DEPTH_MAX,
+							   SSE_FILTER_NODES_MAX, SSE_FILTER_ARRAY_MAX),
+					 errhint("Filter on fewer keys, or give the events a key that sums up what the filter tests.")));
+			break;
+		case SSE_JSON_ARRAY_CONTAINER:
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("%s %s", what, sse_json_status_message(st)),
+					 errdetail("Arrays in a filter may hold only strings, numbers, true, false and null."),
+					 errhint("Match the nested values through object keys, or list the scalar values the array must contain.")));
+			break;
+		case SSE_JSON_NUMBER:
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("%s %s", what, sse_json_status_message(st)),
+					 errhint("Write such numbers as strings in both the filter and the event data.")));
+			break;
+		case SSE_JSON_NUL:
+			ereport(ERROR,
+					(errcode(ERRCODE_UNTRANSLATABLE_CHARACTER),
+					 errmsg("%s %s", what, sse_json_status_message(st))));
+			break;
+		case SSE_JSON_NOT_OBJECT:
+		case SSE_JSON_SYNTAX:
+			/* callers check for an object first; jsonb prints valid JSON */
+			elog(ERROR, "%s %s", what, sse_json_status_message(st));
+			break;
+	}
+}
+
+/*
+ * SseCheckFilterText
+ *		Refuse, with an error, a filter (jsonb's text of a JSON object) that
+ *		the matchers could not evaluate exactly.
+ */
+void
+SseCheckFilterText(const char *what, const char *json, size_t len)
+{
+	sse_filter *f;
+	sse_json_status st = sse_filter_compile(json, len, &f, NULL);
+
+	sse_filter_free(f);
+	SseReportFilterStatus(what, st);
+}
+
+static void
+SseReportPayloadStatus(sse_json_status st)
+{
+	switch (st)
+	{
+		case SSE_JSON_OK:
+			return;
+		case SSE_JSON_NOMEM:
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory")));
+			break;
+		case SSE_JSON_TOO_DEEP:
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("event data cannot be matched against filters"),
+					 errdetail("Its objects and arrays nest more than %d levels deep.",
+							   SSE_DATA_DEPTH_MAX),
+					 errhint("Data that starts with \"{\" is read as JSON by subscription filters; flatten it, or publish it as a JSON string.")));
+			break;
+		case SSE_JSON_NUMBER:
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("event data cannot be matched against filters"),
+					 errdetail("A number is longer than %d characters or has an exponent beyond %d.",
+							   SSE_NUMBER_LEN_MAX, SSE_NUMBER_EXP_MAX),
+					 errhint("Data that starts with \"{\" is read as JSON by subscription filters; write such numbers as strings.")));
+			break;
+		case SSE_JSON_NUL:
+			ereport(ERROR,
+					(errcode(ERRCODE_UNTRANSLATABLE_CHARACTER),
+					 errmsg("event data cannot be matched against filters"),
+					 errdetail("A string contains \\u0000, which jsonb cannot store."),
+					 errhint("Data that starts with \"{\" is read as JSON by subscription filters; leave out the NUL characters.")));
+			break;
+		default:
+			elog(ERROR, "unexpected payload status %d", (int) st);
+	}
+}
+
+/*
+ * SseCheckPayload
+ *		Refuse event data that the matchers could not evaluate exactly, so
+ *		that no event is judged differently from data::jsonb @> filter.
+ *		Only data whose first non-blank byte is "{" is scanned (once, no
+ *		allocation).
+ */
+void
+SseCheckPayload(const char *data, size_t len)
+{
+	SseReportPayloadStatus(sse_payload_check(data, len));
+}
+
+/*
  * sse_filter_match(filter jsonb, data text) RETURNS boolean
  *
  * Whether an event with this payload passes a subscription filter, exactly
  * as the bridge decides it: data::jsonb @> filter, where data that is not a
- * JSON object matches only the empty filter.
+ * JSON object matches only the empty filter.  A filter or payload beyond the
+ * limits raises the error subscribing or publishing would raise.
  */
 Datum
 sse_filter_match_sql(PG_FUNCTION_ARGS)
@@ -68,8 +190,9 @@ sse_filter_match_sql(PG_FUNCTION_ARGS)
 	Jsonb	   *filter = PG_GETARG_JSONB_P(0);
 	text	   *data = PG_GETARG_TEXT_PP(1);
 	char	   *filter_text;
-	json_t	   *filter_json;
-	json_t	   *data_json;
+	sse_filter *f;
+	sse_doc    *doc;
+	sse_json_status st;
 	bool		result;
 
 	if (!JB_ROOT_IS_OBJECT(filter))
@@ -79,19 +202,19 @@ sse_filter_match_sql(PG_FUNCTION_ARGS)
 				 errhint("Use '{}' to match every event, or an object such as '{\"user\": 42}' that event data must contain.")));
 
 	filter_text = JsonbToCString(NULL, &filter->root, VARSIZE(filter));
-	filter_json = sse_json_parse(filter_text, strlen(filter_text));
-	if (filter_json == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("filter cannot be represented for matching"),
-				 errdetail("A number in the filter is outside the range of a double precision value."),
-				 errhint("Write such numbers as strings in both the filter and the event data.")));
+	SseReportFilterStatus("filter", sse_filter_compile(filter_text, strlen(filter_text), &f, NULL));
 
-	/* No PostgreSQL call between here and the decrefs: nothing can throw. */
-	data_json = sse_json_parse(VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data));
-	result = sse_filter_match(filter_json, data_json);
-	json_decref(data_json);
-	json_decref(filter_json);
+	st = sse_doc_parse(VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data), &doc);
+	if (st != SSE_JSON_OK)
+	{
+		sse_filter_free(f);
+		SseReportPayloadStatus(st);
+	}
+
+	/* No PostgreSQL call between here and the frees: nothing can throw. */
+	result = sse_filter_eval(f, doc);
+	sse_doc_free(doc);
+	sse_filter_free(f);
 
 	PG_RETURN_BOOL(result);
 }

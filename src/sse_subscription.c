@@ -140,15 +140,23 @@ CheckPatterns(ArrayType *patterns)
 	}
 }
 
-/* The filter must be a JSON object: the containment target of data. */
+/*
+ * The filter must be a JSON object (the containment target of data) that
+ * the bridge evaluates exactly: within the limits of sse_json.h.
+ */
 static void
 CheckFilter(Jsonb *filter)
 {
+	char	   *text;
+
 	if (!JB_ROOT_IS_OBJECT(filter))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("subscription filter must be a JSON object"),
 				 errhint("Use '{}' to receive every event, or an object such as '{\"user\": 42}' that event data must contain.")));
+	text = JsonbToCString(NULL, &filter->root, VARSIZE(filter));
+	SseCheckFilterText("subscription filter", text, strlen(text));
+	pfree(text);
 }
 
 /* 0 < ttl <= 100 years, so that last_seen + ttl can never overflow. */
@@ -220,6 +228,8 @@ SseGetColumn(uint64 row, int col)
 static void
 SseLogRows(uint64 nrows, SseChange change)
 {
+	bool		versions = SseHasVersions();	/* else a 1.0 schema */
+
 	for (uint64 i = 0; i < nrows; i++)
 	{
 		int64		sid = DatumGetInt64(SseGetColumn(i, SSE_COL_SID));
@@ -231,11 +241,12 @@ SseLogRows(uint64 nrows, SseChange change)
 		closed = !closed;
 		state = change == SSE_CHANGE_DROP ? "dropped" :
 			closed ? "closed" : "active";
-		SseEnqueueSubscription(sid,
-							   SseGetColumn(i, SSE_COL_CHANNELS),
-							   SseGetColumn(i, SSE_COL_FILTER),
-							   state, change == SSE_CHANGE_CREATE,
-							   change == SSE_CHANGE_CLOSE);
+		if (versions)
+			SseEnqueueSubscription(sid,
+								   SseGetColumn(i, SSE_COL_CHANNELS),
+								   SseGetColumn(i, SSE_COL_FILTER),
+								   state, change == SSE_CHANGE_CREATE,
+								   change == SSE_CHANGE_CLOSE);
 		SseNotifySubscription(sid);
 	}
 }
@@ -301,11 +312,25 @@ sse_subscribe_filter(PG_FUNCTION_ARGS)
 	values[2] = PG_GETARG_DATUM(2);
 
 	SPI_connect();
-	SseExec("INSERT INTO sse_bridge.subscriptions "
-			"(id, channels, filter, ttl, start_id, def_id) "
-			"VALUES (pg_catalog.gen_random_uuid(), " SSE_DEDUP("$1") ", $2, $3, 0, 0)"
-			SSE_CHANGED_COLUMNS ", id",
-			3, argtypes, values, SPI_OK_INSERT_RETURNING);
+	if (SseHasVersions())
+		SseExec("INSERT INTO sse_bridge.subscriptions "
+				"(id, channels, filter, ttl, start_id, def_id) "
+				"VALUES (pg_catalog.gen_random_uuid(), " SSE_DEDUP("$1") ", $2, $3, 0, 0)"
+				SSE_CHANGED_COLUMNS ", id",
+				3, argtypes, values, SPI_OK_INSERT_RETURNING);
+	else
+	{
+		/* 1.0 schema (not updated yet): start at the head, as 1.0 did */
+		SseExec("INSERT INTO sse_bridge.subscriptions "
+				"(id, channels, filter, ttl, start_id) "
+				"SELECT pg_catalog.gen_random_uuid(), " SSE_DEDUP("$1") ", $2, $3, "
+				"GREATEST((SELECT pg_catalog.max(id) FROM sse_bridge.events), "
+				"m.pruned_through) "
+				"FROM sse_bridge.meta m" SSE_CHANGED_COLUMNS ", id",
+				3, argtypes, values, SPI_OK_INSERT_RETURNING);
+		if (SPI_processed != 1)
+			elog(ERROR, "sse_bridge.meta must hold exactly one row");
+	}
 	SseLogRows(1, SSE_CHANGE_CREATE);
 	id = SPI_datumTransfer(SseGetColumn(0, SSE_COL_CLOSED_AT + 1), false,
 						   UUID_LEN);

@@ -1,10 +1,14 @@
 // Abuse tests against running bridges; see run.sh for the environment.
 //   node main.mjs [check ...]     checks: wire inject secrecy slowloris mainstop churn asan asaninput
 import { asanVerdict, churnCheck } from './churn.mjs';
-import { Bridge, Psql, check, label, note, tally } from './lib.mjs';
+import { Bridge, Psql, check, label, note, psqlSync, tally } from './lib.mjs';
 import { injectChecks } from './inject.mjs';
 import { secrecyChecks } from './secrecy.mjs';
 import { slowlorisChecks } from './slowloris.mjs';
+import { filterChecks } from './filters.mjs';
+import { floodChecks } from './flood.mjs';
+import { fdLimitChecks, headChecks } from './limits.mjs';
+import { plantTrojans, trojanRun } from './trojan.mjs';
 import { maxClientsChecks, wireChecks } from './wire.mjs';
 
 const env = (k) => {
@@ -21,6 +25,7 @@ const cfg = {
   serverLog: process.env.ABUSE_SERVER_LOG || '',
   pidfile: env('ABUSE_PIDFILE'),
   cycles: Number(process.env.ABUSE_CYCLES || 10000),
+  variants: Object.fromEntries(['nopin', 'unqual', 'bare'].map((v) => [v, process.env[`ABUSE_BRIDGE_${v.toUpperCase()}`] || ''])),
 };
 
 const bridges = [];
@@ -67,6 +72,68 @@ async function mainVerdict() {
 // ------------------------------------------------------------ checks
 
 const checks = {
+  async filters() {
+    const b = bridge('filters', ['--public-channels', 'pub.#', '--max-header-bytes', '65536', '--log-level', 'info']);
+    if (!(await started(b))) return;
+    const psql = new Psql(cfg.db);
+    try {
+      await filterChecks(b, psql);
+    } finally {
+      await psql.close();
+      await b.stop();
+    }
+  },
+
+  async fdlimit() {
+    await fdLimitChecks({ bin: cfg.bin, db: cfg.db, tmp: cfg.tmp, pidfile: cfg.pidfile, bridges });
+  },
+
+  async methods() {
+    const b = await main();
+    if (b) await headChecks(b);
+  },
+
+  async flood() {
+    const b = bridge('flood', ['--log-level', 'info'], {
+      env: { GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=65536:glibc.malloc.trim_threshold=131072' },
+    });
+    if (!(await started(b))) return;
+    try {
+      await floodChecks(b, cfg.db);
+    } finally {
+      await b.stop();
+    }
+  },
+
+  // search_path trojans against the normal build and the one-layer test builds
+  async trojan() {
+    const db = `${cfg.db}_trojan`;
+    psqlSync('postgres', `CREATE DATABASE ${db}`);
+    psqlSync(db, 'CREATE EXTENSION sse_bridge');
+    const psql = new Psql(db);
+    const hostile = "options='-c search_path=public,pg_catalog'";
+    try {
+      await plantTrojans(psql, db);
+      // default: the role's own search_path ("$user", public), as in the README setup
+      const builds = [['default', cfg.bin, false], ['normal', cfg.bin, false], ['nopin', cfg.variants.nopin, false],
+        ['unqual', cfg.variants.unqual, false], ['bare', cfg.variants.bare, true]];
+      for (const [name, bin, expectLoot] of builds) {
+        if (!bin) {
+          check(`trojan/${name}: test build available`, false, 'not built (make bridge-variants)');
+          continue;
+        }
+        const b = new Bridge(`trojan-${name}`, { bin, db, conninfo: name === 'default' ? '' : hostile, tmp: cfg.tmp, pidfile: cfg.pidfile,
+          args: ['--public-channels', 'pub.#', '--touch-interval', '1', '--log-level', 'info'] });
+        bridges.push(b);
+        if (!(await started(b))) continue;
+        await trojanRun(name, b, psql, { expectLoot });
+      }
+    } finally {
+      await psql.close();
+      psqlSync('postgres', `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+    }
+  },
+
   async wire() {
     const b = await main();
     if (!b) return;
@@ -185,7 +252,7 @@ const checks = {
 
 // ------------------------------------------------------------ driver
 
-const order = ['wire', 'inject', 'secrecy', 'slowloris', 'mainstop', 'churn', 'asan', 'asaninput'];
+const order = ['trojan', 'flood', 'fdlimit', 'methods', 'filters', 'wire', 'inject', 'secrecy', 'slowloris', 'mainstop', 'churn', 'asan', 'asaninput'];
 checks.mainstop = mainVerdict;
 const want = process.argv.slice(2).length ? process.argv.slice(2) : order;
 

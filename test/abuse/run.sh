@@ -12,7 +12,7 @@
 # failure.
 #
 #   ABUSE_CYCLES=N      churn cycles per bridge (default 10000)
-#   ABUSE_ONLY="a b"    run only these checks (wire inject secrecy slowloris mainstop churn
+#   ABUSE_ONLY="a b"    run only these checks (trojan flood fdlimit methods filters wire inject secrecy slowloris mainstop churn
 #                       asan asaninput)
 #   ABUSE_KEEP=1        keep the logs in the temporary directory
 set -uo pipefail
@@ -69,6 +69,7 @@ cleanup() {
     psql -qX -d postgres -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
       WHERE datname = '$db' AND pid <> pg_backend_pid()" >/dev/null 2>&1
     dropdb --if-exists "$db" >/dev/null 2>&1
+    dropdb --if-exists --force "${db}_trojan" >/dev/null 2>&1
   fi
   if [ "${ABUSE_KEEP:-0}" = 1 ] || [ "${failed:-1}" != 0 ]; then
     [ -n "${kept_said:-}" ] || echo "abuse: logs kept in $tmp" >&2
@@ -84,6 +85,14 @@ asan=$root/bridge/build/asan/sse-bridge
 if ! make -s -C "$root" bridge-asan >"$tmp/asan-build.log" 2>&1 || [ ! -x "$asan" ]; then
   cat "$tmp/asan-build.log" >&2
   asan=
+fi
+
+# The one-layer test builds of the search_path defences (check "trojan").
+declare -A variant
+if make -s -C "$root" bridge-variants >"$tmp/variants-build.log" 2>&1; then
+  for v in nopin unqual bare; do variant[$v]=$root/bridge/build/$v/sse-bridge; done
+else
+  cat "$tmp/variants-build.log" >&2
 fi
 
 if ! createdb "$db" || ! psql -qX -v ON_ERROR_STOP=1 -d "$db" -f - >"$tmp/setup.log" 2>&1 <<'SQL'
@@ -114,6 +123,7 @@ done
 out=$tmp/results.txt
 ABUSE_DB=$db ABUSE_BRIDGE=$bridge ABUSE_BRIDGE_ASAN=$asan ABUSE_TMP=$tmp \
   ABUSE_PIDFILE=$pidfile ABUSE_SERVER_LOG=$server_log \
+  ABUSE_BRIDGE_NOPIN=${variant[nopin]:-} ABUSE_BRIDGE_UNQUAL=${variant[unqual]:-} ABUSE_BRIDGE_BARE=${variant[bare]:-} \
   node "$here/main.mjs" ${ABUSE_ONLY:-} 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 

@@ -19,14 +19,14 @@ SHARED="src/sse_match.c src/sse_filter.c"
 STREAM_LAYER="bridge/stream.c bridge/client.c bridge/request.c bridge/route.c bridge/query.c
   bridge/scope.c bridge/resp.c bridge/outq.c bridge/frame.c bridge/wire.c bridge/event.c bridge/hub.c
   bridge/hmap.c bridge/ring.c bridge/logread.c bridge/db.c bridge/work.c bridge/config.c bridge/log.c
-  bridge/metrics.c bridge/static.c"
+  bridge/metrics.c bridge/prune.c bridge/static.c bridge/mem.c"
 
 declare -A DEPS=(
-  [test_frame]="bridge/frame.c bridge/wire.c bridge/outq.c"
+  [test_frame]="bridge/frame.c bridge/wire.c bridge/outq.c bridge/mem.c"
   [test_query]="bridge/query.c"
   [test_scope]="bridge/scope.c"
   [test_http]="bridge/request.c bridge/route.c bridge/query.c bridge/scope.c"
-  [test_hub]="bridge/hub.c bridge/hmap.c bridge/event.c bridge/frame.c bridge/wire.c"
+  [test_hub]="bridge/hub.c bridge/hmap.c bridge/event.c bridge/frame.c bridge/wire.c bridge/mem.c"
   [test_client]="$STREAM_LAYER"
 )
 
@@ -58,6 +58,24 @@ build_and_run() {   # $1 = variant name, $2 = extra flags
 
 build_and_run plain "-O2 -g"
 build_and_run asan "$SAN"
+
+# Allocation failure at every point of the output paths (bridge/mem.h's
+# injector: -DBRIDGE_FAULT_INJECT and ld --wrap of the allocator).
+fi_test() {
+  local out="$B/fi-test_mem"
+  # shellcheck disable=SC2086
+  if ! $CC $SAN -DBRIDGE_FAULT_INJECT $CFLAGS_COMMON -o "$out" test/bridge/test_mem.c $STREAM_LAYER $SHARED \
+      $PKG_LIBS -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=strndup; then
+    echo "FAIL: build fi test_mem"; failed=$((failed + 1)); return
+  fi
+  ran=$((ran + 1))
+  if ! ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 "$out" >"$out.log" 2>&1; then
+    cat "$out.log"; echo "FAIL: fi test_mem"; failed=$((failed + 1))
+  else
+    echo "ok: fi test_mem ($(grep -c '^\[       OK' "$out.log") cases; $(grep -h 'allocation points' "$out.log" | tr '\n' ' '))"
+  fi
+}
+fi_test
 
 # ---- smoke run of the sanitized daemon ----
 smoke() {

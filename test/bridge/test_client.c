@@ -51,15 +51,18 @@ test_queue_limit(void **state)
 	cfg.client_queue = 1000;
 	client_send(live, frame_ref(f));
 	assert_false(live->flags & CF_DOOMED);
-	client_send(live, frame_ref(f));			/* 1200 > 1000 */
+	client_send(live, frame_ref(f));			/* 1200 > 1000: not queued */
 	assert_true(live->flags & CF_DOOMED);
 	assert_int_equal(metrics.slow_drops, drops + 1);
+	assert_int_equal(outq_bytes(&live->q), 600);
 	client_send(live, frame_ref(f));			/* counted once */
 	assert_int_equal(metrics.slow_drops, drops + 1);
+	assert_true(client_room(replaying, 5000));	/* empty: one frame of any size */
 	for (int i = 0; i < 3; i++)					/* replays pace themselves */
 		client_send(replaying, frame_ref(f));
 	assert_false(replaying->flags & CF_DOOMED);
-	assert_int_equal(f->refs, 7);
+	assert_false(client_room(replaying, 1));
+	assert_int_equal(f->refs, 5);
 	/* the doomed client is closed at the flush, not inside client_send */
 	assert_false(live->flags & CF_CLOSED);
 	replaying->flags |= CF_DOOMED;
@@ -110,11 +113,9 @@ test_decide(void **state)
 static sub_def_status
 def_parse(const char *text, int64_t sid, sub_def *d)
 {
-	json_t	   *j = sse_json_parse(text, strlen(text));
-	sub_def_status rc = stream_def_parse(j, sid, d);
+	const char *why;
 
-	json_decref(j);
-	return rc;
+	return stream_def_parse(text, strlen(text), sid, d, &why);
 }
 
 /* Definitions (a marker's data): exactly the expected shape, or refused. */
@@ -132,6 +133,9 @@ test_def_parse(void **state)
 		"{\"sid\":7,\"channels\":[\"a\"],\"filter\":null,\"state\":\"active\"}",
 		"{\"sid\":7,\"channels\":[\"a\"],\"state\":\"active\"}",		/* no filter */
 		"{\"sid\":7,\"channels\":[\"a\"],\"filter\":{},\"state\":\"paused\"}",
+		"{\"sid\":7,\"channels\":[\"a\"],\"filter\":{\"n\":1e999999},\"state\":\"active\"}",
+		"{\"sid\":7,\"channels\":[\"a\"],\"filter\":{\"n\":1,\"state\":\"active\"}",	/* unbalanced */
+		"{\"sid\":\"7\",\"channels\":[\"a\"],\"filter\":{},\"state\":\"active\"}",
 	};
 	sub_def		d;
 
@@ -157,6 +161,13 @@ test_def_parse(void **state)
 	assert_int_equal(def_parse("{\"sid\":7,\"channels\":[\"a\"],\"filter\":{},"
 							   "\"state\":\"closed\"}", 7, &d), SUB_DEF_OK);
 	assert_int_equal(d.state, SUB_CLOSED);
+	stream_def_clear(&d);
+	/* the open answer's form (json_build_object spacing), numbers kept exact */
+	assert_int_equal(def_parse("{\"sid\" : 7, \"channels\" : [\"a.*\"], \"filter\" : "
+							   "{\"n\": 12345678901234567890123, \"s\": \"x}\\\"]\"}, "
+							   "\"state\" : \"active\"}", 7, &d), SUB_DEF_OK);
+	assert_non_null(d.filter);
+	assert_int_equal(stream_def_sid("{\"sid\" : 7}", 11), 7);
 	stream_def_clear(&d);
 }
 
@@ -359,6 +370,60 @@ test_stream_lifecycle(void **state)
 	hub_shutdown();
 }
 
+/*
+ * Replay is paced by the client's queue: it never holds more than
+ * --client-queue bytes, except one event larger than that on its own, and
+ * the ready event waits for room too.
+ */
+static void
+test_replay_paced(void **state)
+{
+	client	   *both[2];
+	uint64_t	over = metrics.queue_over;
+
+	(void) state;
+	cfg.client_queue = 1000;
+	hub_init(stream_deliver);
+	ring_init(1 << 20, 1 << 10);
+	ring_reset(0);
+	for (int64_t id = 1; id <= 20; id++)
+		ring_push(ev(id, id == 10 ? 3000 : 200));	/* event 10 is over the limit */
+	both[0] = replaying_client("c", 0);
+	both[1] = replaying_client("c", 9);
+	for (int i = 0; i < 2; i++) {				/* the stream heads were written */
+		both[i]->q.inflight = both[i]->q.n;
+		outq_complete(&both[i]->q);
+	}
+	stream_run();
+	assert_true(outq_bytes(&both[0]->q) <= cfg.client_queue);
+	assert_int_equal(both[0]->st->cursor, 3);	/* 3 x 214 bytes + the reserve fit in 1000 */
+	assert_int_equal(both[1]->q.n, 1);			/* event 10 alone, 3009 bytes */
+	assert_int_equal(both[1]->st->cursor, 10);
+	assert_false(stream_run());					/* both wait for their drain */
+	for (int round = 0; round < 40 && (both[0]->st->state != SS_LIVE ||
+									   both[1]->st->state != SS_LIVE); round++) {
+		for (int i = 0; i < 2; i++) {			/* the writes completed */
+			both[i]->q.inflight = both[i]->q.n;
+			outq_complete(&both[i]->q);
+			stream_drained(both[i]);
+		}
+		stream_run();
+		for (int i = 0; i < 2; i++)
+			assert_true(both[i]->q.n <= 1 || outq_bytes(&both[i]->q) <= cfg.client_queue);
+	}
+	assert_int_equal(both[0]->st->state, SS_LIVE);
+	assert_int_equal(both[1]->st->state, SS_LIVE);
+	assert_int_equal(both[0]->st->cursor, 20);
+	assert_int_equal(metrics.queue_over, over);
+	for (int i = 0; i < 2; i++)
+		client_close(both[i]);
+	client_flush_pending();
+	uv_run(br.loop, UV_RUN_NOWAIT);
+	assert_int_equal(client_count, 0);
+	ring_shutdown();
+	hub_shutdown();
+}
+
 int
 main(void)
 {
@@ -369,6 +434,7 @@ main(void)
 		cmocka_unit_test(test_ring),
 		cmocka_unit_test(test_replay_fair),
 		cmocka_unit_test(test_stream_lifecycle),
+		cmocka_unit_test(test_replay_paced),
 	};
 	int			r;
 

@@ -29,6 +29,7 @@ on_deliver(hub_sub *s, event *ev, bool ends)
 }
 
 static char *pat_store[NSUBS][2];
+static json_t *fref[NSUBS];		/* the filter for the direct reference */
 
 static void
 make_sub(int i, const char *p1, const char *p2, const char *filter)
@@ -37,7 +38,13 @@ make_sub(int i, const char *p1, const char *p2, const char *filter)
 	pat_store[i][1] = p2 ? strdup(p2) : NULL;
 	subs[i].patterns = pat_store[i];
 	subs[i].npatterns = p2 ? 2 : 1;
-	subs[i].filter = filter ? sse_json_parse(filter, strlen(filter)) : NULL;
+	subs[i].filter = NULL;
+	fref[i] = NULL;
+	if (filter) {
+		assert_int_equal(sse_filter_compile(filter, strlen(filter), &subs[i].filter, NULL), SSE_JSON_OK);
+		fref[i] = sse_json_parse(filter, strlen(filter));
+		assert_non_null(fref[i]);
+	}
 	if (i % 2 == 0)				/* half take the prepared (fast) path */
 		hub_sub_prepare(&subs[i]);
 	assert_true(hub_add(&subs[i]));
@@ -50,7 +57,10 @@ free_sub(int i)
 	hub_sub_unprepare(&subs[i]);
 	free(pat_store[i][0]);
 	free(pat_store[i][1]);
-	json_decref(subs[i].filter);
+	sse_filter_free(subs[i].filter);
+	json_decref(fref[i]);
+	subs[i].filter = NULL;
+	fref[i] = NULL;
 }
 
 static void
@@ -59,19 +69,30 @@ check_event(int64_t id, const char *ch, const char *name, const char *data)
 	event	   *ev = event_new(id, 0, ch, strlen(ch), name, name ? strlen(name) : 0,
 							   data, strlen(data));
 
+	json_t	   *dj = sse_json_parse(data, strlen(data));
+
 	memset(delivered, 0, sizeof(delivered));
 	memset(ended, 0, sizeof(ended));
 	hub_dispatch(ev);
 	for (int i = 0; i < NSUBS; i++) {
 		bool		ends;
 		bool		want = subs[i].entries && hub_matches(&subs[i], ev, &ends);
+		hub_sub		nf = subs[i];
 
+		/* the compiled filter agrees with the direct reference, sse_filter_match */
+		nf.filter = NULL;
+		if (subs[i].entries && hub_matches(&nf, ev, &ends) && !ev->is_close && fref[i] &&
+			want != sse_filter_match(fref[i], json_is_object(dj) ? dj : NULL))
+			fail_msg("event %s to sub %d: compiled %d, direct disagrees", data, i, want);
+		if (subs[i].entries)
+			want = hub_matches(&subs[i], ev, &ends);
 		if (delivered[i] != (want ? 1 : 0))
 			fail_msg("event %s %s to sub %d: delivered %d want %d", ch, data, i, delivered[i], want);
 		if (want && ended[i] != (ends ? 1 : 0))
 			fail_msg("event %s to sub %d: ended %d want %d", ch, i, ended[i], ends);
 	}
 	event_free(ev);
+	json_decref(dj);
 }
 
 static void
@@ -132,7 +153,7 @@ test_hub_exact(void **state)
 		"{\"n\":9007199254740993}", "{\"n\":9007199254740992}", "{\"n\":9007199254740991}",
 		"{\"n\":-9007199254740993}", "{\"s\":\"x\"}", "{\"s\":\"\"}", "{\"b\":true}",
 		"{\"b\":false}", "{\"z\":null}", "{\"s\":\"x\",\"n\":1}", "{\"s\":[\"x\"]}",
-		"{\"n\":1e300}", "{\"n\":100000000000000000000}",
+		"{\"n\":1e300}", "{\"n\":100000000000000000000}", "{\"n\":1e400}", "{\"n\":-0}",
 	};
 	static const char *const datas[] = {
 		"{\"n\":1}", "{\"n\":1.0}", "{\"n\":1.5,\"s\":\"x\"}", "{\"n\":0}", "{\"n\":-0.0}",
@@ -140,6 +161,7 @@ test_hub_exact(void **state)
 		"{\"n\":-9007199254740992}", "{\"s\":\"x\",\"n\":1}", "{\"s\":\"\"}",
 		"{\"b\":true,\"z\":null}", "{\"b\":false}", "{\"s\":\"xy\"}", "{\"n\":\"1\"}",
 		"{\"n\":1e300}", "{\"n\":100000000000000000000}", "{\"n\":1e20}", "[1]", "x",
+		"{\"n\":10e399}", "{\"n\":1e400,\"n\":2}", "{\"n\":2,\"n\":1e400}", "{\"n\":-0.0e5}",
 	};
 	size_t		nf = sizeof(filters) / sizeof(filters[0]);
 	int64_t		id = 1;

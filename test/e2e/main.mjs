@@ -16,6 +16,7 @@ import './tests/http.mjs';
 import './tests/daemon.mjs';
 import './tests/flow.mjs';
 import './tests/database.mjs';
+import './tests/liveness.mjs';
 import './tests/shutdown.mjs';
 
 const { failed } = await runAll({

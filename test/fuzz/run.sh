@@ -21,8 +21,8 @@ declare -A DEPS=(
   [http]="bridge/request.c bridge/route.c bridge/query.c bridge/scope.c"
   [query]="bridge/query.c"
   [pattern]="bridge/scope.c"
-  [filter]="bridge/hub.c bridge/hmap.c bridge/event.c bridge/frame.c bridge/wire.c"
-  [frame]="bridge/frame.c bridge/wire.c"
+  [filter]="bridge/hub.c bridge/hmap.c bridge/event.c bridge/frame.c bridge/wire.c bridge/mem.c"
+  [frame]="bridge/frame.c bridge/wire.c bridge/mem.c"
 )
 
 failed=0

@@ -735,7 +735,7 @@ compute_expected(subscriber *s)
 typedef struct tally {
 	long		deliveries, lost, duplicated, reordered, corrupted, unexpected;
 	long		resets, bad_resets, reset_accounted, finals, cuts, connects;
-	long		no_start, switches;
+	long		no_start, switches, refused;
 } tally;
 
 static bool
@@ -798,6 +798,16 @@ judge(subscriber *s, const rec *recs, size_t n, tally *t, bool quiet)
 					n_rs++;
 				continue;
 			case R_FINAL:
+				if (r->status == 503)
+				{
+					/*
+					 * Refused while the database was down or stalled (or over
+					 * the client limit): the client retries, and what it gets
+					 * afterwards is judged like any reconnection.
+					 */
+					t->refused++;
+					continue;
+				}
 				t->finals++;
 				SHOW("final answer %d: %.200s", r->status, r->data);
 				continue;
@@ -1312,6 +1322,7 @@ main(int argc, char **argv)
 		ADD(connects);
 		ADD(no_start);
 		ADD(switches);
+		ADD(refused);
 #undef ADD
 		if (one.resets)
 			printf("  %s: %ld reset(s) accounted for %ld of its %zu expected ids\n",
@@ -1331,9 +1342,9 @@ main(int argc, char **argv)
 	}
 	printf("details: expected_rows=%zu pruned_through=%" PRId64 " resets=%ld reset_accounted=%ld "
 		   "client_cuts=%ld connects=%ld bridge_switches=%ld corrupted=%ld unexpected=%ld bad_resets=%ld "
-		   "final_answers=%ld no_start=%ld bad_log_lines=%ld injected={%s}\n",
+		   "final_answers=%ld refused_503=%ld no_start=%ld bad_log_lines=%ld injected={%s}\n",
 		   n_rows, pruned_through, t.resets, t.reset_accounted, t.cuts, t.connects, t.switches,
-		   t.corrupted, t.unexpected, t.bad_resets, t.finals, t.no_start, bad_lines, faults);
+		   t.corrupted, t.unexpected, t.bad_resets, t.finals, t.refused, t.no_start, bad_lines, faults);
 	bool		sc = self_check();
 
 	printf("subscribers=%d events=%zu deliveries=%ld faults=%ld lost=%ld duplicated=%ld reordered=%ld\n",

@@ -71,8 +71,10 @@ const FILTER_DATA = [
   'line one\nstate: done',
 ];
 
+// (a filter's arrays hold only scalars: {"x":[{"y":2}]} is refused with 400,
+// see test/abuse/filters.mjs)
 const FILTERS = [{}, { state: 'done' }, { n: 1 }, { tags: ['b', 'a'] }, { meta: { owner: 'ann' } },
-  { nested: { deep: { x: [{ y: 2 }] } } }, { state: 'done', tags: ['a'] }, { tags: [] }, { missing: null }];
+  { nested: { deep: { x: [] } } }, { state: 'done', tags: ['a'] }, { tags: [] }, { missing: null }];
 
 async function publishFilterData(ch) {
   await publish(FILTER_DATA.map((d) => (typeof d === 'string'

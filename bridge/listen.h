@@ -1,0 +1,21 @@
+/*
+ * listen.h - the listening socket.
+ *
+ * Connections are accepted by hand (a uv_poll_t on a non-blocking socket)
+ * so that the descriptor limit is visible: one descriptor is kept in
+ * reserve, and when accept fails with EMFILE/ENFILE the reserve is closed,
+ * the waiting connection accepted, answered "503 Service Unavailable" with
+ * Retry-After and closed, and the reserve reopened.  Accept failures are
+ * logged at most once a second (with the count of the ones not logged).
+ */
+#ifndef BRIDGE_LISTEN_H
+#define BRIDGE_LISTEN_H
+
+#include <stdbool.h>
+
+/* Bind and listen on cfg.listen; false (logged) on failure. */
+bool		listen_start(void);
+/* Stop accepting and close the socket and the reserve (idempotent). */
+void		listen_stop(void);
+
+#endif

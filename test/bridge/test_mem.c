@@ -1,0 +1,278 @@
+/*
+ * test_mem.c - allocation failure on the paths that queue output: for every
+ * k, the kth allocation of the operation fails (bridge/mem.h's injector,
+ * built with -DBRIDGE_FAULT_INJECT and ld --wrap), until the operation runs
+ * without reaching k.  Each time the process must not crash, the affected
+ * client must be closing (it resumes with Last-Event-ID), nothing may leak
+ * (the memory charged returns to where it was; LeakSanitizer at exit), and
+ * an unaffected run must deliver everything.  The work link is never
+ * started: its queued jobs are answered here with synthetic results.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "test_util.h"
+#include "bridge.h"
+#include "client.h"
+#include "config.h"
+#include "mem.h"
+#include "metrics.h"
+#include "ring.h"
+#include "sse_json.h"
+#include "stream.h"
+
+bridge_state br;
+
+void
+bridge_maybe_finish(void)
+{
+}
+
+/* A client whose stream replays from cursor (its head already written). */
+static client *
+mkstream(const char *ch, const char *filter, int64_t cursor)
+{
+	client	   *c = client_new();
+	char	  **pats = calloc(1, sizeof(char *));
+	sse_filter *f = NULL;
+	const char *msg;
+
+	if (filter != NULL)
+		assert_int_equal(sse_filter_compile(filter, strlen(filter), &f, &msg), SSE_JSON_OK);
+	assert_non_null(c);
+	assert_non_null(pats);
+	pats[0] = strdup(ch);
+	c->state = CS_OPENING;
+	assert_non_null(stream_new(c, pats, 1, f, NULL, -1));
+	stream_begin(c->st, cursor, 0);
+	c->q.inflight = c->q.n;
+	outq_complete(&c->q);
+	return c;
+}
+
+/* The next job queued on the (never started) work link, or NULL. */
+static db_job *
+next_job(void)
+{
+	db_job	   *job = br.work.head;
+
+	if (job != NULL) {
+		br.work.head = job->next;
+		if (br.work.head == NULL)
+			br.work.tail = NULL;
+		job->next = NULL;
+	}
+	return job;
+}
+
+static void
+close_all(void)
+{
+	client	   *c;
+	db_job	   *job;
+
+	while ((c = client_first()) != NULL)
+		client_close(c);
+	client_flush_pending();
+	uv_run(br.loop, UV_RUN_NOWAIT);
+	while ((job = next_job()) != NULL)
+		job->done(job, NULL);	/* cancelled: only freed */
+	assert_int_equal(client_count, 0);
+	assert_int_equal(stream_count(), 0);
+}
+
+/* Event frames queued to c (not ready/reset), ids strictly increasing. */
+static int
+queued_events(client *c)
+{
+	int			n = 0;
+	int64_t		last = 0;
+
+	for (uint32_t i = 0; i < c->q.n; i++) {
+		frame	   *f = c->q.v[(c->q.head + i) & (c->q.cap - 1)];
+		int64_t		id;
+
+		if (f->len > 4 && memcmp(f->data, "id: ", 4) == 0 &&
+			sscanf(f->data + 4, "%" SCNd64, &id) == 1 &&
+			memmem(f->data, f->len, "\nevent: ready", 13) == NULL &&
+			memmem(f->data, f->len, "\nevent: reset", 13) == NULL) {
+			assert_true(id > last);
+			last = id;
+			n++;
+		}
+	}
+	return n;
+}
+
+/* A fetch result: rows from..from+n-1 on channel "c", odd rows named. */
+static PGresult *
+page(int64_t pruned, int64_t from, int n)
+{
+	PGresAttDesc att[6];
+	const char *names[6] = {"pruned_through", "id", "channel", "event", "data", "created_us"};
+	PGresult   *r = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+	char		buf[64];
+
+	memset(att, 0, sizeof(att));
+	for (int i = 0; i < 6; i++) {
+		att[i].name = (char *) names[i];
+		att[i].typlen = -1;
+	}
+	assert_true(PQsetResultAttrs(r, 6, att));
+	for (int i = 0; i < n; i++) {
+		snprintf(buf, sizeof(buf), "%" PRId64, pruned);
+		PQsetvalue(r, i, 0, buf, (int) strlen(buf));
+		snprintf(buf, sizeof(buf), "%" PRId64, from + i);
+		PQsetvalue(r, i, 1, buf, (int) strlen(buf));
+		PQsetvalue(r, i, 2, "c", 1);
+		PQsetvalue(r, i, 3, i % 2 ? "named" : NULL, i % 2 ? 5 : -1);
+		snprintf(buf, sizeof(buf), "{\"k\":%d,\"v\":\"line\\nline\"}", i % 2);
+		PQsetvalue(r, i, 4, buf, (int) strlen(buf));
+		PQsetvalue(r, i, 5, "0", 1);
+	}
+	return r;
+}
+
+/*
+ * Replay pages (the path of the reported crash, frame_ref(event_frame(ev))
+ * with event_frame failing) to a plain and a filtered stream.
+ */
+static void
+test_page_failures(void **state)
+{
+	size_t		base = mem_used();
+	uint64_t	k, clean = 0;
+
+	(void) state;
+	cfg.client_queue = 1 << 20;
+	hub_init(stream_deliver);
+	ring_init(1 << 20, 1024);
+	ring_reset(1000);			/* the cache starts after 1000: replay reads pages */
+	for (k = 1; clean == 0; k++) {
+		client	   *plain = mkstream("c", NULL, 0);
+		client	   *filt = mkstream("c", "{\"k\":1}", 0);
+		PGresult   *r = page(3, 4, 20);
+		uint64_t	inj = mem_injected();
+		db_job	   *job;
+		int			n1, n2;
+
+		mem_fail_at(k);
+		stream_run();			/* each stream asks for a page */
+		while ((job = next_job()) != NULL)
+			job->done(job, r);
+		mem_fail_every(0);
+		PQclear(r);
+		n1 = queued_events(plain);
+		n2 = queued_events(filt);
+		if (mem_injected() == inj) {
+			clean = k;			/* every allocation succeeded: all delivered */
+			assert_int_equal(n1, 20);
+			assert_int_equal(n2, 10);
+			assert_false(client_gone(plain) || client_gone(filt));
+		} else {
+			/* a client is closing, or everything it should have is queued */
+			assert_true(client_gone(plain) || n1 == 20 || n1 == 0);
+			assert_true(client_gone(filt) || n2 == 10 || n2 == 0);
+		}
+		close_all();
+		assert_int_equal(mem_used(), base);
+		assert_true(k < 10000);
+	}
+	print_message("page: %" PRIu64 " allocation points failed one by one\n", clean - 1);
+	ring_shutdown();
+	hub_shutdown();
+}
+
+/* Live delivery through the hub, and replay from the cache. */
+static void
+test_live_and_cache_failures(void **state)
+{
+	size_t		base = mem_used();
+	uint64_t	k, clean = 0;
+
+	(void) state;
+	cfg.client_queue = 1 << 20;
+	for (k = 1; clean == 0; k++) {
+		client	   *live, *filt, *rep;
+		uint64_t	inj;
+		int			n1, n2, n3, sent = 0;
+
+		hub_init(stream_deliver);
+		ring_init(1 << 20, 1024);
+		ring_reset(-1);
+		ring_push(event_new(0, 0, "c", 1, NULL, 0, "x", 1));	/* the ring has grown */
+		live = mkstream("c", NULL, 0);
+		filt = mkstream("c", "{\"k\":1}", 0);
+		while (stream_run())
+			;
+		assert_int_equal(live->st->state, SS_LIVE);
+		assert_int_equal(filt->st->state, SS_LIVE);
+		rep = mkstream("c", NULL, 0);
+		for (int i = 0; i < 2; i++) {
+			client	   *c = i ? filt : live;
+
+			c->q.inflight = c->q.n;
+			outq_complete(&c->q);
+		}
+		inj = mem_injected();
+		mem_fail_at(k);
+		for (int64_t id = 1; id <= 10; id++) {
+			char		data[64];
+			int			n = snprintf(data, sizeof(data), "{\"k\":%d}", (int) (id % 2));
+			event	   *ev = event_new(id, 0, "c", 1, NULL, 0, data, (size_t) n);
+
+			/* as the feed does: a row that cannot be read is read again later */
+			if (ev == NULL || (event_doc(ev) == NULL && ev->json_oom)) {
+				event_free(ev);
+				break;
+			}
+			hub_dispatch(ev);
+			ring_push(ev);
+			sent++;
+		}
+		while (stream_run())
+			;
+		mem_fail_every(0);
+		n1 = queued_events(live);
+		n2 = queued_events(filt);
+		n3 = queued_events(rep);
+		if (mem_injected() == inj) {
+			clean = k;
+			assert_int_equal(n1, 10);
+			assert_int_equal(n2, 5);
+			assert_int_equal(n3, 10);
+			assert_int_equal(rep->st->state, SS_LIVE);
+		} else {
+			/* what was dispatched reached every client, or the client is closing */
+			assert_true(client_gone(live) || n1 == sent);
+			assert_true(client_gone(filt) || n2 == (sent + 1) / 2);
+			assert_true(client_gone(rep) || n3 == sent);
+		}
+		close_all();
+		ring_shutdown();
+		hub_shutdown();
+		assert_int_equal(mem_used(), base);
+		assert_true(k < 10000);
+	}
+	print_message("live and cache: %" PRIu64 " allocation points failed one by one\n", clean - 1);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_page_failures),
+		cmocka_unit_test(test_live_and_cache_failures),
+	};
+	int			r;
+
+	mem_init();
+	br.loop = uv_default_loop();
+	cfg.keepalive = 15;
+	cfg.retry = 3000;
+	client_set_ops(&(client_ops) {stream_open, stream_drained, stream_release});
+	r = cmocka_run_group_tests_name("mem", tests, NULL, NULL);
+	uv_loop_close(br.loop);
+	return r;
+}
