@@ -26,14 +26,15 @@
 /* Rows per replay page. */
 #define LOGREAD_PAGE_ROWS 500
 
-/* What the database says about a stream being opened (or a reload). */
+/* What the database says about a stream being opened. */
 typedef struct open_info {
 	bool		found;			/* subscription row exists (ad hoc: true) */
 	bool		expired;
 	bool		closed;			/* closed_at is set */
 	int64_t		sid;
-	char	   *channels_json;	/* subscription patterns as a JSON array */
-	char	   *filter_json;
+	int64_t		def_pos;		/* position def_json was taken at, -1 none */
+	char	   *def_json;		/* definition valid at def_pos, as a marker's data;
+								 * NULL: none (no version at or before def_pos) */
 	int64_t		start_id;
 	int64_t		start_us;		/* created_us of the row at start_id (LOGPOS_NO_ROW) */
 	int64_t		head;
@@ -65,16 +66,16 @@ db_job	   *logread_fetch(int64_t after, int64_t limit, size_t bytes, db_done_fn 
 /* The log head (live link, before the first fetch). */
 db_job	   *logread_head(db_done_fn done, void *owner);
 /*
- * Open lookup: a subscription by uuid, or ad hoc patterns (sub_id NULL);
- * at: the resume point whose row to return (open_info.at_us), -1 none.
+ * Open lookup: a subscription by uuid (with its definition valid where a
+ * reader resuming after last_event_id, -1 for none, starts), or ad hoc
+ * patterns (sub_id NULL); both return the created_us of the row at
+ * last_event_id (open_info.at_us).
  */
-db_job	   *logread_open(const char *sub_id, char *const *patterns, size_t npatterns,
-						 int64_t at, db_done_fn done, void *owner);
+db_job	   *logread_open(const char *sub_id, int64_t last_event_id, char *const *patterns,
+						 size_t npatterns, db_done_fn done, void *owner);
 /* The fork point: the newest of these rows (id, created_us) still in the log. */
 db_job	   *logread_fork(const int64_t *ids, const int64_t *us, size_t n,
 						 db_done_fn done, void *owner);
-/* Re-read the subscriptions sids[0..n) (at most n rows, by sid). */
-db_job	   *logread_reload(const int64_t *sids, size_t n, db_done_fn done);
 /* sse_touch for these subscription uuids, and sse_expire; NULL before setup. */
 db_job	   *logread_touch(char *const *uuids, size_t n, db_done_fn done);
 db_job	   *logread_expire(db_done_fn done);
@@ -121,16 +122,9 @@ bool		logread_fork_answer(const PGresult *res, int64_t *pruned, int64_t *id,
 
 /*
  * Decode an open answer (one row; is_sub: a subscription) into info.  False
- * when res is not a usable answer (info is then empty).
+ * when res is not a usable answer.
  */
 bool		logread_open_answer(const PGresult *res, bool is_sub, open_info *info);
-/*
- * A reload answer: one row per subscription that still exists (a requested
- * sid without a row is gone).  logread_reload_row fills info from row
- * (found = true).
- */
-bool		logread_reload_ok(const PGresult *res);
-void		logread_reload_row(const PGresult *res, int row, open_info *info);
 void		open_info_clear(open_info *info);
 
 typedef enum logread_grant {
