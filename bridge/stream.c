@@ -935,7 +935,7 @@ replay_offer(stream *st, event *ev)
 	frame	   *f;
 
 	if (event_is_marker(ev)) {
-		st->cursor = ev->id;
+		stream_move(st, ev->id, ev->created_us);
 		if (st->sid == 0 || stream_def_sid(ev->data, ev->dlen) != st->sid)
 			return RO_SKIPPED;
 		return stream_redefine(st, ev) ? RO_SKIPPED : RO_ENDED;
