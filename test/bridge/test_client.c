@@ -538,6 +538,50 @@ test_replay_paced(void **state)
 	hub_shutdown();
 }
 
+/*
+ * A replay that stops (queue full) just after passing a subscription
+ * marker resumes there: the marker's row is the stream's cursor row, so
+ * the cache's check of that row (timelines) agrees and it goes live.
+ */
+static void
+test_replay_past_marker(void **state)
+{
+	client	   *c;
+	char		d[201];
+	const char	def[] = "{\"sid\":99}";
+
+	(void) state;
+	cfg.client_queue = 1000;
+	hub_init(stream_deliver);
+	ring_init(1 << 20, 1 << 10);
+	ring_reset(0, LOGPOS_NO_ROW);
+	memset(d, 'd', 200);
+	d[200] = '\0';
+	for (int64_t id = 1; id <= 8; id++)
+		ring_push(id == 4 ? event_new(id, 1000 + id, "$sub", 4, NULL, 0, def, strlen(def))
+				  : event_new(id, 1000 + id, "c", 1, NULL, 0, d, 200));
+	c = replaying_client("c", 0);
+	c->q.inflight = c->q.n;		/* the stream head was written */
+	outq_complete(&c->q);
+	stream_run();
+	assert_int_equal(c->st->cursor, 4);	/* 1..3 queued, the marker passed, 5 waits */
+	assert_int_equal(c->st->cursor_us, 1004);
+	for (int round = 0; round < 20 && c->st->state != SS_LIVE; round++) {
+		c->q.inflight = c->q.n;
+		outq_complete(&c->q);
+		stream_drained(c);
+		stream_run();
+	}
+	assert_int_equal(c->st->state, SS_LIVE);
+	assert_int_equal(c->st->cursor, 8);
+	client_close(c);
+	client_flush_pending();
+	uv_run(br.loop, UV_RUN_NOWAIT);
+	assert_int_equal(stream_count(), 0);
+	ring_shutdown();
+	hub_shutdown();
+}
+
 int
 main(void)
 {
@@ -551,6 +595,7 @@ main(void)
 		cmocka_unit_test(test_resume_forked),
 		cmocka_unit_test(test_timeline),
 		cmocka_unit_test(test_replay_paced),
+		cmocka_unit_test(test_replay_past_marker),
 	};
 	int			r;
 
