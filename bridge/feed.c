@@ -9,8 +9,10 @@
  *
  * Invariants: at most one fetch or head job is queued or in flight
  * (`inflight`); events are dispatched in id order, each exactly once, and
- * then handed to the replay cache; ops.advanced runs after every batch and
- * after the head is read.  Rows are decoded by logread.c only.
+ * then handed to the replay cache; a `$sub` marker goes to ops.marker
+ * instead of the hub, before the next row is dispatched, so the streams of
+ * its subscription judge every later row by the new definition;
+ * ops.advanced runs after every batch and after the head is read.  Rows are decoded by logread.c only.
  */
 #include <assert.h>
 #include <inttypes.h>
@@ -106,8 +108,10 @@ feed_row(PGresult *res, int i, int64_t now_us)
 	}
 	assert(ev->id > 0);
 	metrics.events_fetched++;
-	if (!event_is_marker(ev))
-		hub_dispatch(ev);		/* markers stay in the ring, never delivered */
+	if (event_is_marker(ev))
+		feed.up.marker(ev);		/* applied before any later row; never delivered */
+	else
+		hub_dispatch(ev);
 	metrics_observe_lag(ev->created_us, now_us);
 	ring_push(ev);
 	return LR_EVENT;
@@ -176,12 +180,8 @@ feed_notify(const char *payload)
 	long long	v;
 
 	metrics.notices++;
-	if (payload[0] == 's' && payload[1] == ' ') {
-		v = strtoll(payload + 2, &end, 10);
-		if (*end == '\0' && end != payload + 2)
-			feed.up.sub_changed(v);
-		return;
-	}
+	if (payload[0] == 's' && payload[1] == ' ')
+		return;					/* a hint: the change is a marker, and "e" covers it */
 	if (payload[0] == 'e' && payload[1] == ' ') {
 		v = strtoll(payload + 2, &end, 10);
 		if (*end == '\0' && ring_valid() && v <= ring_hi())
@@ -202,7 +202,6 @@ feed_up(db_link *l)
 {
 	(void) l;
 	feed_request();				/* a fetch requeued by the reconnect just sets again */
-	feed.up.relistened();		/* subscription notices sent while down are lost */
 }
 
 static void
@@ -225,7 +224,7 @@ feed_init(const feed_ops *ops)
 	const db_step *steps;
 	size_t		n;
 
-	assert(ops->advanced && ops->pruned && ops->sub_changed && ops->relistened);
+	assert(ops->advanced && ops->pruned && ops->marker);
 	feed.up = *ops;
 	steps = logread_live_steps(&n);
 	db_link_init(&br.live, br.loop, "live", steps, n,

@@ -10,22 +10,22 @@
 
 #include <stdint.h>
 
+#include "event.h"
+
 typedef struct feed_ops {
 	/* The live cursor (ring_hi) moved or became valid: parked replays may go on. */
 	void		(*advanced)(void);
 	/* Events from..through were pruned before the feed read them. */
 	void		(*pruned)(int64_t from, int64_t through);
-	/* Subscription sid changed (a NOTIFY "s <sid>"). */
-	void		(*sub_changed)(int64_t sid);
-	/* The link LISTENs again: notices sent while it was down are lost. */
-	void		(*relistened)(void);
+	/* A subscription-change marker, before the rows after it are dispatched. */
+	void		(*marker)(event *ev);
 } feed_ops;
 
 void		feed_init(const feed_ops *ops);
 void		feed_start(void);
 void		feed_stop(void);
 
-/* Process a NOTIFY payload ("e <maxid>", "s <sid>", anything else). */
+/* Process a NOTIFY payload ("e <maxid>"; "s <sid>" is ignored; anything else fetches). */
 void		feed_notify(const char *payload);
 
 #endif

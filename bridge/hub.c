@@ -8,6 +8,9 @@
  *    entries; empty ones are freed at once;
  *  - literal buckets are visited before wildcard buckets, so a close event
  *    that ends a stream reaches it through its literal pattern first;
+ *  - a close ends (and reaches, whatever the filter) exactly the streams
+ *    with its channel as a literal pattern; through a wildcard pattern it is
+ *    an ordinary event, judged by the filter;
  *  - hub_dispatch never changes the index (callbacks defer changes);
  *  - hub_matches agrees with sse_pattern_match for every pattern: a
  *    prepared literal pattern (checked, so at most SSE_CHANNEL_MAX bytes of
@@ -334,17 +337,19 @@ hub_list_filtered(hub_list *l, event *ev, sse_doc *doc)
 	}
 }
 
-/* Close events bypass filters: everyone in the bucket gets them. */
+/*
+ * A close in a literal bucket ends every stream there, whatever its filter:
+ * they all get it.  (In a wildcard bucket it is an ordinary event.)
+ */
 static void
 hub_bucket_close(hub_bucket *b, event *ev)
 {
-	bool		ends = b->literal;
 	size_t		i;
 
-	hub_list_all(&b->all, ev, ends);
-	hub_list_all(&b->scan, ev, ends);
+	hub_list_all(&b->all, ev, true);
+	hub_list_all(&b->scan, ev, true);
 	for (hmap_entry *he = hmap_first(&b->keys, &i); he; he = hmap_next(&b->keys, he, &i))
-		hub_list_all(&((hub_keylist *) he->value)->list, ev, ends);
+		hub_list_all(&((hub_keylist *) he->value)->list, ev, true);
 }
 
 static void
@@ -373,7 +378,7 @@ hub_bucket_dispatch(hub_bucket *b, event *ev)
 {
 	sse_doc    *doc;
 
-	if (ev->is_close) {
+	if (ev->is_close && b->literal) {
 		hub_bucket_close(b, ev);
 		return;
 	}
@@ -457,7 +462,7 @@ hub_matches(const hub_sub *s, event *ev, bool *ends)
 	}
 	if (!matched)
 		return false;
-	if (ev->is_close || s->filter == NULL)
-		return true;
+	if (*ends || s->filter == NULL)
+		return true;			/* a close on a literal pattern ignores the filter */
 	return sse_filter_eval(s->filter, event_doc(ev));
 }

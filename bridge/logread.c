@@ -4,8 +4,7 @@
  *
  * The live link LISTENs and prepares "fetch" and "head"; the work link looks
  * up the extension's schema (quoted with PQescapeIdentifier, for the
- * touch/expire calls) and prepares "fetch", "open_adhoc", "open_sub" and
- * "reload_sub".  Both links read the log with the same "fetch" statement
+ * touch/expire calls) and prepares "fetch", "open_adhoc" and "open_sub".  Both links read the log with the same "fetch" statement
  * and both kinds of reader decode its rows with logread_event, so live
  * delivery and replay cannot disagree about an event.
  *
@@ -70,30 +69,38 @@ static const char logread_head_sql[] =
 	"(SELECT " PGC "min(id) FROM sse_bridge.events WHERE event" OP("=") "'close'::" PGC "text " \
 	" AND channel" OP("=") "ANY(" list ") AND id" OP(">") "0::bigint) AS close_id"
 
-/* A subscription's definition: the columns OPEN_SID..OPEN_EXPIRED of s. */
-#define LOGREAD_SUB_COLS \
-	"s.sid, " PGC "array_to_json(s.channels)::" PGC "text, s.filter::" PGC "text, s.start_id, " \
-	"s.closed_at IS NOT NULL, ((s.last_seen" OP("+") "s.ttl)" OP("<") PGC "now()) "
 
-/* Columns of open_adhoc, open_sub and reload_sub (the first three or all nine). */
-enum {OPEN_HEAD, OPEN_PRUNED, OPEN_CLOSE_ID, OPEN_SID, OPEN_CHANNELS, OPEN_FILTER,
-	OPEN_START_ID, OPEN_CLOSED, OPEN_EXPIRED, OPEN_NCOLS};
+/* Columns of open_adhoc (the first three) and open_sub (all). */
+enum {OPEN_HEAD, OPEN_PRUNED, OPEN_CLOSE_ID, OPEN_SID, OPEN_START_ID, OPEN_CLOSED,
+	OPEN_EXPIRED, OPEN_DEF_POS, OPEN_DEF, OPEN_NCOLS};
 
 static const char logread_open_adhoc_sql[] =
 	"SELECT h.head, h.pruned_through, " LOGREAD_CLOSE_SQL("$1::" PGC "text[]") " "
 	"FROM (" LOGREAD_HEAD_PRUNED_SQL ") h";
 
+/*
+ * A subscription by uuid ($1) for a reader resuming after $2 (-1: none),
+ * with its definition valid at the position the stream starts from
+ * (def_pos: the resume point, not before the creation marker, clamped to
+ * the head, then moved up to the prune point; the same as stream_decide
+ * followed by a reset), in the form of a marker's data.  Operators and
+ * functions are qualified with pg_catalog, so the session's search_path
+ * cannot change what this statement does.
+ */
 static const char logread_open_sub_sql[] =
 	"SELECT h.head, h.pruned_through, " LOGREAD_CLOSE_SQL("s.channels") ", "
-	LOGREAD_SUB_COLS
+	"s.sid, s.start_id, s.closed_at IS NOT NULL, ((s.last_seen" OP("+") "s.ttl)" OP("<") PGC "now()), "
+	"p.pos, v.def "
 	"FROM (" LOGREAD_HEAD_PRUNED_SQL ") h LEFT JOIN sse_bridge.subscriptions s "
-	"ON s.id" OP("=") "$1::" PGC "uuid";
-
-/* Up to $2 of the subscriptions whose sid is in $1, by sid. */
-static const char logread_reload_sql[] =
-	"SELECT 0::bigint, 0::bigint, NULL::bigint, " LOGREAD_SUB_COLS
-	"FROM sse_bridge.subscriptions s WHERE s.sid" OP("=") "ANY($1::bigint[]) "
-	"ORDER BY s.sid LIMIT $2::bigint";
+	"ON s.id" OP("=") "$1::" PGC "uuid "
+	"LEFT JOIN LATERAL (SELECT GREATEST(LEAST(GREATEST($2::bigint, s.start_id), h.head), "
+	" h.pruned_through, 0::bigint) AS pos) p ON s.sid IS NOT NULL "
+	"LEFT JOIN LATERAL (SELECT " PGC "json_build_object('sid'::" PGC "text, v.sid, "
+	" 'channels'::" PGC "text, v.channels, 'filter'::" PGC "text, v.filter, "
+	" 'state'::" PGC "text, v.state)::" PGC "text AS def "
+	" FROM sse_bridge.subscription_versions v "
+	" WHERE v.sid" OP("=") "s.sid AND v.from_id" OP("<=") "p.pos "
+	" ORDER BY v.from_id DESC LIMIT 1) v ON true";
 
 static char *logread_touch_sql;
 static char *logread_expire_sql;
@@ -152,7 +159,6 @@ static const db_step work_steps[] = {
 	{"fetch", logread_fetch_sql, NULL},
 	{"open_adhoc", logread_open_adhoc_sql, NULL},
 	{"open_sub", logread_open_sub_sql, NULL},
-	{"reload_sub", logread_reload_sql, NULL},
 };
 
 const db_step *
@@ -270,39 +276,20 @@ logread_head(db_done_fn done, void *owner)
 }
 
 db_job *
-logread_open(const char *sub_id, char *const *patterns, size_t npatterns,
-			 db_done_fn done, void *owner)
+logread_open(const char *sub_id, int64_t last_event_id, char *const *patterns,
+			 size_t npatterns, db_done_fn done, void *owner)
 {
 	char	   *arr = NULL;
-	const char *param = sub_id;
+	char		after[24];
+	const char *params[2] = {sub_id, after};
 	db_job	   *job;
 
-	if (sub_id == NULL && (param = arr = logread_array_literal(patterns, npatterns)) == NULL)
+	if (sub_id == NULL &&
+		(params[0] = arr = logread_array_literal(patterns, npatterns)) == NULL)
 		return NULL;
-	job = db_job_new(sub_id ? "open_sub" : "open_adhoc", 1, &param, done, owner);
+	snprintf(after, sizeof(after), "%" PRId64, last_event_id < 0 ? -1 : last_event_id);
+	job = db_job_new(sub_id ? "open_sub" : "open_adhoc", sub_id ? 2 : 1, params, done, owner);
 	free(arr);
-	return job;
-}
-
-db_job *
-logread_reload(const int64_t *sids, size_t n, db_done_fn done)
-{
-	char	   *lit, *w, lim[24];
-	const char *params[2];
-	db_job	   *job;
-
-	if ((lit = w = malloc(n * 21 + 3)) == NULL)
-		return NULL;
-	*w++ = '{';
-	for (size_t i = 0; i < n; i++)
-		w += sprintf(w, "%s%" PRId64, i > 0 ? "," : "", sids[i]);
-	*w++ = '}';
-	*w = '\0';
-	snprintf(lim, sizeof(lim), "%zu", n);
-	params[0] = lit;
-	params[1] = lim;
-	job = db_job_new("reload_sub", 2, params, done, NULL);
-	free(lit);
 	return job;
 }
 
@@ -456,11 +443,11 @@ logread_open_info(const PGresult *res, bool is_sub, open_info *info)
 		return;
 	info->found = true;
 	info->sid = logread_int(res, 0, OPEN_SID, 0);
-	info->channels_json = logread_text(res, 0, OPEN_CHANNELS);
-	info->filter_json = logread_text(res, 0, OPEN_FILTER);
 	info->start_id = logread_int(res, 0, OPEN_START_ID, 0);
 	info->closed = logread_bool(res, 0, OPEN_CLOSED);
 	info->expired = logread_bool(res, 0, OPEN_EXPIRED);
+	info->def_pos = logread_int(res, 0, OPEN_DEF_POS, -1);
+	info->def_json = logread_text(res, 0, OPEN_DEF);
 }
 
 bool
@@ -468,38 +455,18 @@ logread_open_answer(const PGresult *res, bool is_sub, open_info *info)
 {
 	memset(info, 0, sizeof(*info));
 	info->close_id = -1;
+	info->def_pos = -1;
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
 		return false;
 	info->found = !is_sub;
 	logread_open_info(res, is_sub, info);
-	return true;
-}
-
-bool
-logread_reload_ok(const PGresult *res)
-{
-	return res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK &&
-		(PQntuples(res) == 0 || PQnfields(res) == OPEN_NCOLS);
-}
-
-void
-logread_reload_row(const PGresult *res, int row, open_info *info)
-{
-	memset(info, 0, sizeof(*info));
-	info->close_id = -1;
-	info->found = true;
-	info->sid = logread_int(res, row, OPEN_SID, 0);
-	info->channels_json = logread_text(res, row, OPEN_CHANNELS);
-	info->filter_json = logread_text(res, row, OPEN_FILTER);
-	info->start_id = logread_int(res, row, OPEN_START_ID, 0);
-	info->closed = logread_bool(res, row, OPEN_CLOSED);
-	info->expired = logread_bool(res, row, OPEN_EXPIRED);
+	/* a row whose definition could not be copied is not a usable answer */
+	return !(info->found && is_sub && info->def_json == NULL && !PQgetisnull(res, 0, OPEN_DEF));
 }
 
 void
 open_info_clear(open_info *info)
 {
-	free(info->channels_json);
-	free(info->filter_json);
-	info->channels_json = info->filter_json = NULL;
+	free(info->def_json);
+	info->def_json = NULL;
 }

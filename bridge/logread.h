@@ -26,14 +26,15 @@
 /* Rows per replay page. */
 #define LOGREAD_PAGE_ROWS 500
 
-/* What the database says about a stream being opened (or a reload). */
+/* What the database says about a stream being opened. */
 typedef struct open_info {
 	bool		found;			/* subscription row exists (ad hoc: true) */
 	bool		expired;
 	bool		closed;			/* closed_at is set */
 	int64_t		sid;
-	char	   *channels_json;	/* subscription patterns as a JSON array */
-	char	   *filter_json;
+	int64_t		def_pos;		/* position def_json was taken at, -1 none */
+	char	   *def_json;		/* definition valid at def_pos, as a marker's data;
+								 * NULL: none (no version at or before def_pos) */
 	int64_t		start_id;
 	int64_t		head;
 	int64_t		pruned;
@@ -59,11 +60,13 @@ db_job	   *logread_fetch(int64_t after, int64_t limit, size_t bytes, db_done_fn 
 						  void *owner);
 /* The log head (live link, before the first fetch). */
 db_job	   *logread_head(db_done_fn done, void *owner);
-/* Open lookup: a subscription by uuid, or ad hoc patterns (sub_id NULL). */
-db_job	   *logread_open(const char *sub_id, char *const *patterns, size_t npatterns,
-						 db_done_fn done, void *owner);
-/* Re-read the subscriptions sids[0..n) (at most n rows, by sid). */
-db_job	   *logread_reload(const int64_t *sids, size_t n, db_done_fn done);
+/*
+ * Open lookup: a subscription by uuid (with its definition valid where a
+ * reader resuming after last_event_id, -1 for none, starts), or ad hoc
+ * patterns (sub_id NULL).
+ */
+db_job	   *logread_open(const char *sub_id, int64_t last_event_id, char *const *patterns,
+						 size_t npatterns, db_done_fn done, void *owner);
 /* sse_touch for these subscription uuids, and sse_expire; NULL before setup. */
 db_job	   *logread_touch(char *const *uuids, size_t n, db_done_fn done);
 db_job	   *logread_expire(db_done_fn done);
@@ -100,16 +103,9 @@ bool		logread_head_value(const PGresult *res, int64_t *head);
 
 /*
  * Decode an open answer (one row; is_sub: a subscription) into info.  False
- * when res is not a usable answer (info is then empty).
+ * when res is not a usable answer.
  */
 bool		logread_open_answer(const PGresult *res, bool is_sub, open_info *info);
-/*
- * A reload answer: one row per subscription that still exists (a requested
- * sid without a row is gone).  logread_reload_row fills info from row
- * (found = true).
- */
-bool		logread_reload_ok(const PGresult *res);
-void		logread_reload_row(const PGresult *res, int row, open_info *info);
 void		open_info_clear(open_info *info);
 
 typedef enum logread_grant {

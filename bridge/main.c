@@ -171,8 +171,7 @@ bridge_setup(void)
 	uv_signal_start(&br.sigterm, bridge_on_signal, SIGTERM);
 	uv_signal_init(br.loop, &br.sigint);
 	uv_signal_start(&br.sigint, bridge_on_signal, SIGINT);
-	feed_init(&(feed_ops) {stream_advanced, stream_pruned, stream_sub_changed,
-						   stream_relistened});
+	feed_init(&(feed_ops) {stream_advanced, stream_pruned, stream_marker});
 	work_init(&(work_ops) {stream_touch_ids});
 	prune_init(br.loop, &br.work, cfg.prune_interval);
 	return true;

@@ -72,8 +72,11 @@ metrics_render(size_t *len)
 	metrics_line(f, "sse_bridge_replayed_events_total", "counter", "Event frames sent while replaying.", metrics.replayed);
 	metrics_line(f, "sse_bridge_replay_pages_total", "counter", "Replay pages read from the log.", metrics.replay_pages);
 	metrics_line(f, "sse_bridge_notifications_total", "counter", "NOTIFY payloads received.", metrics.notices);
-	metrics_line(f, "sse_bridge_subscription_reloads_total", "counter", "Subscription reload queries sent.", metrics.sub_reloads);
 	metrics_line(f, "sse_bridge_resets_total", "counter", "Reset events sent.", metrics.resets);
+	metrics_line(f, "sse_bridge_redefinitions_total", "counter",
+				 "Subscription changes applied to streams at their log position.", metrics.redefinitions);
+	metrics_line(f, "sse_bridge_definition_errors_total", "counter",
+				 "Streams ended on a subscription definition the bridge cannot apply.", metrics.def_errors);
 	metrics_line(f, "sse_bridge_slow_client_drops_total", "counter", "Clients dropped over --client-queue.", metrics.slow_drops);
 	metrics_line(f, "sse_bridge_filter_evaluations_total", "counter", "JSON filter evaluations during fan-out.", hub_filter_evals);
 	metrics_line(f, "sse_bridge_db_reconnects_total", "counter", "Database reconnections.", br.live.reconnects + br.work.reconnects);

@@ -17,6 +17,8 @@ typedef struct metrics_counters {
 	uint64_t	replay_pages;		/* replay pages read from the database */
 	uint64_t	slow_drops;			/* clients closed for a full queue */
 	uint64_t	resets;				/* reset events sent */
+	uint64_t	redefinitions;		/* subscription changes applied to streams */
+	uint64_t	def_errors;			/* streams ended on a definition they cannot apply */
 	uint64_t	connections;		/* accepted connections */
 	uint64_t	rejected;			/* 503 over --max-clients */
 	uint64_t	mem_refused;		/* 503 over the soft memory limit */
@@ -25,7 +27,6 @@ typedef struct metrics_counters {
 	uint64_t	queue_peak;			/* largest queue of more than one frame, bytes */
 	uint64_t	queue_over;			/* pushes leaving such a queue over --client-queue */
 	uint64_t	notices;			/* NOTIFY payloads received */
-	uint64_t	sub_reloads;		/* subscription reload queries sent */
 	uint64_t	clients;			/* gauge: open connections (client.c) */
 	uint64_t	streams;			/* gauge: streams replaying or live (stream.c) */
 	uint64_t	lag_count;

@@ -33,7 +33,12 @@
  *  - a stream has at most one database job (stream_submit), and a callback
  *    for a cancelled job only frees it;
  *  - hub membership changes only here and never inside hub_dispatch (a
- *    stream that must end asks its client to end at the next flush).
+ *    stream that must end asks its client to end at the next flush);
+ *  - a subscription stream's patterns and filter are its subscription's
+ *    definition valid at its position: taken at the open for where it
+ *    starts, replaced only when its reading passes a `$sub` marker of its
+ *    sid (stream_marker in LIVE, replay_offer in REPLAYING), and it ends
+ *    rather than go on with a definition it could not apply.
  */
 #include <assert.h>
 #include <inttypes.h>
@@ -42,6 +47,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "hmap.h"
 #include "log.h"
 #include "mem.h"
 #include "metrics.h"
@@ -59,15 +65,6 @@ static struct stream_list streams = TAILQ_HEAD_INITIALIZER(streams);
 static struct stream_list parked = TAILQ_HEAD_INITIALIZER(parked);
 static struct stream_list runq = TAILQ_HEAD_INITIALIZER(runq);
 static size_t nstreams;
-
-/*
- * Subscription changes noticed so far.  A change notice for a stream whose
- * open is still in flight finds no stream with that sid yet and is dropped,
- * so an open records this count when it is sent, and the answer reloads the
- * definition if the count moved.  The reload runs on the work link after
- * the open, so it sees the change.
- */
-static uint64_t sub_changes;
 
 /* What one loop turn may still spend on replays. */
 typedef struct replay_quota {
@@ -168,6 +165,55 @@ stream_claim(db_job *job, int64_t *aux)
 
 /* ---- definitions ---- */
 
+/*
+ * Streams by subscription: sid -> sid_group, so a marker met by the feed
+ * reaches the streams of its subscription without a scan.  A group exists
+ * while it has members.
+ */
+typedef struct sid_group {
+	TAILQ_HEAD(, stream) members;
+} sid_group;
+
+static hmap by_sid;
+
+static bool
+stream_join_sid(stream *st)
+{
+	sid_group  *g = hmap_get(&by_sid, &st->sid, sizeof(st->sid));
+
+	if (g == NULL) {
+		if ((g = malloc(sizeof(*g))) == NULL)
+			return false;
+		TAILQ_INIT(&g->members);
+		if (!hmap_put(&by_sid, &st->sid, sizeof(st->sid), g)) {
+			free(g);
+			return false;
+		}
+	}
+	TAILQ_INSERT_TAIL(&g->members, st, bysid);
+	st->in_group = true;
+	return true;
+}
+
+static void
+stream_leave_sid(stream *st)
+{
+	sid_group  *g;
+
+	if (!st->in_group)
+		return;
+	g = hmap_get(&by_sid, &st->sid, sizeof(st->sid));
+	assert(g != NULL);
+	TAILQ_REMOVE(&g->members, st, bysid);
+	st->in_group = false;
+	if (TAILQ_EMPTY(&g->members)) {
+		hmap_del(&by_sid, &st->sid, sizeof(st->sid));
+		free(g);
+	}
+	if (by_sid.n == 0)
+		hmap_clear(&by_sid);
+}
+
 static void
 stream_free_spec(stream *st)
 {
@@ -181,303 +227,266 @@ stream_free_spec(stream *st)
 	st->sub.filter = NULL;
 }
 
-/* Patterns from a JSON array of strings; NULL unless all are valid. */
-static char **
-stream_patterns(const char *json, size_t *n, bool *oom)
+void
+stream_def_clear(sub_def *d)
 {
-	uint64_t	fails = mem_json_failures();
-	json_t	   *a = json ? json_loads(json, 0, NULL) : NULL;
-	char	  **v = NULL;
-	size_t		i = 0;
-
-	*oom = json == NULL || (a == NULL && mem_json_failures() != fails);
-	if (json_is_array(a) && json_array_size(a) > 0 &&
-		!(*oom = (v = calloc(json_array_size(a), sizeof(char *))) == NULL)) {
-		for (; i < json_array_size(a); i++) {
-			const char *p = json_string_value(json_array_get(a, i));
-
-			if (p == NULL || sse_pattern_check(p, strlen(p)) != SSE_NAME_OK)
-				break;
-			if ((v[i] = strdup(p)) == NULL) {
-				*oom = true;
-				break;
-			}
-		}
-		if (i < json_array_size(a)) {
-			while (i > 0)
-				free(v[--i]);
-			free(v);
-			v = NULL;
-		}
-	}
-	*n = i;
-	json_decref(a);
-	return v;
-}
-
-spec_status
-stream_set_spec(stream *st, const char *channels_json, const char *filter_json,
-				const char **why)
-{
-	size_t		n;
-	bool		pats_oom;
-	char	  **pats = stream_patterns(channels_json, &n, &pats_oom);
-	sse_filter *f = NULL;
-	sse_json_status fs = SSE_JSON_OK;
-	const char *msg = NULL;
-
-	*why = NULL;
-	/* a filter the matcher cannot evaluate exactly refuses the stream */
-	if (filter_json != NULL)
-		fs = sse_filter_compile(filter_json, strlen(filter_json), &f, &msg);
-	if (pats == NULL || fs != SSE_JSON_OK) {
-		for (size_t i = 0; pats && i < n; i++)
-			free(pats[i]);
-		free(pats);
-		sse_filter_free(f);
-		*why = fs != SSE_JSON_OK ? msg : pats_oom ? "out of memory" : "invalid channel patterns";
-		if (fs == SSE_JSON_NOMEM || (pats == NULL && pats_oom))
-			return SPEC_NOMEM;	/* never fall back to no filter */
-		return fs != SSE_JSON_OK ? SPEC_BAD_FILTER : SPEC_BAD_CHANNELS;
-	}
-	stream_free_spec(st);
-	st->sub.patterns = pats;
-	st->sub.npatterns = n;
-	hub_sub_prepare(&st->sub);
-	if (f != NULL && sse_filter_is_empty(f)) {
-		sse_filter_free(f);
-		f = NULL;
-	}
-	st->sub.filter = f;
-	return SPEC_OK;
-}
-
-/* A definition change: REPLAYING or LIVE keeps its state; false if invalid. */
-static bool
-stream_redefine(stream *st, const open_info *info)
-{
-	bool		live = st->state == SS_LIVE;
-	const char *why;
-	spec_status ss;
-
-	assert(st->state == SS_REPLAYING || st->state == SS_LIVE);
-	if (live)
-		hub_remove(&st->sub);	/* the hub must not see the spec change */
-	ss = stream_set_spec(st, info->channels_json, info->filter_json, &why);
-	if (ss != SPEC_OK)
-		log_warn("ending a stream: its subscription's new definition cannot be used: %s", why);
-	if (live && !hub_add(&st->sub))
-		client_doom(st->owner);
-	return ss == SPEC_OK;
+	for (size_t i = 0; d->patterns != NULL && i < d->npatterns; i++)
+		free(d->patterns[i]);
+	free(d->patterns);
+	sse_filter_free(d->filter);
+	memset(d, 0, sizeof(*d));
 }
 
 /*
- * Subscription reloads.  A change notice ("s <sid>", which any database
- * role can send) costs O(1): it only records a hint.  At most one reload
- * query is in flight; it asks for at most RELOAD_PAGE of the subscriptions
- * in use among the hints, and whatever arrives meanwhile waits as the one
- * pending set for the next query.  Hints for subscriptions no stream uses
- * are dropped when the query is built; when more than RELOAD_HINTS pile up
- * (or the live link relistened) the pending set becomes "every subscription
- * in use", reloaded a page at a time in sid order.  The query goes out at
- * the next flush, after the opens already queued on the work link, so a
- * notification flood costs one bounded query at a time and never holds
- * opens back by more than one such query.
+ * Top-level members of a definition's JSON text, found without building a
+ * tree, so the filter's own text (numbers exactly as written) goes to
+ * sse_filter_compile.  Each helper returns the index after what it skipped,
+ * or 0 when the text is malformed there.
  */
-#define RELOAD_PAGE 1000
-#define RELOAD_HINTS 4096
-
-static struct {
-	int64_t		hint[RELOAD_HINTS];
-	size_t		nhint;
-	bool		all;			/* every sid in use above all_after */
-	int64_t		all_after;
-	bool		inflight;
-	int64_t	   *sent;			/* sorted sids of the query in flight */
-	size_t		nsent;
-} rl;
-
-static int
-stream_cmp_sid(const void *a, const void *b)
-{
-	int64_t		x = *(const int64_t *) a,
-				y = *(const int64_t *) b;
-
-	return (x > y) - (x < y);
-}
-
-/* Sort and drop duplicates; returns the new length. */
 static size_t
-sid_unique(int64_t *v, size_t n)
+def_ws(const char *s, size_t i, size_t n)
 {
-	size_t		k = 0;
-
-	qsort(v, n, sizeof(*v), stream_cmp_sid);
-	for (size_t i = 0; i < n; i++)
-		if (k == 0 || v[i] != v[k - 1])
-			v[k++] = v[i];
-	return k;
+	while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+		i++;
+	return i;
 }
 
-static bool
-sid_member(const int64_t *v, size_t n, int64_t sid)
+static size_t
+def_string(const char *s, size_t i, size_t n)
 {
-	return n > 0 && bsearch(&sid, v, n, sizeof(*v), stream_cmp_sid) != NULL;
+	for (i++; i < n; i++) {
+		if (s[i] == '\\')
+			i++;
+		else if (s[i] == '"')
+			return i + 1;
+	}
+	return 0;
 }
 
-/* Record that sid may have changed. */
-static void
-stream_reload(int64_t sid)
+static size_t
+def_value(const char *s, size_t i, size_t n)
 {
-	if (rl.all && sid > rl.all_after)
-		return;					/* the pending sweep covers it */
-	if (rl.nhint == RELOAD_HINTS) {
-		rl.all = true;			/* too many: sweep every subscription in use */
-		rl.all_after = 0;
-		rl.nhint = 0;
-		return;
-	}
-	rl.hint[rl.nhint++] = sid;
-}
+	size_t		depth = 0;
 
-/* Apply a reloaded (or vanished, info->found false) definition to st. */
-static void
-stream_apply(stream *st, const open_info *info)
-{
-	if (!info->found || info->expired) {
-		log_info("ending a stream: its subscription was dropped or expired");
-		client_end(st->owner);
-	} else if (!stream_redefine(st, info))
-		client_end(st->owner);
-}
-
-static void
-stream_reload_done(db_job *job, PGresult *res)
-{
-	int			rows;
-	int64_t    *got = NULL;
-	open_info  *infos = NULL;
-	stream	   *st;
-
-	db_job_free(job);
-	rl.inflight = false;
-	if (res == NULL || !logread_reload_ok(res)) {
-		if (res != NULL)
-			log_warn("reloading subscriptions failed: %s", PQresultErrorMessage(res));
-		for (size_t i = 0; i < rl.nsent; i++)
-			stream_reload(rl.sent[i]);	/* try them again */
-		goto out;
+	if (i >= n)
+		return 0;
+	if (s[i] == '"')
+		return def_string(s, i, n);
+	if (s[i] != '{' && s[i] != '[') {
+		while (i < n && !strchr(",}] \t\r\n", s[i]))
+			i++;
+		return i;
 	}
-	rows = PQntuples(res);
-	if (rows > 0 && ((got = malloc((size_t) rows * sizeof(*got))) == NULL ||
-					 (infos = calloc((size_t) rows, sizeof(*infos))) == NULL)) {
-		log_error("out of memory applying reloaded subscriptions");
-		for (size_t i = 0; i < rl.nsent; i++)
-			stream_reload(rl.sent[i]);
-		goto out;
-	}
-	for (int i = 0; i < rows; i++) {
-		logread_reload_row(res, i, &infos[i]);
-		got[i] = infos[i].sid;	/* ORDER BY sid: sorted */
-	}
-	TAILQ_FOREACH(st, &streams, link) {
-		const int64_t *hit;
-		open_info	gone = {.found = false};
-
-		if (st->sid == 0 || (st->state != SS_REPLAYING && st->state != SS_LIVE) ||
-			!sid_member(rl.sent, rl.nsent, st->sid))
+	while (i < n) {
+		if (s[i] == '"') {
+			if ((i = def_string(s, i, n)) == 0)
+				return 0;
 			continue;
-		hit = rows > 0 ? bsearch(&st->sid, got, (size_t) rows, sizeof(*got), stream_cmp_sid) : NULL;
-		stream_apply(st, hit ? &infos[hit - got] : &gone);
+		}
+		if (s[i] == '{' || s[i] == '[')
+			depth++;
+		else if ((s[i] == '}' || s[i] == ']') && --depth == 0)
+			return i + 1;
+		i++;
 	}
-	for (int i = 0; i < rows; i++)
-		open_info_clear(&infos[i]);
+	return 0;
+}
+
+/* The text of the top-level member `key` of the object in s[0..n). */
+static bool
+def_member(const char *s, size_t n, const char *key, const char **v, size_t *vlen)
+{
+	size_t		i = def_ws(s, 0, n), klen = strlen(key);
+
+	if (i >= n || s[i] != '{')
+		return false;
+	for (i = def_ws(s, i + 1, n); i < n && s[i] == '"';) {
+		size_t		k = i + 1, e = def_string(s, i, n), vs;
+
+		if (e == 0)
+			return false;
+		i = def_ws(s, e, n);
+		if (i >= n || s[i] != ':')
+			return false;
+		vs = i = def_ws(s, i + 1, n);
+		if ((i = def_value(s, i, n)) == 0)
+			return false;
+		if (e - 1 - k == klen && memcmp(s + k, key, klen) == 0) {
+			*v = s + vs;
+			*vlen = i - vs;
+			return true;
+		}
+		i = def_ws(s, i, n);
+		if (i >= n || s[i] != ',')
+			return false;
+		i = def_ws(s, i + 1, n);
+	}
+	return false;
+}
+
+int64_t
+stream_def_sid(const char *text, size_t len)
+{
+	const char *v;
+	size_t		vlen;
+	int64_t		sid = 0;
+
+	if (!def_member(text, len, "sid", &v, &vlen) || vlen == 0 || vlen > 18)
+		return -1;
+	for (size_t i = 0; i < vlen; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return -1;
+		sid = sid * 10 + (v[i] - '0');
+	}
+	return sid > 0 ? sid : -1;
+}
+
+sub_def_status
+stream_def_parse(const char *text, size_t len, int64_t sid, sub_def *d, const char **why)
+{
+	const char *cv, *fv, *sv, *msg = NULL;
+	size_t		cl, fl, sl, n;
+	uint64_t	fails = mem_json_failures();
+	json_t	   *chans = NULL, *state = NULL;
+	sub_def_status rc = SUB_DEF_INVALID;
+	sse_json_status fs;
+
+	memset(d, 0, sizeof(*d));
+	*why = "not a subscription definition";
+	if (stream_def_sid(text, len) != sid || !def_member(text, len, "channels", &cv, &cl) ||
+		!def_member(text, len, "filter", &fv, &fl) || !def_member(text, len, "state", &sv, &sl))
+		return SUB_DEF_INVALID;
+	chans = json_loadb(cv, cl, 0, NULL);
+	state = json_loadb(sv, sl, JSON_DECODE_ANY, NULL);
+	if ((chans == NULL || state == NULL) && mem_json_failures() != fails) {
+		rc = SUB_DEF_OOM;
+		goto out;
+	}
+	if (!json_is_string(state))
+		goto out;
+	if (strcmp(json_string_value(state), "active") == 0)
+		d->state = SUB_ACTIVE;
+	else if (strcmp(json_string_value(state), "closed") == 0)
+		d->state = SUB_CLOSED;
+	else if (strcmp(json_string_value(state), "dropped") == 0)
+		d->state = SUB_DROPPED;
+	else
+		goto out;
+	*why = "invalid channel patterns";
+	if (!json_is_array(chans) || (n = json_array_size(chans)) == 0)
+		goto out;
+	if ((d->patterns = calloc(n, sizeof(char *))) == NULL) {
+		rc = SUB_DEF_OOM;
+		goto out;
+	}
+	d->npatterns = n;
+	for (size_t i = 0; i < n; i++) {
+		const char *p = json_string_value(json_array_get(chans, i));
+
+		if (p == NULL || sse_pattern_check(p, strlen(p)) != SSE_NAME_OK)
+			goto out;
+		if ((d->patterns[i] = strdup(p)) == NULL) {
+			rc = SUB_DEF_OOM;
+			goto out;
+		}
+	}
+	/* a filter the matcher cannot evaluate exactly refuses the definition */
+	fs = sse_filter_compile(fv, fl, &d->filter, &msg);
+	if (fs != SSE_JSON_OK) {
+		d->filter = NULL;
+		*why = msg ? msg : "a filter that cannot be evaluated";
+		rc = fs == SSE_JSON_NOMEM ? SUB_DEF_OOM : SUB_DEF_INVALID;
+		goto out;
+	}
+	if (sse_filter_is_empty(d->filter)) {
+		sse_filter_free(d->filter);
+		d->filter = NULL;
+	}
+	rc = SUB_DEF_OK;
+	*why = NULL;
 out:
-	free(got);
-	free(infos);
-	free(rl.sent);
-	rl.sent = NULL;
-	rl.nsent = 0;
+	json_decref(chans);
+	json_decref(state);
+	if (rc != SUB_DEF_OK)
+		stream_def_clear(d);
+	if (rc == SUB_DEF_OOM)
+		*why = "out of memory";
+	return rc;
 }
 
-/* Send the pending reload if none is in flight (called at every flush). */
-static void
-stream_reload_kick(void)
+/* st takes d's patterns and filter (d is left empty); in LIVE it rejoins the hub. */
+static bool
+stream_take_def(stream *st, sub_def *d)
 {
-	size_t		nuse = 0, n = 0, take;
-	int64_t    *use, *c;
+	bool		live = st->state == SS_LIVE;
+
+	if (live)
+		hub_remove(&st->sub);	/* the hub must not see the spec change */
+	stream_free_spec(st);
+	st->sub.patterns = d->patterns;
+	st->sub.npatterns = d->npatterns;
+	st->sub.filter = d->filter;
+	d->patterns = NULL;
+	d->npatterns = 0;
+	d->filter = NULL;
+	hub_sub_prepare(&st->sub);
+	if (live && !hub_add(&st->sub)) {
+		client_fail(st->owner, "out of memory adding a subscription to the hub");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * The stream's reading passed a marker of its subscription: every later
+ * event is judged by the marker's definition.  False when the stream ends
+ * here (dropped, closed, or a definition the bridge cannot apply: never
+ * stream on unfiltered or with the old definition).
+ */
+static bool
+stream_redefine(stream *st, event *marker)
+{
+	sub_def		d;
+	sub_def_status rc;
+	const char *why;
+
+	assert(st->state == SS_REPLAYING || st->state == SS_LIVE);
+	rc = stream_def_parse(marker->data, marker->dlen, st->sid, &d, &why);
+	if (rc == SUB_DEF_OOM) {
+		client_fail(st->owner, "out of memory applying a subscription change");
+		return false;
+	}
+	if (rc != SUB_DEF_OK) {
+		log_error("subscription change %" PRId64 " cannot be applied (%s); ending the stream",
+				  marker->id, why);
+		metrics.def_errors++;
+		client_end(st->owner);
+		return false;
+	}
+	if (d.state != SUB_ACTIVE) {
+		log_info("ending a stream: its subscription was %s at %" PRId64,
+				 d.state == SUB_CLOSED ? "closed" : "dropped", marker->id);
+		stream_def_clear(&d);
+		client_end(st->owner);
+		return false;
+	}
+	metrics.redefinitions++;
+	return stream_take_def(st, &d);
+}
+
+void
+stream_marker(event *ev)
+{
+	int64_t		sid = stream_def_sid(ev->data, ev->dlen);
+	sid_group  *g = sid > 0 ? hmap_get(&by_sid, &sid, sizeof(sid)) : NULL;
 	stream	   *st;
-	db_job	   *job;
 
-	if (rl.inflight || (!rl.all && rl.nhint == 0))
+	if (g == NULL)
 		return;
-	TAILQ_FOREACH(st, &streams, link)
-		nuse += st->sid != 0;
-	if (nuse == 0) {
-		rl.all = false;
-		rl.nhint = 0;
-		return;
-	}
-	use = malloc(nuse * sizeof(*use));
-	c = malloc((nuse + rl.nhint) * sizeof(*c));
-	if (use == NULL || c == NULL) {
-		free(use);
-		free(c);
-		return;					/* the next flush tries again */
-	}
-	nuse = 0;
-	TAILQ_FOREACH(st, &streams, link)
-		if (st->sid != 0)
-			use[nuse++] = st->sid;
-	nuse = sid_unique(use, nuse);
-	for (size_t i = 0; rl.all && i < nuse; i++)
-		if (use[i] > rl.all_after)
-			c[n++] = use[i];
-	for (size_t i = 0; i < rl.nhint; i++)
-		if (sid_member(use, nuse, rl.hint[i]))
-			c[n++] = rl.hint[i];
-	free(use);
-	n = sid_unique(c, n);
-	take = n < RELOAD_PAGE ? n : RELOAD_PAGE;
-	/* what is not sent stays pending: the rest of the sweep, or hints */
-	rl.nhint = 0;
-	if (n > take && rl.all)
-		rl.all_after = c[take - 1];
-	else {
-		for (size_t i = take; i < n; i++)
-			rl.hint[rl.nhint++] = c[i];
-		rl.all = false;
-	}
-	if (take == 0 || (job = logread_reload(c, take, stream_reload_done)) == NULL) {
-		if (take > 0)
-			for (size_t i = 0; i < take; i++)
-				stream_reload(c[i]);
-		free(c);
-		return;
-	}
-	rl.sent = c;
-	rl.nsent = take;
-	rl.inflight = true;
-	metrics.sub_reloads++;
-	work_submit(job);
-}
-
-void
-stream_sub_changed(int64_t sid)
-{
-	sub_changes++;
-	if (sid > 0)
-		stream_reload(sid);
-}
-
-/* Notices may have been lost while the link was down: reload everything in use. */
-void
-stream_relistened(void)
-{
-	sub_changes++;				/* the opens in flight re-check as well */
-	rl.all = true;
-	rl.all_after = 0;
-	rl.nhint = 0;
+	/* live streams now; replays meet the marker in the cache or a page */
+	TAILQ_FOREACH(st, &g->members, bysid)
+		if (st->state == SS_LIVE && !client_gone(st->owner))
+			stream_redefine(st, ev);
 }
 
 char	  **
@@ -507,10 +516,10 @@ stream_decide(const open_info *info, bool is_sub, int64_t last_event_id, int64_t
 
 	if (!info->found || info->expired)
 		return STREAM_NOT_FOUND;
-	if (last_event_id >= 0)
-		c = last_event_id;
+	if (is_sub)					/* nothing before the creation marker matches */
+		c = last_event_id > info->start_id ? last_event_id : info->start_id;
 	else
-		c = is_sub ? info->start_id : info->head;
+		c = last_event_id >= 0 ? last_event_id : info->head;
 	if (c > info->head)
 		c = info->head;			/* ids beyond the head do not exist yet */
 	if (c < 0)
@@ -571,6 +580,56 @@ stream_begin(stream *st, int64_t cursor, int64_t pruned)
 	stream_step(st);
 }
 
+/*
+ * A subscription stream takes the definition valid where it starts (the
+ * open answer's def_pos, which must be where this stream starts: after
+ * cursor, or after the prune point when that is later, as stream_begin
+ * resets).  False when the client was answered instead.
+ */
+static bool
+stream_opened_def(stream *st, const open_info *info, int64_t cursor)
+{
+	client	   *c = st->owner;
+	int64_t		at = info->pruned > cursor ? info->pruned : cursor;
+	sub_def		d;
+	const char *why = "no definition at that position";
+	sub_def_status rc = SUB_DEF_INVALID;
+
+	if (info->def_json != NULL && info->def_pos == at)
+		rc = stream_def_parse(info->def_json, strlen(info->def_json), info->sid, &d, &why);
+	switch (rc) {
+		case SUB_DEF_OK:
+			break;
+		case SUB_DEF_OOM:
+			client_respond_error(c, 503, "unavailable", "out of memory");
+			return false;
+		case SUB_DEF_INVALID:
+			/* never stream unfiltered: refuse, the client cannot fix it */
+			log_error("refusing a stream: subscription %" PRId64 " at %" PRId64 ": %s",
+					  info->sid, at, why);
+			metrics.def_errors++;
+			client_respond_error(c, 500, "bad_subscription",
+								 "the subscription's definition cannot be applied");
+			return false;
+	}
+	if (d.state != SUB_ACTIVE) {
+		if (d.state == SUB_CLOSED)
+			client_respond(c, resp_empty(204, c->origin, 0));
+		else
+			client_respond_error(c, 404, "not_found", "unknown or expired subscription");
+		stream_def_clear(&d);
+		return false;
+	}
+	st->sid = info->sid;
+	if (!stream_join_sid(st)) {
+		stream_def_clear(&d);
+		client_respond_error(c, 503, "unavailable", "out of memory");
+		return false;
+	}
+	stream_take_def(st, &d);	/* OPENING: no hub, cannot fail */
+	return true;
+}
+
 /* The open answer arrived: 404, 204, or begin replaying. */
 static void
 stream_opened(stream *st, const open_info *info)
@@ -588,31 +647,8 @@ stream_opened(stream *st, const open_info *info)
 		case STREAM_START:
 			break;
 	}
-	if (st->sub_id != NULL) {
-		st->sid = info->sid;
-		const char *why;
-
-		switch (stream_set_spec(st, info->channels_json, info->filter_json, &why)) {
-			case SPEC_OK:
-				break;
-			case SPEC_NOMEM:
-				client_respond_error(c, 503, "unavailable", "out of memory");
-				return;
-			case SPEC_BAD_FILTER:
-				/* never stream unfiltered: refuse, the client cannot fix it */
-				log_warn("refusing a stream: its subscription's filter %s", why);
-				client_respond_error(c, 500, "bad_subscription",
-									 "the subscription's filter cannot be evaluated");
-				return;
-			case SPEC_BAD_CHANNELS:
-				log_warn("a subscription has an invalid definition");
-				client_respond_error(c, 404, "not_found", "unknown or expired subscription");
-				return;
-		}
-		/* a change noticed while the open was in flight may be missing */
-		if (st->open_changes != sub_changes)
-			stream_reload(st->sid);
-	}
+	if (st->sub_id != NULL && !stream_opened_def(st, info, cursor))
+		return;
 	log_debug("stream %p: from %" PRId64, (void *) st, cursor);
 	stream_begin(st, cursor, info->pruned);
 }
@@ -654,8 +690,8 @@ stream_open(client *c, route_result *rr)
 	rr->patterns = NULL;		/* the stream owns them now */
 	rr->npatterns = 0;
 	rr->filter = NULL;
-	st->open_changes = sub_changes;
-	job = logread_open(st->sub_id, st->sub.patterns, st->sub.npatterns, stream_open_done, st);
+	job = logread_open(st->sub_id, st->last_event_id, st->sub.patterns, st->sub.npatterns,
+						stream_open_done, st);
 	if (job == NULL)
 		client_respond_error(c, 503, "unavailable", "out of memory");
 	else if (!stream_submit_now(st, job))
@@ -676,6 +712,7 @@ stream_release(client *c)
 	}
 	stream_set_state(st, SS_ENDED);
 	assert(!(st->flags & (SF_PARKED | SF_QUEUED)));
+	stream_leave_sid(st);
 	TAILQ_REMOVE(&streams, st, link);
 	nstreams--;
 	stream_free_spec(st);
@@ -729,6 +766,12 @@ stream_pruned(int64_t from, int64_t through)
 			client_send(st->owner, frame_ref(f));
 		else					/* it learns of the gap when it replays */
 			client_fail(st->owner, "out of memory for a reset");
+		/*
+		 * Markers in the gap are lost too: a subscription stream ends after
+		 * the reset and resumes from its id with the definition valid there.
+		 */
+		if (st->sid != 0)
+			client_end(st->owner);
 	}
 	frame_unref(f);
 }
@@ -752,7 +795,13 @@ replay_offer(stream *st, event *ev)
 	bool		ends;
 	frame	   *f;
 
-	if (event_is_marker(ev) || !hub_matches(&st->sub, ev, &ends)) {
+	if (event_is_marker(ev)) {
+		st->cursor = ev->id;
+		if (st->sid == 0 || stream_def_sid(ev->data, ev->dlen) != st->sid)
+			return RO_SKIPPED;
+		return stream_redefine(st, ev) ? RO_SKIPPED : RO_ENDED;
+	}
+	if (!hub_matches(&st->sub, ev, &ends)) {
 		if (ev->json_oom) {
 			client_fail(st->owner, "out of memory parsing a payload for its filter");
 			return RO_ENDED;
@@ -968,7 +1017,6 @@ stream_run(void)
 	replay_quota turn = {REPLAY_TURN_BYTES, REPLAY_TURN_EVENTS};
 	stream	   *st;
 
-	stream_reload_kick();
 	while (turn.bytes > 0 && turn.events > 0 && (st = replay_dequeue()) != NULL) {
 		if (replay_advance(st, &turn))
 			replay_enqueue(st);
@@ -1002,6 +1050,10 @@ stream_page_done(db_job *job, PGresult *res)
 			return;
 		}
 		stream_send_reset(st, st->cursor + 1, pruned);
+		if (st->sid != 0) {		/* its markers in the gap are gone: resume anew */
+			client_end(st->owner);
+			return;
+		}
 	}
 	for (int i = 0; i < rows; i++) {
 		event	   *ev;

@@ -9,8 +9,9 @@
  *   LIVE       in the hub, receiving events as the feed fetches them
  *   ENDED      left the hub and the replay queues; about to be freed
  *   OPENING -> REPLAYING | ENDED;  REPLAYING -> LIVE | ENDED;  LIVE -> ENDED.
- * A definition change (subscription add/remove/set_filter) keeps the state
- * and is applied only in REPLAYING or LIVE.
+ * A definition change (a `$sub` marker of the stream's subscription, met by
+ * the feed in LIVE or by the replay in REPLAYING) keeps the state; a marker
+ * with state closed or dropped, or one the bridge cannot apply, ends it.
  *
  * Ownership: a stream belongs to its client (c->st) from ops.open to
  * ops.release; it owns its patterns, filter and subscription id, and at most
@@ -59,8 +60,9 @@ typedef struct stream {
 	int64_t		cursor;			/* every matching event <= cursor was queued */
 	size_t		need;			/* REPLAYING: queue room the next frame needs */
 	db_job	   *job;			/* the one pending database job, or NULL */
-	uint64_t	open_changes;	/* change notices counted when the open was sent */
+	bool		in_group;		/* in its subscription's group (bysid) */
 	TAILQ_ENTRY(stream) link;	/* every stream */
+	TAILQ_ENTRY(stream) bysid;	/* the streams of one subscription */
 	TAILQ_ENTRY(stream) sched;	/* parked list or run queue (flags say which) */
 } stream;
 
@@ -77,8 +79,7 @@ void		stream_deliver(hub_sub *s, event *ev, bool ends);
 /* feed_ops */
 void		stream_advanced(void);
 void		stream_pruned(int64_t from, int64_t through);
-void		stream_sub_changed(int64_t sid);
-void		stream_relistened(void);
+void		stream_marker(event *ev);
 /* work_ops.touch_ids */
 char	  **stream_touch_ids(size_t *n);
 
@@ -137,18 +138,38 @@ void		stream_begin(stream *st, int64_t cursor, int64_t pruned);
 /* Schedule a REPLAYING stream to continue: cache, next page, or ready. */
 void		stream_step(stream *st);
 
-typedef enum spec_status {
-	SPEC_OK,
-	SPEC_BAD_CHANNELS,			/* not a non-empty array of valid patterns */
-	SPEC_BAD_FILTER,			/* a filter the matcher cannot evaluate exactly */
-	SPEC_NOMEM
-} spec_status;
+/* A subscription's definition: a marker's data, parsed. */
+typedef enum sub_state {
+	SUB_ACTIVE,
+	SUB_CLOSED,
+	SUB_DROPPED
+} sub_state;
+
+typedef struct sub_def {
+	char	  **patterns;		/* owned; each passed sse_pattern_check */
+	size_t		npatterns;		/* >= 1 */
+	sse_filter *filter;			/* owned, compiled; NULL = {} (match everything) */
+	sub_state	state;
+} sub_def;
+
+typedef enum sub_def_status {
+	SUB_DEF_OK,
+	SUB_DEF_INVALID,			/* not a definition the bridge can apply exactly */
+	SUB_DEF_OOM
+} sub_def_status;
 
 /*
- * Replace a stream's patterns and filter (compiled) from their JSON text.
- * Anything but SPEC_OK leaves the stream unchanged and sets *why.
+ * Parse a definition (JSON text {"sid","channels","filter","state"}: a
+ * marker's data or the open answer's version) for subscription sid into d
+ * (empty unless SUB_DEF_OK; *why says what was wrong).  The filter's own
+ * text is compiled (sse_filter_compile), so numbers keep their exact value
+ * and a filter the matcher cannot evaluate exactly is SUB_DEF_INVALID: the
+ * caller ends or refuses the stream, never streams it unfiltered.
  */
-spec_status stream_set_spec(stream *st, const char *channels_json, const char *filter_json,
-							const char **why);
+sub_def_status stream_def_parse(const char *text, size_t len, int64_t sid, sub_def *d,
+								const char **why);
+void		stream_def_clear(sub_def *d);
+/* The "sid" of a definition's text, -1 when it has none. */
+int64_t		stream_def_sid(const char *text, size_t len);
 
 #endif

@@ -77,10 +77,21 @@ export async function filterChecks(b, psql) {
   check('filters: stored {"user":42,"z":1e400} never gets user 7\'s event', sgot.length === 1 && /"end"/.test(sgot[0]),
     JSON.stringify(sgot));
 
-  // ---- stored, written by hand beyond the limits: the live stream ends
+  // ---- a definition written into the log by hand beyond the limits (a
+  // marker row, as the extension writes one under the publish lock): the
+  // live stream ends when it reaches it
   const sid = await psql.one(`SELECT sid FROM sse_bridge.subscriptions WHERE id = '${sub}'`);
-  await psql.q(`UPDATE sse_bridge.subscriptions SET filter = '${deep(2100)}'::jsonb WHERE id = '${sub}';
-    SELECT pg_notify('sse_bridge', 's ${sid}')`);
+  await psql.q(`BEGIN;
+    SELECT pg_advisory_xact_lock(${0x5353455F50554231n});
+    WITH m AS (INSERT INTO sse_bridge.events (id, channel, event, data, created_at)
+      SELECT nextval('sse_bridge.events_id_seq'), '$sub', NULL,
+        json_build_object('sid', ${sid}, 'channels', ARRAY['sub.f'], 'filter', '${deep(2100)}'::jsonb,
+                          'state', 'active')::text, clock_timestamp()
+      RETURNING id)
+    INSERT INTO sse_bridge.subscription_versions (sid, from_id, channels, filter, state)
+      SELECT ${sid}, id, ARRAY['sub.f'], '${deep(2100)}'::jsonb, 'active' FROM m;
+    COMMIT;
+    SELECT pg_notify('sse_bridge', 'e ' || (SELECT max(id) FROM sse_bridge.events))`);
   const ended = await s.wait((x) => x.closed, 5000);
   await psql.q(`SELECT sse_publish('sub.f', '{"user":7,"after":1}')`);
   const leaked = await s.wait((x) => x.events.some((e) => /"after"/.test(e.data)), 500);
@@ -91,7 +102,7 @@ export async function filterChecks(b, psql) {
   // ---- and at open it is refused
   for (const [name, f] of [['nested 2,100 deep', deep(2100)], ['with a 100,000-element array',
     `{"a":[${Array.from({ length: 100000 }, (_, i) => i).join(',')}]}`]]) {
-    await psql.q(`UPDATE sse_bridge.subscriptions SET filter = '${f}'::jsonb WHERE id = '${sub}'`);
+    await psql.q(`UPDATE sse_bridge.subscription_versions SET filter = '${f}'::jsonb WHERE sid = ${sid}`);
     const ex = await exchange(b.port, `GET /events/${sub} HTTP/1.1\r\nHost: t\r\nLast-Event-ID: 0\r\n\r\n`, { timeout: 3000 });
     const p = errorProblem(ex, [500]);
     check(`filters: a stream whose stored filter is ${name} (written by hand) is refused at open`, p === null,

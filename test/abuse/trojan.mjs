@@ -6,8 +6,8 @@
 // subscription uuids among them) into a table its owner reads.  The bridge
 // connects with search_path = public, pg_catalog (the worst case: every
 // trojan then outranks its built-in) and runs each statement: opens (ad hoc
-// and subscription), replay pages, live fetches, a definition reload,
-// touch and expire.
+// and subscription, with the definition valid at the start), replay pages,
+// live fetches (a definition change applied from the log), touch and expire.
 //
 // Builds: the normal bridge (both layers), nopin (qualification alone),
 // unqual (the search_path pin alone) must leave the loot empty and stream
@@ -18,9 +18,12 @@ import { Sse, check, note, until } from './lib.mjs';
 // name recorded in the loot -> SQL that plants it (run as mallory)
 export const TROJANS = {
   '::uuid': `CREATE DOMAIN public.uuid AS pg_catalog.uuid CHECK (mallory.grab('::uuid', VALUE::pg_catalog.text))`,
-  'array_to_json(text[])': `CREATE FUNCTION public.array_to_json(a text[]) RETURNS json
+  // the open's definition: json_build_object('sid', sid, 'channels', channels, 'filter', filter, 'state', state)
+  'json_build_object(text,bigint,text,text[],text,jsonb,text,text)': `CREATE FUNCTION public.json_build_object(
+      a text, b bigint, c text, d text[], e text, f jsonb, g text, h text) RETURNS json
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-    AS $$BEGIN PERFORM mallory.grab('array_to_json(text[])', a::text); RETURN array_to_json(a); END$$`,
+    AS $$BEGIN PERFORM mallory.grab('json_build_object(text,bigint,text,text[],text,jsonb,text,text)', d::text);
+      RETURN json_build_object(a, b, c, d, e, f, g, h); END$$`,
   'unnest(uuid[])': `CREATE FUNCTION public.unnest(a uuid[]) RETURNS SETOF uuid
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
     AS $$BEGIN PERFORM mallory.grab('unnest(uuid[])', a::text); RETURN QUERY SELECT unnest(a); END$$;
@@ -128,7 +131,7 @@ export async function trojanRun(name, b, psql, { expectLoot }) {
   const ok1 = check(`trojan/${name}: subscription and ad hoc streams open and replay`,
     ready && replayed(s) === 2 && replayed(a) === 2, `ready=${!!ready} sub=${replayed(s)} adhoc=${replayed(a)}`);
   if (ok1) {
-    // a definition reload (an "s" notice): {"k":2} passes only the new filter
+    // a definition change (a marker in the log): {"k":2} passes only the new filter
     await psql.q(`SELECT sse_subscription_set_filter('${sub}', '{"k":2}')`);
     const seen = await until(async () => {
       await psql.q(`SELECT sse_publish('${ch}', '{"k":2}')`);
@@ -138,7 +141,7 @@ export async function trojanRun(name, b, psql, { expectLoot }) {
     await psql.q(`SELECT sse_publish('${ch}', '{"k":1,"late":1}'); SELECT sse_publish('${ch}', '{"k":2,"end":1}')`);
     const end = await s.wait((x) => x.events.some((e) => e.data === '{"k":2,"end":1}'), 3000);
     const late = s.events.filter((e) => e.data === '{"k":1,"late":1}').length;
-    check(`trojan/${name}: the reloaded filter applies to the live stream`, seen && end && late === 0,
+    check(`trojan/${name}: the changed filter applies to the live stream`, seen && end && late === 0,
       `seen=${seen} end=${!!end} late=${late}`);
     check(`trojan/${name}: the ad hoc stream gets live events`,
       await a.wait((x) => x.events.some((e) => e.data === '{"k":2,"end":1}'), 3000));

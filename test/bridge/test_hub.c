@@ -1,6 +1,7 @@
 /*
  * test_hub.c - the fan-out index agrees with direct evaluation, delivers
- * each event once per subscription, and ends streams on literal closes;
+ * each event once per subscription, and ends streams on literal closes
+ * (a close through a wildcard pattern obeys the filter);
  * the literal fast path of hub_matches agrees with sse_pattern_match, and a
  * filter that is exactly its indexed pair is decided without evaluation
  * exactly when sse_filter_match would say yes.
@@ -120,7 +121,7 @@ hub_agrees(bool use_index)
 	check_event(4, "jobs.1", NULL, "not json");
 	check_event(5, "jobs.1", NULL, "[1,2]");
 	check_event(6, "x.y.z", NULL, "{\"job\":\"3\"}");
-	check_event(7, "jobs.1", "close", "{}");		/* bypasses filters, ends literals */
+	check_event(7, "jobs.1", "close", "{}");		/* ends literals; filtered on wildcards */
 	check_event(8, "other", "close", "{}");
 	for (int i = 0; i < NSUBS; i += 2)
 		free_sub(i);
@@ -259,6 +260,50 @@ test_hub_index_narrows(void **state)
 	hub_shutdown();
 }
 
+/*
+ * A close obeys the filter on streams that reach it through a wildcard
+ * only, and ends (whatever the filter) every stream naming it literally.
+ */
+static void
+test_hub_close_filter(void **state)
+{
+	static const char close_data[] = "{\"channel\":\"job.7\"}";
+	event	   *ev;
+	bool		ends;
+
+	(void) state;
+	hub_init(on_deliver);
+	make_sub(0, "job.*", NULL, "{\"state\":\"done\"}");	/* wildcard, filtered */
+	make_sub(1, "job.*", NULL, "{\"channel\":\"job.7\"}");	/* wildcard, filter matches */
+	make_sub(2, "job.*", NULL, NULL);							/* wildcard, no filter */
+	make_sub(3, "job.7", NULL, "{\"state\":\"done\"}");	/* literal, filtered */
+	make_sub(4, "job.7", "job.*", "{\"state\":\"done\"}");	/* both */
+	make_sub(5, "job.*", NULL, "{\"state\":\"done\"}");	/* odd: general path */
+	ev = event_new(1, 0, "job.7", 5, "close", 5, close_data, strlen(close_data));
+	memset(delivered, 0, sizeof(delivered));
+	memset(ended, 0, sizeof(ended));
+	hub_dispatch(ev);
+	assert_int_equal(delivered[0], 0);
+	assert_int_equal(delivered[5], 0);
+	assert_int_equal(delivered[1], 1);
+	assert_int_equal(ended[1], 0);
+	assert_int_equal(delivered[2], 1);
+	assert_int_equal(ended[2], 0);
+	assert_int_equal(delivered[3], 1);
+	assert_int_equal(ended[3], 1);
+	assert_int_equal(delivered[4], 1);
+	assert_int_equal(ended[4], 1);
+	assert_false(hub_matches(&subs[0], ev, &ends));
+	assert_false(hub_matches(&subs[5], ev, &ends));
+	assert_true(hub_matches(&subs[3], ev, &ends) && ends);
+	assert_true(hub_matches(&subs[4], ev, &ends) && ends);
+	assert_true(hub_matches(&subs[1], ev, &ends) && !ends);
+	event_free(ev);
+	for (int i = 0; i < 6; i++)
+		free_sub(i);
+	hub_shutdown();
+}
+
 int
 main(void)
 {
@@ -267,6 +312,7 @@ main(void)
 		cmocka_unit_test(test_hub_index_narrows),
 		cmocka_unit_test(test_hub_exact),
 		cmocka_unit_test(test_hub_literal_path),
+		cmocka_unit_test(test_hub_close_filter),
 	};
 
 	return cmocka_run_group_tests_name("hub", tests, NULL, NULL);

@@ -9,6 +9,7 @@ import './tests/matching.mjs';
 import './tests/multiline.mjs';
 import './tests/reset.mjs';
 import './tests/close.mjs';
+import './tests/subchange.mjs';
 import './tests/jobs.mjs';
 import './tests/errors.mjs';
 import './tests/http.mjs';

@@ -176,6 +176,9 @@ test_injector() {
   local n=$1 log=$WORK/fi-$n.log head i res bad=0
   echo "--- injector: every ${n}th allocation fails"
   psql -qX -d "$DB" -c "TRUNCATE sse_bridge.events" >/dev/null
+  # the subscription exists before the events: a replay judges each event by
+  # the definition valid at its position, and nothing before its creation
+  local sub; sub=$(psql -qXtA -d "$DB" -c "SELECT sse_subscribe_filter(ARRAY['mem.a'], '{\"k\": 0}')")
   psql -qX -d "$DB" >/dev/null <<'SQL' || { fail "injector: publish"; return; }
 SELECT count(sse_publish('mem.a', jsonb_build_object('k', i % 3, 'pad', repeat('p', (i * 997) % 20000)), 'e' || (i % 5)))
   FROM generate_series(1, 150) i;
@@ -197,7 +200,6 @@ SQL
   # the last event matches every reader below
   psql -qX -d "$DB" -c "SELECT sse_publish('mem.a', jsonb_build_object('k', 0, 'last', true))" >/dev/null
   head=$(head_id)
-  local sub; sub=$(psql -qXtA -d "$DB" -c "SELECT sse_subscribe_filter(ARRAY['mem.a'], '{\"k\": 0}')")
   "$B/slowread" --port "$BPORT" --path '/events?channel=mem.%23' --clients 6 --rate 2000000 --rcvbuf 65536 \
     --seconds 8 --last-event-id 0 --until "$head" >"$WORK/fi-$n-a.json" &
   local r1=$!; PIDS+=("$r1")

@@ -23,7 +23,9 @@
 #     kind: kill -9 of a bridge and restart, pg_ctl restart -m fast and
 #     -m immediate, sse_prune alone, sse_prune while race subscribers are
 #     held off (they must get "reset"), and sse_prune concurrent with their
-#     reconnection.
+#     reconnection;
+#   - subscription changes (add, remove, set_filter; alone or two in one
+#     transaction) racing the publishers, on the plain subscriptions.
 # Then publishers stop, both bridges are killed once more, clients drain
 # (verify --wait: every subscriber has a fresh "ready" and its last expected
 # id, with a deadline) and verify prints the verdict (see verify.c): each
@@ -259,6 +261,43 @@ tnode_pid=$!
 pids+=("$tnode_pid")
 log "$N_PUB publishers for ${duration}s, $(grep -c . "$config") subscribers"
 
+# ------------------------------------------------------------------ changes
+# Subscription changes racing the publishers: add, remove and set_filter on
+# the subscriptions without a special role, alone or two in one transaction,
+# until publishing ends.  Each takes its position in the log; verify follows
+# the markers by position.  A change that fails (removing the last pattern,
+# the database restarting) is simply not counted.
+change_subs() {
+  local ids n=0 id sqltext
+  local pats=('t.orders.#' 't.chat.*' '#.urgent' 't.jobs.#' 't.misc' 't.*.eu' 't.big.blob' '*.jobs.*')
+  local filts=('{}' '{"kind":"order"}' '{"region":"eu"}' '{"prio":3}' '{"tags":["red"]}' '{"region":"us"}')
+  mapfile -t ids < <(awk -F'\t' '$1 ~ /^sub/ && $6 == "-" { sub("^/events/", "", $3); print $3 }' "$config")
+  [ ${#ids[@]} -gt 0 ] || return 0
+  one_change() {
+    local id=$1 p=${pats[$((RANDOM % ${#pats[@]}))]}
+    case $((RANDOM % 3)) in
+      0) echo "SELECT sse_subscription_add('$id', ARRAY['$p']);" ;;
+      1) echo "SELECT sse_subscription_remove('$id', ARRAY['$p']);" ;;
+      2) echo "SELECT sse_subscription_set_filter('$id', '${filts[$((RANDOM % ${#filts[@]}))]}'::jsonb);" ;;
+    esac
+  }
+  while kill -0 "$pub_pid" 2>/dev/null; do
+    id=${ids[$((RANDOM % ${#ids[@]}))]}
+    if [ $((RANDOM % 3)) = 0 ]; then
+      sqltext="BEGIN; $(one_change "$id") $(one_change "$id") COMMIT;"
+    else
+      sqltext=$(one_change "$id")
+    fi
+    if psql -qAtX -v ON_ERROR_STOP=1 -c "$sqltext" >/dev/null 2>>"$work/changes.err"; then
+      n=$((n + 1)); echo "$n" >"$work/changes.count"
+    fi
+    sleep "0.0$((RANDOM % 9 + 1))"
+  done
+}
+change_subs &
+change_pid=$!
+pids+=("$change_pid")
+
 # ------------------------------------------------------------------ faults
 declare -A faults=([bridge_kill]=0 [pg_fast]=0 [pg_immediate]=0 [prune]=0 [prune_race]=0 [prune_concurrent]=0)
 
@@ -334,6 +373,9 @@ while kill -0 "$pub_pid" 2>/dev/null; do
   k=$((k + 1))
 done
 wait "$pub_pid"; pub_rc=$?
+wait "$change_pid" 2>/dev/null
+sub_changes=$(cat "$work/changes.count" 2>/dev/null || echo 0)
+log "subscription changes committed: $sub_changes"
 log "publishing done (rc $pub_rc): $(cat "$work/publisher.out")"
 [ -s "$work/publisher.err" ] && { log "publisher messages:"; sort "$work/publisher.err" | uniq -c | sort -rn | head -5; }
 
@@ -369,13 +411,14 @@ kill -TERM "$tclient_pid" "$tnode_pid" 2>/dev/null
 wait "$tclient_pid" "$tnode_pid" 2>/dev/null
 cat "$work/tclient.out" "$work/tnode.out"
 faults[slow_drop]=$slow_drops
+faults[sub_change]=$sub_changes
 fault_list=$(for f in "${!faults[@]}"; do printf '%s=%s,' "$f" "${faults[$f]}"; done | sed 's/,$//')
 
 # ------------------------------------------------------------------ verdict
 "$bin/verify" --config "$config" --dir "$work" --faults "$fault_list" | tee "$work/verdict.txt"
 rc=${PIPESTATUS[0]}
 [ "$pub_rc" -eq 0 ] || { log "publisher failed"; rc=1; }
-for f in bridge_kill pg_fast pg_immediate prune_race prune_concurrent slow_drop; do
+for f in bridge_kill pg_fast pg_immediate prune_race prune_concurrent slow_drop sub_change; do
   if [ "${faults[$f]}" -eq 0 ]; then log "fault $f was never injected"; rc=1; fi
 done
 

@@ -15,9 +15,11 @@
  *                          taken from the shared matcher under test),
  *   data matching its filter (evaluated by the server's own jsonb: the
  *                          filter is empty, or the payload parses as a JSON
- *                          object and data::jsonb @> filter; close events
- *                          bypass the filter),
- * in id order.  The received sequence must equal it exactly:
+ *                          object and data::jsonb @> filter; a close on a
+ *                          channel it names literally bypasses the filter),
+ * in id order.  A subscription's patterns and filter are those valid at the
+ * row: the definition of its newest "$sub" marker below the row's id (the
+ * harness changes subscriptions while publishers run), or its initial one.  The received sequence must equal it exactly:
  *   lost        expected ids never received and not announced by a reset
  *   duplicated  ids received more than once
  *   reordered   ids received after a larger id
@@ -60,7 +62,8 @@
 #include <openssl/evp.h>
 
 #define MAX_SUBS 512
-#define MAX_PATTERNS 8
+#define MAX_PATTERNS 16
+#define MAX_MARKERS 100000
 
 /* ---------------------------------------------------------------- rows */
 
@@ -76,6 +79,20 @@ typedef struct row {
 
 static row *rows;
 static size_t n_rows;
+
+/* A subscription-change marker of torture.shadow: a definition by position. */
+typedef struct marker {
+	int64_t		id;
+	int64_t		sid;
+	int			n_patterns;
+	char	   *patterns[MAX_PATTERNS];
+	char	   *filter;			/* compact JSON */
+	bool		active;
+	bool	   *match;			/* filter bitmap, on first use */
+} marker;
+
+static marker *markers;
+static size_t n_markers;
 static int64_t pruned_through;
 
 /* Every value pruned_through has had (DIR/prune.log), 0 included. */
@@ -291,7 +308,7 @@ typedef struct filter_set {
 	bool	   *match;			/* by row index */
 } filter_set;
 
-static filter_set filters[MAX_SUBS];
+static filter_set filters[MAX_SUBS * 4];
 static int	n_filters;
 
 static bool *
@@ -302,6 +319,12 @@ filter_bitmap(const char *filter)
 			return filters[i].match;
 
 	const char *vals[1] = {filter};
+
+	if (n_filters == (int) (sizeof(filters) / sizeof(filters[0])))
+	{
+		fprintf(stderr, "verify: too many distinct filters\n");
+		exit(2);
+	}
 	PGresult   *r = must(PQexecParams(conn,
 									  "SELECT id FROM torture_parsed "
 									  "WHERE $1::jsonb = '{}'::jsonb "
@@ -350,6 +373,7 @@ typedef struct subscriber {
 	char	   *patterns[MAX_PATTERNS];
 	int			n_patterns;
 	char	   *filter;
+	int64_t		sid;			/* subscription's sid, 0 = ad hoc */
 	char		start_spec[64];
 	int64_t		start;			/* -1 = not known yet */
 	bool	   *expected;		/* by row index; NULL until start known */
@@ -481,6 +505,37 @@ read_log(subscriber *s)
 	free(line);
 }
 
+/* Every "$sub" marker of the shadow, in id order. */
+static void
+load_markers(void)
+{
+	PGresult   *r = must(PQexec(conn, "SELECT id, data FROM torture.shadow "
+								"WHERE channel = '$sub' ORDER BY id"), "markers");
+
+	markers = calloc((size_t) PQntuples(r) + 1, sizeof(marker));
+	for (int i = 0; i < PQntuples(r) && n_markers < MAX_MARKERS; i++)
+	{
+		json_t	   *j = json_loads(PQgetvalue(r, i, 1), 0, NULL);
+		json_t	   *ch = json_object_get(j, "channels");
+		marker	   *m = &markers[n_markers];
+
+		if (!json_is_object(j) || !json_is_array(ch))
+		{
+			fprintf(stderr, "verify: marker %s is not a definition\n", PQgetvalue(r, i, 0));
+			exit(2);
+		}
+		m->id = atoll(PQgetvalue(r, i, 0));
+		m->sid = json_integer_value(json_object_get(j, "sid"));
+		for (size_t k = 0; k < json_array_size(ch) && m->n_patterns < MAX_PATTERNS; k++)
+			m->patterns[m->n_patterns++] = strdup(json_string_value(json_array_get(ch, k)));
+		m->filter = json_dumps(json_object_get(j, "filter"), JSON_COMPACT);
+		m->active = strcmp(json_string_value(json_object_get(j, "state")) ?: "", "active") == 0;
+		n_markers++;
+		json_decref(j);
+	}
+	PQclear(r);
+}
+
 static bool
 load_config(const char *path)
 {
@@ -516,6 +571,21 @@ load_config(const char *path)
 		for (char *t = strtok_r(fld[6], ",", &ps); t && s->n_patterns < MAX_PATTERNS; t = strtok_r(NULL, ",", &ps))
 			s->patterns[s->n_patterns++] = strdup(t);
 		s->filter = strdup(fld[7]);
+		if (strncmp(fld[2], "/events/", 8) == 0)
+		{
+			const char *vals[1] = {fld[2] + 8};
+			PGresult   *r = must(PQexecParams(conn, "SELECT sid FROM sse_bridge.subscriptions "
+											  "WHERE id = $1::uuid", 1, NULL, vals, NULL, NULL, 0),
+								 "sid");
+
+			s->sid = PQntuples(r) == 1 ? atoll(PQgetvalue(r, 0, 0)) : -1;
+			PQclear(r);
+			if (s->sid < 0)
+			{
+				fprintf(stderr, "verify: %s: subscription %s not found\n", s->name, fld[2] + 8);
+				return false;
+			}
+		}
 		snprintf(s->start_spec, sizeof s->start_spec, "%s", fld[8]);
 		s->start = strcmp(fld[8], "head") == 0 ? -1 : parse_id(fld[8]);
 		if (strcmp(fld[8], "head") != 0 && s->start < 0)
@@ -617,19 +687,42 @@ compute_expected(subscriber *s)
 			return;
 	}
 	bool	   *fm = filter_bitmap(s->filter);
+	char	  **pats = s->patterns;
+	int			npats = s->n_patterns;
+	bool		active = true;
+	size_t		mi = 0;
 
 	s->expected = calloc(n_rows ? n_rows : 1, sizeof(bool));
 	s->last_expected = -1;
 	for (size_t i = 0; i < n_rows; i++)
 	{
 		row		   *w = &rows[i];
-		bool		m = false;
+		bool		m = false, literal = false;
 
-		if (w->id <= s->start)
+		/* the definition valid at this row: the newest marker below it */
+		for (; s->sid > 0 && mi < n_markers && markers[mi].id < w->id; mi++)
+		{
+			marker	   *mk = &markers[mi];
+
+			if (mk->sid != s->sid)
+				continue;
+			if (!mk->match)
+				mk->match = filter_bitmap(mk->filter);
+			pats = mk->patterns;
+			npats = mk->n_patterns;
+			fm = mk->match;
+			active = mk->active;
+		}
+		if (w->id <= s->start || !active)
 			continue;
-		for (int k = 0; k < s->n_patterns && !m; k++)
-			m = pattern_match(s->patterns[k], w->channel);
-		if (!m || !(fm[i] || w->is_close))
+		for (int k = 0; k < npats; k++)
+		{
+			if (pattern_match(pats[k], w->channel))
+				m = true;
+			if (strcmp(pats[k], w->channel) == 0)
+				literal = true;
+		}
+		if (!m || !(fm[i] || (w->is_close && literal)))
 			continue;
 		s->expected[i] = true;
 		s->n_expected++;
@@ -1180,7 +1273,7 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!config || !load_config(config))
+	if (!config)
 		return 2;
 	conn = PQconnectdb("");
 	if (PQstatus(conn) != CONNECTION_OK)
@@ -1188,7 +1281,10 @@ main(int argc, char **argv)
 		fprintf(stderr, "verify: %s", PQerrorMessage(conn));
 		return 2;
 	}
+	if (!load_config(config))
+		return 2;
 	load_rows();
+	load_markers();
 	load_prune_history(dir);
 	PQclear(must(PQexec(conn,
 						"CREATE TEMP TABLE torture_parsed AS "
