@@ -531,13 +531,20 @@ SseXactCallback(XactEvent event, void *arg)
  * ----------------------------------------------------------------
  */
 
+/* The OID of a relation of the sse_bridge schema, or InvalidOid. */
+static Oid
+SseLookupRelation(const char *relname)
+{
+	Oid			nsp = get_namespace_oid(SSE_SCHEMA, true);
+
+	return OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
+}
+
 /* The OID of a relation of the sse_bridge schema; error if missing. */
 static Oid
 SseRelationOid(const char *relname, const char *what)
 {
-	Oid			nsp = get_namespace_oid(SSE_SCHEMA, true);
-	Oid			relid = OidIsValid(nsp) ?
-		get_relname_relid(relname, nsp) : InvalidOid;
+	Oid			relid = SseLookupRelation(relname);
 
 	if (!OidIsValid(relid))
 		ereport(ERROR,
@@ -559,10 +566,7 @@ SseRelationOid(const char *relname, const char *what)
 bool
 SseHasVersions(void)
 {
-	Oid			nsp = get_namespace_oid(SSE_SCHEMA, true);
-
-	return OidIsValid(nsp) &&
-		OidIsValid(get_relname_relid(SSE_VERSIONS_TABLE, nsp));
+	return OidIsValid(SseLookupRelation(SSE_VERSIONS_TABLE));
 }
 
 /* Prepare and keep a plan; caller is connected to SPI. */
