@@ -12,6 +12,15 @@
 // (an ad-hoc stream opened without one starts at the head its first "ready"
 // announces).  Subscriptions are created with psql (libpq environment), with
 // every value passed as a psql variable, never spliced into SQL text.
+//
+// "main" also adds the terminal subscribers fin0..fin6, which the harness
+// ends while publishers run (torture.sh, end_subs).  Their flags carry
+// end=unsubscribe|expire|close (the change that ends them), sid=N (verify
+// needs it once the subscription row is gone) and, for some, lag: the
+// client holds the stream off across the change (tclient.c, tnode.mjs), so
+// it must replay up to the marker when it comes back.  Close subscribers
+// name the channel t.fin.a literally (publishers also publish there, and
+// the harness closes it once); fin6 is an ad-hoc stream naming it too.
 import { execFileSync } from 'node:child_process';
 import { appendFileSync } from 'node:fs';
 
@@ -56,11 +65,13 @@ function subscribe(patterns, filter) {
   const arr = '{' + patterns.map((p) => '"' + p + '"').join(',') + '}';
   const out = psql(
     "SELECT sse_subscribe_filter(:'ch'::text[], :'f'::jsonb, '2 hours') AS sid \\gset\n" +
-    "SELECT s.id, s.start_id FROM sse_bridge.subscriptions s WHERE s.id = :'sid';\n",
+    "SELECT s.id, s.start_id, s.sid FROM sse_bridge.subscriptions s WHERE s.id = :'sid';\n",
     { ch: arr, f: filter });
-  const [id, start] = out.split('|');
-  if (!/^[0-9a-f-]{36}$/.test(id) || !/^[0-9]+$/.test(start)) throw new Error('unexpected subscription row: ' + out);
-  return { id, start };
+  const [id, start, sid] = out.split('|');
+  if (!/^[0-9a-f-]{36}$/.test(id) || !/^[0-9]+$/.test(start) || !/^[0-9]+$/.test(sid)) {
+    throw new Error('unexpected subscription row: ' + out);
+  }
+  return { id, start, sid };
 }
 
 function head() {
@@ -105,6 +116,23 @@ if (phase === 'pre') {
     line([`adhoc${i}-${client}`, client, '/events?' + q.join('&'), lid, mode === 2 ? 'query' : 'header', flags,
       pats.join(','), filt, start]);
   }
+  // terminal subscribers: [client, end, lag, patterns, filter]
+  const FIN = [
+    ['c', 'unsubscribe', true, ['t.#'], '{"region":"eu"}'],
+    ['node', 'unsubscribe', false, ['t.orders.#', 't.fin.b'], '{}'],
+    ['c', 'expire', false, ['#'], '{"kind":"order"}'],
+    ['node', 'expire', true, ['t.jobs.#', 't.fin.b'], '{}'],
+    ['c', 'close', true, ['t.fin.a', 't.chat.*'], '{}'],
+    ['node', 'close', false, ['t.fin.a', '#.eu'], '{"prio":3}'],
+  ];
+  FIN.forEach(([client, end, lag, pats, filt], i) => {
+    const { id, start, sid } = subscribe(pats, filt);
+    const flags = [...(lag ? ['lag'] : []), `end=${end}`, `sid=${sid}`].join(',');
+    line([`fin${i}-${client}`, client, `/events/${id}`, '-', 'header', flags, pats.join(','), filt, start]);
+  });
+  const finPats = ['t.fin.a', 't.misc'];
+  line(['fin6-node', 'node', '/events?' + finPats.map((p) => 'channel=' + encodeURIComponent(p)).join('&'), '-',
+    'header', 'end=close', finPats.join(','), '{}', 'head']);
 } else {
   process.stderr.write('usage: plan.mjs --phase pre|main --out FILE\n');
   process.exit(2);

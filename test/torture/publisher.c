@@ -56,6 +56,7 @@ static const char *channels[] = {
 	"t.orders.eu", "t.orders.us", "t.orders.asia",
 	"t.jobs.eu", "t.jobs.us", "t.jobs.eu.urgent",
 	"t.chat.general", "t.chat.random", "t.misc", "t.big.blob",
+	"t.fin.a", "t.fin.b",		/* named by the terminal subscribers (plan.mjs) */
 };
 #define N_CHANNELS (sizeof channels / sizeof channels[0])
 

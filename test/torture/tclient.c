@@ -29,13 +29,18 @@
  * SIGUSR1 disconnects and holds and SIGUSR2 releases (the harness prunes
  * the log in between).  SIGHUP switches to drain mode: no more random
  * disconnects, slow readers read at full speed.  SIGTERM or --seconds ends.
+ * "lag" subscribers are held off the same way, one at a time, while the
+ * file DIR/hold.<name> exists (acknowledged by DIR/held.<name>): the
+ * harness holds a terminal subscriber across the change that ends it, so
+ * it comes back below the marker and must replay up to it.
  *
  * Config (--config FILE, tab-separated, '#' comments), one subscriber a line:
  *   name client path initial_lid lid_mode flags patterns filter start
  * Only lines whose client is "c" are used here; initial_lid is "-" or an id;
  * lid_mode is "header" or "query" (used until the first event arrives, then
  * the Last-Event-ID header takes over); flags is a comma
- * list of slow, race, steady (no random disconnects), or "-".
+ * list of slow, race, steady (no random disconnects), lag, or "-" (other
+ * words, such as end=... and sid=..., are for the verifier).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -114,6 +119,8 @@ typedef struct sub {
 	char		initial_lid[32];
 	bool		lid_query;
 	bool		slow, race, steady;
+	bool		lag;			/* may be held by DIR/hold.<name> */
+	bool		lag_held;
 	FILE	   *log;
 
 	sub_state	state;
@@ -697,6 +704,7 @@ load_config(const char *path)
 		s->race = strstr(fld[5], "race") != NULL;
 		/* a slow reader keeps its connection until the bridge drops it */
 		s->steady = strstr(fld[5], "steady") != NULL || s->slow;
+		s->lag = strstr(fld[5], "lag") != NULL;
 		s->fd = -1;
 		s->retry_ms = 3000;
 		s->state = ST_WAIT;
@@ -771,7 +779,7 @@ handle_signals(void)
 	{
 		sig_release = 0;
 		for (int i = 0; i < n_subs; i++)
-			if (subs[i].state == ST_HELD)
+			if (subs[i].state == ST_HELD && !subs[i].lag_held)
 			{
 				subs[i].state = ST_WAIT;
 				subs[i].next_ms = t;
@@ -795,6 +803,58 @@ handle_signals(void)
 			}
 		}
 		write_state();
+	}
+}
+
+/*
+ * Lagging subscribers: held (disconnected) while DIR/hold.<name> exists,
+ * acknowledged by creating DIR/held.<name>; released when the file goes.
+ * Drain mode releases them too.
+ */
+static void
+lag_poll(double t)
+{
+	for (int i = 0; i < n_subs; i++)
+	{
+		sub		   *s = &subs[i];
+		char		hp[4096], ap[4200];
+		bool		want;
+
+		if (!s->lag)
+			continue;
+		if (snprintf(hp, sizeof hp, "%s/hold.%s", dir, s->name) >= (int) sizeof hp ||
+			snprintf(ap, sizeof ap, "%s/held.%s", dir, s->name) >= (int) sizeof ap)
+			continue;
+		want = !drain && access(hp, F_OK) == 0;
+		if (want && !s->lag_held)
+		{
+			FILE	   *f;
+
+			if (s->state != ST_DONE)
+			{
+				if (s->fd >= 0)
+				{
+					close(s->fd);
+					s->fd = -1;
+					log_end(s, "hold");
+				}
+				s->state = ST_HELD;
+			}
+			s->lag_held = true;
+			f = fopen(ap, "w");
+			if (f)
+				fclose(f);
+		}
+		else if (!want && s->lag_held)
+		{
+			s->lag_held = false;
+			unlink(ap);
+			if (s->state == ST_HELD)
+			{
+				s->state = ST_WAIT;
+				s->next_ms = t;
+			}
+		}
 	}
 }
 
@@ -856,6 +916,7 @@ main(int argc, char **argv)
 		int			timeout = 100;
 
 		handle_signals();
+		lag_poll(t);
 		for (int i = 0; i < n_subs; i++)
 		{
 			sub		   *s = &subs[i];

@@ -15,9 +15,15 @@
 // new EventSource that carries the last id, as an application would; 204
 // and 4xx end the subscriber.
 //
-// Signals: SIGHUP = drain (no more cuts), SIGTERM/SIGINT = exit.
+// A "lag" subscriber is held off (its EventSource closed) while the file
+// DIR/hold.<name> exists, acknowledged by DIR/held.<name>; when the file
+// goes, a new EventSource resumes from the last id seen (tclient.c does the
+// same).  A "close" event is logged like any other: wildcard streams get
+// it as an ordinary event.
+//
+// Signals: SIGHUP = drain (no more cuts, holds released), SIGTERM/SIGINT = exit.
 import { createHash } from 'node:crypto';
-import { openSync, readFileSync, writeSync, closeSync } from 'node:fs';
+import { openSync, readFileSync, writeSync, closeSync, existsSync, unlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 
@@ -38,7 +44,7 @@ const rand = () => {
   seed ^= seed << 5; seed >>>= 0;
   return seed / 4294967296;
 };
-const NAMES = ['message', 'update', 'job.done', 'cr\u00e9\u00e9'];
+const NAMES = ['message', 'update', 'job.done', 'cr\u00e9\u00e9', 'close'];
 
 let drain = false;
 const subs = [];
@@ -172,10 +178,34 @@ for (const line of readFileSync(args.config, 'utf8').split('\n')) {
   subs.push({
     name: f[0], path: f[2], initialLid: f[3], lidMode: f[4],
     steady: (f[5] || '').includes('steady'),
+    lag: (f[5] || '').includes('lag'), held: false,
     fd: openSync(path.join(dir, f[0] + '.log'), 'w'),
     attempts: 0, events: 0, cuts: 0, timers: new Set(), lastId: null, resumeLid: null,
   });
 }
+// lag holds: poll the hold files (see the header)
+setInterval(() => {
+  for (const s of subs) {
+    if (!s.lag) continue;
+    const want = !drain && existsSync(path.join(dir, 'hold.' + s.name));
+    const ack = path.join(dir, 'held.' + s.name);
+    if (want && !s.held) {
+      s.held = true;
+      if (!s.done) {
+        try { s.es.close(); } catch { /* closing anyway */ }
+        logLine(s, { k: 'x', why: 'hold' });
+      }
+      closeSync(openSync(ack, 'w'));
+    } else if (!want && s.held) {
+      s.held = false;
+      try { unlinkSync(ack); } catch { /* gone already */ }
+      if (!s.done && !stopping) {
+        s.resumeLid = s.lastId;
+        open(s);
+      }
+    }
+  }
+}, 50);
 process.on('SIGHUP', () => {
   drain = true;
   for (const s of subs) {

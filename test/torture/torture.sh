@@ -298,6 +298,110 @@ change_subs &
 change_pid=$!
 pids+=("$change_pid")
 
+# ------------------------------------------------------------------ terminal changes
+# The terminal subscribers of plan.mjs (flags end=...) are ended while the
+# publishers run, each at a random time in the middle 15-80 % of publishing:
+# sse_unsubscribe, expiry (last_seen moved back a day, then sse_expire(), in
+# one transaction or two) or one sse_close('t.fin.a'), which ends every
+# close subscriber (they name t.fin.a literally).  Half the time another
+# change of the same subscription comes first in the same transaction.  A
+# "lag" subscriber is held off (DIR/hold.<name>, see tclient.c) from before
+# its change until events have piled up after it, so it resumes below the
+# marker and must replay up to it.  A change whose psql fails (the database
+# restarting) is retried until the database shows it took effect.  Each
+# change done appends its kind to DIR/ends.log.
+end_subs() {
+  local -a jobs=() lagc=() order=()
+  local name path flags id kind pre sql i j t at h0 t0 nj
+  local closeids='' closelag=''
+  local filts=('{}' '{"region":"eu"}' '{"kind":"order"}' '{"prio":3}')
+  while IFS=$'\t' read -r name _ path _ _ flags _; do
+    case ",$flags," in *,end=*) ;; *) continue ;; esac
+    id=${path#/events/}; [ "$id" = "$path" ] && id=''
+    kind=${flags##*end=}; kind=${kind%%,*}
+    case ",$flags," in *,lag,*) lag=$name ;; *) lag='' ;; esac
+    if [ "$kind" = close ]; then
+      [ -n "$id" ] && closeids="$closeids $id"
+      [ -n "$lag" ] && closelag="$closelag $lag"
+    else
+      jobs+=("$kind $id -- $lag")
+    fi
+  done <"$config"
+  [ -n "$closeids" ] && jobs+=("close$closeids --$closelag")
+  nj=${#jobs[@]}
+  [ "$nj" -gt 0 ] || return 0
+  # a random order, then one job per slot of the 15-80 % window
+  for ((i = 0; i < nj; i++)); do order+=("$i"); done
+  for ((i = nj - 1; i > 0; i--)); do
+    j=$((RANDOM % (i + 1))); t=${order[$i]}; order[$i]=${order[$j]}; order[$j]=$t
+  done
+  t0=$SECONDS
+  for ((i = 0; i < nj; i++)); do
+    at=$((t0 + duration * 15 / 100 + duration * 65 * i / (100 * nj) + RANDOM % (duration * 65 / (100 * nj) + 1)))
+    while [ $SECONDS -lt $at ] && kill -0 "$pub_pid" 2>/dev/null; do sleep 0.2; done
+    end_one ${jobs[${order[$i]}]}
+  done
+}
+
+# end_one KIND ID... -- [LAGNAME...]: the change of ID (close: of one of
+# the IDs, with sse_close), holding the named lagging subscribers across it.
+end_one() {
+  local kind=$1 id ids=() lags=() pre='' sql check n t h0 try
+  shift
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do ids+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  lags=("$@")
+  id=${ids[$((RANDOM % ${#ids[@]}))]}
+  for n in "${lags[@]}"; do : >"$work/hold.$n"; done
+  t=$((SECONDS + 10))
+  for n in "${lags[@]}"; do
+    until [ -e "$work/held.$n" ]; do
+      [ $SECONDS -lt $t ] || { log "$n not held"; break; }
+      sleep 0.05
+    done
+  done
+  if [ ${#lags[@]} -gt 0 ]; then
+    h0=$(head_id); t=$((SECONDS + 5))
+    while [ "$(head_id)" -le $((h0 + 20)) ] 2>/dev/null && [ $SECONDS -lt $t ]; do sleep 0.1; done
+  fi
+  if [ $((RANDOM % 2)) = 0 ]; then
+    if [ $((RANDOM % 2)) = 0 ]; then
+      pre="SELECT sse_subscription_add('$id', ARRAY['t.misc']);"
+    else
+      pre="SELECT sse_subscription_set_filter('$id', '${filts[$((RANDOM % ${#filts[@]}))]}'::jsonb);"
+    fi
+  fi
+  case $kind in
+    unsubscribe)
+      sql="BEGIN; $pre SELECT sse_unsubscribe('$id'); COMMIT;"
+      check="SELECT count(*) = 0 FROM sse_bridge.subscriptions WHERE id = '$id'" ;;
+    expire)
+      sql="BEGIN; $pre UPDATE sse_bridge.subscriptions SET last_seen = now() - interval '1 day' WHERE id = '$id';"
+      if [ $((RANDOM % 3)) = 0 ]; then sql="$sql COMMIT; SELECT sse_expire();"; else sql="$sql SELECT sse_expire(); COMMIT;"; fi
+      check="SELECT count(*) = 0 FROM sse_bridge.subscriptions WHERE id = '$id'" ;;
+    close)
+      sql="BEGIN; $pre SELECT sse_close('t.fin.a'); COMMIT;"
+      check="SELECT closed_at IS NOT NULL FROM sse_bridge.subscriptions WHERE id = '$id'" ;;
+  esac
+  for try in 1 2 3 4 5 6 7 8 9 10; do
+    psql -qAtX -v ON_ERROR_STOP=1 -c "$sql" >/dev/null 2>>"$work/ends.err"
+    if [ "$(psql -qAtX -c "$check" 2>/dev/null)" = t ]; then
+      echo "$kind" >>"$work/ends.log"
+      log "sub_$kind: $id${lags[*]:+ (held: ${lags[*]})}"
+      break
+    fi
+    sleep 0.5
+  done
+  if [ ${#lags[@]} -gt 0 ]; then
+    h0=$(head_id); t=$((SECONDS + 5))
+    while [ "$(head_id)" -le $((h0 + 20)) ] 2>/dev/null && [ $SECONDS -lt $t ]; do sleep 0.1; done
+  fi
+  for n in "${lags[@]}"; do rm -f "$work/hold.$n"; done
+}
+end_subs &
+end_pid=$!
+pids+=("$end_pid")
+
 # ------------------------------------------------------------------ faults
 declare -A faults=([bridge_kill]=0 [pg_fast]=0 [pg_immediate]=0 [prune]=0 [prune_race]=0 [prune_concurrent]=0)
 
@@ -376,6 +480,11 @@ wait "$pub_pid"; pub_rc=$?
 wait "$change_pid" 2>/dev/null
 sub_changes=$(cat "$work/changes.count" 2>/dev/null || echo 0)
 log "subscription changes committed: $sub_changes"
+wait "$end_pid" 2>/dev/null
+for f in unsubscribe expire close; do
+  n=$(grep -cx "$f" "$work/ends.log" 2>/dev/null); faults[sub_$f]=${n:-0}
+done
+log "terminal changes: unsubscribe=${faults[sub_unsubscribe]} expire=${faults[sub_expire]} close=${faults[sub_close]}"
 log "publishing done (rc $pub_rc): $(cat "$work/publisher.out")"
 [ -s "$work/publisher.err" ] && { log "publisher messages:"; sort "$work/publisher.err" | uniq -c | sort -rn | head -5; }
 
@@ -418,7 +527,8 @@ fault_list=$(for f in "${!faults[@]}"; do printf '%s=%s,' "$f" "${faults[$f]}"; 
 "$bin/verify" --config "$config" --dir "$work" --faults "$fault_list" | tee "$work/verdict.txt"
 rc=${PIPESTATUS[0]}
 [ "$pub_rc" -eq 0 ] || { log "publisher failed"; rc=1; }
-for f in bridge_kill pg_fast pg_immediate prune_race prune_concurrent slow_drop sub_change; do
+for f in bridge_kill pg_fast pg_immediate prune_race prune_concurrent slow_drop sub_change \
+         sub_unsubscribe sub_expire sub_close; do
   if [ "${faults[$f]}" -eq 0 ]; then log "fault $f was never injected"; rc=1; fi
 done
 

@@ -88,6 +88,7 @@ typedef struct marker {
 	char	   *patterns[MAX_PATTERNS];
 	char	   *filter;			/* compact JSON */
 	bool		active;
+	bool		closed;			/* state "closed" (else "dropped" when !active) */
 	bool	   *match;			/* filter bitmap, on first use */
 } marker;
 
@@ -379,6 +380,10 @@ typedef struct subscriber {
 	bool	   *expected;		/* by row index; NULL until start known */
 	size_t		n_expected;
 	int64_t		last_expected;
+	/* the stream's end, found by compute_expected: -1 = none */
+	int64_t		end_id;			/* its close event or dropped marker */
+	int			end_status;		/* the final answer it must get: 204 or 404 */
+	bool		expire;			/* flags end=expire: a prefix may do (header) */
 
 	FILE	   *log;
 	rec		   *recs;
@@ -539,6 +544,7 @@ load_markers(void)
 			m->patterns[m->n_patterns++] = strdup(json_string_value(json_array_get(ch, k)));
 		m->filter = json_dumps(json_object_get(j, "filter"), JSON_COMPACT);
 		m->active = strcmp(json_string_value(json_object_get(j, "state")) ?: "", "active") == 0;
+		m->closed = strcmp(json_string_value(json_object_get(j, "state")) ?: "", "closed") == 0;
 		n_markers++;
 		json_decref(j);
 	}
@@ -580,7 +586,11 @@ load_config(const char *path)
 		for (char *t = strtok_r(fld[6], ",", &ps); t && s->n_patterns < MAX_PATTERNS; t = strtok_r(NULL, ",", &ps))
 			s->patterns[s->n_patterns++] = strdup(t);
 		s->filter = strdup(fld[7]);
-		if (strncmp(fld[2], "/events/", 8) == 0)
+		s->expire = strstr(fld[5], "end=expire") != NULL;
+		s->end_id = -1;
+		if (strncmp(fld[2], "/events/", 8) == 0 && strstr(fld[5], "sid="))
+			s->sid = atoll(strstr(fld[5], "sid=") + 4);	/* its row may be gone */
+		else if (strncmp(fld[2], "/events/", 8) == 0)
 		{
 			const char *vals[1] = {fld[2] + 8};
 			PGresult   *r = must(PQexecParams(conn, "SELECT sid FROM sse_bridge.subscriptions "
@@ -721,7 +731,15 @@ compute_expected(subscriber *s)
 			npats = mk->n_patterns;
 			fm = mk->match;
 			active = mk->active;
+			if (!active && mk->id > s->start && s->end_id < 0)
+			{
+				/* unsubscribed, expired or closed: nothing after this */
+				s->end_id = mk->id;
+				s->end_status = mk->closed ? 204 : 404;
+			}
 		}
+		if (s->end_id >= 0)
+			break;
 		if (w->id <= s->start || !active)
 			continue;
 		for (int k = 0; k < npats; k++)
@@ -736,7 +754,21 @@ compute_expected(subscriber *s)
 		s->expected[i] = true;
 		s->n_expected++;
 		s->last_expected = w->id;
+		if (w->is_close && literal)
+		{
+			/* a close on a channel it names literally ends the stream */
+			s->end_id = w->id;
+			s->end_status = 204;
+			break;
+		}
 	}
+	/* an end after the last row */
+	for (; s->sid > 0 && s->end_id < 0 && mi < n_markers; mi++)
+		if (markers[mi].sid == s->sid && !markers[mi].active && markers[mi].id > s->start)
+		{
+			s->end_id = markers[mi].id;
+			s->end_status = markers[mi].closed ? 204 : 404;
+		}
 }
 
 /* ---------------------------------------------------------------- verdict */
@@ -745,6 +777,7 @@ typedef struct tally {
 	long		deliveries, lost, duplicated, reordered, corrupted, unexpected;
 	long		resets, bad_resets, reset_accounted, finals, cuts, connects;
 	long		no_start, switches, refused;
+	long		ends, past_end, unended, expiry_cut;
 } tally;
 
 static bool
@@ -769,6 +802,7 @@ judge(subscriber *s, const rec *recs, size_t n, tally *t, bool quiet)
 	int64_t		maxid = -1;
 	int			shown = 0;
 	int			last_port = 0;
+	bool		ended = false;
 
 #define SHOW(...) do { if (!quiet && shown++ < 8) { printf("  %s: ", s->name); printf(__VA_ARGS__); printf("\n"); } } while (0)
 
@@ -817,6 +851,13 @@ judge(subscriber *s, const rec *recs, size_t n, tally *t, bool quiet)
 					t->refused++;
 					continue;
 				}
+				if (s->end_id >= 0 && r->status == s->end_status && !ended)
+				{
+					/* the answer after its end: it stops reconnecting */
+					t->ends++;
+					ended = true;
+					continue;
+				}
 				t->finals++;
 				SHOW("final answer %d: %.200s", r->status, r->data);
 				continue;
@@ -836,6 +877,14 @@ judge(subscriber *s, const rec *recs, size_t n, tally *t, bool quiet)
 		}
 		t->deliveries++;
 		ssize_t		k = r->id >= 0 ? row_index(r->id) : -1;
+
+		if (s->end_id >= 0 && (r->id > s->end_id || ended))
+		{
+			t->past_end++;
+			SHOW("id %" PRId64 " (%s) received after its end at %" PRId64 "%s", r->id, r->ev,
+				 s->end_id, ended ? " and its final answer" : "");
+			continue;
+		}
 
 		if (k < 0 || !s->expected[k])
 		{
@@ -874,15 +923,24 @@ judge(subscriber *s, const rec *recs, size_t n, tally *t, bool quiet)
 				 r->id, r->ev, r->len, r->md5, rows[k].event, rows[k].len, rows[k].md5);
 		}
 	}
+	if (s->end_id >= 0 && !ended)
+	{
+		t->unended++;
+		SHOW("ended at %" PRId64 " but never got the final answer %d", s->end_id, s->end_status);
+	}
 	/* expected but never received */
 	int64_t		run_from = -1, run_to = -1;
 	long		run_n = 0;
+	/* expired: the tail after the last id received may be missing */
+	bool		prefix = s->expire && s->end_status == 404;
 
 	for (size_t i = 0; i <= n_rows; i++)
 	{
 		bool		miss = false;
 
-		if (i < n_rows && s->expected[i] && !seen[i])
+		if (i < n_rows && s->expected[i] && !seen[i] && prefix && rows[i].id > maxid)
+			t->expiry_cut++;
+		else if (i < n_rows && s->expected[i] && !seen[i])
 		{
 			if (covered(rs, n_rs, rows[i].id))
 				t->reset_accounted++;
@@ -918,6 +976,17 @@ reached(subscriber *s)
 	compute_expected(s);
 	if (!s->expected)
 		return false;
+	/*
+	 * A stream that has ended (close, unsubscribe, expiry) gets no fresh
+	 * ready: it is done once it got its final answer.
+	 */
+	if (s->end_id >= 0)
+	{
+		for (size_t i = 0; i < s->n_recs; i++)
+			if (s->recs[i].kind == R_FINAL && s->recs[i].status < 500)
+				return true;
+		return false;
+	}
 	/* after the drain marker the harness restarts both bridges: wait for
 	 * a fresh ready, so the final replay is part of what is judged */
 	bool		ready_after_mark = true;
@@ -1045,7 +1114,7 @@ check_publishers(void)
 	for (size_t i = 0; i < n_rows; i++)
 		if (rows[i].tag)
 			tags[n_tags++] = (tagref) {rows[i].tag, i};
-		else
+		else if (!rows[i].is_close)	/* closes come from the harness */
 			untagged++;
 	qsort(tags, n_tags, sizeof(tagref), cmp_tag);
 	for (size_t i = 1; i < n_tags; i++)
@@ -1173,6 +1242,67 @@ check_publishers(void)
 
 /* ---------------------------------------------------------------- self-check */
 
+/*
+ * On a subscriber that ended (close, unsubscribe, expiry) and got its final
+ * answer: a delivery of the row just after its end, slipped in before the
+ * final answer, must count as past_end; without the final answer it must
+ * count as unended.
+ */
+static bool
+self_check_end(void)
+{
+	subscriber *s = NULL;
+	size_t		fin = 0;
+	ssize_t		after = -1;
+
+	for (int i = 0; i < n_subs && !s; i++)
+	{
+		if (!subs[i].expected || subs[i].end_id < 0)
+			continue;
+		for (size_t k = 0; k < subs[i].n_recs; k++)
+			if (subs[i].recs[k].kind == R_FINAL && subs[i].recs[k].status == subs[i].end_status)
+			{
+				fin = k;
+				s = &subs[i];
+				break;
+			}
+	}
+	if (s)
+		for (size_t i = 0; i < n_rows && after < 0; i++)
+			if (rows[i].id > s->end_id)
+				after = (ssize_t) i;
+	if (!s || after < 0)
+	{
+		printf("self-check: FAILED (no ended subscriber with a row after its end)\n");
+		return false;
+	}
+	tally		base = {0}, t = {0};
+	rec		   *m = malloc((s->n_recs + 1) * sizeof(rec));
+	rec			extra = {.kind = R_EVENT, .id = rows[after].id, .ev = rows[after].event,
+	.len = rows[after].len};
+	bool		ok;
+
+	snprintf(extra.md5, sizeof extra.md5, "%s", rows[after].md5);
+	judge(s, s->recs, s->n_recs, &base, true);
+	memcpy(m, s->recs, fin * sizeof(rec));
+	m[fin] = extra;
+	memcpy(m + fin + 1, s->recs + fin, (s->n_recs - fin) * sizeof(rec));
+	judge(s, m, s->n_recs + 1, &t, true);
+	ok = t.past_end == base.past_end + 1;
+	long		past = t.past_end - base.past_end;
+
+	memcpy(m, s->recs, fin * sizeof(rec));
+	memcpy(m + fin, s->recs + fin + 1, (s->n_recs - fin - 1) * sizeof(rec));
+	t = (tally) {0};
+	judge(s, m, s->n_recs - 1, &t, true);
+	ok &= t.unended == base.unended + 1;
+	free(m);
+	printf("self-check on %s (ended at %" PRId64 "): %s: id %" PRId64 " after the end -> past_end %ld, "
+		   "no final answer -> unended %ld\n", s->name, s->end_id, ok ? "ok" : "FAILED",
+		   rows[after].id, past, t.unended - base.unended);
+	return ok;
+}
+
 static bool
 self_check(void)
 {
@@ -1253,7 +1383,7 @@ self_check(void)
 			 t.corrupted - base.corrupted);
 	free(m);
 	printf("self-check on %s: %s: %s\n", s->name, ok ? "ok" : "FAILED", out);
-	return ok;
+	return self_check_end() && ok;
 }
 
 /* ---------------------------------------------------------------- main */
@@ -1314,7 +1444,7 @@ main(int argc, char **argv)
 		compute_expected(&subs[i]);
 		judge(&subs[i], subs[i].recs, subs[i].n_recs, &one, false);
 		if (one.lost || one.duplicated || one.reordered || one.corrupted || one.unexpected ||
-			one.bad_resets || one.finals || one.no_start)
+			one.bad_resets || one.finals || one.no_start || one.past_end || one.unended)
 			per_sub_bad++;
 #define ADD(f) t.f += one.f
 		ADD(deliveries);
@@ -1332,10 +1462,21 @@ main(int argc, char **argv)
 		ADD(no_start);
 		ADD(switches);
 		ADD(refused);
+		ADD(ends);
+		ADD(past_end);
+		ADD(unended);
+		ADD(expiry_cut);
 #undef ADD
 		if (one.resets)
 			printf("  %s: %ld reset(s) accounted for %ld of its %zu expected ids\n",
 				   subs[i].name, one.resets, one.reset_accounted, subs[i].n_expected);
+		if (subs[i].end_id >= 0)
+			printf("  %s: ended at %" PRId64 " (%s): %zu expected ids up to it, %ld not received "
+				   "(%ld lost, %ld after the last one received, expired), final answer %s\n",
+				   subs[i].name, subs[i].end_id,
+				   subs[i].end_status == 204 ? "closed" : subs[i].expire ? "expired" : "dropped",
+				   subs[i].n_expected, one.lost + one.expiry_cut + one.reset_accounted, one.lost,
+				   one.expiry_cut, one.ends ? (subs[i].end_status == 204 ? "204" : "404") : "missing");
 	}
 	long		pub_problems = check_publishers();
 	long		injected = 0;
@@ -1354,12 +1495,15 @@ main(int argc, char **argv)
 		   "final_answers=%ld refused_503=%ld no_start=%ld bad_log_lines=%ld injected={%s}\n",
 		   n_rows, pruned_through, t.resets, t.reset_accounted, t.cuts, t.connects, t.switches,
 		   t.corrupted, t.unexpected, t.bad_resets, t.finals, t.refused, t.no_start, bad_lines, faults);
+	printf("ends: ended=%ld past_end=%ld unended=%ld expired_tail=%ld\n",
+		   t.ends, t.past_end, t.unended, t.expiry_cut);
 	bool		sc = self_check();
 
 	printf("subscribers=%d events=%zu deliveries=%ld faults=%ld lost=%ld duplicated=%ld reordered=%ld\n",
 		   n_subs, n_rows, t.deliveries, injected + t.cuts, t.lost, t.duplicated, t.reordered);
 	bool		fail = t.lost || t.duplicated || t.reordered || t.corrupted || t.unexpected ||
-		t.bad_resets || t.finals || t.no_start || bad_lines || pub_problems || !sc ||
+		t.bad_resets || t.finals || t.no_start || t.past_end || t.unended ||
+		bad_lines || pub_problems || !sc ||
 		n_rows == 0 || t.deliveries == 0;
 
 	if (fail)
