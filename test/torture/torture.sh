@@ -25,12 +25,21 @@
 #     held off (they must get "reset"), and sse_prune concurrent with their
 #     reconnection;
 #   - subscription changes (add, remove, set_filter; alone or two in one
-#     transaction) racing the publishers, on the plain subscriptions.
+#     transaction) racing the publishers, on the plain subscriptions;
+#   - terminal changes racing the publishers (end_subs): the 7 "fin"
+#     subscribers of plan.mjs are ended by sse_unsubscribe, by expiry
+#     (sse_expire after last_seen is moved back) or by one sse_close of a
+#     channel they name literally, sometimes after another change in the
+#     same transaction; "lag" ones are held disconnected across the change,
+#     so they come back below the marker and must replay up to it.  Each
+#     kind counts as a fault (sub_unsubscribe, sub_expire, sub_close).
 # Then publishers stop, both bridges are killed once more, clients drain
 # (verify --wait: every subscriber has a fresh "ready" and its last expected
-# id, with a deadline) and verify prints the verdict (see verify.c): each
-# subscriber's deliveries equal, in id order, the committed rows that match
-# it; ids are excused only by a reset whose range ends at a value
+# id, or, once ended, its final answer, with a deadline) and verify prints
+# the verdict (see verify.c): each subscriber's deliveries equal, in id
+# order, the committed rows that match it, up to its end for an ended one
+# (which must then get 204 after a close, 404 after a drop, and nothing
+# else); ids are excused only by a reset whose range ends at a value
 # pruned_through really had.  Any fault kind that was never injected (the
 # slow-client drop is read from the bridges' /metrics) also fails the run.
 # Environment: TORTURE_SEED, TORTURE_SUBSCRIBERS (56), TORTURE_PUBLISHERS

@@ -19,7 +19,24 @@
  *                          channel it names literally bypasses the filter),
  * in id order.  A subscription's patterns and filter are those valid at the
  * row: the definition of its newest "$sub" marker below the row's id (the
- * harness changes subscriptions while publishers run), or its initial one.  The received sequence must equal it exactly:
+ * harness changes subscriptions while publishers run), or its initial one.
+ *
+ * Ends.  A stream ends at the first of: a close event on a channel one of
+ * its patterns names literally (the close is its last expected row; final
+ * answer 204), or a marker of its subscription with state "closed" (204) or
+ * "dropped" (unsubscribe or expiry; 404).  Nothing above the end is
+ * expected; the client must get that final answer (after which it stops
+ * reconnecting) and no delivery above the end.  Expiry is the one case
+ * where a reader may lose events: a reader that was away when its
+ * subscription expired gets 404 on return, so for a subscriber flagged
+ * end=expire (plan.mjs) the expected ids above the last one it received
+ * are not counted as lost (expired_tail); it must still have received a
+ * prefix of its expected sequence, with nothing missing below its last
+ * delivery, out of order or duplicated.  A reader of an unsubscribed or
+ * closed subscription gets everything up to the end, whenever it comes
+ * back.
+ *
+ * The received sequence must equal it exactly:
  *   lost        expected ids never received and not announced by a reset
  *   duplicated  ids received more than once
  *   reordered   ids received after a larger id
@@ -27,6 +44,9 @@
  *   unexpected  ids received that are not in the expected set
  *   bad_resets  resets that claim ids that were never pruned, or that
  *               cannot be read
+ *   past_end    deliveries above the stream's end, or after its final answer
+ *   unended     ended streams that never got their final answer
+ *   final answers other than 503 and the one after an end also fail
  * An id is "accounted for" by a reset only if the reset's lost range covers
  * it and the range ends at a value pruned_through really had (the harness
  * logs every value it sets in DIR/prune.log).
@@ -39,11 +59,15 @@
  * Modes:
  *   --wait SECONDS  poll the client logs until every subscriber has
  *                   received (or been told by a reset it lost) the last id
- *                   it expects, or the deadline passes; exit 0 / 1.
+ *                   it expects, or the deadline passes; exit 0 / 1.  An
+ *                   ended subscriber is done once it has a final answer
+ *                   (no fresh "ready" is awaited from it).
  *   (default)       print the verdict; exit 1 on any difference.
  * The verdict run always ends with a self-check: it drops, duplicates,
  * swaps and corrupts one delivery of a real subscriber in memory and
- * requires each mutation to be reported.
+ * requires each mutation to be reported; on an ended subscriber it adds a
+ * delivery above the end (must count as past_end) and removes the final
+ * answer (must count as unended).
  */
 #define _GNU_SOURCE
 #include <errno.h>
