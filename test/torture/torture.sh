@@ -166,6 +166,11 @@ SQL
 # than $1 (an interval; empty = copy only).  Both in one transaction.
 copy_and_prune() {
   local age=${1:-}
+  # no prune while a lagging reader is away across its end (end_one): a
+  # prune past the end would take the tombstone or close row with it, and
+  # the reader would rightly get its final answer without those events
+  local tw=$((SECONDS + 30))
+  while [ -n "$age" ] && [ -e "$work/noprune" ] && [ $SECONDS -lt $tw ]; do sleep 0.1; done
   psql -qAtX -v ON_ERROR_STOP=1 -v age="$age" >>"$work/prune.log" 2>&1 <<'SQL'
 -- also before: a crash may have hidden the value the previous call set
 SELECT 'pruned_through=' || pruned_through FROM sse_bridge.meta;
@@ -361,6 +366,7 @@ end_one() {
   [ $# -gt 0 ] && shift
   lags=("$@")
   id=${ids[$((RANDOM % ${#ids[@]}))]}
+  [ ${#lags[@]} -gt 0 ] && : >"$work/noprune"
   for n in "${lags[@]}"; do : >"$work/hold.$n"; done
   t=$((SECONDS + 10))
   for n in "${lags[@]}"; do
@@ -405,7 +411,18 @@ end_one() {
     h0=$(head_id); t=$((SECONDS + 5))
     while [ "$(head_id)" -le $((h0 + 20)) ] 2>/dev/null && [ $SECONDS -lt $t ]; do sleep 0.1; done
   fi
-  for n in "${lags[@]}"; do rm -f "$work/hold.$n"; done
+  # release, and allow prunes again once each is back (an event, ready,
+  # reset or final answer after the release)
+  local -A mark=()
+  for n in "${lags[@]}"; do mark[$n]=$(wc -l <"$work/$n.log"); rm -f "$work/hold.$n"; done
+  t=$((SECONDS + 15))
+  for n in "${lags[@]}"; do
+    until tail -n +$((mark[$n] + 1)) "$work/$n.log" | grep -q '"k":"[efyr]"'; do
+      [ $SECONDS -lt $t ] || { log "$n not back after its hold"; break; }
+      sleep 0.1
+    done
+  done
+  rm -f "$work/noprune"
 }
 end_subs &
 end_pid=$!
