@@ -95,11 +95,12 @@ function makeFetch(s) {
     u.port = String(ports[Math.floor(rand() * ports.length)]);
     const headers = { ...(init.headers || {}) };
     s.attempts++;
-    // a new EventSource after a 503 resumes from the last id seen; otherwise
-    // the configured starting point holds until EventSource has an id of its own
+    // a new EventSource (after a 503 or a lag hold) resumes from the last id
+    // seen, on every attempt until it has an id of its own (a failed first
+    // attempt must not fall back to the start); otherwise the configured
+    // starting point holds until EventSource has an id of its own
     if (s.resumeLid && !headers['Last-Event-ID']) headers['Last-Event-ID'] = s.resumeLid;
     if (!headers['Last-Event-ID'] && s.initialLid !== '-' && s.lidMode === 'header') headers['Last-Event-ID'] = s.initialLid;
-    s.resumeLid = null;
     logLine(s, { k: 'c', port: Number(u.port), lid: headers['Last-Event-ID'] || '' });
     let res;
     try {

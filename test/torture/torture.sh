@@ -389,7 +389,10 @@ end_one() {
   case $kind in
     unsubscribe)
       sql="BEGIN; $pre SELECT sse_unsubscribe('$id'); COMMIT;"
-      check="SELECT count(*) = 0 FROM sse_bridge.subscriptions WHERE id = '$id'" ;;
+      # gone, or kept as a tombstone whose newest version is "dropped"
+      check="SELECT coalesce((SELECT v.state = 'dropped' FROM sse_bridge.subscriptions s
+               JOIN sse_bridge.subscription_versions v USING (sid)
+               WHERE s.id = '$id' ORDER BY v.from_id DESC LIMIT 1), true)" ;;
     expire)
       sql="BEGIN; $pre UPDATE sse_bridge.subscriptions SET last_seen = now() - interval '1 day' WHERE id = '$id';"
       if [ $((RANDOM % 3)) = 0 ]; then sql="$sql COMMIT; SELECT sse_expire();"; else sql="$sql SELECT sse_expire(); COMMIT;"; fi
