@@ -424,6 +424,7 @@ end_one() {
       [ $SECONDS -lt $t ] || { log "$n not back after its hold"; break; }
       sleep 0.1
     done
+    log "$n back from its hold: $(tail -n +$((mark[$n] + 1)) "$work/$n.log" | grep -m1 '"k":"c"')"
   done
   rm -f "$work/noprune"
 }
