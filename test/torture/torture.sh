@@ -15,7 +15,7 @@
 #   - two bridges on the same database (B with a small --client-queue and
 #     replay cache); every subscriber picks one at random on each connection
 #     (the slow reader always takes B);
-#   - 56 subscribers (plan.mjs): ad-hoc patterns, server-side subscriptions
+#   - 56 subscribers (plan.mjs; 7 terminal ones more, below): ad-hoc patterns, server-side subscriptions
 #     and JSON filters, on tclient.c (C) and the npm eventsource client
 #     (tnode.mjs), with random disconnects, one slow reader that the bridges
 #     must drop, and "race" subscribers held off while the log is pruned;
