@@ -61,6 +61,7 @@
 #include "sse_filter.h"
 #include "sse_match.h"
 #include "stream.h"
+#include "subdef.h"
 #include "wire.h"
 #include "work.h"
 
@@ -234,193 +235,6 @@ stream_free_spec(stream *st)
 	st->sub.filter = NULL;
 }
 
-void
-stream_def_clear(sub_def *d)
-{
-	for (size_t i = 0; d->patterns != NULL && i < d->npatterns; i++)
-		free(d->patterns[i]);
-	free(d->patterns);
-	sse_filter_free(d->filter);
-	memset(d, 0, sizeof(*d));
-}
-
-/*
- * Top-level members of a definition's JSON text, found without building a
- * tree, so the filter's own text (numbers exactly as written) goes to
- * sse_filter_compile.  Each helper returns the index after what it skipped,
- * or 0 when the text is malformed there.
- */
-static size_t
-def_ws(const char *s, size_t i, size_t n)
-{
-	while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
-		i++;
-	return i;
-}
-
-static size_t
-def_string(const char *s, size_t i, size_t n)
-{
-	for (i++; i < n; i++) {
-		if (s[i] == '\\')
-			i++;
-		else if (s[i] == '"')
-			return i + 1;
-	}
-	return 0;
-}
-
-static size_t
-def_value(const char *s, size_t i, size_t n)
-{
-	size_t		depth = 0;
-
-	if (i >= n)
-		return 0;
-	if (s[i] == '"')
-		return def_string(s, i, n);
-	if (s[i] != '{' && s[i] != '[') {
-		while (i < n && !strchr(",}] \t\r\n", s[i]))
-			i++;
-		return i;
-	}
-	while (i < n) {
-		if (s[i] == '"') {
-			if ((i = def_string(s, i, n)) == 0)
-				return 0;
-			continue;
-		}
-		if (s[i] == '{' || s[i] == '[')
-			depth++;
-		else if ((s[i] == '}' || s[i] == ']') && --depth == 0)
-			return i + 1;
-		i++;
-	}
-	return 0;
-}
-
-/* The text of the top-level member `key` of the object in s[0..n). */
-static bool
-def_member(const char *s, size_t n, const char *key, const char **v, size_t *vlen)
-{
-	size_t		i = def_ws(s, 0, n), klen = strlen(key);
-
-	if (i >= n || s[i] != '{')
-		return false;
-	for (i = def_ws(s, i + 1, n); i < n && s[i] == '"';) {
-		size_t		k = i + 1, e = def_string(s, i, n), vs;
-
-		if (e == 0)
-			return false;
-		i = def_ws(s, e, n);
-		if (i >= n || s[i] != ':')
-			return false;
-		vs = i = def_ws(s, i + 1, n);
-		if ((i = def_value(s, i, n)) == 0)
-			return false;
-		if (e - 1 - k == klen && memcmp(s + k, key, klen) == 0) {
-			*v = s + vs;
-			*vlen = i - vs;
-			return true;
-		}
-		i = def_ws(s, i, n);
-		if (i >= n || s[i] != ',')
-			return false;
-		i = def_ws(s, i + 1, n);
-	}
-	return false;
-}
-
-int64_t
-stream_def_sid(const char *text, size_t len)
-{
-	const char *v;
-	size_t		vlen;
-	int64_t		sid = 0;
-
-	if (!def_member(text, len, "sid", &v, &vlen) || vlen == 0 || vlen > 18)
-		return -1;
-	for (size_t i = 0; i < vlen; i++) {
-		if (v[i] < '0' || v[i] > '9')
-			return -1;
-		sid = sid * 10 + (v[i] - '0');
-	}
-	return sid > 0 ? sid : -1;
-}
-
-sub_def_status
-stream_def_parse(const char *text, size_t len, int64_t sid, sub_def *d, const char **why)
-{
-	const char *cv, *fv, *sv, *msg = NULL;
-	size_t		cl, fl, sl, n;
-	uint64_t	fails = mem_json_failures();
-	json_t	   *chans = NULL, *state = NULL;
-	sub_def_status rc = SUB_DEF_INVALID;
-	sse_json_status fs;
-
-	memset(d, 0, sizeof(*d));
-	*why = "not a subscription definition";
-	if (stream_def_sid(text, len) != sid || !def_member(text, len, "channels", &cv, &cl) ||
-		!def_member(text, len, "filter", &fv, &fl) || !def_member(text, len, "state", &sv, &sl))
-		return SUB_DEF_INVALID;
-	chans = json_loadb(cv, cl, 0, NULL);
-	state = json_loadb(sv, sl, JSON_DECODE_ANY, NULL);
-	if ((chans == NULL || state == NULL) && mem_json_failures() != fails) {
-		rc = SUB_DEF_OOM;
-		goto out;
-	}
-	if (!json_is_string(state))
-		goto out;
-	if (strcmp(json_string_value(state), "active") == 0)
-		d->state = SUB_ACTIVE;
-	else if (strcmp(json_string_value(state), "closed") == 0)
-		d->state = SUB_CLOSED;
-	else if (strcmp(json_string_value(state), "dropped") == 0)
-		d->state = SUB_DROPPED;
-	else
-		goto out;
-	*why = "invalid channel patterns";
-	if (!json_is_array(chans) || (n = json_array_size(chans)) == 0)
-		goto out;
-	if ((d->patterns = calloc(n, sizeof(char *))) == NULL) {
-		rc = SUB_DEF_OOM;
-		goto out;
-	}
-	d->npatterns = n;
-	for (size_t i = 0; i < n; i++) {
-		const char *p = json_string_value(json_array_get(chans, i));
-
-		if (p == NULL || sse_pattern_check(p, strlen(p)) != SSE_NAME_OK)
-			goto out;
-		if ((d->patterns[i] = strdup(p)) == NULL) {
-			rc = SUB_DEF_OOM;
-			goto out;
-		}
-	}
-	/* a filter the matcher cannot evaluate exactly refuses the definition */
-	fs = sse_filter_compile(fv, fl, &d->filter, &msg);
-	if (fs != SSE_JSON_OK) {
-		d->filter = NULL;
-		*why = msg ? msg : "a filter that cannot be evaluated";
-		rc = fs == SSE_JSON_NOMEM ? SUB_DEF_OOM : SUB_DEF_INVALID;
-		goto out;
-	}
-	if (sse_filter_is_empty(d->filter)) {
-		sse_filter_free(d->filter);
-		d->filter = NULL;
-	}
-	rc = SUB_DEF_OK;
-	*why = NULL;
-out:
-	json_decref(chans);
-	json_decref(state);
-	if (rc != SUB_DEF_OK)
-		stream_def_clear(d);
-	if (rc == SUB_DEF_OOM)
-		*why = "out of memory";
-	return rc;
-}
-
 /* st takes d's patterns and filter (d is left empty); in LIVE it rejoins the hub. */
 static bool
 stream_take_def(stream *st, sub_def *d)
@@ -458,7 +272,7 @@ stream_redefine(stream *st, event *marker)
 	const char *why;
 
 	assert(st->state == SS_REPLAYING || st->state == SS_LIVE);
-	rc = stream_def_parse(marker->data, marker->dlen, st->sid, &d, &why);
+	rc = subdef_parse(marker->data, marker->dlen, st->sid, &d, &why);
 	if (rc == SUB_DEF_OOM) {
 		client_fail(st->owner, "out of memory applying a subscription change");
 		return false;
@@ -473,7 +287,7 @@ stream_redefine(stream *st, event *marker)
 	if (d.state != SUB_ACTIVE) {
 		log_info("ending a stream: its subscription was %s at %" PRId64,
 				 d.state == SUB_CLOSED ? "closed" : "dropped", marker->id);
-		stream_def_clear(&d);
+		subdef_clear(&d);
 		client_end(st->owner);
 		return false;
 	}
@@ -484,7 +298,7 @@ stream_redefine(stream *st, event *marker)
 void
 stream_marker(event *ev)
 {
-	int64_t		sid = stream_def_sid(ev->data, ev->dlen);
+	int64_t		sid = subdef_sid(ev->data, ev->dlen);
 	sid_group  *g = sid > 0 ? hmap_get(&by_sid, &sid, sizeof(sid)) : NULL;
 	stream	   *st;
 
@@ -646,7 +460,7 @@ stream_opened_def(stream *st, const open_info *info, int64_t cursor)
 	sub_def_status rc = SUB_DEF_INVALID;
 
 	if (info->def_json != NULL && info->def_pos == at)
-		rc = stream_def_parse(info->def_json, strlen(info->def_json), info->sid, &d, &why);
+		rc = subdef_parse(info->def_json, strlen(info->def_json), info->sid, &d, &why);
 	switch (rc) {
 		case SUB_DEF_OK:
 			break;
@@ -667,12 +481,12 @@ stream_opened_def(stream *st, const open_info *info, int64_t cursor)
 			client_respond(c, resp_empty(204, c->origin, 0));
 		else
 			client_respond_error(c, 404, "not_found", "unknown or expired subscription");
-		stream_def_clear(&d);
+		subdef_clear(&d);
 		return false;
 	}
 	st->sid = info->sid;
 	if (!stream_join_sid(st)) {
-		stream_def_clear(&d);
+		subdef_clear(&d);
 		client_respond_error(c, 503, "unavailable", "out of memory");
 		return false;
 	}
@@ -936,7 +750,7 @@ replay_offer(stream *st, event *ev)
 
 	if (event_is_marker(ev)) {
 		stream_move(st, ev->id, ev->created_us);
-		if (st->sid == 0 || stream_def_sid(ev->data, ev->dlen) != st->sid)
+		if (st->sid == 0 || subdef_sid(ev->data, ev->dlen) != st->sid)
 			return RO_SKIPPED;
 		return stream_redefine(st, ev) ? RO_SKIPPED : RO_ENDED;
 	}
