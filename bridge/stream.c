@@ -86,7 +86,7 @@ static const char *const stream_state_names[SS_COUNT] = {
 static const uint8_t legal[SS_COUNT] = {
 	[SS_OPENING] = 1 << SS_REPLAYING | 1 << SS_ENDED,
 	[SS_REPLAYING] = 1 << SS_LIVE | 1 << SS_ENDED,
-	[SS_LIVE] = 1 << SS_ENDED,
+	[SS_LIVE] = 1 << SS_REPLAYING | 1 << SS_ENDED,	/* a subscription's reset */
 	[SS_ENDED] = 0,
 };
 
@@ -640,6 +640,105 @@ stream_release(client *c)
 	c->st = NULL;
 }
 
+/* ---- definition after a reset ---- */
+
+static void stream_redef_done(db_job *job, PGresult *res);
+
+/*
+ * A subscription stream after a reset (a prune gap, another timeline): the
+ * markers up to its new cursor are gone or were of a dead timeline, so it
+ * stops (a LIVE one leaves the hub) and reads the definition valid at its
+ * cursor before it replays on, in place: the response goes on.
+ */
+static void
+stream_redef(stream *st)
+{
+	assert(st->sid != 0 && (st->state == SS_REPLAYING || st->state == SS_LIVE));
+	if (st->state == SS_LIVE)
+		stream_set_state(st, SS_REPLAYING);
+	st->redef = true;
+	stream_step(st);			/* a job in flight steps it when it returns */
+}
+
+/* Ask for the definition at st's cursor (the open statement; st's one job). */
+static void
+stream_redef_read(stream *st)
+{
+	db_job	   *job = logread_open(st->sub_id, st->cursor, st->sub.patterns,
+								   st->sub.npatterns, stream_redef_done, st);
+
+	if (job == NULL)
+		client_fail(st->owner, "out of memory reading a subscription's definition");
+	else
+		stream_submit(st, job);
+}
+
+/*
+ * The definition at st's cursor arrived: apply it and replay on, after a
+ * prune reset if the log was pruned past the cursor meanwhile.  Anything
+ * else ends the stream and its client resumes through a fresh open, which
+ * decides (404, 204, another reset).
+ */
+static void
+stream_redef_done(db_job *job, PGresult *res)
+{
+	stream	   *st = job->owner;
+	uint64_t	job_timeline = st ? st->job_timeline : 0;
+	open_info	info;
+	sub_def		d;
+	const char *why = "no definition at that position";
+	sub_def_status rc = SUB_DEF_INVALID;
+	int64_t		at;
+
+	st = stream_claim(job, NULL);
+	if (st == NULL)
+		return;
+	assert(st->state == SS_REPLAYING && st->redef);
+	if (res != NULL && job_timeline != ring_timeline()) {
+		stream_step(st);		/* read before a timeline change: read again */
+		return;
+	}
+	if (!logread_open_answer(res, true, &info)) {
+		log_warn("reading a subscription's definition failed: %s",
+				 res ? PQresultErrorMessage(res) : "no answer within --db-timeout");
+		client_close(st->owner);
+		return;
+	}
+	at = info.pruned > st->cursor ? info.pruned : st->cursor;
+	if (!info.found || info.expired || info.sid != st->sid || info.def_pos != at ||
+		(st->cursor > info.pruned && st->cursor_us != LOGPOS_UNKNOWN &&
+		 st->cursor_us != LOGPOS_NO_ROW && info.at_us != st->cursor_us)) {
+		log_info("a subscription stream cannot go on in place after its reset; it resumes");
+		client_end(st->owner);
+		open_info_clear(&info);
+		return;
+	}
+	if (info.def_json != NULL)
+		rc = subdef_parse(info.def_json, strlen(info.def_json), st->sid, &d, &why);
+	open_info_clear(&info);
+	if (rc == SUB_DEF_OOM) {
+		client_fail(st->owner, "out of memory applying a subscription's definition");
+		return;
+	}
+	if (rc != SUB_DEF_OK) {
+		log_error("subscription %" PRId64 " at %" PRId64 ": %s; ending the stream", st->sid, at, why);
+		metrics.def_errors++;
+		client_end(st->owner);
+		return;
+	}
+	if (d.state != SUB_ACTIVE) {
+		subdef_clear(&d);
+		client_end(st->owner);	/* its client's open answers 204 or 404 */
+		return;
+	}
+	if (at > st->cursor)
+		stream_send_reset(st, st->cursor + 1, at);
+	stream_take_def(st, &d);	/* REPLAYING: no hub, cannot fail */
+	st->redef = false;
+	metrics.redefinitions++;
+	stream_step(st);
+}
+
 /* ---- live ---- */
 
 /* Queue ev for st; true when it ends the stream. */
@@ -688,12 +787,9 @@ stream_pruned(int64_t from, int64_t through)
 		client_send(st->owner, frame_ref(f));
 		if (through > st->cursor)
 			stream_move(st, through, LOGPOS_NO_ROW);
-		/*
-		 * Markers in the gap are lost too: a subscription stream ends after
-		 * the reset and resumes from its id with the definition valid there.
-		 */
+		/* markers in the gap are lost too: read the definition valid there */
 		if (st->sid != 0)
-			client_end(st->owner);
+			stream_redef(st);
 	}
 	frame_unref(f);
 }
@@ -715,11 +811,10 @@ stream_timeline(int64_t fork, int64_t fork_us)
 		stream_send_timeline(st, fork, fork_us, st->cursor);
 		/*
 		 * A subscription's markers after fork may be of the other timeline:
-		 * its stream ends after the reset and resumes from fork with the
-		 * definition valid there.
+		 * it reads the definition valid at fork on this one.
 		 */
 		if (st->sid != 0) {
-			client_end(st->owner);
+			stream_redef(st);
 			continue;
 		}
 		if (st->sub.seen > fork)
@@ -945,6 +1040,10 @@ replay_advance(stream *st, replay_quota *turn)
 		replay_park(st);
 		return false;
 	}
+	if (st->redef) {
+		stream_redef_read(st);	/* its answer resumes the replay */
+		return false;
+	}
 	if (!ring_valid() || st->cursor > ring_hi()) {
 		replay_park(st);
 		return false;
@@ -1005,8 +1104,8 @@ stream_page_done(db_job *job, PGresult *res)
 		client_close(st->owner);
 		return;
 	}
-	if (job_timeline != ring_timeline()) {
-		stream_step(st);		/* read before a timeline change: read again */
+	if (job_timeline != ring_timeline() || st->redef) {
+		stream_step(st);		/* read before a timeline change or a reset: read again */
 		return;
 	}
 	rows = PQntuples(res);
@@ -1025,8 +1124,8 @@ stream_page_done(db_job *job, PGresult *res)
 			return;
 		}
 		stream_send_reset(st, st->cursor + 1, pruned);
-		if (st->sid != 0) {		/* its markers in the gap are gone: resume anew */
-			client_end(st->owner);
+		if (st->sid != 0) {		/* its markers in the gap are gone */
+			stream_redef(st);
 			return;
 		}
 	}

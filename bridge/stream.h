@@ -67,6 +67,8 @@ typedef struct stream {
 	int64_t		forked_at;		/* >= 0: resumed from this position of another
 								 * timeline; the open is sent again from the start */
 	bool		in_group;		/* in its subscription's group (bysid) */
+	bool		redef;			/* REPLAYING: reads its definition at cursor
+								 * before anything else (after a reset) */
 	TAILQ_ENTRY(stream) link;	/* every stream */
 	TAILQ_ENTRY(stream) bysid;	/* the streams of one subscription */
 	TAILQ_ENTRY(stream) sched;	/* parked list or run queue (flags say which) */
