@@ -101,6 +101,24 @@ static const char logread_fork_sql[] =
 	"(SELECT " PGC "min(id) FROM sse_bridge.events WHERE event" OP("=") "'close'::" PGC "text " \
 	" AND channel" OP("=") "ANY(" list ") AND id" OP(">") "0::bigint) AS close_id"
 
+/*
+ * The first close event that ends subscription s by position: a close on a
+ * channel that is literally one of the patterns of the version valid at its
+ * id (the version with the greatest from_id below it).  Each version is
+ * searched in its own id range (from_id, next from_id) for each of its
+ * channels, through events_close_idx; every version's from_id is at least
+ * the creation marker, so a close before the subscription never counts.
+ */
+#define LOGREAD_SUB_CLOSE_SQL \
+	"(SELECT " PGC "min(e.id) FROM sse_bridge.subscription_versions v " \
+	"CROSS JOIN LATERAL (SELECT " PGC "min(n.from_id) AS until " \
+	" FROM sse_bridge.subscription_versions n " \
+	" WHERE n.sid" OP("=") "v.sid AND n.from_id" OP(">") "v.from_id) n " \
+	"JOIN sse_bridge.events e ON e.event" OP("=") "'close'::" PGC "text " \
+	" AND e.channel" OP("=") "ANY(v.channels) AND e.id" OP(">") "v.from_id " \
+	" AND (n.until IS NULL OR e.id" OP("<") "n.until) " \
+	"WHERE v.sid" OP("=") "s.sid) AS close_id"
+
 
 /*
  * Columns of open_adhoc (the first five) and open_sub (all).  head_us /
@@ -129,7 +147,7 @@ static const char logread_open_adhoc_sql[] =
  * cannot change what this statement does.
  */
 static const char logread_open_sub_sql[] =
-	LOGREAD_OPEN_HEAD LOGREAD_CLOSE_SQL("s.channels") ", "
+	LOGREAD_OPEN_HEAD LOGREAD_SUB_CLOSE_SQL ", "
 	"s.sid, s.start_id, " LOGREAD_US_AT("s.start_id") ", s.closed_at IS NOT NULL, "
 	"((s.last_seen" OP("+") "s.ttl)" OP("<") PGC "now()), "
 	"p.pos, v.def "
