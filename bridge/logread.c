@@ -127,7 +127,7 @@ static const char logread_fork_sql[] =
  */
 enum {OPEN_HEAD, OPEN_PRUNED, OPEN_HEAD_US, OPEN_AT_US, OPEN_CLOSE_ID, OPEN_SID,
 	OPEN_START_ID, OPEN_START_US, OPEN_CLOSED, OPEN_EXPIRED, OPEN_DEF_POS, OPEN_DEF,
-	OPEN_NCOLS};
+	OPEN_DROPPED, OPEN_NCOLS};
 
 #define LOGREAD_OPEN_HEAD \
 	"SELECT h.head, h.pruned_through, " LOGREAD_US_AT("h.head") ", " \
@@ -142,7 +142,8 @@ static const char logread_open_adhoc_sql[] =
  * with its definition valid at the position the stream starts from
  * (def_pos: the resume point, not before the creation marker, clamped to
  * the head, then moved up to the prune point; the same as stream_decide
- * followed by a reset), in the form of a marker's data.  Operators and
+ * followed by a reset), in the form of a marker's data, and whether the row
+ * is the tombstone of an unsubscribed subscription.  Operators and
  * functions are qualified with pg_catalog, so the session's search_path
  * cannot change what this statement does.
  */
@@ -150,7 +151,7 @@ static const char logread_open_sub_sql[] =
 	LOGREAD_OPEN_HEAD LOGREAD_SUB_CLOSE_SQL ", "
 	"s.sid, s.start_id, " LOGREAD_US_AT("s.start_id") ", s.closed_at IS NOT NULL, "
 	"((s.last_seen" OP("+") "s.ttl)" OP("<") PGC "now()), "
-	"p.pos, v.def "
+	"p.pos, v.def, s.dropped_at IS NOT NULL "
 	"FROM (" LOGREAD_HEAD_PRUNED_SQL ") h LEFT JOIN sse_bridge.subscriptions s "
 	"ON s.id" OP("=") "$1::" PGC "uuid "
 	"LEFT JOIN LATERAL (SELECT GREATEST(LEAST(GREATEST($2::bigint, s.start_id), h.head), "
@@ -566,6 +567,7 @@ logread_open_info(const PGresult *res, bool is_sub, open_info *info)
 	info->expired = logread_bool(res, 0, OPEN_EXPIRED);
 	info->def_pos = logread_int(res, 0, OPEN_DEF_POS, -1);
 	info->def_json = logread_text(res, 0, OPEN_DEF);
+	info->dropped = logread_bool(res, 0, OPEN_DROPPED);
 }
 
 bool

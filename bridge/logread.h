@@ -31,6 +31,7 @@ typedef struct open_info {
 	bool		found;			/* subscription row exists (ad hoc: true) */
 	bool		expired;
 	bool		closed;			/* closed_at is set */
+	bool		dropped;		/* a tombstone: unsubscribed, its def_id the drop */
 	int64_t		sid;
 	int64_t		def_pos;		/* position def_json was taken at, -1 none */
 	char	   *def_json;		/* definition valid at def_pos, as a marker's data;

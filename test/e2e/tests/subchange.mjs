@@ -244,7 +244,7 @@ test('unsubscribe: a reader behind the drop replays up to it and ends; at or aft
       // each event judged by the definition valid at its position, none after the drop
       const want = await expectedFor(s.sid, after, drop);
       assert.ok(want.length > 0 && want.every((r) => JSON.parse(r.data).n <= 5));
-      const st = cStream(`${url}/events/${s.id}`, { lastEventId: after, reconnect: 3 });
+      const st = cStream(`${url}/events/${s.id}`, { lastEventId: after, reconnect: 3, maxDelayMs: 200 });
       t.defer(st.close);
       await st.waitEnded(30_000);
       assertSameEvents(st.rows(), want, `reader after ${after} (${where})`);
