@@ -170,9 +170,13 @@ static char *logread_prune_sql;
 /*
  * Session settings, first on every connection: the server cancels a lock
  * wait at 80 % of --db-timeout and any statement at 90 %, before the
- * bridge's own deadline, so its error says which (db.h).
+ * bridge's own deadline, so its error says which (db.h).  JIT is off: every
+ * statement here reads a few rows through indexes, but the planner's
+ * estimates (meta has no statistics, open_sub's subqueries run per row of
+ * it) can pass jit_above_cost, and compiling then costs hundreds of
+ * milliseconds per open.
  */
-static char logread_session_buf[200];
+static char logread_session_buf[256];
 
 /*
  * The heartbeat of an idle link names both tables the bridge reads, so
@@ -254,7 +258,8 @@ logread_session_sql(uint64_t timeout_ms)
 
 	snprintf(logread_session_buf, sizeof(logread_session_buf),
 			 "SELECT pg_catalog.set_config('statement_timeout', '%" PRIu64 "', false), "
-			 "pg_catalog.set_config('lock_timeout', '%" PRIu64 "', false)",
+			 "pg_catalog.set_config('lock_timeout', '%" PRIu64 "', false), "
+			 "pg_catalog.set_config('jit', 'off', false)",
 			 stmt > 0 ? stmt : 1, lock > 0 ? lock : 1);
 	return logread_session_buf;
 }
