@@ -262,7 +262,10 @@ stream_take_def(stream *st, sub_def *d)
  * The stream's reading passed a marker of its subscription: every later
  * event is judged by the marker's definition.  False when the stream ends
  * here (dropped, closed, or a definition the bridge cannot apply: never
- * stream on unfiltered or with the old definition).
+ * stream on unfiltered or with the old definition).  A stream that ends at
+ * its drop first sends `ready` with the marker's position: its client holds
+ * everything up to there, so it resumes at the drop and gets 404 instead of
+ * replaying the same empty range again.
  */
 static bool
 stream_redefine(stream *st, event *marker)
@@ -287,6 +290,9 @@ stream_redefine(stream *st, event *marker)
 	if (d.state != SUB_ACTIVE) {
 		log_info("ending a stream: its subscription was %s at %" PRId64,
 				 d.state == SUB_CLOSED ? "closed" : "dropped", marker->id);
+		if (d.state == SUB_DROPPED)
+			client_send(st->owner, wire_ready(marker->id,
+											  logpos_fp(marker->id, marker->created_us)));
 		subdef_clear(&d);
 		client_end(st->owner);
 		return false;
@@ -337,6 +343,8 @@ stream_decide(const open_info *info, bool is_sub, int64_t last_event_id, int64_t
 
 	if (!info->found || info->expired)
 		return STREAM_NOT_FOUND;
+	if (is_sub && info->dropped && last_event_id < 0)
+		return STREAM_NOT_FOUND;	/* unsubscribed: only readers behind the drop go on */
 	if (is_sub)					/* nothing before the creation marker matches */
 		c = last_event_id > info->start_id ? last_event_id : info->start_id;
 	else

@@ -127,7 +127,7 @@ size_t		stream_count(void);
 typedef enum stream_decision {
 	STREAM_START,				/* 200 and stream from *cursor */
 	STREAM_GONE,				/* 204: closed at or before the start point */
-	STREAM_NOT_FOUND			/* 404 */
+	STREAM_NOT_FOUND			/* 404: unknown, expired, or a tombstone without a position */
 } stream_decision;
 
 /*

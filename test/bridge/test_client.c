@@ -106,6 +106,13 @@ test_decide(void **state)
 	i.expired = true;
 	assert_int_equal(stream_decide(&i, true, 50, &cur), STREAM_NOT_FOUND);
 	i.expired = false;
+	i.dropped = true;			/* a tombstone: only readers with a position go on */
+	assert_int_equal(stream_decide(&i, true, -1, &cur), STREAM_NOT_FOUND);
+	assert_int_equal(stream_decide(&i, true, 10, &cur), STREAM_START);
+	assert_int_equal(cur, 40);
+	assert_int_equal(stream_decide(&i, true, 50, &cur), STREAM_START);
+	assert_int_equal(cur, 50);
+	i.dropped = false;
 	i.found = false;
 	assert_int_equal(stream_decide(&i, true, -1, &cur), STREAM_NOT_FOUND);
 }
