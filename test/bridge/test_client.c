@@ -432,14 +432,17 @@ test_timeline(void **state)
 
 /*
  * The work link's one queued job, taken off the (never started) link, and
- * answered with one row of open_sub columns (NULL for a NULL string).
+ * answered with one row of open_sub columns (bridge/logread.c; NULL for a
+ * NULL string).
  */
+#define OPEN_COLS 13
+
 static void
-answer_open(const char *const vals[12])
+answer_open(const char *const vals[OPEN_COLS])
 {
 	db_job	   *job = br.work.head;
 	PGresult   *res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
-	PGresAttDesc attrs[12];
+	PGresAttDesc attrs[OPEN_COLS];
 
 	assert_non_null(job);
 	br.work.head = job->next;
@@ -447,10 +450,10 @@ answer_open(const char *const vals[12])
 		br.work.tail = NULL;
 	job->next = NULL;
 	memset(attrs, 0, sizeof(attrs));
-	for (int i = 0; i < 12; i++)
+	for (int i = 0; i < OPEN_COLS; i++)
 		attrs[i].name = (char *) "c";
-	assert_true(PQsetResultAttrs(res, 12, attrs));
-	for (int i = 0; i < 12; i++)
+	assert_true(PQsetResultAttrs(res, OPEN_COLS, attrs));
+	for (int i = 0; i < OPEN_COLS; i++)
 		assert_true(PQsetvalue(res, 0, i, (char *) vals[i], vals[i] ? (int) strlen(vals[i]) : -1));
 	job->done(job, res);
 	PQclear(res);
@@ -467,9 +470,9 @@ test_sub_redef_after_prune(void **state)
 {
 	client	   *c = client_new();
 	char	  **pats = calloc(1, sizeof(char *));
-	const char *const answer[12] = {
+	const char *const answer[OPEN_COLS] = {
 		"25", "22", NULL, NULL, NULL, "7", "1", NULL, "f", "f", "22",
-		"{\"sid\":7,\"channels\":[\"b\"],\"filter\":{},\"state\":\"active\"}"
+		"{\"sid\":7,\"channels\":[\"b\"],\"filter\":{},\"state\":\"active\"}", "f"
 	};
 	char	   *text;
 	stream	   *st;
