@@ -16,6 +16,12 @@ ALTER TABLE sse_bridge.subscriptions ADD COLUMN def_id bigint;
 UPDATE sse_bridge.subscriptions SET def_id = start_id;
 ALTER TABLE sse_bridge.subscriptions ALTER COLUMN def_id SET NOT NULL;
 
+-- sse_unsubscribe() keeps the row as a tombstone (dropped_at set, def_id the
+-- drop marker) so that a reader behind the drop can still finish its stream;
+-- no function finds a tombstone by its id, and sse_prune deletes it with
+-- the subscription's versions once the drop is pruned.
+ALTER TABLE sse_bridge.subscriptions ADD COLUMN dropped_at timestamptz;
+
 CREATE TABLE sse_bridge.subscription_versions (
     sid         bigint NOT NULL,          -- sse_bridge.subscriptions.sid
     from_id     bigint NOT NULL,          -- id of the marker: valid from here on

@@ -82,8 +82,14 @@ CREATE TABLE sse_bridge.subscriptions (
     created_at  timestamptz NOT NULL DEFAULT now(),
     last_seen   timestamptz NOT NULL DEFAULT now(),
     closed_at   timestamptz,              -- set by sse_close() on a channel it lists
-    def_id      bigint NOT NULL           -- log id of the current definition's marker
+    def_id      bigint NOT NULL,          -- log id of the current definition's marker
+    dropped_at  timestamptz               -- set by sse_unsubscribe(): a tombstone
 );
+
+-- sse_unsubscribe() keeps the row as a tombstone (dropped_at set, def_id the
+-- drop marker) so that a reader behind the drop can still finish its stream;
+-- no function finds a tombstone by its id, and sse_prune deletes it with
+-- the subscription's versions once the drop is pruned.
 
 -- Every definition a subscription has had, by log position: the definition
 -- valid at position L is the version with the greatest from_id <= L.  Each

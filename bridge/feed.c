@@ -166,7 +166,7 @@ feed_row(PGresult *res, int i, int64_t now_us)
 		return LR_NONE;
 	}
 	/* filters must never see a payload whose parse ran out of memory */
-	if (r == LR_OOM || (event_doc(ev) == NULL && ev->json_oom)) {
+	if (r == LR_OOM || (!event_is_marker(ev) && !hub_dispatch(ev))) {
 		log_error("out of memory reading an event; reading it again at the next poll");
 		event_free(ev);
 		return LR_OOM;
@@ -175,8 +175,6 @@ feed_row(PGresult *res, int i, int64_t now_us)
 	metrics.events_fetched++;
 	if (event_is_marker(ev))
 		feed.up.marker(ev);		/* applied before any later row; never delivered */
-	else
-		hub_dispatch(ev);
 	metrics_observe_lag(ev->created_us, now_us);
 	ring_push(ev);
 	return LR_EVENT;

@@ -12,6 +12,8 @@
  *    with its channel as a literal pattern; through a wildcard pattern it is
  *    an ordinary event, judged by the filter;
  *  - hub_dispatch never changes the index (callbacks defer changes);
+ *  - hub_dispatch parses a payload only when a matching bucket holds a
+ *    filter, and before it delivers anything;
  *  - hub_matches agrees with sse_pattern_match for every pattern: a
  *    prepared literal pattern (checked, so at most SSE_CHANNEL_MAX bytes of
  *    non-empty segments) matches exactly the byte-equal channel, which is
@@ -373,6 +375,15 @@ hub_bucket_keyed(hub_bucket *b, event *ev, sse_doc *doc)
 	}
 }
 
+/* Does a filtered entry of b need ev's parsed payload? */
+static inline bool
+hub_bucket_needs_doc(const hub_bucket *b, const event *ev)
+{
+	if (ev->is_close && b->literal)
+		return false;			/* a close reaches them all, whatever the filter */
+	return b->scan.first != NULL || b->keys.n > 0;
+}
+
 static void
 hub_bucket_dispatch(hub_bucket *b, event *ev)
 {
@@ -394,16 +405,45 @@ hub_bucket_dispatch(hub_bucket *b, event *ev)
 		hub_bucket_keyed(b, ev, doc);
 }
 
-void
+/* Wildcard buckets a dispatch remembers so it matches each pattern once. */
+#define HUB_WILD_SEEN 32
+
+bool
 hub_dispatch(event *ev)
 {
-	hub_bucket *b = hmap_get(&hub.literal, ev->channel, ev->chlen);
+	hub_bucket *lit = hmap_get(&hub.literal, ev->channel, ev->chlen);
+	hub_bucket *seen[HUB_WILD_SEEN], *b, *rest = NULL;
+	size_t		nseen = 0;
+	bool		need = lit != NULL && hub_bucket_needs_doc(lit, ev);
 
-	if (b != NULL)
-		hub_bucket_dispatch(b, ev);
-	for (b = hub.wild; b != NULL; b = b->wnext)
+	/*
+	 * First the matching buckets, and whether a filter among them needs the
+	 * payload parsed: it is parsed only then, and before anything is
+	 * delivered, so an allocation failure delivers nothing (the caller reads
+	 * the row again) instead of hiding the event from filtered streams.
+	 */
+	for (b = hub.wild; b != NULL; b = b->wnext) {
+		if (!sse_pattern_match(b->pattern, b->plen, ev->channel, ev->chlen))
+			continue;
+		need = need || hub_bucket_needs_doc(b, ev);
+		if (nseen == HUB_WILD_SEEN) {
+			rest = b;			/* matched again below */
+			if (need)
+				break;
+			continue;
+		}
+		seen[nseen++] = b;
+	}
+	if (need && event_doc(ev) == NULL && ev->json_oom)
+		return false;
+	if (lit != NULL)
+		hub_bucket_dispatch(lit, ev);
+	for (size_t i = 0; i < nseen; i++)
+		hub_bucket_dispatch(seen[i], ev);
+	for (b = rest != NULL ? seen[HUB_WILD_SEEN - 1]->wnext : NULL; b != NULL; b = b->wnext)
 		if (sse_pattern_match(b->pattern, b->plen, ev->channel, ev->chlen))
 			hub_bucket_dispatch(b, ev);
+	return true;
 }
 
 void

@@ -78,8 +78,12 @@ bool		hub_add(hub_sub *s);
 void		hub_remove(hub_sub *s);
 size_t		hub_count(void);
 
-/* Deliver ev to every added subscription that matches it. */
-void		hub_dispatch(event *ev);
+/*
+ * Deliver ev to every added subscription that matches it.  False when a
+ * filter needed the payload and parsing it ran out of memory: then nothing
+ * was delivered.
+ */
+bool		hub_dispatch(event *ev);
 
 /* The same decision for one subscription, without the index (replays). */
 bool		hub_matches(const hub_sub *s, event *ev, bool *ends);

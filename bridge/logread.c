@@ -101,6 +101,24 @@ static const char logread_fork_sql[] =
 	"(SELECT " PGC "min(id) FROM sse_bridge.events WHERE event" OP("=") "'close'::" PGC "text " \
 	" AND channel" OP("=") "ANY(" list ") AND id" OP(">") "0::bigint) AS close_id"
 
+/*
+ * The first close event that ends subscription s by position: a close on a
+ * channel that is literally one of the patterns of the version valid at its
+ * id (the version with the greatest from_id below it).  Each version is
+ * searched in its own id range (from_id, next from_id) for each of its
+ * channels, through events_close_idx; every version's from_id is at least
+ * the creation marker, so a close before the subscription never counts.
+ */
+#define LOGREAD_SUB_CLOSE_SQL \
+	"(SELECT " PGC "min(e.id) FROM sse_bridge.subscription_versions v " \
+	"CROSS JOIN LATERAL (SELECT " PGC "min(n.from_id) AS until " \
+	" FROM sse_bridge.subscription_versions n " \
+	" WHERE n.sid" OP("=") "v.sid AND n.from_id" OP(">") "v.from_id) n " \
+	"JOIN sse_bridge.events e ON e.event" OP("=") "'close'::" PGC "text " \
+	" AND e.channel" OP("=") "ANY(v.channels) AND e.id" OP(">") "v.from_id " \
+	" AND (n.until IS NULL OR e.id" OP("<") "n.until) " \
+	"WHERE v.sid" OP("=") "s.sid) AS close_id"
+
 
 /*
  * Columns of open_adhoc (the first five) and open_sub (all).  head_us /
@@ -109,7 +127,7 @@ static const char logread_fork_sql[] =
  */
 enum {OPEN_HEAD, OPEN_PRUNED, OPEN_HEAD_US, OPEN_AT_US, OPEN_CLOSE_ID, OPEN_SID,
 	OPEN_START_ID, OPEN_START_US, OPEN_CLOSED, OPEN_EXPIRED, OPEN_DEF_POS, OPEN_DEF,
-	OPEN_NCOLS};
+	OPEN_DROPPED, OPEN_NCOLS};
 
 #define LOGREAD_OPEN_HEAD \
 	"SELECT h.head, h.pruned_through, " LOGREAD_US_AT("h.head") ", " \
@@ -124,15 +142,16 @@ static const char logread_open_adhoc_sql[] =
  * with its definition valid at the position the stream starts from
  * (def_pos: the resume point, not before the creation marker, clamped to
  * the head, then moved up to the prune point; the same as stream_decide
- * followed by a reset), in the form of a marker's data.  Operators and
+ * followed by a reset), in the form of a marker's data, and whether the row
+ * is the tombstone of an unsubscribed subscription.  Operators and
  * functions are qualified with pg_catalog, so the session's search_path
  * cannot change what this statement does.
  */
 static const char logread_open_sub_sql[] =
-	LOGREAD_OPEN_HEAD LOGREAD_CLOSE_SQL("s.channels") ", "
+	LOGREAD_OPEN_HEAD LOGREAD_SUB_CLOSE_SQL ", "
 	"s.sid, s.start_id, " LOGREAD_US_AT("s.start_id") ", s.closed_at IS NOT NULL, "
 	"((s.last_seen" OP("+") "s.ttl)" OP("<") PGC "now()), "
-	"p.pos, v.def "
+	"p.pos, v.def, s.dropped_at IS NOT NULL "
 	"FROM (" LOGREAD_HEAD_PRUNED_SQL ") h LEFT JOIN sse_bridge.subscriptions s "
 	"ON s.id" OP("=") "$1::" PGC "uuid "
 	"LEFT JOIN LATERAL (SELECT GREATEST(LEAST(GREATEST($2::bigint, s.start_id), h.head), "
@@ -151,9 +170,13 @@ static char *logread_prune_sql;
 /*
  * Session settings, first on every connection: the server cancels a lock
  * wait at 80 % of --db-timeout and any statement at 90 %, before the
- * bridge's own deadline, so its error says which (db.h).
+ * bridge's own deadline, so its error says which (db.h).  JIT is off: every
+ * statement here reads a few rows through indexes, but the planner's
+ * estimates (meta has no statistics, open_sub's subqueries run per row of
+ * it) can pass jit_above_cost, and compiling then costs hundreds of
+ * milliseconds per open.
  */
-static char logread_session_buf[200];
+static char logread_session_buf[256];
 
 /*
  * The heartbeat of an idle link names both tables the bridge reads, so
@@ -235,7 +258,8 @@ logread_session_sql(uint64_t timeout_ms)
 
 	snprintf(logread_session_buf, sizeof(logread_session_buf),
 			 "SELECT pg_catalog.set_config('statement_timeout', '%" PRIu64 "', false), "
-			 "pg_catalog.set_config('lock_timeout', '%" PRIu64 "', false)",
+			 "pg_catalog.set_config('lock_timeout', '%" PRIu64 "', false), "
+			 "pg_catalog.set_config('jit', 'off', false)",
 			 stmt > 0 ? stmt : 1, lock > 0 ? lock : 1);
 	return logread_session_buf;
 }
@@ -548,6 +572,7 @@ logread_open_info(const PGresult *res, bool is_sub, open_info *info)
 	info->expired = logread_bool(res, 0, OPEN_EXPIRED);
 	info->def_pos = logread_int(res, 0, OPEN_DEF_POS, -1);
 	info->def_json = logread_text(res, 0, OPEN_DEF);
+	info->dropped = logread_bool(res, 0, OPEN_DROPPED);
 }
 
 bool

@@ -31,6 +31,7 @@ typedef struct open_info {
 	bool		found;			/* subscription row exists (ad hoc: true) */
 	bool		expired;
 	bool		closed;			/* closed_at is set */
+	bool		dropped;		/* a tombstone: unsubscribed, its def_id the drop */
 	int64_t		sid;
 	int64_t		def_pos;		/* position def_json was taken at, -1 none */
 	char	   *def_json;		/* definition valid at def_pos, as a marker's data;
@@ -41,7 +42,9 @@ typedef struct open_info {
 	int64_t		head_us;		/* created_us of the row at head (LOGPOS_NO_ROW) */
 	int64_t		at_us;			/* ... at the resume point asked for */
 	int64_t		pruned;
-	int64_t		close_id;		/* first close event on a literal pattern, -1 none */
+	int64_t		close_id;		/* first close event that ends the stream, -1 none:
+								 * ad hoc, on a literal pattern; subscription, on a
+								 * literal pattern of the version valid at its id */
 } open_info;
 
 /* Setup steps of the live link (LISTEN, fetch, head) and the work link. */

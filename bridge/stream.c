@@ -61,6 +61,7 @@
 #include "sse_filter.h"
 #include "sse_match.h"
 #include "stream.h"
+#include "subdef.h"
 #include "wire.h"
 #include "work.h"
 
@@ -85,7 +86,7 @@ static const char *const stream_state_names[SS_COUNT] = {
 static const uint8_t legal[SS_COUNT] = {
 	[SS_OPENING] = 1 << SS_REPLAYING | 1 << SS_ENDED,
 	[SS_REPLAYING] = 1 << SS_LIVE | 1 << SS_ENDED,
-	[SS_LIVE] = 1 << SS_ENDED,
+	[SS_LIVE] = 1 << SS_REPLAYING | 1 << SS_ENDED,	/* a subscription's reset */
 	[SS_ENDED] = 0,
 };
 
@@ -234,193 +235,6 @@ stream_free_spec(stream *st)
 	st->sub.filter = NULL;
 }
 
-void
-stream_def_clear(sub_def *d)
-{
-	for (size_t i = 0; d->patterns != NULL && i < d->npatterns; i++)
-		free(d->patterns[i]);
-	free(d->patterns);
-	sse_filter_free(d->filter);
-	memset(d, 0, sizeof(*d));
-}
-
-/*
- * Top-level members of a definition's JSON text, found without building a
- * tree, so the filter's own text (numbers exactly as written) goes to
- * sse_filter_compile.  Each helper returns the index after what it skipped,
- * or 0 when the text is malformed there.
- */
-static size_t
-def_ws(const char *s, size_t i, size_t n)
-{
-	while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
-		i++;
-	return i;
-}
-
-static size_t
-def_string(const char *s, size_t i, size_t n)
-{
-	for (i++; i < n; i++) {
-		if (s[i] == '\\')
-			i++;
-		else if (s[i] == '"')
-			return i + 1;
-	}
-	return 0;
-}
-
-static size_t
-def_value(const char *s, size_t i, size_t n)
-{
-	size_t		depth = 0;
-
-	if (i >= n)
-		return 0;
-	if (s[i] == '"')
-		return def_string(s, i, n);
-	if (s[i] != '{' && s[i] != '[') {
-		while (i < n && !strchr(",}] \t\r\n", s[i]))
-			i++;
-		return i;
-	}
-	while (i < n) {
-		if (s[i] == '"') {
-			if ((i = def_string(s, i, n)) == 0)
-				return 0;
-			continue;
-		}
-		if (s[i] == '{' || s[i] == '[')
-			depth++;
-		else if ((s[i] == '}' || s[i] == ']') && --depth == 0)
-			return i + 1;
-		i++;
-	}
-	return 0;
-}
-
-/* The text of the top-level member `key` of the object in s[0..n). */
-static bool
-def_member(const char *s, size_t n, const char *key, const char **v, size_t *vlen)
-{
-	size_t		i = def_ws(s, 0, n), klen = strlen(key);
-
-	if (i >= n || s[i] != '{')
-		return false;
-	for (i = def_ws(s, i + 1, n); i < n && s[i] == '"';) {
-		size_t		k = i + 1, e = def_string(s, i, n), vs;
-
-		if (e == 0)
-			return false;
-		i = def_ws(s, e, n);
-		if (i >= n || s[i] != ':')
-			return false;
-		vs = i = def_ws(s, i + 1, n);
-		if ((i = def_value(s, i, n)) == 0)
-			return false;
-		if (e - 1 - k == klen && memcmp(s + k, key, klen) == 0) {
-			*v = s + vs;
-			*vlen = i - vs;
-			return true;
-		}
-		i = def_ws(s, i, n);
-		if (i >= n || s[i] != ',')
-			return false;
-		i = def_ws(s, i + 1, n);
-	}
-	return false;
-}
-
-int64_t
-stream_def_sid(const char *text, size_t len)
-{
-	const char *v;
-	size_t		vlen;
-	int64_t		sid = 0;
-
-	if (!def_member(text, len, "sid", &v, &vlen) || vlen == 0 || vlen > 18)
-		return -1;
-	for (size_t i = 0; i < vlen; i++) {
-		if (v[i] < '0' || v[i] > '9')
-			return -1;
-		sid = sid * 10 + (v[i] - '0');
-	}
-	return sid > 0 ? sid : -1;
-}
-
-sub_def_status
-stream_def_parse(const char *text, size_t len, int64_t sid, sub_def *d, const char **why)
-{
-	const char *cv, *fv, *sv, *msg = NULL;
-	size_t		cl, fl, sl, n;
-	uint64_t	fails = mem_json_failures();
-	json_t	   *chans = NULL, *state = NULL;
-	sub_def_status rc = SUB_DEF_INVALID;
-	sse_json_status fs;
-
-	memset(d, 0, sizeof(*d));
-	*why = "not a subscription definition";
-	if (stream_def_sid(text, len) != sid || !def_member(text, len, "channels", &cv, &cl) ||
-		!def_member(text, len, "filter", &fv, &fl) || !def_member(text, len, "state", &sv, &sl))
-		return SUB_DEF_INVALID;
-	chans = json_loadb(cv, cl, 0, NULL);
-	state = json_loadb(sv, sl, JSON_DECODE_ANY, NULL);
-	if ((chans == NULL || state == NULL) && mem_json_failures() != fails) {
-		rc = SUB_DEF_OOM;
-		goto out;
-	}
-	if (!json_is_string(state))
-		goto out;
-	if (strcmp(json_string_value(state), "active") == 0)
-		d->state = SUB_ACTIVE;
-	else if (strcmp(json_string_value(state), "closed") == 0)
-		d->state = SUB_CLOSED;
-	else if (strcmp(json_string_value(state), "dropped") == 0)
-		d->state = SUB_DROPPED;
-	else
-		goto out;
-	*why = "invalid channel patterns";
-	if (!json_is_array(chans) || (n = json_array_size(chans)) == 0)
-		goto out;
-	if ((d->patterns = calloc(n, sizeof(char *))) == NULL) {
-		rc = SUB_DEF_OOM;
-		goto out;
-	}
-	d->npatterns = n;
-	for (size_t i = 0; i < n; i++) {
-		const char *p = json_string_value(json_array_get(chans, i));
-
-		if (p == NULL || sse_pattern_check(p, strlen(p)) != SSE_NAME_OK)
-			goto out;
-		if ((d->patterns[i] = strdup(p)) == NULL) {
-			rc = SUB_DEF_OOM;
-			goto out;
-		}
-	}
-	/* a filter the matcher cannot evaluate exactly refuses the definition */
-	fs = sse_filter_compile(fv, fl, &d->filter, &msg);
-	if (fs != SSE_JSON_OK) {
-		d->filter = NULL;
-		*why = msg ? msg : "a filter that cannot be evaluated";
-		rc = fs == SSE_JSON_NOMEM ? SUB_DEF_OOM : SUB_DEF_INVALID;
-		goto out;
-	}
-	if (sse_filter_is_empty(d->filter)) {
-		sse_filter_free(d->filter);
-		d->filter = NULL;
-	}
-	rc = SUB_DEF_OK;
-	*why = NULL;
-out:
-	json_decref(chans);
-	json_decref(state);
-	if (rc != SUB_DEF_OK)
-		stream_def_clear(d);
-	if (rc == SUB_DEF_OOM)
-		*why = "out of memory";
-	return rc;
-}
-
 /* st takes d's patterns and filter (d is left empty); in LIVE it rejoins the hub. */
 static bool
 stream_take_def(stream *st, sub_def *d)
@@ -448,7 +262,10 @@ stream_take_def(stream *st, sub_def *d)
  * The stream's reading passed a marker of its subscription: every later
  * event is judged by the marker's definition.  False when the stream ends
  * here (dropped, closed, or a definition the bridge cannot apply: never
- * stream on unfiltered or with the old definition).
+ * stream on unfiltered or with the old definition).  A stream that ends at
+ * its drop first sends `ready` with the marker's position: its client holds
+ * everything up to there, so it resumes at the drop and gets 404 instead of
+ * replaying the same empty range again.
  */
 static bool
 stream_redefine(stream *st, event *marker)
@@ -458,7 +275,7 @@ stream_redefine(stream *st, event *marker)
 	const char *why;
 
 	assert(st->state == SS_REPLAYING || st->state == SS_LIVE);
-	rc = stream_def_parse(marker->data, marker->dlen, st->sid, &d, &why);
+	rc = subdef_parse(marker->data, marker->dlen, st->sid, &d, &why);
 	if (rc == SUB_DEF_OOM) {
 		client_fail(st->owner, "out of memory applying a subscription change");
 		return false;
@@ -473,7 +290,10 @@ stream_redefine(stream *st, event *marker)
 	if (d.state != SUB_ACTIVE) {
 		log_info("ending a stream: its subscription was %s at %" PRId64,
 				 d.state == SUB_CLOSED ? "closed" : "dropped", marker->id);
-		stream_def_clear(&d);
+		if (d.state == SUB_DROPPED)
+			client_send(st->owner, wire_ready(marker->id,
+											  logpos_fp(marker->id, marker->created_us)));
+		subdef_clear(&d);
 		client_end(st->owner);
 		return false;
 	}
@@ -484,7 +304,7 @@ stream_redefine(stream *st, event *marker)
 void
 stream_marker(event *ev)
 {
-	int64_t		sid = stream_def_sid(ev->data, ev->dlen);
+	int64_t		sid = subdef_sid(ev->data, ev->dlen);
 	sid_group  *g = sid > 0 ? hmap_get(&by_sid, &sid, sizeof(sid)) : NULL;
 	stream	   *st;
 
@@ -523,6 +343,8 @@ stream_decide(const open_info *info, bool is_sub, int64_t last_event_id, int64_t
 
 	if (!info->found || info->expired)
 		return STREAM_NOT_FOUND;
+	if (is_sub && info->dropped && last_event_id < 0)
+		return STREAM_NOT_FOUND;	/* unsubscribed: only readers behind the drop go on */
 	if (is_sub)					/* nothing before the creation marker matches */
 		c = last_event_id > info->start_id ? last_event_id : info->start_id;
 	else
@@ -646,7 +468,7 @@ stream_opened_def(stream *st, const open_info *info, int64_t cursor)
 	sub_def_status rc = SUB_DEF_INVALID;
 
 	if (info->def_json != NULL && info->def_pos == at)
-		rc = stream_def_parse(info->def_json, strlen(info->def_json), info->sid, &d, &why);
+		rc = subdef_parse(info->def_json, strlen(info->def_json), info->sid, &d, &why);
 	switch (rc) {
 		case SUB_DEF_OK:
 			break;
@@ -667,12 +489,12 @@ stream_opened_def(stream *st, const open_info *info, int64_t cursor)
 			client_respond(c, resp_empty(204, c->origin, 0));
 		else
 			client_respond_error(c, 404, "not_found", "unknown or expired subscription");
-		stream_def_clear(&d);
+		subdef_clear(&d);
 		return false;
 	}
 	st->sid = info->sid;
 	if (!stream_join_sid(st)) {
-		stream_def_clear(&d);
+		subdef_clear(&d);
 		client_respond_error(c, 503, "unavailable", "out of memory");
 		return false;
 	}
@@ -826,6 +648,105 @@ stream_release(client *c)
 	c->st = NULL;
 }
 
+/* ---- definition after a reset ---- */
+
+static void stream_redef_done(db_job *job, PGresult *res);
+
+/*
+ * A subscription stream after a reset (a prune gap, another timeline): the
+ * markers up to its new cursor are gone or were of a dead timeline, so it
+ * stops (a LIVE one leaves the hub) and reads the definition valid at its
+ * cursor before it replays on, in place: the response goes on.
+ */
+static void
+stream_redef(stream *st)
+{
+	assert(st->sid != 0 && (st->state == SS_REPLAYING || st->state == SS_LIVE));
+	if (st->state == SS_LIVE)
+		stream_set_state(st, SS_REPLAYING);
+	st->redef = true;
+	stream_step(st);			/* a job in flight steps it when it returns */
+}
+
+/* Ask for the definition at st's cursor (the open statement; st's one job). */
+static void
+stream_redef_read(stream *st)
+{
+	db_job	   *job = logread_open(st->sub_id, st->cursor, st->sub.patterns,
+								   st->sub.npatterns, stream_redef_done, st);
+
+	if (job == NULL)
+		client_fail(st->owner, "out of memory reading a subscription's definition");
+	else
+		stream_submit(st, job);
+}
+
+/*
+ * The definition at st's cursor arrived: apply it and replay on, after a
+ * prune reset if the log was pruned past the cursor meanwhile.  Anything
+ * else ends the stream and its client resumes through a fresh open, which
+ * decides (404, 204, another reset).
+ */
+static void
+stream_redef_done(db_job *job, PGresult *res)
+{
+	stream	   *st = job->owner;
+	uint64_t	job_timeline = st ? st->job_timeline : 0;
+	open_info	info;
+	sub_def		d;
+	const char *why = "no definition at that position";
+	sub_def_status rc = SUB_DEF_INVALID;
+	int64_t		at;
+
+	st = stream_claim(job, NULL);
+	if (st == NULL)
+		return;
+	assert(st->state == SS_REPLAYING && st->redef);
+	if (res != NULL && job_timeline != ring_timeline()) {
+		stream_step(st);		/* read before a timeline change: read again */
+		return;
+	}
+	if (!logread_open_answer(res, true, &info)) {
+		log_warn("reading a subscription's definition failed: %s",
+				 res ? PQresultErrorMessage(res) : "no answer within --db-timeout");
+		client_close(st->owner);
+		return;
+	}
+	at = info.pruned > st->cursor ? info.pruned : st->cursor;
+	if (!info.found || info.expired || info.sid != st->sid || info.def_pos != at ||
+		(st->cursor > info.pruned && st->cursor_us != LOGPOS_UNKNOWN &&
+		 st->cursor_us != LOGPOS_NO_ROW && info.at_us != st->cursor_us)) {
+		log_info("a subscription stream cannot go on in place after its reset; it resumes");
+		client_end(st->owner);
+		open_info_clear(&info);
+		return;
+	}
+	if (info.def_json != NULL)
+		rc = subdef_parse(info.def_json, strlen(info.def_json), st->sid, &d, &why);
+	open_info_clear(&info);
+	if (rc == SUB_DEF_OOM) {
+		client_fail(st->owner, "out of memory applying a subscription's definition");
+		return;
+	}
+	if (rc != SUB_DEF_OK) {
+		log_error("subscription %" PRId64 " at %" PRId64 ": %s; ending the stream", st->sid, at, why);
+		metrics.def_errors++;
+		client_end(st->owner);
+		return;
+	}
+	if (d.state != SUB_ACTIVE) {
+		subdef_clear(&d);
+		client_end(st->owner);	/* its client's open answers 204 or 404 */
+		return;
+	}
+	if (at > st->cursor)
+		stream_send_reset(st, st->cursor + 1, at);
+	stream_take_def(st, &d);	/* REPLAYING: no hub, cannot fail */
+	st->redef = false;
+	metrics.redefinitions++;
+	stream_step(st);
+}
+
 /* ---- live ---- */
 
 /* Queue ev for st; true when it ends the stream. */
@@ -874,12 +795,9 @@ stream_pruned(int64_t from, int64_t through)
 		client_send(st->owner, frame_ref(f));
 		if (through > st->cursor)
 			stream_move(st, through, LOGPOS_NO_ROW);
-		/*
-		 * Markers in the gap are lost too: a subscription stream ends after
-		 * the reset and resumes from its id with the definition valid there.
-		 */
+		/* markers in the gap are lost too: read the definition valid there */
 		if (st->sid != 0)
-			client_end(st->owner);
+			stream_redef(st);
 	}
 	frame_unref(f);
 }
@@ -901,11 +819,10 @@ stream_timeline(int64_t fork, int64_t fork_us)
 		stream_send_timeline(st, fork, fork_us, st->cursor);
 		/*
 		 * A subscription's markers after fork may be of the other timeline:
-		 * its stream ends after the reset and resumes from fork with the
-		 * definition valid there.
+		 * it reads the definition valid at fork on this one.
 		 */
 		if (st->sid != 0) {
-			client_end(st->owner);
+			stream_redef(st);
 			continue;
 		}
 		if (st->sub.seen > fork)
@@ -936,7 +853,7 @@ replay_offer(stream *st, event *ev)
 
 	if (event_is_marker(ev)) {
 		stream_move(st, ev->id, ev->created_us);
-		if (st->sid == 0 || stream_def_sid(ev->data, ev->dlen) != st->sid)
+		if (st->sid == 0 || subdef_sid(ev->data, ev->dlen) != st->sid)
 			return RO_SKIPPED;
 		return stream_redefine(st, ev) ? RO_SKIPPED : RO_ENDED;
 	}
@@ -1131,6 +1048,10 @@ replay_advance(stream *st, replay_quota *turn)
 		replay_park(st);
 		return false;
 	}
+	if (st->redef) {
+		stream_redef_read(st);	/* its answer resumes the replay */
+		return false;
+	}
 	if (!ring_valid() || st->cursor > ring_hi()) {
 		replay_park(st);
 		return false;
@@ -1191,8 +1112,8 @@ stream_page_done(db_job *job, PGresult *res)
 		client_close(st->owner);
 		return;
 	}
-	if (job_timeline != ring_timeline()) {
-		stream_step(st);		/* read before a timeline change: read again */
+	if (job_timeline != ring_timeline() || st->redef) {
+		stream_step(st);		/* read before a timeline change or a reset: read again */
 		return;
 	}
 	rows = PQntuples(res);
@@ -1211,8 +1132,8 @@ stream_page_done(db_job *job, PGresult *res)
 			return;
 		}
 		stream_send_reset(st, st->cursor + 1, pruned);
-		if (st->sid != 0) {		/* its markers in the gap are gone: resume anew */
-			client_end(st->owner);
+		if (st->sid != 0) {		/* its markers in the gap are gone */
+			stream_redef(st);
 			return;
 		}
 	}

@@ -67,6 +67,8 @@ typedef struct stream {
 	int64_t		forked_at;		/* >= 0: resumed from this position of another
 								 * timeline; the open is sent again from the start */
 	bool		in_group;		/* in its subscription's group (bysid) */
+	bool		redef;			/* REPLAYING: reads its definition at cursor
+								 * before anything else (after a reset) */
 	TAILQ_ENTRY(stream) link;	/* every stream */
 	TAILQ_ENTRY(stream) bysid;	/* the streams of one subscription */
 	TAILQ_ENTRY(stream) sched;	/* parked list or run queue (flags say which) */
@@ -125,7 +127,7 @@ size_t		stream_count(void);
 typedef enum stream_decision {
 	STREAM_START,				/* 200 and stream from *cursor */
 	STREAM_GONE,				/* 204: closed at or before the start point */
-	STREAM_NOT_FOUND			/* 404 */
+	STREAM_NOT_FOUND			/* 404: unknown, expired, or a tombstone without a position */
 } stream_decision;
 
 /*
@@ -152,39 +154,5 @@ void		stream_begin(stream *st, int64_t cursor, int64_t pruned);
 
 /* Schedule a REPLAYING stream to continue: cache, next page, or ready. */
 void		stream_step(stream *st);
-
-/* A subscription's definition: a marker's data, parsed. */
-typedef enum sub_state {
-	SUB_ACTIVE,
-	SUB_CLOSED,
-	SUB_DROPPED
-} sub_state;
-
-typedef struct sub_def {
-	char	  **patterns;		/* owned; each passed sse_pattern_check */
-	size_t		npatterns;		/* >= 1 */
-	sse_filter *filter;			/* owned, compiled; NULL = {} (match everything) */
-	sub_state	state;
-} sub_def;
-
-typedef enum sub_def_status {
-	SUB_DEF_OK,
-	SUB_DEF_INVALID,			/* not a definition the bridge can apply exactly */
-	SUB_DEF_OOM
-} sub_def_status;
-
-/*
- * Parse a definition (JSON text {"sid","channels","filter","state"}: a
- * marker's data or the open answer's version) for subscription sid into d
- * (empty unless SUB_DEF_OK; *why says what was wrong).  The filter's own
- * text is compiled (sse_filter_compile), so numbers keep their exact value
- * and a filter the matcher cannot evaluate exactly is SUB_DEF_INVALID: the
- * caller ends or refuses the stream, never streams it unfiltered.
- */
-sub_def_status stream_def_parse(const char *text, size_t len, int64_t sid, sub_def *d,
-								const char **why);
-void		stream_def_clear(sub_def *d);
-/* The "sid" of a definition's text, -1 when it has none. */
-int64_t		stream_def_sid(const char *text, size_t len);
 
 #endif

@@ -10,7 +10,7 @@ SELECT channels, filter, ttl, start_id = (SELECT max(id) FROM sse_bridge.events)
        closed_at IS NULL AS open, last_seen = created_at AS fresh
 FROM sse_bridge.subscriptions WHERE id = :'s1';
 SELECT :'s1'::uuid IS NOT NULL AS got_uuid,
-       (SELECT count(*) FROM sse_bridge.subscriptions) AS n;
+       (SELECT count(*) FROM sse_bridge.subscriptions WHERE dropped_at IS NULL) AS n;
 
 -- events published in the creating transaction come after the start point
 BEGIN;
@@ -22,7 +22,8 @@ WHERE s.id = :'s2' AND e.id > s.start_id ORDER BY e.id;
 SELECT channels, filter, ttl FROM sse_bridge.subscriptions WHERE id = :'s2';
 
 -- uuids differ; sids are distinct too
-SELECT count(DISTINCT id) AS ids, count(DISTINCT sid) AS sids FROM sse_bridge.subscriptions;
+SELECT count(DISTINCT id) AS ids, count(DISTINCT sid) AS sids FROM sse_bridge.subscriptions
+WHERE dropped_at IS NULL;
 
 -- duplicate patterns are kept once, in first-seen order
 SELECT sse_subscribe_filter(ARRAY['d.1', 'd.*', 'd.1', '#']) AS s3 \gset
@@ -125,4 +126,4 @@ SELECT count(*) AS after_rollback FROM sse_bridge.events WHERE channel = 'job.43
 SELECT sse_close('job.*');
 SELECT sse_close(NULL);
 
-SELECT sse_unsubscribe(id) FROM sse_bridge.subscriptions ORDER BY sid;
+SELECT sse_unsubscribe(id) FROM sse_bridge.subscriptions WHERE dropped_at IS NULL ORDER BY sid;

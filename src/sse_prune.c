@@ -19,8 +19,10 @@
  * In the same statement, sse_bridge.subscription_versions loses what no
  * position above the new pruned_through P can need: for each subscription,
  * every version older than its newest version with from_id <= P, and that
- * version too when it is a drop.  The definition valid at any position
- * L >= P stays the newest version with from_id <= L.
+ * version too when it is a drop; with the drop go the tombstone of an
+ * unsubscribed subscription (its row in sse_bridge.subscriptions, kept so
+ * that readers behind the drop could finish).  The definition valid at any
+ * position L >= P stays the newest version with from_id <= L.
  *
  * Concurrent prunes (several bridges, cron jobs) serialize on the meta row:
  * each one first locks it, then computes X from a snapshot taken after the
@@ -51,6 +53,11 @@
 	"           WHERE w.sid OPERATOR(pg_catalog.=) v.sid" \
 	"             AND w.from_id OPERATOR(pg_catalog.>) v.from_id" \
 	"             AND w.from_id OPERATOR(pg_catalog.<=) meta.pruned_through))" \
+	"  RETURNING v.sid, v.state" \
+	"), tombstones AS (" \
+	"  DELETE FROM sse_bridge.subscriptions s USING old_versions o" \
+	"   WHERE s.sid OPERATOR(pg_catalog.=) o.sid" \
+	"     AND o.state OPERATOR(pg_catalog.=) 'dropped' AND s.dropped_at IS NOT NULL" \
 	")"
 #define PRUNE_SQL(versions_cte) \
 	"WITH cut AS (" \

@@ -20,6 +20,14 @@
  * Every statement that changes subscriptions returns the changed rows as
  * SSE_CHANGED_COLUMNS, which SseLogRows turns into markers.
  *
+ * sse_unsubscribe keeps the row as a tombstone (dropped_at set; the commit
+ * sets def_id to its drop marker), so that the bridge can still serve a
+ * reader whose position is before the drop; sse_prune deletes it once the
+ * drop is pruned.  No function finds a tombstone: a dropped subscription
+ * "does not exist" for every change, sse_touch and sse_close, and
+ * sse_expire does not drop it again.  With a 1.0 schema (no versions, no
+ * dropped_at) unsubscribe deletes the row, as 1.0 did.
+ *
  * All entry points are SECURITY DEFINER and run their SQL through SPI as the
  * extension owner, with fully qualified names.  Concurrent changes of one
  * subscription serialize on its row lock (every change is one UPDATE or
@@ -64,6 +72,16 @@ typedef enum SseChange
 	SSE_CHANGE_DROP,
 	SSE_CHANGE_CLOSE
 } SseChange;
+
+/*
+ * The subscription with uuid $1, and (1.1 schema) only while it is not a
+ * tombstone.  SSE_LIVE_SQL(prefix, suffix) picks the statement for the
+ * schema at hand.
+ */
+#define SSE_BY_ID		" WHERE id OPERATOR(pg_catalog.=) $1"
+#define SSE_NOT_DROPPED	" AND dropped_at IS NULL"
+#define SSE_LIVE_SQL(head, tail) \
+	(SseHasVersions() ? head SSE_BY_ID SSE_NOT_DROPPED tail : head SSE_BY_ID tail)
 
 /* Keep the first occurrence of each pattern, in order. */
 #define SSE_DEDUP(arr) \
@@ -352,9 +370,9 @@ sse_subscription_add(PG_FUNCTION_ARGS)
 	CheckPatterns(PG_GETARG_ARRAYTYPE_P(1));
 
 	PG_RETURN_DATUM(SseUpdatePatterns(
-		"UPDATE sse_bridge.subscriptions "
-		"SET channels = " SSE_DEDUP("channels OPERATOR(pg_catalog.||) $2")
-		" WHERE id OPERATOR(pg_catalog.=) $1" SSE_CHANGED_COLUMNS,
+		SSE_LIVE_SQL("UPDATE sse_bridge.subscriptions "
+					 "SET channels = " SSE_DEDUP("channels OPERATOR(pg_catalog.||) $2"),
+					 SSE_CHANGED_COLUMNS),
 		PG_GETARG_DATUM(0), PG_GETARG_DATUM(1), false));
 }
 
@@ -372,11 +390,11 @@ sse_subscription_remove(PG_FUNCTION_ARGS)
 	CheckPatterns(PG_GETARG_ARRAYTYPE_P(1));
 
 	PG_RETURN_DATUM(SseUpdatePatterns(
-		"UPDATE sse_bridge.subscriptions "
-		"SET channels = ARRAY(SELECT p FROM pg_catalog.unnest(channels) "
-		"WITH ORDINALITY AS u(p, o) "
-		"WHERE p OPERATOR(pg_catalog.<>) ALL ($2) ORDER BY o) "
-		"WHERE id OPERATOR(pg_catalog.=) $1" SSE_CHANGED_COLUMNS,
+		SSE_LIVE_SQL("UPDATE sse_bridge.subscriptions "
+					 "SET channels = ARRAY(SELECT p FROM pg_catalog.unnest(channels) "
+					 "WITH ORDINALITY AS u(p, o) "
+					 "WHERE p OPERATOR(pg_catalog.<>) ALL ($2) ORDER BY o)",
+					 SSE_CHANGED_COLUMNS),
 		PG_GETARG_DATUM(0), PG_GETARG_DATUM(1), true));
 }
 
@@ -396,8 +414,8 @@ sse_subscription_set_filter(PG_FUNCTION_ARGS)
 	values[1] = PG_GETARG_DATUM(1);
 
 	SPI_connect();
-	if (SseExec("UPDATE sse_bridge.subscriptions SET filter = $2 "
-				"WHERE id OPERATOR(pg_catalog.=) $1" SSE_CHANGED_COLUMNS,
+	if (SseExec(SSE_LIVE_SQL("UPDATE sse_bridge.subscriptions SET filter = $2",
+							 SSE_CHANGED_COLUMNS),
 				2, argtypes, values, SPI_OK_UPDATE_RETURNING) == 0)
 		ReportUnknownSubscription();
 	SseLogRows(1, SSE_CHANGE_UPDATE);
@@ -427,16 +445,22 @@ SseOneSubscription(const char *sql, Datum id, int expected, bool drop)
 /*
  * sse_unsubscribe(id uuid) RETURNS boolean
  *
- * False when there was no such subscription: dropping is idempotent.
+ * False when there was no such subscription (or it was dropped already):
+ * dropping is idempotent.  The row stays as a tombstone until sse_prune
+ * passes its drop marker.
  */
 Datum
 sse_unsubscribe(PG_FUNCTION_ARGS)
 {
 	CheckArgNotNull(fcinfo, 0, "subscription id");
+	if (!SseHasVersions())		/* 1.0 schema */
+		PG_RETURN_BOOL(SseOneSubscription(
+			"DELETE FROM sse_bridge.subscriptions" SSE_BY_ID SSE_CHANGED_COLUMNS,
+			PG_GETARG_DATUM(0), SPI_OK_DELETE_RETURNING, true));
 	PG_RETURN_BOOL(SseOneSubscription(
-		"DELETE FROM sse_bridge.subscriptions "
-		"WHERE id OPERATOR(pg_catalog.=) $1" SSE_CHANGED_COLUMNS,
-		PG_GETARG_DATUM(0), SPI_OK_DELETE_RETURNING, true));
+		"UPDATE sse_bridge.subscriptions SET dropped_at = pg_catalog.now()"
+		SSE_BY_ID SSE_NOT_DROPPED SSE_CHANGED_COLUMNS,
+		PG_GETARG_DATUM(0), SPI_OK_UPDATE_RETURNING, true));
 }
 
 /*
@@ -450,15 +474,17 @@ sse_touch(PG_FUNCTION_ARGS)
 {
 	CheckArgNotNull(fcinfo, 0, "subscription id");
 	PG_RETURN_BOOL(SseOneSubscription(
-		"UPDATE sse_bridge.subscriptions SET last_seen = pg_catalog.now() "
-		"WHERE id OPERATOR(pg_catalog.=) $1",
+		SSE_LIVE_SQL("UPDATE sse_bridge.subscriptions SET last_seen = pg_catalog.now()", ""),
 		PG_GETARG_DATUM(0), SPI_OK_UPDATE, false));
 }
 
 /*
  * sse_expire() RETURNS integer
  *
- * Drops the subscriptions unused for longer than their ttl.
+ * Drops the subscriptions unused for longer than their ttl.  They are
+ * deleted, not kept as tombstones: a reader behind the drop was away longer
+ * than the ttl, and the bridge answers such a reader 404 anyway (docs/design.md).
+ * A tombstone is not dropped again.
  */
 Datum
 sse_expire(PG_FUNCTION_ARGS)
@@ -466,7 +492,11 @@ sse_expire(PG_FUNCTION_ARGS)
 	uint64		n;
 
 	SPI_connect();
-	n = SseExec("DELETE FROM sse_bridge.subscriptions "
+	n = SseExec(SseHasVersions()
+				? "DELETE FROM sse_bridge.subscriptions "
+				"WHERE last_seen OPERATOR(pg_catalog.+) ttl "
+				"OPERATOR(pg_catalog.<) pg_catalog.now()" SSE_NOT_DROPPED SSE_CHANGED_COLUMNS
+				: "DELETE FROM sse_bridge.subscriptions "
 				"WHERE last_seen OPERATOR(pg_catalog.+) ttl "
 				"OPERATOR(pg_catalog.<) pg_catalog.now()" SSE_CHANGED_COLUMNS,
 				0, NULL, NULL, SPI_OK_DELETE_RETURNING);
@@ -509,7 +539,10 @@ sse_close(PG_FUNCTION_ARGS)
 
 	values[0] = PointerGetDatum(channel);
 	SPI_connect();
-	n = SseExec("UPDATE sse_bridge.subscriptions SET closed_at = pg_catalog.now() "
+	n = SseExec(SseHasVersions()
+				? "UPDATE sse_bridge.subscriptions SET closed_at = pg_catalog.now() "
+				"WHERE $1 OPERATOR(pg_catalog.=) ANY (channels)" SSE_NOT_DROPPED SSE_CHANGED_COLUMNS
+				: "UPDATE sse_bridge.subscriptions SET closed_at = pg_catalog.now() "
 				"WHERE $1 OPERATOR(pg_catalog.=) ANY (channels)" SSE_CHANGED_COLUMNS,
 				1, argtypes, values, SPI_OK_UPDATE_RETURNING);
 	SseLogRows(n, SSE_CHANGE_CLOSE);

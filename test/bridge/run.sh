@@ -16,7 +16,7 @@ CFLAGS_COMMON="-std=c11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURC
 SAN="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 SHARED="src/sse_match.c src/sse_filter.c"
 # Each test links only the modules it needs (and so proves they need no more).
-STREAM_LAYER="bridge/stream.c bridge/client.c bridge/request.c bridge/route.c bridge/query.c
+STREAM_LAYER="bridge/stream.c bridge/subdef.c bridge/client.c bridge/request.c bridge/route.c bridge/query.c
   bridge/scope.c bridge/resp.c bridge/outq.c bridge/frame.c bridge/wire.c bridge/event.c bridge/hub.c
   bridge/hmap.c bridge/ring.c bridge/logpos.c bridge/logread.c bridge/db.c bridge/work.c bridge/config.c bridge/log.c
   bridge/metrics.c bridge/prune.c bridge/static.c bridge/mem.c"
@@ -27,6 +27,7 @@ declare -A DEPS=(
   [test_scope]="bridge/scope.c"
   [test_http]="bridge/request.c bridge/route.c bridge/query.c bridge/scope.c"
   [test_hub]="bridge/hub.c bridge/hmap.c bridge/event.c bridge/frame.c bridge/wire.c bridge/mem.c bridge/logpos.c"
+  [test_subdef]="bridge/subdef.c bridge/mem.c"
   [test_client]="$STREAM_LAYER"
 )
 
@@ -41,7 +42,7 @@ else
 fi
 build_and_run() {   # $1 = variant name, $2 = extra flags
   local variant=$1 flags=$2 t
-  for t in test_frame test_query test_scope test_http test_hub test_client; do
+  for t in test_frame test_query test_scope test_http test_hub test_subdef test_client; do
     local out="$B/$variant-$t"
     # shellcheck disable=SC2086
     if ! $CC $flags $CFLAGS_COMMON -o "$out" "test/bridge/$t.c" ${DEPS[$t]} $SHARED $PKG_LIBS; then

@@ -106,69 +106,15 @@ test_decide(void **state)
 	i.expired = true;
 	assert_int_equal(stream_decide(&i, true, 50, &cur), STREAM_NOT_FOUND);
 	i.expired = false;
+	i.dropped = true;			/* a tombstone: only readers with a position go on */
+	assert_int_equal(stream_decide(&i, true, -1, &cur), STREAM_NOT_FOUND);
+	assert_int_equal(stream_decide(&i, true, 10, &cur), STREAM_START);
+	assert_int_equal(cur, 40);
+	assert_int_equal(stream_decide(&i, true, 50, &cur), STREAM_START);
+	assert_int_equal(cur, 50);
+	i.dropped = false;
 	i.found = false;
 	assert_int_equal(stream_decide(&i, true, -1, &cur), STREAM_NOT_FOUND);
-}
-
-static sub_def_status
-def_parse(const char *text, int64_t sid, sub_def *d)
-{
-	const char *why;
-
-	return stream_def_parse(text, strlen(text), sid, d, &why);
-}
-
-/* Definitions (a marker's data): exactly the expected shape, or refused. */
-static void
-test_def_parse(void **state)
-{
-	static const char *const bad[] = {
-		"[]", "{}", "{\"sid\":7,\"channels\":[\"a\"],\"filter\":{}}",	/* no state */
-		"{\"sid\":8,\"channels\":[\"a\"],\"filter\":{},\"state\":\"active\"}",	/* other sid */
-		"{\"sid\":7,\"channels\":[],\"filter\":{},\"state\":\"active\"}",
-		"{\"sid\":7,\"channels\":[\"a..b\"],\"filter\":{},\"state\":\"active\"}",
-		"{\"sid\":7,\"channels\":[\"a\",3],\"filter\":{},\"state\":\"active\"}",
-		"{\"sid\":7,\"channels\":\"a\",\"filter\":{},\"state\":\"active\"}",
-		"{\"sid\":7,\"channels\":[\"a\"],\"filter\":[1],\"state\":\"active\"}",
-		"{\"sid\":7,\"channels\":[\"a\"],\"filter\":null,\"state\":\"active\"}",
-		"{\"sid\":7,\"channels\":[\"a\"],\"state\":\"active\"}",		/* no filter */
-		"{\"sid\":7,\"channels\":[\"a\"],\"filter\":{},\"state\":\"paused\"}",
-		"{\"sid\":7,\"channels\":[\"a\"],\"filter\":{\"n\":1e999999},\"state\":\"active\"}",
-		"{\"sid\":7,\"channels\":[\"a\"],\"filter\":{\"n\":1,\"state\":\"active\"}",	/* unbalanced */
-		"{\"sid\":\"7\",\"channels\":[\"a\"],\"filter\":{},\"state\":\"active\"}",
-	};
-	sub_def		d;
-
-	(void) state;
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		if (def_parse(bad[i], 7, &d) != SUB_DEF_INVALID)
-			fail_msg("accepted %s", bad[i]);
-		assert_null(d.patterns);
-		assert_null(d.filter);
-	}
-	assert_int_equal(def_parse("{\"sid\":7,\"channels\":[\"job.7\",\"news.#\"],"
-							   "\"filter\":{\"user\":42},\"state\":\"active\"}", 7, &d), SUB_DEF_OK);
-	assert_int_equal(d.npatterns, 2);
-	assert_string_equal(d.patterns[1], "news.#");
-	assert_non_null(d.filter);
-	assert_int_equal(d.state, SUB_ACTIVE);
-	stream_def_clear(&d);
-	assert_int_equal(def_parse("{\"sid\":7,\"channels\":[\"a\"],\"filter\":{},"
-							   "\"state\":\"dropped\"}", 7, &d), SUB_DEF_OK);
-	assert_null(d.filter);		/* {} matches everything */
-	assert_int_equal(d.state, SUB_DROPPED);
-	stream_def_clear(&d);
-	assert_int_equal(def_parse("{\"sid\":7,\"channels\":[\"a\"],\"filter\":{},"
-							   "\"state\":\"closed\"}", 7, &d), SUB_DEF_OK);
-	assert_int_equal(d.state, SUB_CLOSED);
-	stream_def_clear(&d);
-	/* the open answer's form (json_build_object spacing), numbers kept exact */
-	assert_int_equal(def_parse("{\"sid\" : 7, \"channels\" : [\"a.*\"], \"filter\" : "
-							   "{\"n\": 12345678901234567890123, \"s\": \"x}\\\"]\"}, "
-							   "\"state\" : \"active\"}", 7, &d), SUB_DEF_OK);
-	assert_non_null(d.filter);
-	assert_int_equal(stream_def_sid("{\"sid\" : 7}", 11), 7);
-	stream_def_clear(&d);
 }
 
 static event *
@@ -485,6 +431,108 @@ test_timeline(void **state)
 }
 
 /*
+ * The work link's one queued job, taken off the (never started) link, and
+ * answered with one row of open_sub columns (bridge/logread.c; NULL for a
+ * NULL string).
+ */
+#define OPEN_COLS 13
+
+static void
+answer_open(const char *const vals[OPEN_COLS])
+{
+	db_job	   *job = br.work.head;
+	PGresult   *res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+	PGresAttDesc attrs[OPEN_COLS];
+
+	assert_non_null(job);
+	br.work.head = job->next;
+	if (br.work.head == NULL)
+		br.work.tail = NULL;
+	job->next = NULL;
+	memset(attrs, 0, sizeof(attrs));
+	for (int i = 0; i < OPEN_COLS; i++)
+		attrs[i].name = (char *) "c";
+	assert_true(PQsetResultAttrs(res, OPEN_COLS, attrs));
+	for (int i = 0; i < OPEN_COLS; i++)
+		assert_true(PQsetvalue(res, 0, i, (char *) vals[i], vals[i] ? (int) strlen(vals[i]) : -1));
+	job->done(job, res);
+	PQclear(res);
+}
+
+/*
+ * A live subscription stream overtaken by a prune goes on in place: after
+ * its reset it leaves the hub, reads the definition valid at its new
+ * position (the prune went on meanwhile: a second reset), and replays on
+ * with it -- the response never ends.
+ */
+static void
+test_sub_redef_after_prune(void **state)
+{
+	client	   *c = client_new();
+	char	  **pats = calloc(1, sizeof(char *));
+	const char *const answer[OPEN_COLS] = {
+		"25", "22", NULL, NULL, NULL, "7", "1", NULL, "f", "f", "22",
+		"{\"sid\":7,\"channels\":[\"b\"],\"filter\":{},\"state\":\"active\"}", "f"
+	};
+	char	   *text;
+	stream	   *st;
+
+	(void) state;
+	cfg.client_queue = 1 << 20;
+	hub_init(stream_deliver);
+	ring_init(1 << 20, 1024);
+	ring_reset(8, LOGPOS_NO_ROW);
+	pats[0] = strdup("a");
+	c->state = CS_OPENING;
+	st = stream_new(c, pats, 1, NULL, "00000000-0000-0000-0000-000000000007", -1);
+	st->sid = 7;
+	stream_begin(st, 8, 0);
+	while (stream_run())
+		;
+	assert_int_equal(st->state, SS_LIVE);
+	free(queued_text(c));
+	outq_complete(&c->q);
+
+	stream_pruned(10, 20);						/* 10..20 are gone */
+	assert_int_equal(st->state, SS_REPLAYING);	/* not ended: it goes on */
+	assert_true(st->redef);
+	assert_int_equal(hub_count(), 0);
+	assert_int_equal(st->cursor, 20);
+	assert_null(br.work.head);
+	stream_run();								/* its one job: the definition at 20 */
+	assert_non_null(st->job);
+	answer_open(answer);
+	assert_null(st->job);
+	assert_false(st->redef);
+	assert_string_equal(st->sub.patterns[0], "b");
+	assert_int_equal(st->cursor, 22);			/* pruned on to 22 meanwhile */
+
+	ring_rebase(20, LOGPOS_NO_ROW);
+	ring_push(event_new(23, 2023, "a", 1, NULL, 0, "old", 3));
+	ring_push(event_new(24, 2024, "b", 1, NULL, 0, "new", 3));
+	stream_advanced();
+	while (stream_run())
+		;
+	assert_int_equal(st->state, SS_LIVE);
+	text = queued_text(c);
+	assert_non_null(strstr(text, "event: reset\ndata: {\"lost_from\":10,\"lost_through\":20}"));
+	assert_non_null(strstr(text, "event: reset\ndata: {\"lost_from\":21,\"lost_through\":22}"));
+	assert_null(strstr(text, "data: old"));		/* judged by the new definition */
+	assert_non_null(strstr(text, "data: new"));
+	assert_non_null(strstr(strstr(text, "data: new"), "event: ready"));
+	free(text);
+	outq_complete(&c->q);
+	assert_false(c->flags & (CF_DOOMED | CF_ENDING));
+
+	client_close(c);
+	client_flush_pending();
+	uv_run(br.loop, UV_RUN_NOWAIT);
+	assert_int_equal(stream_count(), 0);
+	ring_shutdown();
+	hub_shutdown();
+}
+
+/*
  * Replay is paced by the client's queue: it never holds more than
  * --client-queue bytes, except one event larger than that on its own, and
  * the ready event waits for room too.
@@ -588,12 +636,12 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_queue_limit),
 		cmocka_unit_test(test_decide),
-		cmocka_unit_test(test_def_parse),
 		cmocka_unit_test(test_ring),
 		cmocka_unit_test(test_replay_fair),
 		cmocka_unit_test(test_stream_lifecycle),
 		cmocka_unit_test(test_resume_forked),
 		cmocka_unit_test(test_timeline),
+		cmocka_unit_test(test_sub_redef_after_prune),
 		cmocka_unit_test(test_replay_paced),
 		cmocka_unit_test(test_replay_past_marker),
 	};

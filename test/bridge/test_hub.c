@@ -304,6 +304,56 @@ test_hub_close_filter(void **state)
 	hub_shutdown();
 }
 
+/*
+ * The payload is parsed only when a matching bucket holds a filter; with
+ * more matching wildcard buckets than a dispatch remembers, each still gets
+ * the event exactly once, and a filter in the last one is still judged.
+ */
+static void
+test_hub_parse_when_needed(void **state)
+{
+	static const char chan[] = "s0.s1.s2.s3.s4.s5";
+	static const char data[] = "{\"k\":1}";
+	char		pat[64];
+	event	   *ev;
+	int			n = 0;
+
+	(void) state;
+	hub_init(on_deliver);
+	make_sub(n++, "other.#", NULL, "{\"k\":1}");		/* filtered, never matches */
+	/* every pattern that replaces some segments of chan by "*": 63 buckets */
+	for (int mask = 1; mask < 64 && n < NSUBS - 1; mask++) {
+		size_t		len = 0;
+
+		for (int seg = 0; seg < 6; seg++)
+			len += (size_t) snprintf(pat + len, sizeof(pat) - len, "%s%s", seg ? "." : "",
+									 mask & (1 << seg) ? "*" : (const char *[]) {"s0", "s1", "s2", "s3", "s4", "s5"}[seg]);
+		make_sub(n++, pat, NULL, NULL);
+	}
+	ev = event_new(1, 0, chan, strlen(chan), NULL, 0, data, strlen(data));
+	memset(delivered, 0, sizeof(delivered));
+	assert_true(hub_dispatch(ev));
+	assert_false(ev->parsed);	/* no filter among the matching buckets */
+	assert_int_equal(delivered[0], 0);
+	for (int i = 1; i < n; i++)
+		assert_int_equal(delivered[i], 1);
+	event_free(ev);
+
+	/* a filter joins the bucket visited last (the first one added) */
+	free_sub(0);
+	make_sub(0, pat_store[1][0], NULL, "{\"k\":1}");
+	ev = event_new(2, 0, chan, strlen(chan), NULL, 0, data, strlen(data));
+	memset(delivered, 0, sizeof(delivered));
+	assert_true(hub_dispatch(ev));
+	assert_true(ev->parsed);
+	for (int i = 0; i < n; i++)
+		assert_int_equal(delivered[i], 1);
+	event_free(ev);
+	for (int i = 0; i < n; i++)
+		free_sub(i);
+	hub_shutdown();
+}
+
 int
 main(void)
 {
@@ -313,6 +363,7 @@ main(void)
 		cmocka_unit_test(test_hub_exact),
 		cmocka_unit_test(test_hub_literal_path),
 		cmocka_unit_test(test_hub_close_filter),
+		cmocka_unit_test(test_hub_parse_when_needed),
 	};
 
 	return cmocka_run_group_tests_name("hub", tests, NULL, NULL);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # libFuzzer targets for the bridge's input handling, built with clang
 # -fsanitize=fuzzer,address,undefined and run for a bounded time each
-# (FUZZ_SECONDS, default 12 s per target, about 60 s in total), seeded from
+# (FUZZ_SECONDS, default 12 s per target, about 72 s in total), seeded from
 # test/fuzz/corpus/<target>.  New inputs go to a scratch copy of the corpus,
 # so the committed seeds stay small.  Exits non-zero on any crash.
 set -uo pipefail
@@ -23,10 +23,11 @@ declare -A DEPS=(
   [pattern]="bridge/scope.c"
   [filter]="bridge/hub.c bridge/hmap.c bridge/event.c bridge/frame.c bridge/wire.c bridge/mem.c bridge/logpos.c"
   [frame]="bridge/frame.c bridge/wire.c bridge/mem.c bridge/logpos.c"
+  [subdef]="bridge/subdef.c bridge/mem.c"
 )
 
 failed=0
-for t in http query pattern filter frame; do
+for t in http query pattern filter frame subdef; do
   bin="$B/fuzz_$t"
   # shellcheck disable=SC2086
   if ! $CC $FLAGS -o "$bin" "test/fuzz/fuzz_$t.c" ${DEPS[$t]} $SHARED $PKG_LIBS; then

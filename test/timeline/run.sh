@@ -136,3 +136,6 @@ assert got == [w for w in want if int(w[0]) > 51], got[:3]
 print(f'subscription resume from {sys.argv[3]}: timeline reset at {r["id"]} (its start), then its {len(got)} events')
 PY
 echo "ok - timeline (PITR): restore point under a running bridge"
+
+# the same class of change through a failover to an asynchronous standby
+"$root/test/timeline/failover.sh"

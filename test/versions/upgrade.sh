@@ -84,6 +84,11 @@ for from in $froms; do
   q "$old" "SELECT sse_prune('1 hour')" >/dev/null
   sub=$(q "$old" "SELECT sse_subscribe_filter(ARRAY['upg.#'], '{\"n\":2}')")
   q "$old" "SELECT sse_subscribe_filter(ARRAY['upg.a'])" >/dev/null
+  # the new library on the old schema: unsubscribe deletes, as $from did
+  gone=$(q "$old" "SELECT sse_subscribe_filter(ARRAY['upg.gone'])")
+  check "at $from, sse_unsubscribe drops the subscription" t "$(q "$old" "SELECT sse_unsubscribe('$gone')")"
+  check "at $from, the dropped subscription's row is deleted" 0 \
+    "$(q "$old" "SELECT count(*) FROM sse_bridge.subscriptions WHERE id = '$gone'")"
   before=$(snapshot "$old")
 
   q "$old" "ALTER EXTENSION sse_bridge UPDATE"
@@ -104,6 +109,10 @@ for from in $froms; do
     "$(q "$old" "SELECT min(id) > $maxid FROM sse_bridge.events WHERE data = 'after update'")"
   q "$old" "SELECT sse_subscribe_filter(ARRAY['upg.c'])" >/dev/null
   check "subscriptions can be made after the update" 3 "$(q "$old" "SELECT count(*) FROM sse_bridge.subscriptions")"
+  check "after the update, sse_unsubscribe drops the subscription" t "$(q "$old" "SELECT sse_unsubscribe('$sub')")"
+  check "after the update, the dropped subscription is a tombstone" 1 \
+    "$(q "$old" "SELECT count(*) FROM sse_bridge.subscriptions WHERE id = '$sub' AND dropped_at IS NOT NULL")"
+  check "after the update, the tombstone is unknown to sse_touch" f "$(q "$old" "SELECT sse_touch('$sub')")"
 done
 
 [ "$fail" -eq 0 ] && echo "upgrade: all checks passed"

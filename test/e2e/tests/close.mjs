@@ -88,3 +88,79 @@ test('close on a literal ad-hoc channel ends that stream; wildcard streams stay 
   assert.deepEqual(es.responses.map((r) => r.status), [204]);
   assert.equal(es.events.length, 0);
 });
+
+// The 204 decision follows positions: a close ends a subscription only when
+// its channel is literally in the definition valid at the close's id.
+
+// A subscription stream resuming after `after`: its status, and its rows once
+// `count` of them arrived (it stays open).
+async function resumeRows(t, id, after, count) {
+  const st = cStream(`${M()}/events/${id}`, { lastEventId: after });
+  t.defer(st.close);
+  await st.waitFor((r) => r.status !== null || r.ended, 'a response');
+  assert.equal(st.status, 200, `resume after ${after}: status ${st.status}`);
+  await st.waitFor((r) => r.rows().length >= count, `${count} events after ${after}`);
+  return st;
+}
+
+test('a close before a channel joined the subscription does not end it (live, and resumes after the close)', async (t) => {
+  const tag = uniq();
+  const a = `pa.${tag}`;
+  const x = `px.${tag}`;
+  const id = await sqlValue(`sse_subscribe_filter(ARRAY[${lit(a)}])`);
+  const live = cStream(`${M()}/events/${id}`);
+  t.defer(live.close);
+  await live.waitReady();
+  await sql(`SELECT sse_close(${lit(x)});`);
+  const closeId = await sqlValue(`(SELECT max(id) FROM sse_bridge.events WHERE channel = ${lit(x)} AND event = 'close')`);
+  await sql(`SELECT sse_subscription_add(${lit(id)}, ARRAY[${lit(x)}]);`);
+  await publish([{ channel: x, data: 'on x after the add' }, { channel: a, data: 'on a' }]);
+  const want = await rows(`channel IN (${lit(a)}, ${lit(x)}) AND event IS DISTINCT FROM 'close'`);
+  assert.equal(want.length, 2);
+  await live.waitFor((r) => r.rows().length >= 2, 'both events on the live stream');
+  assertSameEvents(live.rows(), want, 'live stream');
+  assert.ok(!live.ended, 'the live stream ended');
+  // readers at the close, after the add, and after the last event: 200, never 204
+  const addId = await sqlValue(`(SELECT max(id) FROM sse_bridge.events WHERE channel = '$sub' AND id < ${want[0].id})`);
+  for (const [after, rest] of [[closeId, want], [addId, want], [want[0].id, want.slice(1)]]) {
+    const st = await resumeRows(t, id, after, rest.length);
+    assertSameEvents(st.rows(), rest, `resume after ${after}`);
+  }
+  const st = cStream(`${M()}/events/${id}`, { lastEventId: want[1].id });
+  t.defer(st.close);
+  await st.waitReady();
+  assert.equal(st.status, 200);
+  await publish([{ channel: x, data: 'later on x' }]);
+  const later = await rows(`channel = ${lit(x)} AND data = 'later on x'`);
+  await st.waitFor((r) => r.rows().length >= 1, 'the later event');
+  assertSameEvents(st.rows(), later, 'resume at the head, then live');
+});
+
+test('a close after a same-transaction add ends the subscription at the close, also once the channel is removed', async (t) => {
+  const tag = uniq();
+  const a = `qa.${tag}`;
+  const x = `qx.${tag}`;
+  const id = await sqlValue(`sse_subscribe_filter(ARRAY[${lit(a)}])`);
+  const live = cStream(`${M()}/events/${id}`);
+  t.defer(live.close);
+  await live.waitReady();
+  // the add's marker is written before the close (changes come first)
+  await sql(`BEGIN; SELECT sse_close(${lit(x)}); SELECT sse_subscription_add(${lit(id)}, ARRAY[${lit(x)}]); COMMIT;`);
+  const closeRow = (await rows(`channel = ${lit(x)} AND event = 'close'`))[0];
+  await live.waitEnded();
+  assertSameEvents(live.rows(), [closeRow], 'the live stream: the close, then the end');
+  assert.equal(await sqlValue(`(SELECT closed_at IS NULL FROM sse_bridge.subscriptions WHERE id = ${lit(id)})`), 'true',
+    'sse_close marked the subscription closed: this test needs the close to be judged by position alone');
+  await sql(`SELECT sse_subscription_remove(${lit(id)}, ARRAY[${lit(x)}]);`);
+  await publish([{ channel: a, data: 'after the close' }]);
+  const later = (await rows(`channel = ${lit(a)}`))[0];
+  for (const after of [closeRow.id, later.id]) {
+    const res = await request(`${M()}/events/${id}`, { headers: { 'Last-Event-ID': after } });
+    assert.equal(res.status, 204, `resume after ${after} (the close is ${closeRow.id}): ${res.status} ${res.body}`);
+  }
+  // a reader before the close gets it, then the end
+  const behind = cStream(`${M()}/events/${id}`, { lastEventId: Number(closeRow.id) - 1 });
+  t.defer(behind.close);
+  await behind.waitEnded();
+  assertSameEvents(behind.rows(), [closeRow], 'reader just before the close');
+});

@@ -4,9 +4,9 @@ import assert from 'node:assert/strict';
 import { test } from '../lib/harness.mjs';
 import { ENV, uniq } from '../lib/env.mjs';
 import { lit, publish, restartServer, rows, serverRunning, sql, sqlValue, startServer, stopServer } from '../lib/db.mjs';
-import { curlStream, cStream, esStream } from '../lib/clients.mjs';
+import { curlStream, cStream, esStream, request } from '../lib/clients.mjs';
 import { assertSameEvents } from '../lib/expect.mjs';
-import { findMetric, healthz, metrics, metricValue, poll, withBridge } from '../lib/bridge.mjs';
+import { findMetric, healthz, metrics, metricValue, poll, startBridge, withBridge } from '../lib/bridge.mjs';
 
 const M = () => ENV.mainUrl;
 
@@ -110,4 +110,28 @@ test('a subscription changed while the bridge was cut off from the database appl
   const want = await rows(`channel LIKE ${lit(`cut.${u}.%`)}`);
   assertSameEvents(c.rows(), want, 'stream after the subscription changed while cut off');
   assert.ok(!c.ended, 'stream ended while the bridge was cut off');
+});
+
+test('JIT is off in the bridge\'s sessions: an open does not wait for compilation even when every plan would be compiled', async (t) => {
+  const gucs = ['jit_above_cost', 'jit_inline_above_cost', 'jit_optimize_above_cost'];
+  if ((await sqlValue('pg_jit_available()')) !== 'true') {
+    console.log('    JIT is not available in this server: nothing to compile, the check cannot run');
+    return;
+  }
+  await sql(gucs.map((g) => `ALTER DATABASE ${ENV.db} SET ${g} = 0;`).join('\n'));
+  t.defer(() => sql(gucs.map((g) => `ALTER DATABASE ${ENV.db} RESET ${g};`).join('\n')));
+  const b = await startBridge([]);	// its sessions start with the settings above
+  t.defer(() => b.stop());
+  const id = await sqlValue(`sse_subscribe_filter(ARRAY['jit.${uniq()}'])`);
+  const ms = [];
+  for (let i = 0; i < 5; i++) {
+    const t0 = process.hrtime.bigint();
+    const res = await request(`${b.url}/events/${id}`);
+    ms.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    assert.equal(res.status, 200);
+  }
+  ms.sort((x, y) => x - y);
+  console.log(`    subscription opens with jit_above_cost = 0: ${ms.map((x) => x.toFixed(1)).join(', ')} ms`);
+  // a compiled open statement takes hundreds of milliseconds here
+  assert.ok(ms[2] < 100, `median open ${ms[2].toFixed(1)} ms`);
 });

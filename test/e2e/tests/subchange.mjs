@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from '../lib/harness.mjs';
 import { ENV, uniq } from '../lib/env.mjs';
 import { lit, rows, sql, sqlJson, sqlValue } from '../lib/db.mjs';
-import { cStream } from '../lib/clients.mjs';
+import { cStream, esStream, request } from '../lib/clients.mjs';
 import { startBridge } from '../lib/bridge.mjs';
 import { assertSameEvents, topicMatch } from '../lib/expect.mjs';
 
@@ -222,4 +222,49 @@ test('close on a wildcard filtered stream obeys the filter; literal streams stil
     const mine = x.rows().filter((e) => [ch, other].some((c) => all.concat(last).some((r) => r.id === e.id && r.channel === c)));
     assertSameEvents(mine, [all[1], last[0]], `${x === w ? 'subscription' : 'ad hoc'} job.* filtered to done: no close`);
   }
+});
+
+test('unsubscribe: a reader behind the drop replays up to it and ends; at or after the drop, or new: 404', async (t) => {
+  const tag = uniq();
+  const ch = `un.${tag}`;
+  const s = await subscribe([ch, `un.${tag}.other`], { keep: true });
+  await sql([pub(ch, { keep: true, n: 1 }), pub(ch, { keep: false, n: 2 }), pub(ch, { keep: true, n: 3 })].join('\n'));
+  await sql(`SELECT sse_subscription_set_filter(${lit(s.id)}, '{"keep": false}'::jsonb);`);
+  await sql([pub(ch, { keep: true, n: 4 }), pub(ch, { keep: false, n: 5 })].join('\n'));
+  await sql(`SELECT sse_unsubscribe(${lit(s.id)});`);
+  await sql([pub(ch, { keep: true, n: 6 }), pub(ch, { keep: false, n: 7 })].join('\n'));
+  const evs = await rows(`channel = ${lit(ch)}`);
+  const drop = Number(await sqlValue(`(SELECT max(id) FROM sse_bridge.events WHERE channel = '$sub' AND data::jsonb @> '{"sid": ${s.sid}, "state": "dropped"}')`));
+  assert.ok(drop > Number(evs[4].id) && drop < Number(evs[5].id), 'the drop marker lies between n 5 and n 6');
+  const fresh = await startBridge([]);	// an empty replay cache: the replay reads log pages
+  t.defer(() => fresh.stop());
+  for (const url of [M(), fresh.url]) {
+    const where = url === M() ? 'replay cache' : 'log pages';
+    for (const after of [s.start, Number(evs[0].id), Number(evs[2].id)]) {
+      // each event judged by the definition valid at its position, none after the drop
+      const want = await expectedFor(s.sid, after, drop);
+      assert.ok(want.length > 0 && want.every((r) => JSON.parse(r.data).n <= 5));
+      const st = cStream(`${url}/events/${s.id}`, { lastEventId: after, reconnect: 3, maxDelayMs: 200 });
+      t.defer(st.close);
+      await st.waitEnded(30_000);
+      assertSameEvents(st.rows(), want, `reader after ${after} (${where})`);
+      // the end names the drop as its position, so the reconnect gets 404, not the same replay again
+      assert.deepEqual(st.responses.map((r) => r.status), [200, 404], `statuses after ${after} (${where}): ${st.log.join(' | ')}`);
+      const last = st.events[st.events.length - 1];
+      assert.equal(last.event, 'ready');
+      assert.equal(Number(last.id), drop, `the last position sent is the drop marker (${where})`);
+    }
+    for (const lastEventId of [drop, Number(evs[6].id)]) {
+      const res = await request(`${url}/events/${s.id}`, { headers: { 'Last-Event-ID': String(lastEventId) } });
+      assert.equal(res.status, 404, `resume after ${lastEventId}, the drop is ${drop} (${where}): ${res.status} ${res.body}`);
+    }
+    const res = await request(`${url}/events/${s.id}`);
+    assert.equal(res.status, 404, `a new reader of a dropped subscription (${where}): ${res.status} ${res.body}`);
+  }
+  // EventSource (npm) takes the end's position as its Last-Event-ID and stops at the 404
+  const es = esStream(`${M()}/events/${s.id}`, { lastEventId: evs[0].id });
+  t.defer(es.close);
+  await es.waitFor((r) => r.ended, 'EventSource to stop', 15_000);
+  assert.deepEqual(es.responses.map((r) => r.status), [200, 404]);
+  assertSameEvents(es.rows(), await expectedFor(s.sid, Number(evs[0].id), drop), 'EventSource behind the drop');
 });
