@@ -7,8 +7,9 @@
 # primary and reach a connected client; the primary dies and the standby is
 # promoted; 60 new events are published there.  The connected stream must
 # get one timeline reset naming the last shared position and then exactly
-# the new events (never one the standby did not have); a resume from a lost
-# position must start with a timeline reset.
+# the new events (never one the standby did not have), a subscription's
+# stream too, in the same response; a resume from a lost position must
+# start with a timeline reset.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -19,9 +20,10 @@ sb=$tmp/standby
 mkdir -p "$sb"
 [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$tmp" "$sb"
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-bpid= cpid= pgdir=
+bpid= cpid= spid= pgdir=
 cleanup() {
   [ -n "$cpid" ] && kill "$cpid" 2>/dev/null
+  [ -n "$spid" ] && kill "$spid" 2>/dev/null
   [ -n "$bpid" ] && kill "$bpid" 2>/dev/null
   [ -f "$sb/data/postmaster.pid" ] && as_pg "$SSE_PGBIN/pg_ctl" -D "$sb/data" -m immediate -w stop >/dev/null 2>&1
   [ -n "$pgdir" ] && scripts/pgcluster.sh stop "$pgdir"
@@ -70,10 +72,14 @@ pub() { psql -XAtq -v ON_ERROR_STOP=1 -c "SELECT sse_publish('fo.a', '$1 ' || i)
 has() { [ "$(grep -c "\"kind\":\"event\".*$2" "$1" 2>/dev/null || true)" -ge "$3" ]; }
 
 pub kept 1 50
-until_ok 30 is_sb "SELECT count(*) FROM sse_bridge.events" 50 || fail "the standby did not receive the first 50 events"
+sub=$(q "SELECT sse_subscribe_filter(ARRAY['fo.a'])")   # its marker is id 51
+until_ok 30 is_sb "SELECT count(*) FROM sse_bridge.events" 51 || fail "the standby did not receive the first 51 rows"
 "$tmp/sseclient" --timeout 120 "$url" >"$tmp/live.jsonl" 2>/dev/null &
 cpid=$!
+"$tmp/sseclient" --timeout 120 "http://127.0.0.1:$port/events/$sub" >"$tmp/sub.jsonl" 2>/dev/null &
+spid=$!
 until_ok 20 grep -q '"event":"ready"' "$tmp/live.jsonl" || fail "no ready"
+until_ok 20 grep -q '"event":"ready"' "$tmp/sub.jsonl" || fail "no ready on the subscription"
 
 # the standby stops receiving; the primary commits 50 more, streamed live
 as_pg "$SSE_PGBIN/pg_ctl" -D "$sb/data" -m fast -w stop >/dev/null
@@ -85,13 +91,15 @@ as_pg "$SSE_PGBIN/pg_ctl" -D "$SSE_PGDATA" -m immediate -w stop >/dev/null
 start_standby
 as_pg "$SSE_PGBIN/pg_ctl" -D "$sb/data" -w -t 60 promote >/dev/null || fail "promote"
 until_ok 30 is_sb "SELECT pg_is_in_recovery()" f || fail "no promotion"
-[ "$(qs "SELECT count(*) FROM sse_bridge.events")" = 50 ] || fail "the promoted standby does not hold exactly the first 50 events"
+[ "$(qs "SELECT count(*) FROM sse_bridge.events")" = 51 ] || fail "the promoted standby does not hold exactly the first 50 events and the marker"
 export PGHOST=$sb PGPORT=$sb_port
 pub new 51 110
 
 until_ok 40 has "$tmp/live.jsonl" '"new ' 60 || fail "60 new events on the live stream"
+until_ok 40 has "$tmp/sub.jsonl" '"new ' 60 || fail "60 new events on the subscription's stream (in the same response)"
 q "SELECT id || ' ' || data FROM sse_bridge.events WHERE channel = 'fo.a' ORDER BY id" >"$tmp/want.txt"
-python3 - "$tmp/live.jsonl" "$tmp/want.txt" <<'PY' || fail "live stream"
+for f in live sub; do
+python3 - "$tmp/$f.jsonl" "$tmp/want.txt" "$f" <<'PY' || fail "$f stream"
 import json, re, sys
 ev = [json.loads(l) for l in open(sys.argv[1]) if '"kind":"event"' in l]
 want = [l.rstrip('\n').split(' ', 1) for l in open(sys.argv[2])]
@@ -99,17 +107,19 @@ num = lambda p: p.split('-')[0]
 resets = [i for i, e in enumerate(ev) if e['event'] == 'reset']
 assert len(resets) == 1, f'{len(resets)} resets'
 r = ev[resets[0]]
-assert json.loads(r['data']) == {'lost_from': 51, 'lost_through': 100, 'timeline': True}, r['data']
+assert not any(l.startswith('{"kind":"eof"') for l in open(sys.argv[1])), 'the response ended'
+assert json.loads(r['data']) == {'lost_from': 52, 'lost_through': 101, 'timeline': True}, r['data']
 ready = [e for e in ev if e['event'] == 'ready'][0]
-assert r['id'] == ready['id'] and re.fullmatch(r'50-[0-9a-f]{8}', r['id']), (r['id'], ready['id'])
+assert r['id'] == ready['id'] and re.fullmatch(r'51-[0-9a-f]{8}', r['id']), (r['id'], ready['id'])
 before = [[num(e['id']), e['data']] for e in ev[:resets[0]] if e['event'] == 'message']
 assert [d for _, d in before] == [f'lost {i}' for i in range(51, 101)], before[:3]
 got = [[num(e['id']), e['data']] for e in ev[resets[0] + 1:] if e['event'] == 'message']
-new = [w for w in want if int(w[0]) > 50]
+new = [w for w in want if int(w[0]) > 51]
 assert got == new, f'after the reset: {got[:3]}... want {new[:3]}...'
 assert len(got) == 60 and not any(d.startswith('lost') for _, d in got)
-print(f'live stream: 50 events the standby missed, reset at {r["id"]}, then {len(got)} new events (ids {got[0][0]}..{got[-1][0]})')
+print(f'{sys.argv[3]} stream: 50 events the standby missed, reset at {r["id"]}, then {len(got)} new events (ids {got[0][0]}..{got[-1][0]}) in the same response')
 PY
+done
 
 lost=$(python3 -c "import json,sys; print([json.loads(l)['id'] for l in open(sys.argv[1]) if '\"lost 75\"' in l][0])" "$tmp/live.jsonl")
 "$tmp/sseclient" --timeout 20 --until-event ready --last-event-id "$lost" "$url" >"$tmp/resume.jsonl" 2>/dev/null \

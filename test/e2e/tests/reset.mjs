@@ -2,10 +2,11 @@
 // `event: reset` first (saying which ids were lost), then the retained rows.
 import assert from 'node:assert/strict';
 import { test } from '../lib/harness.mjs';
-import { ENV, uniq } from '../lib/env.mjs';
+import { ENV, conninfo, uniq } from '../lib/env.mjs';
 import { lit, prunedThrough, publish, rows, sql } from '../lib/db.mjs';
 import { curlStream, cStream, esStream } from '../lib/clients.mjs';
 import { assertSameEvents } from '../lib/expect.mjs';
+import { poll, withBridge } from '../lib/bridge.mjs';
 
 const M = () => ENV.mainUrl;
 
@@ -73,4 +74,52 @@ test('reset on a subscription whose start point was pruned', async (t) => {
   assert.equal(c.events[0].event, 'reset', `first event is ${c.events[0].event}, not reset`);
   assert.ok(numbersIn(JSON.parse(c.events[0].data)).includes(pruned), `reset data: ${c.events[0].data}`);
   assertSameEvents(c.rows(), await rows(`channel = ${lit(ch)}`), 'after reset');
+});
+
+// A prune that overtakes a live subscription stream takes the markers in
+// its gap with it.  The stream gets its reset and goes on in place (one
+// response) with the definition valid after the gap: a channel added inside
+// the pruned range is delivered afterwards.  The bridge is kept off the
+// database (its role may not log in) while the gap is made, so its live
+// link finds the prune mark above its cursor when it comes back.
+test('a prune overtaking a live subscription stream: reset, then the definition valid after the gap, in the same response', async (t) => {
+  const role = `sse_e2e_${uniq().toLowerCase()}`;
+  await sql(`CREATE ROLE ${role} LOGIN;
+    GRANT USAGE ON SCHEMA sse_bridge TO ${role};
+    GRANT SELECT ON sse_bridge.events, sse_bridge.meta, sse_bridge.subscriptions,
+                    sse_bridge.subscription_versions TO ${role};
+    GRANT EXECUTE ON FUNCTION sse_touch(uuid) TO ${role};`);
+  t.defer(() => sql(`ALTER ROLE ${role} LOGIN;
+    SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ${lit(role)};
+    DROP OWNED BY ${role}; DROP ROLE IF EXISTS ${role};`).catch(() => {}));
+  const b = await withBridge(t, ['--db', `${conninfo()} user=${role}`]);
+  const chA = `gap.${uniq()}.a`, chB = `gap.${uniq()}.b`;
+  const id = (await sql(`SELECT sse_subscribe_filter(ARRAY[${lit(chA)}]);`)).trim();
+  const c = cStream(`${b.url}/events/${id}`);
+  t.defer(c.close);
+  await c.waitReady();
+  await publish([{ channel: chA, data: 'before' }]);
+  await c.waitFor((r) => r.rows().length >= 1, 'the event before the gap');
+
+  await sql(`ALTER ROLE ${role} NOLOGIN;
+    SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ${lit(role)};`);
+  await poll(async () => (await sql(`SELECT count(*) FROM pg_stat_activity WHERE usename = ${lit(role)};`)).trim() === '0',
+    'the bridge is off the database');
+  await publish([{ channel: chA, data: 'gone 1' }]);
+  await sql(`SELECT sse_subscription_add(${lit(id)}, ARRAY[${lit(chB)}]);`);
+  await publish([{ channel: chB, data: 'gone 2' }]);
+  await sql("SELECT sse_prune('0 seconds');");
+  const pruned = await prunedThrough();
+  await sql(`ALTER ROLE ${role} LOGIN;`);
+
+  await c.waitFor((r) => r.events.some((e) => e.event === 'reset'), 'the reset', 30_000);
+  await c.waitFor((r) => r.events.filter((e) => e.event === 'ready').length >= 2, 'live again', 30_000);
+  await publish([{ channel: chB, data: 'after' }, { channel: chA, data: 'after a' }]);
+  await c.waitFor((r) => r.rows().length >= 3, 'the events after the gap', 30_000);
+  const reset = c.events.find((e) => e.event === 'reset');
+  assert.equal(JSON.parse(reset.data).lost_through, pruned, `reset: ${reset.data}`);
+  assert.deepEqual(c.rows().map((e) => e.data), ['before', 'after', 'after a']);
+  assert.equal(c.connects, 1, 'one request: the response went on');
+  assert.equal(c.eofs, 0, 'the response never ended');
+  assert.ok(!c.ended, 'the stream ended');
 });
