@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Torture test of the delivery promise: every matching event is delivered
-# once, in id order, across reconnects, bridge crashes and database restarts.
+# once, in id order, across reconnects, bridge crashes, database restarts,
+# and timeline changes (a restored dump, a point-in-time recovery).
 #
 #   test/torture/torture.sh [DURATION] [--self-check] [--keep]
 #
 # DURATION is the publishing time (seconds, or 90s / 10m / 1h; default 60).
-# With the cluster environment of scripts/test.sh exported (PGHOST, PGPORT,
-# PGUSER, SSE_PGDATA, SSE_PGBIN) it uses that cluster; otherwise it builds
-# and installs the tree and starts a throwaway cluster of its own.
+# It always starts a throwaway cluster of its own (with WAL archiving, for
+# the pitr fault); without the environment of scripts/test.sh (PGHOST,
+# SSE_PGDATA, SSE_PGBIN) it first builds and installs the tree.
 #
 # What runs, all on loopback:
 #   - publisher (C, libpq): 16 threads of transactions of 1-50 events with
@@ -23,7 +24,9 @@
 #     kind: kill -9 of a bridge and restart, pg_ctl restart -m fast and
 #     -m immediate, sse_prune alone, sse_prune while race subscribers are
 #     held off (they must get "reset"), and sse_prune concurrent with their
-#     reconnection;
+#     reconnection; restore: an older dump replaces the database under the
+#     bridges; pitr: the cluster is replaced by a base backup recovered to an
+#     earlier restore point (see "timelines" below);
 #   - subscription changes (add, remove, set_filter; alone or two in one
 #     transaction) racing the publishers, on the plain subscriptions.
 # Then publishers stop, both bridges are killed once more, clients drain
@@ -31,7 +34,9 @@
 # id, with a deadline) and verify prints the verdict (see verify.c): each
 # subscriber's deliveries equal, in id order, the committed rows that match
 # it; ids are excused only by a reset whose range ends at a value
-# pruned_through really had.  Any fault kind that was never injected (the
+# pruned_through really had; a timeline reset voids the deliveries the
+# subscriber holds from its lost_from on, and a row of an abandoned timeline
+# that no timeline reset voided fails the verdict (dead).  Any fault kind that was never injected (the
 # slow-client drop is read from the bridges' /metrics) also fails the run.
 # Environment: TORTURE_SEED, TORTURE_SUBSCRIBERS (56), TORTURE_PUBLISHERS
 # (16), TORTURE_PAUSE_MS (800, pause between a publisher's transactions),

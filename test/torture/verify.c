@@ -31,10 +31,31 @@
  * it and the range ends at a value pruned_through really had (the harness
  * logs every value it sets in DIR/prune.log).
  *
+ * Timelines.  The restore and pitr faults abandon the rows above a restored
+ * head; torture.sh captures them exactly (DIR/dead-N.copy, heads in
+ * DIR/timelines.log), and torture.shadow, rewound with the database, holds
+ * the final timeline only (its "$sub" markers too, so the definitions
+ * followed for the expected sets are the final ones).  A delivery
+ * "<id>-<fp>" whose fingerprint is not the final row's at that id must be a
+ * captured row with the same content (else corrupted).  A timeline reset
+ * (data "timeline":true, id F-fp(F), lost_from F+1) voids every delivery the
+ * subscriber holds with an id above F: a final row is expected again, a row
+ * of an abandoned timeline stops counting, prune resets above F no longer
+ * excuse anything.  It must follow a real timeline change and F must be a
+ * final position (its row, at or below a restored head, or a position
+ * without a row at or below a prune mark), else it is a bad reset and voids
+ * nothing.  An ad hoc stream re-based below its start expects everything
+ * after F.  Then:
+ *   dead        deliveries of abandoned rows that no later timeline reset
+ *               voided
+ * and the accepted sequence must still equal the expected set exactly.
+ *
  * The publisher logs are checked against the log table too: every event of
  * a committed transaction present exactly once, nothing from a rolled-back
  * transaction or savepoint, unknown outcomes all or nothing, and the ids of
- * one transaction consecutive in publish order.
+ * one transaction consecutive in publish order.  A committed event may be in
+ * an abandoned timeline instead (abandoned_committed), never in both, and
+ * one transaction never in two.
  *
  * Modes:
  *   --wait SECONDS  poll the client logs until every subscriber has
@@ -42,8 +63,10 @@
  *                   it expects, or the deadline passes; exit 0 / 1.
  *   (default)       print the verdict; exit 1 on any difference.
  * The verdict run always ends with a self-check: it drops, duplicates,
- * swaps and corrupts one delivery of a real subscriber in memory and
- * requires each mutation to be reported.
+ * swaps and corrupts one delivery of a real subscriber in memory (one after
+ * its last timeline reset), appends a delivery of an abandoned row and a
+ * timeline reset above every restored head, and requires each mutation to
+ * be reported.
  */
 #define _GNU_SOURCE
 #include <errno.h>
