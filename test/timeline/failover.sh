@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Failover to an asynchronous standby that missed the last commits, under a
+# running bridge whose --db lists both servers (multi-host conninfo with
+# target_session_attrs=read-write), so it finds the new primary by itself.
+# A primary and a streaming standby; 50 events reach both; the standby
+# stops receiving (it is stopped); 50 more events on the primary only, with
+# a client connected; the primary is stopped (-m immediate), the standby
+# started and promoted; 60 new events.  The connected stream must get one
+# timeline reset naming the last shared position and then exactly the new
+# events, never an event the standby never had.  Run by test/timeline/run.sh.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+bridge=${SSE_E2E_BRIDGE:-$root/bridge/sse-bridge}
+tmp=$(mktemp -d /tmp/sse_fo.XXXXXX)
+chmod 755 "$tmp"
+[ "$(id -u)" -eq 0 ] && chown postgres:postgres "$tmp"
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+bpid= cpid= pgdir=
+cleanup() {
+  [ -n "$cpid" ] && kill "$cpid" 2>/dev/null
+  [ -n "$bpid" ] && kill "$bpid" 2>/dev/null
+  if [ -f "$tmp/standby/postmaster.pid" ]; then
+    as_pg "$SSE_PGBIN/pg_ctl" -D "$tmp/standby" -m immediate -w stop >/dev/null 2>&1 || true
+  fi
+  [ -n "$pgdir" ] && scripts/pgcluster.sh stop "$pgdir"
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() { echo "FAIL - timeline (failover): $*"; [ -f "$tmp/bridge.log" ] && tail -n 20 "$tmp/bridge.log"; exit 1; }
+# poll CMD until it succeeds, for at most $1 seconds
+until_ok() { local t=$1; shift; local end=$((SECONDS + t)); until "$@"; do
+  [ "$SECONDS" -ge "$end" ] && return 1; sleep 0.1; done; }
+
+unset PGHOST PGPORT PGDATABASE
+eval "$(SSE_PG_CONF="wal_level = replica
+hot_standby = on" scripts/pgcluster.sh start)"
+pgdir=$SSE_PGDIR
+p1=$PGPORT
+export PGHOST PGPORT PGUSER PGDATABASE
+q() { psql -XAtq -v ON_ERROR_STOP=1 "$@"; }
+q -c "CREATE EXTENSION sse_bridge" >/dev/null
+
+# the standby: a base backup with primary_conninfo (-R), its own port and socket
+as_pg "$SSE_PGBIN/pg_basebackup" -h "$PGHOST" -p "$p1" -U postgres -D "$tmp/standby" -X stream -c fast -R \
+  || fail "pg_basebackup"
+p2=$(scripts/free-port.sh)
+while [ "$p2" = "$p1" ]; do p2=$(scripts/free-port.sh); done
+cat >>"$tmp/standby/postgresql.conf" <<CONF
+port = $p2
+unix_socket_directories = '$tmp'
+CONF
+start_standby() {
+  as_pg "$SSE_PGBIN/pg_ctl" -D "$tmp/standby" -l "$tmp/standby.log" -w -t 60 start >/dev/null \
+    || { tail -n 20 "$tmp/standby.log"; fail "standby did not start"; }
+}
+start_standby
+# q1/q2: the primary / the standby
+q1() { q -h "$PGHOST" -p "$p1" -c "$1"; }
+q2() { q -h "$tmp" -p "$p2" -c "$1"; }
+is2() { [ "$(q2 "$1" 2>/dev/null)" = "$2" ]; }
+
+cc -std=c11 -Wall -Wextra -Werror -O1 -o "$tmp/sseclient" test/e2e/sseclient.c || fail "build sseclient"
+port=$(scripts/free-port.sh)
+"$bridge" --db "host=127.0.0.1,127.0.0.1 port=$p1,$p2 user=postgres dbname=$PGDATABASE target_session_attrs=read-write connect_timeout=2" \
+  --listen "127.0.0.1:$port" --public-channels 'fo.#' --poll-interval 500 >"$tmp/bridge.log" 2>&1 &
+bpid=$!
+until_ok 20 curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" || fail "bridge not healthy"
+url="http://127.0.0.1:$port/events?channel=fo.a"
+
+pub() { q1 "SELECT sse_publish('fo.a', '$1 ' || i) FROM generate_series($2, $3) i" >/dev/null; }
+pub2() { q2 "SELECT sse_publish('fo.a', '$1 ' || i) FROM generate_series($2, $3) i" >/dev/null; }
+# has FILE PATTERN N: at least N events whose line matches PATTERN
+has() { [ "$(grep -c "\"kind\":\"event\".*$2" "$1" 2>/dev/null || true)" -ge "$3" ]; }
+
+pub kept 1 50
+lsn=$(q1 "SELECT pg_current_wal_lsn()")
+until_ok 30 is2 "SELECT pg_last_wal_replay_lsn() >= '$lsn'" t || fail "the standby did not replay the first 50 events"
+"$tmp/sseclient" --timeout 120 --reconnect 100 "$url" >"$tmp/live.jsonl" 2>/dev/null &
+cpid=$!
+until_ok 20 grep -q '"event":"ready"' "$tmp/live.jsonl" || fail "no ready"
+
+# the standby stops receiving; the primary goes on alone
+as_pg "$SSE_PGBIN/pg_ctl" -D "$tmp/standby" -m fast -w stop >/dev/null
+pub dead 51 100
+until_ok 20 has "$tmp/live.jsonl" '"dead ' 50 || fail "50 live events before the failover"
+
+# the primary is lost; the standby (which never got events 51..100) takes over
+as_pg "$SSE_PGBIN/pg_ctl" -D "$SSE_PGDATA" -m immediate -w stop >/dev/null
+start_standby
+as_pg "$SSE_PGBIN/pg_ctl" -D "$tmp/standby" -w promote >/dev/null || fail "promote"
+until_ok 30 is2 "SELECT NOT pg_is_in_recovery()" t || fail "no promotion"
+[ "$(q2 "SELECT count(*) FROM sse_bridge.events WHERE data LIKE 'dead %'")" = 0 ] || fail "the standby has events it should have missed"
+pub2 new 51 110
+
+until_ok 40 has "$tmp/live.jsonl" '"new ' 60 || fail "60 new events on the live stream"
+q2 "SELECT id || ' ' || data FROM sse_bridge.events WHERE channel = 'fo.a' ORDER BY id" >"$tmp/want.txt"
+python3 - "$tmp/live.jsonl" "$tmp/want.txt" <<'PY' || fail "live stream"
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1]) if '"kind":"event"' in l]
+want = [l.rstrip('\n').split(' ', 1) for l in open(sys.argv[2])]
+num = lambda p: int(p.split('-')[0])
+resets = [i for i, e in enumerate(ev) if e['event'] == 'reset']
+assert len(resets) == 1, f'{len(resets)} resets'
+r = ev[resets[0]]
+d = json.loads(r['data'])
+assert d.get('timeline') is True and d['lost_from'] == num(r['id']) + 1, r
+before = [e for e in ev[:resets[0]] if e['event'] == 'message']
+kept = [e for e in before if e['data'].startswith('kept ')]
+assert len(kept) == 0 or num(kept[-1]['id']) < d['lost_from'], 'a shared event is voided'
+assert num(r['id']) <= 50 and d['lost_through'] >= 100, d
+got = [[str(num(e['id'])), e['data']] for e in ev[resets[0] + 1:] if e['event'] == 'message']
+new = [w for w in want if int(w[0]) > num(r['id'])]
+assert got == new, f'after the reset: {got[:3]}... want {new[:3]}...'
+assert not any(x.startswith('dead') for _, x in got)
+print(f'live stream: {len(before)} events, a timeline reset at {r["id"]} (lost_through {d["lost_through"]}), '
+      f'then {len(got)} events of the new primary (ids {got[0][0]}..{got[-1][0]}), none of the lost ones')
+PY
+echo "ok - timeline (failover): an asynchronous standby that missed commits takes over under a running bridge"
