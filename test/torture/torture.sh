@@ -486,10 +486,13 @@ restore_db() {
 
 # A base backup, then a restore point and the head, under the publish lock.
 restore_point() {
-  local n=$((rp_n + 1)) out
+  local n=$((rp_n + 1)) out seg
   rm -rf "$SSE_PGDIR/base"
   as_pg "$SSE_PGBIN/pg_basebackup" -h "$PGHOST" -p "$PGPORT" -U postgres -D "$SSE_PGDIR/base" -X stream -c fast \
     >>"$work/timeline.log" 2>&1 || { log "pg_basebackup failed"; return 1; }
+  # only the newest base backup is ever recovered: older WAL is not needed
+  seg=$(sed -n 's/^START WAL LOCATION: .* (file \([0-9A-F]*\))$/\1/p' "$SSE_PGDIR/base/backup_label")
+  [ -n "$seg" ] && "$SSE_PGBIN/pg_archivecleanup" "$pg_arch" "$seg" >>"$work/timeline.log" 2>&1
   out=$(psql -qAtX -v ON_ERROR_STOP=1 2>>"$work/timeline.log" <<SQL
 BEGIN;
 SELECT pg_advisory_xact_lock(6004219003886977585) \g /dev/null
