@@ -36,8 +36,9 @@
 # it; ids are excused only by a reset whose range ends at a value
 # pruned_through really had; a timeline reset voids the deliveries the
 # subscriber holds from its lost_from on, and a row of an abandoned timeline
-# that no timeline reset voided fails the verdict (dead).  Any fault kind that was never injected (the
-# slow-client drop is read from the bridges' /metrics) also fails the run.
+# that no timeline reset voided fails the verdict (dead).  Any fault kind
+# that was never injected (the slow-client drop is read from the bridges'
+# /metrics) also fails the run.
 # Environment: TORTURE_SEED, TORTURE_SUBSCRIBERS (56), TORTURE_PUBLISHERS
 # (16), TORTURE_PAUSE_MS (800, pause between a publisher's transactions),
 # TORTURE_DRAIN_SECONDS (120), SSE_BRIDGE_BIN.
