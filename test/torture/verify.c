@@ -48,7 +48,9 @@
  * after F.  Then:
  *   dead        deliveries of abandoned rows that no later timeline reset
  *               voided
- * and the accepted sequence must still equal the expected set exactly.
+ * and the accepted sequence must still equal the expected set exactly.  A
+ * captured row that is a final row (same id and commit time) would mean a
+ * wrong capture: it fails the run (abandoned_but_final).
  *
  * The publisher logs are checked against the log table too: every event of
  * a committed transaction present exactly once, nothing from a rolled-back
@@ -167,6 +169,7 @@ static dead_row *dead;			/* by id, then gen */
 static size_t n_dead;
 static int	n_timelines;
 static int64_t max_tl_head = -1;	/* highest restored head */
+static long dead_overlap;		/* captured rows that are final rows */
 
 /* Every position of the final timeline (markers too), for fingerprints. */
 static int64_t *pos_id, *pos_us;
@@ -339,6 +342,12 @@ load_dead(const char *d)
 		}
 		globfree(&g);
 	}
+	/* a captured row must not be a row of the final timeline (same commit) */
+	r = must(PQexec(conn, "SELECT count(*) FROM torture_dead d JOIN torture.shadow s USING (id) "
+					"WHERE (extract(epoch FROM s.created_at) * 1000000)::bigint = d.created_us"),
+			 "overlap");
+	dead_overlap = atol(PQgetvalue(r, 0, 0));
+	PQclear(r);
 	/* markers of dead timelines are never delivered nor expected */
 	r = must(PQexec(conn, "SELECT gen, id, channel, event, data, created_us FROM torture_dead "
 					"WHERE channel <> '$sub' ORDER BY id, gen"), "dead rows");
@@ -1901,14 +1910,14 @@ main(int argc, char **argv)
 		   n_rows, pruned_through, t.resets, t.reset_accounted, t.cuts, t.connects, t.switches,
 		   t.corrupted, t.unexpected, t.bad_resets, t.finals, t.refused, t.no_start, bad_lines, faults);
 	printf("timelines: changes=%d abandoned_rows=%zu highest_restored_head=%" PRId64 " timeline_resets=%ld "
-		   "voided=%ld abandoned_deliveries=%ld dead=%ld\n",
-		   n_timelines, n_dead, max_tl_head, t.tl_resets, t.voided, t.dead_deliveries, t.dead);
+		   "voided=%ld abandoned_deliveries=%ld dead=%ld abandoned_but_final=%ld\n",
+		   n_timelines, n_dead, max_tl_head, t.tl_resets, t.voided, t.dead_deliveries, t.dead, dead_overlap);
 	bool		sc = self_check();
 
 	printf("subscribers=%d events=%zu deliveries=%ld faults=%ld lost=%ld duplicated=%ld reordered=%ld dead=%ld\n",
 		   n_subs, n_rows, t.deliveries, injected + t.cuts, t.lost, t.duplicated, t.reordered, t.dead);
 	bool		fail = t.lost || t.duplicated || t.reordered || t.corrupted || t.unexpected || t.dead ||
-		t.bad_resets || t.finals || t.no_start || bad_lines || pub_problems || !sc ||
+		t.bad_resets || t.finals || t.no_start || bad_lines || pub_problems || !sc || dead_overlap ||
 		n_rows == 0 || t.deliveries == 0;
 
 	if (fail)
