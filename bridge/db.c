@@ -357,6 +357,13 @@ static void
 db_io_connecting(db_link *l, int events)
 {
 	(void) events;
+	/*
+	 * PQconnectPoll may close the socket and open another (the next host of
+	 * a multi-host conninfo, a server refused by target_session_attrs), and
+	 * the new one may get the same number: the old poll is closed first and
+	 * the socket watched afresh after every step.
+	 */
+	db_unwatch(l);
 	switch (PQconnectPoll(l->conn)) {
 		case PGRES_POLLING_READING:
 			if (!db_watch(l, UV_READABLE))

@@ -8,7 +8,8 @@
 # then exactly the new events (never an event of the abandoned timeline);
 # a resume from a position of the abandoned timeline must start with a
 # timeline reset: an ad hoc stream then replays the retained log, a
-# subscription its history from its start.
+# subscription its history from its start.  Then failover.sh (failover to
+# an asynchronous standby that missed the last commits).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -136,6 +137,6 @@ assert got == [w for w in want if int(w[0]) > 51], got[:3]
 print(f'subscription resume from {sys.argv[3]}: timeline reset at {r["id"]} (its start), then its {len(got)} events')
 PY
 echo "ok - timeline (PITR): restore point under a running bridge"
-
-# the same class of change through a failover to an asynchronous standby
-"$root/test/timeline/failover.sh"
+cleanup
+trap - EXIT
+exec "$root/test/timeline/failover.sh"

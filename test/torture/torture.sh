@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Torture test of the delivery promise: every matching event is delivered
-# once, in id order, across reconnects, bridge crashes and database restarts.
+# once, in id order, across reconnects, bridge crashes, database restarts,
+# and timeline changes (a restored dump, a point-in-time recovery).
 #
 #   test/torture/torture.sh [DURATION] [--self-check] [--keep]
 #
 # DURATION is the publishing time (seconds, or 90s / 10m / 1h; default 60).
-# With the cluster environment of scripts/test.sh exported (PGHOST, PGPORT,
-# PGUSER, SSE_PGDATA, SSE_PGBIN) it uses that cluster; otherwise it builds
-# and installs the tree and starts a throwaway cluster of its own.
+# It always starts a throwaway cluster of its own (with WAL archiving, for
+# the pitr fault); without the environment of scripts/test.sh (PGHOST,
+# SSE_PGDATA, SSE_PGBIN) it first builds and installs the tree.
 #
 # What runs, all on loopback:
 #   - publisher (C, libpq): 16 threads of transactions of 1-50 events with
@@ -23,7 +24,9 @@
 #     kind: kill -9 of a bridge and restart, pg_ctl restart -m fast and
 #     -m immediate, sse_prune alone, sse_prune while race subscribers are
 #     held off (they must get "reset"), and sse_prune concurrent with their
-#     reconnection;
+#     reconnection; restore: an older dump replaces the database under the
+#     bridges; pitr: the cluster is replaced by a base backup recovered to an
+#     earlier restore point (see "timelines" below);
 #   - subscription changes (add, remove, set_filter; alone or two in one
 #     transaction) racing the publishers, on the plain subscriptions;
 #   - terminal changes racing the publishers (end_subs): the 7 "fin"
@@ -40,8 +43,11 @@
 # order, the committed rows that match it, up to its end for an ended one
 # (which must then get 204 after a close, 404 after a drop, and nothing
 # else); ids are excused only by a reset whose range ends at a value
-# pruned_through really had.  Any fault kind that was never injected (the
-# slow-client drop is read from the bridges' /metrics) also fails the run.
+# pruned_through really had; a timeline reset voids the deliveries the
+# subscriber holds from its lost_from on, and a row of an abandoned timeline
+# that no timeline reset voided fails the verdict (dead).  Any fault kind
+# that was never injected (the slow-client drop is read from the bridges'
+# /metrics) also fails the run.
 # Environment: TORTURE_SEED, TORTURE_SUBSCRIBERS (56), TORTURE_PUBLISHERS
 # (16), TORTURE_PAUSE_MS (800, pause between a publisher's transactions),
 # TORTURE_DRAIN_SECONDS (120), SSE_BRIDGE_BIN.
@@ -91,13 +97,21 @@ log() { printf '[torture %s] %s\n' "$(date +%T)" "$*"; }
 # ------------------------------------------------------------------ cluster
 own_cluster=0
 if [ -z "${PGHOST:-}" ] || [ -z "${SSE_PGDATA:-}" ] || [ -z "${SSE_PGBIN:-}" ]; then
-  log "no cluster in the environment: building, installing, starting one"
+  log "no cluster in the environment: building, installing"
   (cd "$root" && make -s -j2 all >/dev/null && make -s install >/dev/null) || { echo "torture: build failed" >&2; exit 1; }
-  env_lines=$("$root/scripts/pgcluster.sh" start) || { echo "torture: cannot start a cluster" >&2; exit 1; }
-  eval "$env_lines"
-  export PGHOST PGPORT PGUSER PGDATABASE SSE_PGDIR SSE_PGDATA SSE_PGBIN
-  own_cluster=1
 fi
+# Always a cluster of its own: the pitr fault replaces the whole cluster by a
+# recovered base backup, which needs WAL archiving.
+pg_arch=$(mktemp -d /tmp/sse_torture_wal.XXXXXX)
+chmod 755 "$pg_arch"
+[ "$(id -u)" -eq 0 ] && chown postgres:postgres "$pg_arch"
+env_lines=$(SSE_PG_CONF="wal_level = replica
+archive_mode = on
+archive_command = 'cp %p $pg_arch/%f'
+full_page_writes = on" "$root/scripts/pgcluster.sh" start) || { echo "torture: cannot start a cluster" >&2; exit 1; }
+eval "$env_lines"
+export PGHOST PGPORT PGUSER PGDATABASE SSE_PGDIR SSE_PGDATA SSE_PGBIN
+own_cluster=1
 export PGDATABASE=sse_torture
 work=$(mktemp -d /tmp/sse_torture.XXXXXX)
 chmod 755 "$work"
@@ -111,6 +125,7 @@ cleanup() {
   done
   wait 2>/dev/null
   if [ "$own_cluster" = 1 ]; then "$root/scripts/pgcluster.sh" stop "$SSE_PGDIR"; fi
+  rm -rf "$pg_arch"
   if [ "$rc" -eq 0 ] && [ "$keep" = 0 ]; then rm -rf "$work"; else echo "torture: logs kept in $work"; fi
   exit "$rc"
 }
@@ -313,6 +328,21 @@ change_pid=$!
 pids+=("$change_pid")
 
 # ------------------------------------------------------------------ terminal changes
+# A terminal change must not fall between a dump or restore point and the
+# restore or recovery that goes back to it: that would undo the change
+# (the subscription alive again on the new timeline) after its streams
+# ended for good.  The fault loop holds DIR/tl.lock from an "rpoint" or
+# "dump" slot until its recovery or restore is done; end_one takes it for
+# its holds and its change.  mkdir is the atomic test-and-set.
+tl_lock() {
+  local t=$((SECONDS + ${1:-60}))
+  until mkdir "$work/tl.lock" 2>/dev/null; do
+    [ $SECONDS -lt $t ] || { log "tl.lock still taken after ${1:-60} s; going on"; return 1; }
+    sleep 0.1
+  done
+}
+tl_unlock() { rmdir "$work/tl.lock" 2>/dev/null; true; }
+
 # The terminal subscribers of plan.mjs (flags end=...) are ended while the
 # publishers run, each at a random time in the middle 15-80 % of publishing:
 # sse_unsubscribe, expiry (last_seen moved back a day, then sse_expire(), in
@@ -366,6 +396,7 @@ end_one() {
   [ $# -gt 0 ] && shift
   lags=("$@")
   id=${ids[$((RANDOM % ${#ids[@]}))]}
+  tl_lock 90; local locked=$?
   [ ${#lags[@]} -gt 0 ] && : >"$work/noprune"
   for n in "${lags[@]}"; do : >"$work/hold.$n"; done
   t=$((SECONDS + 10))
@@ -410,6 +441,7 @@ end_one() {
     fi
     sleep 0.5
   done
+  [ "$locked" = 0 ] && tl_unlock
   if [ ${#lags[@]} -gt 0 ]; then
     h0=$(head_id); t=$((SECONDS + 5))
     while [ "$(head_id)" -le $((h0 + 20)) ] 2>/dev/null && [ $SECONDS -lt $t ]; do sleep 0.1; done
@@ -484,14 +516,203 @@ prune_race() {
   fi
 }
 
-# every kind appears in the first seven slots; the interval shrinks for short
-# runs so that a one-minute run goes through the rotation about once
-rotation=(kill_a race pg_fast concurrent kill_b pg_immediate prune kill_both race pg_immediate concurrent kill_a pg_fast prune)
+# ------------------------------------------------------------------ timelines
+# restore: an older dump (pg_dump -Fc at a "dump" slot) replaces the database
+# under the running bridges at a later "restore" slot; it is restored into a
+# new database first, so no bridge ever sees it half restored, then the old
+# one is dropped (WITH (FORCE)) and the new one renamed; bridges and
+# publishers reconnect.  pitr: the cluster is replaced by a base backup
+# (taken at an "rpoint" slot) recovered to the restore point made right
+# after it, with recovery_target_action = promote (a new timeline).
+# Either way the rows above the restored head are abandoned, and they are
+# captured exactly: one session takes the publish lock, copies every row
+# above that head (from the log and from the shadow, which holds the pruned
+# ones) to DIR/dead-N.copy and ends the timeline from inside the same
+# transaction (DROP DATABASE ... WITH (FORCE), which kills that session, or
+# pg_ctl stop -m immediate), so no commit falls between the copy and the
+# end.  Commits waiting for the lock end with an unknown outcome, which
+# verify checks as all or nothing.  The restored head is exact: a dump holds
+# a prefix of the ids (commit-order guarantee), and the restore point is
+# made, and the head read, under the publish lock.  DIR/timelines.log gets
+# "N kind head" per abandoned timeline; the shadow goes back with the
+# database, so the final shadow and the dead-N.copy files together hold
+# every committed row.  Pairs never interleave (rpoint, pitr, dump, restore
+# in this order): a recovery never brings back rows a restore abandoned.
+faults[restore]=0
+faults[pitr]=0
+tl_gen=0
+have_dump=0
+rp_n=0
+rp_head=
+rp_seg=
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pg_as=; [ "$(id -u)" -eq 0 ] && pg_as="runuser -u postgres --"
+
+# The head of database $1: the highest id it holds, copied or pruned.
+db_head() {
+  psql -qAtX -v ON_ERROR_STOP=1 -d "$1" -c "SELECT greatest(
+      (SELECT coalesce(max(id), 0) FROM sse_bridge.events),
+      (SELECT coalesce(max(id), 0) FROM torture.shadow),
+      (SELECT pruned_through FROM sse_bridge.meta))" 2>>"$work/timeline.log"
+}
+
+# sse_bridge_timelines_total of bridge $1 (-1 when it does not answer).
+timelines_of() {
+  local n
+  n=$(curl -s --max-time 2 "http://127.0.0.1:${ports[$1]}/metrics" 2>/dev/null |
+      awk '/^sse_bridge_timelines_total / {print $2}')
+  echo "${n:--1}"
+}
+
+# After a timeline change: wait (at most 20 s) until each bridge counted it,
+# so that the next fault (a prune above the bridges' cursors) cannot hide it.
+wait_timelines() {
+  local b0=$1 b1=$2 t=$((SECONDS + 20))
+  while [ $SECONDS -lt $t ]; do
+    [ "$(timelines_of 0)" -gt "$b0" ] && [ "$(timelines_of 1)" -gt "$b1" ] && { log "both bridges saw the new timeline"; return 0; }
+    sleep 0.2
+  done
+  log "a bridge did not report the new timeline within 20 s (timelines: $(timelines_of 0) $(timelines_of 1))"
+}
+
+# Under the publish lock: copy the rows above head $1 to DIR/dead-$2.copy.tmp
+# and run shell command $4, which ends the timeline (and this session).
+# $3 = drop: the session dies before the other sessions of the database, and
+# its death releases the lock, so the database first refuses new
+# connections and the lock holder ends every other session (waiting for
+# each to exit) before the drop; a commit that was waiting for the lock then
+# fails.  (An immediate shutdown ends every session at once, lock held.)
+capture_and_end() {
+  local head=$1 gen=$2 how=$3 end_cmd=$4 us='(extract(epoch FROM created_at) * 1000000)::bigint'
+  local pre='' others=''
+  if [ "$how" = drop ]; then
+    pre="\\! psql -qX -d postgres -c 'ALTER DATABASE sse_torture ALLOW_CONNECTIONS false'"
+    others="SELECT count(*) FILTER (WHERE NOT pg_terminate_backend(pid, 20000)) AS left_over FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() \\gset
+SELECT :left_over = 0 AS alone \\gset
+\\if :alone
+\\else
+\\echo sessions left over
+\\q
+\\endif"
+  fi
+  psql -qAtX -v ON_ERROR_STOP=1 >>"$work/timeline.log" 2>&1 <<SQL
+$pre
+BEGIN;
+SELECT pg_advisory_xact_lock(6004219003886977585);
+\copy (SELECT $gen, id, channel, event, data, $us FROM sse_bridge.events WHERE id > $head UNION SELECT $gen, id, channel, event, data, $us FROM torture.shadow WHERE id > $head ORDER BY 2) TO '$work/dead-$gen.copy.tmp'
+$others
+\! $end_cmd
+SELECT 'the timeline did not end';
+SQL
+}
+
+take_dump() {
+  "$SSE_PGBIN/pg_dump" -Fc -f "$work/dump.fc" -d sse_torture 2>>"$work/timeline.log" || { log "pg_dump failed"; return 1; }
+  have_dump=1
+  log "pg_dump taken"
+}
+
+restore_db() {
+  local h gen=$((tl_gen + 1)) b0 b1
+  [ "$have_dump" = 1 ] || { log "restore: no dump"; return 1; }
+  psql -qX -d postgres -c "DROP DATABASE IF EXISTS sse_torture_r" >>"$work/timeline.log" 2>&1
+  psql -qX -d postgres -v ON_ERROR_STOP=1 -c "CREATE DATABASE sse_torture_r" >>"$work/timeline.log" 2>&1 &&
+    "$SSE_PGBIN/pg_restore" --exit-on-error --single-transaction -d sse_torture_r "$work/dump.fc" \
+      >>"$work/timeline.log" 2>&1 || { log "restore: pg_restore failed"; return 1; }
+  h=$(db_head sse_torture_r) && [ -n "$h" ] || { log "restore: no head"; return 1; }
+  b0=$(timelines_of 0); b1=$(timelines_of 1)
+  capture_and_end "$h" "$gen" drop "psql -qX -d postgres -c 'DROP DATABASE sse_torture WITH (FORCE)'"
+  if [ "$(psql -qAtX -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = 'sse_torture'")" != 0 ]; then
+    psql -qX -d postgres -c "ALTER DATABASE sse_torture ALLOW_CONNECTIONS true" >>"$work/timeline.log" 2>&1
+    log "restore: the database was not dropped"; rm -f "$work/dead-$gen.copy.tmp"; return 1
+  fi
+  psql -qX -d postgres -v ON_ERROR_STOP=1 -c "ALTER DATABASE sse_torture_r RENAME TO sse_torture" \
+    >>"$work/timeline.log" 2>&1 || { log "restore: cannot rename the restored database"; exit 1; }
+  mv "$work/dead-$gen.copy.tmp" "$work/dead-$gen.copy" || exit 1
+  echo "$gen restore $h" >>"$work/timelines.log"
+  tl_gen=$gen; have_dump=0
+  faults[restore]=$((faults[restore] + 1))
+  log "restore: the dump (head $h) replaced the database; $(wc -l <"$work/dead-$gen.copy") rows abandoned"
+  wait_timelines "$b0" "$b1"
+}
+
+# A base backup, then a restore point and the head, under the publish lock.
+restore_point() {
+  local n=$((rp_n + 1)) out seg
+  rm -rf "$SSE_PGDIR/base"
+  as_pg "$SSE_PGBIN/pg_basebackup" -h "$PGHOST" -p "$PGPORT" -U postgres -D "$SSE_PGDIR/base" -X stream -c fast \
+    >>"$work/timeline.log" 2>&1 || { log "pg_basebackup failed"; return 1; }
+  # only the newest base backup is ever recovered: older WAL is not needed
+  seg=$(sed -n 's/^START WAL LOCATION: .* (file \([0-9A-F]*\))$/\1/p' "$SSE_PGDIR/base/backup_label")
+  [ -n "$seg" ] && "$SSE_PGBIN/pg_archivecleanup" "$pg_arch" "$seg" >>"$work/timeline.log" 2>&1
+  out=$(psql -qAtX -v ON_ERROR_STOP=1 2>>"$work/timeline.log" <<SQL
+BEGIN;
+SELECT pg_advisory_xact_lock(6004219003886977585) \g /dev/null
+SELECT pg_create_restore_point('torture_rp$n') \g /dev/null
+SELECT 'head=' || greatest(
+    (SELECT coalesce(max(id), 0) FROM sse_bridge.events),
+    (SELECT coalesce(max(id), 0) FROM torture.shadow),
+    (SELECT pruned_through FROM sse_bridge.meta));
+COMMIT;
+SELECT 'seg=' || pg_walfile_name(pg_switch_wal());
+SQL
+) || { log "restore point failed"; return 1; }
+  rp_n=$n
+  rp_head=$(sed -n 's/^head=//p' <<<"$out")
+  rp_seg=$(sed -n 's/^seg=//p' <<<"$out")
+  log "base backup and restore point torture_rp$n at head $rp_head"
+}
+
+pitr() {
+  local gen=$((tl_gen + 1)) t b0 b1
+  [ -n "$rp_head" ] || { log "pitr: no restore point"; return 1; }
+  t=$((SECONDS + 30))
+  until [ "$(psql -qAtX -c "SELECT coalesce(last_archived_wal >= '$rp_seg', false) FROM pg_stat_archiver" 2>/dev/null)" = t ]; do
+    [ $SECONDS -lt $t ] || { log "pitr: WAL $rp_seg not archived"; return 1; }
+    sleep 0.2
+  done
+  b0=$(timelines_of 0); b1=$(timelines_of 1)
+  capture_and_end "$rp_head" "$gen" stop "$pg_as $SSE_PGBIN/pg_ctl -D $SSE_PGDATA stop -m immediate -w"
+  if as_pg "$SSE_PGBIN/pg_ctl" -D "$SSE_PGDATA" status >/dev/null 2>&1; then
+    log "pitr: the cluster did not stop"; rm -f "$work/dead-$gen.copy.tmp"; return 1
+  fi
+  rm -rf "$SSE_PGDIR/abandoned"
+  mv "$SSE_PGDATA" "$SSE_PGDIR/abandoned" && mv "$SSE_PGDIR/base" "$SSE_PGDATA" || exit 1
+  as_pg sed -i '/^restore_command\|^recovery_target\|^hot_standby/d' "$SSE_PGDATA/postgresql.auto.conf"
+  cat >>"$SSE_PGDATA/postgresql.auto.conf" <<CONF
+restore_command = 'cp $pg_arch/%f %p'
+recovery_target_name = 'torture_rp$rp_n'
+recovery_target_action = 'promote'
+hot_standby = off
+CONF
+  as_pg touch "$SSE_PGDATA/recovery.signal"
+  as_pg "$SSE_PGBIN/pg_ctl" -D "$SSE_PGDATA" -l "$SSE_PGDIR/server.log" -w -t 120 start >>"$work/pg_ctl.log" 2>&1 ||
+    { log "pitr: the recovered cluster did not start"; tail -5 "$SSE_PGDIR/server.log"; exit 1; }
+  t=$((SECONDS + 60))
+  until [ "$(psql -qAtX -c "SELECT NOT pg_is_in_recovery()" 2>/dev/null)" = t ]; do
+    [ $SECONDS -lt $t ] || { log "pitr: no promotion"; tail -5 "$SSE_PGDIR/server.log"; exit 1; }
+    sleep 0.2
+  done
+  rm -rf "$SSE_PGDIR/abandoned"
+  mv "$work/dead-$gen.copy.tmp" "$work/dead-$gen.copy" || exit 1
+  echo "$gen pitr $rp_head" >>"$work/timelines.log"
+  tl_gen=$gen
+  faults[pitr]=$((faults[pitr] + 1))
+  log "pitr: recovered to torture_rp$rp_n (head $rp_head); $(wc -l <"$work/dead-$gen.copy") rows abandoned"
+  rp_head=
+  wait_timelines "$b0" "$b1"
+}
+
+# every kind appears in the first nine slots (rpoint and dump are
+# preparations, taken without a pause before them); the interval shrinks for
+# short runs so that a one-minute run goes through the rotation about once
+rotation=(rpoint kill_a pitr pg_fast dump race restore concurrent pg_immediate kill_b prune kill_both race pg_immediate concurrent kill_a pg_fast prune)
 gap=$(( duration / ${#rotation[@]} )); [ "$gap" -lt 2 ] && gap=2; [ "$gap" -gt 6 ] && gap=6
 k=0
 while kill -0 "$pub_pid" 2>/dev/null; do
   # the next fault in gap..gap+2 s, or as soon as publishing ends
   t=$((SECONDS + gap + RANDOM % 3))
+  [[ ${rotation[$((k % ${#rotation[@]}))]} = @(rpoint|dump) ]] && t=$SECONDS
   while [ $SECONDS -lt $t ] && kill -0 "$pub_pid" 2>/dev/null; do sleep 0.2; done
   kill -0 "$pub_pid" 2>/dev/null || break
   case ${rotation[$((k % ${#rotation[@]}))]} in
@@ -503,9 +724,14 @@ while kill -0 "$pub_pid" 2>/dev/null; do
     prune) copy_and_prune "$((RANDOM % 3 + 1)) s" && faults[prune]=$((faults[prune] + 1)); log "sse_prune" ;;
     race) prune_race 0 ;;
     concurrent) prune_race 1 ;;
+    rpoint) tl_lock 30; restore_point || tl_unlock ;;
+    pitr) pitr; tl_unlock ;;
+    dump) tl_lock 30; take_dump || tl_unlock ;;
+    restore) restore_db; tl_unlock ;;
   esac
   k=$((k + 1))
 done
+tl_unlock    # publishing ended between a dump or restore point and its use
 wait "$pub_pid"; pub_rc=$?
 wait "$change_pid" 2>/dev/null
 sub_changes=$(cat "$work/changes.count" 2>/dev/null || echo 0)
@@ -561,14 +787,23 @@ for f in bridge_kill pg_fast pg_immediate prune_race prune_concurrent slow_drop 
          sub_unsubscribe sub_expire sub_close; do
   if [ "${faults[$f]}" -eq 0 ]; then log "fault $f was never injected"; rc=1; fi
 done
+for f in restore pitr; do
+  if [ "${faults[$f]}" -eq 0 ]; then log "fault $f was never injected"; rc=1; fi
+done
 
 if [ "$self_check" = 1 ]; then
   # Damage one client log on disk: drop one delivery; the verdict must fail.
-  victim=$(grep -l '"k":"e"' "$work"/adhoc*.log "$work"/sub*.log 2>/dev/null | head -1)
+  # (One after the log's last timeline reset: an earlier one may be void.)
+  victim= n=
+  for f in "$work"/adhoc*.log "$work"/sub*.log; do
+    last=$(grep -n '"k":"r".*timeline' "$f" | tail -1 | cut -d: -f1)
+    n=$(awk -v from="${last:-0}" 'NR > from && /"k":"e"/ && ++c == 2 {print NR; exit}' "$f")
+    [ -n "$n" ] && { victim=$f; break; }
+  done
   if [ -n "$victim" ]; then
-    n=$(grep -n '"k":"e"' "$victim" | sed -n '2p' | cut -d: -f1)
     sed -i "${n}d" "$victim"
-    if "$bin/verify" --config "$config" --dir "$work" --faults "$fault_list" >"$work/selfcheck.txt"; then
+    if "$bin/verify" --config "$config" --dir "$work" --faults "$fault_list" >"$work/selfcheck.txt" ||
+       ! grep -q ' lost=[1-9]' "$work/selfcheck.txt"; then
       log "self-check FAILED: a dropped delivery in $(basename "$victim") went unnoticed"; rc=1
     else
       log "self-check ok: dropping line $n of $(basename "$victim") gives: $(grep '^subscribers=' "$work/selfcheck.txt")"

@@ -51,10 +51,33 @@
  * it and the range ends at a value pruned_through really had (the harness
  * logs every value it sets in DIR/prune.log).
  *
+ * Timelines.  The restore and pitr faults abandon the rows above a restored
+ * head; torture.sh captures them exactly (DIR/dead-N.copy, heads in
+ * DIR/timelines.log), and torture.shadow, rewound with the database, holds
+ * the final timeline only (its "$sub" markers too, so the definitions
+ * followed for the expected sets are the final ones).  A delivery
+ * "<id>-<fp>" whose fingerprint is not the final row's at that id must be a
+ * captured row with the same content (else corrupted).  A timeline reset
+ * (data "timeline":true, id F-fp(F), lost_from F+1) voids every delivery the
+ * subscriber holds with an id above F: a final row is expected again, a row
+ * of an abandoned timeline stops counting, prune resets above F no longer
+ * excuse anything.  It must follow a real timeline change and F must be a
+ * final position (its row, at or below a restored head, or a position
+ * without a row at or below a prune mark), else it is a bad reset and voids
+ * nothing.  An ad hoc stream re-based below its start expects everything
+ * after F.  Then:
+ *   dead        deliveries of abandoned rows that no later timeline reset
+ *               voided
+ * and the accepted sequence must still equal the expected set exactly.  A
+ * captured row that is a final row (same id and commit time) would mean a
+ * wrong capture: it fails the run (abandoned_but_final).
+ *
  * The publisher logs are checked against the log table too: every event of
  * a committed transaction present exactly once, nothing from a rolled-back
  * transaction or savepoint, unknown outcomes all or nothing, and the ids of
- * one transaction consecutive in publish order.
+ * one transaction consecutive in publish order.  A committed event may be in
+ * an abandoned timeline instead (abandoned_committed), never in both, and
+ * one transaction never in two.
  *
  * Modes:
  *   --wait SECONDS  poll the client logs until every subscriber has
@@ -64,10 +87,12 @@
  *                   (no fresh "ready" is awaited from it).
  *   (default)       print the verdict; exit 1 on any difference.
  * The verdict run always ends with a self-check: it drops, duplicates,
- * swaps and corrupts one delivery of a real subscriber in memory and
- * requires each mutation to be reported; on an ended subscriber it adds a
- * delivery above the end (must count as past_end) and removes the final
- * answer (must count as unended).
+ * swaps and corrupts one delivery of a real subscriber in memory (one after
+ * its last timeline reset), appends a delivery of an abandoned row and a
+ * timeline reset above every restored head, and requires each mutation to
+ * be reported; on an ended subscriber it adds a delivery above the end
+ * (must count as past_end) and removes the final answer (must count as
+ * unended).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -150,6 +175,231 @@ was_pruned_through(int64_t v)
 	return false;
 }
 
+/* ---------------------------------------------------------------- timelines */
+
+/*
+ * The restore and pitr faults abandon the rows above the restored head
+ * (torture.sh).  DIR/timelines.log has "N kind head" per abandoned
+ * timeline; DIR/dead-N.copy its rows above that head (COPY text: gen, id,
+ * channel, event, data, created_us), captured under the publish lock.
+ * torture.shadow holds the final timeline only (it is rewound with it).
+ */
+typedef struct dead_row {
+	int			gen;
+	row			r;
+	uint32_t	fp;
+} dead_row;
+
+static dead_row *dead;			/* by id, then gen */
+static size_t n_dead;
+static int	n_timelines;
+static int64_t max_tl_head = -1;	/* highest restored head */
+static long dead_overlap;		/* captured rows that are final rows */
+
+/* Every position of the final timeline (markers too), for fingerprints. */
+static int64_t *pos_id, *pos_us;
+static size_t n_pos;
+
+/* bridge/logpos.c: fp = fingerprint(id, created_us), never 0 (design.md) */
+static uint64_t
+fp_mix(uint64_t z)
+{
+	z += UINT64_C(0x9e3779b97f4a7c15);
+	z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+	z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+	return z ^ (z >> 31);
+}
+
+static uint32_t
+fingerprint(int64_t id, int64_t created_us)
+{
+	uint32_t	fp = (uint32_t) (fp_mix((uint64_t) id ^ fp_mix((uint64_t) created_us)) >> 32);
+
+	return fp == 0 ? 1 : fp;
+}
+
+/* The fingerprint part of a wire id "<id>-<8 hex>" or "<id>-0". */
+static bool
+parse_fp(const char *s, uint32_t *fp)
+{
+	const char *d = s ? strchr(s, '-') : NULL;
+
+	*fp = 0;
+	if (!d)
+		return false;
+	if (strcmp(d + 1, "0") == 0)
+		return true;
+	if (strlen(d + 1) != 8 || strspn(d + 1, "0123456789abcdef") != 8)
+		return false;
+	*fp = (uint32_t) strtoul(d + 1, NULL, 16);
+	return true;
+}
+
+/* The fingerprint of the final timeline's row at id; 0 when it has none. */
+static uint32_t
+final_fp(int64_t id)
+{
+	size_t		lo = 0, hi = n_pos;
+
+	while (lo < hi)
+	{
+		size_t		mid = (lo + hi) / 2;
+
+		if (pos_id[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return (lo < n_pos && pos_id[lo] == id) ? fingerprint(id, pos_us[lo]) : 0;
+}
+
+/* The dead row with this id and fingerprint, or -1. */
+static ssize_t
+dead_index(int64_t id, uint32_t fp)
+{
+	size_t		lo = 0, hi = n_dead;
+
+	while (lo < hi)
+	{
+		size_t		mid = (lo + hi) / 2;
+
+		if (dead[mid].r.id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < n_dead && dead[lo].r.id == id; lo++)
+		if (dead[lo].fp == fp)
+			return (ssize_t) lo;
+	return -1;
+}
+
+static void
+load_timelines(const char *d)
+{
+	char		p[4096], line[256];
+	FILE	   *f;
+
+	snprintf(p, sizeof p, "%s/timelines.log", d);
+	f = fopen(p, "r");
+	while (f && fgets(line, sizeof line, f))
+	{
+		int			gen;
+		char		kind[32];
+		long long	head;
+
+		if (sscanf(line, "%d %31s %lld", &gen, kind, &head) == 3)
+		{
+			n_timelines++;
+			if (head > max_tl_head)
+				max_tl_head = head;
+		}
+	}
+	if (f)
+		fclose(f);
+}
+
+static PGconn *conn;
+
+static PGresult *must(PGresult *r, const char *what);
+static size_t normalise(const char *in, size_t n, char *out);
+static void md5_hex(const unsigned char *p, size_t n, char out[33]);
+static uint64_t find_tag(const char *d);
+
+/* The final timeline's positions, and the dead rows of DIR/dead-*.copy. */
+static void
+load_dead(const char *d)
+{
+	char		pat[4096];
+	glob_t		g;
+	PGresult   *r;
+	char	   *norm = NULL;
+	size_t		norm_cap = 0;
+
+	r = must(PQexec(conn, "SELECT id, (extract(epoch FROM created_at) * 1000000)::bigint "
+					"FROM torture.shadow ORDER BY id"), "positions");
+	n_pos = (size_t) PQntuples(r);
+	pos_id = malloc((n_pos + 1) * sizeof(int64_t));
+	pos_us = malloc((n_pos + 1) * sizeof(int64_t));
+	for (size_t i = 0; i < n_pos; i++)
+	{
+		pos_id[i] = atoll(PQgetvalue(r, (int) i, 0));
+		pos_us[i] = atoll(PQgetvalue(r, (int) i, 1));
+	}
+	PQclear(r);
+
+	PQclear(must(PQexec(conn, "CREATE TEMP TABLE torture_dead (gen int, id bigint, channel text, "
+						"event text, data text, created_us bigint)"), "dead table"));
+	snprintf(pat, sizeof pat, "%s/dead-*.copy", d);
+	if (glob(pat, 0, NULL, &g) == 0)
+	{
+		for (size_t i = 0; i < g.gl_pathc; i++)
+		{
+			FILE	   *f = fopen(g.gl_pathv[i], "r");
+			char		buf[65536];
+			size_t		n;
+
+			r = PQexec(conn, "COPY torture_dead FROM STDIN");
+			if (!f || PQresultStatus(r) != PGRES_COPY_IN)
+			{
+				fprintf(stderr, "verify: cannot load %s: %s", g.gl_pathv[i], PQerrorMessage(conn));
+				exit(2);
+			}
+			PQclear(r);
+			while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+				if (PQputCopyData(conn, buf, (int) n) != 1)
+					break;
+			fclose(f);
+			if (PQputCopyEnd(conn, NULL) != 1)
+			{
+				fprintf(stderr, "verify: %s", PQerrorMessage(conn));
+				exit(2);
+			}
+			while ((r = PQgetResult(conn)) != NULL)
+			{
+				if (PQresultStatus(r) != PGRES_COMMAND_OK)
+				{
+					fprintf(stderr, "verify: loading %s: %s", g.gl_pathv[i], PQerrorMessage(conn));
+					exit(2);
+				}
+				PQclear(r);
+			}
+		}
+		globfree(&g);
+	}
+	/* a captured row must not be a row of the final timeline (same commit) */
+	r = must(PQexec(conn, "SELECT count(*) FROM torture_dead d JOIN torture.shadow s USING (id) "
+					"WHERE (extract(epoch FROM s.created_at) * 1000000)::bigint = d.created_us"),
+			 "overlap");
+	dead_overlap = atol(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	/* markers of dead timelines are never delivered nor expected */
+	r = must(PQexec(conn, "SELECT gen, id, channel, event, data, created_us FROM torture_dead "
+					"WHERE channel <> '$sub' ORDER BY id, gen"), "dead rows");
+	n_dead = (size_t) PQntuples(r);
+	dead = calloc(n_dead + 1, sizeof(dead_row));
+	for (size_t i = 0; i < n_dead; i++)
+	{
+		dead_row   *w = &dead[i];
+		const char *dt = PQgetvalue(r, (int) i, 4);
+		size_t		dl = (size_t) PQgetlength(r, (int) i, 4);
+
+		w->gen = atoi(PQgetvalue(r, (int) i, 0));
+		w->r.id = atoll(PQgetvalue(r, (int) i, 1));
+		w->r.channel = strdup(PQgetvalue(r, (int) i, 2));
+		w->r.event = strdup(PQgetisnull(r, (int) i, 3) ? "message" : PQgetvalue(r, (int) i, 3));
+		w->r.is_close = !PQgetisnull(r, (int) i, 3) && strcmp(w->r.event, "close") == 0;
+		if (dl + 1 > norm_cap)
+			norm = realloc(norm, norm_cap = dl + 1);
+		w->r.len = normalise(dt, dl, norm);
+		md5_hex((unsigned char *) norm, w->r.len, w->r.md5);
+		w->r.tag = find_tag(dt);
+		w->fp = fingerprint(w->r.id, atoll(PQgetvalue(r, (int) i, 5)));
+	}
+	PQclear(r);
+	free(norm);
+}
+
 static ssize_t
 row_index(int64_t id)
 {
@@ -218,8 +468,6 @@ find_tag(const char *d)
 		return 0;
 	return pack_tag(p, t, e);
 }
-
-static PGconn *conn;
 
 static PGresult *
 must(PGresult *r, const char *what)
@@ -386,6 +634,8 @@ typedef struct rec {
 	char	   *data;			/* ready/reset data, final body */
 	int			status;
 	int			port;			/* R_CONNECT */
+	uint32_t	fp;				/* fingerprint part of the id ("<id>-<fp>") */
+	bool		has_fp;			/* the id had one (0 for "<id>-0") */
 } rec;
 
 typedef struct range {
@@ -462,6 +712,7 @@ add_rec(subscriber *s, const char *line)
 		case 'e':
 			r.kind = R_EVENT;
 			r.id = parse_id(json_string_value(json_object_get(j, "id")));
+			r.has_fp = parse_fp(json_string_value(json_object_get(j, "id")), &r.fp);
 			r.ev = strdup(json_string_value(json_object_get(j, "ev")) ?: "");
 			r.len = (size_t) json_integer_value(json_object_get(j, "len"));
 			snprintf(r.md5, sizeof r.md5, "%s", json_string_value(json_object_get(j, "md5")) ?: "");
@@ -470,6 +721,7 @@ add_rec(subscriber *s, const char *line)
 		case 'r':
 			r.kind = k[0] == 'y' ? R_READY : R_RESET;
 			r.id = parse_id(json_string_value(json_object_get(j, "id")));
+			r.has_fp = parse_fp(json_string_value(json_object_get(j, "id")), &r.fp);
 			r.data = strdup(json_string_value(json_object_get(j, "data")) ?: "");
 			break;
 		case 'f':
@@ -712,10 +964,45 @@ reset_range(const rec *r, range *out)
 	return ok;
 }
 
+/* A reset of another timeline: its data has "timeline":true. */
+static bool
+is_timeline_reset(const rec *r)
+{
+	json_t	   *j = r->kind == R_RESET ? json_loads(r->data, 0, NULL) : NULL;
+	bool		tl = j && json_is_true(json_object_get(j, "timeline"));
+
+	json_decref(j);
+	return tl;
+}
+
+/*
+ * An ad hoc stream that a timeline reset re-bases below its start continues
+ * after the reset's position: from there on it expects every matching row.
+ * (A subscription never starts before its start_id.)
+ */
+static void
+rebase_start(subscriber *s)
+{
+	range		rg;
+
+	if (s->sid != 0 || s->start < 0)
+		return;
+	for (size_t i = 0; i < s->n_recs; i++)
+		if (is_timeline_reset(&s->recs[i]) && reset_range(&s->recs[i], &rg) &&
+			rg.from >= 1 && rg.from - 1 < s->start)
+		{
+			s->start = rg.from - 1;
+			free(s->expected);
+			s->expected = NULL;
+			s->n_expected = 0;
+		}
+}
+
 /* Fix the start and the expected set once they can be known. */
 static void
 compute_expected(subscriber *s)
 {
+	rebase_start(s);
 	if (s->expected)
 		return;
 	if (s->start < 0)
@@ -728,6 +1015,7 @@ compute_expected(subscriber *s)
 			}
 		if (s->start < 0)
 			return;
+		rebase_start(s);
 	}
 	bool	   *fm = filter_bitmap(s->filter);
 	char	  **pats = s->patterns;
@@ -802,6 +1090,7 @@ typedef struct tally {
 	long		resets, bad_resets, reset_accounted, finals, cuts, connects;
 	long		no_start, switches, refused;
 	long		ends, past_end, unended, expiry_cut;
+	long		tl_resets, voided, dead_deliveries, dead;
 } tally;
 
 static bool
@@ -813,6 +1102,75 @@ covered(const range *rs, size_t n, int64_t id)
 	return false;
 }
 
+static int64_t
+max_pruned(void)
+{
+	int64_t		m = 0;
+
+	for (size_t i = 0; i < n_prune_hist; i++)
+		if (prune_hist[i] > m)
+			m = prune_hist[i];
+	return m;
+}
+
+/*
+ * A timeline reset, id F-fp(F), {"lost_from":F+1,...,"timeline":true}: the
+ * stream continues after F on the current timeline, and every delivery the
+ * subscriber holds with an id from F+1 on is void (it is expected again, a
+ * dead one no longer counts).  Prune resets above F no longer excuse
+ * anything.  It is justified only after a real timeline change, and F must
+ * be a position of the final timeline: its row (by fingerprint) at or below
+ * a restored head, or a position without a row at or below a prune mark.
+ * An unjustified one is a bad reset and voids nothing.
+ */
+static void
+timeline_reset(subscriber *s, const rec *r, tally *t, bool *seen, bool *dheld,
+			   range *rs, size_t n_rs, int64_t *maxid, bool quiet, int *shown)
+{
+	range		rg;
+	bool		ok = reset_range(r, &rg);
+	int64_t		f = ok ? rg.from - 1 : -1;
+
+	ok = ok && n_timelines > 0 && f >= 0 && f == r->id && r->has_fp;
+	if (ok && r->fp != 0)
+		ok = f <= max_tl_head && final_fp(f) == r->fp;
+	else if (ok)
+		ok = f == 0 || (f <= max_pruned() && (was_pruned_through(f) || f <= max_tl_head));
+	if (!ok)
+	{
+		t->bad_resets++;
+		if (!quiet && (*shown)++ < 8)
+			printf("  %s: timeline reset %" PRId64 "-%08x %s is not justified by a restore or recovery "
+				   "(%d timeline change(s), highest restored head %" PRId64 ")\n",
+				   s->name, r->id, r->fp, r->data, n_timelines, max_tl_head);
+		return;
+	}
+	for (size_t k = 0; k < n_rows; k++)
+		if (rows[k].id > f && seen[k])
+		{
+			seen[k] = false;
+			t->voided++;
+		}
+	for (size_t k = 0; k < n_dead; k++)
+		if (dead[k].r.id > f && dheld[k])
+		{
+			dheld[k] = false;
+			t->voided++;
+		}
+	for (size_t i = 0; i < n_rs; i++)
+	{
+		if (rs[i].from > f)
+		{
+			rs[i].from = 1;
+			rs[i].through = 0;
+		}
+		else if (rs[i].through > f)
+			rs[i].through = f;
+	}
+	if (*maxid > f)
+		*maxid = f;
+}
+
 /*
  * Compare one subscriber's records with its expected set.  quiet: no
  * per-id report (used by the self-check).
@@ -821,6 +1179,7 @@ static void
 judge(subscriber *s, const rec *recs, size_t n, tally *t, bool quiet)
 {
 	bool	   *seen = calloc(n_rows ? n_rows : 1, sizeof(bool));
+	bool	   *dheld = calloc(n_dead + 1, sizeof(bool));	/* dead rows held */
 	range	   *rs = calloc(n + 1, sizeof(range));
 	size_t		n_rs = 0;
 	int64_t		maxid = -1;
@@ -836,6 +1195,7 @@ judge(subscriber *s, const rec *recs, size_t n, tally *t, bool quiet)
 		if (!quiet)
 			printf("  %s: no start point (never got ready)\n", s->name);
 		free(seen);
+		free(dheld);
 		free(rs);
 		return;
 	}
@@ -846,13 +1206,19 @@ judge(subscriber *s, const rec *recs, size_t n, tally *t, bool quiet)
 		switch (r->kind)
 		{
 			case R_RESET:
+				if (is_timeline_reset(r))
+				{
+					t->tl_resets++;
+					timeline_reset(s, r, t, seen, dheld, rs, n_rs, &maxid, quiet, &shown);
+					continue;
+				}
 				t->resets++;
 				if (!reset_range(r, &rs[n_rs]))
 				{
 					t->bad_resets++;
 					SHOW("reset data not understood: %s", r->data);
 				}
-				else if (rs[n_rs].through > pruned_through ||
+				else if (rs[n_rs].through > max_pruned() ||
 						 !was_pruned_through(rs[n_rs].through) ||
 						 rs[n_rs].from > rs[n_rs].through)
 				{
@@ -910,6 +1276,45 @@ judge(subscriber *s, const rec *recs, size_t n, tally *t, bool quiet)
 			continue;
 		}
 
+		if (r->has_fp && r->id >= 0 && (k < 0 || r->fp != final_fp(r->id)))
+		{
+			/* not the final timeline's row at this id: an abandoned one? */
+			ssize_t		d = dead_index(r->id, r->fp);
+
+			if (d >= 0)
+			{
+				t->dead_deliveries++;
+				if (dheld[d])
+				{
+					t->duplicated++;
+					SHOW("id %" PRId64 " (abandoned timeline %d) received again", r->id, dead[d].gen);
+					continue;
+				}
+				dheld[d] = true;
+				if (r->id < maxid)
+				{
+					t->reordered++;
+					SHOW("id %" PRId64 " (abandoned timeline %d) received after id %" PRId64,
+						 r->id, dead[d].gen, maxid);
+				}
+				if (r->id > maxid)
+					maxid = r->id;
+				if (strcmp(r->ev, dead[d].r.event) != 0 || r->len != dead[d].r.len ||
+					strcmp(r->md5, dead[d].r.md5) != 0)
+				{
+					t->corrupted++;
+					SHOW("id %" PRId64 " of abandoned timeline %d differs from its row", r->id, dead[d].gen);
+				}
+				continue;
+			}
+			if (k >= 0)
+			{
+				t->corrupted++;
+				SHOW("id %" PRId64 " has fingerprint %08x: neither the row (%08x) nor an abandoned one",
+					 r->id, r->fp, final_fp(r->id));
+				continue;
+			}
+		}
 		if (k < 0 || !s->expected[k])
 		{
 			if (k >= 0 && seen[k])
@@ -987,8 +1392,17 @@ judge(subscriber *s, const rec *recs, size_t n, tally *t, bool quiet)
 			run_n = 0;
 		}
 	}
+	/* rows of an abandoned timeline still held: never voided by a reset */
+	for (size_t k = 0; k < n_dead; k++)
+		if (dheld[k])
+		{
+			t->dead++;
+			SHOW("id %" PRId64 " of abandoned timeline %d was delivered and never voided by a timeline reset",
+				 dead[k].r.id, dead[k].gen);
+		}
 #undef SHOW
 	free(seen);
+	free(dheld);
 	free(rs);
 }
 
@@ -1026,14 +1440,24 @@ reached(subscriber *s)
 		return false;
 	if (s->last_expected < 0)
 		return true;
+	int64_t		void_from = INT64_MAX;	/* lowest lost_from of a later timeline reset */
+
 	for (size_t i = s->n_recs; i-- > 0;)
 	{
 		rec		   *r = &s->recs[i];
 		range		rg;
 
-		if (r->kind == R_EVENT && r->id >= s->last_expected)
+		if (is_timeline_reset(r))
+		{
+			if (reset_range(r, &rg) && rg.from < void_from)
+				void_from = rg.from;
+			continue;
+		}
+		if (r->kind == R_EVENT && r->id >= s->last_expected && r->id < void_from &&
+			(!r->has_fp || r->fp == final_fp(r->id)))
 			return true;
-		if (r->kind == R_RESET && reset_range(r, &rg) && rg.through >= s->last_expected)
+		if (r->kind == R_RESET && reset_range(r, &rg) &&
+			(rg.through < void_from ? rg.through : void_from - 1) >= s->last_expected)
 			return true;
 		if (r->kind == R_FINAL && r->status < 500)
 			return true;		/* it will never get more */
@@ -1119,6 +1543,27 @@ tag_row(uint64_t tag)
 	return (lo < n_tags && tags[lo].tag == tag) ? (ssize_t) tags[lo].row : -1;
 }
 
+/* Tags of the rows of abandoned timelines (index into dead[]). */
+static tagref *dtags;
+static size_t n_dtags;
+
+static ssize_t
+dead_tag_row(uint64_t tag)
+{
+	size_t		lo = 0, hi = n_dtags;
+
+	while (lo < hi)
+	{
+		size_t		mid = (lo + hi) / 2;
+
+		if (dtags[mid].tag < tag)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return (lo < n_dtags && dtags[lo].tag == tag) ? (ssize_t) dtags[lo].row : -1;
+}
+
 static int	pub_shown;
 
 #define PSHOW(...) do { if (pub_shown++ < 20) printf(__VA_ARGS__); } while (0)
@@ -1132,7 +1577,9 @@ check_publishers(void)
 	long		committed_txns = 0, committed_events = 0, missing = 0, leaked = 0,
 				partial = 0, noncontig = 0, misordered = 0, dup_tags = 0, untagged = 0,
 				unknown_txns = 0, rolled_back_txns = 0;
+	long		dead_committed = 0, split = 0;
 	bool	   *claimed = calloc(n_rows ? n_rows : 1, sizeof(bool));
+	bool	   *dclaimed = calloc(n_dead + 1, sizeof(bool));
 
 	tags = malloc((n_rows ? n_rows : 1) * sizeof(tagref));
 	for (size_t i = 0; i < n_rows; i++)
@@ -1147,6 +1594,24 @@ check_publishers(void)
 			dup_tags++;
 			PSHOW("  publish: tag stored twice, ids %" PRId64 " and %" PRId64 "\n",
 				   rows[tags[i - 1].row].id, rows[tags[i].row].id);
+		}
+	/*
+	 * Rows of abandoned timelines: a committed event may be there instead of
+	 * in the final log (excused: dead_committed), never in both, never twice.
+	 */
+	dtags = malloc((n_dead + 1) * sizeof(tagref));
+	for (size_t i = 0; i < n_dead; i++)
+		if (dead[i].r.tag)
+			dtags[n_dtags++] = (tagref) {dead[i].r.tag, i};
+		else
+			untagged++;
+	qsort(dtags, n_dtags, sizeof(tagref), cmp_tag);
+	for (size_t i = 0; i < n_dtags; i++)
+		if ((i > 0 && dtags[i].tag == dtags[i - 1].tag) || tag_row(dtags[i].tag) >= 0)
+		{
+			dup_tags++;
+			PSHOW("  publish: tag of abandoned id %" PRId64 " (timeline %d) stored twice\n",
+				   dead[dtags[i].row].r.id, dead[dtags[i].row].gen);
 		}
 
 	snprintf(pat, sizeof pat, "%s/pub-*.log", dir);
@@ -1169,8 +1634,8 @@ check_publishers(void)
 			char		kind;
 			long		txn;
 			int			off = 0;
-			int64_t		ids[64];
-			int			n_ids = 0, n_present = 0, n_tags_line = 0;
+			int64_t		ids[64], dids[64];
+			int			n_ids = 0, n_present = 0, n_tags_line = 0, n_dids = 0;
 			char	   *p;
 
 			if (sscanf(line, "%c %ld%n", &kind, &txn, &off) != 2)
@@ -1182,6 +1647,7 @@ check_publishers(void)
 				if (sscanf(p, "@@p%ldt%lde%ld@@", &pp, &tt, &ee) != 3)
 					continue;
 				ssize_t		k = tag_row(pack_tag(pp, tt, ee));
+				ssize_t		dk = k < 0 ? dead_tag_row(pack_tag(pp, tt, ee)) : -1;
 
 				n_tags_line++;
 				if (k >= 0)
@@ -1191,7 +1657,16 @@ check_publishers(void)
 					if (n_ids < 64)
 						ids[n_ids++] = rows[k].id;
 				}
-				if (kind == 'C' && k < 0)
+				if (dk >= 0)
+				{
+					dclaimed[dk] = true;
+					n_present++;
+					if (n_dids < 64)
+						dids[n_dids++] = dead[dk].r.id;
+					if (kind == 'C')
+						dead_committed++;
+				}
+				if (kind == 'C' && k < 0 && dk < 0)
 				{
 					missing++;
 					PSHOW("  publish: committed %s is not in the log\n", p);
@@ -1201,6 +1676,12 @@ check_publishers(void)
 					leaked++;
 					PSHOW("  publish: %s %s is in the log as id %" PRId64 "\n",
 						   kind == 'R' ? "rolled-back" : "savepoint-dropped", p, rows[k].id);
+				}
+				if ((kind == 'R' || kind == 'S') && dk >= 0)
+				{
+					leaked++;
+					PSHOW("  publish: %s %s is in abandoned timeline %d as id %" PRId64 "\n",
+						   kind == 'R' ? "rolled-back" : "savepoint-dropped", p, dead[dk].gen, dead[dk].r.id);
 				}
 			}
 			if (kind == 'C')
@@ -1240,6 +1721,24 @@ check_publishers(void)
 				}
 				prev_max = ids[n_ids - 1];
 			}
+			if ((kind == 'C' || kind == 'U') && n_dids > 0)
+			{
+				/* one transaction, one timeline, consecutive ids there too */
+				if (n_ids > 0)
+				{
+					split++;
+					PSHOW("  publish: p%ld txn %ld is split between the final and an abandoned timeline\n",
+						   pubno, txn);
+				}
+				for (int i = 1; i < n_dids; i++)
+					if (dids[i] != dids[i - 1] + 1)
+					{
+						noncontig++;
+						PSHOW("  publish: p%ld txn %ld abandoned ids not consecutive: %" PRId64 " then %" PRId64 "\n",
+							   pubno, txn, dids[i - 1], dids[i]);
+						break;
+					}
+			}
 		}
 		free(line);
 		if (fp)
@@ -1255,13 +1754,22 @@ check_publishers(void)
 			if (orphans <= 5)
 				PSHOW("  publish: id %" PRId64 " has a tag no publisher logged\n", rows[i].id);
 		}
+	for (size_t i = 0; i < n_dead; i++)
+		if (dead[i].r.tag && !dclaimed[i])
+		{
+			orphans++;
+			if (orphans <= 5)
+				PSHOW("  publish: abandoned id %" PRId64 " (timeline %d) has a tag no publisher logged\n",
+					   dead[i].r.id, dead[i].gen);
+		}
 	free(claimed);
+	free(dclaimed);
 	printf("publish: committed_txns=%ld rolled_back_txns=%ld unknown_txns=%ld events=%ld "
 		   "missing=%ld leaked=%ld partial=%ld noncontiguous=%ld misordered=%ld "
-		   "duplicate_tags=%ld orphans=%ld untagged=%ld\n",
+		   "duplicate_tags=%ld orphans=%ld untagged=%ld abandoned_committed=%ld split=%ld\n",
 		   committed_txns, rolled_back_txns, unknown_txns, committed_events, missing, leaked,
-		   partial, noncontig, misordered, dup_tags, orphans, untagged);
-	return missing + leaked + partial + noncontig + misordered + dup_tags + orphans + untagged;
+		   partial, noncontig, misordered, dup_tags, orphans, untagged, dead_committed, split);
+	return missing + leaked + partial + noncontig + misordered + dup_tags + orphans + untagged + split;
 }
 
 /* ---------------------------------------------------------------- self-check */
@@ -1333,12 +1841,16 @@ self_check(void)
 	subscriber *s = NULL;
 	size_t		best = 0;
 
+	/*
+	 * Deliveries after a subscriber's last timeline reset only: one before
+	 * it may be void, and dropping it loses nothing.
+	 */
 	for (int i = 0; i < n_subs; i++)
 	{
 		size_t		ev = 0;
 
 		for (size_t k = 0; k < subs[i].n_recs; k++)
-			ev += subs[i].recs[k].kind == R_EVENT;
+			ev = is_timeline_reset(&subs[i].recs[k]) ? 0 : ev + (subs[i].recs[k].kind == R_EVENT);
 		if (subs[i].expected && ev > best)
 		{
 			best = ev;
@@ -1355,9 +1867,12 @@ self_check(void)
 	judge(s, s->recs, s->n_recs, &base, true);
 
 	/* the middle delivery, and the next delivery after it */
-	size_t		mid = 0, next = 0, seen_ev = 0;
+	size_t		mid = 0, next = 0, seen_ev = 0, from = 0;
 
 	for (size_t k = 0; k < s->n_recs; k++)
+		if (is_timeline_reset(&s->recs[k]))
+			from = k + 1;
+	for (size_t k = from; k < s->n_recs; k++)
 		if (s->recs[k].kind == R_EVENT && seen_ev++ == best / 2)
 			mid = k;
 	for (next = mid + 1; next < s->n_recs && s->recs[next].kind != R_EVENT; next++)
@@ -1365,7 +1880,7 @@ self_check(void)
 	rec		   *m = malloc((s->n_recs + 1) * sizeof(rec));
 	tally		t;
 	bool		ok = true;
-	char		out[256];
+	char		out[512];
 
 	/* drop */
 	memcpy(m, s->recs, mid * sizeof(rec));
@@ -1405,6 +1920,40 @@ self_check(void)
 	ok &= t.corrupted == base.corrupted + 1;
 	snprintf(out + strlen(out), sizeof out - strlen(out), ", corrupt -> corrupted %ld",
 			 t.corrupted - base.corrupted);
+
+	/* a row of an abandoned timeline delivered last: no reset voids it */
+	if (n_dead > 0)
+	{
+		dead_row   *dr = &dead[n_dead / 2];
+
+		memcpy(m, s->recs, s->n_recs * sizeof(rec));
+		m[s->n_recs] = (rec) {.kind = R_EVENT, .id = dr->r.id, .ev = dr->r.event, .len = dr->r.len,
+		.fp = dr->fp, .has_fp = true};
+		memcpy(m[s->n_recs].md5, dr->r.md5, sizeof dr->r.md5);
+		t = (tally) {0};
+		judge(s, m, s->n_recs + 1, &t, true);
+		ok &= t.dead == base.dead + 1;
+		snprintf(out + strlen(out), sizeof out - strlen(out), ", abandoned id %" PRId64 " kept -> dead %ld",
+				 dr->r.id, t.dead - base.dead);
+	}
+	else
+		snprintf(out + strlen(out), sizeof out - strlen(out), ", no abandoned rows to keep");
+
+	/* a timeline reset above every restored head */
+	{
+		char		data[160];
+		int64_t		f = (max_tl_head > pruned_through ? max_tl_head : pruned_through) + 1;
+
+		snprintf(data, sizeof data, "{\"lost_from\":%" PRId64 ",\"lost_through\":%" PRId64 ",\"timeline\":true}",
+				 f + 1, f + 1);
+		memcpy(m, s->recs, s->n_recs * sizeof(rec));
+		m[s->n_recs] = (rec) {.kind = R_RESET, .id = f, .data = data, .fp = 0x5eed5eed, .has_fp = true};
+		t = (tally) {0};
+		judge(s, m, s->n_recs + 1, &t, true);
+		ok &= t.bad_resets == base.bad_resets + 1;
+		snprintf(out + strlen(out), sizeof out - strlen(out), ", timeline reset at %" PRId64 " -> bad_resets %ld",
+				 f, t.bad_resets - base.bad_resets);
+	}
 	free(m);
 	printf("self-check on %s: %s: %s\n", s->name, ok ? "ok" : "FAILED", out);
 	return self_check_end() && ok;
@@ -1449,6 +1998,8 @@ main(int argc, char **argv)
 	load_rows();
 	load_markers();
 	load_prune_history(dir);
+	load_timelines(dir);
+	load_dead(dir);
 	PQclear(must(PQexec(conn,
 						"CREATE TEMP TABLE torture_parsed AS "
 						"SELECT id, torture.try_jsonb(data) AS j FROM torture.shadow"),
@@ -1468,7 +2019,8 @@ main(int argc, char **argv)
 		compute_expected(&subs[i]);
 		judge(&subs[i], subs[i].recs, subs[i].n_recs, &one, false);
 		if (one.lost || one.duplicated || one.reordered || one.corrupted || one.unexpected ||
-			one.bad_resets || one.finals || one.no_start || one.past_end || one.unended)
+			one.bad_resets || one.finals || one.no_start || one.past_end || one.unended ||
+			one.dead)
 			per_sub_bad++;
 #define ADD(f) t.f += one.f
 		ADD(deliveries);
@@ -1490,6 +2042,10 @@ main(int argc, char **argv)
 		ADD(past_end);
 		ADD(unended);
 		ADD(expiry_cut);
+		ADD(tl_resets);
+		ADD(voided);
+		ADD(dead_deliveries);
+		ADD(dead);
 #undef ADD
 		if (one.resets)
 			printf("  %s: %ld reset(s) accounted for %ld of its %zu expected ids\n",
@@ -1521,13 +2077,16 @@ main(int argc, char **argv)
 		   t.corrupted, t.unexpected, t.bad_resets, t.finals, t.refused, t.no_start, bad_lines, faults);
 	printf("ends: ended=%ld past_end=%ld unended=%ld expired_tail=%ld\n",
 		   t.ends, t.past_end, t.unended, t.expiry_cut);
+	printf("timelines: changes=%d abandoned_rows=%zu highest_restored_head=%" PRId64 " timeline_resets=%ld "
+		   "voided=%ld abandoned_deliveries=%ld dead=%ld abandoned_but_final=%ld\n",
+		   n_timelines, n_dead, max_tl_head, t.tl_resets, t.voided, t.dead_deliveries, t.dead, dead_overlap);
 	bool		sc = self_check();
 
-	printf("subscribers=%d events=%zu deliveries=%ld faults=%ld lost=%ld duplicated=%ld reordered=%ld\n",
-		   n_subs, n_rows, t.deliveries, injected + t.cuts, t.lost, t.duplicated, t.reordered);
-	bool		fail = t.lost || t.duplicated || t.reordered || t.corrupted || t.unexpected ||
+	printf("subscribers=%d events=%zu deliveries=%ld faults=%ld lost=%ld duplicated=%ld reordered=%ld dead=%ld\n",
+		   n_subs, n_rows, t.deliveries, injected + t.cuts, t.lost, t.duplicated, t.reordered, t.dead);
+	bool		fail = t.lost || t.duplicated || t.reordered || t.corrupted || t.unexpected || t.dead ||
 		t.bad_resets || t.finals || t.no_start || t.past_end || t.unended ||
-		bad_lines || pub_problems || !sc ||
+		bad_lines || pub_problems || !sc || dead_overlap ||
 		n_rows == 0 || t.deliveries == 0;
 
 	if (fail)
