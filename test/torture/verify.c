@@ -1268,14 +1268,6 @@ judge(subscriber *s, const rec *recs, size_t n, tally *t, bool quiet)
 		t->deliveries++;
 		ssize_t		k = r->id >= 0 ? row_index(r->id) : -1;
 
-		if (s->end_id >= 0 && (r->id > s->end_id || ended))
-		{
-			t->past_end++;
-			SHOW("id %" PRId64 " (%s) received after its end at %" PRId64 "%s", r->id, r->ev,
-				 s->end_id, ended ? " and its final answer" : "");
-			continue;
-		}
-
 		if (r->has_fp && r->id >= 0 && (k < 0 || r->fp != final_fp(r->id)))
 		{
 			/* not the final timeline's row at this id: an abandoned one? */
@@ -1315,6 +1307,15 @@ judge(subscriber *s, const rec *recs, size_t n, tally *t, bool quiet)
 				continue;
 			}
 		}
+		/* a row of the final timeline (abandoned ones were judged above) */
+		if (s->end_id >= 0 && (r->id > s->end_id || ended))
+		{
+			t->past_end++;
+			SHOW("id %" PRId64 " (%s) received after its end at %" PRId64 "%s", r->id, r->ev,
+				 s->end_id, ended ? " and its final answer" : "");
+			continue;
+		}
+
 		if (k < 0 || !s->expected[k])
 		{
 			if (k >= 0 && seen[k])
