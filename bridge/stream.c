@@ -8,6 +8,11 @@
  *   REPLAYING exit: leave the parked list / run queue
  *   LIVE      entry: join the hub, mark the client unpaced; exit: leave the hub
  *   metrics.streams counts REPLAYING + LIVE.
+ * Moves: OPENING -> REPLAYING -> LIVE, any of them -> ENDED, and LIVE ->
+ * REPLAYING for a subscription stream after a reset (prune or timeline):
+ * with `redef` set it reads its definition at its new cursor (its one job,
+ * stream_redef_read) before it replays on.  Its client stays unpaced; a
+ * replay queues only what fits anyway.
  *
  * Replay: a REPLAYING stream has a cursor c: every matching event <= c is
  * queued.  stream_step only appends the stream to a FIFO run queue;

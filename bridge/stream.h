@@ -8,7 +8,10 @@
  *   REPLAYING  head sent; catching up from the replay cache or the log
  *   LIVE       in the hub, receiving events as the feed fetches them
  *   ENDED      left the hub and the replay queues; about to be freed
- *   OPENING -> REPLAYING | ENDED;  REPLAYING -> LIVE | ENDED;  LIVE -> ENDED.
+ *   OPENING -> REPLAYING | ENDED;  REPLAYING -> LIVE | ENDED;
+ *   LIVE -> ENDED | REPLAYING (a subscription stream after a reset: its
+ *   markers up to the new cursor are gone or of a dead timeline, so it
+ *   reads its definition there first).
  * A definition change (a `$sub` marker of the stream's subscription, met by
  * the feed in LIVE or by the replay in REPLAYING) keeps the state; a marker
  * with state closed or dropped, or one the bridge cannot apply, ends it.
