@@ -128,6 +128,7 @@ static const char logread_fork_sql[] =
 enum {OPEN_HEAD, OPEN_PRUNED, OPEN_HEAD_US, OPEN_AT_US, OPEN_CLOSE_ID, OPEN_SID,
 	OPEN_START_ID, OPEN_START_US, OPEN_CLOSED, OPEN_EXPIRED, OPEN_DEF_POS, OPEN_DEF,
 	OPEN_DROPPED, OPEN_NCOLS};
+_Static_assert(OPEN_NCOLS == LOGREAD_OPEN_SUB_COLS, "logread.h names the open answer's width");
 
 #define LOGREAD_OPEN_HEAD \
 	"SELECT h.head, h.pruned_through, " LOGREAD_US_AT("h.head") ", " \

@@ -127,6 +127,9 @@ bool		logread_fork_answer(const PGresult *res, int64_t *pruned, int64_t *id,
  * Decode an open answer (one row; is_sub: a subscription) into info.  False
  * when res is not a usable answer.
  */
+/* Columns of the subscription open answer (a test builds one by hand). */
+#define LOGREAD_OPEN_SUB_COLS 13
+
 bool		logread_open_answer(const PGresult *res, bool is_sub, open_info *info);
 void		open_info_clear(open_info *info);
 

@@ -435,14 +435,12 @@ test_timeline(void **state)
  * answered with one row of open_sub columns (bridge/logread.c; NULL for a
  * NULL string).
  */
-#define OPEN_COLS 13
-
 static void
-answer_open(const char *const vals[OPEN_COLS])
+answer_open(const char *const vals[LOGREAD_OPEN_SUB_COLS])
 {
 	db_job	   *job = br.work.head;
 	PGresult   *res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
-	PGresAttDesc attrs[OPEN_COLS];
+	PGresAttDesc attrs[LOGREAD_OPEN_SUB_COLS];
 
 	assert_non_null(job);
 	br.work.head = job->next;
@@ -450,10 +448,10 @@ answer_open(const char *const vals[OPEN_COLS])
 		br.work.tail = NULL;
 	job->next = NULL;
 	memset(attrs, 0, sizeof(attrs));
-	for (int i = 0; i < OPEN_COLS; i++)
+	for (int i = 0; i < LOGREAD_OPEN_SUB_COLS; i++)
 		attrs[i].name = (char *) "c";
-	assert_true(PQsetResultAttrs(res, OPEN_COLS, attrs));
-	for (int i = 0; i < OPEN_COLS; i++)
+	assert_true(PQsetResultAttrs(res, LOGREAD_OPEN_SUB_COLS, attrs));
+	for (int i = 0; i < LOGREAD_OPEN_SUB_COLS; i++)
 		assert_true(PQsetvalue(res, 0, i, (char *) vals[i], vals[i] ? (int) strlen(vals[i]) : -1));
 	job->done(job, res);
 	PQclear(res);
@@ -470,7 +468,7 @@ test_sub_redef_after_prune(void **state)
 {
 	client	   *c = client_new();
 	char	  **pats = calloc(1, sizeof(char *));
-	const char *const answer[OPEN_COLS] = {
+	const char *const answer[LOGREAD_OPEN_SUB_COLS] = {
 		"25", "22", NULL, NULL, NULL, "7", "1", NULL, "f", "f", "22",
 		"{\"sid\":7,\"channels\":[\"b\"],\"filter\":{},\"state\":\"active\"}", "f"
 	};
