@@ -534,11 +534,14 @@ stream_opened(stream *st, const open_info *info)
 
 	/*
 	 * A position of another timeline: the fork point is unknown, so the
-	 * stream starts again from the subscription's start (ad hoc: the oldest
-	 * retained row) after a timeline reset; it never skips ahead.
+	 * stream starts again from the subscription's start (ad hoc: the start
+	 * of the log) after a timeline reset that voids everything the client
+	 * holds since then -- what it holds at or below the prune mark may be
+	 * of the other timeline too -- and a prune reset if the start was
+	 * pruned; it never skips ahead.
 	 */
 	if (forked)
-		from = st->sub_id != NULL ? info->start_id : info->pruned;
+		from = st->sub_id != NULL ? info->start_id : 0;
 	switch (stream_decide(info, st->sub_id != NULL, from, &cursor)) {
 		case STREAM_NOT_FOUND:
 			client_respond_error(c, 404, "not_found", "unknown or expired subscription");

@@ -127,6 +127,24 @@ test('timeline: restore of an older dump under a running bridge resets, never re
   assert.deepEqual(JSON.parse(d.events[0].data), { lost_from: 1, lost_through: 75, timeline: true });
   assertSameEvents(d.rows(), all, `replay from ${dead75}`);
   assert.ok(!d.rows().some((e) => e.data.startsWith('dead')), 'an event of the dead timeline was replayed');
+
+  // the same after a prune into the range the client holds from the dead
+  // timeline (51..100): the fork point is unknown, so the reset voids all it
+  // holds (ids from 1), never only what is above the prune mark -- its dead
+  // 51..80 would stand -- and a prune reset follows
+  await sql(`SET sse_bridge.retention_max_events = 30; SELECT sse_prune('100 years');`, { db });
+  assert.equal((await sqlJson('SELECT pruned_through FROM sse_bridge.meta', { db })), 80);
+  const dead100 = clients[0].rows()[49].pos;
+  assert.match(dead100, /^100-[0-9a-f]{8}$/);
+  const p = cStream(url(b), { lastEventId: dead100 });
+  t.defer(p.close);
+  await p.waitReady();
+  assert.ok(isTimelineReset(p.events[0]), `resume from ${dead100} after the prune: first a timeline reset`);
+  assert.equal(p.events[0].pos, '0-0');
+  assert.deepEqual(JSON.parse(p.events[0].data), { lost_from: 1, lost_through: 100, timeline: true });
+  assert.equal(p.events[1].event, 'reset');
+  assert.deepEqual(JSON.parse(p.events[1].data), { lost_from: 1, lost_through: 80 });
+  assertSameEvents(p.rows(), all.slice(80), `replay from ${dead100} after the prune`);
 });
 
 test('timeline: the browser helper compares positions by their numeric part and re-bases on ready/reset', async () => {
