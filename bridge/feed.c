@@ -106,7 +106,13 @@ feed_fork_done(db_job *job, PGresult *res)
 		return;					/* the next fetch checks again */
 	}
 	if (id < 0 || id <= pruned) {
-		id = pruned;			/* no cached row is left: fork at the prune mark */
+		/*
+		 * No cached row is in the log as it was: the fork point is unknown
+		 * (it may be below the prune mark, and streams may hold rows of the
+		 * dead timeline down there), so re-base at 0; the next fetch sends
+		 * the prune reset.
+		 */
+		id = 0;
 		us = LOGPOS_NO_ROW;
 	}
 	log_warn("the log was replaced or went back: events after %" PRId64

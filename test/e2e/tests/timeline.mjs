@@ -147,6 +147,64 @@ test('timeline: restore of an older dump under a running bridge resets, never re
   assertSameEvents(p.rows(), all.slice(80), `replay from ${dead100} after the prune`);
 });
 
+// The live check when no cached row is left unchanged: the bridge is kept
+// off the database (its role may not log in) while an older dump is
+// restored, new events are published and a prune cuts into the range the
+// client holds from the dead timeline.  Back on the database, the row at
+// its cursor differs and none of its cached rows is in the new log as it
+// was: the fork point is unknown, so the stream re-bases at 0 (voiding all
+// it holds), gets a prune reset, then the retained rows -- not a reset at
+// the prune mark that would leave its dead 51..80 standing.
+test('timeline: replaced and pruned while the bridge was away: the live stream re-bases at 0, then a prune reset', async (t) => {
+  const db = uniq('e2e_tl_');
+  const ch = `tl.${uniq()}`;
+  const role = `sse_e2e_${uniq().toLowerCase()}`;
+  const grants = `GRANT USAGE ON SCHEMA sse_bridge TO ${role};
+    GRANT SELECT ON sse_bridge.events, sse_bridge.meta, sse_bridge.subscriptions,
+                    sse_bridge.subscription_versions TO ${role};`;
+  await sql(`CREATE ROLE ${role} LOGIN;`, { db: 'postgres' });
+  t.defer(() => sql(`ALTER ROLE ${role} LOGIN;
+    SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ${lit(role)};
+    DROP DATABASE IF EXISTS ${db} WITH (FORCE); DROP ROLE IF EXISTS ${role};`, { db: 'postgres' }).catch(() => {}));
+  await sql(`CREATE DATABASE ${db};`, { db: 'postgres' });
+  await sql(`CREATE EXTENSION sse_bridge; ${grants}`, { db });
+  const conn = (user) => `host=${process.env.PGHOST} port=${process.env.PGPORT} user=${user} dbname=${db}`;
+  const b = await withBridge(t, ['--db', conn(role), '--public-channels', 'tl.#', '--poll-interval', '500']);
+  const admin = conn(process.env.PGUSER || 'postgres');
+
+  await sql(Array.from({ length: 50 }, (_, i) => `SELECT sse_publish(${lit(ch)}, 'kept ${i + 1}');`).join('\n'), { db });
+  const dump = tmpPath(`${db}.dump`);
+  await run('pg_dump', ['-Fc', '-f', dump, '-d', admin]);
+  const c = cStream(`${b.url}/events?channel=${ch}`);
+  t.defer(c.close);
+  await c.waitReady();
+  await sql(Array.from({ length: 50 }, (_, i) => `SELECT sse_publish(${lit(ch)}, 'dead ${i + 51}');`).join('\n'), { db });
+  await c.waitFor((r) => r.rows().length >= 50, '50 live events before the restore');
+
+  await sql(`ALTER ROLE ${role} NOLOGIN;`, { db: 'postgres' });
+  await sql(`DROP DATABASE ${db} WITH (FORCE);`, { db: 'postgres' });
+  await poll(async () => (await sql(`SELECT count(*) FROM pg_stat_activity WHERE usename = ${lit(role)};`, { db: 'postgres' })).trim() === '0',
+    'the bridge is off the database');
+  await sql(`CREATE DATABASE ${db};`, { db: 'postgres' });
+  await run('pg_restore', ['--exit-on-error', '--single-transaction', '-d', admin, dump]);
+  await sql(Array.from({ length: 60 }, (_, i) => `SELECT sse_publish(${lit(ch)}, 'new ${i + 51}');`).join('\n'), { db });
+  await sql(`SET sse_bridge.retention_max_events = 30; SELECT sse_prune('100 years');`, { db });
+  assert.equal(await sqlJson('SELECT pruned_through FROM sse_bridge.meta', { db }), 80);
+  const all = await rowsOf(db, ch);
+  await sql(`ALTER ROLE ${role} LOGIN;`, { db: 'postgres' });
+
+  await c.waitFor((r) => r.events.some(isTimelineReset), 'a timeline reset', 40_000);
+  const i = c.events.findIndex(isTimelineReset);
+  assert.equal(c.events[i].pos, '0-0', 'the fork point is unknown: re-based at 0');
+  assert.deepEqual(JSON.parse(c.events[i].data), { lost_from: 1, lost_through: 100, timeline: true });
+  await c.waitFor((r) => after(r.events, i).length >= 30, 'the 30 retained events after the resets', 30_000);
+  const next = c.events[i + 1];
+  assert.equal(next.event, 'reset');
+  assert.deepEqual(JSON.parse(next.data), { lost_from: 1, lost_through: 80 });
+  assertSameEvents(after(c.events, i), all, 'after the resets');
+  assert.ok(!after(c.events, i).some((e) => e.data.startsWith('dead')), 'an event of the dead timeline after the reset');
+});
+
 test('timeline: the browser helper compares positions by their numeric part and re-bases on ready/reset', async () => {
   const { SseBridge } = await import('../../../client/sse-bridge.js');
   class FakeSource {
