@@ -25,6 +25,21 @@ bridge_maybe_finish(void)
 	finish_calls++;
 }
 
+/*
+ * The end of a test whose clients were all closed: the closes complete, no
+ * client or stream is left, and the replay cache and the hub are freed.
+ */
+static void
+test_done(void)
+{
+	client_flush_pending();
+	uv_run(br.loop, UV_RUN_NOWAIT);
+	assert_int_equal(client_count, 0);
+	assert_int_equal(stream_count(), 0);
+	ring_shutdown();
+	hub_shutdown();
+}
+
 /* A streaming client without a stream: only its output queue matters. */
 static client *
 fake_client(bool unpaced)
@@ -423,11 +438,7 @@ test_timeline(void **state)
 
 	client_close(c);
 	client_close(low);
-	client_flush_pending();
-	uv_run(br.loop, UV_RUN_NOWAIT);
-	assert_int_equal(stream_count(), 0);
-	ring_shutdown();
-	hub_shutdown();
+	test_done();
 }
 
 /*
@@ -523,11 +534,7 @@ test_sub_redef_after_prune(void **state)
 	assert_false(c->flags & (CF_DOOMED | CF_ENDING));
 
 	client_close(c);
-	client_flush_pending();
-	uv_run(br.loop, UV_RUN_NOWAIT);
-	assert_int_equal(stream_count(), 0);
-	ring_shutdown();
-	hub_shutdown();
+	test_done();
 }
 
 /*
@@ -577,11 +584,7 @@ test_replay_paced(void **state)
 	assert_int_equal(metrics.queue_over, over);
 	for (int i = 0; i < 2; i++)
 		client_close(both[i]);
-	client_flush_pending();
-	uv_run(br.loop, UV_RUN_NOWAIT);
-	assert_int_equal(client_count, 0);
-	ring_shutdown();
-	hub_shutdown();
+	test_done();
 }
 
 /*
@@ -621,11 +624,7 @@ test_replay_past_marker(void **state)
 	assert_int_equal(c->st->state, SS_LIVE);
 	assert_int_equal(c->st->cursor, 8);
 	client_close(c);
-	client_flush_pending();
-	uv_run(br.loop, UV_RUN_NOWAIT);
-	assert_int_equal(stream_count(), 0);
-	ring_shutdown();
-	hub_shutdown();
+	test_done();
 }
 
 int

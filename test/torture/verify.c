@@ -110,6 +110,8 @@
 #include <libpq-fe.h>
 #include <openssl/evp.h>
 
+#include "logpos.h"			/* the bridge's fingerprint (bridge/logpos.c) */
+
 #define MAX_SUBS 512
 #define MAX_PATTERNS 16
 #define MAX_MARKERS 100000
@@ -200,24 +202,6 @@ static long dead_overlap;		/* captured rows that are final rows */
 static int64_t *pos_id, *pos_us;
 static size_t n_pos;
 
-/* bridge/logpos.c: fp = fingerprint(id, created_us), never 0 (design.md) */
-static uint64_t
-fp_mix(uint64_t z)
-{
-	z += UINT64_C(0x9e3779b97f4a7c15);
-	z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-	z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-	return z ^ (z >> 31);
-}
-
-static uint32_t
-fingerprint(int64_t id, int64_t created_us)
-{
-	uint32_t	fp = (uint32_t) (fp_mix((uint64_t) id ^ fp_mix((uint64_t) created_us)) >> 32);
-
-	return fp == 0 ? 1 : fp;
-}
-
 /* The fingerprint part of a wire id "<id>-<8 hex>" or "<id>-0". */
 static bool
 parse_fp(const char *s, uint32_t *fp)
@@ -250,7 +234,7 @@ final_fp(int64_t id)
 		else
 			hi = mid;
 	}
-	return (lo < n_pos && pos_id[lo] == id) ? fingerprint(id, pos_us[lo]) : 0;
+	return (lo < n_pos && pos_id[lo] == id) ? logpos_fp(id, pos_us[lo]) : 0;
 }
 
 /* The dead row with this id and fingerprint, or -1. */
@@ -394,7 +378,7 @@ load_dead(const char *d)
 		w->r.len = normalise(dt, dl, norm);
 		md5_hex((unsigned char *) norm, w->r.len, w->r.md5);
 		w->r.tag = find_tag(dt);
-		w->fp = fingerprint(w->r.id, atoll(PQgetvalue(r, (int) i, 5)));
+		w->fp = logpos_fp(w->r.id, atoll(PQgetvalue(r, (int) i, 5)));
 	}
 	PQclear(r);
 	free(norm);
@@ -1527,21 +1511,28 @@ cmp_tag(const void *a, const void *b)
 static tagref *tags;
 static size_t n_tags;
 
+/* The row of tag in t[0..n) (sorted by tag), or -1. */
 static ssize_t
-tag_row(uint64_t tag)
+tag_find(const tagref *t, size_t n, uint64_t tag)
 {
-	size_t		lo = 0, hi = n_tags;
+	size_t		lo = 0, hi = n;
 
 	while (lo < hi)
 	{
 		size_t		mid = (lo + hi) / 2;
 
-		if (tags[mid].tag < tag)
+		if (t[mid].tag < tag)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return (lo < n_tags && tags[lo].tag == tag) ? (ssize_t) tags[lo].row : -1;
+	return (lo < n && t[lo].tag == tag) ? (ssize_t) t[lo].row : -1;
+}
+
+static ssize_t
+tag_row(uint64_t tag)
+{
+	return tag_find(tags, n_tags, tag);
 }
 
 /* Tags of the rows of abandoned timelines (index into dead[]). */
@@ -1551,18 +1542,7 @@ static size_t n_dtags;
 static ssize_t
 dead_tag_row(uint64_t tag)
 {
-	size_t		lo = 0, hi = n_dtags;
-
-	while (lo < hi)
-	{
-		size_t		mid = (lo + hi) / 2;
-
-		if (dtags[mid].tag < tag)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return (lo < n_dtags && dtags[lo].tag == tag) ? (ssize_t) dtags[lo].row : -1;
+	return tag_find(dtags, n_dtags, tag);
 }
 
 static int	pub_shown;
