@@ -18,7 +18,8 @@ bridge=${SSE_E2E_BRIDGE:-$root/bridge/sse-bridge}
 tmp=$(mktemp -d /tmp/sse_fo.XXXXXX)
 chmod 755 "$tmp"
 [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$tmp"
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+tl_what=failover
+. "$root/test/timeline/lib.sh"
 bpid= cpid= spid= pgdir=
 cleanup() {
   [ -n "$cpid" ] && kill "$cpid" 2>/dev/null
@@ -31,10 +32,6 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-fail() { echo "FAIL - timeline (failover): $*"; [ -f "$tmp/bridge.log" ] && tail -n 20 "$tmp/bridge.log"; exit 1; }
-# poll CMD until it succeeds, for at most $1 seconds
-until_ok() { local t=$1; shift; local end=$((SECONDS + t)); until "$@"; do
-  [ "$SECONDS" -ge "$end" ] && return 1; sleep 0.1; done; }
 
 unset PGHOST PGPORT PGDATABASE
 eval "$(SSE_PG_CONF="wal_level = replica
@@ -64,7 +61,7 @@ q1() { q -h "$PGHOST" -p "$p1" -c "$1"; }
 q2() { q -h "$tmp" -p "$p2" -c "$1"; }
 is2() { [ "$(q2 "$1" 2>/dev/null)" = "$2" ]; }
 
-cc -std=c11 -Wall -Wextra -Werror -O1 -o "$tmp/sseclient" test/e2e/sseclient.c || fail "build sseclient"
+build_sseclient
 port=$(scripts/free-port.sh)
 "$bridge" --db "host=127.0.0.1,127.0.0.1 port=$p1,$p2 user=postgres dbname=$PGDATABASE target_session_attrs=read-write connect_timeout=2" \
   --listen "127.0.0.1:$port" --public-channels 'fo.#' --poll-interval 500 >"$tmp/bridge.log" 2>&1 &
@@ -74,8 +71,6 @@ url="http://127.0.0.1:$port/events?channel=fo.a"
 
 pub() { q1 "SELECT sse_publish('fo.a', '$1 ' || i) FROM generate_series($2, $3) i" >/dev/null; }
 pub2() { q2 "SELECT sse_publish('fo.a', '$1 ' || i) FROM generate_series($2, $3) i" >/dev/null; }
-# has FILE PATTERN N: at least N events whose line matches PATTERN
-has() { [ "$(grep -c "\"kind\":\"event\".*$2" "$1" 2>/dev/null || true)" -ge "$3" ]; }
 
 pub kept 1 50
 sub=$(q1 "SELECT sse_subscribe_filter(ARRAY['fo.a'])")   # its marker is id 51
@@ -133,17 +128,6 @@ print(f'{sys.argv[3]} stream: 50 events the standby missed, a timeline reset at 
 PY
 done
 
-# a resume from a position the standby never had
-lost=$(python3 -c "import json,sys; print([json.loads(l)['id'] for l in open(sys.argv[1]) if '\"dead 75\"' in l][0])" "$tmp/live.jsonl")
-"$tmp/sseclient" --timeout 20 --until-event ready --last-event-id "$lost" "$url" >"$tmp/resume.jsonl" 2>/dev/null \
-  || fail "resume from $lost"
-python3 - "$tmp/resume.jsonl" "$tmp/want.txt" "$lost" <<'PY' || fail "resume from a lost position"
-import json, sys
-ev = [json.loads(l) for l in open(sys.argv[1]) if '"kind":"event"' in l]
-want = [l.rstrip('\n').split(' ', 1) for l in open(sys.argv[2])]
-assert ev[0]['event'] == 'reset' and json.loads(ev[0]['data']).get('timeline') is True, ev[0]
-got = [[e['id'].split('-')[0], e['data']] for e in ev if e['event'] == 'message']
-assert got == want, f'{got[:3]} want {want[:3]}'
-print(f'resume from {sys.argv[3]}: timeline reset at {ev[0]["id"]}, then the {len(got)} rows of the current log')
-PY
+# a resume from a position of the abandoned timeline
+resume_dead "$url"
 echo "ok - timeline (failover): an asynchronous standby that missed commits takes over under a running bridge"

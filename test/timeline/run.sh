@@ -19,7 +19,8 @@ chmod 755 "$tmp"
 arch=$tmp/archive
 mkdir -p "$arch"
 [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$tmp" "$arch"
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+tl_what=PITR
+. "$root/test/timeline/lib.sh"
 bpid= cpid= pgdir=
 cleanup() {
   [ -n "$cpid" ] && kill "$cpid" 2>/dev/null
@@ -28,10 +29,6 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-fail() { echo "FAIL - timeline (PITR): $*"; [ -f "$tmp/bridge.log" ] && tail -n 20 "$tmp/bridge.log"; exit 1; }
-# poll CMD until it succeeds, for at most $1 seconds
-until_ok() { local t=$1; shift; local end=$((SECONDS + t)); until "$@"; do
-  [ "$SECONDS" -ge "$end" ] && return 1; sleep 0.1; done; }
 
 unset PGHOST PGPORT PGDATABASE
 eval "$(SSE_PG_CONF="wal_level = replica
@@ -45,7 +42,7 @@ q "CREATE EXTENSION sse_bridge" >/dev/null
 as_pg "$SSE_PGBIN/pg_basebackup" -h "$PGHOST" -p "$PGPORT" -U postgres -D "$tmp/base" -X stream -c fast \
   || fail "pg_basebackup"
 
-cc -std=c11 -Wall -Wextra -Werror -O1 -o "$tmp/sseclient" test/e2e/sseclient.c || fail "build sseclient"
+build_sseclient
 port=$(scripts/free-port.sh)
 "$bridge" --db "host=$PGHOST port=$PGPORT user=postgres dbname=$PGDATABASE" \
   --listen "127.0.0.1:$port" --public-channels 'tl.#' --poll-interval 500 >"$tmp/bridge.log" 2>&1 &
@@ -54,8 +51,6 @@ until_ok 20 curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" || fail "brid
 url="http://127.0.0.1:$port/events?channel=tl.a"
 
 pub() { psql -XAtq -v ON_ERROR_STOP=1 -c "SELECT sse_publish('tl.a', '$1 ' || i) FROM generate_series($2, $3) i" >/dev/null; }
-# has FILE PATTERN N: at least N events whose line matches PATTERN
-has() { [ "$(grep -c "\"kind\":\"event\".*$2" "$1" 2>/dev/null || true)" -ge "$3" ]; }
 # is SQL VALUE: the query answers VALUE
 is() { [ "$(q "$1" 2>/dev/null)" = "$2" ]; }
 
@@ -109,18 +104,7 @@ print(f'live stream: reset at {r["id"]}, then {len(got)} new events (ids {got[0]
 PY
 
 # a resume from a position of the abandoned timeline
-dead=$(python3 -c "import json,sys; print([json.loads(l)['id'] for l in open(sys.argv[1]) if '\"dead 75\"' in l][0])" "$tmp/live.jsonl")
-"$tmp/sseclient" --timeout 20 --until-event ready --last-event-id "$dead" "$url" >"$tmp/resume.jsonl" 2>/dev/null \
-  || fail "resume from $dead"
-python3 - "$tmp/resume.jsonl" "$tmp/want.txt" "$dead" <<'PY' || fail "resume from a dead position"
-import json, sys
-ev = [json.loads(l) for l in open(sys.argv[1]) if '"kind":"event"' in l]
-want = [l.rstrip('\n').split(' ', 1) for l in open(sys.argv[2])]
-assert ev[0]['event'] == 'reset' and json.loads(ev[0]['data']).get('timeline') is True, ev[0]
-got = [[e['id'].split('-')[0], e['data']] for e in ev if e['event'] == 'message']
-assert got == want, f'{got[:3]} want {want[:3]}'
-print(f'resume from {sys.argv[3]}: timeline reset at {ev[0]["id"]}, then the {len(got)} rows of the current log')
-PY
+resume_dead "$url"
 "$tmp/sseclient" --timeout 20 --until-event ready --last-event-id "$dead" "http://127.0.0.1:$port/events/$sub" \
   >"$tmp/resume-sub.jsonl" 2>/dev/null || fail "subscription resume from $dead"
 python3 - "$tmp/resume-sub.jsonl" "$tmp/want.txt" "$dead" "$tmp/live.jsonl" <<'PY' || fail "subscription resume from a dead position"
