@@ -25,7 +25,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "bridge.h"
 #include "client.h"
 #include "config.h"
 #include "log.h"
@@ -52,6 +51,8 @@ static SLIST_HEAD(, client) pending = SLIST_HEAD_INITIALIZER(pending);
 size_t		client_count;
 
 static client_ops up;
+static client_env env;
+static bool stopping;			/* client_shutdown_all was called */
 static char read_buf[65536];
 static bool read_buf_busy;
 
@@ -85,8 +86,22 @@ static const char *const client_state_names[CS_COUNT] = {
 void
 client_set_ops(const client_ops *ops_)
 {
-	assert(ops_->open && ops_->drained && ops_->release);
+	assert(ops_->open && ops_->drained && ops_->release && ops_->closed);
 	up = *ops_;
+}
+
+void
+client_init(const client_env *env_)
+{
+	assert(env_->loop != NULL);
+	env = *env_;
+}
+
+/* Milliseconds on the loop clock. */
+static uint64_t
+client_now(void)
+{
+	return uv_now(env.loop);
 }
 
 static void
@@ -130,7 +145,7 @@ static void
 client_enter_closing(client *c, client_state from)
 {
 	(void) from;
-	c->deadline_ms = bridge_now() + CLIENT_LINGER_MS;
+	c->deadline_ms = client_now() + CLIENT_LINGER_MS;
 	if (c->q.n == 0)
 		client_written_closing(c);
 }
@@ -209,7 +224,7 @@ client_send(client *c, frame *f)
 	if (c->q.n > 1 && outq_bytes(&c->q) > cfg.client_queue)
 		metrics.queue_over++;
 	if (c->state != CS_READING && c->state != CS_CLOSING)
-		c->deadline_ms = bridge_now();	/* last traffic, for keepalives */
+		c->deadline_ms = client_now();	/* last traffic, for keepalives */
 	client_mark_pending(c);
 }
 
@@ -263,7 +278,7 @@ static void
 client_closed(uv_handle_t *h)
 {
 	client_free(h->data);
-	bridge_maybe_finish();
+	up.closed();
 }
 
 void
@@ -463,7 +478,7 @@ client_simple(client *c, route_result *rr, const char *origin)
 			client_respond(c, resp_empty(204, origin, 1));
 			break;
 		case ROUTE_HEALTH:
-			if (db_link_up(&br.live) && db_link_up(&br.work))
+			if (db_link_up(env.live) && db_link_up(env.work))
 				client_respond(c, resp_body(200, "application/json", "{\"status\":\"ok\"}\n", 16, origin));
 			else
 				client_respond_error(c, 503, "unavailable", "the database link is down");
@@ -492,7 +507,7 @@ client_route(client *c)
 		client_respond(c, resp_busy(origin, "too many clients"));
 		return;
 	}
-	if (br.stopping) {
+	if (stopping) {
 		client_respond_error(c, 503, "unavailable", "shutting down");
 		return;
 	}
@@ -500,7 +515,7 @@ client_route(client *c)
 		client_respond(c, asset);
 		return;
 	}
-	route_request(c->req, br.public_scope, &rr);
+	route_request(c->req, env.public_scope, &rr);
 	if ((rr.kind == ROUTE_ADHOC || rr.kind == ROUTE_SUB) && mem_over_soft()) {
 		metrics.mem_refused++;
 		client_respond(c, resp_busy(origin, "memory limit reached"));
@@ -556,7 +571,7 @@ client_create(void)
 {
 	client	   *c = calloc(1, sizeof(client));
 
-	if (c == NULL || uv_tcp_init(br.loop, &c->tcp) != 0) {
+	if (c == NULL || uv_tcp_init(env.loop, &c->tcp) != 0) {
 		free(c);
 		return NULL;
 	}
@@ -572,7 +587,7 @@ client_track(client *c)
 	client_count++;
 	metrics.clients = client_count;
 	c->state = CS_READING;
-	c->deadline_ms = bridge_now() + cfg.header_timeout * 1000;
+	c->deadline_ms = client_now() + cfg.header_timeout * 1000;
 }
 
 client *
@@ -635,7 +650,7 @@ client_sweep_one(client *c, uint64_t now)
 			break;
 		case CS_STREAMING:
 			if (now >= c->deadline_ms + cfg.keepalive * 1000 && c->q.n == 0)
-				client_send(c, frame_ref(br.keepalive));
+				client_send(c, frame_ref(env.keepalive));
 			break;
 		case CS_CLOSING:
 			if (now >= c->deadline_ms)
@@ -695,6 +710,7 @@ client_shutdown_all(void)
 {
 	client	   *c, *next;
 
+	stopping = true;
 	for (c = LIST_FIRST(&clients); c != NULL; c = next) {
 		next = LIST_NEXT(c, link);
 		if (c->state == CS_STREAMING)

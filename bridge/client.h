@@ -12,10 +12,12 @@
  *   READING -> OPENING | CLOSING;  OPENING -> STREAMING | CLOSING;
  *   STREAMING -> CLOSING.  client_close may end any state.
  *
- * Upward calls go only through client_ops (main.c wires them to stream.c):
- * `open` when a stream request was routed, `drained` when a write finished
- * while STREAMING, `release` exactly once when a connection that had a
- * stream (OPENING or STREAMING) goes CLOSING or is closed.
+ * Upward calls go only through client_ops (main.c wires them to stream.c
+ * and to itself): `open` when a stream request was routed, `drained` when a
+ * write finished while STREAMING, `release` exactly once when a connection
+ * that had a stream (OPENING or STREAMING) goes CLOSING or is closed,
+ * `closed` after a connection was freed (client_count fell).  What the
+ * connections need of the process comes in through client_init.
  *
  * Ownership: a client owns its request parser (READING only), its Origin
  * copy and its output queue; c->st belongs to stream.c (set by `open`,
@@ -30,9 +32,12 @@
 #include <sys/queue.h>
 #include <uv.h>
 
+#include "db.h"
+#include "frame.h"
 #include "outq.h"
 #include "request.h"
 #include "route.h"
+#include "scope.h"
 
 typedef enum client_state {
 	CS_READING,
@@ -72,9 +77,21 @@ typedef struct client_ops {
 	void		(*open)(client *c, route_result *rr);
 	void		(*drained)(client *c);
 	void		(*release)(client *c);
+	void		(*closed)(void);
 } client_ops;
 
 void		client_set_ops(const client_ops *ops);
+
+/* The process's parts a connection uses, all borrowed (they outlive every client). */
+typedef struct client_env {
+	uv_loop_t  *loop;
+	const scope *public_scope;	/* --public-channels */
+	frame	   *keepalive;		/* the shared keepalive comment */
+	const db_link *live;		/* /healthz answers 200 while both are up */
+	const db_link *work;
+} client_env;
+
+void		client_init(const client_env *env);
 
 /* A tracked client in READING on a fresh, unconnected socket (tests); NULL on OOM. */
 client	   *client_new(void);
@@ -133,7 +150,7 @@ void		client_flush_pending(void);
 /* Periodic sweep: header timeouts, keepalives, lingering closes. */
 void		client_sweep(uint64_t now_ms);
 
-/* Ask every client to finish (shutdown). */
+/* Ask every client to finish (shutdown); later requests are answered 503. */
 void		client_shutdown_all(void);
 
 /* Any client (NULL when none), for closing them all. */

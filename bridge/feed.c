@@ -32,7 +32,6 @@
 #include <string.h>
 #include <sys/time.h>
 
-#include "bridge.h"
 #include "config.h"
 #include "feed.h"
 #include "hub.h"
@@ -42,6 +41,7 @@
 #include "ring.h"
 
 static struct {
+	db_link    *link;			/* the live link (main.c's) */
 	bool		inflight;
 	bool		again;
 	uv_timer_t	poll;
@@ -148,7 +148,7 @@ feed_fork(void)
 		return;
 	}
 	feed.inflight = true;
-	db_submit(&br.live, job);
+	db_submit(feed.link, job);
 }
 
 /* Payload bytes per live fetch (after its first row). */
@@ -235,7 +235,7 @@ feed_request(void)
 		feed.again = true;
 		return;
 	}
-	if (!db_link_up(&br.live))
+	if (!db_link_up(feed.link))
 		return;					/* feed_up fetches after reconnecting */
 	feed.again = false;
 	if (!ring_valid())
@@ -245,7 +245,7 @@ feed_request(void)
 	if (job == NULL)
 		return;
 	feed.inflight = true;
-	db_submit(&br.live, job);
+	db_submit(feed.link, job);
 }
 
 void
@@ -294,23 +294,24 @@ feed_on_poll(uv_timer_t *t)
 }
 
 void
-feed_init(const feed_ops *ops)
+feed_init(uv_loop_t *loop, db_link *live, const feed_ops *ops)
 {
 	const db_step *steps;
 	size_t		n;
 
 	assert(ops->advanced && ops->pruned && ops->marker && ops->timeline);
 	feed.up = *ops;
+	feed.link = live;
 	steps = logread_live_steps(&n);
-	db_link_init(&br.live, br.loop, "live", steps, n,
+	db_link_init(live, loop, "live", steps, n,
 				 (db_ops) {feed_up, feed_down, feed_on_notify});
-	uv_timer_init(br.loop, &feed.poll);
+	uv_timer_init(loop, &feed.poll);
 }
 
 void
 feed_start(void)
 {
-	db_link_start(&br.live);
+	db_link_start(feed.link);
 	uv_timer_start(&feed.poll, feed_on_poll, cfg.poll_interval, cfg.poll_interval);
 }
 
@@ -319,5 +320,5 @@ feed_stop(void)
 {
 	uv_timer_stop(&feed.poll);
 	uv_close((uv_handle_t *) &feed.poll, NULL);
-	db_link_stop(&br.live);
+	db_link_stop(feed.link);
 }

@@ -9,7 +9,9 @@
 #define BRIDGE_FEED_H
 
 #include <stdint.h>
+#include <uv.h>
 
+#include "db.h"
 #include "event.h"
 
 typedef struct feed_ops {
@@ -28,7 +30,8 @@ typedef struct feed_ops {
 	void		(*timeline)(int64_t fork, int64_t fork_us);
 } feed_ops;
 
-void		feed_init(const feed_ops *ops);
+/* live: the link to LISTEN and fetch on (set up here; it must outlive feed_stop). */
+void		feed_init(uv_loop_t *loop, db_link *live, const feed_ops *ops);
 void		feed_start(void);
 void		feed_stop(void);
 

@@ -17,7 +17,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "bridge.h"
 #include "client.h"
 #include "config.h"
 #include "listen.h"
@@ -30,6 +29,7 @@
 #define LISTEN_LOG_MS 1000
 
 static struct {
+	uv_loop_t  *loop;
 	int			fd;
 	int			spare;			/* the reserve descriptor (/dev/null), -1 when used */
 	bool		polling;
@@ -89,7 +89,7 @@ listen_reserve(void)
 static void
 listen_failed(const char *what, int err)
 {
-	uint64_t	now = bridge_now();
+	uint64_t	now = uv_now(ls.loop);
 
 	if (ls.logged_ms != 0 && now - ls.logged_ms < LISTEN_LOG_MS) {
 		ls.unlogged++;
@@ -179,7 +179,7 @@ listen_on_ready(uv_poll_t *h, int status, int events)
 }
 
 bool
-listen_start(void)
+listen_start(uv_loop_t *loop)
 {
 	struct addrinfo *ai = listen_resolve(cfg.listen);
 	struct sockaddr_storage name;
@@ -191,6 +191,7 @@ listen_start(void)
 		log_error("cannot resolve --listen %s (want HOST:PORT)", cfg.listen);
 		return false;
 	}
+	ls.loop = loop;
 	ls.fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (ls.fd < 0 || setsockopt(ls.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
 		bind(ls.fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(ls.fd, LISTEN_BACKLOG) != 0) {
@@ -205,8 +206,8 @@ listen_start(void)
 	listen_reserve();
 	if (ls.spare < 0)
 		log_warn("no reserve descriptor: %s", strerror(errno));
-	uv_timer_init(br.loop, &ls.pause);
-	if (uv_poll_init_socket(br.loop, &ls.poll, ls.fd) != 0) {
+	uv_timer_init(ls.loop, &ls.pause);
+	if (uv_poll_init_socket(ls.loop, &ls.poll, ls.fd) != 0) {
 		log_error("cannot poll the listening socket");
 		uv_close((uv_handle_t *) &ls.pause, NULL);
 		close(ls.fd);

@@ -12,9 +12,10 @@
 #define BRIDGE_LISTEN_H
 
 #include <stdbool.h>
+#include <uv.h>
 
-/* Bind and listen on cfg.listen; false (logged) on failure. */
-bool		listen_start(void);
+/* Bind and listen on cfg.listen, polled on loop; false (logged) on failure. */
+bool		listen_start(uv_loop_t *loop);
 /* Stop accepting and close the socket and the reserve (idempotent). */
 void		listen_stop(void);
 

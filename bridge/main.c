@@ -13,7 +13,10 @@
  *
  * Wiring: the lower layers (client, feed, work, hub) report upward only
  * through the callback tables set here; stream.c is the layer they report
- * to, and only main.c names both sides.
+ * to, and only main.c names both sides.  The process state `br` is this
+ * file's alone: each module is handed the loop, links and shared parts it
+ * uses when it is set up, and nothing calls back into main.c but through
+ * those tables (a client's end: client_ops.closed).
  * Invariants: all handles live in `br` or in clients; after uv_run returns
  * every handle is closed and every allocation is released (leak-free under
  * AddressSanitizer).
@@ -26,7 +29,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bridge.h"
 #include "client.h"
 #include "config.h"
 #include "feed.h"
@@ -34,9 +36,11 @@
 #include "listen.h"
 #include "log.h"
 #include "logread.h"
+#include "metrics.h"
 #include "prune.h"
 #include "mem.h"
 #include "ring.h"
+#include "scope.h"
 #include "stream.h"
 #include "wire.h"
 #include "work.h"
@@ -45,7 +49,22 @@
 #define BRIDGE_SWEEP_MS 250
 #define BRIDGE_RING_EVENTS 200000
 
-bridge_state br;
+/* Everything here runs on the one libuv loop thread. */
+static struct {
+	uv_loop_t  *loop;
+	uv_check_t	flush;			/* writes coalesced once per loop turn */
+	uv_prepare_t flush_pre;		/* the same before polling (write completions) */
+	uv_idle_t	spin;			/* active while replays wait: poll must not block */
+	uv_timer_t	sweep;			/* timeouts and keepalives */
+	uv_timer_t	stop_timer;		/* hard deadline during shutdown */
+	uv_signal_t sigterm;
+	uv_signal_t sigint;
+	scope	   *public_scope;
+	db_link		live;			/* LISTEN + live fetches */
+	db_link		work;			/* opens, replay pages, definition reads, housekeeping */
+	frame	   *keepalive;		/* shared ": keepalive" comment */
+	bool		stopping;
+} br;
 static bool finished;
 
 static void
@@ -85,7 +104,7 @@ static void
 bridge_on_sweep(uv_timer_t *t)
 {
 	(void) t;
-	client_sweep(bridge_now());
+	client_sweep(uv_now(br.loop));
 }
 
 static void
@@ -108,7 +127,8 @@ bridge_finish(void)
 	uv_close((uv_handle_t *) &br.sigint, NULL);
 }
 
-void
+/* client_ops.closed, and after the last client is gone during shutdown. */
+static void
 bridge_maybe_finish(void)
 {
 	if (br.stopping && client_count == 0)
@@ -157,7 +177,9 @@ bridge_setup(void)
 	mem_set_limit(cfg.max_memory);
 	ring_init(cfg.replay_cache, BRIDGE_RING_EVENTS);
 	hub_init(stream_deliver);
-	client_set_ops(&(client_ops) {stream_open, stream_drained, stream_release});
+	client_set_ops(&(client_ops) {stream_open, stream_drained, stream_release, bridge_maybe_finish});
+	client_init(&(client_env) {br.loop, br.public_scope, br.keepalive, &br.live, &br.work});
+	metrics_init(&br.live, &br.work);
 	hub_set_index(cfg.filter_index);
 	uv_check_init(br.loop, &br.flush);
 	uv_check_start(&br.flush, bridge_on_flush);
@@ -171,8 +193,8 @@ bridge_setup(void)
 	uv_signal_start(&br.sigterm, bridge_on_signal, SIGTERM);
 	uv_signal_init(br.loop, &br.sigint);
 	uv_signal_start(&br.sigint, bridge_on_signal, SIGINT);
-	feed_init(&(feed_ops) {stream_advanced, stream_pruned, stream_marker, stream_timeline});
-	work_init(&(work_ops) {stream_touch_ids});
+	feed_init(br.loop, &br.live, &(feed_ops) {stream_advanced, stream_pruned, stream_marker, stream_timeline});
+	work_init(br.loop, &br.work, &(work_ops) {stream_touch_ids});
 	prune_init(br.loop, &br.work, cfg.prune_interval);
 	return true;
 }
@@ -202,7 +224,7 @@ main(int argc, char **argv)
 	br.loop = uv_default_loop();
 	if (!bridge_setup())
 		return 1;
-	if (!listen_start()) {
+	if (!listen_start(br.loop)) {
 		br.stopping = true;
 		bridge_finish();
 		uv_run(br.loop, UV_RUN_DEFAULT);

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "bridge.h"
 #include "hub.h"
 #include "mem.h"
 #include "metrics.h"
@@ -16,6 +15,14 @@
 #include "ring.h"
 
 metrics_counters metrics;
+static const db_link *live_link, *work_link;
+
+void
+metrics_init(const db_link *live, const db_link *work)
+{
+	live_link = live;
+	work_link = work;
+}
 
 static const double lag_bounds[12] = {
 	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10
@@ -80,12 +87,12 @@ metrics_render(size_t *len)
 				 "Streams ended on a subscription definition the bridge cannot apply.", metrics.def_errors);
 	metrics_line(f, "sse_bridge_slow_client_drops_total", "counter", "Clients dropped over --client-queue.", metrics.slow_drops);
 	metrics_line(f, "sse_bridge_filter_evaluations_total", "counter", "JSON filter evaluations during fan-out.", hub_filter_evals);
-	metrics_line(f, "sse_bridge_db_reconnects_total", "counter", "Database reconnections.", br.live.reconnects + br.work.reconnects);
-	metrics_line(f, "sse_bridge_db_timeouts_total", "counter", "Database links declared dead after missing --db-timeout.", br.live.timeouts + br.work.timeouts);
+	metrics_line(f, "sse_bridge_db_reconnects_total", "counter", "Database reconnections.", live_link->reconnects + work_link->reconnects);
+	metrics_line(f, "sse_bridge_db_timeouts_total", "counter", "Database links declared dead after missing --db-timeout.", live_link->timeouts + work_link->timeouts);
 	metrics_line(f, "sse_bridge_prune_runs_total", "counter", "Successful sse_prune calls by the bridge.", prune_stats.runs);
 	metrics_line(f, "sse_bridge_prune_deleted_total", "counter", "Events deleted by the bridge's sse_prune calls.", prune_stats.deleted);
 	metrics_line(f, "sse_bridge_prune_failures_total", "counter", "sse_prune calls that failed.", prune_stats.failures);
-	metrics_line(f, "sse_bridge_db_up", "gauge", "1 while the live database link is up.", db_link_up(&br.live));
+	metrics_line(f, "sse_bridge_db_up", "gauge", "1 while the live database link is up.", db_link_up(live_link));
 	metrics_line(f, "sse_bridge_head_id", "gauge", "Last event id read from the log.", ring_valid() ? (uint64_t) ring_hi() : 0);
 	metrics_line(f, "sse_bridge_replay_cache_events", "gauge", "Events in the replay cache.", ring_count());
 	metrics_line(f, "sse_bridge_memory_limit_bytes", "gauge", "--max-memory (0: none).", mem_limit());

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "db.h"
+
 typedef struct metrics_counters {
 	uint64_t	events_fetched;		/* rows read by live fetches */
 	uint64_t	events_sent;		/* event frames queued to clients */
@@ -36,6 +38,9 @@ typedef struct metrics_counters {
 } metrics_counters;
 
 extern metrics_counters metrics;
+
+/* The database links whose counters and state are shown (borrowed). */
+void		metrics_init(const db_link *live, const db_link *work);
 
 /* Record commit-to-send lag for one event (created_us = commit time). */
 void		metrics_observe_lag(int64_t created_us, int64_t now_us);

@@ -8,7 +8,6 @@
  */
 #include <stdlib.h>
 
-#include "bridge.h"
 #include "config.h"
 #include "log.h"
 #include "logread.h"
@@ -16,19 +15,20 @@
 
 #define WORK_MAX_QUEUE 100
 
+static db_link *work_link;		/* main.c's */
 static uv_timer_t work_timer;
 static work_ops work_up;
 
 void
 work_submit(db_job *job)
 {
-	db_submit(&br.work, job);
+	db_submit(work_link, job);
 }
 
 bool
 work_submit_now(db_job *job)
 {
-	return db_submit_now(&br.work, job);
+	return db_submit_now(work_link, job);
 }
 
 static void
@@ -47,32 +47,33 @@ work_on_timer(uv_timer_t *t)
 	db_job	   *job;
 
 	(void) t;
-	if (!db_link_up(&br.work) || db_queue_len(&br.work) > WORK_MAX_QUEUE)
+	if (!db_link_up(work_link) || db_queue_len(work_link) > WORK_MAX_QUEUE)
 		return;
 	ids = work_up.touch_ids ? work_up.touch_ids(&n) : NULL;
 	if (n > 0 && (job = logread_touch(ids, n, work_house_done)) != NULL)
-		db_submit(&br.work, job);
+		db_submit(work_link, job);
 	free(ids);
 	if ((job = logread_expire(work_house_done)) != NULL)
-		db_submit(&br.work, job);
+		db_submit(work_link, job);
 }
 
 void
-work_init(const work_ops *ops)
+work_init(uv_loop_t *loop, db_link *link, const work_ops *ops)
 {
 	const db_step *steps;
 	size_t		n;
 
 	work_up = *ops;
+	work_link = link;
 	steps = logread_work_steps(&n);
-	db_link_init(&br.work, br.loop, "work", steps, n, (db_ops) {0});
-	uv_timer_init(br.loop, &work_timer);
+	db_link_init(link, loop, "work", steps, n, (db_ops) {0});
+	uv_timer_init(loop, &work_timer);
 }
 
 void
 work_start(void)
 {
-	db_link_start(&br.work);
+	db_link_start(work_link);
 	uv_timer_start(&work_timer, work_on_timer, cfg.touch_interval * 1000,
 				   cfg.touch_interval * 1000);
 }
@@ -82,6 +83,6 @@ work_stop(void)
 {
 	uv_timer_stop(&work_timer);
 	uv_close((uv_handle_t *) &work_timer, NULL);
-	db_link_stop(&br.work);
+	db_link_stop(work_link);
 	logread_shutdown();
 }

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <uv.h>
 
 #include "db.h"
 
@@ -23,7 +24,8 @@ typedef struct work_ops {
 	char	  **(*touch_ids)(size_t *n);
 } work_ops;
 
-void		work_init(const work_ops *ops);
+/* link: the work link (set up here; it must outlive work_stop). */
+void		work_init(uv_loop_t *loop, db_link *link, const work_ops *ops);
 void		work_start(void);
 void		work_stop(void);
 

@@ -8,19 +8,20 @@
 #include <stdlib.h>
 
 #include "test_util.h"
-#include "bridge.h"
 #include "client.h"
 #include "config.h"
 #include "metrics.h"
 #include "ring.h"
 #include "sse_filter.h"
 #include "stream.h"
+#include "work.h"
 
-bridge_state br;
+static uv_loop_t *loop;
+static db_link work;			/* never started: its jobs are answered here */
 static int	finish_calls;
 
-void
-bridge_maybe_finish(void)
+static void
+client_closed(void)
 {
 	finish_calls++;
 }
@@ -33,7 +34,7 @@ static void
 test_done(void)
 {
 	client_flush_pending();
-	uv_run(br.loop, UV_RUN_NOWAIT);
+	uv_run(loop, UV_RUN_NOWAIT);
 	assert_int_equal(client_count, 0);
 	assert_int_equal(stream_count(), 0);
 	ring_shutdown();
@@ -83,7 +84,7 @@ test_queue_limit(void **state)
 	replaying->flags |= CF_DOOMED;
 	client_flush_pending();
 	assert_true(live->flags & CF_CLOSED);
-	uv_run(br.loop, UV_RUN_NOWAIT);				/* close callbacks free both */
+	uv_run(loop, UV_RUN_NOWAIT);				/* close callbacks free both */
 	assert_int_equal(finish_calls, 2);
 	assert_int_equal(f->refs, 1);
 	assert_int_equal(client_count, 0);
@@ -254,7 +255,7 @@ test_replay_fair(void **state)
 	for (int i = 0; i <= NC; i++)
 		client_close(cs[i]);
 	client_flush_pending();
-	uv_run(br.loop, UV_RUN_NOWAIT);
+	uv_run(loop, UV_RUN_NOWAIT);
 	assert_int_equal(client_count, 0);
 	assert_int_equal(stream_count(), 0);
 	assert_int_equal(metrics.streams, 0);
@@ -325,7 +326,7 @@ test_stream_lifecycle(void **state)
 	assert_int_equal(hub_count(), 0);
 	assert_int_equal(metrics.streams, 0);
 	client_close(c);
-	uv_run(br.loop, UV_RUN_NOWAIT);
+	uv_run(loop, UV_RUN_NOWAIT);
 	assert_int_equal(client_count, 0);
 	ring_shutdown();
 	hub_shutdown();
@@ -449,14 +450,14 @@ test_timeline(void **state)
 static void
 answer_open(const char *const vals[LOGREAD_OPEN_SUB_COLS])
 {
-	db_job	   *job = br.work.head;
+	db_job	   *job = work.head;
 	PGresult   *res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
 	PGresAttDesc attrs[LOGREAD_OPEN_SUB_COLS];
 
 	assert_non_null(job);
-	br.work.head = job->next;
-	if (br.work.head == NULL)
-		br.work.tail = NULL;
+	work.head = job->next;
+	if (work.head == NULL)
+		work.tail = NULL;
 	job->next = NULL;
 	memset(attrs, 0, sizeof(attrs));
 	for (int i = 0; i < LOGREAD_OPEN_SUB_COLS; i++)
@@ -507,7 +508,7 @@ test_sub_redef_after_prune(void **state)
 	assert_true(st->redef);
 	assert_int_equal(hub_count(), 0);
 	assert_int_equal(st->cursor, 20);
-	assert_null(br.work.head);
+	assert_null(work.head);
 	stream_run();								/* its one job: the definition at 20 */
 	assert_non_null(st->job);
 	answer_open(answer);
@@ -644,10 +645,15 @@ main(void)
 	};
 	int			r;
 
-	br.loop = uv_default_loop();
+	loop = uv_default_loop();
 	cfg.keepalive = 15;
-	client_set_ops(&(client_ops) {stream_open, stream_drained, stream_release});
+	client_set_ops(&(client_ops) {stream_open, stream_drained, stream_release, client_closed});
+	client_init(&(client_env) {.loop = loop, .live = &work, .work = &work});
+	work_init(loop, &work, &(work_ops) {NULL});
 	r = cmocka_run_group_tests_name("client", tests, NULL, NULL);
-	uv_loop_close(br.loop);
+	work_stop();
+	uv_run(loop, UV_RUN_NOWAIT);
+	if (uv_loop_close(loop) != 0)	/* a handle left open */
+		r = 1;
 	return r;
 }

@@ -13,7 +13,6 @@
 #include <stdlib.h>
 
 #include "test_util.h"
-#include "bridge.h"
 #include "client.h"
 #include "config.h"
 #include "logpos.h"
@@ -22,11 +21,13 @@
 #include "ring.h"
 #include "sse_json.h"
 #include "stream.h"
+#include "work.h"
 
-bridge_state br;
+static uv_loop_t *loop;
+static db_link work;			/* never started: its jobs are answered here */
 
-void
-bridge_maybe_finish(void)
+static void
+client_closed(void)
 {
 }
 
@@ -56,12 +57,12 @@ mkstream(const char *ch, const char *filter, int64_t cursor)
 static db_job *
 next_job(void)
 {
-	db_job	   *job = br.work.head;
+	db_job	   *job = work.head;
 
 	if (job != NULL) {
-		br.work.head = job->next;
-		if (br.work.head == NULL)
-			br.work.tail = NULL;
+		work.head = job->next;
+		if (work.head == NULL)
+			work.tail = NULL;
 		job->next = NULL;
 	}
 	return job;
@@ -76,7 +77,7 @@ close_all(void)
 	while ((c = client_first()) != NULL)
 		client_close(c);
 	client_flush_pending();
-	uv_run(br.loop, UV_RUN_NOWAIT);
+	uv_run(loop, UV_RUN_NOWAIT);
 	while ((job = next_job()) != NULL)
 		job->done(job, NULL);	/* cancelled: only freed */
 	assert_int_equal(client_count, 0);
@@ -268,11 +269,16 @@ main(void)
 	int			r;
 
 	mem_init();
-	br.loop = uv_default_loop();
+	loop = uv_default_loop();
 	cfg.keepalive = 15;
 	cfg.retry = 3000;
-	client_set_ops(&(client_ops) {stream_open, stream_drained, stream_release});
+	client_set_ops(&(client_ops) {stream_open, stream_drained, stream_release, client_closed});
+	client_init(&(client_env) {.loop = loop, .live = &work, .work = &work});
+	work_init(loop, &work, &(work_ops) {NULL});
 	r = cmocka_run_group_tests_name("mem", tests, NULL, NULL);
-	uv_loop_close(br.loop);
+	work_stop();
+	uv_run(loop, UV_RUN_NOWAIT);
+	if (uv_loop_close(loop) != 0)	/* a handle left open */
+		r = 1;
 	return r;
 }
