@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Bridge include-cycle check (layers.py), unit tests (cmocka), plain and under AddressSanitizer +
+# Bridge include- and call-cycle check (layers.py), unit tests (cmocka), plain and under AddressSanitizer +
 # UndefinedBehaviorSanitizer, then a smoke run of the sanitized bridge
 # against the test cluster when one is configured (PGHOST etc.) and the
 # extension is installed.  Exits non-zero on any failure.
@@ -34,9 +34,12 @@ declare -A DEPS=(
 failed=0; ran=0
 
 # The module graph must stay acyclic (lower layers call upward only through
-# callbacks that main.c wires).
-if layers=$(python3 test/bridge/layers.py 2>&1); then
-  echo "ok: no include cycle among bridge modules ($(wc -l <<<"$layers") layers)"
+# callbacks that main.c wires): by #include, and by calls between the
+# daemon's objects (nm's undefined-symbol edges).
+if ! make -s bridge/sse-bridge >/dev/null; then
+  echo "FAIL: bridge build"; failed=$((failed + 1))
+elif layers=$(python3 test/bridge/layers.py bridge --objects bridge/build 2>&1); then
+  echo "ok: no include or call cycle among bridge modules ($(grep -c '^include' <<<"$layers") include layers, $(grep -c '^call' <<<"$layers") call layers)"
 else
   echo "FAIL: $layers"; failed=$((failed + 1))
 fi
