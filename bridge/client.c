@@ -14,6 +14,8 @@
  *    most one uv_write in flight per client, carrying every queued frame;
  *  - a client is never closed inside a write path: slow or broken clients
  *    are marked CF_DOOMED and closed at the next flush;
+ *  - every stream the bridge ends or drops goes through client_disconnect
+ *    (logged, counted by reason, ended or closed at the next flush);
  *  - a stream ends only at a flush, outside hub_dispatch (CF_ENDING defers
  *    it), so hub membership never changes during a dispatch;
  *  - c->st is set exactly while OPENING or STREAMING (after ops.open) and
@@ -21,6 +23,7 @@
  *  - the struct is freed only in client_closed (uv_close callback).
  */
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -179,14 +182,42 @@ client_doom(client *c)
 	client_mark_pending(c);
 }
 
+/* How loud each reason is logged: failures warn, ordinary ends are news. */
+static const log_level close_log_level[CLOSE_COUNT] = {
+	[CLOSE_OOM] = LOG_WARN,
+	[CLOSE_SLOW] = LOG_INFO,
+	[CLOSE_MEMORY] = LOG_INFO,
+	[CLOSE_DATABASE] = LOG_WARN,
+	[CLOSE_TIMELINE] = LOG_INFO,
+	[CLOSE_RESUME] = LOG_INFO,
+	[CLOSE_DEFINITION] = LOG_ERROR,
+	[CLOSE_SUBSCRIPTION] = LOG_INFO,
+	[CLOSE_END_EVENT] = LOG_DEBUG,
+};
+
+void
+client_disconnect(client *c, bool notify, close_reason why, const char *detail)
+{
+	if (c->flags & CF_CLOSED)
+		return;
+	if (!client_gone(c)) {
+		metrics.disconnects[why]++;
+		if (why == CLOSE_OOM)
+			metrics.alloc_failures++;
+		if (close_log_level[why] <= log_threshold)
+			log_msg(close_log_level[why], "client %p: %s: %s; %s", (void *) c,
+					close_reason_name(why), detail, notify ? "ending its stream" : "closing it");
+	}
+	if (notify)
+		client_end(c);
+	else
+		client_doom(c);
+}
+
 void
 client_fail(client *c, const char *what)
 {
-	if (c->flags & (CF_DOOMED | CF_CLOSED))
-		return;
-	metrics.alloc_failures++;
-	log_warn("client %p: %s; closing it (it can resume with Last-Event-ID)", (void *) c, what);
-	client_doom(c);
+	client_disconnect(c, false, CLOSE_OOM, what);
 }
 
 bool
@@ -207,12 +238,13 @@ client_send(client *c, frame *f)
 		return;
 	}
 	if ((c->flags & CF_UNPACED) && c->state == CS_STREAMING && !client_room(c, f->len)) {
+		char		detail[64];
+
 		frame_unref(f);			/* a slow client: it gets nothing more */
-		if (!(c->flags & CF_DOOMED)) {
+		if (!(c->flags & CF_DOOMED))
 			metrics.slow_drops++;
-			log_info("dropping a slow client: %zu bytes queued", outq_bytes(&c->q));
-		}
-		client_doom(c);
+		snprintf(detail, sizeof(detail), "%zu bytes queued", outq_bytes(&c->q));
+		client_disconnect(c, false, CLOSE_SLOW, detail);
 		return;
 	}
 	if (!outq_push(&c->q, f)) {
@@ -698,10 +730,13 @@ client_shed(void)
 		}
 		if (big == NULL)
 			break;
+		char		detail[80];
+
 		freed += outq_bytes(&big->q);
 		metrics.mem_shed++;
-		log_info("memory limit: dropping a stream with %zu bytes queued", outq_bytes(&big->q));
-		client_doom(big);
+		snprintf(detail, sizeof(detail), "over the memory limit with %zu bytes queued",
+				 outq_bytes(&big->q));
+		client_disconnect(big, false, CLOSE_MEMORY, detail);
 	}
 }
 

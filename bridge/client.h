@@ -34,6 +34,7 @@
 
 #include "db.h"
 #include "frame.h"
+#include "metrics.h"
 #include "outq.h"
 #include "request.h"
 #include "route.h"
@@ -117,8 +118,19 @@ void		client_set_unpaced(client *c);
  * --client-queue, or holds nothing else. */
 bool		client_room(const client *c, size_t len);
 
-/* An allocation for c failed: close it at the next flush (a stream resumes
- * with Last-Event-ID and replays what it missed). */
+/*
+ * The one way the bridge ends a connection's stream: log why (detail),
+ * count it (metrics.disconnects[why]), and at the next flush either end
+ * the stream after what is queued (notify: the client reads the frames
+ * already queued, such as a final `ready`) or close the connection at once
+ * (the queued bytes are dropped).  Either way the client may resume with
+ * Last-Event-ID.  Never closes inside the caller: safe in any write or
+ * dispatch path.  A client already ending or closing is counted once, for
+ * its first reason (a later !notify still closes it at once).
+ */
+void		client_disconnect(client *c, bool notify, close_reason why, const char *detail);
+
+/* An allocation for c failed: client_disconnect(c, false, CLOSE_OOM, what). */
 void		client_fail(client *c, const char *what);
 
 /* Over the hard memory limit: drop the largest queues (mem.h). */

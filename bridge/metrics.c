@@ -24,6 +24,24 @@ metrics_init(const db_link *live, const db_link *work)
 	work_link = work;
 }
 
+static const char *const close_reason_names[CLOSE_COUNT] = {
+	[CLOSE_OOM] = "out_of_memory",
+	[CLOSE_SLOW] = "slow_client",
+	[CLOSE_MEMORY] = "memory_limit",
+	[CLOSE_DATABASE] = "database",
+	[CLOSE_TIMELINE] = "timeline",
+	[CLOSE_RESUME] = "resume",
+	[CLOSE_DEFINITION] = "bad_definition",
+	[CLOSE_SUBSCRIPTION] = "subscription_ended",
+	[CLOSE_END_EVENT] = "close_event",
+};
+
+const char *
+close_reason_name(close_reason r)
+{
+	return r < CLOSE_COUNT ? close_reason_names[r] : "unknown";
+}
+
 static const double lag_bounds[12] = {
 	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10
 };
@@ -103,6 +121,11 @@ metrics_render(size_t *len)
 				mem_kind_used((mem_kind) k));
 	metrics_line(f, "sse_bridge_memory_refused_total", "counter", "Streams refused (503) over the soft memory limit.", metrics.mem_refused);
 	metrics_line(f, "sse_bridge_memory_shed_total", "counter", "Streams dropped over the hard memory limit.", metrics.mem_shed);
+	fprintf(f, "# HELP sse_bridge_disconnects_total Streams the bridge ended or closed, by reason.\n"
+			"# TYPE sse_bridge_disconnects_total counter\n");
+	for (int r = 0; r < CLOSE_COUNT; r++)
+		fprintf(f, "sse_bridge_disconnects_total{reason=\"%s\"} %" PRIu64 "\n",
+				close_reason_name((close_reason) r), metrics.disconnects[r]);
 	metrics_line(f, "sse_bridge_alloc_failures_total", "counter", "Clients closed because an allocation failed.", metrics.alloc_failures);
 	metrics_line(f, "sse_bridge_alloc_failures_injected_total", "counter", "Allocation failures injected (test builds).", mem_injected());
 	metrics_line(f, "sse_bridge_client_queue_peak_bytes", "gauge", "Largest client queue of more than one frame.", metrics.queue_peak);

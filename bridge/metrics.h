@@ -11,6 +11,26 @@
 
 #include "db.h"
 
+/*
+ * Why the bridge ended or closed a stream's connection (client_disconnect);
+ * the reason label of sse_bridge_disconnects_total.
+ */
+typedef enum close_reason {
+	CLOSE_OOM,					/* an allocation failed */
+	CLOSE_SLOW,					/* over --client-queue */
+	CLOSE_MEMORY,				/* shed over the hard memory limit */
+	CLOSE_DATABASE,				/* a replay page or definition read failed */
+	CLOSE_TIMELINE,				/* its position is gone from the log */
+	CLOSE_RESUME,				/* cannot go on in place after a reset */
+	CLOSE_DEFINITION,			/* a definition that cannot be applied */
+	CLOSE_SUBSCRIPTION,			/* its subscription was closed or dropped */
+	CLOSE_END_EVENT,			/* a close event on one of its channels */
+	CLOSE_COUNT
+} close_reason;
+
+/* The label value of a reason ("out_of_memory", ...). */
+const char *close_reason_name(close_reason r);
+
 typedef struct metrics_counters {
 	uint64_t	events_fetched;		/* rows read by live fetches */
 	uint64_t	events_sent;		/* event frames queued to clients */
@@ -30,6 +50,7 @@ typedef struct metrics_counters {
 	uint64_t	queue_peak;			/* largest queue of more than one frame, bytes */
 	uint64_t	queue_over;			/* pushes leaving such a queue over --client-queue */
 	uint64_t	notices;			/* NOTIFY payloads received */
+	uint64_t	disconnects[CLOSE_COUNT];	/* client_disconnect, by reason */
 	uint64_t	clients;			/* gauge: open connections (client.c) */
 	uint64_t	streams;			/* gauge: streams replaying or live (stream.c) */
 	uint64_t	lag_count;

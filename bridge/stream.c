@@ -115,10 +115,8 @@ stream_set_state(stream *st, stream_state to)
 	if (to == SS_LIVE) {
 		assert(!(st->flags & (SF_PARKED | SF_QUEUED)));
 		client_set_unpaced(st->owner);
-		if (!hub_add(&st->sub)) {
-			log_error("out of memory adding a subscription to the hub");
-			client_doom(st->owner);
-		}
+		if (!hub_add(&st->sub))
+			client_fail(st->owner, "out of memory adding a subscription to the hub");
 	}
 }
 
@@ -286,20 +284,24 @@ stream_redefine(stream *st, event *marker)
 		return false;
 	}
 	if (rc != SUB_DEF_OK) {
-		log_error("subscription change %" PRId64 " cannot be applied (%s); ending the stream",
-				  marker->id, why);
+		char		detail[200];
+
+		snprintf(detail, sizeof(detail), "subscription change %" PRId64 " cannot be applied (%s)",
+				 marker->id, why);
 		metrics.def_errors++;
-		client_end(st->owner);
+		client_disconnect(st->owner, true, CLOSE_DEFINITION, detail);
 		return false;
 	}
 	if (d.state != SUB_ACTIVE) {
-		log_info("ending a stream: its subscription was %s at %" PRId64,
+		char		detail[80];
+
+		snprintf(detail, sizeof(detail), "its subscription was %s at %" PRId64,
 				 d.state == SUB_CLOSED ? "closed" : "dropped", marker->id);
 		if (d.state == SUB_DROPPED)
 			client_send(st->owner, wire_ready(marker->id,
 											  logpos_fp(marker->id, marker->created_us)));
 		subdef_clear(&d);
-		client_end(st->owner);
+		client_disconnect(st->owner, true, CLOSE_SUBSCRIPTION, detail);
 		return false;
 	}
 	metrics.redefinitions++;
@@ -715,17 +717,20 @@ stream_redef_done(db_job *job, PGresult *res)
 		return;
 	}
 	if (!logread_open_answer(res, true, &info)) {
-		log_warn("reading a subscription's definition failed: %s",
-				 res ? PQresultErrorMessage(res) : "no answer within --db-timeout");
-		client_close(st->owner);
+		const char *msg = res ? PQresultErrorMessage(res) : "no answer within --db-timeout";
+		char		detail[200];
+
+		snprintf(detail, sizeof(detail), "reading a subscription's definition failed: %.*s",
+				 (int) strcspn(msg, "\n"), msg);
+		client_disconnect(st->owner, false, CLOSE_DATABASE, detail);
 		return;
 	}
 	at = info.pruned > st->cursor ? info.pruned : st->cursor;
 	if (!info.found || info.expired || info.sid != st->sid || info.def_pos != at ||
 		(st->cursor > info.pruned && st->cursor_us != LOGPOS_UNKNOWN &&
 		 st->cursor_us != LOGPOS_NO_ROW && info.at_us != st->cursor_us)) {
-		log_info("a subscription stream cannot go on in place after its reset; it resumes");
-		client_end(st->owner);
+		client_disconnect(st->owner, true, CLOSE_RESUME,
+						  "a subscription stream cannot go on in place after its reset");
 		open_info_clear(&info);
 		return;
 	}
@@ -737,14 +742,16 @@ stream_redef_done(db_job *job, PGresult *res)
 		return;
 	}
 	if (rc != SUB_DEF_OK) {
-		log_error("subscription %" PRId64 " at %" PRId64 ": %s; ending the stream", st->sid, at, why);
+		char		detail[200];
+
+		snprintf(detail, sizeof(detail), "subscription %" PRId64 " at %" PRId64 ": %s", st->sid, at, why);
 		metrics.def_errors++;
-		client_end(st->owner);
+		client_disconnect(st->owner, true, CLOSE_DEFINITION, detail);
 		return;
 	}
 	if (d.state != SUB_ACTIVE) {
-		subdef_clear(&d);
-		client_end(st->owner);	/* its client's open answers 204 or 404 */
+		subdef_clear(&d);		/* its client's open answers 204 or 404 */
+		client_disconnect(st->owner, true, CLOSE_SUBSCRIPTION, "its subscription is closed or dropped");
 		return;
 	}
 	if (at > st->cursor)
@@ -771,7 +778,7 @@ stream_send_event(stream *st, event *ev, bool ends)
 	stream_move(st, ev->id, ev->created_us);
 	metrics.events_sent++;
 	if (ends)
-		client_end(st->owner);
+		client_disconnect(st->owner, true, CLOSE_END_EVENT, "a close event");
 	return ends;
 }
 
@@ -1116,8 +1123,11 @@ stream_page_done(db_job *job, PGresult *res)
 	assert(st->state == SS_REPLAYING);
 	metrics.replay_pages++;
 	if (!logread_fetch_ok(res)) {
-		log_warn("replay page failed: %s", res ? PQresultErrorMessage(res) : "stopped");
-		client_close(st->owner);
+		const char *msg = res ? PQresultErrorMessage(res) : "stopped";
+		char		detail[200];
+
+		snprintf(detail, sizeof(detail), "replay page failed: %.*s", (int) strcspn(msg, "\n"), msg);
+		client_disconnect(st->owner, false, CLOSE_DATABASE, detail);
 		return;
 	}
 	if (job_timeline != ring_timeline() || st->redef) {
@@ -1129,8 +1139,8 @@ stream_page_done(db_job *job, PGresult *res)
 	if (st->cursor > pruned && st->cursor_us != LOGPOS_UNKNOWN &&
 		logread_us_at(res, st->cursor) != st->cursor_us) {
 		/* the log changed under this replay; its client resumes and is checked */
-		log_info("a replay's position is gone from the log (another timeline); closing it");
-		client_close(st->owner);
+		client_disconnect(st->owner, false, CLOSE_TIMELINE,
+						  "a replay's position is gone from the log (another timeline)");
 		return;
 	}
 	if (pruned > st->cursor) {
@@ -1200,7 +1210,7 @@ stream_page(stream *st)
 							stream_page_done, st);
 	}
 	if (job == NULL) {
-		client_close(st->owner);
+		client_fail(st->owner, "out of memory asking for a replay page");
 		return;
 	}
 	job->aux = ring_valid() ? ring_hi() : -1;

@@ -155,7 +155,8 @@ test_page_failures(void **state)
 		client	   *plain = mkstream("c", NULL, 0);
 		client	   *filt = mkstream("c", "{\"k\":1}", 0);
 		PGresult   *r = page(3, 4, 20);
-		uint64_t	inj = mem_injected();
+		uint64_t	inj = mem_injected(), failures = metrics.alloc_failures,
+					oom = metrics.disconnects[CLOSE_OOM];
 		db_job	   *job;
 		int			n1, n2;
 
@@ -177,6 +178,9 @@ test_page_failures(void **state)
 			assert_true(client_gone(plain) || n1 == 20 || n1 == 0);
 			assert_true(client_gone(filt) || n2 == 10 || n2 == 0);
 		}
+		/* every client closed for the failure was counted, once */
+		assert_int_equal(metrics.alloc_failures - failures, client_gone(plain) + client_gone(filt));
+		assert_int_equal(metrics.disconnects[CLOSE_OOM] - oom, client_gone(plain) + client_gone(filt));
 		close_all();
 		assert_int_equal(mem_used(), base);
 		assert_true(k < 10000);
