@@ -4,12 +4,14 @@
  * the stream layer and what it stands on (run.sh lists the files); the
  * database links are never started.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "test_util.h"
 #include "client.h"
 #include "config.h"
+#include "mem.h"
 #include "metrics.h"
 #include "ring.h"
 #include "sse_filter.h"
@@ -628,6 +630,238 @@ test_replay_past_marker(void **state)
 	test_done();
 }
 
+/* ---- every close a stream starts: one deferred, counted disconnect ---- */
+
+static uint64_t closes_before[CLOSE_COUNT];
+
+static void
+closes_mark(void)
+{
+	memcpy(closes_before, metrics.disconnects, sizeof(closes_before));
+}
+
+/*
+ * Exactly one disconnect was counted since closes_mark, for why, and c was
+ * not closed inside the call: at the next flush c is closed at once
+ * (!notify) or its stream ends after its queued bytes (notify: CLOSING);
+ * /metrics shows the count under the reason's label.
+ */
+static void
+expect_disconnect(client *c, close_reason why, bool notify)
+{
+	char		line[128], *text;
+	size_t		len;
+
+	for (int r = 0; r < CLOSE_COUNT; r++)
+		assert_int_equal(metrics.disconnects[r] - closes_before[r], r == (int) why);
+	assert_false(c->flags & CF_CLOSED);			/* deferred to the flush */
+	client_flush_pending();
+	assert_null(c->st);
+	if (notify)
+		assert_int_equal(c->state, CS_CLOSING);
+	else {
+		assert_true(c->flags & CF_CLOSED);
+		assert_int_not_equal(c->state, CS_CLOSING);
+	}
+	text = metrics_render(&len);
+	assert_non_null(text);
+	snprintf(line, sizeof(line), "\nsse_bridge_disconnects_total{reason=\"%s\"} %" PRIu64 "\n",
+			 close_reason_name(why), metrics.disconnects[why]);
+	assert_non_null(strstr(text, line));
+	free(text);
+}
+
+/* The work link's one queued job, taken off the (never started) link. */
+static db_job *
+take_job(void)
+{
+	db_job	   *job = work.head;
+
+	assert_non_null(job);
+	work.head = job->next;
+	if (work.head == NULL)
+		work.tail = NULL;
+	job->next = NULL;
+	return job;
+}
+
+/* A replay page: one row per id from..through on channel "c", created_us 1000 + id. */
+static PGresult *
+page_result(int64_t pruned, int64_t from, int64_t through, int64_t first_us)
+{
+	const char *names[6] = {"pruned_through", "id", "channel", "event", "data", "created_us"};
+	PGresAttDesc att[6];
+	PGresult   *r = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+	char		buf[32];
+
+	memset(att, 0, sizeof(att));
+	for (int i = 0; i < 6; i++)
+		att[i].name = (char *) names[i];
+	assert_true(PQsetResultAttrs(r, 6, att));
+	for (int64_t id = from; id <= through; id++) {
+		int			row = (int) (id - from);
+
+		snprintf(buf, sizeof(buf), "%" PRId64, pruned);
+		assert_true(PQsetvalue(r, row, 0, buf, (int) strlen(buf)));
+		snprintf(buf, sizeof(buf), "%" PRId64, id);
+		assert_true(PQsetvalue(r, row, 1, buf, (int) strlen(buf)));
+		assert_true(PQsetvalue(r, row, 2, "c", 1));
+		assert_true(PQsetvalue(r, row, 3, NULL, -1));
+		assert_true(PQsetvalue(r, row, 4, "x", 1));
+		snprintf(buf, sizeof(buf), "%" PRId64, id == from ? first_us : 1000 + id);
+		assert_true(PQsetvalue(r, row, 5, buf, (int) strlen(buf)));
+	}
+	return r;
+}
+
+/* A live subscription stream (sid 7) on channel "a", overtaken by a prune: its definition read is queued. */
+static client *
+sub_after_prune(void)
+{
+	client	   *c = client_new();
+	char	  **pats = calloc(1, sizeof(char *));
+	stream	   *st;
+
+	ring_reset(8, LOGPOS_NO_ROW);
+	pats[0] = strdup("a");
+	c->state = CS_OPENING;
+	st = stream_new(c, pats, 1, NULL, "00000000-0000-0000-0000-000000000007", -1);
+	st->sid = 7;
+	stream_begin(st, 8, 0);
+	while (stream_run())
+		;
+	assert_int_equal(st->state, SS_LIVE);
+	stream_pruned(10, 20);
+	stream_run();
+	assert_non_null(st->job);					/* the definition at 20 */
+	return c;
+}
+
+/* A replaying subscription stream (sid 7) that meets marker data def at 9. */
+static client *
+sub_meets_marker(const char *def)
+{
+	client	   *c;
+
+	ring_reset(8, LOGPOS_NO_ROW);
+	ring_push(event_new(9, 1009, "$sub", 4, NULL, 0, def, strlen(def)));
+	c = replaying_client("c", 8);
+	c->st->sid = 7;
+	closes_mark();
+	stream_run();
+	return c;
+}
+
+/*
+ * Every way the bridge ends or drops a stream is counted under its reason,
+ * once, and takes effect at the next flush, never inside the caller.
+ */
+static void
+test_close_reasons(void **state)
+{
+	frame	   *f = frame_alloc(600);
+	client	   *c;
+	db_job	   *job;
+	PGresult   *r;
+	const char *const resume[LOGREAD_OPEN_SUB_COLS] = {	/* another subscription's answer */
+		"25", "22", NULL, NULL, NULL, "8", "1", NULL, "f", "f", "22",
+		"{\"sid\":8,\"channels\":[\"b\"],\"filter\":{},\"state\":\"active\"}", "f"
+	};
+
+	(void) state;
+	memset(f->data, 'x', f->len);
+	cfg.client_queue = 1000;
+	hub_init(stream_deliver);
+	ring_init(1 << 20, 1024);
+
+	/* slow: a live client over --client-queue */
+	c = fake_client(true);
+	client_send(c, frame_ref(f));
+	closes_mark();
+	client_send(c, frame_ref(f));
+	client_send(c, frame_ref(f));				/* counted once */
+	expect_disconnect(c, CLOSE_SLOW, false);
+
+	/* out of memory formatting output */
+	c = fake_client(true);
+	closes_mark();
+	client_send(c, NULL);
+	expect_disconnect(c, CLOSE_OOM, false);
+
+	/* shed over the hard memory limit */
+	c = fake_client(true);
+	client_send(c, frame_ref(f));
+	mem_set_limit(1000);
+	mem_charge(MEM_JSON, 1 << 20);
+	closes_mark();
+	client_shed();
+	mem_release(MEM_JSON, 1 << 20);
+	mem_set_limit(0);
+	expect_disconnect(c, CLOSE_MEMORY, false);
+
+	/* a close event on the stream's channel */
+	cfg.client_queue = 1 << 20;
+	ring_reset(8, LOGPOS_NO_ROW);
+	c = replaying_client("c", 8);
+	while (stream_run())
+		;
+	assert_int_equal(c->st->state, SS_LIVE);
+	closes_mark();
+	{
+		event	   *e = event_new(9, 1009, "c", 1, "close", 5, "x", 1);
+
+		hub_dispatch(e);
+		ring_push(e);
+	}
+	expect_disconnect(c, CLOSE_END_EVENT, true);
+
+	/* a replay page that failed */
+	ring_reset(100, LOGPOS_NO_ROW);				/* the cache starts after 100 */
+	c = replaying_client("c", 5);
+	stream_run();
+	job = take_job();
+	closes_mark();
+	job->done(job, NULL);
+	expect_disconnect(c, CLOSE_DATABASE, false);
+
+	/* a replay page whose row at the cursor is another one (another timeline) */
+	c = replaying_client("c", 5);
+	c->st->cursor_us = 1005;
+	stream_run();
+	job = take_job();
+	r = page_result(0, 5, 7, 999);
+	closes_mark();
+	job->done(job, r);
+	PQclear(r);
+	expect_disconnect(c, CLOSE_TIMELINE, false);
+
+	/* a subscription's definition read that failed, after a reset */
+	c = sub_after_prune();
+	job = take_job();
+	closes_mark();
+	job->done(job, NULL);
+	expect_disconnect(c, CLOSE_DATABASE, false);
+
+	/* after a reset, an answer the stream cannot go on with in place */
+	c = sub_after_prune();
+	closes_mark();
+	answer_open(resume);
+	expect_disconnect(c, CLOSE_RESUME, true);
+
+	/* a subscription change that cannot be applied */
+	c = sub_meets_marker("{\"sid\":7,\"channels\":\"b\",\"state\":\"active\"}");
+	expect_disconnect(c, CLOSE_DEFINITION, true);
+
+	/* its subscription was dropped */
+	c = sub_meets_marker("{\"sid\":7,\"channels\":[\"b\"],\"filter\":{},\"state\":\"dropped\"}");
+	expect_disconnect(c, CLOSE_SUBSCRIPTION, true);
+
+	frame_unref(f);
+	for (; (c = client_first()) != NULL;)
+		client_close(c);
+	test_done();
+}
+
 int
 main(void)
 {
@@ -642,6 +876,7 @@ main(void)
 		cmocka_unit_test(test_sub_redef_after_prune),
 		cmocka_unit_test(test_replay_paced),
 		cmocka_unit_test(test_replay_past_marker),
+		cmocka_unit_test(test_close_reasons),
 	};
 	int			r;
 
@@ -650,6 +885,7 @@ main(void)
 	client_set_ops(&(client_ops) {stream_open, stream_drained, stream_release, client_closed});
 	client_init(&(client_env) {.loop = loop, .live = &work, .work = &work});
 	work_init(loop, &work, &(work_ops) {NULL});
+	metrics_init(&work, &work);
 	r = cmocka_run_group_tests_name("client", tests, NULL, NULL);
 	work_stop();
 	uv_run(loop, UV_RUN_NOWAIT);
