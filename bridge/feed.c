@@ -311,7 +311,7 @@ void
 feed_start(void)
 {
 	db_link_start(&br.live);
-	uv_timer_start(&feed.poll, feed_on_poll, cfg.poll_interval, cfg.poll_interval);
+	uv_timer_start(&feed.poll, feed_on_poll, cfg.poll_interval_ms, cfg.poll_interval_ms);
 }
 
 void

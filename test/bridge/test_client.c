@@ -645,7 +645,7 @@ main(void)
 	int			r;
 
 	br.loop = uv_default_loop();
-	cfg.keepalive = 15;
+	cfg.keepalive_ms = 15000;
 	client_set_ops(&(client_ops) {stream_open, stream_drained, stream_release});
 	r = cmocka_run_group_tests_name("client", tests, NULL, NULL);
 	uv_loop_close(br.loop);

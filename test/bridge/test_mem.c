@@ -269,8 +269,8 @@ main(void)
 
 	mem_init();
 	br.loop = uv_default_loop();
-	cfg.keepalive = 15;
-	cfg.retry = 3000;
+	cfg.keepalive_ms = 15000;
+	cfg.retry_ms = 3000;
 	client_set_ops(&(client_ops) {stream_open, stream_drained, stream_release});
 	r = cmocka_run_group_tests_name("mem", tests, NULL, NULL);
 	uv_loop_close(br.loop);
