@@ -619,7 +619,7 @@ client_track(client *c)
 	client_count++;
 	metrics.clients = client_count;
 	c->state = CS_READING;
-	c->deadline_ms = client_now() + cfg.header_timeout * 1000;
+	c->deadline_ms = client_now() + cfg.header_timeout_ms;
 }
 
 client *
@@ -681,7 +681,7 @@ client_sweep_one(client *c, uint64_t now)
 			}
 			break;
 		case CS_STREAMING:
-			if (now >= c->deadline_ms + cfg.keepalive * 1000 && c->q.n == 0)
+			if (now >= c->deadline_ms + cfg.keepalive_ms && c->q.n == 0)
 				client_send(c, frame_ref(env.keepalive));
 			break;
 		case CS_CLOSING:

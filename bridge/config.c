@@ -20,7 +20,9 @@ cfg_settings cfg;
 typedef enum cfg_type {
 	CFG_STRING,
 	CFG_UINT,
-	CFG_SIZE,
+	CFG_SIZE,					/* bytes, with an optional k/M/G suffix */
+	CFG_SECONDS,				/* whole seconds, held in ms */
+	CFG_MS,						/* whole milliseconds */
 	CFG_BOOL					/* on|off (also true|false, 1|0) */
 } cfg_type;
 
@@ -40,9 +42,9 @@ static const cfg_entry cfg_table[] = {
 	 "address to serve on"},
 	{"public-channels", CFG_STRING, &cfg.public_channels, "", "PATTERNS",
 	 "comma-separated patterns ad-hoc subscribers may read (empty: ad hoc off)"},
-	{"keepalive", CFG_UINT, &cfg.keepalive, "15", "SECONDS",
+	{"keepalive", CFG_SECONDS, &cfg.keepalive_ms, "15", "SECONDS",
 	 "idle time before a keepalive comment"},
-	{"retry", CFG_UINT, &cfg.retry, "3000", "MS",
+	{"retry", CFG_MS, &cfg.retry_ms, "3000", "MS",
 	 "the retry: value sent to clients"},
 	{"max-clients", CFG_UINT, &cfg.max_clients, "10000", "N",
 	 "connection limit; further connections get 503"},
@@ -52,13 +54,13 @@ static const cfg_entry cfg_table[] = {
 	 "allowed cross-origin caller (or *)"},
 	{"log-level", CFG_STRING, &cfg.log_level, "info", "LEVEL",
 	 "error, warn, info or debug"},
-	{"header-timeout", CFG_UINT, &cfg.header_timeout, "10", "SECONDS",
+	{"header-timeout", CFG_SECONDS, &cfg.header_timeout_ms, "10", "SECONDS",
 	 "time allowed to send the request line and headers"},
 	{"max-header-bytes", CFG_SIZE, &cfg.max_header_bytes, "8k", "BYTES",
 	 "request line and headers larger than this get 431"},
-	{"poll-interval", CFG_UINT, &cfg.poll_interval, "5000", "MS",
+	{"poll-interval", CFG_MS, &cfg.poll_interval_ms, "5000", "MS",
 	 "backstop poll of the event log"},
-	{"touch-interval", CFG_UINT, &cfg.touch_interval, "10", "SECONDS",
+	{"touch-interval", CFG_SECONDS, &cfg.touch_interval_ms, "10", "SECONDS",
 	 "period of sse_touch and sse_expire calls"},
 	{"replay-cache", CFG_SIZE, &cfg.replay_cache, "64M", "BYTES",
 	 "recent events kept in memory for replays"},
@@ -66,9 +68,9 @@ static const cfg_entry cfg_table[] = {
 	 "rows per fetch from the event log"},
 	{"filter-index", CFG_BOOL, &cfg.filter_index, "on", "on|off",
 	 "index filters by key/value (off: evaluate every filter for every event)"},
-	{"db-timeout", CFG_UINT, &cfg.db_timeout, "10", "SECONDS",
+	{"db-timeout", CFG_SECONDS, &cfg.db_timeout_ms, "10", "SECONDS",
 	 "deadline for every database query; a link that misses it is reconnected"},
-	{"prune-interval", CFG_UINT, &cfg.prune_interval, "60", "SECONDS",
+	{"prune-interval", CFG_SECONDS, &cfg.prune_interval_ms, "60", "SECONDS",
 	 "period of sse_prune calls when the role may run it (0: never)"},
 	{"max-memory", CFG_SIZE, &cfg.max_memory, "512M", "BYTES",
 	 "memory bound: past 5/8 of it new streams get 503, past 3/4 the largest queues are dropped (0: none)"},
@@ -135,6 +137,7 @@ static bool
 cfg_set(const cfg_entry *e, const char *value, const char *origin)
 {
 	bool		ok = true;
+	uint64_t	n;
 
 	switch (e->type) {
 		case CFG_STRING:
@@ -143,7 +146,13 @@ cfg_set(const cfg_entry *e, const char *value, const char *origin)
 			ok = *(char **) e->var != NULL;
 			break;
 		case CFG_UINT:
+		case CFG_MS:
 			ok = cfg_parse_uint(value, (uint64_t *) e->var);
+			break;
+		case CFG_SECONDS:
+			ok = cfg_parse_uint(value, &n) && n <= UINT64_MAX / 1000;
+			if (ok)
+				*(uint64_t *) e->var = n * 1000;
 			break;
 		case CFG_SIZE:
 			ok = cfg_parse_size(value, (uint64_t *) e->var);
@@ -219,16 +228,16 @@ cfg_validate(void)
 		return false;
 	}
 	log_threshold = lv;
-	if (cfg.keepalive == 0 || cfg.batch == 0 || cfg.max_clients == 0 ||
-		cfg.poll_interval == 0 || cfg.touch_interval == 0 || cfg.header_timeout == 0 ||
-		cfg.db_timeout == 0) {
+	if (cfg.keepalive_ms == 0 || cfg.batch == 0 || cfg.max_clients == 0 ||
+		cfg.poll_interval_ms == 0 || cfg.touch_interval_ms == 0 || cfg.header_timeout_ms == 0 ||
+		cfg.db_timeout_ms == 0) {
 		fprintf(stderr, "sse-bridge: keepalive, batch, max-clients, poll-interval, "
 				"touch-interval, header-timeout and db-timeout must be positive\n");
 		return false;
 	}
 	if (cfg.max_header_bytes < 256 || cfg.max_header_bytes > 1024 * 1024 ||
-		cfg.batch > 100000 || cfg.retry > 86400000 || cfg.keepalive > 86400 ||
-		cfg.db_timeout > 3600 || cfg.prune_interval > 86400 * 7) {
+		cfg.batch > 100000 || cfg.retry_ms > 86400000 || cfg.keepalive_ms > 86400000 ||
+		cfg.db_timeout_ms > 3600000 || cfg.prune_interval_ms > UINT64_C(86400000) * 7) {
 		fprintf(stderr, "sse-bridge: a setting is out of range\n");
 		return false;
 	}

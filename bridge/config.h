@@ -11,25 +11,30 @@
 
 #define BRIDGE_VERSION "0.1.0"
 
+/*
+ * Every duration is held in milliseconds and every size in bytes, whatever
+ * unit its option is written in: cfg_load converts once, and no user of cfg
+ * converts again.
+ */
 typedef struct cfg_settings {
 	char	   *db;				/* libpq conninfo, "" = libpq environment */
 	char	   *listen;			/* HOST:PORT */
 	char	   *public_channels; /* comma-separated patterns, "" = ad hoc off */
-	uint64_t	keepalive;		/* seconds of silence before a comment */
-	uint64_t	retry;			/* ms, sent as "retry:" */
+	uint64_t	keepalive_ms;	/* silence before a comment (option: seconds) */
+	uint64_t	retry_ms;		/* sent as "retry:" (option: ms) */
 	uint64_t	max_clients;	/* open connections */
 	uint64_t	client_queue;	/* bytes queued per client before a drop */
 	char	   *cors_origin;	/* "" = no CORS headers */
 	char	   *log_level;
-	uint64_t	header_timeout; /* seconds to receive a full request head */
+	uint64_t	header_timeout_ms; /* to receive a full request head (option: seconds) */
 	uint64_t	max_header_bytes; /* request line + headers */
-	uint64_t	poll_interval;	/* ms between backstop polls of the log */
-	uint64_t	touch_interval; /* seconds between sse_touch/sse_expire calls */
+	uint64_t	poll_interval_ms; /* between backstop polls of the log (option: ms) */
+	uint64_t	touch_interval_ms; /* between sse_touch/sse_expire calls (option: seconds) */
 	uint64_t	replay_cache;	/* bytes of recent events kept in memory */
 	uint64_t	batch;			/* rows per fetch */
 	bool		filter_index;	/* index filters by key/value (off: scan them all) */
-	uint64_t	db_timeout;		/* seconds a database query may take */
-	uint64_t	prune_interval; /* seconds between sse_prune calls, 0 = never */
+	uint64_t	db_timeout_ms;	/* a database query may take (option: seconds) */
+	uint64_t	prune_interval_ms; /* between sse_prune calls, 0 = never (option: seconds) */
 	bool		demo;			/* serve the demo page at / */
 	uint64_t	max_memory;		/* bytes; 0 = no bound (mem.h) */
 } cfg_settings;

@@ -312,7 +312,7 @@ void
 feed_start(void)
 {
 	db_link_start(feed.link);
-	uv_timer_start(&feed.poll, feed_on_poll, cfg.poll_interval, cfg.poll_interval);
+	uv_timer_start(&feed.poll, feed_on_poll, cfg.poll_interval_ms, cfg.poll_interval_ms);
 }
 
 void

@@ -182,10 +182,10 @@ bool
 listen_start(uv_loop_t *loop)
 {
 	struct addrinfo *ai = listen_resolve(cfg.listen);
-	struct sockaddr_storage name;
+	struct sockaddr_storage name = {0};
 	socklen_t	namelen = sizeof(name);
 	char		addr[INET6_ADDRSTRLEN] = "?";
-	int			one = 1;
+	int			one = 1, port;
 
 	if (ai == NULL) {
 		log_error("cannot resolve --listen %s (want HOST:PORT)", cfg.listen);
@@ -216,14 +216,24 @@ listen_start(uv_loop_t *loop)
 	}
 	ls.open = true;
 	ls.polling = uv_poll_start(&ls.poll, UV_READABLE, listen_on_ready) == 0;
-	getsockname(ls.fd, (struct sockaddr *) &name, &namelen);
-	if (name.ss_family == AF_INET6)
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &name)->sin6_addr, addr, sizeof(addr));
-	else
-		inet_ntop(AF_INET, &((struct sockaddr_in *) &name)->sin_addr, addr, sizeof(addr));
-	log_info("listening on %s:%d", addr,
-			 ntohs(name.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &name)->sin6_port
-				   : ((struct sockaddr_in *) &name)->sin_port));
+	if (getsockname(ls.fd, (struct sockaddr *) &name, &namelen) != 0) {
+		log_info("listening on %s", cfg.listen);
+		return true;
+	}
+	if (name.ss_family == AF_INET6) {
+		struct sockaddr_in6 a6;
+
+		memcpy(&a6, &name, sizeof(a6));
+		inet_ntop(AF_INET6, &a6.sin6_addr, addr, sizeof(addr));
+		port = ntohs(a6.sin6_port);
+	} else {
+		struct sockaddr_in a4;
+
+		memcpy(&a4, &name, sizeof(a4));
+		inet_ntop(AF_INET, &a4.sin_addr, addr, sizeof(addr));
+		port = ntohs(a4.sin_port);
+	}
+	log_info("listening on %s:%d", addr, port);
 	return true;
 }
 

@@ -171,7 +171,7 @@ bridge_setup(void)
 	}
 	br.keepalive = wire_keepalive();
 	db_conninfo = cfg.db;
-	db_timeout_ms = cfg.db_timeout * 1000;
+	db_timeout_ms = cfg.db_timeout_ms;
 	db_session_sql = logread_session_sql(db_timeout_ms);
 	db_heartbeat_sql = logread_heartbeat_sql();
 	mem_set_limit(cfg.max_memory);
@@ -195,7 +195,7 @@ bridge_setup(void)
 	uv_signal_start(&br.sigint, bridge_on_signal, SIGINT);
 	feed_init(br.loop, &br.live, &(feed_ops) {stream_advanced, stream_pruned, stream_marker, stream_timeline});
 	work_init(br.loop, &br.work, &(work_ops) {stream_touch_ids});
-	prune_init(br.loop, &br.work, cfg.prune_interval);
+	prune_init(br.loop, &br.work, cfg.prune_interval_ms);
 	return true;
 }
 

@@ -125,11 +125,11 @@ prune_on_tick(uv_timer_t *t)
 }
 
 void
-prune_init(uv_loop_t *loop, db_link *work, uint64_t interval_s)
+prune_init(uv_loop_t *loop, db_link *work, uint64_t interval_ms)
 {
 	memset(&prune, 0, sizeof(prune));
 	prune.link = work;
-	prune.interval_ms = interval_s * 1000;
+	prune.interval_ms = interval_ms;
 	uv_timer_init(loop, &prune.timer);
 }
 

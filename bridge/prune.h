@@ -18,8 +18,8 @@ typedef struct prune_counters {
 
 extern prune_counters prune_stats;
 
-/* interval_s 0: never prune.  The link must outlive prune_stop. */
-void		prune_init(uv_loop_t *loop, db_link *work, uint64_t interval_s);
+/* interval_ms 0: never prune.  The link must outlive prune_stop. */
+void		prune_init(uv_loop_t *loop, db_link *work, uint64_t interval_ms);
 void		prune_start(void);
 void		prune_stop(void);
 

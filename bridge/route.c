@@ -122,6 +122,7 @@ route_patterns(query_params *q, route_result *out)
 		route_error(out, 503, "unavailable", "out of memory", NULL);
 		return false;
 	}
+	out->npatterns = 0;
 	for (size_t i = 0; i < q->nchannels; i++) {
 		char	   *p = q->channels[i];
 		sse_name_status st = sse_pattern_check(p, strlen(p));

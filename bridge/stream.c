@@ -433,7 +433,7 @@ stream_begin_at(stream *st, int64_t cursor, int64_t cursor_us, int64_t pruned,
 	client	   *c = st->owner;
 
 	client_send(c, wire_stream_head(resp_cors(c->origin, cors, sizeof(cors)),
-									(unsigned long) cfg.retry));
+									(unsigned long) cfg.retry_ms));
 	client_streaming(c);
 	if (forked_at >= 0)
 		stream_send_timeline(st, cursor, cursor_us, forked_at);

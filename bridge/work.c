@@ -74,8 +74,8 @@ void
 work_start(void)
 {
 	db_link_start(work_link);
-	uv_timer_start(&work_timer, work_on_timer, cfg.touch_interval * 1000,
-				   cfg.touch_interval * 1000);
+	uv_timer_start(&work_timer, work_on_timer, cfg.touch_interval_ms,
+				   cfg.touch_interval_ms);
 }
 
 void

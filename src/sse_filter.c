@@ -92,7 +92,7 @@ typedef struct outbuf
 static bool
 out_reserve(outbuf *o, size_t more)
 {
-	if (o->cap - o->len < more)
+	if (o->p == NULL || o->cap - o->len < more)
 	{
 		size_t		cap = o->cap ? o->cap : 256;
 		char	   *p;
@@ -700,7 +700,7 @@ doc_index(sse_doc *doc, const json_t *arr)
 		for (j = ptr_hash(arr) & doc->idx_mask; doc->idx[j].arr != NULL; j = (j + 1) & doc->idx_mask)
 			if (doc->idx[j].arr == arr)
 				return &doc->idx[j];
-	if ((doc->idx_n + 1) * 2 > (doc->idx ? doc->idx_mask + 1 : 0) && !doc_grow(doc))
+	if ((doc->idx == NULL || (doc->idx_n + 1) * 2 > doc->idx_mask + 1) && !doc_grow(doc))
 		return NULL;
 	for (j = ptr_hash(arr) & doc->idx_mask; doc->idx[j].arr != NULL; j = (j + 1) & doc->idx_mask)
 		;

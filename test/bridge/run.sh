@@ -29,6 +29,7 @@ declare -A DEPS=(
   [test_hub]="bridge/hub.c bridge/hmap.c bridge/event.c bridge/frame.c bridge/wire.c bridge/mem.c bridge/logpos.c"
   [test_subdef]="bridge/subdef.c bridge/mem.c"
   [test_client]="$STREAM_LAYER"
+  [test_config]="bridge/config.c bridge/log.c"
 )
 
 failed=0; ran=0
@@ -45,7 +46,7 @@ else
 fi
 build_and_run() {   # $1 = variant name, $2 = extra flags
   local variant=$1 flags=$2 t
-  for t in test_frame test_query test_scope test_http test_hub test_subdef test_client; do
+  for t in test_frame test_query test_scope test_http test_hub test_subdef test_client test_config; do
     local out="$B/$variant-$t"
     # shellcheck disable=SC2086
     if ! $CC $flags $CFLAGS_COMMON -o "$out" "test/bridge/$t.c" ${DEPS[$t]} $SHARED $PKG_LIBS; then

@@ -881,7 +881,7 @@ main(void)
 	int			r;
 
 	loop = uv_default_loop();
-	cfg.keepalive = 15;
+	cfg.keepalive_ms = 15000;
 	client_set_ops(&(client_ops) {stream_open, stream_drained, stream_release, client_closed});
 	client_init(&(client_env) {.loop = loop, .live = &work, .work = &work});
 	work_init(loop, &work, &(work_ops) {NULL});

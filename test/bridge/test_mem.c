@@ -274,8 +274,8 @@ main(void)
 
 	mem_init();
 	loop = uv_default_loop();
-	cfg.keepalive = 15;
-	cfg.retry = 3000;
+	cfg.keepalive_ms = 15000;
+	cfg.retry_ms = 3000;
 	client_set_ops(&(client_ops) {stream_open, stream_drained, stream_release, client_closed});
 	client_init(&(client_env) {.loop = loop, .live = &work, .work = &work});
 	work_init(loop, &work, &(work_ops) {NULL});
