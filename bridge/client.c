@@ -31,6 +31,7 @@
 #include "log.h"
 #include "mem.h"
 #include "metrics.h"
+#include "preflight.h"
 #include "resp.h"
 #include "route.h"
 #include "static.h"
@@ -463,7 +464,9 @@ client_simple(client *c, route_result *rr, const char *origin)
 			client_respond(c, resp_empty(204, origin, 1));
 			break;
 		case ROUTE_HEALTH:
-			if (db_link_up(&br.live) && db_link_up(&br.work))
+			if (preflight_problem() != NULL)	/* a setup mistake, not an outage */
+				client_respond(c, resp_status(503, "misconfigured", preflight_problem(), origin));
+			else if (db_link_up(&br.live) && db_link_up(&br.work))
 				client_respond(c, resp_body(200, "application/json", "{\"status\":\"ok\"}\n", 16, origin));
 			else
 				client_respond_error(c, 503, "unavailable", "the database link is down");
