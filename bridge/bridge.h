@@ -2,7 +2,8 @@
  * bridge.h - process-wide state shared by the bridge's modules.
  *
  * Everything here runs on the one libuv loop thread.  Handles are embedded
- * in the single static `br`, initialised in main.c and closed at shutdown.
+ * in `br`, the one bridge_state, defined and initialised in main.c and
+ * closed at shutdown.
  */
 #ifndef BRIDGE_BRIDGE_H
 #define BRIDGE_BRIDGE_H
@@ -26,7 +27,7 @@ typedef struct bridge_state {
 	uv_signal_t sigint;
 	scope	   *public_scope;
 	db_link		live;			/* LISTEN + live fetches */
-	db_link		work;			/* opens, replay pages, reloads, touch */
+	db_link		work;			/* opens, replay pages, touch, expire, prune */
 	frame	   *keepalive;		/* shared ": keepalive" comment */
 	bool		stopping;
 } bridge_state;
