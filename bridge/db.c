@@ -191,6 +191,22 @@ db_res_timed_out(const PGresult *res, bool any_cancel)
 						  (any_cancel && strcmp(st, "57014") == 0));
 }
 
+/*
+ * Refused for what the setup check looks at: a privilege (42501), a schema,
+ * table, column or function that is not there (3F000, 42P01, 42703, 42883).
+ */
+static bool
+db_res_refused(const PGresult *res)
+{
+	static const char *const codes[] = {"42501", "3F000", "42P01", "42703", "42883"};
+	const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	for (size_t i = 0; st != NULL && i < sizeof(codes) / sizeof(codes[0]); i++)
+		if (strcmp(st, codes[i]) == 0)
+			return true;
+	return false;
+}
+
 static void
 db_on_timer(uv_timer_t *t)
 {
@@ -626,7 +642,7 @@ static void
 db_job_done(db_link *l, PGresult *res)
 {
 	db_job	   *job = l->cur;
-	bool		timed_out;
+	bool		timed_out, refused;
 
 	if (PQstatus(l->conn) == CONNECTION_BAD) {
 		PQclear(res);
@@ -634,9 +650,20 @@ db_job_done(db_link *l, PGresult *res)
 		return;
 	}
 	timed_out = db_res_timed_out(res, job->done == db_beat_done);
+	refused = db_res_refused(res);
 	l->cur = NULL;
 	db_set_state(l, DB_IDLE);
 	job->done(job, res);
+	if (refused && (l->refused_at == 0 || uv_now(l->loop) - l->refused_at >= DB_HOLD_MS)) {
+		char		why[300];
+
+		l->refused_at = uv_now(l->loop);
+		snprintf(why, sizeof(why), "the database refused a statement, checking the setup "
+				 "again: %s", PQresultErrorMessage(res));
+		PQclear(res);
+		db_fail(l, why);
+		return;
+	}
 	if (timed_out) {
 		char		why[300];
 

@@ -12,7 +12,10 @@
  * update).  The link then stays connected and not up, fails its queued
  * no_retry jobs at once, and runs the same step again every DB_HOLD_MS
  * until the check passes; setup then goes on.  The check says what is
- * wrong; the link only waits.
+ * wrong; the link only waits.  A job refused for a missing privilege or
+ * object (a REVOKE or DROP while the link is up) reconnects the link after
+ * its owner has the answer, so the setup is checked again (at most once per
+ * DB_HOLD_MS).
  *
  * Deadlines: every connect, setup statement and job must be answered within
  * db_timeout_ms.  A link that misses the deadline is declared dead: it logs,
@@ -120,6 +123,7 @@ struct db_link {
 	uint64_t	timeouts;		/* deadlines missed (links declared dead) */
 	uint64_t	generation;		/* counts successful connects (setup done) */
 	uint64_t	holds;			/* setup checks that held the link */
+	uint64_t	refused_at;		/* loop ms of the last reconnect for a refusal */
 	bool		was_up;
 	void	   *data;
 };

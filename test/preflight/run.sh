@@ -22,13 +22,15 @@
 #      logged once
 #   g. the missing grant is made while the bridge runs: /healthz becomes 200
 #      without a restart and a subscription stream works
+#   h. a grant revoked while the bridge runs: the first statement refused
+#      makes the bridge check again; then as in b, and healthy after the GRANT
 #
 #   PREFLIGHT_ONLY="a b"   a subset
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 bridge=${SSE_E2E_BRIDGE:-$root/bridge/sse-bridge}
-only=${PREFLIGHT_ONLY:-a b c d e f g}
+only=${PREFLIGHT_ONLY:-a b c d e f g h}
 
 for v in PGHOST PGPORT; do
   [ -n "${!v:-}" ] || { echo "preflight: $v is not set; run through make test"; exit 1; }
@@ -300,6 +302,25 @@ if want g; then
   expect_line "every privilege the bridge needs is granted" 1
   expect_stream_works $db
   finish "g. the GRANT made while the bridge runs: healthy without a restart, streams work"
+fi
+
+# ------------------------------------------------------------ h. revoked at runtime
+if want h; then
+  db=sse_pf_h r=sse_pf_rh
+  fresh $db $r && q $db "CREATE EXTENSION sse_bridge; $(bridge_grants $r)" || expect "setup"
+  start h --db "$(conn $db $r)"
+  until_ok 20 health_is 200 || expect "/healthz not 200 with every grant"
+  q $db "REVOKE SELECT ON sse_bridge.subscriptions FROM $r"
+  # the next statement that reads it is refused: the bridge checks again
+  sub=$(q $db "SELECT sse_subscribe_filter(ARRAY['pf.h'])")
+  curl -s -o /dev/null --max-time 10 "$url/events/$sub"
+  wait_reported "misconfigured: role $r may not read sse_bridge.subscriptions; grant it with: GRANT SELECT ON sse_bridge.subscriptions TO $r;"
+  expect_health
+  expect_stream_refused "$url/events/$sub"
+  q $db "GRANT SELECT ON sse_bridge.subscriptions TO $r"
+  until_ok 20 health_is 200 || expect "/healthz did not become 200 after the GRANT"
+  expect_stream_works $db
+  finish "h. a grant revoked while the bridge runs: the next refusal leads to the check and its GRANT line"
 fi
 
 echo
