@@ -22,7 +22,7 @@ static struct {
 	bool		judged;			/* a judgement was made */
 	char		said[4096];		/* the problem lines last logged, joined */
 	char		problem[256];	/* for /healthz */
-	char		unavailable[300];	/* for stream opens */
+	char		unavailable[400];	/* for stream opens */
 } pf;
 
 /* Append one problem line to buf (lines separated by '\n'). */
