@@ -214,7 +214,8 @@ static const char logread_prune_grant_sql[] =
  * role as names and extversion (NULL: not installed).  Objects are found by
  * name in the catalogs and checked by OID, so a schema the role may not use
  * or a table an older version lacks is reported, not an error; every name
- * is pg_catalog's, so no search_path changes the answer.
+ * is pg_catalog's and argument types are compared by OID (a type's name as
+ * text would depend on search_path), so no search_path changes the answer.
  */
 enum {PF_COL_KIND, PF_COL_NAME, PF_COL_ROLE, PF_COL_VERSION, PF_COL_EXISTS, PF_COL_GRANTED};
 
@@ -247,12 +248,15 @@ static const char logread_preflight_sql[] =
 	"SELECT 2, pg_catalog.concat(pg_catalog.quote_ident(n.nspname::pg_catalog.text), '.', "
 	" f.name, '(', f.args, ')'), NULL, NULL, p.oid IS NOT NULL, "
 	" COALESCE(pg_catalog.has_function_privilege(p.oid, 'EXECUTE'), false) "
-	"FROM (VALUES (" PF_NAME("'sse_touch'") ", 'uuid'::pg_catalog.text), "
-	" ('sse_expire', '')) f(name, args) "
+	"FROM (VALUES (" PF_NAME("'sse_touch'") ", 'uuid'::pg_catalog.text, 1::pg_catalog.int2, "
+	" 'pg_catalog.uuid'::pg_catalog.regtype::pg_catalog.oid), "
+	" ('sse_expire', '', 0, NULL)) f(name, args, nargs, arg0) "
 	"CROSS JOIN x JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) x.extnamespace "
 	"LEFT JOIN pg_catalog.pg_proc p ON p.pronamespace OPERATOR(pg_catalog.=) x.extnamespace "
 	" AND p.proname OPERATOR(pg_catalog.=) f.name "
-	" AND pg_catalog.oidvectortypes(p.proargtypes) OPERATOR(pg_catalog.=) f.args "
+	" AND p.pronargs OPERATOR(pg_catalog.=) f.nargs "
+	" AND (f.nargs OPERATOR(pg_catalog.=) 0::pg_catalog.int2 "
+	"  OR p.proargtypes[0] OPERATOR(pg_catalog.=) f.arg0) "
 	"ORDER BY 1, 2";
 
 _Static_assert(PF_SCHEMA == 0 && PF_TABLE == 1 && PF_FUNCTION == 2,
