@@ -33,6 +33,7 @@
 #include "log.h"
 #include "mem.h"
 #include "metrics.h"
+#include "preflight.h"
 #include "resp.h"
 #include "route.h"
 #include "static.h"
@@ -510,7 +511,9 @@ client_simple(client *c, route_result *rr, const char *origin)
 			client_respond(c, resp_empty(204, origin, 1));
 			break;
 		case ROUTE_HEALTH:
-			if (db_link_up(env.live) && db_link_up(env.work))
+			if (preflight_problem() != NULL)	/* a setup mistake, not an outage */
+				client_respond(c, resp_status(503, "misconfigured", preflight_problem(), origin));
+			else if (db_link_up(env.live) && db_link_up(env.work))
 				client_respond(c, resp_body(200, "application/json", "{\"status\":\"ok\"}\n", 16, origin));
 			else
 				client_respond_error(c, 503, "unavailable", "the database link is down");

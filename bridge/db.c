@@ -7,11 +7,15 @@
  *   SETUP         setup statement in flight        -> db_io_query
  *   IDLE          LISTENing, no query              -> db_io_query
  *   BUSY          one job in flight                -> db_io_query
+ *   HELD          a setup check said wait          -> db_io_query, db_on_hold
  *   STOPPED       terminal
+ * The moves db_set_state allows are in db_moves (asserted): a link only
+ * connects from DISCONNECTED, is up only after SETUP, is held only from
+ * SETUP and leaves HELD only to run the step again or to drop.
  * Invariants: the loop never blocks on libpq (the connection is
  * non-blocking; we read only after readiness and flush until done); a
  * uv_poll_t is closed before libpq closes its socket; cur is non-NULL
- * exactly in BUSY; a job is owned by exactly one of: the queue, cur, or its
+ * exactly in BUSY; a held link has no no_retry job queued; a job is owned by exactly one of: the queue, cur, or its
  * done callback; the deadline timer runs exactly while a connect, setup
  * statement or job waits for the server (CONNECTING, SETUP, BUSY).
  *
@@ -23,6 +27,7 @@
  * The beat timer ticks every quarter deadline: it expires queued no_retry
  * jobs and sends the heartbeat once the link has been idle half a deadline.
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,14 +52,31 @@ static void db_send_step(db_link *l);
 static bool db_watch(db_link *l, int events);
 
 static const char *const db_state_names[] = {
-	"disconnected", "connecting", "setup", "idle", "busy", "stopped"
+	"disconnected", "connecting", "setup", "idle", "busy", "held", "stopped"
 };
+
+#define DB_TO(st) (1u << (st))
+
+/* The legal moves: db_moves[from] has the bit of every state it may go to. */
+static const unsigned db_moves[] = {
+	[DB_DISCONNECTED] = DB_TO(DB_CONNECTING) | DB_TO(DB_STOPPED),
+	[DB_CONNECTING] = DB_TO(DB_SETUP) | DB_TO(DB_DISCONNECTED) | DB_TO(DB_STOPPED),
+	[DB_SETUP] = DB_TO(DB_IDLE) | DB_TO(DB_HELD) | DB_TO(DB_DISCONNECTED) | DB_TO(DB_STOPPED),
+	[DB_IDLE] = DB_TO(DB_BUSY) | DB_TO(DB_DISCONNECTED) | DB_TO(DB_STOPPED),
+	[DB_BUSY] = DB_TO(DB_IDLE) | DB_TO(DB_DISCONNECTED) | DB_TO(DB_STOPPED),
+	[DB_HELD] = DB_TO(DB_SETUP) | DB_TO(DB_DISCONNECTED) | DB_TO(DB_STOPPED),
+	[DB_STOPPED] = 0,
+};
+_Static_assert(sizeof(db_moves) / sizeof(db_moves[0]) == DB_STOPPED + 1, "a row per state");
+_Static_assert(sizeof(db_state_names) / sizeof(db_state_names[0]) == DB_STOPPED + 1,
+			   "a name per state");
 
 static void
 db_set_state(db_link *l, db_state st)
 {
 	if (l->state == st)
 		return;
+	assert(db_moves[l->state] & DB_TO(st));
 	log_debug("db %s: %s -> %s", l->name, db_state_names[l->state], db_state_names[st]);
 	l->state = st;
 }
@@ -167,6 +189,22 @@ db_res_timed_out(const PGresult *res, bool any_cancel)
 
 	return st != NULL && (strcmp(st, "55P03") == 0 ||
 						  (any_cancel && strcmp(st, "57014") == 0));
+}
+
+/*
+ * Refused for what the setup check looks at: a privilege (42501), a schema,
+ * table, column or function that is not there (3F000, 42P01, 42703, 42883).
+ */
+static bool
+db_res_refused(const PGresult *res)
+{
+	static const char *const codes[] = {"42501", "3F000", "42P01", "42703", "42883"};
+	const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	for (size_t i = 0; st != NULL && i < sizeof(codes) / sizeof(codes[0]); i++)
+		if (strcmp(st, codes[i]) == 0)
+			return true;
+	return false;
 }
 
 static void
@@ -353,6 +391,27 @@ db_dead(db_link *l, const char *why)
 	db_drop(l, why, true);
 }
 
+/*
+ * Without --db, libpq's defaults (environment, service file, compiled-in
+ * socket directory) chose the server: say once which one they chose.
+ */
+static void
+db_log_defaults(PGconn *conn)
+{
+	static bool said;
+	const char *host = PQhost(conn);
+
+	if (said || (db_conninfo != NULL && db_conninfo[0] != '\0'))
+		return;
+	said = true;
+	if (host == NULL)
+		host = "";
+	log_info("no --db given: libpq's defaults chose %s %s, port %s, database %s, user %s",
+			 host[0] == '/' || host[0] == '@' ? "socket directory" : "host", host,
+			 PQport(conn) ? PQport(conn) : "?", PQdb(conn) ? PQdb(conn) : "?",
+			 PQuser(conn) ? PQuser(conn) : "?");
+}
+
 static void
 db_io_connecting(db_link *l, int events)
 {
@@ -383,6 +442,7 @@ db_io_connecting(db_link *l, int events)
 		db_fail(l, "cannot switch to non-blocking mode");
 		return;
 	}
+	db_log_defaults(l->conn);
 	db_set_state(l, DB_SETUP);
 	l->step = 0;				/* 0 is db_session_sql, then steps[step - 1] */
 	db_send_step(l);
@@ -477,7 +537,7 @@ db_kick(db_link *l)
 bool
 db_submit_now(db_link *l, db_job *job)
 {
-	if (l->state == DB_DISCONNECTED || l->state == DB_STOPPED)
+	if (l->state == DB_DISCONNECTED || l->state == DB_HELD || l->state == DB_STOPPED)
 		return false;
 	job->no_retry = true;
 	job->expires = uv_now(l->loop) + db_timeout_ms;
@@ -497,20 +557,45 @@ db_submit(db_link *l, db_job *job)
 	db_kick(l);
 }
 
+/* A held link asks again: the held step is sent anew. */
+static void
+db_on_hold(uv_timer_t *t)
+{
+	db_link    *l = t->data;
+
+	if (l->state != DB_HELD)
+		return;
+	db_set_state(l, DB_SETUP);
+	db_send_step(l);
+}
+
+/*
+ * A setup check said the database is not usable as it is: stay connected,
+ * fail what must not wait (no_retry jobs), and ask again in DB_HOLD_MS.
+ */
+static void
+db_hold(db_link *l)
+{
+	l->attempt = 0;				/* the server answers: a later drop reconnects at once */
+	l->holds++;
+	db_set_state(l, DB_HELD);
+	uv_timer_start(&l->timer, db_on_hold, DB_HOLD_MS, 0);
+	db_fail_jobs(db_take_no_retry(l, 0));
+}
+
 static void
 db_step_done(db_link *l, PGresult *res)
 {
 	const db_step *s = l->step > 0 ? &l->steps[l->step - 1] : NULL;
 	ExecStatusType st = PQresultStatus(res);
+	db_verdict	v;
 
-	if ((st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) ||
-		(s != NULL && s->check && !s->check(l, res))) {
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
 		char		why[300];
 		bool		timed_out = db_res_timed_out(res, true);
 
-		snprintf(why, sizeof(why), "setup step %zu: %s", l->step,
-				 st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? "rejected"
-				 : PQresultErrorMessage(res));
+		snprintf(why, sizeof(why), "setting up the session failed: %s",
+				 PQresultErrorMessage(res));
 		PQclear(res);
 		if (timed_out)
 			db_dead(l, why);
@@ -518,7 +603,16 @@ db_step_done(db_link *l, PGresult *res)
 			db_fail(l, why);
 		return;
 	}
+	v = s != NULL && s->check ? s->check(l, res) : DB_STEP_OK;
 	PQclear(res);
+	if (v == DB_STEP_HOLD) {
+		db_hold(l);
+		return;
+	}
+	if (v == DB_STEP_FAIL) {
+		db_fail(l, "the session could not be set up (see above)");
+		return;
+	}
 	l->step++;
 	db_send_step(l);
 }
@@ -548,7 +642,7 @@ static void
 db_job_done(db_link *l, PGresult *res)
 {
 	db_job	   *job = l->cur;
-	bool		timed_out;
+	bool		timed_out, refused;
 
 	if (PQstatus(l->conn) == CONNECTION_BAD) {
 		PQclear(res);
@@ -556,9 +650,20 @@ db_job_done(db_link *l, PGresult *res)
 		return;
 	}
 	timed_out = db_res_timed_out(res, job->done == db_beat_done);
+	refused = db_res_refused(res);
 	l->cur = NULL;
 	db_set_state(l, DB_IDLE);
 	job->done(job, res);
+	if (refused && (l->refused_at == 0 || uv_now(l->loop) - l->refused_at >= DB_HOLD_MS)) {
+		char		why[300];
+
+		l->refused_at = uv_now(l->loop);
+		snprintf(why, sizeof(why), "the database refused a statement, checking the setup "
+				 "again: %s", PQresultErrorMessage(res));
+		PQclear(res);
+		db_fail(l, why);
+		return;
+	}
 	if (timed_out) {
 		char		why[300];
 
@@ -655,6 +760,7 @@ db_on_poll(uv_poll_t *h, int status, int events)
 		case DB_SETUP:
 		case DB_IDLE:
 		case DB_BUSY:
+		case DB_HELD:
 			db_io_query(l, events);
 			break;
 		case DB_DISCONNECTED:

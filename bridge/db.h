@@ -7,6 +7,16 @@
  * When the connection is lost, the job in flight goes back to the front of
  * the queue and the link reconnects with exponential backoff and jitter.
  *
+ * A setup step's check may hold the link (DB_STEP_HOLD): the database is
+ * reachable but not usable as it is (a missing grant, extension or
+ * update).  The link then stays connected and not up, fails its queued
+ * no_retry jobs at once, and runs the same step again every DB_HOLD_MS
+ * until the check passes; setup then goes on.  The check says what is
+ * wrong; the link only waits.  A job refused for a missing privilege or
+ * object (a REVOKE or DROP while the link is up) reconnects the link after
+ * its owner has the answer, so the setup is checked again (at most once per
+ * DB_HOLD_MS).
+ *
  * Deadlines: every connect, setup statement and job must be answered within
  * db_timeout_ms.  A link that misses the deadline is declared dead: it logs,
  * counts it in `timeouts`, closes its socket without waiting for the server
@@ -38,8 +48,12 @@ typedef enum db_state {
 	DB_SETUP,					/* running setup statements */
 	DB_IDLE,					/* ready, nothing in flight */
 	DB_BUSY,					/* one job in flight */
+	DB_HELD,					/* connected; a setup check failed, asks again later */
 	DB_STOPPED					/* shut down, never reconnects */
 } db_state;
+
+/* A held link runs its held setup step again after this long. */
+#define DB_HOLD_MS 5000
 
 typedef struct db_job db_job;
 typedef struct db_link db_link;
@@ -54,17 +68,27 @@ struct db_job {
 	db_done_fn	done;
 	void	   *owner;			/* caller's object; NULL once cancelled */
 	bool		cancelled;		/* done still runs, the query does not */
-	int64_t		aux;			/* caller's data */
-	int64_t		aux2;
+	/*
+	 * A log position the owner notes when it submits the job, read back in
+	 * done (a replay page: the live cursor and its row's created_us then).
+	 */
+	int64_t		mark;
+	int64_t		mark_us;
 	bool		no_retry;		/* fail (res NULL) rather than wait for a reconnect */
 	uint64_t	expires;		/* loop ms; a no_retry job still queued then fails */
 };
 
+typedef enum db_verdict {
+	DB_STEP_OK,					/* go on with the next step */
+	DB_STEP_FAIL,				/* drop the connection and reconnect */
+	DB_STEP_HOLD				/* stay connected, not up; run this step again later */
+} db_verdict;
+
 typedef struct db_step {
 	const char *name;			/* prepared statement name, or NULL to execute */
 	const char *sql;
-	/* Optional: inspect the result; return false to fail the link. */
-	bool		(*check)(db_link *l, PGresult *res);
+	/* Optional: inspect the (successful) result; the check logs why it fails. */
+	db_verdict	(*check)(db_link *l, PGresult *res);
 } db_step;
 
 typedef struct db_ops {
@@ -98,6 +122,8 @@ struct db_link {
 	uint64_t	reconnects;
 	uint64_t	timeouts;		/* deadlines missed (links declared dead) */
 	uint64_t	generation;		/* counts successful connects (setup done) */
+	uint64_t	holds;			/* setup checks that held the link */
+	uint64_t	refused_at;		/* loop ms of the last reconnect for a refusal */
 	bool		was_up;
 	void	   *data;
 };

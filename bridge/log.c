@@ -2,8 +2,9 @@
  * log.c - leveled log lines on stderr.
  *
  * Invariants: every message is written with a single write(2) so lines from
- * one process never interleave; messages longer than the line buffer are
- * truncated.  Callers never pass subscription ids at LOG_INFO or above.
+ * one process never interleave, and is one line (its newlines, as in
+ * libpq's error messages, are dropped at the end and spaces inside);
+ * messages longer than the line buffer are truncated.  Callers never pass subscription ids at LOG_INFO or above.
  */
 #include <stdarg.h>
 #include <stdbool.h>
@@ -51,6 +52,8 @@ log_msg(log_level level, const char *fmt, ...)
 	n = (int) strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
 	n += snprintf(line + n, sizeof(line) - (size_t) n, ".%03ldZ sse-bridge %s: ",
 				  ts.tv_nsec / 1000000, log_names[level]);
+	int start = n;
+
 	va_start(ap, fmt);
 	int m = vsnprintf(line + n, sizeof(line) - (size_t) n - 1, fmt, ap);
 	va_end(ap);
@@ -59,6 +62,12 @@ log_msg(log_level level, const char *fmt, ...)
 	n += m;
 	if (n > (int) sizeof(line) - 2)
 		n = (int) sizeof(line) - 2;
+	/* one line: a message's own line ends (libpq's errors have them) become spaces */
+	while (n > start && line[n - 1] == '\n')
+		n--;
+	for (int i = start; i < n; i++)
+		if (line[i] == '\n')
+			line[i] = ' ';
 	line[n++] = '\n';
 	ssize_t w = write(STDERR_FILENO, line, (size_t) n);
 	(void) w;

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "logpos.h"
 #include "logread.h"
+#include "preflight.h"
 #include "wire.h"
 
 /*
@@ -202,7 +203,68 @@ static const char logread_prune_grant_sql[] =
 	"AND p.pronargs OPERATOR(pg_catalog.=) 1 "
 	"WHERE e.extname OPERATOR(pg_catalog.=) 'sse_bridge'";
 
-static bool logread_schema(db_link *l, PGresult *res);
+/*
+ * What the bridge needs, checked on every connection of both links before
+ * anything else (preflight.h): the extension and its version, USAGE on the
+ * schema of the tables and on the schema of the functions, SELECT on every
+ * table the statements above read, EXECUTE on every function the work link
+ * calls (sse_touch, sse_expire; sse_prune is optional, prune.c asks for it
+ * itself).  Rows: kind (-1: the head row, then PF_SCHEMA, PF_TABLE,
+ * PF_FUNCTION), name, exists, granted; the head row has the database and
+ * role as names and extversion (NULL: not installed).  Objects are found by
+ * name in the catalogs and checked by OID, so a schema the role may not use
+ * or a table an older version lacks is reported, not an error; every name
+ * is pg_catalog's and argument types are compared by OID (a type's name as
+ * text would depend on search_path), so no search_path changes the answer.
+ */
+enum {PF_COL_KIND, PF_COL_NAME, PF_COL_ROLE, PF_COL_VERSION, PF_COL_EXISTS, PF_COL_GRANTED};
+
+#define PF_NAME(x) "(" x ")::pg_catalog.name"
+#define PF_NSP \
+	"(SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) " \
+	PF_NAME("'sse_bridge'") ")"
+
+static const char logread_preflight_sql[] =
+	"WITH x AS (SELECT e.extversion, e.extnamespace FROM pg_catalog.pg_extension e "
+	" WHERE e.extname OPERATOR(pg_catalog.=) " PF_NAME("'sse_bridge'") ") "
+	"SELECT -1, pg_catalog.quote_ident(pg_catalog.current_database()::pg_catalog.text), "
+	" pg_catalog.quote_ident(CURRENT_USER::pg_catalog.text), (SELECT x.extversion FROM x), "
+	" true, true "
+	"UNION ALL "
+	"SELECT 0, pg_catalog.quote_ident(n.nspname::pg_catalog.text), NULL, NULL, true, "
+	" pg_catalog.has_schema_privilege(n.oid, 'USAGE') "
+	"FROM pg_catalog.pg_namespace n "
+	"WHERE n.oid OPERATOR(pg_catalog.=) " PF_NSP
+	" OR n.oid OPERATOR(pg_catalog.=) (SELECT x.extnamespace FROM x) "
+	"UNION ALL "
+	"SELECT 1, pg_catalog.concat('sse_bridge.', pg_catalog.quote_ident(t.name::pg_catalog.text)), "
+	" NULL, NULL, c.oid IS NOT NULL, "
+	" COALESCE(pg_catalog.has_table_privilege(c.oid, 'SELECT'), false) "
+	"FROM (VALUES (" PF_NAME("'events'") "), ('meta'), ('subscriptions'), "
+	" ('subscription_versions')) t(name) "
+	"LEFT JOIN pg_catalog.pg_class c ON c.relname OPERATOR(pg_catalog.=) t.name "
+	" AND c.relnamespace OPERATOR(pg_catalog.=) " PF_NSP " "
+	"UNION ALL "
+	"SELECT 2, pg_catalog.concat(pg_catalog.quote_ident(n.nspname::pg_catalog.text), '.', "
+	" f.name, '(', f.args, ')'), NULL, NULL, p.oid IS NOT NULL, "
+	" COALESCE(pg_catalog.has_function_privilege(p.oid, 'EXECUTE'), false) "
+	"FROM (VALUES (" PF_NAME("'sse_touch'") ", 'uuid'::pg_catalog.text, 1::pg_catalog.int2, "
+	" 'pg_catalog.uuid'::pg_catalog.regtype::pg_catalog.oid), "
+	" ('sse_expire', '', 0, NULL)) f(name, args, nargs, arg0) "
+	"CROSS JOIN x JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) x.extnamespace "
+	"LEFT JOIN pg_catalog.pg_proc p ON p.pronamespace OPERATOR(pg_catalog.=) x.extnamespace "
+	" AND p.proname OPERATOR(pg_catalog.=) f.name "
+	" AND p.pronargs OPERATOR(pg_catalog.=) f.nargs "
+	" AND (f.nargs OPERATOR(pg_catalog.=) 0::pg_catalog.int2 "
+	"  OR p.proargtypes[0] OPERATOR(pg_catalog.=) f.arg0) "
+	"ORDER BY 1, 2";
+
+_Static_assert(PF_SCHEMA == 0 && PF_TABLE == 1 && PF_FUNCTION == 2,
+			   "the kinds of logread_preflight_sql");
+
+static db_verdict logread_preflight(db_link *l, PGresult *res);
+static bool logread_bool(const PGresult *res, int row, int col);
+static db_verdict logread_schema(db_link *l, PGresult *res);
 
 #ifndef LOGREAD_NO_PIN
 #define LOGREAD_PIN_STEP {NULL, LOGREAD_PIN_SQL, NULL},
@@ -210,8 +272,11 @@ static bool logread_schema(db_link *l, PGresult *res);
 #define LOGREAD_PIN_STEP
 #endif
 
+#define LOGREAD_PREFLIGHT_STEP {NULL, logread_preflight_sql, logread_preflight},
+
 static const db_step live_steps[] = {
 	LOGREAD_PIN_STEP
+	LOGREAD_PREFLIGHT_STEP
 	{NULL, "LISTEN sse_bridge", NULL},
 	{"fetch", logread_fetch_sql, NULL},
 	{"head", logread_head_sql, NULL},
@@ -220,6 +285,7 @@ static const db_step live_steps[] = {
 
 static const db_step work_steps[] = {
 	LOGREAD_PIN_STEP
+	LOGREAD_PREFLIGHT_STEP
 	{NULL, "SELECT n.nspname FROM " PGC "pg_extension e JOIN " PGC "pg_namespace n "
 	 "ON n.oid" OP("=") "e.extnamespace WHERE e.extname" OP("=") "'sse_bridge'::" PGC "name",
 	 logread_schema},
@@ -271,19 +337,48 @@ logread_heartbeat_sql(void)
 	return logread_heartbeat;
 }
 
+/* Setup of both links: does the database have what the bridge needs? */
+static db_verdict
+logread_preflight(db_link *l, PGresult *res)
+{
+	preflight_facts f = {0};
+	int			rows = PQntuples(res);
+
+	(void) l;
+	if (PQnfields(res) != PF_COL_GRANTED + 1 || rows < 1 ||
+		strtol(PQgetvalue(res, 0, PF_COL_KIND), NULL, 10) != -1 ||
+		rows - 1 > PREFLIGHT_MAX_ITEMS) {
+		log_error("checking the database: unexpected answer");
+		return DB_STEP_FAIL;
+	}
+	f.db = PQgetvalue(res, 0, PF_COL_NAME);
+	f.role = PQgetvalue(res, 0, PF_COL_ROLE);
+	f.version = PQgetisnull(res, 0, PF_COL_VERSION) ? NULL : PQgetvalue(res, 0, PF_COL_VERSION);
+	for (int i = 1; i < rows; i++) {
+		preflight_item *it = &f.items[f.n++];
+
+		it->kind = (preflight_kind) strtol(PQgetvalue(res, i, PF_COL_KIND), NULL, 10);
+		it->name = PQgetvalue(res, i, PF_COL_NAME);
+		it->exists = logread_bool(res, i, PF_COL_EXISTS);
+		it->granted = logread_bool(res, i, PF_COL_GRANTED);
+	}
+	return preflight_judge(&f) ? DB_STEP_OK : DB_STEP_HOLD;
+}
+
 /* Work link setup: build the housekeeping calls on the extension's schema. */
-static bool
+static db_verdict
 logread_schema(db_link *l, PGresult *res)
 {
 	char	   *q;
 
 	if (PQntuples(res) != 1) {
-		log_error("the sse_bridge extension is not installed in this database");
-		return false;
+		/* dropped since the check: reconnect, and the check says what to run */
+		log_warn("the sse_bridge extension was dropped while connecting");
+		return DB_STEP_FAIL;
 	}
 	q = PQescapeIdentifier(l->conn, PQgetvalue(res, 0, 0), strlen(PQgetvalue(res, 0, 0)));
 	if (q == NULL)
-		return false;
+		return DB_STEP_FAIL;
 	logread_shutdown();
 	if (asprintf(&logread_touch_sql, "SELECT " PGC "count(*) FILTER (WHERE %s.sse_touch(u)) "
 				 "FROM " PGC "unnest($1::" PGC "uuid[]) u", q) < 0)
@@ -293,7 +388,8 @@ logread_schema(db_link *l, PGresult *res)
 	if (asprintf(&logread_prune_sql, "SELECT %s.sse_prune()", q) < 0)
 		logread_prune_sql = NULL;
 	PQfreemem(q);
-	return logread_touch_sql != NULL && logread_expire_sql != NULL && logread_prune_sql != NULL;
+	return logread_touch_sql != NULL && logread_expire_sql != NULL && logread_prune_sql != NULL
+		? DB_STEP_OK : DB_STEP_FAIL;
 }
 
 /* Strings as a PostgreSQL array literal, every element quoted. */

@@ -36,6 +36,7 @@ static struct {
 	uv_timer_t	timer;
 	uint64_t	interval_ms;
 	uint64_t	checked;		/* link generation the grant was checked on */
+	uint64_t	asking;			/* link generation of the check in flight */
 	uint64_t	next_due;		/* loop ms of the next call */
 	prune_grant grant;
 	prune_grant warned;			/* last state logged */
@@ -48,7 +49,7 @@ prune_counters prune_stats;
 static void
 prune_check_done(db_job *job, PGresult *res)
 {
-	uint64_t	generation = (uint64_t) job->aux;
+	uint64_t	generation = prune.asking;
 	const char *role, *schema;
 	logread_grant g;
 
@@ -109,7 +110,7 @@ prune_on_tick(uv_timer_t *t)
 		job = logread_prune_grant(prune_check_done, &prune);
 		if (job == NULL)
 			return;
-		job->aux = (int64_t) prune.link->generation;
+		prune.asking = prune.link->generation;
 		prune.grant = PRUNE_UNKNOWN;
 	}
 	else if (prune.grant == PRUNE_GRANTED && now >= prune.next_due) {

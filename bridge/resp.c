@@ -73,11 +73,12 @@ resp_body(int status, const char *ctype, const char *body, size_t len, const cha
 	return f;
 }
 
-frame *
-resp_error(int status, const char *code, const char *detail, const char *origin)
+/* A JSON body {key:word,"detail":detail} with a final newline. */
+static frame *
+resp_json(int status, const char *key, const char *word, const char *detail, const char *origin)
 {
-	json_t	   *o = json_pack("{s:s, s:s}", "error", code, "detail", detail);
-	char	   *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_t	   *o = json_pack("{s:s, s:s}", key, word, "detail", detail);
+	char	   *body = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 	frame	   *f = NULL;
 
 	if (body != NULL) {
@@ -89,6 +90,18 @@ resp_error(int status, const char *code, const char *detail, const char *origin)
 	free(body);
 	json_decref(o);
 	return f;
+}
+
+frame *
+resp_error(int status, const char *code, const char *detail, const char *origin)
+{
+	return resp_json(status, "error", code, detail, origin);
+}
+
+frame *
+resp_status(int status, const char *word, const char *detail, const char *origin)
+{
+	return resp_json(status, "status", word, detail, origin);
 }
 
 frame *

@@ -18,6 +18,9 @@ const char *resp_cors(const char *origin, char *buf, size_t size);
 /* An error with a JSON body {"error":code,"detail":detail}, Connection: close. */
 frame	   *resp_error(int status, const char *code, const char *detail, const char *origin);
 
+/* A status report {"status":word,"detail":detail} (/healthz). */
+frame	   *resp_status(int status, const char *word, const char *detail, const char *origin);
+
 /* 503 with Retry-After (over --max-clients or --max-memory); detail is plain text. */
 frame	   *resp_busy(const char *origin, const char *detail);
 

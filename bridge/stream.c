@@ -61,6 +61,7 @@
 #include "logpos.h"
 #include "mem.h"
 #include "metrics.h"
+#include "preflight.h"
 #include "resp.h"
 #include "ring.h"
 #include "sse_filter.h"
@@ -160,12 +161,12 @@ stream_submit_now(stream *st, db_job *job)
 
 /* A job of st finished: free it; NULL when its stream is gone. */
 static stream *
-stream_claim(db_job *job, int64_t *aux)
+stream_claim(db_job *job, int64_t *mark)
 {
 	stream	   *st = job->owner;
 
-	if (aux != NULL)
-		*aux = job->aux;
+	if (mark != NULL)
+		*mark = job->mark;
 	if (st != NULL) {
 		assert(st->job == job);
 		st->job = NULL;
@@ -521,7 +522,7 @@ stream_reopen(stream *st)
 	if (job == NULL)
 		client_respond_error(st->owner, 503, "unavailable", "out of memory");
 	else if (!stream_submit_now(st, job))
-		client_respond_error(st->owner, 503, "unavailable", "the database is unavailable");
+		client_respond_error(st->owner, 503, "unavailable", preflight_unavailable());
 }
 
 /* The open answer arrived: 404, 204, or begin replaying. */
@@ -601,9 +602,10 @@ stream_open_done(db_job *job, PGresult *res)
 		if (res != NULL)
 			log_warn("opening a stream failed: %.*s", (int) strcspn(PQresultErrorMessage(res), "\n"),
 					 PQresultErrorMessage(res));
-		else
+		else if (preflight_problem() == NULL)
 			log_info("opening a stream failed: no answer from the database within --db-timeout");
-		client_respond_error(st->owner, 503, "unavailable", "the database lookup failed");
+		client_respond_error(st->owner, 503, "unavailable", preflight_problem() != NULL
+							 ? preflight_unavailable() : "the database lookup failed");
 		return;
 	}
 	stream_opened(st, &info);
@@ -632,7 +634,7 @@ stream_open(client *c, route_result *rr)
 	if (job == NULL)
 		client_respond_error(c, 503, "unavailable", "out of memory");
 	else if (!stream_submit_now(st, job))
-		client_respond_error(c, 503, "unavailable", "the database is unavailable");
+		client_respond_error(c, 503, "unavailable", preflight_unavailable());
 }
 
 /* ---- end ---- */
@@ -1111,7 +1113,7 @@ stream_run(void)
 static void
 stream_page_done(db_job *job, PGresult *res)
 {
-	int64_t		live_at_send, live_us = job->aux2;
+	int64_t		live_at_send, live_us = job->mark_us;
 	stream	   *st = job->owner;
 	uint64_t	job_timeline = st ? st->job_timeline : 0;
 	int			rows, got = 0;
@@ -1213,7 +1215,7 @@ stream_page(stream *st)
 		client_fail(st->owner, "out of memory asking for a replay page");
 		return;
 	}
-	job->aux = ring_valid() ? ring_hi() : -1;
-	job->aux2 = ring_valid() ? ring_hi_us() : LOGPOS_UNKNOWN;
+	job->mark = ring_valid() ? ring_hi() : -1;
+	job->mark_us = ring_valid() ? ring_hi_us() : LOGPOS_UNKNOWN;
 	stream_submit(st, job);
 }

@@ -1,10 +1,11 @@
 /*
  * work.c - the work link and its housekeeping timer.
  *
- * Invariants: jobs run one at a time in submission order (db.c), so an
- * open's reload re-check runs after the open; the timer skips a turn while
- * the link is down or more than WORK_MAX_QUEUE jobs wait, so housekeeping
- * never piles up behind an outage.
+ * Invariants: jobs run one at a time in submission order (db.c), so a
+ * stream's jobs (its open, then its replay pages) are answered in the
+ * order it sent them; the timer skips a turn while the link is down (or
+ * held by the setup check) or more than WORK_MAX_QUEUE jobs wait, so
+ * housekeeping never piles up behind an outage.
  */
 #include <stdlib.h>
 

@@ -1,6 +1,6 @@
 /*
- * work.h - the second database link: stream opens, replay pages,
- * subscription reloads, and the sse_touch/sse_expire timer.  Keeping these
+ * work.h - the second database link: stream opens, replay pages, the
+ * sse_touch/sse_expire timer and retention (prune.c).  Keeping these
  * off the live link means a burst of reconnects never delays live delivery.
  *
  * The link knows nothing of streams: jobs come built (logread.c) from the

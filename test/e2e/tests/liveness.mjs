@@ -39,7 +39,8 @@ async function bridgeRole(t) {
   const role = `sse_e2e_${uniq().toLowerCase()}`;
   await sql(`CREATE ROLE ${role} LOGIN;
     GRANT USAGE ON SCHEMA sse_bridge TO ${role};
-    GRANT SELECT ON sse_bridge.events, sse_bridge.meta, sse_bridge.subscriptions TO ${role};
+    GRANT SELECT ON sse_bridge.events, sse_bridge.meta, sse_bridge.subscriptions,
+                    sse_bridge.subscription_versions TO ${role};
     GRANT EXECUTE ON FUNCTION sse_touch(uuid), sse_expire() TO ${role};`);
   t.defer(() => sql(`ALTER ROLE ${role} LOGIN;
     SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ${lit(role)};
@@ -209,7 +210,8 @@ async function retentionSetup(t, { grant, maxEvents }) {
   await sql(`CREATE ROLE ${role} LOGIN; CREATE DATABASE ${db};`, { db: 'postgres' });
   await sql(`CREATE EXTENSION sse_bridge;
     GRANT USAGE ON SCHEMA sse_bridge TO ${role};
-    GRANT SELECT ON sse_bridge.events, sse_bridge.meta, sse_bridge.subscriptions TO ${role};
+    GRANT SELECT ON sse_bridge.events, sse_bridge.meta, sse_bridge.subscriptions,
+                    sse_bridge.subscription_versions TO ${role};
     GRANT EXECUTE ON FUNCTION sse_touch(uuid), sse_expire() TO ${role};
     ${grant ? `GRANT EXECUTE ON FUNCTION sse_prune(interval) TO ${role};` : ''}
     ALTER ROLE ${role} IN DATABASE ${db} SET sse_bridge.retention_max_events = ${maxEvents};

@@ -88,7 +88,7 @@ test('a prune overtaking a live subscription stream: reset, then the definition 
     GRANT USAGE ON SCHEMA sse_bridge TO ${role};
     GRANT SELECT ON sse_bridge.events, sse_bridge.meta, sse_bridge.subscriptions,
                     sse_bridge.subscription_versions TO ${role};
-    GRANT EXECUTE ON FUNCTION sse_touch(uuid) TO ${role};`);
+    GRANT EXECUTE ON FUNCTION sse_touch(uuid), sse_expire() TO ${role};`);
   t.defer(() => sql(`ALTER ROLE ${role} LOGIN;
     SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ${lit(role)};
     DROP OWNED BY ${role}; DROP ROLE IF EXISTS ${role};`).catch(() => {}));

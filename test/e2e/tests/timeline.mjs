@@ -161,7 +161,8 @@ test('timeline: replaced and pruned while the bridge was away: the live stream r
   const role = `sse_e2e_${uniq().toLowerCase()}`;
   const grants = `GRANT USAGE ON SCHEMA sse_bridge TO ${role};
     GRANT SELECT ON sse_bridge.events, sse_bridge.meta, sse_bridge.subscriptions,
-                    sse_bridge.subscription_versions TO ${role};`;
+                    sse_bridge.subscription_versions TO ${role};
+    GRANT EXECUTE ON FUNCTION sse_touch(uuid), sse_expire() TO ${role};`;
   await sql(`CREATE ROLE ${role} LOGIN;`, { db: 'postgres' });
   t.defer(() => sql(`ALTER ROLE ${role} LOGIN;
     SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ${lit(role)};
