@@ -1115,13 +1115,16 @@ stream_page_done(db_job *job, PGresult *res)
 		return;
 	assert(st->state == SS_REPLAYING);
 	metrics.replay_pages++;
-	if (!logread_fetch_ok(res)) {
-		log_warn("replay page failed: %s", res ? PQresultErrorMessage(res) : "stopped");
-		client_close(st->owner);
+	if (res != NULL && (job_timeline != ring_timeline() || st->redef)) {
+		stream_step(st);		/* read before a timeline change or a reset: read again */
 		return;
 	}
-	if (job_timeline != ring_timeline() || st->redef) {
-		stream_step(st);		/* read before a timeline change or a reset: read again */
+	/* a failed page never moves the cursor: the client resumes from it */
+	if (!logread_fetch_ok(res, st->cursor)) {
+		log_warn("replay page failed: %s", res == NULL ? "stopped" :
+				 PQresultStatus(res) == PGRES_TUPLES_OK ? "not an answer for the cursor" :
+				 PQresultErrorMessage(res));
+		client_close(st->owner);
 		return;
 	}
 	rows = PQntuples(res);

@@ -23,7 +23,8 @@
 #      fail; it must survive and still serve a reader to the end.
 #
 #   MEM_ONLY="replay injector ulimit"   a subset
-#   MEM_FAIL_EVERY="7 31 101 499"       N values for the injector
+#   MEM_FAIL_EVERY="7 31 61 101 127 499"  N values for the injector
+#   MEM_INJECTOR_REPS=2                 runs of each N
 #   MEM_BRIDGE=path  MEM_BRIDGE_FI=path other builds (e.g. an older tree's)
 # Every step is bounded in time; every process started here is stopped.
 set -uo pipefail
@@ -33,11 +34,14 @@ T=$ROOT/test/memory
 B=$T/build
 mkdir -p "$B"
 ONLY=${MEM_ONLY:-replay injector ulimit}
-FAIL_EVERY=${MEM_FAIL_EVERY:-7 31 101 499}
+FAIL_EVERY=${MEM_FAIL_EVERY:-7 31 61 101 127 499}
+INJECTOR_REPS=${MEM_INJECTOR_REPS:-2}
 BRIDGE=${MEM_BRIDGE:-$ROOT/bridge/sse-bridge}
 BRIDGE_FI=${MEM_BRIDGE_FI:-$ROOT/bridge/build/fi/sse-bridge}
 failed=0
 PIDS=()
+READERS=()
+SUB=
 
 for v in PGHOST PGPORT; do
   [ -n "${!v:-}" ] || { echo "memory: $v is not set; run through make test"; exit 1; }
@@ -172,13 +176,49 @@ test_replay() {
 }
 
 # ---------------------------------------------------------------- 2. injector
+any_alive() { local p; for p; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
+
+# slowread_fi NAME SECONDS RATE RCVBUF CLIENTS PATH EXPECT: readers from
+# Last-Event-ID 0 to the final marker (event "end"), compared row by row
+test_injector_readers() {
+  local name=$1 secs=$2 rate=$3 rcv=$4
+  "$B/slowread" --port "$BPORT" --path '/events?channel=mem.%23' --clients 6 --rate "$rate" \
+    --rcvbuf "$rcv" --seconds "$secs" --last-event-id 0 --until-event end \
+    --expect "$WORK/$name-all.ids" >"$WORK/$name-all.json" 2>"$WORK/$name-all.err" &
+  local r1=$!; PIDS+=("$r1")
+  "$B/slowread" --port "$BPORT" --path '/events?channel=mem.a&filter=%7B%22k%22%3A0%7D' --clients 4 \
+    --rate "$rate" --rcvbuf "$rcv" --seconds "$secs" --last-event-id 0 --until-event end \
+    --expect "$WORK/$name-k0.ids" >"$WORK/$name-filter.json" 2>"$WORK/$name-filter.err" &
+  local r2=$!; PIDS+=("$r2")
+  "$B/slowread" --port "$BPORT" --path "/events/$SUB" --clients 3 \
+    --rate "$rate" --rcvbuf "$rcv" --seconds "$secs" --last-event-id 0 --until-event end \
+    --expect "$WORK/$name-k0.ids" >"$WORK/$name-sub.json" 2>"$WORK/$name-sub.err" &
+  local r3=$!; PIDS+=("$r3")
+  READERS=("$r1" "$r2" "$r3")
+}
+
+# the ids each reader kind must get: every event before the final marker
+test_injector_expect() {
+  local name=$1
+  psql -qXtA -d "$DB" -c "SELECT id FROM sse_bridge.events
+    WHERE CASE WHEN channel LIKE '$%' THEN false ELSE sse_match('mem.#', channel) END ORDER BY id" >"$WORK/$name-all.ids" &&
+  psql -qXtA -d "$DB" -c "SELECT id FROM sse_bridge.events WHERE channel = 'mem.a'
+    AND sse_filter_match('{\"k\": 0}', data) ORDER BY id" >"$WORK/$name-k0.ids"
+}
+
+# test_injector N REP: a fresh database, nothing pruned; while every Nth
+# allocation fails, readers of three kinds replay from 0 and go live as
+# events are published, to a final marker; then, disarmed, the same again.
+# Every reader's whole sequence must be the log's, row by row.
 test_injector() {
-  local n=$1 log=$WORK/fi-$n.log head i res bad=0
-  echo "--- injector: every ${n}th allocation fails"
-  psql -qX -d "$DB" -c "TRUNCATE sse_bridge.events" >/dev/null
+  local n=$1 rep=$2 name=fi-$1-$2 log head i res bad=0 kind phase
+  log=$WORK/$name.log
+  echo "--- injector: every ${n}th allocation fails (run $rep)"
+  dropdb --if-exists "$DB" && createdb "$DB" && psql -qX -d "$DB" -c 'CREATE EXTENSION sse_bridge' >/dev/null \
+    || { fail "injector N=$n: fresh database"; return; }
   # the subscription exists before the events: a replay judges each event by
   # the definition valid at its position, and nothing before its creation
-  local sub; sub=$(psql -qXtA -d "$DB" -c "SELECT sse_subscribe_filter(ARRAY['mem.a'], '{\"k\": 0}')")
+  SUB=$(psql -qXtA -d "$DB" -c "SELECT sse_subscribe_filter(ARRAY['mem.a'], '{\"k\": 0}')")
   psql -qX -d "$DB" >/dev/null <<'SQL' || { fail "injector: publish"; return; }
 SELECT count(sse_publish('mem.a', jsonb_build_object('k', i % 3, 'pad', repeat('p', (i * 997) % 20000)), 'e' || (i % 5)))
   FROM generate_series(1, 150) i;
@@ -188,59 +228,52 @@ SQL
     SSE_BRIDGE_REPLAY_CACHE=256k start_bridge "$log" "$BRIDGE_FI" --log-level error \
     || { fail "injector N=$n: bridge start"; return; }
   kill -USR1 "$BPID"         # arm
-  (for i in $(seq 1 20); do
-     psql -qX -d "$DB" -c "SELECT sse_publish('mem.a', jsonb_build_object('k', $i % 3, 'pad', repeat('q', $i * 500)))" \
-       -c "SELECT sse_publish('mem.b', 'tail $i')" >/dev/null
-     sleep 0.2
-   done) &
-  local pub=$!
-  PIDS+=("$pub")
-  wait "$pub"
-  head=$(head_id)
-  # the last event matches every reader below
-  psql -qX -d "$DB" -c "SELECT sse_publish('mem.a', jsonb_build_object('k', 0, 'last', true))" >/dev/null
-  head=$(head_id)
-  "$B/slowread" --port "$BPORT" --path '/events?channel=mem.%23' --clients 6 --rate 2000000 --rcvbuf 65536 \
-    --seconds 8 --last-event-id 0 --until "$head" >"$WORK/fi-$n-a.json" &
-  local r1=$!; PIDS+=("$r1")
-  "$B/slowread" --port "$BPORT" --path '/events?channel=mem.a&filter=%7B%22k%22%3A0%7D' --clients 4 \
-    --rate 500000 --rcvbuf 16384 --seconds 8 --last-event-id 0 --until "$head" >"$WORK/fi-$n-b.json" &
-  local r2=$!; PIDS+=("$r2")
-  "$B/slowread" --port "$BPORT" --path "/events/$sub" --clients 3 \
-    --rate 500000 --rcvbuf 16384 --seconds 8 --last-event-id 0 --until "$head" >"$WORK/fi-$n-e.json" &
-  local r3=$!; PIDS+=("$r3")
-  wait "$r1" "$r2" "$r3"
+  test_injector_readers "$name-1" 60 2000000 65536
+  for i in $(seq 1 20); do   # live events while the readers replay, one commit each
+    echo "SELECT sse_publish('mem.a', jsonb_build_object('k', $i % 3, 'pad', repeat('q', $i * 500)));"
+    echo "SELECT sse_publish('mem.b', 'tail $i');"
+    echo "SELECT pg_sleep(0.05);"
+  done | psql -qX -v ON_ERROR_STOP=1 -d "$DB" >/dev/null || { fail "injector N=$n: publish"; }
+  if ! { test_injector_expect "$name-1" && cp "$WORK/$name-1-all.ids" "$WORK/$name-2-all.ids" &&
+          cp "$WORK/$name-1-k0.ids" "$WORK/$name-2-k0.ids"; }; then
+    kill "${READERS[@]}" 2>/dev/null; wait "${READERS[@]}"; stop_bridge "$log"
+    fail "injector N=$n: the expected ids"; return
+  fi
+  # the final marker matches every reader
+  psql -qX -d "$DB" -c "SELECT sse_publish('mem.a', jsonb_build_object('k', 0, 'last', true), 'end')" >/dev/null
+  # under injection a reader may not get there: it stops after a bounded
+  # time with what it has (still compared row by row, as a prefix)
+  for i in $(seq 1 40); do
+    any_alive "${READERS[@]}" || break
+    sleep 0.1
+  done
+  kill -TERM "${READERS[@]}" 2>/dev/null
+  wait "${READERS[@]}"
   kill -0 "$BPID" 2>/dev/null || { stop_bridge "$log"; fail "injector N=$n: the bridge died under injection"; return; }
   kill -USR2 "$BPID"         # disarm: every reader must now complete by replaying
   local injected peak over
   injected=$(metric "$BPORT" sse_bridge_alloc_failures_injected_total)
-  "$B/slowread" --port "$BPORT" --path '/events?channel=mem.%23' --clients 6 --rate 20000000 --rcvbuf 65536 \
-    --seconds 30 --last-event-id 0 --until "$head" >"$WORK/fi-$n-c.json" &
-  r1=$!; PIDS+=("$r1")
-  "$B/slowread" --port "$BPORT" --path '/events?channel=mem.a&filter=%7B%22k%22%3A0%7D' --clients 4 \
-    --rate 20000000 --rcvbuf 65536 --seconds 30 --last-event-id 0 --until "$head" >"$WORK/fi-$n-d.json" &
-  r2=$!; PIDS+=("$r2")
-  "$B/slowread" --port "$BPORT" --path "/events/$sub" --clients 3 \
-    --rate 20000000 --rcvbuf 65536 --seconds 30 --last-event-id 0 --until "$head" >"$WORK/fi-$n-f.json" &
-  r3=$!; PIDS+=("$r3")
-  wait "$r1" "$r2" "$r3"
-  for res in a b e c d f; do echo "    $res: $(cat "$WORK/fi-$n-$res.json")"; done
+  test_injector_readers "$name-2" 30 20000000 65536
+  wait "${READERS[@]}"
+  for phase in 1 2; do
+    for kind in all filter sub; do
+      res=$(cat "$WORK/$name-$phase-$kind.json")
+      echo "    $([ $phase = 1 ] && echo armed || echo disarmed) $kind: $res"
+      sed 's/^/      /' "$WORK/$name-$phase-$kind.err"
+      [ "$(val "$res" order_errors)" = 0 ] && [ "$(val "$res" seq_errors)" = 0 ] &&
+        [ "$(val "$res" resets)" = 0 ] || bad=1
+      [ $phase = 1 ] || [ "$(val "$res" done)" = "$(val "$res" clients)" ] || bad=1
+    done
+  done
   peak=$(metric "$BPORT" sse_bridge_client_queue_peak_bytes)
   over=$(metric "$BPORT" sse_bridge_client_queue_over_total)
   echo "    injected failures: ${injected:-unknown}; queue peak ${peak:-?} B (limit 65536), over ${over:-?}"
-  for res in a b c d e f; do
-    [ "$(val "$(cat "$WORK/fi-$n-$res.json")" order_errors)" = 0 ] || bad=1
-  done
-  for res in c d f; do
-    local j; j=$(cat "$WORK/fi-$n-$res.json")
-    [ "$(val "$j" done)" = "$(val "$j" clients)" ] || bad=1
-  done
   stop_bridge "$log" || { fail "injector N=$n: no crash, clean exit, no sanitizer report"; return; }
   [ "${injected:-0}" -gt 0 ] 2>/dev/null || { fail "injector N=$n: nothing was injected"; return; }
-  [ $bad = 0 ] || { fail "injector N=$n: readers incomplete or out of order"; return; }
+  [ $bad = 0 ] || { fail "injector N=$n run $rep: a reader's sequence differs from the log (skipped, repeated, reordered, reset or incomplete)"; return; }
   [ "${over:-1}" = 0 ] && [ "${peak:-99999999}" -le 65536 ] \
     || { fail "injector N=$n: a queue went over --client-queue (peak ${peak:-?}, over ${over:-?})"; return; }
-  ok "injector N=$n: $injected failures injected; no crash, no leak, every reader complete and in order"
+  ok "injector N=$n run $rep: $injected failures injected; no crash, no leak, every reader's sequence is the log's"
 }
 
 # ---------------------------------------------------------------- 3. ulimit
@@ -277,7 +310,10 @@ test_ulimit() {
 for t in $ONLY; do
   case $t in
     replay) test_replay 256 0; test_replay 96 1 ;;
-    injector) for n in $FAIL_EVERY; do test_injector "$n"; done ;;
+    injector)
+      for r in $(seq 1 "$INJECTOR_REPS"); do
+        for n in $FAIL_EVERY; do test_injector "$n" "$r"; done
+      done ;;
     ulimit) test_ulimit ;;
   esac
 done
