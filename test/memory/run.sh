@@ -17,7 +17,11 @@
 #      never crash, every client must still receive every event in order
 #      (closed clients reconnect and replay), no queue may exceed
 #      --client-queue, and it must exit 0 on SIGTERM without a sanitizer
-#      report (LeakSanitizer included).
+#      report (LeakSanitizer included).  Each run has a fresh database
+#      (nothing pruned); readers of three kinds replay from 0 while events
+#      are published, to a final marker event, and each reader's whole
+#      sequence is compared with the log row by row (slowread --expect):
+#      nothing skipped, repeated, reordered, and no reset.
 #   3. ulimit: the plain build under `ulimit -v` with an unbounded
 #      --max-memory, slow readers replaying big events: allocations really
 #      fail; it must survive and still serve a reader to the end.
@@ -108,7 +112,7 @@ stop_bridge() {
 # (the test has failed; this protects the machine).  Output in $WORK/$1.json.
 watched() {
   local name=$1 cap=$2 sr; shift 2
-  "$B/slowread" --port "$BPORT" --pid "$BPID" "$@" >"$WORK/$name.json" &
+  "$B/slowread" --port "$BPORT" --pid "$BPID" "$@" >"$WORK/$name.json" 2>"$WORK/$name.err" &
   sr=$!
   PIDS+=("$sr")
   while kill -0 "$sr" 2>/dev/null; do
@@ -126,6 +130,8 @@ publish_big() {   # publish_big N BYTES
 }
 
 head_id() { psql -qXtA -d "$DB" -c "SELECT max(id) FROM sse_bridge.events"; }
+# the ids of mem.big, which every reader of it must get in this order
+big_ids() { psql -qXtA -d "$DB" -c "SELECT id FROM sse_bridge.events WHERE channel = 'mem.big' ORDER BY id" >"$1"; }
 
 # ---------------------------------------------------------------- 1. replay
 # test_replay BOUND_MB SHED: SHED=1 expects the bound to be reached (shedding)
@@ -137,15 +143,17 @@ test_replay() {
     publish_big 300 1000000 || { fail "publish"; return; }
   fi
   head=$(head_id)
+  big_ids "$WORK/big.ids" || { fail "replay: the expected ids"; return; }
   # the environment form of the options, so that an older build still starts
   SSE_BRIDGE_MAX_MEMORY=${bound_mb}M SSE_BRIDGE_CLIENT_QUEUE=1M SSE_BRIDGE_REPLAY_CACHE=16M \
     start_bridge "$log" "$BRIDGE" --log-level warn || { fail "replay: bridge start"; return; }
   "$B/slowread" --port "$BPORT" --path '/events?channel=mem.big' --clients 2 --rate 100000000 \
-    --rcvbuf 262144 --seconds 90 --last-event-id 0 --until "$head" >"$WORK/fast.json" &
+    --rcvbuf 262144 --seconds 90 --last-event-id 0 --until "$head" --expect "$WORK/big.ids" \
+    >"$WORK/fast.json" 2>"$WORK/fast.err" &
   local fastpid=$!
   PIDS+=("$fastpid")
   watched slow $((bound_mb * 1024 * 2)) --path '/events?channel=mem.big' --clients 100 \
-    --rate 10240 --rcvbuf 4096 --seconds 30 --last-event-id 0 --stagger 20
+    --rate 10240 --rcvbuf 4096 --seconds 30 --last-event-id 0 --stagger 20 --expect "$WORK/big.ids"
   for _ in $(seq 1 500); do kill -0 "$fastpid" 2>/dev/null || break; kill -0 "$BPID" 2>/dev/null || break; sleep 0.1; done
   kill "$fastpid" 2>/dev/null; wait "$fastpid" 2>/dev/null
   slow=$(cat "$WORK/slow.json"); fast=$(cat "$WORK/fast.json")
@@ -164,9 +172,11 @@ test_replay() {
   # one event (1 MB of data -> 1,000,0xx bytes of frame) may exceed the 1 MiB limit only alone
   if [ -n "$peak" ] && [ "$peak" -le 1048576 ] && [ "${over:-1}" = 0 ]; then ok "replay: no queue over --client-queue (peak $peak B)"
   else fail "replay: queue peak ${peak:-unknown} B, over-limit pushes ${over:-unknown}"; fi
-  if [ "$(val "$fast" done)" = 2 ] && [ "$(val "$fast" order_errors)" = 0 ] && [ "$(val "$slow" order_errors)" = 0 ]; then
-    ok "replay: the 2 fast readers got all $head events in order"
-  else fail "replay: fast readers incomplete or out of order"; fi
+  cat "$WORK/fast.err" "$WORK/slow.err" 2>/dev/null | sed 's/^/    /'
+  if [ "$(val "$fast" done)" = 2 ] && [ "$(val "$fast" order_errors)" = 0 ] && [ "$(val "$slow" order_errors)" = 0 ] &&
+     [ "$(val "$fast" seq_errors)" = 0 ] && [ "$(val "$slow" seq_errors)" = 0 ]; then
+    ok "replay: the 2 fast readers got all $head events as in the log; each slow reader a prefix of it"
+  else fail "replay: a reader's sequence differs from the log, or a fast reader is incomplete"; fi
   if [ "$(val "$slow" bytes)" -gt 0 ] 2>/dev/null; then ok "replay: slow readers were served ($(val "$slow" bytes) bytes)"
   else fail "replay: slow readers got nothing"; fi
   if [ "$shed_expected" = 1 ]; then
@@ -283,6 +293,7 @@ test_ulimit() {
   psql -qX -d "$DB" -c "TRUNCATE sse_bridge.events" >/dev/null
   publish_big 300 1000000 || { fail "publish"; return; }
   head=$(head_id)
+  big_ids "$WORK/ulimit.ids" || { fail "ulimit: the expected ids"; return; }
   (ulimit -v $vm; SSE_BRIDGE_MAX_MEMORY=0 SSE_BRIDGE_CLIENT_QUEUE=64M SSE_BRIDGE_REPLAY_CACHE=8M \
      start_bridge "$log" "$BRIDGE" --log-level warn; echo "$BPID $BPORT" >"$WORK/ulimit.pid"; wait "$BPID") &
   PIDS+=("$!")
@@ -290,10 +301,11 @@ test_ulimit() {
   read -r BPID BPORT <"$WORK/ulimit.pid" || { fail "ulimit: bridge start"; return; }
   PIDS+=("$BPID")
   "$B/slowread" --port "$BPORT" --path '/events?channel=mem.big' --clients 30 --rate 10240 \
-    --rcvbuf 4096 --seconds 25 --last-event-id 0 >"$WORK/ulimit-slow.json" &
+    --rcvbuf 4096 --seconds 25 --last-event-id 0 --expect "$WORK/ulimit.ids" >"$WORK/ulimit-slow.json" &
   local s=$!; PIDS+=("$s")
   "$B/slowread" --port "$BPORT" --path '/events?channel=mem.big' --clients 1 --rate 100000000 \
-    --rcvbuf 262144 --seconds 60 --last-event-id 0 --until "$head" >"$WORK/ulimit-fast.json"
+    --rcvbuf 262144 --seconds 60 --last-event-id 0 --until "$head" --expect "$WORK/ulimit.ids" \
+    >"$WORK/ulimit-fast.json"
   wait "$s"
   echo "    slow: $(cat "$WORK/ulimit-slow.json")"
   echo "    fast: $(cat "$WORK/ulimit-fast.json")"
@@ -304,6 +316,9 @@ test_ulimit() {
   for _ in $(seq 1 100); do kill -0 "$BPID" 2>/dev/null || break; sleep 0.1; done
   kill -0 "$BPID" 2>/dev/null && { kill -KILL "$BPID"; fail "ulimit: no exit on SIGTERM"; return; }
   if [ "$(val "$(cat "$WORK/ulimit-fast.json")" done)" != 1 ]; then fail "ulimit: the fast reader did not complete"; return; fi
+  if [ "$(val "$(cat "$WORK/ulimit-fast.json")" seq_errors)" != 0 ] || [ "$(val "$(cat "$WORK/ulimit-slow.json")" seq_errors)" != 0 ]; then
+    fail "ulimit: a reader's sequence differs from the log"; return
+  fi
   ok "ulimit: survived under ulimit -v $vm with 30 slow readers; a reader received all 300 events (to id $head)"
 }
 
