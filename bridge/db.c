@@ -81,24 +81,28 @@ db_set_state(db_link *l, db_state st)
 	l->state = st;
 }
 
-static char *
-db_strdup(const char *s)
-{
-	return s ? strdup(s) : NULL;
-}
-
+/*
+ * A job with its own copies of the parameters (a NULL parameter stays SQL
+ * NULL).  NULL when any copy fails: a parameter lost to an allocation
+ * failure must never reach the server as NULL, which every statement here
+ * would answer as if it were asked for nothing (an empty page, no row).
+ */
 static db_job *
 db_job_alloc(int nparams, const char *const *params, db_done_fn done, void *owner)
 {
 	db_job	   *job = calloc(1, sizeof(db_job));
 
-	if (job == NULL || nparams > DB_MAX_PARAMS) {
+	if (job == NULL || nparams < 0 || nparams > DB_MAX_PARAMS) {
 		free(job);
 		return NULL;
 	}
 	job->nparams = nparams;
-	for (int i = 0; i < nparams; i++)
-		job->params[i] = db_strdup(params[i]);
+	for (int i = 0; i < nparams; i++) {
+		if (params[i] != NULL && (job->params[i] = strdup(params[i])) == NULL) {
+			db_job_free(job);
+			return NULL;
+		}
+	}
 	job->done = done;
 	job->owner = owner;
 	return job;

@@ -197,9 +197,10 @@ feed_fetch_done(db_job *job, PGresult *res)
 	feed.inflight = false;
 	if (res == NULL)
 		return;
-	if (!logread_fetch_ok(res)) {
-		log_error("live fetch failed: %s", PQresultErrorMessage(res));
-		return;
+	if (!logread_fetch_ok(res, ring_hi())) {
+		log_error("live fetch failed: %s", PQresultStatus(res) == PGRES_TUPLES_OK ?
+				  "not an answer for the live cursor" : PQresultErrorMessage(res));
+		return;					/* the backstop poll reads again */
 	}
 	rows = PQntuples(res);
 	pruned = logread_pruned(res);

@@ -59,13 +59,16 @@
  * it read before (a timeline check, docs/design.md) and skips it; up to
  * $2 rows after the cursor follow, and none after the first of them once
  * $3 bytes of their payload precede it (the row at the cursor is not
- * counted).
+ * counted).  Every row repeats $1 (FETCH_FROM): an answer is used only for
+ * the cursor it was read from, so an empty page can only ever prove that
+ * nothing follows that cursor.
  */
-enum {FETCH_PRUNED, FETCH_ID, FETCH_CHANNEL, FETCH_EVENT, FETCH_DATA, FETCH_CREATED_US};
+enum {FETCH_PRUNED, FETCH_ID, FETCH_CHANNEL, FETCH_EVENT, FETCH_DATA, FETCH_CREATED_US,
+FETCH_FROM};
 
 static const char logread_fetch_sql[] =
 	"SELECT m.pruned_through, e.id, e.channel, e.event, e.data, "
-	LOGREAD_US("e") " AS created_us "
+	LOGREAD_US("e") " AS created_us, $1::bigint AS from_id "
 	"FROM sse_bridge.meta m LEFT JOIN LATERAL ("
 	"SELECT * FROM (SELECT x.*, COALESCE(" PGC "sum(" PGC "octet_length(x.data)) "
 	"FILTER (WHERE x.id" OP(">") "$1::bigint) OVER (ORDER BY x.id)"
@@ -569,10 +572,10 @@ logread_text(const PGresult *res, int row, int col)
 }
 
 bool
-logread_fetch_ok(const PGresult *res)
+logread_fetch_ok(const PGresult *res, int64_t from)
 {
 	return res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) >= 1 &&
-		PQnfields(res) == FETCH_CREATED_US + 1;
+		PQnfields(res) == FETCH_FROM + 1 && logread_int(res, 0, FETCH_FROM, -1) == from;
 }
 
 int64_t

@@ -88,8 +88,11 @@ db_job	   *logread_prune(db_done_fn done, void *owner);
 
 /* ---- decoding ---- */
 
-/* A fetch/page result: true when usable (at least the meta row). */
-bool		logread_fetch_ok(const PGresult *res);
+/*
+ * A fetch/page result: true when usable (at least the meta row) and read
+ * from the cursor `from` (anything else proves nothing about that cursor).
+ */
+bool		logread_fetch_ok(const PGresult *res, int64_t from);
 /* The prune point carried by every fetch/page row. */
 int64_t		logread_pruned(const PGresult *res);
 

@@ -1124,16 +1124,19 @@ stream_page_done(db_job *job, PGresult *res)
 		return;
 	assert(st->state == SS_REPLAYING);
 	metrics.replay_pages++;
-	if (!logread_fetch_ok(res)) {
-		const char *msg = res ? PQresultErrorMessage(res) : "stopped";
+	if (res != NULL && (job_timeline != ring_timeline() || st->redef)) {
+		stream_step(st);		/* read before a timeline change or a reset: read again */
+		return;
+	}
+	/* a failed page never moves the cursor: the client resumes from it */
+	if (!logread_fetch_ok(res, st->cursor)) {
+		const char *msg = res == NULL ? "stopped" :
+			PQresultStatus(res) == PGRES_TUPLES_OK ? "not an answer for the cursor" :
+			PQresultErrorMessage(res);
 		char		detail[200];
 
 		snprintf(detail, sizeof(detail), "replay page failed: %.*s", (int) strcspn(msg, "\n"), msg);
 		client_disconnect(st->owner, false, CLOSE_DATABASE, detail);
-		return;
-	}
-	if (job_timeline != ring_timeline() || st->redef) {
-		stream_step(st);		/* read before a timeline change or a reset: read again */
 		return;
 	}
 	rows = PQntuples(res);

@@ -19,6 +19,7 @@
 #include "mem.h"
 #include "metrics.h"
 #include "ring.h"
+#include "logread.h"
 #include "sse_json.h"
 #include "stream.h"
 #include "work.h"
@@ -107,21 +108,35 @@ queued_events(client *c)
 	return n;
 }
 
-/* A fetch result: rows from..from+n-1 on channel "c", odd rows named. */
+/*
+ * A fetch result read from cursor `asked` (NULL: as the server answers a
+ * NULL parameter): rows from..from+n-1 on channel "c", odd rows named; n 0:
+ * the one row of NULLs after the meta.
+ */
 static PGresult *
-page(int64_t pruned, int64_t from, int n)
+page_from(int64_t pruned, int64_t from, int n, const char *asked)
 {
-	PGresAttDesc att[6];
-	const char *names[6] = {"pruned_through", "id", "channel", "event", "data", "created_us"};
+	PGresAttDesc att[7];
+	const char *names[7] = {"pruned_through", "id", "channel", "event", "data", "created_us",
+	"from_id"};
 	PGresult   *r = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
 	char		buf[64];
 
 	memset(att, 0, sizeof(att));
-	for (int i = 0; i < 6; i++) {
+	for (int i = 0; i < 7; i++) {
 		att[i].name = (char *) names[i];
 		att[i].typlen = -1;
 	}
-	assert_true(PQsetResultAttrs(r, 6, att));
+	assert_true(PQsetResultAttrs(r, 7, att));
+	for (int i = 0; i < (n > 0 ? n : 1); i++) {
+		PQsetvalue(r, i, 6, (char *) asked, asked ? (int) strlen(asked) : -1);
+	}
+	if (n == 0) {
+		snprintf(buf, sizeof(buf), "%" PRId64, pruned);
+		PQsetvalue(r, 0, 0, buf, (int) strlen(buf));
+		for (int k = 1; k < 6; k++)
+			PQsetvalue(r, 0, k, NULL, -1);
+	}
 	for (int i = 0; i < n; i++) {
 		snprintf(buf, sizeof(buf), "%" PRId64, pruned);
 		PQsetvalue(r, i, 0, buf, (int) strlen(buf));
@@ -134,6 +149,111 @@ page(int64_t pruned, int64_t from, int n)
 		PQsetvalue(r, i, 5, "0", 1);
 	}
 	return r;
+}
+
+static PGresult *
+page(int64_t pruned, int64_t from, int n)
+{
+	return page_from(pruned, from, n, "0");	/* the streams here start at 0 */
+}
+
+/*
+ * Every statement the bridge sends is built with its parameters copied:
+ * for every k, the kth allocation fails.  A job is then either not made or
+ * has every parameter -- never a NULL in place of one (the server would
+ * answer a fetch from NULL with an empty page, and the reader would take
+ * it as proof that nothing follows its cursor).
+ */
+static void
+test_job_params(void **state)
+{
+	uint64_t	k, clean = 0;
+	char	   *pats[2] = {"a.b", "c.#"};
+
+	(void) state;
+	for (k = 1; clean == 0; k++) {
+		uint64_t	inj = mem_injected();
+		db_job	   *fetch, *open, *sql;
+		const char *p2[2] = {"x", "y"};
+
+		mem_fail_at(k);
+		fetch = logread_fetch(41, 7, 100, NULL, NULL);
+		open = logread_open(NULL, 5, pats, 2, NULL, NULL);
+		sql = db_job_sql("SELECT $1, $2", 2, p2, NULL, NULL);
+		mem_fail_every(0);
+		if (mem_injected() == inj)
+			clean = k;
+		if (fetch != NULL) {
+			assert_int_equal(fetch->nparams, 3);
+			assert_non_null(fetch->params[0]);
+			assert_non_null(fetch->params[1]);
+			assert_non_null(fetch->params[2]);
+			assert_string_equal(fetch->params[0], "41");
+			assert_string_equal(fetch->params[1], "7");
+			assert_string_equal(fetch->params[2], "100");
+		}
+		if (open != NULL) {
+			assert_non_null(open->params[0]);
+			assert_non_null(open->params[1]);
+			assert_string_equal(open->params[0], "{\"a.b\",\"c.#\"}");
+			assert_string_equal(open->params[1], "5");
+		}
+		if (sql != NULL) {
+			assert_non_null(sql->sql);
+			assert_non_null(sql->params[0]);
+			assert_non_null(sql->params[1]);
+		}
+		if (clean)
+			assert_true(fetch != NULL && open != NULL && sql != NULL);
+		db_job_free(fetch);
+		db_job_free(open);
+		db_job_free(sql);
+		assert_true(k < 1000);
+	}
+	print_message("jobs: %" PRIu64 " allocation points failed one by one\n", clean - 1);
+}
+
+/*
+ * An empty page proves that nothing follows the cursor it was read from,
+ * and nothing about any other: a stream at 0 whose page answer was read
+ * from NULL (or another cursor) must not move (the live head is at 1000):
+ * its client closes and resumes from 0.  Read from 0, the same page moves
+ * it to the head and it goes live.
+ */
+static void
+test_page_for_another_cursor(void **state)
+{
+	const char *asked[3] = {NULL, "7", "0"};
+
+	(void) state;
+	cfg.client_queue = 1 << 20;
+	hub_init(stream_deliver);
+	ring_init(1 << 20, 1024);
+	ring_reset(1000, LOGPOS_NO_ROW);
+	for (int i = 0; i < 3; i++) {
+		client	   *c = mkstream("c", NULL, 0);
+		PGresult   *r = page_from(0, 0, 0, asked[i]);
+		db_job	   *job;
+
+		stream_run();
+		assert_non_null(job = next_job());
+		job->done(job, r);
+		PQclear(r);
+		while (stream_run())
+			;
+		if (asked[i] == NULL || strcmp(asked[i], "0") != 0) {
+			/* closing (its stream may be gone already), never moved on */
+			assert_true(client_gone(c));
+			assert_true(c->st == NULL || (c->st->cursor == 0 && c->st->state != SS_LIVE));
+		} else {
+			assert_false(client_gone(c));
+			assert_int_equal(c->st->cursor, 1000);
+			assert_int_equal(c->st->state, SS_LIVE);
+		}
+		close_all();
+	}
+	ring_shutdown();
+	hub_shutdown();
 }
 
 /*
@@ -269,6 +389,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_page_failures),
 		cmocka_unit_test(test_live_and_cache_failures),
+		cmocka_unit_test(test_job_params),
+		cmocka_unit_test(test_page_for_another_cursor),
 	};
 	int			r;
 

@@ -17,13 +17,18 @@
 #      never crash, every client must still receive every event in order
 #      (closed clients reconnect and replay), no queue may exceed
 #      --client-queue, and it must exit 0 on SIGTERM without a sanitizer
-#      report (LeakSanitizer included).
+#      report (LeakSanitizer included).  Each run has a fresh database
+#      (nothing pruned); readers of three kinds replay from 0 while events
+#      are published, to a final marker event, and each reader's whole
+#      sequence is compared with the log row by row (slowread --expect):
+#      nothing skipped, repeated, reordered, and no reset.
 #   3. ulimit: the plain build under `ulimit -v` with an unbounded
 #      --max-memory, slow readers replaying big events: allocations really
 #      fail; it must survive and still serve a reader to the end.
 #
 #   MEM_ONLY="replay injector ulimit"   a subset
-#   MEM_FAIL_EVERY="7 31 101 499"       N values for the injector
+#   MEM_FAIL_EVERY="7 31 61 101 127 499"  N values for the injector
+#   MEM_INJECTOR_REPS=2                 runs of each N
 #   MEM_BRIDGE=path  MEM_BRIDGE_FI=path other builds (e.g. an older tree's)
 # Every step is bounded in time; every process started here is stopped.
 set -uo pipefail
@@ -33,11 +38,14 @@ T=$ROOT/test/memory
 B=$T/build
 mkdir -p "$B"
 ONLY=${MEM_ONLY:-replay injector ulimit}
-FAIL_EVERY=${MEM_FAIL_EVERY:-7 31 101 499}
+FAIL_EVERY=${MEM_FAIL_EVERY:-7 31 61 101 127 499}
+INJECTOR_REPS=${MEM_INJECTOR_REPS:-2}
 BRIDGE=${MEM_BRIDGE:-$ROOT/bridge/sse-bridge}
 BRIDGE_FI=${MEM_BRIDGE_FI:-$ROOT/bridge/build/fi/sse-bridge}
 failed=0
 PIDS=()
+READERS=()
+SUB=
 
 for v in PGHOST PGPORT; do
   [ -n "${!v:-}" ] || { echo "memory: $v is not set; run through make test"; exit 1; }
@@ -104,7 +112,7 @@ stop_bridge() {
 # (the test has failed; this protects the machine).  Output in $WORK/$1.json.
 watched() {
   local name=$1 cap=$2 sr; shift 2
-  "$B/slowread" --port "$BPORT" --pid "$BPID" "$@" >"$WORK/$name.json" &
+  "$B/slowread" --port "$BPORT" --pid "$BPID" "$@" >"$WORK/$name.json" 2>"$WORK/$name.err" &
   sr=$!
   PIDS+=("$sr")
   while kill -0 "$sr" 2>/dev/null; do
@@ -122,6 +130,8 @@ publish_big() {   # publish_big N BYTES
 }
 
 head_id() { psql -qXtA -d "$DB" -c "SELECT max(id) FROM sse_bridge.events"; }
+# the ids of mem.big, which every reader of it must get in this order
+big_ids() { psql -qXtA -d "$DB" -c "SELECT id FROM sse_bridge.events WHERE channel = 'mem.big' ORDER BY id" >"$1"; }
 
 # ---------------------------------------------------------------- 1. replay
 # test_replay BOUND_MB SHED: SHED=1 expects the bound to be reached (shedding)
@@ -133,15 +143,17 @@ test_replay() {
     publish_big 300 1000000 || { fail "publish"; return; }
   fi
   head=$(head_id)
+  big_ids "$WORK/big.ids" || { fail "replay: the expected ids"; return; }
   # the environment form of the options, so that an older build still starts
   SSE_BRIDGE_MAX_MEMORY=${bound_mb}M SSE_BRIDGE_CLIENT_QUEUE=1M SSE_BRIDGE_REPLAY_CACHE=16M \
     start_bridge "$log" "$BRIDGE" --log-level warn || { fail "replay: bridge start"; return; }
   "$B/slowread" --port "$BPORT" --path '/events?channel=mem.big' --clients 2 --rate 100000000 \
-    --rcvbuf 262144 --seconds 90 --last-event-id 0 --until "$head" >"$WORK/fast.json" &
+    --rcvbuf 262144 --seconds 90 --last-event-id 0 --until "$head" --expect "$WORK/big.ids" \
+    >"$WORK/fast.json" 2>"$WORK/fast.err" &
   local fastpid=$!
   PIDS+=("$fastpid")
   watched slow $((bound_mb * 1024 * 2)) --path '/events?channel=mem.big' --clients 100 \
-    --rate 10240 --rcvbuf 4096 --seconds 30 --last-event-id 0 --stagger 20
+    --rate 10240 --rcvbuf 4096 --seconds 30 --last-event-id 0 --stagger 20 --expect "$WORK/big.ids"
   for _ in $(seq 1 500); do kill -0 "$fastpid" 2>/dev/null || break; kill -0 "$BPID" 2>/dev/null || break; sleep 0.1; done
   kill "$fastpid" 2>/dev/null; wait "$fastpid" 2>/dev/null
   slow=$(cat "$WORK/slow.json"); fast=$(cat "$WORK/fast.json")
@@ -160,9 +172,11 @@ test_replay() {
   # one event (1 MB of data -> 1,000,0xx bytes of frame) may exceed the 1 MiB limit only alone
   if [ -n "$peak" ] && [ "$peak" -le 1048576 ] && [ "${over:-1}" = 0 ]; then ok "replay: no queue over --client-queue (peak $peak B)"
   else fail "replay: queue peak ${peak:-unknown} B, over-limit pushes ${over:-unknown}"; fi
-  if [ "$(val "$fast" done)" = 2 ] && [ "$(val "$fast" order_errors)" = 0 ] && [ "$(val "$slow" order_errors)" = 0 ]; then
-    ok "replay: the 2 fast readers got all $head events in order"
-  else fail "replay: fast readers incomplete or out of order"; fi
+  cat "$WORK/fast.err" "$WORK/slow.err" 2>/dev/null | sed 's/^/    /'
+  if [ "$(val "$fast" done)" = 2 ] && [ "$(val "$fast" order_errors)" = 0 ] && [ "$(val "$slow" order_errors)" = 0 ] &&
+     [ "$(val "$fast" seq_errors)" = 0 ] && [ "$(val "$slow" seq_errors)" = 0 ]; then
+    ok "replay: the 2 fast readers got all $head events as in the log; each slow reader a prefix of it"
+  else fail "replay: a reader's sequence differs from the log, or a fast reader is incomplete"; fi
   if [ "$(val "$slow" bytes)" -gt 0 ] 2>/dev/null; then ok "replay: slow readers were served ($(val "$slow" bytes) bytes)"
   else fail "replay: slow readers got nothing"; fi
   if [ "$shed_expected" = 1 ]; then
@@ -172,13 +186,49 @@ test_replay() {
 }
 
 # ---------------------------------------------------------------- 2. injector
+any_alive() { local p; for p; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
+
+# slowread_fi NAME SECONDS RATE RCVBUF CLIENTS PATH EXPECT: readers from
+# Last-Event-ID 0 to the final marker (event "end"), compared row by row
+test_injector_readers() {
+  local name=$1 secs=$2 rate=$3 rcv=$4
+  "$B/slowread" --port "$BPORT" --path '/events?channel=mem.%23' --clients 6 --rate "$rate" \
+    --rcvbuf "$rcv" --seconds "$secs" --last-event-id 0 --until-event end \
+    --expect "$WORK/$name-all.ids" >"$WORK/$name-all.json" 2>"$WORK/$name-all.err" &
+  local r1=$!; PIDS+=("$r1")
+  "$B/slowread" --port "$BPORT" --path '/events?channel=mem.a&filter=%7B%22k%22%3A0%7D' --clients 4 \
+    --rate "$rate" --rcvbuf "$rcv" --seconds "$secs" --last-event-id 0 --until-event end \
+    --expect "$WORK/$name-k0.ids" >"$WORK/$name-filter.json" 2>"$WORK/$name-filter.err" &
+  local r2=$!; PIDS+=("$r2")
+  "$B/slowread" --port "$BPORT" --path "/events/$SUB" --clients 3 \
+    --rate "$rate" --rcvbuf "$rcv" --seconds "$secs" --last-event-id 0 --until-event end \
+    --expect "$WORK/$name-k0.ids" >"$WORK/$name-sub.json" 2>"$WORK/$name-sub.err" &
+  local r3=$!; PIDS+=("$r3")
+  READERS=("$r1" "$r2" "$r3")
+}
+
+# the ids each reader kind must get: every event before the final marker
+test_injector_expect() {
+  local name=$1
+  psql -qXtA -d "$DB" -c "SELECT id FROM sse_bridge.events
+    WHERE CASE WHEN channel LIKE '$%' THEN false ELSE sse_match('mem.#', channel) END ORDER BY id" >"$WORK/$name-all.ids" &&
+  psql -qXtA -d "$DB" -c "SELECT id FROM sse_bridge.events WHERE channel = 'mem.a'
+    AND sse_filter_match('{\"k\": 0}', data) ORDER BY id" >"$WORK/$name-k0.ids"
+}
+
+# test_injector N REP: a fresh database, nothing pruned; while every Nth
+# allocation fails, readers of three kinds replay from 0 and go live as
+# events are published, to a final marker; then, disarmed, the same again.
+# Every reader's whole sequence must be the log's, row by row.
 test_injector() {
-  local n=$1 log=$WORK/fi-$n.log head i res bad=0
-  echo "--- injector: every ${n}th allocation fails"
-  psql -qX -d "$DB" -c "TRUNCATE sse_bridge.events" >/dev/null
+  local n=$1 rep=$2 name=fi-$1-$2 log head i res bad=0 kind phase
+  log=$WORK/$name.log
+  echo "--- injector: every ${n}th allocation fails (run $rep)"
+  dropdb --if-exists "$DB" && createdb "$DB" && psql -qX -d "$DB" -c 'CREATE EXTENSION sse_bridge' >/dev/null \
+    || { fail "injector N=$n: fresh database"; return; }
   # the subscription exists before the events: a replay judges each event by
   # the definition valid at its position, and nothing before its creation
-  local sub; sub=$(psql -qXtA -d "$DB" -c "SELECT sse_subscribe_filter(ARRAY['mem.a'], '{\"k\": 0}')")
+  SUB=$(psql -qXtA -d "$DB" -c "SELECT sse_subscribe_filter(ARRAY['mem.a'], '{\"k\": 0}')")
   psql -qX -d "$DB" >/dev/null <<'SQL' || { fail "injector: publish"; return; }
 SELECT count(sse_publish('mem.a', jsonb_build_object('k', i % 3, 'pad', repeat('p', (i * 997) % 20000)), 'e' || (i % 5)))
   FROM generate_series(1, 150) i;
@@ -188,59 +238,52 @@ SQL
     SSE_BRIDGE_REPLAY_CACHE=256k start_bridge "$log" "$BRIDGE_FI" --log-level error \
     || { fail "injector N=$n: bridge start"; return; }
   kill -USR1 "$BPID"         # arm
-  (for i in $(seq 1 20); do
-     psql -qX -d "$DB" -c "SELECT sse_publish('mem.a', jsonb_build_object('k', $i % 3, 'pad', repeat('q', $i * 500)))" \
-       -c "SELECT sse_publish('mem.b', 'tail $i')" >/dev/null
-     sleep 0.2
-   done) &
-  local pub=$!
-  PIDS+=("$pub")
-  wait "$pub"
-  head=$(head_id)
-  # the last event matches every reader below
-  psql -qX -d "$DB" -c "SELECT sse_publish('mem.a', jsonb_build_object('k', 0, 'last', true))" >/dev/null
-  head=$(head_id)
-  "$B/slowread" --port "$BPORT" --path '/events?channel=mem.%23' --clients 6 --rate 2000000 --rcvbuf 65536 \
-    --seconds 8 --last-event-id 0 --until "$head" >"$WORK/fi-$n-a.json" &
-  local r1=$!; PIDS+=("$r1")
-  "$B/slowread" --port "$BPORT" --path '/events?channel=mem.a&filter=%7B%22k%22%3A0%7D' --clients 4 \
-    --rate 500000 --rcvbuf 16384 --seconds 8 --last-event-id 0 --until "$head" >"$WORK/fi-$n-b.json" &
-  local r2=$!; PIDS+=("$r2")
-  "$B/slowread" --port "$BPORT" --path "/events/$sub" --clients 3 \
-    --rate 500000 --rcvbuf 16384 --seconds 8 --last-event-id 0 --until "$head" >"$WORK/fi-$n-e.json" &
-  local r3=$!; PIDS+=("$r3")
-  wait "$r1" "$r2" "$r3"
+  test_injector_readers "$name-1" 60 2000000 65536
+  for i in $(seq 1 20); do   # live events while the readers replay, one commit each
+    echo "SELECT sse_publish('mem.a', jsonb_build_object('k', $i % 3, 'pad', repeat('q', $i * 500)));"
+    echo "SELECT sse_publish('mem.b', 'tail $i');"
+    echo "SELECT pg_sleep(0.05);"
+  done | psql -qX -v ON_ERROR_STOP=1 -d "$DB" >/dev/null || { fail "injector N=$n: publish"; }
+  if ! { test_injector_expect "$name-1" && cp "$WORK/$name-1-all.ids" "$WORK/$name-2-all.ids" &&
+          cp "$WORK/$name-1-k0.ids" "$WORK/$name-2-k0.ids"; }; then
+    kill "${READERS[@]}" 2>/dev/null; wait "${READERS[@]}"; stop_bridge "$log"
+    fail "injector N=$n: the expected ids"; return
+  fi
+  # the final marker matches every reader
+  psql -qX -d "$DB" -c "SELECT sse_publish('mem.a', jsonb_build_object('k', 0, 'last', true), 'end')" >/dev/null
+  # under injection a reader may not get there: it stops after a bounded
+  # time with what it has (still compared row by row, as a prefix)
+  for i in $(seq 1 40); do
+    any_alive "${READERS[@]}" || break
+    sleep 0.1
+  done
+  kill -TERM "${READERS[@]}" 2>/dev/null
+  wait "${READERS[@]}"
   kill -0 "$BPID" 2>/dev/null || { stop_bridge "$log"; fail "injector N=$n: the bridge died under injection"; return; }
   kill -USR2 "$BPID"         # disarm: every reader must now complete by replaying
   local injected peak over
   injected=$(metric "$BPORT" sse_bridge_alloc_failures_injected_total)
-  "$B/slowread" --port "$BPORT" --path '/events?channel=mem.%23' --clients 6 --rate 20000000 --rcvbuf 65536 \
-    --seconds 30 --last-event-id 0 --until "$head" >"$WORK/fi-$n-c.json" &
-  r1=$!; PIDS+=("$r1")
-  "$B/slowread" --port "$BPORT" --path '/events?channel=mem.a&filter=%7B%22k%22%3A0%7D' --clients 4 \
-    --rate 20000000 --rcvbuf 65536 --seconds 30 --last-event-id 0 --until "$head" >"$WORK/fi-$n-d.json" &
-  r2=$!; PIDS+=("$r2")
-  "$B/slowread" --port "$BPORT" --path "/events/$sub" --clients 3 \
-    --rate 20000000 --rcvbuf 65536 --seconds 30 --last-event-id 0 --until "$head" >"$WORK/fi-$n-f.json" &
-  r3=$!; PIDS+=("$r3")
-  wait "$r1" "$r2" "$r3"
-  for res in a b e c d f; do echo "    $res: $(cat "$WORK/fi-$n-$res.json")"; done
+  test_injector_readers "$name-2" 30 20000000 65536
+  wait "${READERS[@]}"
+  for phase in 1 2; do
+    for kind in all filter sub; do
+      res=$(cat "$WORK/$name-$phase-$kind.json")
+      echo "    $([ $phase = 1 ] && echo armed || echo disarmed) $kind: $res"
+      sed 's/^/      /' "$WORK/$name-$phase-$kind.err"
+      [ "$(val "$res" order_errors)" = 0 ] && [ "$(val "$res" seq_errors)" = 0 ] &&
+        [ "$(val "$res" resets)" = 0 ] || bad=1
+      [ $phase = 1 ] || [ "$(val "$res" done)" = "$(val "$res" clients)" ] || bad=1
+    done
+  done
   peak=$(metric "$BPORT" sse_bridge_client_queue_peak_bytes)
   over=$(metric "$BPORT" sse_bridge_client_queue_over_total)
   echo "    injected failures: ${injected:-unknown}; queue peak ${peak:-?} B (limit 65536), over ${over:-?}"
-  for res in a b c d e f; do
-    [ "$(val "$(cat "$WORK/fi-$n-$res.json")" order_errors)" = 0 ] || bad=1
-  done
-  for res in c d f; do
-    local j; j=$(cat "$WORK/fi-$n-$res.json")
-    [ "$(val "$j" done)" = "$(val "$j" clients)" ] || bad=1
-  done
   stop_bridge "$log" || { fail "injector N=$n: no crash, clean exit, no sanitizer report"; return; }
   [ "${injected:-0}" -gt 0 ] 2>/dev/null || { fail "injector N=$n: nothing was injected"; return; }
-  [ $bad = 0 ] || { fail "injector N=$n: readers incomplete or out of order"; return; }
+  [ $bad = 0 ] || { fail "injector N=$n run $rep: a reader's sequence differs from the log (skipped, repeated, reordered, reset or incomplete)"; return; }
   [ "${over:-1}" = 0 ] && [ "${peak:-99999999}" -le 65536 ] \
     || { fail "injector N=$n: a queue went over --client-queue (peak ${peak:-?}, over ${over:-?})"; return; }
-  ok "injector N=$n: $injected failures injected; no crash, no leak, every reader complete and in order"
+  ok "injector N=$n run $rep: $injected failures injected; no crash, no leak, every reader's sequence is the log's"
 }
 
 # ---------------------------------------------------------------- 3. ulimit
@@ -250,6 +293,7 @@ test_ulimit() {
   psql -qX -d "$DB" -c "TRUNCATE sse_bridge.events" >/dev/null
   publish_big 300 1000000 || { fail "publish"; return; }
   head=$(head_id)
+  big_ids "$WORK/ulimit.ids" || { fail "ulimit: the expected ids"; return; }
   (ulimit -v $vm; SSE_BRIDGE_MAX_MEMORY=0 SSE_BRIDGE_CLIENT_QUEUE=64M SSE_BRIDGE_REPLAY_CACHE=8M \
      start_bridge "$log" "$BRIDGE" --log-level warn; echo "$BPID $BPORT" >"$WORK/ulimit.pid"; wait "$BPID") &
   PIDS+=("$!")
@@ -257,10 +301,11 @@ test_ulimit() {
   read -r BPID BPORT <"$WORK/ulimit.pid" || { fail "ulimit: bridge start"; return; }
   PIDS+=("$BPID")
   "$B/slowread" --port "$BPORT" --path '/events?channel=mem.big' --clients 30 --rate 10240 \
-    --rcvbuf 4096 --seconds 25 --last-event-id 0 >"$WORK/ulimit-slow.json" &
+    --rcvbuf 4096 --seconds 25 --last-event-id 0 --expect "$WORK/ulimit.ids" >"$WORK/ulimit-slow.json" &
   local s=$!; PIDS+=("$s")
   "$B/slowread" --port "$BPORT" --path '/events?channel=mem.big' --clients 1 --rate 100000000 \
-    --rcvbuf 262144 --seconds 60 --last-event-id 0 --until "$head" >"$WORK/ulimit-fast.json"
+    --rcvbuf 262144 --seconds 60 --last-event-id 0 --until "$head" --expect "$WORK/ulimit.ids" \
+    >"$WORK/ulimit-fast.json"
   wait "$s"
   echo "    slow: $(cat "$WORK/ulimit-slow.json")"
   echo "    fast: $(cat "$WORK/ulimit-fast.json")"
@@ -271,13 +316,19 @@ test_ulimit() {
   for _ in $(seq 1 100); do kill -0 "$BPID" 2>/dev/null || break; sleep 0.1; done
   kill -0 "$BPID" 2>/dev/null && { kill -KILL "$BPID"; fail "ulimit: no exit on SIGTERM"; return; }
   if [ "$(val "$(cat "$WORK/ulimit-fast.json")" done)" != 1 ]; then fail "ulimit: the fast reader did not complete"; return; fi
+  if [ "$(val "$(cat "$WORK/ulimit-fast.json")" seq_errors)" != 0 ] || [ "$(val "$(cat "$WORK/ulimit-slow.json")" seq_errors)" != 0 ]; then
+    fail "ulimit: a reader's sequence differs from the log"; return
+  fi
   ok "ulimit: survived under ulimit -v $vm with 30 slow readers; a reader received all 300 events (to id $head)"
 }
 
 for t in $ONLY; do
   case $t in
     replay) test_replay 256 0; test_replay 96 1 ;;
-    injector) for n in $FAIL_EVERY; do test_injector "$n"; done ;;
+    injector)
+      for r in $(seq 1 "$INJECTOR_REPS"); do
+        for n in $FAIL_EVERY; do test_injector "$n" "$r"; done
+      done ;;
     ulimit) test_ulimit ;;
   esac
 done

@@ -4,20 +4,39 @@
  *
  *   slowread --port P --path PATH [--clients N] [--rate BYTES_PER_S]
  *            [--rcvbuf BYTES] [--seconds S] [--last-event-id ID]
- *            [--until ID] [--pid PID] [--stagger MS]
+ *            [--until ID] [--until-event NAME] [--pid PID] [--stagger MS]
+ *            [--expect FILE]
  *
  * Every client connects to 127.0.0.1:P, sends GET PATH with Last-Event-ID,
  * and reads at most BYTES_PER_S per second through a small receive buffer
  * (so the bridge, not the kernel, holds what the client has not read).  A
  * client whose connection ends, or which is refused (503), reconnects after
  * a short delay with the id of the last event it received, like
- * EventSource.  A client stops once it has an event with id >= --until.
- * Event ids must increase strictly on every client (a "reset" event may
- * skip ahead); anything else counts as an order error.
+ * EventSource.  A client stops once it has an event with id >= --until, or
+ * an event named --until-event (the final marker of a test).  Event ids must
+ * increase strictly on every client (a "reset" event may skip ahead);
+ * anything else counts as an order error.
+ *
+ * --expect FILE: the ids the log holds for PATH, one per line, in order:
+ * every event the stream must deliver (with --until-event, those before the
+ * final marker; FILE is read at the end, so it may be written while the
+ * clients run, as long as it is complete before the marker is published).
+ * Each client's whole sequence of events, over all its connections, is
+ * compared with them row by row: after --last-event-id it must hold exactly
+ * those ids, in that order, each once -- nothing skipped, repeated or
+ * reordered -- up to --until or the final marker; a client that did not get
+ * there must hold a prefix of them.  A "reset" is an error too (the tests
+ * that pass --expect prune nothing).  Every difference is a seq_error; the
+ * first ones are described on stderr.
+ *
+ * SIGTERM or SIGINT ends the run early, as --seconds does (the results are
+ * printed).
  *
  * With --pid it samples VmRSS of that process every 100 ms.  At the end it
- * prints one JSON line: clients, done, events, order_errors, connects,
- * drops (connections that ended early), refused (503), max_rss_kb, bytes.
+ * prints one JSON line: clients, done, events, order_errors, seq_errors,
+ * bad_clients (clients whose sequence differs from --expect), resets,
+ * connects, drops (connections that ended early), refused (503),
+ * max_rss_kb, bytes.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -25,6 +44,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -43,6 +63,10 @@ typedef struct conn {
 	int64_t		pending_id;		/* id field of the event being read, -1 none */
 	bool		has_data;
 	bool		is_ready;		/* "event: ready" may repeat the last id */
+	bool		is_reset;
+	bool		is_final;		/* named --until-event */
+	int64_t    *seq;			/* every event id received, in order */
+	size_t		nseq, capseq;
 	char		line[64];		/* start of the current line (longer lines are cut) */
 	size_t		llen;
 	uint64_t	next_connect_ms;
@@ -54,7 +78,17 @@ static const char *path = "/";
 static long rate = 10240, rcvbuf = 4096;
 static int64_t start_id = 0, until_id = -1;
 static int	watch_pid;
-static uint64_t events, order_errors, connects, drops, refused, bytes;
+static const char *until_event;
+static uint64_t events, order_errors, connects, drops, refused, bytes, resets, seq_errors;
+static int	reported;
+static volatile sig_atomic_t stop;
+
+static void
+on_stop(int sig)
+{
+	(void) sig;
+	stop = 1;
+}
 static long max_rss_kb;
 
 static uint64_t
@@ -120,6 +154,8 @@ conn_open(conn *c)
 	c->pending_id = -1;
 	c->has_data = false;
 	c->is_ready = false;
+	c->is_reset = false;
+	c->is_final = false;
 	c->llen = 0;
 	c->tokens = 0;
 }
@@ -136,6 +172,19 @@ conn_closed(conn *c)
 	else
 		drops++;
 	c->next_connect_ms = now_ms() + 300;
+}
+
+static void
+seq_push(conn *c, int64_t id)
+{
+	if (c->nseq == c->capseq) {
+		c->capseq = c->capseq ? c->capseq * 2 : 256;
+		if ((c->seq = realloc(c->seq, c->capseq * sizeof(int64_t))) == NULL) {
+			perror("realloc");
+			exit(2);
+		}
+	}
+	c->seq[c->nseq++] = id;
 }
 
 /* One complete line (cut to sizeof(line)); updates the event being read. */
@@ -156,9 +205,21 @@ conn_line(conn *c)
 		if (c->pending_id >= 0 && c->has_data && c->is_ready) {
 			if (c->pending_id < c->last_id)
 				order_errors++;
+		} else if (c->pending_id >= 0 && c->has_data && c->is_reset) {
+			resets++;
+			if (c->pending_id <= c->last_id)
+				order_errors++;
+			seq_push(c, -c->pending_id - 1);	/* negative: a reset there */
+			c->last_id = c->pending_id;
+		} else if (c->pending_id >= 0 && c->has_data && c->is_final) {
+			if (c->pending_id <= c->last_id)
+				order_errors++;
+			c->last_id = c->pending_id;
+			c->done = true;		/* the final marker is not compared */
 		} else if (c->pending_id >= 0 && c->has_data) {
 			if (c->pending_id <= c->last_id)
 				order_errors++;
+			seq_push(c, c->pending_id);
 			c->last_id = c->pending_id;
 			events++;
 			if (until_id >= 0 && c->last_id >= until_id)
@@ -166,10 +227,16 @@ conn_line(conn *c)
 		}
 		c->has_data = false;
 		c->is_ready = false;
+		c->is_reset = false;
+		c->is_final = false;
 		return;
 	}
 	if (strcmp(l, "event: ready") == 0)
 		c->is_ready = true;
+	else if (strcmp(l, "event: reset") == 0)
+		c->is_reset = true;
+	else if (until_event != NULL && strncmp(l, "event: ", 7) == 0 && strcmp(l + 7, until_event) == 0)
+		c->is_final = true;
 	else if (strncmp(l, "id: ", 4) == 0)
 		c->pending_id = strtoll(l + 4, NULL, 10);
 	else if (strncmp(l, "data:", 5) == 0)
@@ -190,12 +257,101 @@ conn_feed(conn *c, const char *buf, size_t n)
 	}
 }
 
+/* The ids due after start_id (and up to until_id) from fn, in *n. */
+static int64_t *
+read_expect(const char *fn, size_t *n)
+{
+	FILE	   *f = fopen(fn, "r");
+	long long	v;
+	size_t		cap = 1024;
+	int64_t    *ids;
+
+	*n = 0;
+	if (f == NULL || (ids = malloc(cap * sizeof(int64_t))) == NULL) {
+		perror(fn);
+		exit(2);
+	}
+	while (fscanf(f, "%lld", &v) == 1) {
+		if (v <= start_id || (until_id >= 0 && v > until_id))
+			continue;
+		if (*n > 0 && v <= ids[*n - 1]) {
+			fprintf(stderr, "slowread: %s: ids must increase\n", fn);
+			exit(2);
+		}
+		if (*n == cap && (ids = realloc(ids, (cap *= 2) * sizeof(int64_t))) == NULL) {
+			perror("realloc");
+			exit(2);
+		}
+		ids[(*n)++] = v;
+	}
+	if (!feof(f)) {
+		fprintf(stderr, "slowread: %s: not a list of ids\n", fn);
+		exit(2);
+	}
+	fclose(f);
+	if (until_id >= 0 && (*n == 0 || ids[*n - 1] != until_id)) {
+		fprintf(stderr, "slowread: %s: --until %lld is not among the ids due\n", fn,
+				(long long) until_id);
+		exit(2);
+	}
+	return ids;
+}
+
+static void
+seq_error(int client, const char *what, long long got, long long want, size_t row)
+{
+	seq_errors++;
+	if (reported++ < 12)
+		fprintf(stderr, "slowread %s: client %d, row %zu: %s: got %lld, expected %lld\n",
+				path, client, row, what, got, want);
+}
+
+/*
+ * Compare client i's sequence with the n ids due, row by row.  After a
+ * difference the comparison goes on from where the id received is in the
+ * list (a skip counts once; a repeat or reorder once per row).  True when
+ * it matched (a prefix, or all of them when the client is done).
+ */
+static bool
+seq_compare(int i, const conn *c, const int64_t *ids, size_t n)
+{
+	size_t		k = 0;
+	uint64_t	before = seq_errors;
+
+	for (size_t r = 0; r < c->nseq; r++) {
+		int64_t		id = c->seq[r];
+		size_t		j;
+
+		if (id < 0) {
+			seq_error(i, "a reset (nothing was pruned)", -id - 1, k < n ? ids[k] : -1, r);
+			continue;
+		}
+		if (k < n && ids[k] == id) {
+			k++;
+			continue;
+		}
+		for (j = k; j < n && ids[j] < id; j++)
+			;
+		if (j < n && ids[j] == id) {
+			seq_error(i, "events skipped", id, ids[k], r);
+			k = j + 1;
+		} else if (k > 0 && id <= ids[k - 1])
+			seq_error(i, "repeated or out of order", id, k < n ? ids[k] : -1, r);
+		else
+			seq_error(i, "not due on this stream", id, k < n ? ids[k] : -1, r);
+	}
+	if (c->done && k < n)
+		seq_error(i, "ended early: missing the rest", c->nseq ? c->seq[c->nseq - 1] : -1, ids[k],
+				  c->nseq);
+	return seq_errors == before;
+}
+
 static void
 usage(void)
 {
 	fprintf(stderr, "usage: slowread --port P --path PATH [--clients N] [--rate B/s] "
 			"[--rcvbuf B] [--seconds S] [--last-event-id ID] [--until ID] [--pid PID] "
-			"[--stagger MS]\n");
+			"[--until-event NAME] [--stagger MS] [--expect FILE]\n");
 	exit(2);
 }
 
@@ -207,6 +363,7 @@ main(int argc, char **argv)
 	int		   *idx;
 	uint64_t	start, last_tick, last_rss = 0;
 	static char buf[65536];
+	const char *expect_fn = NULL;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -223,11 +380,22 @@ main(int argc, char **argv)
 		else if (!strcmp(a, "--until")) until_id = atoll(v);
 		else if (!strcmp(a, "--pid")) watch_pid = atoi(v);
 		else if (!strcmp(a, "--stagger")) stagger_ms = atoi(v);
+		else if (!strcmp(a, "--until-event")) until_event = v;
+		else if (!strcmp(a, "--expect")) expect_fn = v;
 		else usage();
 		i++;
 	}
 	if (port <= 0 || nclients <= 0)
 		usage();
+	{
+		struct sigaction sa;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_stop;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGINT, &sa, NULL);
+	}
 	cs = calloc((size_t) nclients, sizeof(conn));
 	pfd = calloc((size_t) nclients, sizeof(struct pollfd));
 	idx = calloc((size_t) nclients, sizeof(int));
@@ -270,7 +438,7 @@ main(int argc, char **argv)
 			pfd[n] = (struct pollfd) {.fd = c->fd, .events = POLLIN};
 			idx[n++] = i;
 		}
-		if (ndone == nclients || t - start >= (uint64_t) seconds * 1000)
+		if (ndone == nclients || stop || t - start >= (uint64_t) seconds * 1000)
 			break;
 		if (poll(pfd, (nfds_t) n, 20) < 0 && errno != EINTR)
 			return 2;
@@ -300,17 +468,25 @@ main(int argc, char **argv)
 		}
 	}
 	{
-		int			ndone = 0;
+		int			ndone = 0, nbad = 0;
+		size_t		nexpect = 0;
+		int64_t    *ids = expect_fn ? read_expect(expect_fn, &nexpect) : NULL;
 
 		for (int i = 0; i < nclients; i++) {
 			ndone += cs[i].done;
+			if (ids != NULL)
+				nbad += !seq_compare(i, &cs[i], ids, nexpect);
 			if (cs[i].fd >= 0)
 				close(cs[i].fd);
+			free(cs[i].seq);
 		}
+		free(ids);
 		printf("{\"clients\":%d,\"done\":%d,\"events\":%llu,\"order_errors\":%llu,"
+			   "\"seq_errors\":%llu,\"bad_clients\":%d,\"resets\":%llu,"
 			   "\"connects\":%llu,\"drops\":%llu,\"refused\":%llu,\"max_rss_kb\":%ld,"
 			   "\"bytes\":%llu,\"seconds\":%.1f}\n", nclients, ndone, (unsigned long long) events,
-			   (unsigned long long) order_errors, (unsigned long long) connects,
+			   (unsigned long long) order_errors, (unsigned long long) seq_errors, nbad,
+			   (unsigned long long) resets, (unsigned long long) connects,
 			   (unsigned long long) drops, (unsigned long long) refused, max_rss_kb,
 			   (unsigned long long) bytes,
 			   (double) (now_ms() - start) / 1000.0);
