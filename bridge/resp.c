@@ -70,23 +70,6 @@ resp_reason(int status)
 	}
 }
 
-/* Is origin (len bytes) one of the comma-separated list's items? */
-static bool
-resp_origin_listed(const char *list, const char *origin)
-{
-	size_t		olen = strlen(origin);
-
-	for (const char *p = list; *p;) {
-		const char *e = strchr(p, ',');
-		size_t		n = e ? (size_t) (e - p) : strlen(p);
-
-		if (n == olen && memcmp(p, origin, n) == 0)
-			return true;
-		p += n + (e != NULL);
-	}
-	return false;
-}
-
 /*
  * cfg.cors_origin is "", "*" or a list of origins normalised by
  * cfg_origin_list (config.h); browsers send Origin in that same form.
@@ -101,7 +84,7 @@ resp_cors(const char *origin, char *buf, size_t size)
 		return buf;
 	if (strcmp(allowed, "*") == 0)
 		snprintf(buf, size, "Access-Control-Allow-Origin: *\r\n");
-	else if (origin != NULL && strlen(origin) < size / 2 && resp_origin_listed(allowed, origin))
+	else if (origin != NULL && strlen(origin) < size / 2 && cfg_origin_in(allowed, origin))
 		snprintf(buf, size, "Access-Control-Allow-Origin: %s\r\n"
 				 "Access-Control-Allow-Credentials: true\r\nVary: Origin\r\n", origin);
 	else
