@@ -75,8 +75,13 @@ db_job_alloc(int nparams, const char *const *params, db_done_fn done, void *owne
 		return NULL;
 	}
 	job->nparams = nparams;
-	for (int i = 0; i < nparams; i++)
-		job->params[i] = db_strdup(params[i]);
+	for (int i = 0; i < nparams; i++) {
+		/* a failed copy must not become a NULL parameter (a different query) */
+		if (params[i] != NULL && (job->params[i] = db_strdup(params[i])) == NULL) {
+			db_job_free(job);
+			return NULL;
+		}
+	}
 	job->done = done;
 	job->owner = owner;
 	return job;

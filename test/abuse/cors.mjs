@@ -36,7 +36,7 @@ export function corsStartupChecks(bin) {
       timeout: 10000,
     });
     const want = `sse-bridge: invalid --cors-origin: ${why}\n`;
-    check(`cors: --cors-origin ${JSON.stringify(value)} refused at startup with the reason`, r.status === 1 && r.stderr === want,
+    check(`cors: --cors-origin ${JSON.stringify(value)} refused at startup with the reason`, r.status === 2 && r.stderr === want,
       `exit ${r.status} ${r.signal || ''}, stderr ${JSON.stringify(r.stderr)}, want ${JSON.stringify(want)}`);
   }
   const help = spawnSync(bin, ['--help'], { encoding: 'utf8' });
