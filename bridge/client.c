@@ -283,9 +283,7 @@ client_respond_error(client *c, int status, const char *code, const char *detail
 	frame	   *f = resp_error(status, code, detail, origin);
 	char	   *end;
 
-	if (f == NULL)
-		c->flags |= CF_DOOMED;
-	else if (c->req != NULL && c->req->parser.method == HTTP_HEAD &&
+	if (c->req != NULL && c->req->parser.method == HTTP_HEAD && !resp_is_shared(f) &&
 			 (end = memmem(f->data, f->len, "\r\n\r\n", 4)) != NULL)
 		f->len = (uint32_t) (end + 4 - f->data);	/* HEAD: the head only */
 	log_debug("client %p: %d %s", (void *) c, status, code);
@@ -521,7 +519,7 @@ client_simple(client *c, route_result *rr, const char *origin)
 		case ROUTE_METRICS:
 			body = metrics_render(&len);
 			client_respond(c, body ? resp_body(200, "text/plain; version=0.0.4; charset=utf-8",
-											   body, len, origin) : NULL);
+											   body, len, origin) : resp_oom());
 			free(body);
 			break;
 		default:
@@ -571,7 +569,7 @@ client_read_request(client *c, const char *buf, ssize_t n)
 	if (c->req == NULL) {
 		c->req = malloc(sizeof(req));
 		if (c->req == NULL) {
-			client_close(c);
+			client_respond(c, resp_oom());
 			return;
 		}
 		req_init(c->req, cfg.max_header_bytes);
@@ -583,9 +581,7 @@ client_read_request(client *c, const char *buf, ssize_t n)
 			if (c->flags & CF_REJECT)
 				client_respond(c, resp_busy(NULL, "too many clients"));
 			else
-				client_respond_error(c, c->req->status,
-									 c->req->status == 431 ? "headers_too_large" : "bad_request",
-									 c->req->detail);
+				client_respond_error(c, c->req->status, c->req->error, c->req->detail);
 			return;
 		case REQ_DONE:
 			client_route(c);

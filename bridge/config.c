@@ -50,8 +50,10 @@ static const cfg_entry cfg_table[] = {
 	 "connection limit; further connections get 503"},
 	{"client-queue", CFG_SIZE, &cfg.client_queue, "1M", "BYTES",
 	 "output queue limit per client; a client over it is dropped"},
-	{"cors-origin", CFG_STRING, &cfg.cors_origin, "", "ORIGIN",
-	 "allowed cross-origin caller (or *)"},
+	{"cors-origin", CFG_STRING, &cfg.cors_origin, "", "ORIGINS",
+	 "comma-separated origins (scheme://host[:port]) whose pages may read streams, "
+	 "with credentials; * for any origin, without credentials (the helper /sse-bridge.js "
+	 "is readable from any origin regardless)"},
 	{"log-level", CFG_STRING, &cfg.log_level, "info", "LEVEL",
 	 "error, warn, info or debug"},
 	{"header-timeout", CFG_SECONDS, &cfg.header_timeout_ms, "10", "SECONDS",
@@ -218,10 +220,152 @@ cfg_defaults_and_env(void)
 	return true;
 }
 
+/* ---- --cors-origin ---- */
+
+#define CFG_ORIGIN_MAX 200
+
+static bool
+cfg_host_char(char c)
+{
+	return isalnum((unsigned char) c) || c == '-' || c == '.';
+}
+
+/*
+ * One origin, b..e, normalised into out (room for CFG_ORIGIN_MAX + 1):
+ * scheme and host in lower case, no default port, no trailing "/".  NULL,
+ * or the reason it is not an origin.
+ */
+static const char *
+cfg_origin_one(const char *b, const char *e, char *out)
+{
+	const char *p = b, *h, *he, *port = NULL;
+	bool		https;
+	unsigned long pv = 0;
+	size_t		n;
+
+	if ((size_t) (e - b) > CFG_ORIGIN_MAX)
+		return "too long";
+	if (e - b == 4 && strncasecmp(b, "null", 4) == 0)
+		return "\"null\" is the origin of sandboxed and local pages and cannot be trusted";
+	if (!(h = memmem(b, (size_t) (e - b), "://", 3)))
+		return "not an origin; write scheme://host[:port], e.g. http://127.0.0.1:8000";
+	if (h - b == 4 && strncasecmp(b, "http", 4) == 0)
+		https = false;
+	else if (h - b == 5 && strncasecmp(b, "https", 5) == 0)
+		https = true;
+	else
+		return "the scheme must be http or https";
+	h += 3;
+	for (he = h; he < e && *he != '/' && *he != '?' && *he != '#'; he++)
+		if (*he == '@')
+			return "has user information (user@); an origin has none";
+	if (*h == '[') {			/* an IPv6 literal */
+		for (p = h + 1; p < he && (isxdigit((unsigned char) *p) || *p == ':' || *p == '.'); p++)
+			;
+		if (p == h + 1 || p >= he || *p != ']')
+			return "bad host";
+		p++;
+	} else {
+		for (p = h; p < he && cfg_host_char(*p); p++)
+			;
+		if (p == h)
+			return "has no host";
+	}
+	if (p < he && *p == ':') {
+		port = ++p;
+		for (; p < he && isdigit((unsigned char) *p) && pv <= 65535; p++)
+			pv = pv * 10 + (unsigned long) (*p - '0');
+		if (p == port || p < he || pv == 0 || pv > 65535)
+			return "bad port";
+	}
+	if (p < he)
+		return "bad host";
+	p = he;
+	if (p < e && *p == '/')
+		p++;					/* a trailing slash is dropped */
+	if (p < e)
+		return *p == '?' ? "has a query; an origin is scheme://host[:port] only" :
+			*p == '#' ? "has a fragment; an origin is scheme://host[:port] only" :
+			"has a path; an origin is scheme://host[:port] only";
+	n = (size_t) snprintf(out, CFG_ORIGIN_MAX + 1, "%s://", https ? "https" : "http");
+	for (const char *q = h; q < (port ? port - 1 : he); q++)
+		out[n++] = (char) tolower((unsigned char) *q);
+	if (port && pv != (https ? 443u : 80u))
+		n += (size_t) snprintf(out + n, CFG_ORIGIN_MAX + 1 - n, ":%lu", pv);
+	out[n] = '\0';
+	return NULL;
+}
+
+char *
+cfg_origin_list(const char *in, char *why, size_t whysize)
+{
+	size_t		cap = strlen(in) + 2, len = 0;
+	char	   *out = malloc(cap + 16);
+	char		one[CFG_ORIGIN_MAX + 1];
+	bool		star = false, any = false;
+
+	if (out == NULL) {
+		snprintf(why, whysize, "out of memory");
+		return NULL;
+	}
+	out[0] = '\0';
+	for (const char *p = in; *p;) {
+		const char *b = p, *e = strchr(p, ',');
+		const char *err = NULL;
+
+		if (e == NULL)
+			e = p + strlen(p);
+		p = *e ? e + 1 : e;
+		while (b < e && (*b == ' ' || *b == '\t'))
+			b++;
+		while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		if (b == e)
+			continue;
+		if (e - b == 1 && *b == '*')
+			star = true;
+		else if ((err = cfg_origin_one(b, e, one)) != NULL) {
+			snprintf(why, whysize, "\"%.*s\": %s", (int) (e - b > 80 ? 80 : e - b), b, err);
+			free(out);
+			return NULL;
+		} else if (!any || !cfg_origin_in(out, one)) {
+			/* the normal form is never longer than what it came from */
+			len += (size_t) snprintf(out + len, cap + 16 - len, "%s%s", any ? "," : "", one);
+			any = true;
+		}
+	}
+	if (star && any) {
+		snprintf(why, whysize, "\"*\" (any origin) cannot be combined with a list of origins");
+		free(out);
+		return NULL;
+	}
+	if (star)
+		strcpy(out, "*");
+	return out;
+}
+
+bool
+cfg_origin_in(const char *list, const char *origin)
+{
+	size_t		olen = strlen(origin);
+
+	for (const char *p = list; *p;) {
+		const char *e = strchr(p, ',');
+		size_t		n = e ? (size_t) (e - p) : strlen(p);
+
+		if (n == olen && memcmp(p, origin, n) == 0)
+			return true;
+		p += n + (e != NULL);
+	}
+	return false;
+}
+
 static bool
 cfg_validate(void)
 {
 	log_level	lv;
+	char		why[256];
+	char	   *origins;
 
 	if (!log_parse_level(cfg.log_level, &lv)) {
 		fprintf(stderr, "sse-bridge: unknown log level \"%s\"\n", cfg.log_level);
@@ -247,6 +391,12 @@ cfg_validate(void)
 				"and 8 x --client-queue (or 0)\n");
 		return false;
 	}
+	if ((origins = cfg_origin_list(cfg.cors_origin, why, sizeof(why))) == NULL) {
+		fprintf(stderr, "sse-bridge: invalid --cors-origin: %s\n", why);
+		return false;
+	}
+	free(cfg.cors_origin);
+	cfg.cors_origin = origins;
 	return true;
 }
 

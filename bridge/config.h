@@ -24,7 +24,7 @@ typedef struct cfg_settings {
 	uint64_t	retry_ms;		/* sent as "retry:" (option: ms) */
 	uint64_t	max_clients;	/* open connections */
 	uint64_t	client_queue;	/* bytes queued per client before a drop */
-	char	   *cors_origin;	/* "" = no CORS headers */
+	char	   *cors_origin;	/* after cfg_load: "", "*" or normalised origins, comma-separated */
 	char	   *log_level;
 	uint64_t	header_timeout_ms; /* to receive a full request head (option: seconds) */
 	uint64_t	max_header_bytes; /* request line + headers */
@@ -56,5 +56,17 @@ void cfg_free(void);
 
 /* Parse "123", "64k", "1M", "2G" (binary units) into *out. */
 bool cfg_parse_size(const char *s, uint64_t *out);
+
+/*
+ * A --cors-origin value as a new string: "", "*", or its origins
+ * normalised (scheme and host in lower case, the default port and a
+ * trailing "/" dropped, duplicates dropped) and joined by ",".  NULL with
+ * the reason in why when an item is not an http(s) origin (a path, query,
+ * fragment, user information, another scheme) or "*" is not alone.
+ */
+char	   *cfg_origin_list(const char *in, char *why, size_t whysize);
+
+/* Is origin one of the items of a list made by cfg_origin_list? */
+bool		cfg_origin_in(const char *list, const char *origin);
 
 #endif

@@ -98,6 +98,7 @@ db_job_alloc(int nparams, const char *const *params, db_done_fn done, void *owne
 	}
 	job->nparams = nparams;
 	for (int i = 0; i < nparams; i++) {
+		/* a failed copy must not become a NULL parameter (a different query) */
 		if (params[i] != NULL && (job->params[i] = strdup(params[i])) == NULL) {
 			db_job_free(job);
 			return NULL;

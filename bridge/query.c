@@ -24,39 +24,50 @@ query_hex(char c)
 	return -1;
 }
 
-bool
+/* Is s[0..len) a valid percent-encoding?  Decided without allocating. */
+static bool
+query_valid_escapes(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '\0')
+			return false;
+		if (s[i] == '%') {
+			int			hi = i + 2 < len ? query_hex(s[i + 1]) : -1;
+			int			lo = hi >= 0 ? query_hex(s[i + 2]) : -1;
+
+			if (lo < 0 || (hi == 0 && lo == 0))
+				return false;
+			i += 2;
+		}
+	}
+	return true;
+}
+
+query_status
 query_decode(const char *s, size_t len, char **out)
 {
-	char	   *d = malloc(len + 1);
+	char	   *d;
 	size_t		n = 0;
 
-	if (d == NULL)
-		return false;
+	/* the input is judged first, so a failed allocation is never "invalid" */
+	if (!query_valid_escapes(s, len))
+		return QUERY_INVALID;
+	if ((d = malloc(len + 1)) == NULL)
+		return QUERY_INTERNAL;
 	for (size_t i = 0; i < len; i++) {
 		char		c = s[i];
 
 		if (c == '+')
 			c = ' ';
 		else if (c == '%') {
-			int			hi = i + 2 < len ? query_hex(s[i + 1]) : -1;
-			int			lo = hi >= 0 ? query_hex(s[i + 2]) : -1;
-
-			if (lo < 0 || (hi == 0 && lo == 0)) {
-				free(d);
-				return false;
-			}
-			c = (char) (hi * 16 + lo);
+			c = (char) (query_hex(s[i + 1]) * 16 + query_hex(s[i + 2]));
 			i += 2;
-		}
-		else if (c == '\0') {
-			free(d);
-			return false;
 		}
 		d[n++] = c;
 	}
 	d[n] = '\0';
 	*out = d;
-	return true;
+	return QUERY_OK;
 }
 
 void
@@ -108,10 +119,28 @@ query_store(query_params *p, const char *k, size_t klen, char *val,
 	return true;
 }
 
-bool
+/*
+ * The reason for a bad escape names the parameter: at most 40 bytes of its
+ * name, printable ASCII only (others become '?'), so the reason is always
+ * valid UTF-8 for the JSON error body.
+ */
+static void
+query_bad_escape(const char *key, size_t klen, char *err, size_t errsize)
+{
+	char		name[41];
+	size_t		n = klen > 40 ? 40 : klen;
+
+	for (size_t i = 0; i < n; i++)
+		name[i] = key[i] >= 0x20 && key[i] < 0x7f ? key[i] : '?';
+	name[n] = '\0';
+	snprintf(err, errsize, "bad percent-encoding in parameter %s", name);
+}
+
+query_status
 query_parse(const char *qs, size_t len, query_params *out, char *err, size_t errsize)
 {
 	size_t		i = 0;
+	query_status st;
 
 	*out = (query_params) {0};
 	while (i < len) {
@@ -125,20 +154,21 @@ query_parse(const char *qs, size_t len, query_params *out, char *err, size_t err
 		klen = eq - start;
 		vlen = eq < i ? i - eq - 1 : 0;
 		if (i - start > 0) {
-			if (!query_decode(eq < i ? qs + eq + 1 : "", vlen, &val)) {
-				snprintf(err, errsize, "bad percent-encoding in parameter %.*s",
-						 (int) (klen > 40 ? 40 : klen), qs + start);
+			st = query_decode(eq < i ? qs + eq + 1 : "", vlen, &val);
+			if (st == QUERY_INTERNAL)
+				snprintf(err, errsize, "out of memory");
+			else if (st == QUERY_INVALID)
+				query_bad_escape(qs + start, klen, err, errsize);
+			else if (!query_store(out, qs + start, klen, val, err, errsize))
+				st = QUERY_INVALID;
+			if (st != QUERY_OK) {
 				query_params_free(out);
-				return false;
-			}
-			if (!query_store(out, qs + start, klen, val, err, errsize)) {
-				query_params_free(out);
-				return false;
+				return st;
 			}
 		}
 		i++;					/* skip '&' */
 	}
-	return true;
+	return QUERY_OK;
 }
 
 bool

@@ -13,6 +13,17 @@
 
 #define QUERY_MAX_CHANNELS 32
 
+/*
+ * What a parse found: valid input, invalid input (the client's fault: a
+ * 4xx), or no verdict because an allocation failed (the bridge's fault: a
+ * 503; the same request may succeed when retried).
+ */
+typedef enum query_status {
+	QUERY_OK,
+	QUERY_INVALID,
+	QUERY_INTERNAL
+} query_status;
+
 typedef struct query_params {
 	char	   *channels[QUERY_MAX_CHANNELS];
 	size_t		nchannels;
@@ -22,18 +33,20 @@ typedef struct query_params {
 
 /*
  * Parse "a=b&c=d" (without the '?').  Known keys: channel (repeatable),
- * filter, lastEventId; others are ignored.  On failure returns false and
- * writes a reason to err; out is then already freed.
+ * filter, lastEventId; others are ignored.  Unless QUERY_OK, writes a
+ * reason to err ("out of memory" for QUERY_INTERNAL); out is then already
+ * freed.
  */
-bool		query_parse(const char *qs, size_t len, query_params *out,
-						char *err, size_t errsize);
+query_status query_parse(const char *qs, size_t len, query_params *out,
+						 char *err, size_t errsize);
 void		query_params_free(query_params *p);
 
 /*
  * Percent-decode s ('+' is a space) into a new NUL-terminated string.
- * False on a bad escape or an encoded NUL.
+ * QUERY_INVALID on a bad escape or an encoded NUL, QUERY_INTERNAL when the
+ * copy cannot be allocated; *out is set only on QUERY_OK.
  */
-bool		query_decode(const char *s, size_t len, char **out);
+query_status query_decode(const char *s, size_t len, char **out);
 
 /* A resume point from Last-Event-ID or lastEventId. */
 typedef struct query_event_id {

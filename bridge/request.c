@@ -56,6 +56,7 @@ req_fail(req *r, int status, const char *detail)
 {
 	if (r->status == 0) {
 		r->status = status;
+		r->error = status == 503 ? "unavailable" : status == 431 ? "headers_too_large" : "bad_request";
 		r->detail = detail;
 	}
 	return -1;

@@ -4,7 +4,8 @@
  * A req collects the method, the request target and the two headers the
  * bridge uses (Last-Event-ID, Origin) while bytes arrive in pieces.  It
  * enforces the head size limit (431) and refuses bodies, Transfer-Encoding
- * and conflicting Content-Length headers (400: request smuggling).
+ * and conflicting Content-Length headers (400: request smuggling).  A
+ * failed allocation is the bridge's fault, never the request's: 503.
  *
  * Ownership: req_feed copies what it keeps; the caller's bytes may be reused
  * as soon as it returns.  req_free releases everything a req holds.
@@ -48,7 +49,8 @@ typedef struct req {
 	bool		in_value;
 	bool		done;
 	bool		has_host;
-	int			status;			/* on REQ_ERROR: 400 or 431 */
+	int			status;			/* on REQ_ERROR: 400, 431, or 503 (out of memory) */
+	const char *error;			/* on REQ_ERROR: its code (static text) */
 	const char *detail;			/* on REQ_ERROR: static text */
 } req;
 

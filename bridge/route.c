@@ -7,6 +7,8 @@
  * is only specified after every pattern, the filter and the Last-Event-ID
  * have been validated, and (ad hoc) every pattern lies inside the public
  * scope.  Validation errors (400) are reported before authorisation (403).
+ * A failed allocation is never taken for invalid input: it is a 503 with
+ * code "unavailable" wherever it happens.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -27,6 +29,12 @@ route_error(route_result *out, int status, const char *error, const char *fmt, c
 	out->status = status;
 	out->error = error;
 	snprintf(out->detail, sizeof(out->detail), fmt, arg ? arg : "");
+}
+
+static void
+route_unavailable(route_result *out)
+{
+	route_error(out, 503, "unavailable", "out of memory", NULL);
 }
 
 void
@@ -95,7 +103,7 @@ route_filter(const query_params *q, route_result *out)
 		return true;
 	st = sse_filter_compile(q->filter, strlen(q->filter), &f, &msg);
 	if (st == SSE_JSON_NOMEM) {
-		route_error(out, 503, "unavailable", "out of memory", NULL);
+		route_unavailable(out);
 		return false;
 	}
 	if (st != SSE_JSON_OK) {
@@ -109,6 +117,31 @@ route_filter(const query_params *q, route_result *out)
 	return true;
 }
 
+/*
+ * A bad pattern.  "#" starts a URL fragment, which browsers and curl cut
+ * off before sending: "channel=job.#" arrives as "job.", and "channel=#"
+ * as "".  A pattern that is empty or ends in "." (and is otherwise made of
+ * pattern characters, so the detail may quote it) is what such a cut
+ * leaves, so its detail says how to write the "#".
+ */
+static void
+route_bad_pattern(route_result *out, const char *p, sse_name_status st)
+{
+	size_t		len = strlen(p);
+
+	if (st == SSE_NAME_EMPTY || (st == SSE_NAME_EMPTY_SEGMENT && p[len - 1] == '.'))
+		snprintf(out->detail, sizeof(out->detail),
+				 "bad channel pattern: %s (a # and all after it are cut off as a URL fragment: "
+				 "write # as %%23 in a URL, e.g. channel=%s%%23)",
+				 sse_name_status_message(st), len <= 64 ? p : "news.");
+	else
+		snprintf(out->detail, sizeof(out->detail), "bad channel pattern: %s",
+				 sse_name_status_message(st));
+	out->kind = ROUTE_ERROR;
+	out->status = 400;
+	out->error = "bad_channel";
+}
+
 /* Validate and take every channel pattern; duplicates are dropped. */
 static bool
 route_patterns(query_params *q, route_result *out)
@@ -117,22 +150,25 @@ route_patterns(query_params *q, route_result *out)
 		route_error(out, 400, "bad_channel", "at least one channel parameter is required", NULL);
 		return false;
 	}
+	for (size_t i = 0; i < q->nchannels; i++) {
+		const char *p = q->channels[i];
+		sse_name_status st = sse_pattern_check(p, strlen(p));
+
+		if (st != SSE_NAME_OK) {
+			route_bad_pattern(out, p, st);
+			return false;
+		}
+	}
 	out->patterns = calloc(q->nchannels, sizeof(char *));
 	if (out->patterns == NULL) {
-		route_error(out, 503, "unavailable", "out of memory", NULL);
+		route_unavailable(out);
 		return false;
 	}
 	out->npatterns = 0;
 	for (size_t i = 0; i < q->nchannels; i++) {
 		char	   *p = q->channels[i];
-		sse_name_status st = sse_pattern_check(p, strlen(p));
 		bool		dup = false;
 
-		if (st != SSE_NAME_OK) {
-			route_error(out, 400, "bad_channel", "bad channel pattern: %s",
-						sse_name_status_message(st));
-			return false;
-		}
 		for (size_t k = 0; k < out->npatterns && !dup; k++)
 			dup = strcmp(out->patterns[k], p) == 0;
 		if (dup)
@@ -147,9 +183,15 @@ static bool
 route_scope(const scope *pub, route_result *out)
 {
 	for (size_t i = 0; i < out->npatterns; i++) {
-		if (!scope_allows(pub, out->patterns[i], strlen(out->patterns[i]))) {
-			route_error(out, 403, "forbidden", "channel is not public", NULL);
-			return false;
+		switch (scope_check(pub, out->patterns[i], strlen(out->patterns[i]))) {
+			case SCOPE_INSIDE:
+				break;
+			case SCOPE_OUTSIDE:
+				route_error(out, 403, "forbidden", "channel is not public", NULL);
+				return false;
+			case SCOPE_INTERNAL:
+				route_unavailable(out);
+				return false;
 		}
 	}
 	return true;
@@ -162,9 +204,15 @@ route_events(const req *r, const char *qs, size_t qlen, const char *sub, size_t 
 	query_params q;
 	char		err[128];
 
-	if (!query_parse(qs, qlen, &q, err, sizeof(err))) {
-		route_error(out, 400, "bad_query", "%s", err);
-		return;
+	switch (query_parse(qs, qlen, &q, err, sizeof(err))) {
+		case QUERY_OK:
+			break;
+		case QUERY_INVALID:
+			route_error(out, 400, "bad_query", "%s", err);
+			return;
+		case QUERY_INTERNAL:
+			route_unavailable(out);
+			return;
 	}
 	if (sub != NULL) {
 		if (route_event_id(r, &q, out)) {

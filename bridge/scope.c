@@ -10,6 +10,7 @@
  * union of public NFAs; P is allowed iff no reachable pair (after at least
  * one segment, since channels are never empty) accepts in P but not in the
  * union.  The exploration is capped; hitting the cap denies (fails closed).
+ * A failed allocation gives no verdict (SCOPE_INTERNAL), never a denial.
  *
  * Invariants: states of all patterns share one numbering; each pattern k
  * owns states [base[k], base[k] + nseg[k]], the last one accepting.
@@ -65,11 +66,15 @@ scope_add(scope *s, const char *b, const char *e, char *err, size_t errsize)
 		return false;
 	}
 	np = realloc(s->pats, sizeof(char *) * (s->npats + 1));
-	if (np == NULL)
-		return false;
-	s->pats = np;
-	s->pats[s->npats] = strndup(b, (size_t) (e - b));
-	return s->pats[s->npats++] != NULL;
+	if (np != NULL) {
+		s->pats = np;
+		if ((s->pats[s->npats] = strndup(b, (size_t) (e - b))) != NULL) {
+			s->npats++;
+			return true;
+		}
+	}
+	snprintf(err, errsize, "out of memory");
+	return false;
 }
 
 scope *
@@ -78,8 +83,10 @@ scope_new(const char *list, char *err, size_t errsize)
 	scope	   *s = calloc(1, sizeof(scope));
 	const char *p = list;
 
-	if (s == NULL)
+	if (s == NULL) {
+		snprintf(err, errsize, "out of memory");
 		return NULL;
+	}
 	while (*p) {
 		const char *b = p, *e = strchr(p, ',');
 
@@ -326,30 +333,31 @@ scope_ctx_free(scope_ctx *c)
 	free(c->table);
 }
 
-bool
-scope_allows(const scope *s, const char *pat, size_t plen)
+scope_status
+scope_check(const scope *s, const char *pat, size_t plen)
 {
 	scope_ctx	c = {0};
-	uint64_t   *start, *next;
-	bool		ok = false;
+	uint64_t   *start = NULL, *next = NULL;
+	scope_status rc = SCOPE_INTERNAL;
 
 	if (s->npats == 0 || plen == 0)
-		return false;
+		return SCOPE_OUTSIDE;
 	if (scope_ctx_init(&c, s, pat, plen)) {
 		start = calloc(c.nfa.words, sizeof(uint64_t));
 		next = calloc(c.nfa.words, sizeof(uint64_t));
-		if (start && next) {
-			bit_set(start, 0);
-			for (size_t k = 0, st = c.pstates; k < s->npats; k++) {
-				bit_set(start, st);
-				st += scope_count_segs(s->pats[k], strlen(s->pats[k])) + 1;
-			}
-			scope_close(&c.nfa, start);
-			ok = scope_visit(&c, start) && scope_search(&c, next);
-		}
-		free(start);
-		free(next);
 	}
+	if (start && next) {
+		bit_set(start, 0);
+		for (size_t k = 0, st = c.pstates; k < s->npats; k++) {
+			bit_set(start, st);
+			st += scope_count_segs(s->pats[k], strlen(s->pats[k])) + 1;
+		}
+		scope_close(&c.nfa, start);
+		/* the cap on explored pairs denies: a verdict, the same every time */
+		rc = scope_visit(&c, start) && scope_search(&c, next) ? SCOPE_INSIDE : SCOPE_OUTSIDE;
+	}
+	free(start);
+	free(next);
 	scope_ctx_free(&c);
-	return ok;
+	return rc;
 }

@@ -18,13 +18,20 @@ typedef struct scope scope;
 
 /*
  * Parse a comma-separated pattern list (spaces around items are ignored; an
- * empty list allows nothing).  NULL with a message in err on a bad pattern.
+ * empty list allows nothing).  NULL with a message in err on a bad pattern
+ * or when out of memory.
  */
 scope	   *scope_new(const char *list, char *err, size_t errsize);
 void		scope_free(scope *s);
 size_t		scope_count(const scope *s);
 
-/* True when pat (which must pass sse_pattern_check) lies inside the scope. */
-bool		scope_allows(const scope *s, const char *pat, size_t plen);
+typedef enum scope_status {
+	SCOPE_INSIDE,				/* every channel pat matches is public */
+	SCOPE_OUTSIDE,				/* not (or not provably) inside: refuse, 403 */
+	SCOPE_INTERNAL				/* an allocation failed: no verdict, 503 */
+} scope_status;
+
+/* Does pat (which must pass sse_pattern_check) lie inside the scope? */
+scope_status scope_check(const scope *s, const char *pat, size_t plen);
 
 #endif

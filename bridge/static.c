@@ -47,6 +47,10 @@ static_respond(const req *r, bool demo, const char *origin, frame **out)
 	a = static_lookup(r->url.s + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len, demo);
 	if (a == NULL)
 		return false;
-	*out = resp_body(200, a->content_type, (const char *) a->body, a->len, origin);
+	/* public code: readable from any origin, whatever --cors-origin says */
+	if (a->demo)
+		*out = resp_body(200, a->content_type, (const char *) a->body, a->len, origin);
+	else
+		*out = resp_public(a->content_type, (const char *) a->body, a->len);
 	return true;
 }

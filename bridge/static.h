@@ -27,8 +27,11 @@ typedef struct static_asset {
 const static_asset *static_lookup(const char *path, size_t len, bool demo);
 
 /*
- * If the request is a GET of an asset, set *out to its 200 response (NULL
- * on OOM) and return true; otherwise return false and leave *out alone.
+ * If the request is a GET of an asset, set *out to its 200 response (the
+ * out-of-memory 503 when it cannot be built) and return true; otherwise
+ * return false and leave *out alone.  The helper's files carry
+ * Access-Control-Allow-Origin: * (public code, loaded from any page); the
+ * demo page follows --cors-origin.
  */
 bool		static_respond(const req *r, bool demo, const char *origin, frame **out);
 

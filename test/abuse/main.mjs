@@ -1,6 +1,8 @@
 // Abuse tests against running bridges; see run.sh for the environment.
-//   node main.mjs [check ...]     checks: wire inject secrecy slowloris mainstop churn asan asaninput
+//   node main.mjs [check ...]     checks: wire inject secrecy slowloris cors mainstop faults churn asan asaninput
 import { asanVerdict, churnCheck } from './churn.mjs';
+import { corsHeaderChecks, corsStartupChecks, fragmentChecks, staticChecks } from './cors.mjs';
+import { faultChecks } from './faults.mjs';
 import { Bridge, Psql, check, label, note, psqlSync, tally } from './lib.mjs';
 import { injectChecks } from './inject.mjs';
 import { secrecyChecks } from './secrecy.mjs';
@@ -21,6 +23,9 @@ const cfg = {
   db: env('ABUSE_DB'),
   bin: env('ABUSE_BRIDGE'),
   asan: process.env.ABUSE_BRIDGE_ASAN || '',
+  fi: process.env.ABUSE_BRIDGE_FI || '',
+  failEvery: (process.env.ABUSE_FAIL_EVERY || '3 7 13 31 61 127').split(/\s+/).filter(Boolean).map(Number),
+  faultRounds: Number(process.env.ABUSE_FAULT_ROUNDS || 60),
   tmp: env('ABUSE_TMP'),
   serverLog: process.env.ABUSE_SERVER_LOG || '',
   pidfile: env('ABUSE_PIDFILE'),
@@ -81,6 +86,43 @@ const checks = {
     } finally {
       await psql.close();
       await b.stop();
+    }
+  },
+
+  // --cors-origin at startup and on the wire, the helper's files, "#" cut off
+  async cors() {
+    corsStartupChecks(cfg.bin);
+    const b = bridge('cors', ['--public-channels', 'pub.#', '--cors-origin', 'http://127.0.0.1:8000/, HTTPS://App.Example:443, http://[::1]:08080']);
+    if (await started(b)) {
+      try {
+        await corsHeaderChecks(b);
+      } finally {
+        await b.stop();
+      }
+    }
+    const m = await main();
+    if (!m) return;
+    await staticChecks(m.port, 'without --cors-origin');
+    await fragmentChecks(m.port);
+  },
+
+  // allocation failures never answer a valid request with a 4xx
+  async faults() {
+    if (!cfg.fi) {
+      check('faults: fault-injection build available', false, 'ABUSE_BRIDGE_FI not set (make bridge-fi)');
+      return;
+    }
+    const psql = new Psql(cfg.db);
+    try {
+      await faultChecks(async (n) => {
+        const b = bridge(`faults-${n}`, ['--public-channels', 'pub.#, other.x', '--log-level', 'error'], {
+          bin: cfg.fi,
+          env: { ...ASAN_ENV, SSE_BRIDGE_FAIL_EVERY: String(n) },
+        });
+        return (await started(b)) ? b : null;
+      }, psql, { everies: cfg.failEvery, rounds: cfg.faultRounds });
+    } finally {
+      await psql.close();
     }
   },
 
@@ -252,7 +294,7 @@ const checks = {
 
 // ------------------------------------------------------------ driver
 
-const order = ['trojan', 'flood', 'fdlimit', 'methods', 'filters', 'wire', 'inject', 'secrecy', 'slowloris', 'mainstop', 'churn', 'asan', 'asaninput'];
+const order = ['trojan', 'flood', 'fdlimit', 'methods', 'filters', 'wire', 'inject', 'secrecy', 'slowloris', 'cors', 'mainstop', 'faults', 'churn', 'asan', 'asaninput'];
 checks.mainstop = mainVerdict;
 const want = process.argv.slice(2).length ? process.argv.slice(2) : order;
 

@@ -12,8 +12,11 @@
 # failure.
 #
 #   ABUSE_CYCLES=N      churn cycles per bridge (default 10000)
-#   ABUSE_ONLY="a b"    run only these checks (trojan flood fdlimit methods filters wire inject secrecy slowloris mainstop churn
-#                       asan asaninput)
+#   ABUSE_ONLY="a b"    run only these checks (trojan flood fdlimit methods filters wire inject secrecy slowloris cors
+#                       mainstop faults churn asan asaninput)
+#   ABUSE_FAIL_EVERY="3 7"  N values of the fault-injection check (default "3 7 13 31 61 127")
+#   ABUSE_FAULT_ROUNDS=N    rounds of valid requests per N (default 60)
+#   ABUSE_BRIDGE_BIN, ABUSE_BRIDGE_FI_BIN  other builds to test (default: this tree's)
 #   ABUSE_KEEP=1        keep the logs in the temporary directory
 set -uo pipefail
 
@@ -31,7 +34,7 @@ done
 export PGUSER=${PGUSER:-postgres}
 export PGHOST PGPORT
 
-bridge=$root/bridge/sse-bridge
+bridge=${ABUSE_BRIDGE_BIN:-$root/bridge/sse-bridge}
 if [ ! -x "$bridge" ]; then
   echo "abuse: $bridge is missing; build it with make" >&2
   summary 0 1; exit 1
@@ -87,6 +90,13 @@ if ! make -s -C "$root" bridge-asan >"$tmp/asan-build.log" 2>&1 || [ ! -x "$asan
   asan=
 fi
 
+# The fault-injection build (check "faults").
+fi=${ABUSE_BRIDGE_FI_BIN:-$root/bridge/build/fi/sse-bridge}
+if [ -z "${ABUSE_BRIDGE_FI_BIN:-}" ] && { ! make -s -C "$root" bridge-fi >"$tmp/fi-build.log" 2>&1 || [ ! -x "$fi" ]; }; then
+  cat "$tmp/fi-build.log" >&2
+  fi=
+fi
+
 # The one-layer test builds of the search_path defences (check "trojan").
 declare -A variant
 if make -s -C "$root" bridge-variants >"$tmp/variants-build.log" 2>&1; then
@@ -121,7 +131,7 @@ for f in "${SSE_PGDIR:-}/server.log" "$SSE_PGDATA/../server.log"; do
 done
 
 out=$tmp/results.txt
-ABUSE_DB=$db ABUSE_BRIDGE=$bridge ABUSE_BRIDGE_ASAN=$asan ABUSE_TMP=$tmp \
+ABUSE_DB=$db ABUSE_BRIDGE=$bridge ABUSE_BRIDGE_ASAN=$asan ABUSE_BRIDGE_FI=$fi ABUSE_TMP=$tmp \
   ABUSE_PIDFILE=$pidfile ABUSE_SERVER_LOG=$server_log \
   ABUSE_BRIDGE_NOPIN=${variant[nopin]:-} ABUSE_BRIDGE_UNQUAL=${variant[unqual]:-} ABUSE_BRIDGE_BARE=${variant[bare]:-} \
   node "$here/main.mjs" ${ABUSE_ONLY:-} 2>&1 | tee "$out"

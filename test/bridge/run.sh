@@ -64,23 +64,30 @@ build_and_run() {   # $1 = variant name, $2 = extra flags
 build_and_run plain "-O2 -g"
 build_and_run asan "$SAN"
 
-# Allocation failure at every point of the output paths (bridge/mem.h's
-# injector: -DBRIDGE_FAULT_INJECT and ld --wrap of the allocator).
-fi_test() {
-  local out="$B/fi-test_mem"
+# Allocation failure at every point of the output paths (test_mem) and of
+# request parsing and routing (test_oom) (bridge/mem.h's injector:
+# -DBRIDGE_FAULT_INJECT and ld --wrap of the allocator).
+declare -A FI_DEPS=(
+  [test_mem]="$STREAM_LAYER"
+  [test_oom]="bridge/request.c bridge/route.c bridge/query.c bridge/scope.c bridge/subdef.c bridge/resp.c
+    bridge/frame.c bridge/config.c bridge/log.c bridge/mem.c"
+)
+fi_test() {   # $1 = test name
+  local t=$1 out="$B/fi-$1"
   # shellcheck disable=SC2086
-  if ! $CC $SAN -DBRIDGE_FAULT_INJECT $CFLAGS_COMMON -o "$out" test/bridge/test_mem.c $STREAM_LAYER $SHARED \
+  if ! $CC $SAN -DBRIDGE_FAULT_INJECT $CFLAGS_COMMON -o "$out" "test/bridge/$t.c" ${FI_DEPS[$t]} $SHARED \
       $PKG_LIBS -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=strndup; then
-    echo "FAIL: build fi test_mem"; failed=$((failed + 1)); return
+    echo "FAIL: build fi $t"; failed=$((failed + 1)); return
   fi
   ran=$((ran + 1))
   if ! ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 "$out" >"$out.log" 2>&1; then
-    cat "$out.log"; echo "FAIL: fi test_mem"; failed=$((failed + 1))
+    cat "$out.log"; echo "FAIL: fi $t"; failed=$((failed + 1))
   else
-    echo "ok: fi test_mem ($(grep -c '^\[       OK' "$out.log") cases; $(grep -h 'allocation points' "$out.log" | tr '\n' ' '))"
+    echo "ok: fi $t ($(grep -c '^\[       OK' "$out.log") cases; $(grep -h 'allocation points' "$out.log" | tr '\n' ' '))"
   fi
 }
-fi_test
+fi_test test_mem
+fi_test test_oom
 
 # ---- smoke run of the sanitized daemon ----
 smoke() {

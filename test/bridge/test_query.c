@@ -11,7 +11,7 @@ parse(const char *qs, query_params *p)
 {
 	char		err[128];
 
-	return query_parse(qs, strlen(qs), p, err, sizeof(err));
+	return query_parse(qs, strlen(qs), p, err, sizeof(err)) == QUERY_OK;
 }
 
 static void

@@ -15,7 +15,7 @@ allows(const char *publics, const char *pat)
 	bool		r;
 
 	assert_non_null(s);
-	r = scope_allows(s, pat, strlen(pat));
+	r = scope_check(s, pat, strlen(pat)) == SCOPE_INSIDE;
 	scope_free(s);
 	return r;
 }

@@ -48,7 +48,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		*ch++ = '\0';
 	s = scope_new(buf, err, sizeof(err));
 	if (s != NULL && sse_pattern_check(pat, strlen(pat)) == SSE_NAME_OK &&
-		scope_allows(s, pat, strlen(pat)) && ch != NULL &&
+		scope_check(s, pat, strlen(pat)) == SCOPE_INSIDE && ch != NULL &&
 		sse_channel_check(ch, strlen(ch)) == SSE_NAME_OK &&
 		sse_pattern_match(pat, strlen(pat), ch, strlen(ch)) &&
 		!any_public_matches(buf, ch, strlen(ch)))

@@ -19,7 +19,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char		err[128];
 	query_event_id id;
 
-	if (query_parse((const char *) data, size, &p, err, sizeof(err))) {
+	if (query_parse((const char *) data, size, &p, err, sizeof(err)) == QUERY_OK) {
 		if (p.nchannels > QUERY_MAX_CHANNELS)
 			abort();
 		query_params_free(&p);
