@@ -23,7 +23,11 @@
  * EXECUTE on all of them is revoked from PUBLIC: rights come from grants
  * on the functions, never from grants on the tables.  sse_match,
  * sse_filter_match and sse_channel_segment are plain functions, executable
- * by everyone.  docs/design.md has the full audit.
+ * by everyone.  sse_explain is executable by everyone but SECURITY INVOKER
+ * with search_path pinned: it reads the log and the subscriptions with the
+ * caller's rights, so only a role that may read them learns anything.
+ * sse_bridge.lock_publishing() (holds the publish lock) is the owner's
+ * alone.  docs/design.md has the full audit.
  *
  * A publishing role (an application, a job runner) needs:
  *   GRANT EXECUTE ON FUNCTION
