@@ -56,11 +56,17 @@ all install installcheck clean:
 endif
 
 # A test-only module for the pg_regress suite (sql/security.sql loads it by
-# path); never installed.
+# name): built in test/regress and installed into $libdir before the tests
+# run, like PostgreSQL's src/test/modules; `make install` leaves it out.
 ifneq ($(PGXS),)
-REGRESS_HOOKS = test/regress/hooks$(DLSUFFIX)
-EXTRA_CLEAN += $(REGRESS_HOOKS)
-installcheck: $(REGRESS_HOOKS)
-$(REGRESS_HOOKS): test/regress/hooks.c
-	$(CC) $(CFLAGS) $(CFLAGS_SL) $(CPPFLAGS) -I$(includedir_server) -shared -o $@ $< $(LDFLAGS_SL)
+installcheck: install-test-modules
+clean: clean-test-modules
+uninstall: uninstall-test-modules
+.PHONY: install-test-modules clean-test-modules uninstall-test-modules
+install-test-modules:
+	$(MAKE) -C test/regress PG_CONFIG='$(PG_CONFIG)' install
+clean-test-modules:
+	$(MAKE) -C test/regress PG_CONFIG='$(PG_CONFIG)' clean
+uninstall-test-modules:
+	$(MAKE) -C test/regress PG_CONFIG='$(PG_CONFIG)' uninstall
 endif

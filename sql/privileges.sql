@@ -87,6 +87,8 @@ SELECT channels, filter FROM sse_bridge.subscriptions WHERE id = :'sub';
 SELECT sse_touch(:'sub');
 SELECT sse_publish('priv.a', 'x');
 UPDATE sse_bridge.subscriptions SET last_seen = now();
+-- only the owner (or a role granted EXECUTE) may stall publishing
+SELECT sse_bridge.lock_publishing();
 RESET ROLE;
 
 SELECT sse_unsubscribe(:'sub');

@@ -71,16 +71,15 @@ WHERE id > :base ORDER BY id;
 -- superuser; the trigger calls this one for the channel and for the
 -- payload, and it must run as the role whose insert fired the trigger.
 --
-\getenv abs_srcdir PG_ABS_SRCDIR
-\getenv dlsuffix PG_DLSUFFIX
-\set hooks :abs_srcdir '/test/regress/hooks' :dlsuffix
+-- (test/regress/sse_bridge_test_hooks.c, installed into $libdir by make
+-- installcheck)
 -- (the shell-type notices differ between versions: not shown)
 SET client_min_messages = warning;
 CREATE TYPE public.regress_loud;
 CREATE FUNCTION public.regress_loud_in(cstring) RETURNS public.regress_loud
     AS 'textin' LANGUAGE internal IMMUTABLE STRICT;
 CREATE FUNCTION public.regress_loud_out(public.regress_loud) RETURNS cstring
-    AS :'hooks', 'regress_hook_out' LANGUAGE C IMMUTABLE STRICT;
+    AS 'sse_bridge_test_hooks', 'regress_hook_out' LANGUAGE C IMMUTABLE STRICT;
 CREATE TYPE public.regress_loud (INPUT = public.regress_loud_in,
                                  OUTPUT = public.regress_loud_out, LIKE = text);
 RESET client_min_messages;

@@ -16,14 +16,20 @@
 #include "sse_match.h"
 
 /*
- * The publish lock: a transaction-scoped advisory lock on one int8 key,
- * taken in ExclusiveLock mode by every publishing commit.  It is the lock
- * pg_advisory_xact_lock(6004219003886977585) takes, so it shows up in
- * pg_locks as an advisory lock with objsubid = 1 (int8 key), and a session
- * can hold it by hand to stall publishing commits (the isolation specs do).
- * The key spells "SSE_PUB1" in ASCII.
+ * The publish lock: a transaction-scoped advisory lock tag, taken in
+ * ExclusiveLock mode by every publishing commit (SseLockPublishing).  Its
+ * fields are the database, the two halves of the key below (it spells
+ * "SSE_PUB1" in ASCII) and SSE_PUBLISH_LOCK_FIELD4.  The SQL advisory-lock
+ * functions always put 1 (int8 key) or 2 (int4 pair) in the fourth field,
+ * so no SQL caller can name this tag, and no role can stall publishing by
+ * holding an advisory lock.  It shows up in pg_locks as an advisory lock
+ * with objsubid = SSE_PUBLISH_LOCK_FIELD4.  A session with EXECUTE on
+ * sse_bridge.lock_publishing() (the extension owner's alone by default)
+ * can hold it to stall publishing commits on purpose, e.g. to copy the log
+ * consistently (the isolation specs and test/torture do).
  */
 #define SSE_PUBLISH_LOCK_KEY		INT64CONST(0x5353455F50554231)
+#define SSE_PUBLISH_LOCK_FIELD4		0x5353
 
 /* The one NOTIFY channel, shared with the bridge. */
 #define SSE_NOTIFY_CHANNEL			"sse_bridge"
@@ -52,6 +58,7 @@ extern int	sse_retention_max_events;	/* 0 = no limit */
 
 /* sse_publish.c */
 extern void SsePublishInit(void);
+extern void SseLockPublishing(void);
 extern char *SseDisplayName(const char *s, size_t len);
 extern void SseCheckChannel(const char *channel, size_t len);
 extern void SseCheckEventName(const char *event, size_t len);

@@ -124,7 +124,8 @@ sse_prune(PG_FUNCTION_ARGS)
 	values[0] = IntervalPGetDatum(age);
 	values[1] = Int64GetDatum((int64) sse_retention_max_events);
 
-	SPI_connect();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
 
 	/*
 	 * Wait for any other prune first.  Not read-only: the next statement

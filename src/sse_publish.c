@@ -22,7 +22,8 @@
  * writes its list as it is.
  *
  * At XACT_EVENT_PRE_COMMIT the transaction takes the publish lock (an
- * exclusive transaction-scoped advisory lock, SSE_PUBLISH_LOCK_KEY), draws
+ * exclusive transaction-scoped advisory lock on a tag no SQL function can
+ * name, see sse_bridge.h), draws
  * one id per event from sse_bridge.events_id_seq and inserts the rows, then
  * queues one NOTIFY "e <maxid>".  The lock is released only after the
  * commit is visible in the proc array, so ids become visible in id order:
@@ -1080,7 +1081,6 @@ SseFlushPending(void)
 	bool		use_direct;
 	int			nmarkers;
 	Relation	rel;
-	LOCKTAG		tag;
 	Oid			save_userid;
 	int			save_sec_context;
 	int			save_nestlevel;
@@ -1130,11 +1130,7 @@ SseFlushPending(void)
 		SseVersionsPrepare();
 
 	/* From here to the end of the transaction, commits are serialized. */
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId,
-						 (uint32) (SSE_PUBLISH_LOCK_KEY >> 32),
-						 (uint32) SSE_PUBLISH_LOCK_KEY,
-						 1);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	SseLockPublishing();
 
 	if (use_direct)
 	{
@@ -1167,6 +1163,40 @@ SseFlushPending(void)
  *		SQL entry points
  * ----------------------------------------------------------------
  */
+
+/*
+ * SseLockPublishing
+ *		Take the publish lock (sse_bridge.h) until the end of the
+ *		transaction.
+ */
+void
+SseLockPublishing(void)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId,
+						 (uint32) (SSE_PUBLISH_LOCK_KEY >> 32),
+						 (uint32) SSE_PUBLISH_LOCK_KEY,
+						 SSE_PUBLISH_LOCK_FIELD4);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
+/*
+ * sse_bridge.lock_publishing() RETURNS void
+ *
+ * Hold the publish lock until the end of the transaction: publishing
+ * commits (and subscription changes) wait until then, and every id that
+ * will ever commit below the current maximum is already visible.  EXECUTE
+ * is the extension owner's alone unless granted.
+ */
+PG_FUNCTION_INFO_V1(sse_lock_publishing);
+
+Datum
+sse_lock_publishing(PG_FUNCTION_ARGS)
+{
+	SseLockPublishing();
+	PG_RETURN_VOID();
+}
 
 /* Common part of both sse_publish variants; data is not NULL. */
 static void

@@ -281,7 +281,8 @@ SseUpdatePatterns(const char *sql, Datum id, Datum patterns,
 	Datum		values[2] = {id, patterns};
 	Datum		result;
 
-	SPI_connect();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
 	if (SseExec(sql, 2, argtypes, values, SPI_OK_UPDATE_RETURNING) == 0)
 		ReportUnknownSubscription();
 	result = SseGetColumn(0, SSE_COL_CHANNELS);
@@ -329,7 +330,8 @@ sse_subscribe_filter(PG_FUNCTION_ARGS)
 	values[1] = PG_GETARG_DATUM(1);
 	values[2] = PG_GETARG_DATUM(2);
 
-	SPI_connect();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
 	if (SseHasVersions())
 		SseExec("INSERT INTO sse_bridge.subscriptions "
 				"(id, channels, filter, ttl, start_id, def_id) "
@@ -413,7 +415,8 @@ sse_subscription_set_filter(PG_FUNCTION_ARGS)
 	values[0] = PG_GETARG_DATUM(0);
 	values[1] = PG_GETARG_DATUM(1);
 
-	SPI_connect();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
 	if (SseExec(SSE_LIVE_SQL("UPDATE sse_bridge.subscriptions SET filter = $2",
 							 SSE_CHANGED_COLUMNS),
 				2, argtypes, values, SPI_OK_UPDATE_RETURNING) == 0)
@@ -434,7 +437,8 @@ SseOneSubscription(const char *sql, Datum id, int expected, bool drop)
 	Datum		values[1] = {id};
 	uint64		n;
 
-	SPI_connect();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
 	n = SseExec(sql, 1, argtypes, values, expected);
 	if (drop)
 		SseLogRows(n, SSE_CHANGE_DROP);
@@ -491,7 +495,8 @@ sse_expire(PG_FUNCTION_ARGS)
 {
 	uint64		n;
 
-	SPI_connect();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
 	n = SseExec(SseHasVersions()
 				? "DELETE FROM sse_bridge.subscriptions "
 				"WHERE last_seen OPERATOR(pg_catalog.+) ttl "
@@ -538,7 +543,8 @@ sse_close(PG_FUNCTION_ARGS)
 					data.data, data.len);
 
 	values[0] = PointerGetDatum(channel);
-	SPI_connect();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
 	n = SseExec(SseHasVersions()
 				? "UPDATE sse_bridge.subscriptions SET closed_at = pg_catalog.now() "
 				"WHERE $1 OPERATOR(pg_catalog.=) ANY (channels)" SSE_NOT_DROPPED SSE_CHANGED_COLUMNS

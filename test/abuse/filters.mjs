@@ -82,7 +82,7 @@ export async function filterChecks(b, psql) {
   // live stream ends when it reaches it
   const sid = await psql.one(`SELECT sid FROM sse_bridge.subscriptions WHERE id = '${sub}'`);
   await psql.q(`BEGIN;
-    SELECT pg_advisory_xact_lock(${0x5353455F50554231n});
+    SELECT sse_bridge.lock_publishing();
     WITH m AS (INSERT INTO sse_bridge.events (id, channel, event, data, created_at)
       SELECT nextval('sse_bridge.events_id_seq'), '$sub', NULL,
         json_build_object('sid', ${sid}, 'channels', ARRAY['sub.f'], 'filter', '${deep(2100)}'::jsonb,

@@ -54,8 +54,8 @@
 #
 # Pruning and the expected sets.  sse_prune deletes rows, but the verdict
 # needs every committed row.  Before each prune, and once at the end, one
-# transaction takes the publish lock (pg_advisory_xact_lock on the key in
-# src/sse_bridge.h, the lock every publishing commit takes before it
+# transaction takes the publish lock (sse_bridge.lock_publishing(), the
+# lock of src/sse_bridge.h that every publishing commit takes before it
 # assigns ids), copies every row above the copy's current maximum into
 # torture.shadow, and only then calls sse_prune.  While the lock is held no
 # commit can add ids, and every commit that released it is already visible
@@ -190,7 +190,7 @@ copy_and_prune() {
 -- also before: a crash may have hidden the value the previous call set
 SELECT 'pruned_through=' || pruned_through FROM sse_bridge.meta;
 BEGIN;
-SELECT pg_advisory_xact_lock(6004219003886977585);
+SELECT sse_bridge.lock_publishing();
 INSERT INTO torture.shadow
   SELECT id, channel, event, data, created_at FROM sse_bridge.events
   WHERE id > (SELECT coalesce(max(id), 0) FROM torture.shadow);
@@ -598,7 +598,7 @@ SELECT :left_over = 0 AS alone \\gset
   psql -qAtX -v ON_ERROR_STOP=1 >>"$work/timeline.log" 2>&1 <<SQL
 $pre
 BEGIN;
-SELECT pg_advisory_xact_lock(6004219003886977585);
+SELECT sse_bridge.lock_publishing();
 \copy (SELECT $gen, id, channel, event, data, $us FROM sse_bridge.events WHERE id > $head UNION SELECT $gen, id, channel, event, data, $us FROM torture.shadow WHERE id > $head ORDER BY 2) TO '$work/dead-$gen.copy.tmp'
 $others
 \! $end_cmd
@@ -647,7 +647,7 @@ restore_point() {
   [ -n "$seg" ] && "$SSE_PGBIN/pg_archivecleanup" "$pg_arch" "$seg" >>"$work/timeline.log" 2>&1
   out=$(psql -qAtX -v ON_ERROR_STOP=1 2>>"$work/timeline.log" <<SQL
 BEGIN;
-SELECT pg_advisory_xact_lock(6004219003886977585) \g /dev/null
+SELECT sse_bridge.lock_publishing() \g /dev/null
 SELECT pg_create_restore_point('torture_rp$n') \g /dev/null
 SELECT 'head=' || greatest(
     (SELECT coalesce(max(id), 0) FROM sse_bridge.events),

@@ -1,9 +1,9 @@
 /*
- * hooks.c
+ * sse_bridge_test_hooks.c
  *		Test-only C functions for the pg_regress suite (sql/security.sql).
  *
- * Built next to this file by "make installcheck" and loaded by absolute
- * path; never installed.  Type input and output functions can only be
+ * Installed into $libdir by "make installcheck" (test/regress/Makefile) and
+ * loaded by name; "make install" never installs it.  Type input and output functions can only be
  * written in C, by a superuser, so the suite needs one to show what a
  * type's output function runs as.
  */
