@@ -102,7 +102,7 @@ SQL
 )
 
 bridge_args=(--db "host=$PGHOST port=$PGPORT user=$PGUSER dbname=$PGDATABASE"
-             --listen "$listen" --public-channels 'job.*' --demo on)
+             --listen "$listen" --public-channels 'job.#' --demo on)
 [ -n "${SSE_RUN_CORS_ORIGIN:-}" ] && bridge_args+=(--cors-origin "$SSE_RUN_CORS_ORIGIN")
 bridge/sse-bridge "${bridge_args[@]}" &
 bridge_pid=$!
