@@ -98,8 +98,10 @@ btest('README: every command as typed: make run, the five-minute path (own table
   const startGroup = (script, name, { cwd = dir, env = cleanEnv() } = {}) => {
     const logPath = join(dir, `${name}.log`);
     const fd = openSync(logPath, 'w');
-    const proc = spawn('bash', ['-c', script], { cwd, env, detached: true, stdio: ['ignore', fd, fd] });
+    const efd = openSync(`${logPath}.err`, 'w');
+    const proc = spawn('bash', ['-c', script], { cwd, env, detached: true, stdio: ['ignore', fd, name.startsWith('stream') ? efd : fd] });
     closeSync(fd);
+    closeSync(efd);
     recordPid(proc.pid);
     const exited = new Promise((r) => proc.once('exit', r));
     const p = { proc, exited, log: () => readFileSync(logPath, 'utf8'), logPath,
@@ -118,6 +120,17 @@ btest('README: every command as typed: make run, the five-minute path (own table
   t.defer(async () => {
     for (const p of procs.reverse()) await p.stop().catch(() => {});
   });
+  // every stream started so far got its events, each matching what the README promises
+  const checkStreams = async () => {
+    while (streams.length) {
+      const s = streams.shift();
+      const got = await poll(() => {
+        const evs = s.p ? sseEvents(s.p.log()).filter((e) => e.event === s.event).map((e) => JSON.parse(e.data)) : s.logged;
+        return evs.length > 0 && evs;
+      }, `an ${s.event} event from: ${s.body.trim()}`, { timeoutMs: 30_000 });
+      if (s.want) for (const d of got) assert.ok(contains(d, s.want), `${s.body.trim()}: ${JSON.stringify(d)} does not contain ${JSON.stringify(s.want)}`);
+    }
+  };
   // a block in the second terminal: the state of the earlier ones, then the block
   const inShell = (body) => `set -eo pipefail; set -a; . ${state}\n${sub(body)}`;
 
@@ -127,6 +140,7 @@ btest('README: every command as typed: make run, the five-minute path (own table
       assert.match(b.body, /^(make test\b.*\n)+$/, 'a "self" block holds only make test');
     } else if (b.kind === 'demo') {
       assert.match(b.body, /^make run\b[^\n]*\n$/, 'a demo block is one make run line');
+      await checkStreams(); // those of the previous demo, before it stops
       if (demo) await demo.p.stop();
       bport = await freePort();
       const env = { ...cleanEnv(), SSE_RUN_LISTEN: `127.0.0.1:${bport}`, SSE_RUN_SKIP_BUILD: '1' };
@@ -177,14 +191,7 @@ btest('README: every command as typed: make run, the five-minute path (own table
     }
   }
 
-  // every stream got its events, each matching what the README promises
-  for (const s of streams) {
-    const got = await poll(() => {
-      const evs = s.p ? sseEvents(s.p.log()).filter((e) => e.event === s.event).map((e) => JSON.parse(e.data)) : s.logged;
-      return evs.length > 0 && evs;
-    }, `an ${s.event} event from: ${s.body.trim()}`, { timeoutMs: 30_000 });
-    if (s.want) for (const d of got) assert.ok(contains(d, s.want), `${s.body.trim()}: ${JSON.stringify(d)} does not contain ${JSON.stringify(s.want)}`);
-  }
+  await checkStreams();
   // the page shows what the README says it shows
   const flat = README.replace(/\n/g, ' ');
   const listed = /The page lists((?:\s+(?:and\s+)?`[^`]+`,?)+)/.exec(flat)?.[1];
@@ -203,4 +210,4 @@ btest('README: every command as typed: make run, the five-minute path (own table
   const bad = await t.page(url.replace(/sub=[^&]*/, 'sub=00000000-0000-4000-8000-000000000000'));
   await poll(async () => (await bad.evaluate(() => document.getElementById('state').textContent)) === rejected,
     `the page to show "${rejected}"`);
-});
+}, { timeout: 240_000 });
