@@ -210,4 +210,4 @@ btest('README: every command as typed: make run, the five-minute path (own table
   const bad = await t.page(url.replace(/sub=[^&]*/, 'sub=00000000-0000-4000-8000-000000000000'));
   await poll(async () => (await bad.evaluate(() => document.getElementById('state').textContent)) === rejected,
     `the page to show "${rejected}"`);
-}, { timeout: 240_000 });
+}, { timeout: 400_000 });
