@@ -36,6 +36,15 @@ export interface SseReset {
 }
 
 export interface SseBridgeOptions {
+  /**
+   * channel patterns of an ad hoc stream ('news.#', 'job.*'), appended to the
+   * URL as `channel` parameters, encoded by the helper (never write %23)
+   */
+  channels?: readonly string[] | string;
+  /** a JSON containment filter ({"state":"done"}), appended as the encoded `filter` parameter */
+  filter?: Record<string, unknown> | string;
+  /** the stream's URL when the options are the only argument (default '/events') */
+  url?: string | URL;
   /** send cookies (EventSource withCredentials; credentials: 'include' for the probe) */
   withCredentials?: boolean;
   /** resume after this position, "<id>-<fingerprint>" or a plain id (sent as the lastEventId query parameter) */
@@ -55,7 +64,13 @@ export interface SseBridgeOptions {
 }
 
 export declare class SseBridge {
+  /**
+   * url: '/events/<subscription id>', or '/events' with `channels` (and
+   * `filter`) in the options.  A '#' written in a URL string is sent as %23.
+   */
   constructor(url: string | URL, options?: SseBridgeOptions);
+  /** the options alone: the URL is options.url, default '/events' */
+  constructor(options: SseBridgeOptions);
   readonly url: string | URL;
   readonly state: SseState;
   /** the position of the last event delivered (or of `ready`/`reset`), "<id>-<fingerprint>" */

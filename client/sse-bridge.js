@@ -2,12 +2,21 @@
 // No dependencies; served by the bridge at /sse-bridge.js.
 //
 //   import { SseBridge } from '/sse-bridge.js';
-//   const s = new SseBridge('/events?channel=job.*', {
+//   const s = new SseBridge('/events', {
+//     channels: ['job.#'],                        // encoded here: never write %23
+//     filter: { state: 'done' },                  // JSON containment, encoded here
 //     onState: (state, stats) => show(state),   // connecting | live | reconnecting | closed
 //     onReset: (lost) => reloadEverything(),     // history was pruned or replaced: reload
 //   });
 //   s.on('update', (e) => render(JSON.parse(e.data)));
 //   await s.ready;                                // first `ready`: live from here
+//
+// The first argument is the stream's URL: '/events/<subscription id>', or
+// '/events' with `channels` and `filter` in the options, which the helper
+// appends as query parameters (encodeURIComponent, so '#' is sent as %23).
+// A URL string is also taken as written, except that a '#' in it (which a
+// browser would treat as the start of a fragment, never sent) is sent as
+// %23. An object as the first argument is the options, with url '/events'.
 //
 // What it adds to EventSource:
 // - a state with a callback, and counts of failures;
@@ -42,9 +51,32 @@ function parse(data) {
   }
 }
 
+// The stream's URL: `url` with every '#' sent as %23 (a fragment is never
+// sent to a server), then one channel parameter per pattern of `channels`
+// and the filter object as JSON.
+function streamBase(url, channels, filter) {
+  let u = url instanceof URL ? url.href : String(url);
+  u = u.replace(/#/g, '%23');
+  const params = [];
+  if (channels != null) {
+    const list = typeof channels === 'string' ? [channels] : Array.from(channels);
+    for (const c of list) params.push(`channel=${encodeURIComponent(String(c))}`);
+  }
+  if (filter != null) {
+    params.push(`filter=${encodeURIComponent(typeof filter === 'string' ? filter : JSON.stringify(filter))}`);
+  }
+  if (params.length === 0) return u;
+  return u + (u.includes('?') ? (/[?&]$/.test(u) ? '' : '&') : '?') + params.join('&');
+}
+
 export class SseBridge {
   constructor(url, options = {}) {
+    if (url != null && typeof url === 'object' && !(url instanceof URL)) {
+      options = url;
+      url = options.url ?? '/events';
+    }
     this.url = url;
+    this._base = streamBase(url, options.channels, options.filter);
     this.options = {
       withCredentials: false,
       minDelay: 1000, // first backoff of its own reopens, ms
@@ -96,7 +128,7 @@ export class SseBridge {
   }
 
   _streamUrl() {
-    const u = new URL(this.url, globalThis.location ? globalThis.location.href : undefined);
+    const u = new URL(this._base, globalThis.location ? globalThis.location.href : undefined);
     if (this.lastEventId != null) u.searchParams.set('lastEventId', this.lastEventId);
     return u.href;
   }

@@ -36,11 +36,19 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 0' INT TERM
 
+# What `make install` puts into the system (shared by every checkout and
+# cluster on this machine), named in what the demo prints.
+pgc=${PG_CONFIG:-pg_config}
+installed="$($pgc --pkglibdir)/sse_bridge.so, $($pgc --sharedir)/extension/sse_bridge*, ${BRIDGE_BINDIR:-/usr/local/bin}/sse-bridge"
 if [ "${SSE_RUN_SKIP_BUILD:-0}" != 1 ]; then
   scripts/deps.sh
   log "building"
   make -s -j2
+  log "installing system-wide (make install): $installed"
   make -s install >/dev/null
+  install_note="make run installed, system-wide: $installed"
+else
+  install_note="SSE_RUN_SKIP_BUILD=1: using what is installed system-wide: $installed"
 fi
 [ -x bridge/sse-bridge ] || { log "bridge/sse-bridge is missing; run make"; exit 1; }
 
@@ -94,7 +102,7 @@ SQL
 )
 
 bridge_args=(--db "host=$PGHOST port=$PGPORT user=$PGUSER dbname=$PGDATABASE"
-             --listen "$listen" --public-channels 'job.*' --demo on)
+             --listen "$listen" --public-channels 'job.#' --demo on)
 [ -n "${SSE_RUN_CORS_ORIGIN:-}" ] && bridge_args+=(--cors-origin "$SSE_RUN_CORS_ORIGIN")
 bridge/sse-bridge "${bridge_args[@]}" &
 bridge_pid=$!
@@ -117,15 +125,24 @@ done
 ) &
 publisher_pid=$!
 
+cors_note=
+[ -n "${SSE_RUN_CORS_ORIGIN:-}" ] && cors_note="
+  Pages on $SSE_RUN_CORS_ORIGIN may read the streams (--cors-origin)."
 cat <<EOF
 
   sse_bridge demo: open http://$listen/
 
   The page shows the jobs table live, through the browser helper
-  /sse-bridge.js, with its connection state. Add a job and see it appear:
-    psql -h $PGHOST -p $PGPORT -U $PGUSER $PGDATABASE -c "INSERT INTO jobs (name) VALUES ('my-job')"
-  README.md has the curl side. Ctrl-C stops the bridge, the publisher and
-  the cluster.
+  /sse-bridge.js, with its connection state (README.md: the same stream
+  with curl, and your own table streaming to your own page).
+  The demo database, for psql in another terminal (paste this line first):
+    export PGHOST=$PGHOST PGPORT=$PGPORT PGUSER=$PGUSER PGDATABASE=$PGDATABASE
+  Add a job and see it appear:
+    psql -c "INSERT INTO jobs (name) VALUES ('my-job')"$cors_note
+
+  $install_note
+  The cluster is throwaway. Ctrl-C stops the bridge, the publisher and the
+  cluster.
 
 EOF
 

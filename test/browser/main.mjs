@@ -5,6 +5,7 @@ import { launch, shutdown } from './lib/browser.mjs';
 import './tests/helper.mjs';
 import './tests/nginx.mjs';
 import './tests/demo.mjs';
+import './tests/readme.mjs';
 
 await launch();
 let failed = 1;

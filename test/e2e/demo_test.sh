@@ -31,13 +31,14 @@ free_port() {
   node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
 }
 
-# start_demo SECONDS: run scripts/run.sh in its own session (process group)
+# start_demo SECONDS [SKIP_BUILD]: run scripts/run.sh in its own session
+# (process group); SKIP_BUILD 0 runs its deps/build/install steps too
 start_demo() {
   port=$(free_port)
   : >"$log"
   # the demo starts its own cluster; the outer test cluster's variables must not leak in
   env -u PGHOST -u PGPORT -u PGDATABASE -u SSE_PGDATA -u SSE_PGBIN -u SSE_PGDIR \
-    SSE_RUN_LISTEN="127.0.0.1:$port" SSE_RUN_SECONDS="$1" SSE_RUN_SKIP_BUILD=1 \
+    SSE_RUN_LISTEN="127.0.0.1:$port" SSE_RUN_SECONDS="$1" SSE_RUN_SKIP_BUILD="${2:-1}" \
     setsid "$root/scripts/run.sh" >"$log" 2>&1 &
   demo_pid=$!
 }
@@ -61,17 +62,33 @@ check_cleaned_up() {
 }
 
 run_seconds=20
-start_demo "$run_seconds"
+# as `make run` does it: deps, build and the system-wide install (already
+# done by make test, so quick), which it must announce
+start_demo "$run_seconds" 0
 wait_healthy
 t_up=$SECONDS
 
 line="open http://127.0.0.1:$port/"
 deadline=$((SECONDS + 10))
-until grep -qF "$line" "$log"; do
+until grep -qF "$line" "$log" && grep -q 'Ctrl-C stops' "$log"; do
   [ "$SECONDS" -lt "$deadline" ] || fail "the URL to open was not printed: $line"
   sleep 0.2
 done
 [ "$(grep -c 'http://' "$log")" = 1 ] || fail "more than one URL printed: $(grep 'http://' "$log")"
+# it says what it installed system-wide, with the real paths, before and at the end
+so="$(pg_config --pkglibdir)/sse_bridge.so"
+for want in "installing system-wide (make install): $so" "make run installed, system-wide: $so"; do
+  grep -qF "$want" "$log" || fail "not printed: $want"
+done
+for f in "$so" "$(pg_config --sharedir)/extension/sse_bridge.control" /usr/local/bin/sse-bridge; do
+  grep -qF "$(dirname "$f")/" "$log" || fail "the install message does not name $(dirname "$f")"
+  [ -e "$f" ] || fail "announced as installed but missing: $f"
+done
+# the printed export line reaches the demo database from a clean environment
+exp=$(sed -n 's/^ *\(export PGHOST=.*\)$/\1/p' "$log" | head -1)
+[ -n "$exp" ] || fail "no export line for psql printed"
+jobs=$(env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE bash -c "$exp; psql -XAtc 'SELECT count(*) FROM jobs'" 2>&1) ||
+  fail "the printed export line does not reach the demo database: $jobs"
 page=$(curl -s "http://127.0.0.1:$port/")
 grep -q "/sse-bridge.js" <<<"$page" || fail "the printed URL does not serve the demo page: $(head -c 200 <<<"$page")"
 

@@ -80,12 +80,14 @@ const idNum = (id) => String(id).replace(/-(?:0|[0-9a-f]{8})$/, '');
 window.openHelper = async (name, url, opts = {}, types = ['message']) => {
   const { SseBridge } = await import('/sse-bridge.js');
   const rec = { kind: 'helper', events: [], states: [], resets: [], closes: [], ready: null, readyError: null };
-  rec.s = new SseBridge(url, {
+  const all = {
     ...opts,
     onState: (st, stats) => rec.states.push({ st, stats, t: Date.now() }),
     onReset: (r) => rec.resets.push(r),
     onClose: (e) => rec.closes.push(e),
-  });
+  };
+  // url null: the options alone (new SseBridge({channels, ...}))
+  rec.s = url == null ? new SseBridge(all) : new SseBridge(url, all);
   for (const type of types) rec.s.on(type, (e) => rec.events.push({ id: idNum(e.lastEventId), pos: e.lastEventId, event: e.type, data: e.data }));
   rec.s.ready.then((r) => { rec.ready = r; }, (e) => { rec.readyError = String(e); });
   window.T[name] = rec;

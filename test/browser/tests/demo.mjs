@@ -60,9 +60,15 @@ btest('make run: one URL; the dashboard shows jobs changing live and the connect
     return [...seen.values()].some((s) => s.size >= 2) && seen.size >= 3;
   }, 'three jobs, one of them changing state', { timeoutMs: 30_000 });
   // the printed command adds a job, as typed
-  const cmd = demo.log().split('\n').find((l) => l.trim().startsWith('psql '));
+  const lines = demo.log().split('\n').map((l) => l.trim());
+  const exp = lines.find((l) => l.startsWith('export PGHOST='));
+  const cmd = lines.find((l) => l.startsWith('psql '));
+  assert.ok(exp, 'no export line printed');
   assert.ok(cmd, 'no psql command printed');
-  execFileSync('bash', ['-c', cmd.trim()], { stdio: 'ignore', timeout: 30_000 });
+  // typed in another terminal: none of the test's own PG* variables
+  const env = { ...process.env };
+  for (const v of ['PGHOST', 'PGPORT', 'PGUSER', 'PGDATABASE']) delete env[v];
+  execFileSync('bash', ['-c', `${exp}\n${cmd}`], { stdio: 'ignore', timeout: 30_000, env });
   await poll(async () => (await rowsOf(page)).some((r) => r.name === 'my-job'), 'my-job on the page');
   await page.screenshot({ path: join(SHOTS, 'demo.png') });
   console.log(`    screenshot of the demo page: ${join(SHOTS, 'demo.png')}`);

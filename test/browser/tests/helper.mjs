@@ -290,3 +290,43 @@ btest('helper: withCredentials is passed to EventSource (credentialed CORS needs
   assert.equal(s.events.length, 0);
   await page.evaluate(() => window.T.starCred.s.close());
 });
+
+btest('helper: channels and a filter object are encoded by the helper (a "#" pattern and a filter with " ", "+", "#", "&" reach the bridge); a "#" in a URL string too; 404 rejects ready', async (t) => {
+  const b = await bridge(t);
+  const ch = `pub.${uniq()}`;
+  const note = 'a b+c#d&e=f%';
+  const page = await helperPage(t, b.url);
+  // the URL form, the options alone, a "#" written in a URL string, a filter
+  await page.evaluate((c) => window.openHelper('list', '/events', { channels: [`${c}.#`] }), ch);
+  await page.evaluate((c) => window.openHelper('alone', null, { channels: [`${c}.#`] }), ch);
+  await page.evaluate((c) => window.openHelper('raw', `/events?channel=${c}.#`), ch);
+  await page.evaluate((c, n) => window.openHelper('filtered', '/events', { channels: [`${c}.#`], filter: { state: 'done', note: n } }),
+    ch, note);
+  await page.evaluate(() => window.openHelper('missing', '/events/00000000-0000-4000-8000-000000000000'));
+  for (const name of ['list', 'alone', 'raw', 'filtered']) await waitSnap(page, name, (x) => x.ready, `${name} ready`);
+  await publish([
+    { channel: ch, data: { state: 'done', note, i: 1 }, asJson: true },
+    { channel: `${ch}.x.y`, data: { state: 'running', note, i: 2 }, asJson: true },
+    { channel: `${ch}.x`, data: { state: 'done', note, i: 3 }, asJson: true },
+    { channel: `${ch}.x`, data: { state: 'done', note: 'a b c#d&e=f%', i: 4 }, asJson: true },
+    { channel: `${ch}.x`, data: 'not json' },
+    { channel: `${ch}x`, data: { state: 'done', note, i: 6 }, asJson: true },
+  ]);
+  const all = await rows(`channel = ${lit(ch)} OR channel LIKE ${lit(`${ch}.%`)}`);
+  assert.equal(all.length, 5);
+  const matching = all.filter((r) => r.data.startsWith('{') && JSON.parse(r.data).state === 'done' && JSON.parse(r.data).note === note);
+  assert.deepEqual(matching.map((r) => JSON.parse(r.data).i), [1, 3]);
+  for (const name of ['list', 'alone', 'raw']) {
+    const s = await waitSnap(page, name, (x) => x.events.length >= all.length, `${name}: every event of ${ch}.#`);
+    assertSameEvents(s.events, all, name);
+  }
+  const f = await waitSnap(page, 'filtered', (x) => x.events.length >= matching.length, 'the filtered events');
+  await publish([{ channel: ch, data: { state: 'done', note, i: 7 }, asJson: true }]);
+  const last = await rows(`channel = ${lit(ch)} AND data LIKE '%"i": 7%'`);
+  const g = await waitSnap(page, 'filtered', (x) => x.events.length > f.events.length, 'a later filtered event');
+  assertSameEvents(g.events, [...matching, ...last], 'filtered');
+  const m = await waitSnap(page, 'missing', (x) => x.state === 'closed', 'the unknown subscription to stop');
+  assert.equal(m.ready, null);
+  assert.match(m.readyError, /status 404/);
+  assert.deepEqual(m.closes, [{ status: 404, retryAfter: 0 }]);
+});
