@@ -685,19 +685,22 @@ take_job(void)
 	return job;
 }
 
-/* A replay page: one row per id from..through on channel "c", created_us 1000 + id. */
+/*
+ * A replay page read from cursor `from`: one row per id from..through on
+ * channel "c", created_us 1000 + id, each repeating the cursor it was read from.
+ */
 static PGresult *
 page_result(int64_t pruned, int64_t from, int64_t through, int64_t first_us)
 {
-	const char *names[6] = {"pruned_through", "id", "channel", "event", "data", "created_us"};
-	PGresAttDesc att[6];
+	const char *names[7] = {"pruned_through", "id", "channel", "event", "data", "created_us", "from_id"};
+	PGresAttDesc att[7];
 	PGresult   *r = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
 	char		buf[32];
 
 	memset(att, 0, sizeof(att));
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < 7; i++)
 		att[i].name = (char *) names[i];
-	assert_true(PQsetResultAttrs(r, 6, att));
+	assert_true(PQsetResultAttrs(r, 7, att));
 	for (int64_t id = from; id <= through; id++) {
 		int			row = (int) (id - from);
 
@@ -710,6 +713,8 @@ page_result(int64_t pruned, int64_t from, int64_t through, int64_t first_us)
 		assert_true(PQsetvalue(r, row, 4, "x", 1));
 		snprintf(buf, sizeof(buf), "%" PRId64, id == from ? first_us : 1000 + id);
 		assert_true(PQsetvalue(r, row, 5, buf, (int) strlen(buf)));
+		snprintf(buf, sizeof(buf), "%" PRId64, from);
+		assert_true(PQsetvalue(r, row, 6, buf, (int) strlen(buf)));
 	}
 	return r;
 }
