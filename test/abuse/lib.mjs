@@ -5,6 +5,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
+import { SseParser } from '../lib/sse.mjs';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -152,7 +154,11 @@ export async function metrics(port) {
 
 // ------------------------------------------------------------ SSE reader
 
-// A streaming client that parses the response head and SSE frames.
+// A streaming client: parses the response head, then feeds a text/event-stream
+// body to the shared parser (test/lib/sse.mjs).  events: {id, event, data}
+// as an EventSource would deliver them; comments: how many comment lines.
+// Tests that inspect the wire format on purpose read raw bytes instead
+// (exchange(), net.connect).
 export class Sse {
   constructor(port, target, { headers = {}, host = '127.0.0.1' } = {}) {
     this.events = [];
@@ -161,7 +167,14 @@ export class Sse {
     this.closed = false;
     this.res = null;
     this._buf = Buffer.alloc(0);
-    this._text = '';
+    this._stream = false;
+    this._dec = new StringDecoder('utf8');
+    this._parser = new SseParser({
+      onEvent: (e) => this.events.push(e),
+      onComment: () => {
+        this.comments++;
+      },
+    });
     this._waiters = [];
     this.sock = net.connect(port, host);
     this.sock.setNoDelay(true);
@@ -183,45 +196,12 @@ export class Sse {
       const r = parseResponse(this._buf);
       if (!r) return;
       this.res = r;
-      if (r.get('content-type')?.startsWith('text/event-stream')) {
-        this._text = this._buf.subarray(r.head.length).toString('utf8');
-      }
+      this._stream = !!r.get('content-type')?.startsWith('text/event-stream');
+      d = this._buf.subarray(r.head.length);
       this._buf = null;
-    } else if (this._buf === null && this.res.get('content-type')?.startsWith('text/event-stream')) {
-      this._text += d.toString('utf8');
     }
-    this._frames();
+    if (this._stream) this._parser.feed(this._dec.write(d));
     this._wake();
-  }
-
-  _frames() {
-    for (;;) {
-      const i = this._text.indexOf('\n\n');
-      if (i < 0) return;
-      const block = this._text.slice(0, i);
-      this._text = this._text.slice(i + 2);
-      const ev = { id: null, event: 'message', data: [] };
-      let any = false;
-      for (const line of block.split('\n')) {
-        if (line.startsWith(':')) {
-          this.comments++;
-          continue;
-        }
-        const c = line.indexOf(':');
-        const k = c < 0 ? line : line.slice(0, c);
-        let v = c < 0 ? '' : line.slice(c + 1);
-        if (v.startsWith(' ')) v = v.slice(1);
-        if (k === 'id') ev.id = v;
-        else if (k === 'event') ev.event = v;
-        else if (k === 'data') ev.data.push(v);
-        else continue;
-        any = true;
-      }
-      if (any && (ev.data.length || ev.event !== 'message')) {
-        ev.data = ev.data.join('\n');
-        this.events.push(ev);
-      }
-    }
   }
 
   _wake() {

@@ -108,7 +108,7 @@ if [ ! -x "$bridge" ]; then
 fi
 
 mkdir -p "$here/build"
-if ! cc -std=c11 -Wall -Wextra -Werror -O1 -g -o "$here/build/sseclient" "$here/sseclient.c"; then
+if ! cc -std=c11 -Wall -Wextra -Werror -O1 -g -I"$here/../lib" -o "$here/build/sseclient" "$here/sseclient.c" "$here/../lib/sseparse.c"; then
   record "build test/e2e/sseclient.c" 1; summary; exit 1
 fi
 

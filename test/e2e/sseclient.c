@@ -19,15 +19,10 @@
  * times), sending the last event id in a Last-Event-ID header, and it stops
  * for good on 204 or any other status.
  *
- * Parsing rules kept here (WHATWG HTML, "Interpreting an event stream"):
- * lines end in CRLF, LF or CR; a leading BOM is skipped; a line starting with
- * ':' is a comment; "field: value" loses exactly one space after the colon;
- * a line without a colon is a field with an empty value; data lines are
- * joined with LF and the final LF removed; id is ignored if it contains NUL
- * and persists across events, but reaches the Last-Event-ID used to
- * reconnect only when an event is dispatched; retry is taken only if all ASCII digits; an
- * empty line dispatches; an event with an empty data buffer is not
- * dispatched; an incomplete event at end of stream is discarded.
+ * The stream is parsed by test/lib/sseparse.c (WHATWG HTML, "Interpreting
+ * an event stream"; the rules are listed in sseparse.h).  The Last-Event-ID
+ * sent on a reconnection is the parser's last event ID string, so the id
+ * line of an event cut off by the end of a stream is never sent.
  *
  * Ownership: every buffer is owned by the struct that holds it and freed by
  * its *_free function; nothing is shared between connections except the
@@ -52,6 +47,8 @@
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "sseparse.h"
 
 #define MAX_HEADERS_BYTES (64 * 1024)
 #define MAX_EXTRA_HEADERS 16
@@ -205,13 +202,6 @@ buf_puts(buf *b, const char *s)
 }
 
 static void
-buf_set(buf *b, const char *s, size_t n)
-{
-	b->len = 0;
-	buf_append(b, s, n);
-}
-
-static void
 buf_free(buf *b)
 {
 	free(b->p);
@@ -317,198 +307,71 @@ timed_out(void)
 	exit(3);
 }
 
-/* ---------------------------------------------------------------- SSE parser */
+/* ---------------------------------------------------------------- SSE */
 
-typedef struct sse_parser {
-	buf			line;				/* current, unterminated line */
-	buf			data;				/* data buffer */
-	buf			event_type;			/* event type buffer */
-	buf			last_id;			/* last event ID buffer (persists) */
-	buf			reconnect_id;		/* the source's last event ID string:
-									 * set from last_id at dispatch only, so
-									 * an id line of an event cut off by the
-									 * end of the stream is not used */
-	long		retry_ms;			/* reconnection time */
-	bool		after_cr;			/* previous byte was CR: skip one LF */
-	bool		at_start;			/* BOM check pending for this stream */
-	long		n_events;			/* events dispatched, all connections */
-	bool		stop;				/* an exit condition was reached */
-} sse_parser;
-
-static void
-sse_reset_stream(sse_parser *ps)
-{
-	/* A new connection starts a new stream: pending state is discarded. */
-	ps->line.len = 0;
-	ps->data.len = 0;
-	ps->event_type.len = 0;
-	ps->after_cr = false;
-	ps->at_start = true;
-}
+/* The parser (test/lib/sseparse.c) and what the output needs besides. */
+static long n_events;			/* events dispatched, all connections */
 
 static void pause_until_signal(void);
 
 static void
-sse_dispatch(sse_parser *ps)
+on_event(sse_parser *ps, const sse_event *ev)
 {
 	buf			l = {0};
-	const char *type;
-	size_t		tlen;
-
-	buf_set(&ps->reconnect_id, ps->last_id.p ? ps->last_id.p : "", ps->last_id.len);
-	if (ps->data.len == 0)
-	{
-		ps->event_type.len = 0;
-		return;
-	}
-	if (ps->data.p[ps->data.len - 1] == '\n')
-		ps->data.len--;
-	type = ps->event_type.len ? ps->event_type.p : "message";
-	tlen = ps->event_type.len ? ps->event_type.len : 7;
 
 	buf_puts(&l, "{\"kind\":\"event\",\"id\":");
-	json_string(&l, ps->last_id.p ? ps->last_id.p : "", ps->last_id.len);
+	json_string(&l, ev->id, ev->id_len);
 	buf_puts(&l, ",\"event\":");
-	json_string(&l, type, tlen);
+	json_string(&l, ev->event, ev->event_len);
 	buf_puts(&l, ",\"data\":");
-	json_string(&l, ps->data.p, ps->data.len);
+	json_string(&l, ev->data, ev->data_len);
 	buf_puts(&l, "}");
 	emit(&l);
 
-	ps->n_events++;
-	if (opt.until_event && strlen(opt.until_event) == tlen &&
-		memcmp(opt.until_event, type, tlen) == 0)
-		ps->stop = true;
-	if (opt.max_events > 0 && ps->n_events >= opt.max_events)
-		ps->stop = true;
-	ps->data.len = 0;
-	ps->event_type.len = 0;
-	if (!ps->stop && opt.pause_after > 0 && ps->n_events == opt.pause_after)
+	n_events++;
+	if (opt.until_event && strlen(opt.until_event) == ev->event_len &&
+		memcmp(opt.until_event, ev->event, ev->event_len) == 0)
+		sse_stop(ps);
+	if (opt.max_events > 0 && n_events >= opt.max_events)
+		sse_stop(ps);
+	if (!ps->stop && opt.pause_after > 0 && n_events == opt.pause_after)
 		pause_until_signal();
 }
 
-static bool
-all_digits(const char *s, size_t n)
+static void
+on_comment(sse_parser *ps, const char *text, size_t n)
 {
-	if (n == 0)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-	return true;
+	buf			l = {0};
+
+	(void) ps;
+	buf_puts(&l, "{\"kind\":\"comment\",\"text\":");
+	json_string(&l, text, n);
+	buf_puts(&l, "}");
+	emit(&l);
 }
 
 static void
-sse_field(sse_parser *ps, const char *name, size_t nlen, const char *val, size_t vlen)
+on_retry(sse_parser *ps, long ms)
 {
-	if (nlen == 5 && memcmp(name, "event", 5) == 0)
-		buf_set(&ps->event_type, val, vlen);
-	else if (nlen == 4 && memcmp(name, "data", 4) == 0)
-	{
-		buf_append(&ps->data, val, vlen);
-		buf_puts(&ps->data, "\n");
-	}
-	else if (nlen == 2 && memcmp(name, "id", 2) == 0)
-	{
-		if (memchr(val, '\0', vlen) == NULL)
-			buf_set(&ps->last_id, val, vlen);
-	}
-	else if (nlen == 5 && memcmp(name, "retry", 5) == 0)
-	{
-		if (all_digits(val, vlen))
-		{
-			buf		l = {0};
-			char		num[32];
+	buf			l = {0};
+	char		num[32];
 
-			ps->retry_ms = strtol(val, NULL, 10);
-			snprintf(num, sizeof num, "%ld", ps->retry_ms);
-			buf_puts(&l, "{\"kind\":\"retry\",\"ms\":");
-			buf_append(&l, num, strlen(num));
-			buf_puts(&l, "}");
-			emit(&l);
-		}
-	}
-	/* other fields are ignored */
-}
-
-static void
-sse_line(sse_parser *ps, const char *s, size_t n)
-{
-	const char *colon;
-
-	if (n == 0)
-	{
-		sse_dispatch(ps);
-		return;
-	}
-	if (s[0] == ':')
-	{
-		buf		l = {0};
-
-		buf_puts(&l, "{\"kind\":\"comment\",\"text\":");
-		json_string(&l, s + 1, n - 1);
-		buf_puts(&l, "}");
-		emit(&l);
-		return;
-	}
-	colon = memchr(s, ':', n);
-	if (colon == NULL)
-	{
-		sse_field(ps, s, n, "", 0);
-		return;
-	}
-	size_t		nlen = (size_t) (colon - s);
-	const char *v = colon + 1;
-	size_t		vlen = n - nlen - 1;
-
-	if (vlen > 0 && v[0] == ' ')
-	{
-		v++;
-		vlen--;
-	}
-	sse_field(ps, s, nlen, v, vlen);
+	(void) ps;
+	snprintf(num, sizeof num, "%ld", ms);
+	buf_puts(&l, "{\"kind\":\"retry\",\"ms\":");
+	buf_append(&l, num, strlen(num));
+	buf_puts(&l, "}");
+	emit(&l);
 }
 
 /* Feed body bytes; stops early (ps->stop) when an exit condition is met. */
 static void
-sse_feed(sse_parser *ps, const char *p, size_t n)
+sse_feed_or_die(sse_parser *ps, const char *p, size_t n)
 {
-	size_t		i = 0;
-
-	if (ps->at_start)
+	if (!sse_feed(ps, p, n))
 	{
-		/* the BOM may be split across reads; buffer until 3 bytes seen */
-		buf_append(&ps->line, p, n);
-		if (ps->line.len < 3 && memcmp(ps->line.p, "\xEF\xBB\xBF", ps->line.len) == 0)
-			return;
-		ps->at_start = false;
-		buf		pending = ps->line;
-
-		ps->line = (buf) {0};
-		size_t		skip = (pending.len >= 3 && memcmp(pending.p, "\xEF\xBB\xBF", 3) == 0) ? 3 : 0;
-
-		sse_feed(ps, pending.p + skip, pending.len - skip);
-		buf_free(&pending);
-		return;
-	}
-	for (; i < n && !ps->stop; i++)
-	{
-		char		c = p[i];
-
-		if (ps->after_cr)
-		{
-			ps->after_cr = false;
-			if (c == '\n')
-				continue;
-		}
-		if (c == '\r' || c == '\n')
-		{
-			sse_line(ps, ps->line.p ? ps->line.p : "", ps->line.len);
-			ps->line.len = 0;
-			ps->after_cr = (c == '\r');
-		}
-		else
-			buf_append(&ps->line, &c, 1);
+		emit_exit("out of memory");
+		exit(2);
 	}
 }
 
@@ -699,7 +562,7 @@ body_bytes(conn *c, sse_parser *ps, const char *p, size_t n)
 	if (n == 0)
 		return;
 	if (c->status == 200)
-		sse_feed(ps, p, n);
+		sse_feed_or_die(ps, p, n);
 	else
 		buf_append(&c->body, p, n);
 }
@@ -864,7 +727,7 @@ run_connection(sse_parser *ps, int attempt)
 	char		rbuf[16384];
 	buf			l = {0};
 	char		num[16];
-	const char *lid = attempt == 0 ? opt.last_event_id : ps->reconnect_id.p;
+	const char *lid = attempt == 0 ? opt.last_event_id : ps->last_id.p;
 
 	snprintf(num, sizeof num, "%d", attempt);
 	buf_puts(&l, "{\"kind\":\"connect\",\"attempt\":");
@@ -874,7 +737,7 @@ run_connection(sse_parser *ps, int attempt)
 	buf_puts(&l, "}");
 	emit(&l);
 
-	sse_reset_stream(ps);
+	sse_begin(ps);
 	c.fd = conn_open();
 	if (c.fd < 0 || !send_request(c.fd, lid))
 	{
@@ -935,11 +798,13 @@ sleep_ms(long ms)
 int
 main(int argc, char **argv)
 {
-	sse_parser	ps = {.retry_ms = 3000};
+	sse_parser	ps;
+	static const sse_callbacks cbs = {on_event, on_comment, on_retry};
 	sigset_t	set;
 
 	clock_gettime(CLOCK_MONOTONIC, &start_time);
 	parse_args(argc, argv);
+	sse_init(&ps, &cbs, NULL);
 	/* SIGUSR1 is only ever taken synchronously, by pause_until_signal */
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
@@ -965,7 +830,7 @@ main(int argc, char **argv)
 			emit_exit(o == OUT_STREAM_ENDED ? "eof" : "network");
 			break;
 		}
-		long		delay = ps.retry_ms;
+		long		delay = ps.retry_ms >= 0 ? ps.retry_ms : 3000;
 
 		if (opt.max_delay_ms >= 0 && delay > opt.max_delay_ms)
 			delay = opt.max_delay_ms;
@@ -975,11 +840,7 @@ main(int argc, char **argv)
 			timed_out();
 		sleep_ms(delay);
 	}
-	buf_free(&ps.line);
-	buf_free(&ps.data);
-	buf_free(&ps.event_type);
-	buf_free(&ps.last_id);
-	buf_free(&ps.reconnect_id);
+	sse_free(&ps);
 	free(opt.host);
 	free(opt.port);
 	free(opt.path);

@@ -52,7 +52,7 @@ for v in PGHOST PGPORT; do
 done
 export PGUSER=${PGUSER:-postgres}
 
-cc -std=c11 -O2 -Wall -Wextra -Werror -o "$B/slowread" "$T/slowread.c" || exit 1
+cc -std=c11 -O2 -Wall -Wextra -Werror -I"$T/../lib" -o "$B/slowread" "$T/slowread.c" "$T/../lib/sseparse.c" || exit 1
 if [ -z "${MEM_BRIDGE_FI:-}" ]; then
   make -s bridge-fi >/dev/null || { echo "FAIL: make bridge-fi"; exit 1; }
 fi

@@ -12,7 +12,7 @@
  * (so the bridge, not the kernel, holds what the client has not read).  A
  * client whose connection ends, or which is refused (503), reconnects after
  * a short delay with the id of the last event it received, like
- * EventSource.  A client stops once it has an event with id >= --until, or
+ * EventSource.  The stream is parsed by test/lib/sseparse.c.  A client stops once it has an event with id >= --until, or
  * an event named --until-event (the final marker of a test).  Event ids must
  * increase strictly on every client (a "reset" event may skip ahead);
  * anything else counts as an order error.
@@ -54,20 +54,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sseparse.h"
+
 typedef struct conn {
 	int			fd;
 	bool		done;
 	bool		head_done;		/* status line and headers read */
 	int			status;
 	int64_t		last_id;		/* last dispatched id, -1 none */
-	int64_t		pending_id;		/* id field of the event being read, -1 none */
-	bool		has_data;
-	bool		is_ready;		/* "event: ready" may repeat the last id */
-	bool		is_reset;
-	bool		is_final;		/* named --until-event */
+	sse_parser	ps;				/* test/lib/sseparse.c */
 	int64_t    *seq;			/* every event id received, in order */
 	size_t		nseq, capseq;
-	char		line[64];		/* start of the current line (longer lines are cut) */
+	char		line[64];		/* start of the current head line (longer lines are cut) */
 	size_t		llen;
 	uint64_t	next_connect_ms;
 	double		tokens;
@@ -151,11 +149,7 @@ conn_open(conn *c)
 	connects++;
 	c->head_done = false;
 	c->status = 0;
-	c->pending_id = -1;
-	c->has_data = false;
-	c->is_ready = false;
-	c->is_reset = false;
-	c->is_final = false;
+	sse_begin(&c->ps);
 	c->llen = 0;
 	c->tokens = 0;
 }
@@ -187,73 +181,72 @@ seq_push(conn *c, int64_t id)
 	c->seq[c->nseq++] = id;
 }
 
-/* One complete line (cut to sizeof(line)); updates the event being read. */
+/* One event; "ready" may repeat the last id, "reset" may skip ahead. */
 static void
-conn_line(conn *c)
+on_event(sse_parser *ps, const sse_event *ev)
+{
+	conn	   *c = ps->arg;
+	int64_t		id = ev->id_len > 0 ? strtoll(ev->id, NULL, 10) : -1;
+
+	if (id < 0)
+		return;
+	if (strcmp(ev->event, "ready") == 0) {
+		if (id < c->last_id)
+			order_errors++;
+	} else if (strcmp(ev->event, "reset") == 0) {
+		resets++;
+		if (id <= c->last_id)
+			order_errors++;
+		seq_push(c, -id - 1);	/* negative: a reset there */
+		c->last_id = id;
+	} else if (until_event != NULL && strcmp(ev->event, until_event) == 0) {
+		if (id <= c->last_id)
+			order_errors++;
+		c->last_id = id;
+		c->done = true;			/* the final marker is not compared */
+	} else {
+		if (id <= c->last_id)
+			order_errors++;
+		seq_push(c, id);
+		c->last_id = id;
+		events++;
+		if (until_id >= 0 && c->last_id >= until_id)
+			c->done = true;
+	}
+	if (c->done)
+		sse_stop(ps);
+}
+
+/* One complete line of the response head (cut to sizeof(line)). */
+static void
+head_line(conn *c)
 {
 	char	   *l = c->line;
 
 	l[c->llen < sizeof(c->line) ? c->llen : sizeof(c->line) - 1] = '\0';
-	if (!c->head_done) {
-		if (c->status == 0)
-			sscanf(l, "HTTP/1.1 %d", &c->status);
-		else if (l[0] == '\0' || strcmp(l, "\r") == 0)
-			c->head_done = true;
-		return;
-	}
-	if (l[0] == '\0') {
-		if (c->pending_id >= 0 && c->has_data && c->is_ready) {
-			if (c->pending_id < c->last_id)
-				order_errors++;
-		} else if (c->pending_id >= 0 && c->has_data && c->is_reset) {
-			resets++;
-			if (c->pending_id <= c->last_id)
-				order_errors++;
-			seq_push(c, -c->pending_id - 1);	/* negative: a reset there */
-			c->last_id = c->pending_id;
-		} else if (c->pending_id >= 0 && c->has_data && c->is_final) {
-			if (c->pending_id <= c->last_id)
-				order_errors++;
-			c->last_id = c->pending_id;
-			c->done = true;		/* the final marker is not compared */
-		} else if (c->pending_id >= 0 && c->has_data) {
-			if (c->pending_id <= c->last_id)
-				order_errors++;
-			seq_push(c, c->pending_id);
-			c->last_id = c->pending_id;
-			events++;
-			if (until_id >= 0 && c->last_id >= until_id)
-				c->done = true;
-		}
-		c->has_data = false;
-		c->is_ready = false;
-		c->is_reset = false;
-		c->is_final = false;
-		return;
-	}
-	if (strcmp(l, "event: ready") == 0)
-		c->is_ready = true;
-	else if (strcmp(l, "event: reset") == 0)
-		c->is_reset = true;
-	else if (until_event != NULL && strncmp(l, "event: ", 7) == 0 && strcmp(l + 7, until_event) == 0)
-		c->is_final = true;
-	else if (strncmp(l, "id: ", 4) == 0)
-		c->pending_id = strtoll(l + 4, NULL, 10);
-	else if (strncmp(l, "data:", 5) == 0)
-		c->has_data = true;
+	if (c->status == 0)
+		sscanf(l, "HTTP/1.1 %d", &c->status);
+	else if (l[0] == '\0' || strcmp(l, "\r") == 0)
+		c->head_done = true;
 }
 
 static void
 conn_feed(conn *c, const char *buf, size_t n)
 {
-	for (size_t i = 0; i < n && !c->done; i++) {
+	size_t		i = 0;
+
+	for (; i < n && !c->head_done; i++) {
 		if (buf[i] == '\n') {
-			conn_line(c);
+			head_line(c);
 			c->llen = 0;
 		} else if (c->llen < sizeof(c->line) - 1)
 			c->line[c->llen++] = buf[i];
 		else
 			c->llen++;
+	}
+	if (c->head_done && c->status == 200 && i < n && !sse_feed(&c->ps, buf + i, n - i)) {
+		fprintf(stderr, "slowread: out of memory\n");
+		exit(2);
 	}
 }
 
@@ -363,6 +356,7 @@ main(int argc, char **argv)
 	int		   *idx;
 	uint64_t	start, last_tick, last_rss = 0;
 	static char buf[65536];
+	static const sse_callbacks cbs = {on_event, NULL, NULL};
 	const char *expect_fn = NULL;
 
 	for (int i = 1; i < argc; i++) {
@@ -405,6 +399,7 @@ main(int argc, char **argv)
 	for (int i = 0; i < nclients; i++) {
 		cs[i].fd = -1;
 		cs[i].last_id = -1;
+		sse_init(&cs[i].ps, &cbs, &cs[i]);
 		cs[i].next_connect_ms = start + (uint64_t) i * (uint64_t) stagger_ms;
 	}
 	for (;;) {
@@ -479,6 +474,7 @@ main(int argc, char **argv)
 			if (cs[i].fd >= 0)
 				close(cs[i].fd);
 			free(cs[i].seq);
+			sse_free(&cs[i].ps);
 		}
 		free(ids);
 		printf("{\"clients\":%d,\"done\":%d,\"events\":%llu,\"order_errors\":%llu,"

@@ -10,7 +10,7 @@ until_ok() { local t=$1; shift; local end=$((SECONDS + t)); until "$@"; do
 # has FILE PATTERN N: at least N events whose line matches PATTERN
 has() { [ "$(grep -c "\"kind\":\"event\".*$2" "$1" 2>/dev/null || true)" -ge "$3" ]; }
 build_sseclient() {
-  cc -std=c11 -Wall -Wextra -Werror -O1 -o "$tmp/sseclient" test/e2e/sseclient.c || fail "build sseclient"
+  cc -std=c11 -Wall -Wextra -Werror -O1 -Itest/lib -o "$tmp/sseclient" test/e2e/sseclient.c test/lib/sseparse.c || fail "build sseclient"
 }
 
 # resume_dead URL: resume URL from the position the live stream got for

@@ -3,12 +3,12 @@
  *
  * Each subscriber is one HTTP/1.1 stream at a time against a bridge picked at
  * random from --ports on every (re)connection, so subscribers move between
- * bridges mid-stream.  The stream is parsed by the WHATWG "interpreting an
- * event stream" rules (CRLF/LF/CR line ends, one optional space after the
- * colon, data lines joined by LF, last event id persisting across
- * connections).  Like EventSource, a subscriber reconnects after the
- * server's retry delay whenever a 200 stream ends or the connection fails,
- * and sends the id of the last event it dispatched in a Last-Event-ID header.  A 204 ends
+ * bridges mid-stream.  The stream is parsed by test/lib/sseparse.c (the
+ * WHATWG "interpreting an event stream" rules).  Like EventSource, a
+ * subscriber reconnects after the server's retry delay whenever a 200
+ * stream ends or the connection fails, and sends the parser's last event ID
+ * string in a Last-Event-ID header (never the id of an event cut off by the
+ * end of a stream).  A 204 ends
  * the subscriber; another 4xx is logged and also ends it.
  *
  * Every subscriber writes DIR/<name>.log, one JSON object per line:
@@ -68,13 +68,7 @@
 #define MAX_HEAD (64 * 1024)
 
 #include "sbuf.h"
-
-static void
-buf_set(sbuf *b, const char *s, size_t n)
-{
-	b->len = 0;
-	sb_add(b, s, n);
-}
+#include "sseparse.h"
 
 static void
 json_str(sbuf *o, const char *s, size_t n)
@@ -140,11 +134,8 @@ typedef struct sub {
 	uint64_t	chunk_left;
 	sbuf			fbody;			/* body of a non-200 answer */
 
-	/* WHATWG parser */
-	sbuf			line, data, evtype;
-	sbuf			last_id;		/* the last event ID buffer */
-	sbuf			sent_id;		/* last event ID string: set on dispatch */
-	bool		after_cr;
+	sse_parser	ps;				/* test/lib/sseparse.c; ps.last_id is the
+								 * last event ID string, sent to resume */
 	long		retry_ms;
 
 	long		events, connects, cuts;
@@ -221,122 +212,52 @@ md5_hex(const char *p, size_t n, char out[33])
 }
 
 static void
-sse_dispatch(sub *s)
+on_event(sse_parser *ps, const sse_event *ev)
 {
+	sub		   *s = ps->arg;
 	sbuf			l = {0};
-	const char *type = s->evtype.len ? s->evtype.p : "message";
 
-	if (s->data.len == 0)
+	if (strcmp(ev->event, "ready") == 0 || strcmp(ev->event, "reset") == 0)
 	{
-		s->evtype.len = 0;
-		return;
-	}
-	/* WHATWG: the id sent on reconnection is the one of a dispatched event */
-	buf_set(&s->sent_id, s->last_id.p ? s->last_id.p : "", s->last_id.len);
-	s->data.len--;				/* the final LF */
-	s->data.p[s->data.len] = 0;
-	if (strcmp(type, "ready") == 0 || strcmp(type, "reset") == 0)
-	{
-		sb_puts(&l, type[1] == 'e' && type[2] == 'a' ? "{\"k\":\"y\",\"id\":" : "{\"k\":\"r\",\"id\":");
-		json_str(&l, s->last_id.p ? s->last_id.p : "", s->last_id.len);
+		sb_puts(&l, ev->event[2] == 'a' ? "{\"k\":\"y\",\"id\":" : "{\"k\":\"r\",\"id\":");
+		json_str(&l, ev->id, ev->id_len);
 		sb_puts(&l, ",\"data\":");
-		json_str(&l, s->data.p, s->data.len);
+		json_str(&l, ev->data, ev->data_len);
 		sb_puts(&l, "}");
 	}
 	else
 	{
 		char		md5[33], num[32];
 
-		md5_hex(s->data.p, s->data.len, md5);
+		md5_hex(ev->data, ev->data_len, md5);
 		sb_puts(&l, "{\"k\":\"e\",\"id\":");
-		json_str(&l, s->last_id.p ? s->last_id.p : "", s->last_id.len);
+		json_str(&l, ev->id, ev->id_len);
 		sb_puts(&l, ",\"ev\":");
-		json_str(&l, type, strlen(type));
-		snprintf(num, sizeof num, ",\"len\":%zu,\"md5\":\"", s->data.len);
+		json_str(&l, ev->event, ev->event_len);
+		snprintf(num, sizeof num, ",\"len\":%zu,\"md5\":\"", ev->data_len);
 		sb_puts(&l, num);
 		sb_puts(&l, md5);
 		sb_puts(&l, "\"}");
 		s->events++;
 	}
 	logline(s, &l);
-	s->data.len = 0;
-	s->evtype.len = 0;
 }
 
 static void
-sse_line(sub *s, const char *p, size_t n)
+on_retry(sse_parser *ps, long ms)
 {
-	const char *colon, *v;
-	size_t		nl, vl;
-
-	if (n == 0)
-	{
-		sse_dispatch(s);
-		return;
-	}
-	if (p[0] == ':')
-		return;
-	colon = memchr(p, ':', n);
-	nl = colon ? (size_t) (colon - p) : n;
-	v = colon ? colon + 1 : p + n;
-	vl = colon ? n - nl - 1 : 0;
-	if (vl > 0 && v[0] == ' ')
-	{
-		v++;
-		vl--;
-	}
-	if (nl == 5 && memcmp(p, "event", 5) == 0)
-		buf_set(&s->evtype, v, vl);
-	else if (nl == 4 && memcmp(p, "data", 4) == 0)
-	{
-		sb_add(&s->data, v, vl);
-		sb_add(&s->data, "\n", 1);
-	}
-	else if (nl == 2 && memcmp(p, "id", 2) == 0)
-	{
-		if (memchr(v, 0, vl) == NULL)
-			buf_set(&s->last_id, v, vl);
-	}
-	else if (nl == 5 && memcmp(p, "retry", 5) == 0)
-	{
-		bool		digits = vl > 0;
-
-		for (size_t i = 0; i < vl; i++)
-			digits = digits && v[i] >= '0' && v[i] <= '9';
-		if (digits)
-			s->retry_ms = strtol(v, NULL, 10);
-	}
+	((sub *) ps->arg)->retry_ms = ms;
 }
 
+static const sse_callbacks sse_cbs = {on_event, NULL, on_retry};
+
 static void
-sse_feed(sub *s, const char *p, size_t n)
+sse_feed_or_die(sub *s, const char *p, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	if (!sse_feed(&s->ps, p, n))
 	{
-		char		c = p[i];
-
-		if (s->after_cr)
-		{
-			s->after_cr = false;
-			if (c == '\n')
-				continue;
-		}
-		if (c == '\r' || c == '\n')
-		{
-			sse_line(s, s->line.p ? s->line.p : "", s->line.len);
-			s->line.len = 0;
-			s->after_cr = c == '\r';
-		}
-		else
-		{
-			/* take the run up to the next line end in one go */
-			size_t		j = i;
-
-			while (j < n && p[j] != '\r' && p[j] != '\n')
-				j++;
-			sb_add(&s->line, p + i, j - i);
-			i = j - 1;
-		}
+		fprintf(stderr, "tclient: out of memory\n");
+		exit(2);
 	}
 }
 
@@ -350,7 +271,7 @@ static void
 body_bytes(sub *s, const char *p, size_t n)
 {
 	if (s->status == 200)
-		sse_feed(s, p, n);
+		sse_feed_or_die(s, p, n);
 	else if (s->fbody.len < 4096)
 		sb_add(&s->fbody, p, n);
 }
@@ -477,12 +398,12 @@ sub_connect(sub *s)
 	s->port = s->slow ? ports[n_ports - 1] : ports[rnd() % (uint64_t) n_ports];
 	s->attempts++;
 	/* the configured starting point holds until an event has been seen */
-	bool		initial = s->sent_id.len == 0 && strcmp(s->initial_lid, "-") != 0;
+	bool		initial = s->ps.last_id.len == 0 && strcmp(s->initial_lid, "-") != 0;
 
 	if (initial)
 		lid = s->initial_lid;
-	else if (s->sent_id.len)
-		lid = s->sent_id.p;
+	else if (s->ps.last_id.len)
+		lid = s->ps.last_id.p;
 
 	snprintf(num, sizeof num, "{\"k\":\"c\",\"port\":%d,\"lid\":", s->port);
 	sb_puts(&l, num);
@@ -515,8 +436,7 @@ sub_connect(sub *s)
 	s->clen = -1;
 	s->cstate = CH_SIZE;
 	s->chunk_left = 0;
-	s->line.len = s->data.len = s->evtype.len = 0;
-	s->after_cr = false;
+	sse_begin(&s->ps);
 
 	s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (s->slow)
@@ -707,6 +627,7 @@ load_config(const char *path)
 		s->lag = strstr(fld[5], "lag") != NULL;
 		s->fd = -1;
 		s->retry_ms = 3000;
+		sse_init(&s->ps, &sse_cbs, s);
 		s->state = ST_WAIT;
 		s->next_ms = 0;
 		snprintf(lp, sizeof lp, "%s/%s.log", dir, s->name);

@@ -139,7 +139,7 @@ CC=${CC:-cc}
 CFLAGS="-std=c11 -O2 -g -Wall -Wextra -Werror"
 PGINC=$(pg_config --includedir)
 $CC $CFLAGS -I"$PGINC" "$here/publisher.c" -lpq -lpthread -o "$bin/publisher" || exit 1
-$CC $CFLAGS "$here/tclient.c" -lcrypto -lm -o "$bin/tclient" || exit 1
+$CC $CFLAGS -I"$root/test/lib" "$here/tclient.c" "$root/test/lib/sseparse.c" -lcrypto -lm -o "$bin/tclient" || exit 1
 $CC $CFLAGS -I"$PGINC" -I"$root/bridge" "$here/verify.c" "$root/bridge/logpos.c" -lpq -ljansson -lcrypto -o "$bin/verify" || exit 1
 
 # The eventsource package: this directory's own install, else the one the

@@ -48,7 +48,7 @@ others() { events "$1" | tr ',' '\n' | grep -v '^[0-9]*:ready:' | paste -sd, -; 
 client() { "$tmp/sseclient" --timeout 20 "$@"; }
 
 [ -x "$bridge" ] || { echo "smoke: $bridge is missing; build with make"; exit 1; }
-cc -std=c11 -Wall -Wextra -Werror -O1 -o "$tmp/sseclient" "$root/test/e2e/sseclient.c" || exit 1
+cc -std=c11 -Wall -Wextra -Werror -O1 -I"$root/test/lib" -o "$tmp/sseclient" "$root/test/e2e/sseclient.c" "$root/test/lib/sseparse.c" || exit 1
 
 start_bridge() {
   local attempt

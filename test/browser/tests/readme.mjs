@@ -28,6 +28,7 @@ import { join } from 'node:path';
 import { btest } from '../lib/browser.mjs';
 import { freePort, poll, sleep } from '../../e2e/lib/bridge.mjs';
 import { ENV, recordPid, tmpPath } from '../../e2e/lib/env.mjs';
+import { SseParser } from '../../lib/sse.mjs';
 
 const ROOT = join(ENV.here, '..', '..');
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
@@ -55,18 +56,11 @@ const cleanEnv = () => {
   return env;
 };
 
-// SSE events of a curl -N output
+// SSE events of a curl -N output (its body)
 function sseEvents(out) {
   const evs = [];
-  for (const chunk of out.split('\n\n')) {
-    const ev = { event: 'message', id: null, data: [] };
-    for (const line of chunk.split('\n')) {
-      if (line.startsWith('event: ')) ev.event = line.slice(7);
-      else if (line.startsWith('id: ')) ev.id = line.slice(4);
-      else if (line.startsWith('data: ')) ev.data.push(line.slice(6));
-    }
-    if (ev.id != null || ev.data.length) evs.push({ ...ev, data: ev.data.join('\n') });
-  }
+  const p = new SseParser({ onEvent: (e) => evs.push(e) });
+  p.feed(out);
   return evs;
 }
 

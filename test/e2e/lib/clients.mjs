@@ -1,5 +1,5 @@
 // The real clients the tests drive, behind one recording interface:
-//   curlStream(url)  - curl -N, its output read by lib/sse.mjs
+//   curlStream(url)  - curl -N, its output read by test/lib/sse.mjs
 //   esStream(url)    - the npm `eventsource` package, in this process
 //   cStream(url)     - build/sseclient (test/e2e/sseclient.c), JSON lines
 // plus plain request helpers (node:http and raw TCP) for non-stream answers.
@@ -13,7 +13,7 @@ import net from 'node:net';
 import { StringDecoder } from 'node:string_decoder';
 import { EventSource } from 'eventsource';
 import { ENV, recordPid } from './env.mjs';
-import { SseParser } from './sse.mjs';
+import { SseParser } from '../../lib/sse.mjs';
 
 export const RESERVED = new Set(['ready', 'reset']);
 
