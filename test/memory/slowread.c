@@ -5,7 +5,7 @@
  *   slowread --port P --path PATH [--clients N] [--rate BYTES_PER_S]
  *            [--rcvbuf BYTES] [--seconds S] [--last-event-id ID]
  *            [--until ID] [--until-event NAME] [--pid PID] [--stagger MS]
- *            [--expect FILE]
+ *            [--expect FILE] [--stall S]
  *
  * Every client connects to 127.0.0.1:P, sends GET PATH with Last-Event-ID,
  * and reads at most BYTES_PER_S per second through a small receive buffer
@@ -28,6 +28,10 @@
  * there must hold a prefix of them.  A "reset" is an error too (the tests
  * that pass --expect prune nothing).  Every difference is a seq_error; the
  * first ones are described on stderr.
+ *
+ * --stall S: readers that must complete are judged by progress, not by the
+ * clock of a loaded machine: --seconds may be generous, and the run ends
+ * early only when no client received a byte for S seconds (a stall).
  *
  * SIGTERM or SIGINT ends the run early, as --seconds does (the results are
  * printed).
@@ -71,7 +75,7 @@ typedef struct conn {
 	double		tokens;
 } conn;
 
-static int	port, nclients = 1, seconds = 30, stagger_ms;
+static int	port, nclients = 1, seconds = 30, stagger_ms, stall_s;
 static const char *path = "/";
 static long rate = 10240, rcvbuf = 4096;
 static int64_t start_id = 0, until_id = -1;
@@ -344,7 +348,7 @@ usage(void)
 {
 	fprintf(stderr, "usage: slowread --port P --path PATH [--clients N] [--rate B/s] "
 			"[--rcvbuf B] [--seconds S] [--last-event-id ID] [--until ID] [--pid PID] "
-			"[--until-event NAME] [--stagger MS] [--expect FILE]\n");
+			"[--until-event NAME] [--stagger MS] [--expect FILE] [--stall S]\n");
 	exit(2);
 }
 
@@ -354,7 +358,7 @@ main(int argc, char **argv)
 	conn	   *cs;
 	struct pollfd *pfd;
 	int		   *idx;
-	uint64_t	start, last_tick, last_rss = 0;
+	uint64_t	start, last_tick, last_rss = 0, last_byte;
 	static char buf[65536];
 	static const sse_callbacks cbs = {on_event, NULL, NULL};
 	const char *expect_fn = NULL;
@@ -376,6 +380,7 @@ main(int argc, char **argv)
 		else if (!strcmp(a, "--stagger")) stagger_ms = atoi(v);
 		else if (!strcmp(a, "--until-event")) until_event = v;
 		else if (!strcmp(a, "--expect")) expect_fn = v;
+		else if (!strcmp(a, "--stall")) stall_s = atoi(v);
 		else usage();
 		i++;
 	}
@@ -395,7 +400,7 @@ main(int argc, char **argv)
 	idx = calloc((size_t) nclients, sizeof(int));
 	if (!cs || !pfd || !idx)
 		return 2;
-	start = last_tick = now_ms();
+	start = last_tick = last_byte = now_ms();
 	for (int i = 0; i < nclients; i++) {
 		cs[i].fd = -1;
 		cs[i].last_id = -1;
@@ -435,6 +440,10 @@ main(int argc, char **argv)
 		}
 		if (ndone == nclients || stop || t - start >= (uint64_t) seconds * 1000)
 			break;
+		if (stall_s > 0 && t - last_byte >= (uint64_t) stall_s * 1000) {
+			fprintf(stderr, "slowread: no byte received for %d s: stalled\n", stall_s);
+			break;
+		}
 		if (poll(pfd, (nfds_t) n, 20) < 0 && errno != EINTR)
 			return 2;
 		for (int k = 0; k < n; k++) {
@@ -455,6 +464,7 @@ main(int argc, char **argv)
 			}
 			c->tokens -= (double) got;
 			bytes += (uint64_t) got;
+			last_byte = now_ms();
 			conn_feed(c, buf, (size_t) got);
 			if (c->done) {
 				close(c->fd);
