@@ -227,7 +227,7 @@ export class Sse {
     }
   }
 
-  ready(timeout = 5000) {
+  ready(timeout = 20000) {	// a deadline, not a speed check (ASan on a loaded machine)
     return this.wait((s) => s.events.find((e) => e.event === 'ready'), timeout);
   }
 
