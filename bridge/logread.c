@@ -293,6 +293,8 @@ static const db_step work_steps[] = {
 	 "ON n.oid" OP("=") "e.extnamespace WHERE e.extname" OP("=") "'sse_bridge'::" PGC "name",
 	 logread_schema},
 	{"fetch", logread_fetch_sql, NULL},
+	{"head", logread_head_sql, NULL},
+	{"fork", logread_fork_sql, NULL},
 	{"open_adhoc", logread_open_adhoc_sql, NULL},
 	{"open_sub", logread_open_sub_sql, NULL},
 };
