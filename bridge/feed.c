@@ -152,7 +152,8 @@ feed_fork_done(db_job *job, PGresult *res)
 	}
 	log_warn("the log was replaced or went back: events after %" PRId64
 			 " belong to another timeline; continuing after %" PRId64, id, id);
-	metrics.timelines++;
+	if (feed.ring == NULL)
+		metrics.timelines++;	/* a worker's: the supervisor counts it */
 	if (id > old_hi)
 		feed.up.pruned(old_hi + 1, id);
 	ring_rebase(id, us);
@@ -400,7 +401,6 @@ feed_apply(uint64_t at, shr_item *it, int64_t now_us, bool *moved)
 		case SHR_TIMELINE:
 			if (!feed_at(it->prev_id, it->prev_us))
 				return covered;
-			metrics.timelines++;
 			if (it->id > hi)
 				feed.up.pruned(hi + 1, it->id);
 			ring_rebase(it->id, it->us);

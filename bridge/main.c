@@ -47,6 +47,7 @@
 #include "shr.h"
 #include "stream.h"
 #include "super.h"
+#include "whole.h"
 #include "wire.h"
 #include "work.h"
 
@@ -91,15 +92,11 @@ bridge_publish(void)
 
 	shr_slot_begin(s);
 	s->pid = (int32_t) getpid();
-	s->m = metrics;
-	s->mem_used = mem_used();
-	for (int k = 0; k < MEM_KINDS && k < 8; k++)
-		s->mem_kind[k] = mem_kind_used((mem_kind) k);
-	s->hub_filter_evals = hub_filter_evals;
+	metrics_own_view(&s->v);
 	s->ring_behind = feed_ring_behind;
 	shr_slot_end(s);
-	br.live.state = shr_live_up(br.ring) ? DB_IDLE : DB_DISCONNECTED;
-	br.work.state = shr_work_up(br.ring) ? DB_IDLE : DB_DISCONNECTED;
+	br.live.state = (db_state) shr_live_state(br.ring);
+	br.work.state = (db_state) shr_work_state(br.ring);
 }
 
 static void
@@ -211,10 +208,13 @@ bridge_remote_feed(db_job *job)
 	return bridge_remote_ready() && ipc_submit(br.chan, job, super_deadline_ms(false));
 }
 
+/* As db_submit_now: a job waits while the pool connects, not while it is down. */
 static bool
 bridge_remote_up(void)
 {
-	return bridge_remote_ready() && shr_work_up(br.ring);
+	db_state	st = (db_state) shr_work_state(br.ring);
+
+	return bridge_remote_ready() && st != DB_DISCONNECTED && st != DB_HELD && st != DB_STOPPED;
 }
 
 static bool
@@ -284,6 +284,8 @@ bridge_setup(void)
 	uv_signal_init(br.loop, &br.sigint);
 	uv_signal_start(&br.sigint, bridge_on_signal, SIGINT);
 	if (br.worker) {
+		whole_init(br.ring, br.slot);
+		metrics_set_view(whole_fill, whole_extra);
 		feed_init_remote(br.loop, br.ring, &(feed_remote) {bridge_remote_ready, bridge_remote_feed},
 						 &(feed_ops) {stream_advanced, stream_pruned, stream_marker, stream_timeline, NULL});
 		work_init_remote(br.loop, &(work_remote) {bridge_remote_up, bridge_remote_submit, bridge_remote_touch},

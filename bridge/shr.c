@@ -217,10 +217,10 @@ shr_put_event(shr *r, int64_t prev_id, int64_t prev_us, const event *ev)
 }
 
 void
-shr_set_links(shr *r, bool live_up, bool work_up)
+shr_set_links(shr *r, int live, int work)
 {
-	atomic_store(&r->live_up, live_up);
-	atomic_store(&r->work_up, work_up);
+	atomic_store(&r->live_up, (uint32_t) live);
+	atomic_store(&r->work_up, (uint32_t) work);
 }
 
 /* ---- readers ---- */
@@ -231,16 +231,16 @@ shr_head(shr *r)
 	return atomic_load_explicit(&r->head, memory_order_acquire);
 }
 
-bool
-shr_live_up(shr *r)
+int
+shr_live_state(shr *r)
 {
-	return atomic_load(&r->live_up) != 0;
+	return (int) atomic_load(&r->live_up);
 }
 
-bool
-shr_work_up(shr *r)
+int
+shr_work_state(shr *r)
 {
-	return atomic_load(&r->work_up) != 0;
+	return (int) atomic_load(&r->work_up);
 }
 
 /* Did the writer overwrite anything from off on since the bytes were read? */

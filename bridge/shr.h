@@ -55,15 +55,14 @@ typedef struct shr_item {
 	event	   *ev;				/* SHR_EVENT: new, owned by the caller */
 } shr_item;
 
-/* Per-worker figures, written only by that worker. */
+/*
+ * Per-process figures, written only by that process: slots 0..N-1 are the
+ * workers', slot N the supervisor's.
+ */
 typedef struct shr_slot {
-	int32_t		pid;			/* 0: no worker in this slot */
-	uint32_t	seq;			/* odd while the worker writes */
-	metrics_counters m;
-	uint64_t	mem_used;
-	uint64_t	mem_kind[8];
-	uint64_t	hub_filter_evals;
-	uint64_t	ring_events;
+	int32_t		pid;			/* 0: never written */
+	uint32_t	seq;			/* odd while its process writes */
+	metrics_view v;				/* what its /metrics would show alone */
 	uint64_t	ring_behind;	/* times the worker fell behind the shared ring */
 } shr_slot;
 
@@ -83,8 +82,8 @@ void		shr_destroy(shr *r);
 void		shr_put_event(shr *r, int64_t prev_id, int64_t prev_us, const event *ev);
 void		shr_put_mark(shr *r, shr_kind kind, int64_t prev_id, int64_t prev_us,
 						 int64_t id, int64_t us);
-/* The supervisor's links as /healthz sees them. */
-void		shr_set_links(shr *r, bool live_up, bool work_up);
+/* The states (db_state) of the supervisor's live link and best work link. */
+void		shr_set_links(shr *r, int live, int work);
 
 /* ---- readers ---- */
 typedef enum shr_status {
@@ -97,8 +96,8 @@ typedef enum shr_status {
 uint64_t	shr_head(shr *r);
 /* The record at *off; SHR_OK also when an allocation failed (ev NULL: a hole). */
 shr_status	shr_read(shr *r, uint64_t *off, shr_item *item);
-bool		shr_live_up(shr *r);
-bool		shr_work_up(shr *r);
+int			shr_live_state(shr *r);
+int			shr_work_state(shr *r);
 
 /* Slot i (0-based, < nslots). */
 shr_slot   *shr_slot_at(shr *r, unsigned i);

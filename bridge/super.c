@@ -37,6 +37,8 @@
 #include "listen.h"
 #include "log.h"
 #include "logread.h"
+#include "mem.h"
+#include "metrics.h"
 #include "prune.h"
 #include "ring.h"
 #include "shr.h"
@@ -162,15 +164,6 @@ sv_pick(void)
 		}
 	}
 	return &sv.pool[sv.rr++ % sv.npool];	/* all down: it waits for the reconnect */
-}
-
-static bool
-sv_any_up(void)
-{
-	for (size_t i = 0; i < sv.npool; i++)
-		if (db_link_up(&sv.pool[i]))
-			return true;
-	return false;
 }
 
 static void
@@ -351,11 +344,35 @@ sv_start_worker(sv_worker *w)
 
 /* ---- status, shutdown ---- */
 
+/* The best state of the pool: up if one is, connecting if one is. */
+static db_state
+sv_pool_state(void)
+{
+	db_state	best = sv.pool[0].state;
+
+	for (size_t i = 0; i < sv.npool; i++) {
+		db_state	st = sv.pool[i].state;
+
+		if (st == DB_IDLE || st == DB_BUSY)
+			return st;
+		if (st == DB_CONNECTING || st == DB_SETUP)
+			best = st;
+	}
+	return best;
+}
+
+/* The links' states for the workers, and the supervisor's figures. */
 static void
 sv_on_status(uv_timer_t *t)
 {
+	shr_slot   *s = shr_slot_at(sv.ring, sv.nw);
+
 	(void) t;
-	shr_set_links(sv.ring, db_link_up(&sv.live), sv_any_up());
+	shr_set_links(sv.ring, sv.live.state, sv_pool_state());
+	shr_slot_begin(s);
+	s->pid = (int32_t) getpid();
+	metrics_own_view(&s->v);
+	shr_slot_end(s);
 }
 
 static void
@@ -460,6 +477,8 @@ super_main(int argc, char **argv)
 	db_session_sql = logread_session_sql(db_timeout_ms);
 	db_heartbeat_sql = logread_heartbeat_sql();
 	ring_init(cfg.replay_cache, SUPER_RING_EVENTS);
+	mem_set_limit(cfg.max_memory / (cfg.workers + 1));	/* its share; see docs/operations.md */
+	metrics_init(&sv.live, &sv.pool[0]);
 	hub_init(sv_deliver);
 	feed_init(sv.loop, &sv.live, &(feed_ops) {sv_advanced, sv_pruned, sv_marker, sv_timeline, sv_pushed});
 	work_init(sv.loop, &sv.pool[0], &(work_ops) {NULL});
@@ -485,6 +504,7 @@ super_main(int argc, char **argv)
 	for (size_t i = 1; i < sv.npool; i++)
 		db_link_start(&sv.pool[i]);
 	prune_start();
+	sv_on_status(NULL);
 	for (unsigned i = 0; i < sv.nw; i++)
 		sv_start_worker(&sv.w[i]);
 	uv_run(sv.loop, UV_RUN_DEFAULT);
