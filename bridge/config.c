@@ -77,7 +77,7 @@ static const cfg_entry cfg_table[] = {
 	 "period of sse_prune calls when the role may run it (0: never)"},
 	{"max-memory", CFG_SIZE, &cfg.max_memory, "512M", "BYTES",
 	 "memory bound: past 5/8 of it new streams get 503, past 3/4 the largest queues are dropped (0: none)"},
-	{"workers", CFG_STRING, &cfg.workers_opt, "1", "N",
+	{"workers", CFG_STRING, &cfg.workers_opt, "auto", "N",
 	 "worker processes serving clients (auto: one per online CPU; 1: a single process, "
 	 "no supervisor); with 2 or more a supervisor holds the database links"},
 	{"db-pool", CFG_UINT, &cfg.db_pool, "1", "N",
@@ -448,6 +448,18 @@ cfg_validate(void)
 	}
 	if (!cfg_workers())
 		return false;
+	if (cfg.workers >= 2 && cfg.max_memory != 0 &&
+		(cfg.max_memory / (cfg.workers + 1) < (16 << 20) ||
+		 cfg.client_queue > cfg.max_memory / (cfg.workers + 1) / 8)) {
+		fprintf(stderr, "sse-bridge: --max-memory %llu is shared by %llu workers and the supervisor "
+				"(%llu bytes each); a share must be at least 16M and 8 x --client-queue: give at least "
+				"%llu, or fewer --workers\n", (unsigned long long) cfg.max_memory,
+				(unsigned long long) cfg.workers,
+				(unsigned long long) (cfg.max_memory / (cfg.workers + 1)),
+				(unsigned long long) ((cfg.workers + 1) *
+									  (cfg.client_queue * 8 > (16 << 20) ? cfg.client_queue * 8 : (16 << 20))));
+		return false;
+	}
 	if (cfg.db_pool == 0 || cfg.db_pool > 64) {
 		fprintf(stderr, "sse-bridge: --db-pool must be from 1 to 64\n");
 		return false;

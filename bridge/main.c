@@ -379,9 +379,14 @@ bridge_worker_init(const char *spec)
 		return false;
 	}
 	close(SUPER_FD_RING);
-	/* each worker holds its share of the clients and of the memory */
+	/*
+	 * Each worker holds its share of the clients, and the workers and the
+	 * supervisor an equal share each of the memory bound and of the replay
+	 * cache (docs/operations.md, "Workers").
+	 */
 	cfg.max_clients = (cfg.max_clients + cfg.workers - 1) / cfg.workers;
 	cfg.max_memory = cfg.max_memory / (cfg.workers + 1);
+	cfg.replay_cache = cfg.replay_cache / (cfg.workers + 1);
 	br.live.name = "live";
 	br.work.name = "work";
 	return true;

@@ -129,6 +129,12 @@ shr_fd(shr *r)
 	return r->fd;
 }
 
+size_t
+shr_bytes(shr *r)
+{
+	return (size_t) r->map_bytes;
+}
+
 void
 shr_destroy(shr *r)
 {

@@ -76,6 +76,8 @@ shr		   *shr_create(size_t bytes, unsigned nslots);
 /* Map a ring made by shr_create from its inherited descriptor. */
 shr		   *shr_attach(int fd);
 int			shr_fd(shr *r);
+/* Bytes of the mapping. */
+size_t		shr_bytes(shr *r);
 void		shr_destroy(shr *r);
 
 /* ---- supervisor: the one writer ---- */

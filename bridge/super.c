@@ -463,11 +463,14 @@ super_main(int argc, char **argv)
 		log_error("out of memory starting the supervisor");
 		return 1;
 	}
+	/* the supervisor's share of the cache, for its own cache and the shared ring */
+	cfg.replay_cache = cfg.replay_cache / (cfg.workers + 1);
 	if ((sv.ring = shr_create(cfg.replay_cache, sv.nw + 1)) == NULL) {
 		log_error("cannot map the shared ring (%llu bytes): %s",
 				  (unsigned long long) cfg.replay_cache, strerror(errno));
 		return 1;
 	}
+	mem_charge(MEM_EVENTS, shr_bytes(sv.ring));
 	if ((sv.listen_fd = listen_bind()) < 0)
 		return 1;
 	log_info("sse-bridge %s starting: a supervisor and %u workers", BRIDGE_VERSION, sv.nw);
@@ -512,6 +515,7 @@ super_main(int argc, char **argv)
 	uv_loop_close(sv.loop);
 	ring_shutdown();
 	hub_shutdown();
+	mem_release(MEM_EVENTS, shr_bytes(sv.ring));
 	shr_destroy(sv.ring);
 	free(sv.w);
 	free(sv.pool);
