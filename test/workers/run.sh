@@ -16,7 +16,11 @@
 #              reconnecting with Last-Event-ID) has exactly the log's rows of
 #              its channel, compared row by row;
 #   superkill  kill -9 of the supervisor: every worker exits and the port
-#              stops answering.
+#              stops answering;
+#   memory     --max-memory is shared: the whole bridge's limit is the sum
+#              of equal shares of the workers and the supervisor; readers
+#              that stop reading push each worker past the hard limit of its
+#              share, and it sheds streams until it is back under.
 #
 #   WORKERS_ONLY="args dbconns"   a subset
 set -uo pipefail
@@ -24,7 +28,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 bridge=${SSE_BRIDGE_BIN:-$root/bridge/sse-bridge}
-only=${WORKERS_ONLY:-args fanout dbconns workerkill superkill}
+only=${WORKERS_ONLY:-args fanout dbconns workerkill superkill memory}
 streams=${WORKERS_STREAMS:-30000}
 passed=0
 failed=0
@@ -278,6 +282,45 @@ if wants superkill; then
     else bad "superkill: both workers exit after kill -9 of the supervisor" "workers ${wp[*]}"; fi
     code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$BPORT/healthz")
     [ "$code" = 000 ] && ok "superkill: nothing answers on the port any more" || bad "superkill: nothing answers on the port" "got $code"
+  fi
+fi
+
+# ------------------------------------------------------------------ memory
+if wants memory; then
+  mm=$((48 << 20)); share=$((mm / 3))
+  start mem --workers 2 --max-memory 48M --replay-cache 3M --client-queue 2M --keepalive 60
+  if ! healthy; then bad "memory: bridge --workers 2 --max-memory 48M becomes healthy"; else
+    lim=$(metric sse_bridge_memory_limit_bytes)
+    l0=$(metric 'sse_bridge_worker_memory_limit_bytes{worker="0"}'); l1=$(metric 'sse_bridge_worker_memory_limit_bytes{worker="1"}')
+    if [ "$lim" = "$mm" ] && [ "$l0" = "$share" ] && [ "$l1" = "$share" ]; then
+      ok "memory: --max-memory 48M is the whole bridge's limit: $lim = 3 shares of $share (2 workers, the supervisor)"
+    else bad "memory: the whole bridge's limit is --max-memory in equal shares" "limit $lim, worker shares $l0 $l1"; fi
+    # 16 readers, each on its own channel, read their ready and then nothing
+    nr=16; base="w.mem$RANDOM"
+    for i in $(seq $nr); do
+      "$tmp/sseclient" --pause-after 1 --rcvbuf 4096 --timeout 60 "http://127.0.0.1:$BPORT/events?channel=$base.c$i" \
+        >"$tmp/mem$i.jsonl" 2>/dev/null &
+      mp[$i]=$!; pids+=("${mp[$i]}")
+    done
+    t=$((SECONDS + 20))
+    for i in $(seq $nr); do
+      until grep -q '"event":"ready"' "$tmp/mem$i.jsonl" 2>/dev/null || [ $SECONDS -ge $t ]; do sleep 0.1; done
+    done
+    # 256 kB events round robin over the channels: about 1.75 MB a reader,
+    # under --client-queue, and 14 MB a worker, over 3/4 of its share
+    for r in $(seq 7); do
+      psql -XAtq -d "$db" -c "SELECT sse_publish('$base.c' || c, repeat('x', 262144)) FROM generate_series(1, $nr) c" >/dev/null
+    done
+    t=$((SECONDS + 30))
+    until [ "$(metric sse_bridge_memory_shed_total)" -gt 0 ] 2>/dev/null || [ $SECONDS -ge $t ]; do sleep 0.2; done
+    shed=$(metric sse_bridge_memory_shed_total); slow=$(metric sse_bridge_slow_client_drops_total)
+    m0=$(metric 'sse_bridge_worker_memory_bytes{worker="0"}'); m1=$(metric 'sse_bridge_worker_memory_bytes{worker="1"}')
+    echo "    shed $shed streams, $slow slow-client drops; charged now: worker 0 $m0, worker 1 $m1 (share $share)"
+    if [ "${shed:-0}" -gt 0 ] && [ "${slow:-0}" = 0 ] && [ "${m0:-$share}" -le $((share * 3 / 4)) ] && [ "${m1:-$share}" -le $((share * 3 / 4)) ]; then
+      ok "memory: workers past the hard limit of their share shed streams and are back under it"
+    else bad "memory: workers shed streams at the hard limit of their share"; fi
+    for i in $(seq $nr); do kill "${mp[$i]}" 2>/dev/null; wait "${mp[$i]}" 2>/dev/null; done
+    check "memory: the bridge exits 0 on SIGTERM" stop
   fi
 fi
 
