@@ -4,7 +4,9 @@
  *
  * The live link LISTENs and prepares "fetch" and "head"; the work link looks
  * up the extension's schema (quoted with PQescapeIdentifier, for the
- * touch/expire calls) and prepares "fetch", "open_adhoc" and "open_sub".  Both links read the log with the same "fetch" statement
+ * touch/expire calls) and prepares "fetch", "head", "fork" (a worker of
+ * --workers N reads the log by position through it), "open_adhoc" and
+ * "open_sub".  Both links read the log with the same "fetch" statement
  * and both kinds of reader decode its rows with logread_event, so live
  * delivery and replay cannot disagree about an event.
  *
