@@ -107,7 +107,7 @@ metric() { curl -s "http://127.0.0.1:$BPORT/metrics" | awk -v k="$1" '$1 == k {p
 if wants args; then
   for v in 0 -1 abc 2x 100000 ''; do
     out=$("$bridge" --workers "$v" --db "$conninfo" 2>&1); st=$?
-    if [ "$st" = 2 ] && grep -q -- "--workers" <<<"$out"; then ok "args: --workers '$v' refused (exit 2): $out"
+    if [ "$st" = 2 ] && grep -q -- "^sse-bridge: --workers" <<<"$out"; then ok "args: --workers '$v' refused (exit 2): $out"
     else bad "args: --workers '$v' refused with exit 2 and a reason" "status $st: $out"; fi
   done
   out=$(bash -c "ulimit -n 1000; exec '$bridge' --workers 2 --max-clients 5000 --db '$conninfo' --listen 127.0.0.1:1" 2>&1); st=$?
