@@ -237,6 +237,12 @@ shr_head(shr *r)
 	return atomic_load_explicit(&r->head, memory_order_acquire);
 }
 
+uint64_t
+shr_tail(shr *r)
+{
+	return atomic_load_explicit(&r->tail, memory_order_acquire);
+}
+
 int
 shr_live_state(shr *r)
 {

@@ -96,6 +96,8 @@ typedef enum shr_status {
 
 /* Offset of the next record to be written (where a new reader starts). */
 uint64_t	shr_head(shr *r);
+/* Offset of the oldest record still intact (it may move on at any time). */
+uint64_t	shr_tail(shr *r);
 /* The record at *off; SHR_OK also when an allocation failed (ev NULL: a hole). */
 shr_status	shr_read(shr *r, uint64_t *off, shr_item *item);
 int			shr_live_state(shr *r);
