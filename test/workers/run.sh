@@ -17,6 +17,9 @@
 #              its channel, compared row by row;
 #   superkill  kill -9 of the supervisor: every worker exits and the port
 #              stops answering;
+#   asan       the sanitizer build (make bridge-asan) as supervisor and
+#              workers: streams, a broadcast, a worker killed and replaced,
+#              SIGTERM; exit 0 and no sanitizer report from any process;
 #   memory     --max-memory is shared: the whole bridge's limit is the sum
 #              of equal shares of the workers and the supervisor; readers
 #              that stop reading push each worker past the hard limit of its
@@ -28,7 +31,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 bridge=${SSE_BRIDGE_BIN:-$root/bridge/sse-bridge}
-only=${WORKERS_ONLY:-args fanout dbconns workerkill superkill memory}
+only=${WORKERS_ONLY:-args fanout dbconns workerkill superkill memory asan}
 streams=${WORKERS_STREAMS:-30000}
 passed=0
 failed=0
@@ -321,6 +324,39 @@ if wants memory; then
     else bad "memory: workers shed streams at the hard limit of their share"; fi
     for i in $(seq $nr); do kill "${mp[$i]}" 2>/dev/null; wait "${mp[$i]}" 2>/dev/null; done
     check "memory: the bridge exits 0 on SIGTERM" stop
+  fi
+fi
+
+# ------------------------------------------------------------------ asan
+if wants asan; then
+  if ! make -s -C "$root" bridge-asan >"$tmp/asan-build.log" 2>&1; then
+    bad "asan: build the sanitizer bridge" "$(tail -5 "$tmp/asan-build.log")"
+  else
+    saved=$bridge; bridge=$root/bridge/build/asan/sse-bridge
+    export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+    export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=0}
+    start asan --workers 2
+    if ! healthy; then bad "asan: the sanitizer bridge --workers 2 becomes healthy"; else
+      chan="w.asan$RANDOM"
+      "$tmp/fanout" 127.0.0.1 "$BPORT" "/events?channel=$chan" 200 127.0.0.2 5 60 >"$tmp/asan-fan.out" 2>"$tmp/asan-fan.err" &
+      fp=$!; pids+=("$fp")
+      t=$((SECONDS + 30))
+      until grep -q '^ready' "$tmp/asan-fan.out" 2>/dev/null || ! kill -0 "$fp" 2>/dev/null || [ $SECONDS -ge $t ]; do sleep 0.1; done
+      psql -XAtq -d "$db" -c "SELECT sse_publish('$chan', 'a' || g) FROM generate_series(1, 5) g" >/dev/null
+      wait "$fp"; fst=$?
+      kill -9 "$(worker_pids "$BLOG" | head -1)"
+      t=$((SECONDS + 20))
+      until [ "$(worker_pids "$BLOG" | wc -l)" -ge 3 ] || [ $SECONDS -ge $t ]; do sleep 0.1; done
+      healthy || true
+      stop; st=$?
+      if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$BLOG"; then
+        grep -m3 -A15 -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$BLOG" | head -40
+        bad "asan: no sanitizer report from the supervisor or any worker"
+      elif [ "$fst" = 0 ] && [ "$st" = 0 ] && [ "$(worker_pids "$BLOG" | wc -l)" -ge 3 ]; then
+        ok "asan: supervisor and workers under ASan+UBSan: 200 streams got the broadcast, a worker was replaced, SIGTERM exit 0, no report"
+      else bad "asan: broadcast, a replaced worker and a clean SIGTERM under the sanitizers" "fanout $fst, exit $st"; fi
+    fi
+    bridge=$saved
   fi
 fi
 
