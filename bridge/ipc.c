@@ -580,7 +580,7 @@ ipc_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 	(void) buf;
 	if (n < 0) {
-		if (n != UV_EOF)
+		if (n != UV_EOF && n != UV_ECONNRESET)
 			log_warn("ipc: read failed: %s", uv_strerror((int) n));
 		ipc_close(c);
 		return;

@@ -134,7 +134,10 @@ fi
 
 # ------------------------------------------------------------------ fanout
 if wants fanout; then
-  start fanout --workers 2 --max-clients $((streams + 1000)) --keepalive 60
+  # 30,000 opens at once wait in the queue of the one work link for about
+  # ten seconds here: a longer --db-timeout keeps them within its deadline
+  # (as it would for one process); each worker may hold up to 19,500
+  start fanout --workers 2 --max-clients $(( streams * 13 / 10 )) --keepalive 60 --db-timeout 60
   if ! healthy; then bad "fanout: bridge --workers 2 becomes healthy"; else
     per=$(( (streams + 2) / 3 ))
     chan="w.fan$RANDOM"
