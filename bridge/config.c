@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "log.h"
@@ -76,6 +77,11 @@ static const cfg_entry cfg_table[] = {
 	 "period of sse_prune calls when the role may run it (0: never)"},
 	{"max-memory", CFG_SIZE, &cfg.max_memory, "512M", "BYTES",
 	 "memory bound: past 5/8 of it new streams get 503, past 3/4 the largest queues are dropped (0: none)"},
+	{"workers", CFG_STRING, &cfg.workers_opt, "auto", "N",
+	 "worker processes serving clients (auto: one per online CPU; 1: a single process, "
+	 "no supervisor); with 2 or more a supervisor holds the database links"},
+	{"db-pool", CFG_UINT, &cfg.db_pool, "1", "N",
+	 "with --workers 2 or more: database links for opens and replays (the live link is one more)"},
 	{"demo", CFG_BOOL, &cfg.demo, "off", "on|off",
 	 "serve the jobs demo page at / (the helper /sse-bridge.js is always served)"},
 };
@@ -360,6 +366,55 @@ cfg_origin_in(const char *list, const char *origin)
 	return false;
 }
 
+/*
+ * --workers: "auto" (the online CPUs) or a whole number from 1 to
+ * CFG_WORKERS_MAX, written without sign, spaces or suffix.
+ */
+static bool
+cfg_workers(void)
+{
+	const char *s = cfg.workers_opt;
+	char	   *end;
+	unsigned long long v;
+	long		ncpu;
+
+	if (strcmp(s, "auto") == 0) {
+		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		cfg.workers = ncpu < 1 ? 1 : ncpu > CFG_WORKERS_MAX ? CFG_WORKERS_MAX : (uint64_t) ncpu;
+		return true;
+	}
+	if (s[0] == '-') {
+		fprintf(stderr, "sse-bridge: --workers \"%s\": a negative count of processes means nothing; "
+				"give 1 to %d, or auto\n", s, CFG_WORKERS_MAX);
+		return false;
+	}
+	if (!isdigit((unsigned char) s[0])) {
+		fprintf(stderr, "sse-bridge: --workers \"%s\" is not a number; give 1 to %d, or auto "
+				"(one per online CPU)\n", s, CFG_WORKERS_MAX);
+		return false;
+	}
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (*end != '\0') {
+		fprintf(stderr, "sse-bridge: --workers \"%s\" is not a whole number; give 1 to %d, or auto\n",
+				s, CFG_WORKERS_MAX);
+		return false;
+	}
+	if (v == 0) {
+		fprintf(stderr, "sse-bridge: --workers 0: at least one process must serve clients; "
+				"give 1 to %d, or auto\n", CFG_WORKERS_MAX);
+		return false;
+	}
+	if (errno != 0 || v > CFG_WORKERS_MAX) {
+		fprintf(stderr, "sse-bridge: --workers %s is too many; at most %d worker processes "
+				"(this machine has %ld online CPUs)\n", s, CFG_WORKERS_MAX,
+				sysconf(_SC_NPROCESSORS_ONLN));
+		return false;
+	}
+	cfg.workers = v;
+	return true;
+}
+
 static bool
 cfg_validate(void)
 {
@@ -389,6 +444,24 @@ cfg_validate(void)
 								cfg.client_queue > cfg.max_memory / 8)) {
 		fprintf(stderr, "sse-bridge: --max-memory must be at least 16M, 4 x --replay-cache "
 				"and 8 x --client-queue (or 0)\n");
+		return false;
+	}
+	if (!cfg_workers())
+		return false;
+	if (cfg.workers >= 2 && cfg.max_memory != 0 &&
+		(cfg.max_memory / (cfg.workers + 1) < (16 << 20) ||
+		 cfg.client_queue > cfg.max_memory / (cfg.workers + 1) / 8)) {
+		fprintf(stderr, "sse-bridge: --max-memory %llu is shared by %llu workers and the supervisor "
+				"(%llu bytes each); a share must be at least 16M and 8 x --client-queue: give at least "
+				"%llu, or fewer --workers\n", (unsigned long long) cfg.max_memory,
+				(unsigned long long) cfg.workers,
+				(unsigned long long) (cfg.max_memory / (cfg.workers + 1)),
+				(unsigned long long) ((cfg.workers + 1) *
+									  (cfg.client_queue * 8 > (16 << 20) ? cfg.client_queue * 8 : (16 << 20))));
+		return false;
+	}
+	if (cfg.db_pool == 0 || cfg.db_pool > 64) {
+		fprintf(stderr, "sse-bridge: --db-pool must be from 1 to 64\n");
 		return false;
 	}
 	if ((origins = cfg_origin_list(cfg.cors_origin, why, sizeof(why))) == NULL) {

@@ -11,6 +11,9 @@
 
 #define BRIDGE_VERSION "0.1.0"
 
+/* More worker processes than this is a mistake, not a setting. */
+#define CFG_WORKERS_MAX 256
+
 /*
  * Every duration is held in milliseconds and every size in bytes, whatever
  * unit its option is written in: cfg_load converts once, and no user of cfg
@@ -37,6 +40,9 @@ typedef struct cfg_settings {
 	uint64_t	prune_interval_ms; /* between sse_prune calls, 0 = never (option: seconds) */
 	bool		demo;			/* serve the demo page at / */
 	uint64_t	max_memory;		/* bytes; 0 = no bound (mem.h) */
+	char	   *workers_opt;	/* --workers as written: "auto" or a number */
+	uint64_t	workers;		/* after cfg_load: 1..CFG_WORKERS_MAX */
+	uint64_t	db_pool;		/* work links of a supervisor (--workers >= 2) */
 } cfg_settings;
 
 extern cfg_settings cfg;

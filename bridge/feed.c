@@ -39,14 +39,46 @@
 #include "logread.h"
 #include "metrics.h"
 #include "ring.h"
+#include "shr.h"
 
 static struct {
-	db_link    *link;			/* the live link (main.c's) */
+	db_link    *link;			/* the live link (main.c's); NULL in a worker */
 	bool		inflight;
 	bool		again;
 	uv_timer_t	poll;
 	feed_ops	up;
+	/* a worker's feed: the shared ring and the way to the supervisor */
+	shr		   *ring;
+	feed_remote remote;
+	uint64_t	off;			/* next record to read */
+	uint64_t	covered;		/* records before this are covered by a completed read */
+	uint64_t	fetch_head;		/* the ring's head when the last fetch was sent */
 } feed;
+
+uint64_t	feed_ring_behind;
+
+static bool
+feed_ready(void)
+{
+	return feed.ring ? feed.remote.ready() : db_link_up(feed.link);
+}
+
+/* Send job (inflight is set); false, job freed, when it could not go. */
+static bool
+feed_send(db_job *job)
+{
+	feed.inflight = true;
+	if (feed.ring == NULL) {
+		db_submit(feed.link, job);
+		return true;
+	}
+	feed.fetch_head = shr_head(feed.ring);
+	if (feed.remote.submit(job))
+		return true;
+	feed.inflight = false;
+	db_job_free(job);
+	return false;
+}
 
 static void feed_up(db_link *l);
 static void feed_on_notify(db_link *l, const char *payload);
@@ -76,10 +108,13 @@ feed_head_done(db_job *job, PGresult *res)
 		return;					/* the backstop poll retries */
 	}
 	ring_reset(head, head_us);
-	log_info("live cursor starts at %" PRId64, ring_hi());
+	if (feed.ring == NULL)
+		log_info("live cursor starts at %" PRId64, ring_hi());
 	feed.up.advanced();
 	if (feed.again)
 		feed_request();
+	else if (feed.ring != NULL)
+		feed_drain();
 }
 
 /* The log was pruned past the live cursor: tell the live streams. */
@@ -117,7 +152,8 @@ feed_fork_done(db_job *job, PGresult *res)
 	}
 	log_warn("the log was replaced or went back: events after %" PRId64
 			 " belong to another timeline; continuing after %" PRId64, id, id);
-	metrics.timelines++;
+	if (feed.ring == NULL)
+		metrics.timelines++;	/* a worker's: the supervisor counts it */
 	if (id > old_hi)
 		feed.up.pruned(old_hi + 1, id);
 	ring_rebase(id, us);
@@ -147,12 +183,37 @@ feed_fork(void)
 		log_error("out of memory looking for the fork point; retrying at the next poll");
 		return;
 	}
-	feed.inflight = true;
-	db_submit(feed.link, job);
+	feed_send(job);
 }
 
 /* Payload bytes per live fetch (after its first row). */
 #define FEED_BATCH_BYTES (4u << 20)
+
+/*
+ * Dispatch ev, the event right after the live cursor, and append it to the
+ * replay cache (takes ownership).  False when a filter's parse of it ran
+ * out of memory: nothing was delivered and ev is freed.
+ */
+static bool
+feed_take(event *ev, int64_t now_us)
+{
+	/* filters must never see a payload whose parse ran out of memory */
+	if (!event_is_marker(ev) && !hub_dispatch(ev)) {
+		log_error("out of memory reading an event; reading it again at the next poll");
+		event_free(ev);
+		return false;
+	}
+	assert(ev->id > 0);
+	if (feed.ring == NULL)
+		metrics.events_fetched++;
+	if (event_is_marker(ev))
+		feed.up.marker(ev);		/* applied before any later row; never delivered */
+	metrics_observe_lag(ev->created_us, now_us);
+	if (feed.up.pushed)
+		feed.up.pushed(ev);
+	ring_push(ev);
+	return true;
+}
 
 /*
  * One row of a batch: LR_EVENT when it held an event after the cursor,
@@ -171,19 +232,11 @@ feed_row(PGresult *res, int i, int64_t now_us)
 		event_free(ev);			/* the row at the cursor, already checked */
 		return LR_NONE;
 	}
-	/* filters must never see a payload whose parse ran out of memory */
-	if (r == LR_OOM || (!event_is_marker(ev) && !hub_dispatch(ev))) {
+	if (r == LR_OOM) {
 		log_error("out of memory reading an event; reading it again at the next poll");
-		event_free(ev);
 		return LR_OOM;
 	}
-	assert(ev->id > 0);
-	metrics.events_fetched++;
-	if (event_is_marker(ev))
-		feed.up.marker(ev);		/* applied before any later row; never delivered */
-	metrics_observe_lag(ev->created_us, now_us);
-	ring_push(ev);
-	return LR_EVENT;
+	return feed_take(ev, now_us) ? LR_EVENT : LR_OOM;
 }
 
 static void
@@ -225,6 +278,12 @@ feed_fetch_done(db_job *job, PGresult *res)
 	feed.up.advanced();
 	if (got >= (int) cfg.batch || bytes >= FEED_BATCH_BYTES || feed.again)
 		feed_request();
+	else if (feed.ring != NULL) {
+		/* caught up with the log as it was when the ring's head was read */
+		if (feed.fetch_head > feed.covered)
+			feed.covered = feed.fetch_head;
+		feed_drain();
+	}
 }
 
 static void
@@ -236,7 +295,7 @@ feed_request(void)
 		feed.again = true;
 		return;
 	}
-	if (!db_link_up(feed.link))
+	if (!feed_ready())
 		return;					/* feed_up fetches after reconnecting */
 	feed.again = false;
 	if (!ring_valid())
@@ -245,8 +304,7 @@ feed_request(void)
 		job = logread_fetch(ring_hi(), (int64_t) cfg.batch, FEED_BATCH_BYTES, feed_fetch_done, NULL);
 	if (job == NULL)
 		return;
-	feed.inflight = true;
-	db_submit(feed.link, job);
+	feed_send(job);
 }
 
 void
@@ -291,7 +349,117 @@ static void
 feed_on_poll(uv_timer_t *t)
 {
 	(void) t;
-	feed_request();
+	if (feed.ring != NULL)
+		feed_drain();
+	else
+		feed_request();
+}
+
+/* ---- a worker's feed: the shared ring ---- */
+
+static bool
+feed_at(int64_t id, int64_t us)
+{
+	return ring_valid() && id == ring_hi() && us == ring_hi_us();
+}
+
+/*
+ * Apply one record (at offset at) if the cursor is exactly where the
+ * supervisor's was before it; skip it if the cursor is past it, or a read
+ * of the log that began after it was written has completed.  False: the
+ * record must be read again after a fetch from the log (or, for an event
+ * whose dispatch ran out of memory, at the next poll).
+ */
+static bool
+feed_apply(uint64_t at, shr_item *it, int64_t now_us, bool *moved)
+{
+	bool		covered = at < feed.covered;
+	int64_t		hi = ring_hi();
+
+	switch (it->kind) {
+		case SHR_EVENT:
+			if (it->id <= hi || (!feed_at(it->prev_id, it->prev_us) && covered)) {
+				event_free(it->ev);
+				return true;
+			}
+			if (!feed_at(it->prev_id, it->prev_us)) {
+				event_free(it->ev);
+				return false;
+			}
+			*moved = true;
+			return feed_take(it->ev, now_us);
+		case SHR_HOLE:
+			return it->id <= hi || covered;
+		case SHR_PRUNED:
+			if (it->id <= hi || (!feed_at(it->prev_id, it->prev_us) && covered))
+				return true;
+			if (!feed_at(it->prev_id, it->prev_us))
+				return false;
+			feed_pruned(it->id);
+			*moved = true;
+			return true;
+		case SHR_TIMELINE:
+			if (!feed_at(it->prev_id, it->prev_us))
+				return covered;
+			if (it->id > hi)
+				feed.up.pruned(hi + 1, it->id);
+			ring_rebase(it->id, it->us);
+			feed.up.timeline(it->id, it->us);
+			*moved = true;
+			return true;
+		case SHR_PAD:
+			return true;
+	}
+	return true;
+}
+
+void
+feed_drain(void)
+{
+	int64_t		now_us = feed_now_us();
+	bool		moved = false;
+
+	if (feed.ring == NULL || feed.inflight)
+		return;					/* the read in flight drains when it is done */
+	if (!ring_valid()) {
+		feed_request();			/* the head first */
+		return;
+	}
+	for (;;) {
+		uint64_t	at = feed.off;
+		shr_item	it;
+		shr_status	st = shr_read(feed.ring, &feed.off, &it);
+
+		if (st == SHR_EMPTY)
+			break;
+		if (st == SHR_BEHIND) {
+			/* overwritten before it was read: the log has all of it */
+			feed_ring_behind++;
+			log_warn("fell behind the shared ring; reading the log from %" PRId64, ring_hi());
+			feed.off = shr_head(feed.ring);
+			feed_request();
+			break;
+		}
+		if (!feed_apply(at, &it, now_us, &moved)) {
+			feed.off = at;		/* read it again */
+			feed_request();
+			break;
+		}
+	}
+	if (moved)
+		feed.up.advanced();
+}
+
+void
+feed_init_remote(uv_loop_t *loop, shr *ring, const feed_remote *remote, const feed_ops *ops)
+{
+	assert(ops->advanced && ops->pruned && ops->marker && ops->timeline);
+	feed.up = *ops;
+	feed.link = NULL;
+	feed.ring = ring;
+	feed.remote = *remote;
+	feed.off = feed.covered = shr_head(ring);
+	uv_timer_init(loop, &feed.poll);
 }
 
 void
@@ -312,6 +480,11 @@ feed_init(uv_loop_t *loop, db_link *live, const feed_ops *ops)
 void
 feed_start(void)
 {
+	if (feed.ring != NULL) {
+		feed_request();			/* the head, then the ring */
+		uv_timer_start(&feed.poll, feed_on_poll, cfg.poll_interval_ms, cfg.poll_interval_ms);
+		return;
+	}
 	db_link_start(feed.link);
 	uv_timer_start(&feed.poll, feed_on_poll, cfg.poll_interval_ms, cfg.poll_interval_ms);
 }
@@ -321,5 +494,6 @@ feed_stop(void)
 {
 	uv_timer_stop(&feed.poll);
 	uv_close((uv_handle_t *) &feed.poll, NULL);
-	db_link_stop(feed.link);
+	if (feed.link != NULL)
+		db_link_stop(feed.link);
 }

@@ -28,10 +28,36 @@ typedef struct feed_ops {
 	 * (LOGPOS_NO_ROW: none).
 	 */
 	void		(*timeline)(int64_t fork, int64_t fork_us);
+	/*
+	 * Optional (a supervisor's): ev is about to enter the replay cache,
+	 * after the dispatch (borrowed for the call).
+	 */
+	void		(*pushed)(const event *ev);
 } feed_ops;
+
+/*
+ * A worker's feed (--workers 2 or more) has no link of its own: it reads
+ * the supervisor's shared ring and, when it is not exactly at a record's
+ * position (it started, fell behind, or the record is a hole), reads the
+ * log by position through the supervisor with the same fetch as the live
+ * link.  submit takes the job (false: not taken, the supervisor is gone);
+ * ready says whether requests can be sent.
+ */
+typedef struct feed_remote {
+	bool		(*ready)(void);
+	bool		(*submit)(db_job *job);
+} feed_remote;
 
 /* live: the link to LISTEN and fetch on (set up here; it must outlive feed_stop). */
 void		feed_init(uv_loop_t *loop, db_link *live, const feed_ops *ops);
+/* A worker's feed on the shared ring (struct shr, shr.h). */
+struct shr;
+void		feed_init_remote(uv_loop_t *loop, struct shr *ring, const feed_remote *remote,
+							 const feed_ops *ops);
+/* The ring has new records (a wake from the supervisor). */
+void		feed_drain(void);
+/* Times a worker fell behind the ring and read the log instead. */
+extern uint64_t feed_ring_behind;
 void		feed_start(void);
 void		feed_stop(void);
 

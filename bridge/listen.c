@@ -178,47 +178,41 @@ listen_on_ready(uv_poll_t *h, int status, int events)
 	}
 }
 
-bool
-listen_start(uv_loop_t *loop)
+int
+listen_bind(void)
 {
 	struct addrinfo *ai = listen_resolve(cfg.listen);
-	struct sockaddr_storage name = {0};
-	socklen_t	namelen = sizeof(name);
-	char		addr[INET6_ADDRSTRLEN] = "?";
-	int			one = 1, port;
+	int			one = 1, fd;
 
 	if (ai == NULL) {
 		log_error("cannot resolve --listen %s (want HOST:PORT)", cfg.listen);
-		return false;
+		return -1;
 	}
-	ls.loop = loop;
-	ls.fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (ls.fd < 0 || setsockopt(ls.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-		bind(ls.fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(ls.fd, LISTEN_BACKLOG) != 0) {
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+		bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
 		log_error("cannot listen on %s: %s", cfg.listen, strerror(errno));
 		freeaddrinfo(ai);
-		if (ls.fd >= 0)
-			close(ls.fd);
-		ls.fd = -1;
-		return false;
+		if (fd >= 0)
+			close(fd);
+		return -1;
 	}
 	freeaddrinfo(ai);
-	listen_reserve();
-	if (ls.spare < 0)
-		log_warn("no reserve descriptor: %s", strerror(errno));
-	uv_timer_init(ls.loop, &ls.pause);
-	if (uv_poll_init_socket(ls.loop, &ls.poll, ls.fd) != 0) {
-		log_error("cannot poll the listening socket");
-		uv_close((uv_handle_t *) &ls.pause, NULL);
-		close(ls.fd);
-		ls.fd = -1;
-		return false;
-	}
-	ls.open = true;
-	ls.polling = uv_poll_start(&ls.poll, UV_READABLE, listen_on_ready) == 0;
-	if (getsockname(ls.fd, (struct sockaddr *) &name, &namelen) != 0) {
+	return fd;
+}
+
+/* Log the address fd listens on. */
+static void
+listen_log(int fd)
+{
+	struct sockaddr_storage name = {0};
+	socklen_t	namelen = sizeof(name);
+	char		addr[INET6_ADDRSTRLEN] = "?";
+	int			port;
+
+	if (getsockname(fd, (struct sockaddr *) &name, &namelen) != 0) {
 		log_info("listening on %s", cfg.listen);
-		return true;
+		return;
 	}
 	if (name.ss_family == AF_INET6) {
 		struct sockaddr_in6 a6;
@@ -234,7 +228,43 @@ listen_start(uv_loop_t *loop)
 		port = ntohs(a4.sin_port);
 	}
 	log_info("listening on %s:%d", addr, port);
+}
+
+bool
+listen_adopt(uv_loop_t *loop, int fd, bool quiet)
+{
+	ls.loop = loop;
+	ls.fd = fd;
+	listen_reserve();
+	if (ls.spare < 0)
+		log_warn("no reserve descriptor: %s", strerror(errno));
+	uv_timer_init(ls.loop, &ls.pause);
+	if (uv_poll_init_socket(ls.loop, &ls.poll, ls.fd) != 0) {
+		log_error("cannot poll the listening socket");
+		uv_close((uv_handle_t *) &ls.pause, NULL);
+		close(ls.fd);
+		ls.fd = -1;
+		return false;
+	}
+	ls.open = true;
+	ls.polling = uv_poll_start(&ls.poll, UV_READABLE, listen_on_ready) == 0;
+	if (!quiet)
+		listen_log(ls.fd);
 	return true;
+}
+
+bool
+listen_start(uv_loop_t *loop)
+{
+	int			fd = listen_bind();
+
+	return fd >= 0 && listen_adopt(loop, fd, false);
+}
+
+void
+listen_announce(int fd)
+{
+	listen_log(fd);
 }
 
 static void

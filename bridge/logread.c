@@ -4,7 +4,9 @@
  *
  * The live link LISTENs and prepares "fetch" and "head"; the work link looks
  * up the extension's schema (quoted with PQescapeIdentifier, for the
- * touch/expire calls) and prepares "fetch", "open_adhoc" and "open_sub".  Both links read the log with the same "fetch" statement
+ * touch/expire calls) and prepares "fetch", "head", "fork" (a worker of
+ * --workers N reads the log by position through it), "open_adhoc" and
+ * "open_sub".  Both links read the log with the same "fetch" statement
  * and both kinds of reader decode its rows with logread_event, so live
  * delivery and replay cannot disagree about an event.
  *
@@ -293,6 +295,8 @@ static const db_step work_steps[] = {
 	 "ON n.oid" OP("=") "e.extnamespace WHERE e.extname" OP("=") "'sse_bridge'::" PGC "name",
 	 logread_schema},
 	{"fetch", logread_fetch_sql, NULL},
+	{"head", logread_head_sql, NULL},
+	{"fork", logread_fork_sql, NULL},
 	{"open_adhoc", logread_open_adhoc_sql, NULL},
 	{"open_sub", logread_open_sub_sql, NULL},
 };

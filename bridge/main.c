@@ -23,6 +23,8 @@
  */
 #include <netdb.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +43,11 @@
 #include "mem.h"
 #include "ring.h"
 #include "scope.h"
+#include "ipc.h"
+#include "shr.h"
 #include "stream.h"
+#include "super.h"
+#include "whole.h"
 #include "wire.h"
 #include "work.h"
 
@@ -64,6 +70,11 @@ static struct {
 	db_link		work;			/* opens, replay pages, definition reads, housekeeping */
 	frame	   *keepalive;		/* shared ": keepalive" comment */
 	bool		stopping;
+	/* a worker of --workers N: the supervisor holds the links above */
+	bool		worker;
+	unsigned	slot;
+	ipc_chan   *chan;			/* to the supervisor */
+	shr		   *ring;			/* the shared ring and the slots */
 } br;
 static bool finished;
 
@@ -71,6 +82,21 @@ static void
 bridge_on_spin(uv_idle_t *h)
 {
 	(void) h;
+}
+
+/* A worker's figures into its slot, and the supervisor's links as ours. */
+static void
+bridge_publish(void)
+{
+	shr_slot   *s = shr_slot_at(br.ring, br.slot);
+
+	shr_slot_begin(s);
+	s->pid = (int32_t) getpid();
+	metrics_own_view(&s->v);
+	s->ring_behind = feed_ring_behind;
+	shr_slot_end(s);
+	br.live.state = (db_state) shr_live_state(br.ring);
+	br.work.state = (db_state) shr_work_state(br.ring);
 }
 
 static void
@@ -84,6 +110,8 @@ bridge_flush(void)
 	else
 		uv_idle_stop(&br.spin);
 	client_flush_pending();
+	if (br.worker)
+		bridge_publish();
 }
 
 static void
@@ -116,8 +144,15 @@ bridge_finish(void)
 	log_info("shut down");
 	listen_stop();
 	feed_stop();
-	prune_stop();
+	if (!br.worker)
+		prune_stop();
 	work_stop();
+	if (br.chan != NULL) {
+		ipc_chan   *c = br.chan;
+
+		br.chan = NULL;
+		ipc_close(c);
+	}
 	uv_close((uv_handle_t *) &br.flush, NULL);
 	uv_close((uv_handle_t *) &br.flush_pre, NULL);
 	uv_close((uv_handle_t *) &br.spin, NULL);
@@ -159,6 +194,61 @@ bridge_on_signal(uv_signal_t *h, int signum)
 	bridge_maybe_finish();
 }
 
+/* ---- a worker's links: the supervisor ---- */
+
+static bool
+bridge_remote_ready(void)
+{
+	return br.chan != NULL && ipc_is_open(br.chan);
+}
+
+static bool
+bridge_remote_feed(db_job *job)
+{
+	return bridge_remote_ready() && ipc_submit(br.chan, job, super_deadline_ms(false));
+}
+
+/* As db_submit_now: a job waits while the pool connects, not while it is down. */
+static bool
+bridge_remote_up(void)
+{
+	db_state	st = (db_state) shr_work_state(br.ring);
+
+	return bridge_remote_ready() && st != DB_DISCONNECTED && st != DB_HELD && st != DB_STOPPED;
+}
+
+static bool
+bridge_remote_submit(db_job *job, bool now)
+{
+	return bridge_remote_ready() && ipc_submit(br.chan, job, super_deadline_ms(now));
+}
+
+static void
+bridge_remote_touch(char *const *uuids, size_t n)
+{
+	if (bridge_remote_ready())
+		ipc_touch(br.chan, uuids, n);
+}
+
+static void
+bridge_on_wake(ipc_chan *c)
+{
+	(void) c;
+	feed_drain();
+}
+
+/* EOF from the supervisor: it is gone, and so is the feed. */
+static void
+bridge_on_chan_closed(ipc_chan *c)
+{
+	(void) c;
+	if (br.chan == NULL)
+		return;					/* our own close at shutdown */
+	log_error("worker %u: the supervisor is gone; exiting (serving nothing from a dead feed)",
+			  br.slot);
+	_exit(3);
+}
+
 static bool
 bridge_setup(void)
 {
@@ -193,7 +283,16 @@ bridge_setup(void)
 	uv_signal_start(&br.sigterm, bridge_on_signal, SIGTERM);
 	uv_signal_init(br.loop, &br.sigint);
 	uv_signal_start(&br.sigint, bridge_on_signal, SIGINT);
-	feed_init(br.loop, &br.live, &(feed_ops) {stream_advanced, stream_pruned, stream_marker, stream_timeline});
+	if (br.worker) {
+		whole_init(br.ring, br.slot);
+		metrics_set_view(whole_fill, whole_extra);
+		feed_init_remote(br.loop, br.ring, &(feed_remote) {bridge_remote_ready, bridge_remote_feed},
+						 &(feed_ops) {stream_advanced, stream_pruned, stream_marker, stream_timeline, NULL});
+		work_init_remote(br.loop, &(work_remote) {bridge_remote_up, bridge_remote_submit, bridge_remote_touch},
+						 &(work_ops) {stream_touch_ids});
+		return true;
+	}
+	feed_init(br.loop, &br.live, &(feed_ops) {stream_advanced, stream_pruned, stream_marker, stream_timeline, NULL});
 	work_init(br.loop, &br.work, &(work_ops) {stream_touch_ids});
 	prune_init(br.loop, &br.work, cfg.prune_interval_ms);
 	return true;
@@ -210,9 +309,94 @@ bridge_teardown(void)
 	cfg_free();
 }
 
+/* Descriptors a process needs besides its clients: links, listener, loop, logs. */
+#define BRIDGE_FD_OVERHEAD 64
+
+/*
+ * Raise the soft descriptor limit to the hard one and check that
+ * --max-clients fits: each of the N serving processes holds its share of
+ * the clients plus BRIDGE_FD_OVERHEAD.  With --workers 1 a shortfall is a
+ * warning (the listener answers 503 at the limit, as it always has).
+ */
+static bool
+bridge_check_fds(void)
+{
+	struct rlimit rl;
+	uint64_t	n = cfg.workers, share = (cfg.max_clients + n - 1) / n;
+	uint64_t	need = share + BRIDGE_FD_OVERHEAD;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return true;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void) setrlimit(RLIMIT_NOFILE, &rl);
+		(void) getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || need <= rl.rlim_cur)
+		return true;
+	if (n == 1) {
+		log_warn("--max-clients %llu needs %llu descriptors but the limit (RLIMIT_NOFILE) is %llu: "
+				 "connections past it get 503", (unsigned long long) cfg.max_clients,
+				 (unsigned long long) need, (unsigned long long) rl.rlim_cur);
+		return true;
+	}
+	fprintf(stderr, "sse-bridge: --max-clients %llu does not fit %llu workers: each worker holds "
+			"up to %llu clients and needs %llu descriptors (%d for itself), but a process may open "
+			"%llu (RLIMIT_NOFILE, hard limit %llu); the most this bridge can hold is %llu. Lower "
+			"--max-clients, raise --workers, or raise the hard limit\n",
+			(unsigned long long) cfg.max_clients, (unsigned long long) n,
+			(unsigned long long) share, (unsigned long long) need, BRIDGE_FD_OVERHEAD,
+			(unsigned long long) rl.rlim_cur, (unsigned long long) rl.rlim_max,
+			(unsigned long long) (rl.rlim_cur > BRIDGE_FD_OVERHEAD
+								  ? (rl.rlim_cur - BRIDGE_FD_OVERHEAD) * n : 0));
+	return false;
+}
+
+/*
+ * In a worker: the slot and supervisor from SUPER_WORKER_ENV, death with
+ * the supervisor, the inherited ring and socketpair.  False (logged) when
+ * this worker cannot run.
+ */
+static bool
+bridge_worker_init(const char *spec)
+{
+	unsigned	slot;
+	int			ppid;
+
+	if (sscanf(spec, "%u,%d", &slot, &ppid) != 2 || slot >= cfg.workers) {
+		log_error("%s is malformed", SUPER_WORKER_ENV);
+		return false;
+	}
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != ppid) {
+		log_error("worker %u: the supervisor is gone", slot);
+		return false;
+	}
+	unsetenv(SUPER_WORKER_ENV);
+	br.worker = true;
+	br.slot = slot;
+	if ((br.ring = shr_attach(SUPER_FD_RING)) == NULL || shr_nslots(br.ring) <= slot) {
+		log_error("worker %u: cannot map the shared ring", slot);
+		return false;
+	}
+	close(SUPER_FD_RING);
+	/*
+	 * Each worker holds its share of the clients, and the workers and the
+	 * supervisor an equal share each of the memory bound and of the replay
+	 * cache (docs/operations.md, "Workers").
+	 */
+	cfg.max_clients = (cfg.max_clients + cfg.workers - 1) / cfg.workers;
+	cfg.max_memory = cfg.max_memory / (cfg.workers + 1);
+	cfg.replay_cache = cfg.replay_cache / (cfg.workers + 1);
+	br.live.name = "live";
+	br.work.name = "work";
+	return true;
+}
+
 int
 main(int argc, char **argv)
 {
+	const char *wspec;
+
 	mem_init();					/* before jansson allocates anything */
 	switch (cfg_load(argc, argv)) {
 		case CFG_OK: break;
@@ -221,9 +405,34 @@ main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	srand((unsigned) time(NULL) ^ (unsigned) getpid());
+	wspec = getenv(SUPER_WORKER_ENV);
+	if (wspec == NULL && !bridge_check_fds()) {
+		cfg_free();
+		return 2;
+	}
+	if (wspec == NULL && cfg.workers >= 2)
+		return super_main(argc, argv);
 	br.loop = uv_default_loop();
+	if (wspec != NULL && !bridge_worker_init(wspec))
+		return 1;
 	if (!bridge_setup())
 		return 1;
+	if (br.worker) {
+		br.chan = ipc_open(br.loop, SUPER_FD_IPC,
+						   &(ipc_ops) {bridge_on_wake, NULL, bridge_on_chan_closed}, NULL);
+		if (br.chan == NULL || !listen_adopt(br.loop, SUPER_FD_LISTEN, true)) {
+			log_error("worker %u: cannot use the inherited descriptors", br.slot);
+			return 1;
+		}
+		bridge_publish();
+		log_info("worker %u ready (pid %d)", br.slot, (int) getpid());
+		feed_start();
+		work_start();
+		uv_run(br.loop, UV_RUN_DEFAULT);
+		bridge_teardown();
+		shr_destroy(br.ring);
+		return 0;
+	}
 	if (!listen_start(br.loop)) {
 		br.stopping = true;
 		bridge_finish();

@@ -16,6 +16,15 @@
 
 metrics_counters metrics;
 static const db_link *live_link, *work_link;
+static void (*view_fill)(metrics_view *v);
+static void (*view_extra)(FILE *f);
+
+void
+metrics_set_view(void (*fill)(metrics_view *v), void (*extra)(FILE *f))
+{
+	view_fill = fill;
+	view_extra = extra;
+}
 
 void
 metrics_init(const db_link *live, const db_link *work)
@@ -67,15 +76,36 @@ metrics_line(FILE *f, const char *name, const char *type, const char *help, uint
 }
 
 static void
-metrics_lag(FILE *f)
+metrics_lag(FILE *f, const metrics_counters *m)
 {
 	const char *n = "sse_bridge_lag_seconds";
 
 	fprintf(f, "# HELP %s Time from commit to queueing for clients.\n# TYPE %s histogram\n", n, n);
 	for (int i = 0; i < 12; i++)
-		fprintf(f, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", n, lag_bounds[i], metrics.lag_buckets[i]);
+		fprintf(f, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", n, lag_bounds[i], m->lag_buckets[i]);
 	fprintf(f, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum %.6f\n%s_count %" PRIu64 "\n",
-			n, metrics.lag_count, n, metrics.lag_sum, n, metrics.lag_count);
+			n, m->lag_count, n, m->lag_sum, n, m->lag_count);
+}
+
+void
+metrics_own_view(metrics_view *v)
+{
+	*v = (metrics_view) {0};
+	v->c = metrics;
+	v->indexed = hub_count();
+	v->filter_evals = hub_filter_evals;
+	v->db_reconnects = live_link->reconnects + work_link->reconnects;
+	v->db_timeouts = live_link->timeouts + work_link->timeouts;
+	v->prune_runs = prune_stats.runs;
+	v->prune_deleted = prune_stats.deleted;
+	v->prune_failures = prune_stats.failures;
+	v->db_up = db_link_up(live_link);
+	v->head_id = ring_valid() ? (uint64_t) ring_hi() : 0;
+	v->cache_events = ring_count();
+	v->mem_limit = mem_limit();
+	for (int k = 0; k < MEM_KINDS && k < 8; k++)
+		v->mem_kind[k] = mem_kind_used((mem_kind) k);
+	v->injected = mem_injected();
 }
 
 char *
@@ -83,54 +113,61 @@ metrics_render(size_t *len)
 {
 	char	   *buf = NULL;
 	FILE	   *f = open_memstream(&buf, len);
+	metrics_view v;
 
 	if (f == NULL)
 		return NULL;
-	metrics_line(f, "sse_bridge_clients", "gauge", "Open client connections.", metrics.clients);
-	metrics_line(f, "sse_bridge_streams", "gauge", "Clients replaying or live.", metrics.streams);
-	metrics_line(f, "sse_bridge_subscriptions_indexed", "gauge", "Live streams in the fan-out index.", hub_count());
-	metrics_line(f, "sse_bridge_connections_total", "counter", "Accepted connections.", metrics.connections);
-	metrics_line(f, "sse_bridge_rejected_total", "counter", "Connections refused over --max-clients.", metrics.rejected);
-	metrics_line(f, "sse_bridge_events_fetched_total", "counter", "Events read from the log.", metrics.events_fetched);
-	metrics_line(f, "sse_bridge_events_sent_total", "counter", "Event frames queued to clients.", metrics.events_sent);
-	metrics_line(f, "sse_bridge_bytes_sent_total", "counter", "Bytes written to clients.", metrics.bytes_sent);
-	metrics_line(f, "sse_bridge_replayed_events_total", "counter", "Event frames sent while replaying.", metrics.replayed);
-	metrics_line(f, "sse_bridge_replay_pages_total", "counter", "Replay pages read from the log.", metrics.replay_pages);
-	metrics_line(f, "sse_bridge_notifications_total", "counter", "NOTIFY payloads received.", metrics.notices);
-	metrics_line(f, "sse_bridge_resets_total", "counter", "Reset events sent.", metrics.resets);
-	metrics_line(f, "sse_bridge_timelines_total", "counter", "Times the log was found replaced or gone back.", metrics.timelines);
+	if (view_fill != NULL)
+		view_fill(&v);
+	else
+		metrics_own_view(&v);
+	metrics_line(f, "sse_bridge_clients", "gauge", "Open client connections.", v.c.clients);
+	metrics_line(f, "sse_bridge_streams", "gauge", "Clients replaying or live.", v.c.streams);
+	metrics_line(f, "sse_bridge_subscriptions_indexed", "gauge", "Live streams in the fan-out index.", v.indexed);
+	metrics_line(f, "sse_bridge_connections_total", "counter", "Accepted connections.", v.c.connections);
+	metrics_line(f, "sse_bridge_rejected_total", "counter", "Connections refused over --max-clients.", v.c.rejected);
+	metrics_line(f, "sse_bridge_events_fetched_total", "counter", "Events read from the log.", v.c.events_fetched);
+	metrics_line(f, "sse_bridge_events_sent_total", "counter", "Event frames queued to clients.", v.c.events_sent);
+	metrics_line(f, "sse_bridge_bytes_sent_total", "counter", "Bytes written to clients.", v.c.bytes_sent);
+	metrics_line(f, "sse_bridge_replayed_events_total", "counter", "Event frames sent while replaying.", v.c.replayed);
+	metrics_line(f, "sse_bridge_replay_pages_total", "counter", "Replay pages read from the log.", v.c.replay_pages);
+	metrics_line(f, "sse_bridge_notifications_total", "counter", "NOTIFY payloads received.", v.c.notices);
+	metrics_line(f, "sse_bridge_resets_total", "counter", "Reset events sent.", v.c.resets);
+	metrics_line(f, "sse_bridge_timelines_total", "counter", "Times the log was found replaced or gone back.", v.c.timelines);
 	metrics_line(f, "sse_bridge_redefinitions_total", "counter",
-				 "Subscription changes applied to streams at their log position.", metrics.redefinitions);
+				 "Subscription changes applied to streams at their log position.", v.c.redefinitions);
 	metrics_line(f, "sse_bridge_definition_errors_total", "counter",
-				 "Streams ended on a subscription definition the bridge cannot apply.", metrics.def_errors);
-	metrics_line(f, "sse_bridge_slow_client_drops_total", "counter", "Clients dropped over --client-queue.", metrics.slow_drops);
-	metrics_line(f, "sse_bridge_filter_evaluations_total", "counter", "JSON filter evaluations during fan-out.", hub_filter_evals);
-	metrics_line(f, "sse_bridge_db_reconnects_total", "counter", "Database reconnections.", live_link->reconnects + work_link->reconnects);
-	metrics_line(f, "sse_bridge_db_timeouts_total", "counter", "Database links declared dead after missing --db-timeout.", live_link->timeouts + work_link->timeouts);
-	metrics_line(f, "sse_bridge_prune_runs_total", "counter", "Successful sse_prune calls by the bridge.", prune_stats.runs);
-	metrics_line(f, "sse_bridge_prune_deleted_total", "counter", "Events deleted by the bridge's sse_prune calls.", prune_stats.deleted);
-	metrics_line(f, "sse_bridge_prune_failures_total", "counter", "sse_prune calls that failed.", prune_stats.failures);
-	metrics_line(f, "sse_bridge_db_up", "gauge", "1 while the live database link is up.", db_link_up(live_link));
-	metrics_line(f, "sse_bridge_head_id", "gauge", "Last event id read from the log.", ring_valid() ? (uint64_t) ring_hi() : 0);
-	metrics_line(f, "sse_bridge_replay_cache_events", "gauge", "Events in the replay cache.", ring_count());
-	metrics_line(f, "sse_bridge_memory_limit_bytes", "gauge", "--max-memory (0: none).", mem_limit());
+				 "Streams ended on a subscription definition the bridge cannot apply.", v.c.def_errors);
+	metrics_line(f, "sse_bridge_slow_client_drops_total", "counter", "Clients dropped over --client-queue.", v.c.slow_drops);
+	metrics_line(f, "sse_bridge_filter_evaluations_total", "counter", "JSON filter evaluations during fan-out.", v.filter_evals);
+	metrics_line(f, "sse_bridge_db_reconnects_total", "counter", "Database reconnections.", v.db_reconnects);
+	metrics_line(f, "sse_bridge_db_timeouts_total", "counter", "Database links declared dead after missing --db-timeout.", v.db_timeouts);
+	metrics_line(f, "sse_bridge_prune_runs_total", "counter", "Successful sse_prune calls by the bridge.", v.prune_runs);
+	metrics_line(f, "sse_bridge_prune_deleted_total", "counter", "Events deleted by the bridge's sse_prune calls.", v.prune_deleted);
+	metrics_line(f, "sse_bridge_prune_failures_total", "counter", "sse_prune calls that failed.", v.prune_failures);
+	metrics_line(f, "sse_bridge_db_up", "gauge", "1 while the live database link is up.", v.db_up);
+	metrics_line(f, "sse_bridge_head_id", "gauge", "Last event id read from the log.", v.head_id);
+	metrics_line(f, "sse_bridge_replay_cache_events", "gauge", "Events in the replay cache.", v.cache_events);
+	metrics_line(f, "sse_bridge_memory_limit_bytes", "gauge", "--max-memory (0: none).", v.mem_limit);
 	fprintf(f, "# HELP sse_bridge_memory_bytes Memory charged to queued output, cached and decoded events.\n"
 			"# TYPE sse_bridge_memory_bytes gauge\n");
 	for (int k = 0; k < MEM_KINDS; k++)
 		fprintf(f, "sse_bridge_memory_bytes{kind=\"%s\"} %zu\n", mem_kind_name((mem_kind) k),
-				mem_kind_used((mem_kind) k));
-	metrics_line(f, "sse_bridge_memory_refused_total", "counter", "Streams refused (503) over the soft memory limit.", metrics.mem_refused);
-	metrics_line(f, "sse_bridge_memory_shed_total", "counter", "Streams dropped over the hard memory limit.", metrics.mem_shed);
+				(size_t) v.mem_kind[k]);
+	metrics_line(f, "sse_bridge_memory_refused_total", "counter", "Streams refused (503) over the soft memory limit.", v.c.mem_refused);
+	metrics_line(f, "sse_bridge_memory_shed_total", "counter", "Streams dropped over the hard memory limit.", v.c.mem_shed);
 	fprintf(f, "# HELP sse_bridge_disconnects_total Streams the bridge ended or closed, by reason.\n"
 			"# TYPE sse_bridge_disconnects_total counter\n");
 	for (int r = 0; r < CLOSE_COUNT; r++)
 		fprintf(f, "sse_bridge_disconnects_total{reason=\"%s\"} %" PRIu64 "\n",
-				close_reason_name((close_reason) r), metrics.disconnects[r]);
-	metrics_line(f, "sse_bridge_alloc_failures_total", "counter", "Clients closed because an allocation failed.", metrics.alloc_failures);
-	metrics_line(f, "sse_bridge_alloc_failures_injected_total", "counter", "Allocation failures injected (test builds).", mem_injected());
-	metrics_line(f, "sse_bridge_client_queue_peak_bytes", "gauge", "Largest client queue of more than one frame.", metrics.queue_peak);
-	metrics_line(f, "sse_bridge_client_queue_over_total", "counter", "Frames that left such a queue over --client-queue.", metrics.queue_over);
-	metrics_lag(f);
+				close_reason_name((close_reason) r), v.c.disconnects[r]);
+	metrics_line(f, "sse_bridge_alloc_failures_total", "counter", "Clients closed because an allocation failed.", v.c.alloc_failures);
+	metrics_line(f, "sse_bridge_alloc_failures_injected_total", "counter", "Allocation failures injected (test builds).", v.injected);
+	metrics_line(f, "sse_bridge_client_queue_peak_bytes", "gauge", "Largest client queue of more than one frame.", v.c.queue_peak);
+	metrics_line(f, "sse_bridge_client_queue_over_total", "counter", "Frames that left such a queue over --client-queue.", v.c.queue_over);
+	metrics_lag(f, &v.c);
+	if (view_extra != NULL)
+		view_extra(f);
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;

@@ -7,6 +7,7 @@
 #define BRIDGE_METRICS_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "db.h"
@@ -62,6 +63,33 @@ extern metrics_counters metrics;
 
 /* The database links whose counters and state are shown (borrowed). */
 void		metrics_init(const db_link *live, const db_link *work);
+
+/* Everything /metrics shows, gathered before it is printed. */
+typedef struct metrics_view {
+	metrics_counters c;
+	uint64_t	indexed;		/* streams in the fan-out index */
+	uint64_t	filter_evals;
+	uint64_t	db_reconnects;
+	uint64_t	db_timeouts;
+	uint64_t	prune_runs;
+	uint64_t	prune_deleted;
+	uint64_t	prune_failures;
+	uint64_t	db_up;
+	uint64_t	head_id;
+	uint64_t	cache_events;
+	uint64_t	mem_limit;
+	uint64_t	mem_kind[8];
+	uint64_t	injected;
+} metrics_view;
+
+/*
+ * A worker of --workers N shows the whole bridge: fill replaces the view of
+ * this process with the sum over every process, and extra (optional) adds
+ * series with a worker label.  Both are called from metrics_render.
+ */
+void		metrics_set_view(void (*fill)(metrics_view *v), void (*extra)(FILE *f));
+/* This process's own view (what /metrics shows without metrics_set_view). */
+void		metrics_own_view(metrics_view *v);
 
 /* Record commit-to-send lag for one event (created_us = commit time). */
 void		metrics_observe_lag(int64_t created_us, int64_t now_us);

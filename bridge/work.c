@@ -16,20 +16,29 @@
 
 #define WORK_MAX_QUEUE 100
 
-static db_link *work_link;		/* main.c's */
+static db_link *work_link;		/* main.c's; NULL in a worker */
 static uv_timer_t work_timer;
 static work_ops work_up;
+static work_remote work_far;	/* a worker's supervisor */
 
 void
 work_submit(db_job *job)
 {
-	db_submit(work_link, job);
+	if (work_link != NULL)
+		db_submit(work_link, job);
+	else if (!work_far.submit(job, false))
+		job->done(job, NULL);	/* the supervisor is gone: as a stopped link */
 }
 
 bool
 work_submit_now(db_job *job)
 {
-	return db_submit_now(work_link, job);
+	if (work_link != NULL)
+		return db_submit_now(work_link, job);
+	if (!work_far.up())
+		return false;
+	job->no_retry = true;
+	return work_far.submit(job, true);
 }
 
 static void
@@ -48,6 +57,13 @@ work_on_timer(uv_timer_t *t)
 	db_job	   *job;
 
 	(void) t;
+	if (work_link == NULL) {
+		ids = work_up.touch_ids ? work_up.touch_ids(&n) : NULL;
+		if (n > 0 && work_far.up())
+			work_far.touch(ids, n);
+		free(ids);
+		return;
+	}
 	if (!db_link_up(work_link) || db_queue_len(work_link) > WORK_MAX_QUEUE)
 		return;
 	ids = work_up.touch_ids ? work_up.touch_ids(&n) : NULL;
@@ -72,9 +88,19 @@ work_init(uv_loop_t *loop, db_link *link, const work_ops *ops)
 }
 
 void
+work_init_remote(uv_loop_t *loop, const work_remote *remote, const work_ops *ops)
+{
+	work_up = *ops;
+	work_link = NULL;
+	work_far = *remote;
+	uv_timer_init(loop, &work_timer);
+}
+
+void
 work_start(void)
 {
-	db_link_start(work_link);
+	if (work_link != NULL)
+		db_link_start(work_link);
 	uv_timer_start(&work_timer, work_on_timer, cfg.touch_interval_ms,
 				   cfg.touch_interval_ms);
 }
@@ -84,6 +110,7 @@ work_stop(void)
 {
 	uv_timer_stop(&work_timer);
 	uv_close((uv_handle_t *) &work_timer, NULL);
-	db_link_stop(work_link);
+	if (work_link != NULL)
+		db_link_stop(work_link);
 	logread_shutdown();
 }

@@ -26,6 +26,20 @@ typedef struct work_ops {
 
 /* link: the work link (set up here; it must outlive work_stop). */
 void		work_init(uv_loop_t *loop, db_link *link, const work_ops *ops);
+
+/*
+ * A worker's work "link" (--workers 2 or more): the supervisor, which runs
+ * the jobs on its pool.  up: may a job be answered now (the supervisor's
+ * pool is up); submit takes the job (false: not taken, the supervisor is
+ * gone; now: answered within --db-timeout or failed); touch sends the
+ * uuids to sse_touch.  Expiry and retention are the supervisor's.
+ */
+typedef struct work_remote {
+	bool		(*up)(void);
+	bool		(*submit)(db_job *job, bool now);
+	void		(*touch)(char *const *uuids, size_t n);
+} work_remote;
+void		work_init_remote(uv_loop_t *loop, const work_remote *remote, const work_ops *ops);
 void		work_start(void);
 void		work_stop(void);
 

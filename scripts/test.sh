@@ -36,6 +36,10 @@ fi
 env_lines=$(scripts/pgcluster.sh start) || { echo "cannot start cluster"; exit 1; }
 eval "$env_lines"
 export SSE_PGDIR SSE_PGDATA SSE_PGBIN PGHOST PGPORT PGUSER PGDATABASE
+# The bridge's default --workers is one per online CPU; the suites measure
+# and signal one process unless they ask for workers (test/e2e, test/workers
+# and test/torture do, with --workers or SSE_BRIDGE_WORKERS).
+export SSE_BRIDGE_WORKERS=${SSE_BRIDGE_WORKERS:-1}
 trap 'scripts/pgcluster.sh stop "$SSE_PGDIR"' EXIT
 
 passed=0; failed=0; failures=()

@@ -30,6 +30,7 @@ declare -A DEPS=(
   [test_subdef]="bridge/subdef.c bridge/mem.c"
   [test_client]="$STREAM_LAYER"
   [test_config]="bridge/config.c bridge/log.c"
+  [test_shr]="bridge/shr.c bridge/event.c bridge/frame.c bridge/wire.c bridge/mem.c bridge/logpos.c bridge/log.c"
 )
 
 failed=0; ran=0
@@ -46,7 +47,7 @@ else
 fi
 build_and_run() {   # $1 = variant name, $2 = extra flags
   local variant=$1 flags=$2 t
-  for t in test_frame test_query test_scope test_http test_hub test_subdef test_client test_config; do
+  for t in test_frame test_query test_scope test_http test_hub test_subdef test_client test_config test_shr; do
     local out="$B/$variant-$t"
     # shellcheck disable=SC2086
     if ! $CC $flags $CFLAGS_COMMON -o "$out" "test/bridge/$t.c" ${DEPS[$t]} $SHARED $PKG_LIBS; then

@@ -15,6 +15,9 @@
 #   SSE_E2E_SANITIZE=0       skip the sanitizer run
 #   SSE_E2E_DEMO=0           skip the demo check
 #   SSE_E2E_KEEP=1           keep logs in the temporary directory
+#   SSE_E2E_WORKERS=N        --workers of the plain run (default 2: a supervisor
+#                            and two workers; the sanitizer run uses 1, one
+#                            process, so both process models run every test)
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -180,8 +183,10 @@ run_suite() {
   record "${label:+[$label] }main bridge: clean exit on SIGTERM after the suite" "$code"
 }
 
-echo "--- e2e: bridge $bridge"
-run_suite "" "$bridge"
+# Every bridge of a run (the main one and those the tests start) gets
+# --workers through SSE_BRIDGE_WORKERS.
+echo "--- e2e: bridge $bridge, --workers ${SSE_E2E_WORKERS:-2}"
+SSE_BRIDGE_WORKERS=${SSE_E2E_WORKERS:-2} run_suite "" "$bridge"
 
 # ------------------------------------------------------------ make run demo
 
@@ -214,10 +219,10 @@ if [ "${SSE_E2E_SANITIZE:-1}" != 0 ]; then
     BUILD_FAILED) record "build the sanitizer bridge" 1 ;;
     NOT_FOUND) record "find the sanitizer bridge binary" 1 ;;
     *)
-      echo "--- e2e: sanitizer bridge $asan"
+      echo "--- e2e: sanitizer bridge $asan, --workers 1"
       export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
       export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=0}
-      run_suite asan "$asan"
+      SSE_BRIDGE_WORKERS=1 run_suite asan "$asan"
       ;;
   esac
 fi

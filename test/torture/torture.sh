@@ -210,9 +210,12 @@ head_id() {
 free_port() { "$root/scripts/free-port.sh"; }
 { read -r port_a; read -r port_b; } < <("$root/scripts/free-port.sh" 2)
 ports=("$port_a" "$port_b")
+# A is one process (--workers 1); B is a supervisor and TORTURE_WORKERS_B
+# workers (default 2), whose shared ring is as small as its replay cache, so
+# its workers also fall behind the ring and read the log by position.
 bridge_args=(
-  "--listen 127.0.0.1:$port_a"
-  "--listen 127.0.0.1:$port_b --client-queue 256k --replay-cache 1M"
+  "--listen 127.0.0.1:$port_a --workers 1"
+  "--listen 127.0.0.1:$port_b --client-queue 256k --replay-cache 1M --workers ${TORTURE_WORKERS_B:-2}"
 )
 conninfo="host=$PGHOST port=$PGPORT dbname=sse_torture user=$PGUSER"
 slow_drops=0
@@ -467,6 +470,17 @@ pids+=("$end_pid")
 # ------------------------------------------------------------------ faults
 declare -A faults=([bridge_kill]=0 [pg_fast]=0 [pg_immediate]=0 [prune]=0 [prune_race]=0 [prune_concurrent]=0)
 
+# The workers of a killed supervisor die with it (PR_SET_PDEATHSIG) and
+# close the listening socket they share: wait (bounded) until nothing
+# answers on bridge i's port.
+wait_port_free() {
+  local i=$1 until=$((SECONDS + 10))
+  while curl -s -o /dev/null --max-time 1 "http://127.0.0.1:${ports[$i]}/healthz"; do
+    [ $SECONDS -lt $until ] || { log "bridge $i: its port still answers 10 s after kill -9"; return 1; }
+    sleep 0.1
+  done
+}
+
 kill_bridge() {
   local i=$1
   scrape_drops "$i"
@@ -474,6 +488,7 @@ kill_bridge() {
   wait "${bridge_pid[$i]}" 2>/dev/null
   faults[bridge_kill]=$((faults[bridge_kill] + 1))
   log "kill -9 bridge $i"
+  wait_port_free "$i"
   sleep "0.$((RANDOM % 9 + 1))"    # down for a moment: clients hit a closed port
   start_bridge "$i"
 }
@@ -757,6 +772,7 @@ for i in 0 1; do
     scrape_drops "$i"
     kill -9 "${bridge_pid[$i]}"; wait "${bridge_pid[$i]}" 2>/dev/null
     faults[bridge_kill]=$((faults[bridge_kill] + 1))
+    wait_port_free "$i" || exit 1
   fi
 done
 kill -HUP "$tclient_pid" "$tnode_pid" 2>/dev/null
