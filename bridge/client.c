@@ -708,6 +708,7 @@ client_adopt(int fd)
 static void
 client_sweep_one(client *c, uint64_t now)
 {
+	outq_trim(&c->q);			/* an idle client holds no queue array */
 	switch ((client_state) c->state) {
 		case CS_READING:
 			if (now >= c->deadline_ms) {

@@ -5,15 +5,18 @@
  * cap is 0 or a power of two, so slot i of the ring is (head + i) & (cap - 1)
  * (no division on the per-event path); off < the oldest entry's length, and
  * 0 when the queue is empty; bytes is the sum of all entries' lengths less
- * off; the array is freed whenever the queue empties and has grown past
- * OUTQ_KEEP slots, so an idle client holds at most a small array.
+ * off.  An array of more than OUTQ_KEEP slots is freed as soon as the queue
+ * empties; a smaller one is kept for the next burst (a client that gets a
+ * batch of events every loop turn allocates nothing) until outq_trim, which
+ * the client sweep calls, so an idle client holds no array.
  */
 #include <assert.h>
 #include <stdlib.h>
 
 #include "outq.h"
 
-#define OUTQ_KEEP 4				/* a power of two */
+#define OUTQ_FIRST 4			/* slots of a new array; a power of two */
+#define OUTQ_KEEP 64			/* an empty queue keeps an array this small */
 
 static inline uint32_t
 outq_slot(const outq *q, uint32_t i)
@@ -24,7 +27,7 @@ outq_slot(const outq *q, uint32_t i)
 static bool
 outq_grow(outq *q)
 {
-	uint32_t	ncap = q->cap ? q->cap * 2 : OUTQ_KEEP;
+	uint32_t	ncap = q->cap ? q->cap * 2 : OUTQ_FIRST;
 	frame	  **nv;
 
 	if (ncap == 0)				/* 2^32 slots: cannot grow */
@@ -139,6 +142,17 @@ outq_complete(outq *q)
 		q->inflight--;
 	}
 	outq_shrink(q);
+}
+
+void
+outq_trim(outq *q)
+{
+	if (q->n == 0 && q->cap > 0) {
+		free(q->v);
+		q->v = NULL;
+		q->cap = 0;
+		q->head = 0;
+	}
 }
 
 void

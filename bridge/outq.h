@@ -73,6 +73,9 @@ void		outq_consume(outq *q, size_t sent);
 /* Release the in-flight entries (their write finished or failed). */
 void		outq_complete(outq *q);
 
+/* An idle queue (empty) gives back its array (the client sweep calls this). */
+void		outq_trim(outq *q);
+
 /* Release everything. */
 void		outq_clear(outq *q);
 

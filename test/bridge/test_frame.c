@@ -130,7 +130,8 @@ test_outq_flow(void **state)
 	assert_int_equal(outq_take(&q, bufs, 8), 0);
 	outq_complete(&q);
 	assert_int_equal(outq_bytes(&q), 0);
-	assert_null(q.v);			/* grown arrays are released when empty */
+	outq_trim(&q);				/* grown arrays are released when empty */
+	assert_null(q.v);
 	outq_push(&q, frame_ref(shared));
 	outq_clear(&q);
 	assert_int_equal(shared->refs, 1);
@@ -234,6 +235,44 @@ test_outq_consume(void **state)
 	frame_unref(shared);
 }
 
+/*
+ * A busy client's array survives its queue emptying (no allocation per
+ * burst of events); the sweep's outq_trim releases it when it is idle, and
+ * a large one goes at once.
+ */
+static void
+test_outq_keep(void **state)
+{
+	outq		q = {0};
+	uv_buf_t	bufs[64];
+	frame	   *shared = frame_printf("e");
+	frame	  **v;
+
+	(void) state;
+	for (int i = 0; i < 10; i++)
+		assert_true(outq_push(&q, frame_ref(shared)));
+	v = q.v;
+	outq_take(&q, bufs, 64);
+	outq_complete(&q);
+	assert_int_equal(q.n, 0);
+	assert_ptr_equal(q.v, v);					/* kept for the next burst */
+	for (int i = 0; i < 10; i++)
+		assert_true(outq_push(&q, frame_ref(shared)));
+	assert_ptr_equal(q.v, v);					/* and used without growing */
+	outq_trim(&q);								/* not empty: kept */
+	assert_ptr_equal(q.v, v);
+	outq_consume(&q, 10);
+	outq_trim(&q);
+	assert_null(q.v);
+	for (int i = 0; i < 1000; i++)				/* large: released when empty */
+		assert_true(outq_push(&q, frame_ref(shared)));
+	outq_consume(&q, 1000);
+	assert_null(q.v);
+	outq_clear(&q);
+	assert_int_equal(shared->refs, 1);
+	frame_unref(shared);
+}
+
 int
 main(void)
 {
@@ -245,6 +284,7 @@ main(void)
 		cmocka_unit_test(test_outq_flow),
 		cmocka_unit_test(test_outq_wrap),
 		cmocka_unit_test(test_outq_consume),
+		cmocka_unit_test(test_outq_keep),
 	};
 
 	return cmocka_run_group_tests_name("frame", tests, NULL, NULL);
