@@ -16,7 +16,7 @@
 #include "outq.h"
 
 #define OUTQ_FIRST 4			/* slots of a new array; a power of two */
-#define OUTQ_KEEP 64			/* an empty queue keeps an array this small */
+#define OUTQ_KEEP 1024			/* an empty queue keeps an array this small */
 
 static inline uint32_t
 outq_slot(const outq *q, uint32_t i)
@@ -32,12 +32,18 @@ outq_grow(outq *q)
 
 	if (ncap == 0)				/* 2^32 slots: cannot grow */
 		return false;
-	nv = malloc(sizeof(frame *) * ncap);
-	if (nv == NULL)
-		return false;
-	for (uint32_t i = 0; i < q->n; i++)
-		nv[i] = q->v[outq_slot(q, i)];
-	free(q->v);
+	if (q->head == 0) {			/* not wrapped: the array may grow in place */
+		nv = realloc(q->v, sizeof(frame *) * ncap);
+		if (nv == NULL)
+			return false;
+	} else {
+		nv = malloc(sizeof(frame *) * ncap);
+		if (nv == NULL)
+			return false;
+		for (uint32_t i = 0; i < q->n; i++)
+			nv[i] = q->v[outq_slot(q, i)];
+		free(q->v);
+	}
 	q->v = nv;
 	q->head = 0;
 	q->cap = ncap;

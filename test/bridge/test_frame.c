@@ -264,9 +264,9 @@ test_outq_keep(void **state)
 	outq_consume(&q, 10);
 	outq_trim(&q);
 	assert_null(q.v);
-	for (int i = 0; i < 1000; i++)				/* large: released when empty */
+	for (int i = 0; i < 2000; i++)				/* large: released when empty */
 		assert_true(outq_push(&q, frame_ref(shared)));
-	outq_consume(&q, 1000);
+	outq_consume(&q, 2000);
 	assert_null(q.v);
 	outq_clear(&q);
 	assert_int_equal(shared->refs, 1);
