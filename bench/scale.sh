@@ -10,6 +10,7 @@
 #   PER_PROC=19000                     streams per load generator process
 #   BRIDGE_BIN=path                    another bridge build
 #   OUT=file                           the JSON result (bench/results/scale-N.json)
+#   CONNECT_TIMEOUT=1800               seconds to wait for every stream
 #
 # The load generator runs as ceil(N / PER_PROC) processes, process i bound to
 # source address 127.0.0.(10 + i): one address gives about 28,000 ports per
@@ -36,6 +37,7 @@ PER_PROC=${PER_PROC:-19000}
 PER_WORKER=${PER_WORKER:-19000}
 SINGLE_MAX=${SINGLE_MAX:-19950}
 EVENTS=10
+CONNECT_TIMEOUT=${CONNECT_TIMEOUT:-1800}
 BRIDGE_BIN=${BRIDGE_BIN:-$ROOT/bridge/sse-bridge}
 
 log() { printf '== %s\n' "$*" >&2; }
@@ -159,7 +161,7 @@ for i in $(seq 0 $(( PROCS - 1 ))); do
   n=$(( STREAMS / PROCS + (i < STREAMS % PROCS ? 1 : 0) ))
   "$B/loadgen" --port "$PORT" --bind "127.0.0.$(( 10 + i ))" --path "/events?channel=bench.scale" \
     --conns "$n" --ready-event ready --ready-file "$WORK/ready.$i" --connect-parallel 64 \
-    --expect-per-conn "$EVENTS" --first-seq 1 --hist --timeout 3600 --label "scale-$i" \
+    --expect-per-conn "$EVENTS" --first-seq 1 --hist --timeout $(( CONNECT_TIMEOUT + 600 )) --label "scale-$i" \
     >"$WORK/lg.$i" 2>>"$WORK/loadgen.log" &
   LGS+=($!)
 done
@@ -174,7 +176,7 @@ while :; do
   done
   [ "$ready" -ge "$PROCS" ] && break
   [ "$alive" -lt "$PROCS" ] && { log "a load generator ended before its streams were ready"; break; }
-  [ "$(awk -v a="$T0" -v b="$(now)" 'BEGIN { print (b - a > 3000) }')" = 1 ] && { log "connect timed out"; break; }
+  [ "$(awk -v a="$T0" -v b="$(now)" -v t="$CONNECT_TIMEOUT" 'BEGIN { print (b - a > t) }')" = 1 ] && { log "connect timed out"; break; }
   sleep 0.5
 done
 T1=$(now)
