@@ -13,9 +13,11 @@
 #   OUT=file ...                 write the JSON there instead of latest.json
 #   BASE_BIN=path ...            also run that bridge build as target
 #                                bridge_base (a before/after in one run)
-#   WORKERS=1,2 ...              run the bridge with --workers 1 (target
-#                                bridge) and --workers N (bridge_wN) where
-#                                the bridge has --workers; skipped if not
+#   WORKERS=1,2 ...              also run the bridge with --workers N
+#                                (target bridge_wN, N > 1) where the bridge
+#                                has --workers; skipped if not.  The bridge
+#                                target is always one process (--workers 1
+#                                when the option exists)
 #   FAN_CONNS="1000 5000 20000"  fan-out sizes; above LG_MAX (19000)
 #                                connections the load generator runs as
 #                                several processes (one may hold 20,000
@@ -158,8 +160,12 @@ LG_MAX=${LG_MAX:-19000}        # connections per load generator process
 declare -A VBIN=() VARGS=() VPORT=() VPID=()
 BRIDGE_ARGS=()                 # extra options of the main bridge target
 has_workers() { "$1" --help 2>&1 | grep -q -- '--workers'; }
+# a bridge with --workers runs one worker per CPU by default: the bridge
+# target stays one process (like the ceiling) unless WORKERS says otherwise
+has_workers "$BRIDGE_BIN" && BRIDGE_ARGS=(--workers 1)
 if [ -n "${BASE_BIN:-}" ] && has_target bridge; then
   VBIN[bridge_base]=$BASE_BIN; VARGS[bridge_base]=
+  has_workers "$BASE_BIN" && VARGS[bridge_base]="--workers 1"
   TARGETS+=" bridge_base"
 fi
 if [ -n "${WORKERS:-}" ] && has_target bridge; then
