@@ -11,6 +11,7 @@
 #   BRIDGE_BIN=path                    another bridge build
 #   OUT=file                           the JSON result (bench/results/scale-N.json)
 #   CONNECT_TIMEOUT=1800               seconds to wait for every stream
+#   NO_BUILD=1                         skip building and installing
 #
 # The load generator runs as ceil(N / PER_PROC) processes, process i bound to
 # source address 127.0.0.(10 + i): one address gives about 28,000 ports per
@@ -43,8 +44,11 @@ BRIDGE_BIN=${BRIDGE_BIN:-$ROOT/bridge/sse-bridge}
 log() { printf '== %s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------- build
-make -s >/dev/null
-make -s install >/dev/null
+# NO_BUILD=1: the extension is installed already and BRIDGE_BIN is built
+if [ "${NO_BUILD:-0}" != 1 ]; then
+  make -s >/dev/null
+  make -s install >/dev/null
+fi
 make -s -C bench >/dev/null
 ulimit -n "$(ulimit -Hn)"
 NOFILE=$(ulimit -Hn)
