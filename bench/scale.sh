@@ -6,7 +6,8 @@
 #   STREAMS=30000 bench/scale.sh       a short check
 #   WORKERS=N                          bridge worker processes (default: as
 #                                      many as the streams need at PER_WORKER
-#                                      each; only when the bridge has --workers)
+#                                      each; only when the bridge has --workers;
+#                                      --max-clients is then WORKERS x WORKER_MAX)
 #   PER_PROC=19000                     streams per load generator process
 #   BRIDGE_BIN=path                    another bridge build
 #   OUT=file                           the JSON result (bench/results/scale-N.json)
@@ -35,7 +36,9 @@ ROOT=$PWD
 B=$ROOT/bench/build
 STREAMS=${STREAMS:-1000000}
 PER_PROC=${PER_PROC:-19000}
-PER_WORKER=${PER_WORKER:-19000}
+PER_WORKER=${PER_WORKER:-15000}   # streams planned per worker (the kernel's
+                                  # SO_REUSEPORT hash does not balance exactly)
+WORKER_MAX=${WORKER_MAX:-19900}   # clients one worker may hold (20,000 descriptors)
 SINGLE_MAX=${SINGLE_MAX:-19950}
 EVENTS=10
 CONNECT_TIMEOUT=${CONNECT_TIMEOUT:-1800}
@@ -55,17 +58,21 @@ NOFILE=$(ulimit -Hn)
 
 # ---------------------------------------------------------------- workers
 WORKERS_OPT=()
+MAX_CLIENTS=
 if "$BRIDGE_BIN" --help 2>&1 | grep -q -- '--workers'; then
   W=${WORKERS:-$(( (STREAMS + PER_WORKER - 1) / PER_WORKER ))}
   [ "$W" -ge 1 ] || W=1
   WORKERS_OPT=(--workers "$W")
-  log "bridge: --workers $W for $STREAMS streams"
+  MAX_CLIENTS=$(( W * WORKER_MAX ))
+  log "bridge: --workers $W --max-clients $MAX_CLIENTS for $STREAMS streams"
 else
   W=1
+  MAX_CLIENTS=$(( STREAMS + 100 ))
   if [ "$STREAMS" -gt "$SINGLE_MAX" ]; then
     log "bridge has no --workers: one process holds at most $NOFILE descriptors;" \
       "measuring $SINGLE_MAX streams instead of $STREAMS"
     STREAMS=$SINGLE_MAX
+    MAX_CLIENTS=$(( STREAMS + 100 ))
   fi
 fi
 PROCS=$(( (STREAMS + PER_PROC - 1) / PER_PROC ))
@@ -148,7 +155,7 @@ now() { date +%s.%N; }
 PORT=$(scripts/free-port.sh 1)
 "$BRIDGE_BIN" --db "host=$PGHOST port=$PGPORT dbname=$PGDATABASE user=$PGUSER" \
   --listen "127.0.0.1:$PORT" --public-channels 'bench.#' \
-  --max-clients $(( STREAMS + 100 )) --log-level warn "${WORKERS_OPT[@]}" 2>>"$WORK/bridge.log" &
+  --max-clients "$MAX_CLIENTS" --log-level warn "${WORKERS_OPT[@]}" 2>>"$WORK/bridge.log" &
 BRIDGE_PID=$!
 PIDS+=("$BRIDGE_PID")
 for _ in $(seq 1 200); do curl -fs -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/healthz" && break; sleep 0.1; done
