@@ -159,7 +159,7 @@ LG_MAX=${LG_MAX:-19000}        # connections per load generator process
 # VBIN[name] the binary, VARGS[name] its extra options.
 declare -A VBIN=() VARGS=() VPORT=() VPID=()
 BRIDGE_ARGS=()                 # extra options of the main bridge target
-has_workers() { "$1" --help 2>&1 | grep -q -- '--workers'; }
+has_workers() { local h; h=$("$1" --help 2>&1 || true); [[ $h == *--workers* ]]; }
 # a bridge with --workers runs one worker per CPU by default: the bridge
 # target stays one process (like the ceiling) unless WORKERS says otherwise
 has_workers "$BRIDGE_BIN" && BRIDGE_ARGS=(--workers 1)

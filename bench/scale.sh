@@ -59,7 +59,8 @@ NOFILE=$(ulimit -Hn)
 # ---------------------------------------------------------------- workers
 WORKERS_OPT=()
 MAX_CLIENTS=
-if "$BRIDGE_BIN" --help 2>&1 | grep -q -- '--workers'; then
+HELP=$("$BRIDGE_BIN" --help 2>&1 || true)
+if [[ $HELP == *--workers* ]]; then
   W=${WORKERS:-$(( (STREAMS + PER_WORKER - 1) / PER_WORKER ))}
   [ "$W" -ge 1 ] || W=1
   WORKERS_OPT=(--workers "$W")
@@ -196,8 +197,9 @@ sleep 2
 RSS1=$(tree_sum "$BRIDGE_PID" status VmRSS)
 PSS1=$(tree_sum "$BRIDGE_PID" smaps_rollup Pss)
 SLAB1=$(slab_kb); TCPM1=$(tcp_pages); INUSE1=$(tcp_inuse)
-DBC=$(db_conns)
-STREAMS_UP=$(curl -fs --max-time 10 "http://127.0.0.1:$PORT/metrics" | awk '$1 == "sse_bridge_streams" { s += $2 } END { print s + 0 }')
+DBC=$(db_conns || echo null)
+STREAMS_UP=$( { curl -fs --max-time 20 "http://127.0.0.1:$PORT/metrics" || true; } \
+  | awk '$1 == "sse_bridge_streams" { s += $2 } END { print s + 0 }')
 log "connected in $CONNECT_S s ($ready/$PROCS processes ready; bridge reports $STREAMS_UP streams);" \
   "bridge RSS $RSS0 -> $RSS1 kB; slab $SLAB0 -> $SLAB1 kB; TCP sockets $INUSE0 -> $INUSE1; $DBC database connections"
 
