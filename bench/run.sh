@@ -18,6 +18,9 @@
 #                                has --workers; skipped if not.  The bridge
 #                                target is always one process (--workers 1
 #                                when the option exists)
+#   WORKERS_BIN=path ...         the build the worker variants run (default
+#                                BRIDGE_BIN; another build also gets a
+#                                --workers 1 target, bridge_w1)
 #   FAN_CONNS="1000 5000 20000"  fan-out sizes; above LG_MAX (19000)
 #                                connections the load generator runs as
 #                                several processes (one may hold 20,000
@@ -168,19 +171,23 @@ if [ -n "${BASE_BIN:-}" ] && has_target bridge; then
   has_workers "$BASE_BIN" && VARGS[bridge_base]="--workers 1"
   TARGETS+=" bridge_base"
 fi
+WORKERS_BIN=${WORKERS_BIN:-$BRIDGE_BIN}
 if [ -n "${WORKERS:-}" ] && has_target bridge; then
-  if has_workers "$BRIDGE_BIN"; then
+  if has_workers "$WORKERS_BIN"; then
     for w in ${WORKERS//,/ }; do
       if [ "$w" = 1 ]; then
-        BRIDGE_ARGS=(--workers 1)
+        [ "$WORKERS_BIN" = "$BRIDGE_BIN" ] && continue   # the bridge target
+        VBIN[bridge_w1]=$WORKERS_BIN
+        VARGS[bridge_w1]="--workers 1"
+        TARGETS+=" bridge_w1"
       else
-        VBIN[bridge_w$w]=$BRIDGE_BIN
+        VBIN[bridge_w$w]=$WORKERS_BIN
         VARGS[bridge_w$w]="--workers $w --max-clients $(( 19000 * w ))"
         TARGETS+=" bridge_w$w"
       fi
     done
   else
-    log "WORKERS=$WORKERS: this bridge has no --workers option; skipping the worker variants"
+    log "WORKERS=$WORKERS: $WORKERS_BIN has no --workers option; skipping the worker variants"
   fi
 fi
 is_variant() { [ -n "${VBIN[$1]:-}" ]; }
