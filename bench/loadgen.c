@@ -32,6 +32,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 /* ---------------------------------------------------------------- */
@@ -142,6 +143,7 @@ static struct
 	const char *label;
 	const char *bind;			/* source address, or NULL */
 	bool		hist;			/* dump the histograms in the JSON line */
+	bool		hold;			/* after the report, keep the connections until signalled */
 	int64_t		first_seq;		/* expected first seq; 0 = first seen */
 	int64_t		expect_per_conn;
 	uint64_t	expect_total;
@@ -974,6 +976,14 @@ lg_finish(const char *why)
 	if (st.deliveries)
 		st.t_last_event = uv_hrtime();
 	lg_report(why);
+	if (cf.hold)
+	{
+		/* keep every connection open until told (SIGTERM or SIGINT) */
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		for (;;)
+			pause();
+	}
 	/* no need to close thousands of handles one by one: the process exits */
 	exit(0);
 }
@@ -1084,7 +1094,9 @@ usage(void)
 			"  --label L             label in the JSON line\n"
 			"  --bind ADDR           source IPv4 address of every connection\n"
 			"  --hist                add the latency and per-stream completion\n"
-			"                        histograms to the JSON line (for merging)\n");
+			"                        histograms to the JSON line (for merging)\n"
+			"  --hold                after printing the result, keep the connections\n"
+			"                        open until SIGTERM or SIGINT\n");
 	exit(2);
 }
 
@@ -1135,6 +1147,8 @@ parse_args(int argc, char **argv)
 			cf.bind = v;
 		else if (strcmp(a, "--hist") == 0)
 			cf.hist = true;
+		else if (strcmp(a, "--hold") == 0)
+			cf.hold = true;
 		else
 			usage();
 #undef OPT

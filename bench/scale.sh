@@ -173,7 +173,7 @@ for i in $(seq 0 $(( PROCS - 1 ))); do
   n=$(( STREAMS / PROCS + (i < STREAMS % PROCS ? 1 : 0) ))
   "$B/loadgen" --port "$PORT" --bind "127.0.0.$(( 10 + i ))" --path "/events?channel=bench.scale" \
     --conns "$n" --ready-event ready --ready-file "$WORK/ready.$i" --connect-parallel 64 \
-    --expect-per-conn "$EVENTS" --first-seq 1 --hist --idle 60 --timeout $(( CONNECT_TIMEOUT + 600 )) --label "scale-$i" \
+    --expect-per-conn "$EVENTS" --first-seq 1 --hist --hold --idle 60 --timeout $(( CONNECT_TIMEOUT + 600 )) --label "scale-$i" \
     >"$WORK/lg.$i" 2>>"$WORK/loadgen.log" &
   LGS+=($!)
 done
@@ -207,12 +207,21 @@ log "connected in $CONNECT_S s ($ready/$PROCS processes ready; bridge reports $S
 C0=$(tree_cpu "$BRIDGE_PID")
 timeout 600 "$B/publisher" --pg bench.scale --count "$EVENTS" --batch "$EVENTS" --size 16 \
   >"$WORK/pub.json" 2>>"$WORK/publisher.log" || log "publisher failed: $(tail -1 "$WORK/publisher.log")"
-for p in "${LGS[@]}"; do
-  # a load generator ends when each of its streams has all the events, or
-  # after 60 s without one (a stream that misses an event is counted)
-  wait "$p" 2>/dev/null || true
+# a load generator prints its result when each of its streams has all the
+# events, or 60 s after the last one (a stream that misses an event is
+# counted); it keeps its connections open (--hold), so that the bridge's
+# CPU is read before the streams close
+while :; do
+  done_n=0; alive=0
+  for i in $(seq 0 $(( PROCS - 1 ))); do
+    [ -s "$WORK/lg.$i" ] && done_n=$((done_n + 1))
+    kill -0 "${LGS[$i]}" 2>/dev/null && alive=$((alive + 1))
+  done
+  [ "$done_n" -ge "$alive" ] && break
+  sleep 0.2
 done
 C1=$(tree_cpu "$BRIDGE_PID")
+for p in "${LGS[@]}"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
 LGS=()
 
 node bench/lgmerge.js "$WORK"/lg.* >"$WORK/merged.json"
