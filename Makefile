@@ -7,6 +7,7 @@
 #   make test PG=17   one PostgreSQL version alone
 #   make run      run the demo: throwaway cluster, sample jobs, bridge on :8080
 #   make bench    side-by-side benchmarks (not part of make test)
+#   make bench-scale STREAMS=N   N concurrent streams and one broadcast (bench/scale.sh)
 
 .DEFAULT_GOAL := all
 
@@ -26,13 +27,16 @@ EXTRA_CLEAN = regression.diffs regression.out results output_iso
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 
-.PHONY: test run bench torture
+.PHONY: test run bench bench-scale torture
 test:
 	@scripts/test.sh
 run:
 	@scripts/run.sh
 bench:
 	@bench/run.sh
+STREAMS ?= 1000000
+bench-scale:
+	@STREAMS=$(STREAMS) bench/scale.sh
 torture:
 	@test/torture/torture.sh $(DURATION)
 

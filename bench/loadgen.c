@@ -30,7 +30,9 @@
 #include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
 #include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 /* ---------------------------------------------------------------- */
@@ -82,6 +84,25 @@ lg_hist_add(int64_t v)
 		lg_lat_min = u;
 }
 
+/*
+ * Per-stream completion (with --expect-per-conn): the latency of the event
+ * that completed each stream, in the same buckets; dumped with --hist.
+ */
+static uint64_t lg_done[LG_HIST_BUCKETS];
+
+/* The non-empty buckets of h as [[index,count],...] on stdout. */
+static void
+lg_hist_dump(const uint64_t *h)
+{
+	int			n = 0;
+
+	putchar('[');
+	for (int i = 0; i < LG_HIST_BUCKETS; i++)
+		if (h[i])
+			printf("%s[%d,%" PRIu64 "]", n++ ? "," : "", i, h[i]);
+	putchar(']');
+}
+
 static uint64_t
 lg_hist_quantile(double q)
 {
@@ -120,6 +141,9 @@ static struct
 	const char *ready_event;	/* stream counts as ready after this event */
 	const char *ready_file;		/* written once every stream is ready */
 	const char *label;
+	const char *bind;			/* source address, or NULL */
+	bool		hist;			/* dump the histograms in the JSON line */
+	bool		hold;			/* after the report, keep the connections until signalled */
 	int64_t		first_seq;		/* expected first seq; 0 = first seen */
 	int64_t		expect_per_conn;
 	uint64_t	expect_total;
@@ -230,6 +254,7 @@ static struct
 static bool finishing;
 
 static void lg_start_more(void);
+static int lg_bind(struct lg_conn *c);
 static void lg_finish(const char *why);
 
 static int64_t
@@ -345,6 +370,7 @@ lg_check_complete(lg_conn *c)
 		return;
 	c->complete = true;
 	st.complete++;
+	lg_done[lg_hist_index(now_us > c->ev_t ? (uint64_t) (now_us - c->ev_t) : 0)]++;
 	if (st.complete + st.failed >= cf.conns)
 		lg_finish("complete");
 }
@@ -825,7 +851,7 @@ lg_start_one(lg_conn *c)
 	struct sockaddr_in addr;
 
 	uv_ip4_addr(cf.host, cf.port, &addr);
-	uv_tcp_init(loop, &c->tcp);
+	uv_tcp_init_ex(loop, &c->tcp, AF_INET);
 	c->tcp.data = c;
 	c->connect_req.data = c;
 	c->state = LG_CONNECTING;
@@ -835,7 +861,10 @@ lg_start_one(lg_conn *c)
 	c->request = lg_build_request(c);
 	in_flight++;
 	uv_tcp_nodelay(&c->tcp, 1);
-	int			rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *) &addr, lg_on_connect);
+	int			rc = cf.bind ? lg_bind(c) : 0;
+
+	if (rc == 0)
+		rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *) &addr, lg_on_connect);
 
 	if (rc < 0)
 	{
@@ -847,6 +876,24 @@ lg_start_one(lg_conn *c)
 		return;
 	}
 	lg_no_time_wait(c);
+}
+
+/*
+ * Bind to the --bind source address, port chosen at connect time
+ * (IP_BIND_ADDRESS_NO_PORT), so one address gives a port range per
+ * destination rather than one for all.
+ */
+static int
+lg_bind(lg_conn *c)
+{
+	struct sockaddr_in src;
+	uv_os_fd_t	fd;
+	int			one = 1;
+
+	if (uv_ip4_addr(cf.bind, 0, &src) != 0 || uv_fileno((uv_handle_t *) &c->tcp, &fd) != 0)
+		return -1;
+	setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+	return uv_tcp_bind(&c->tcp, (const struct sockaddr *) &src, 0);
 }
 
 static void
@@ -895,7 +942,8 @@ lg_report(const char *why)
 		   "\"last_event_s\":%.3f,\"recv_span_s\":%.3f,\"pub_span_s\":%.3f,"
 		   "\"rate\":%.0f,\"rate_recv\":%.0f,\"cpu_s\":%.3f,"
 		   "\"lat_us\":{\"n\":%" PRIu64 ",\"min\":%" PRIu64 ",\"mean\":%.0f,\"p50\":%" PRIu64
-		   ",\"p90\":%" PRIu64 ",\"p99\":%" PRIu64 ",\"p999\":%" PRIu64 ",\"max\":%" PRIu64 "}}\n",
+		   ",\"p90\":%" PRIu64 ",\"p99\":%" PRIu64 ",\"p999\":%" PRIu64 ",\"max\":%" PRIu64 "},"
+		   "\"first_pub_us\":%" PRId64 ",\"first_recv_us\":%" PRId64 ",\"last_recv_us\":%" PRId64,
 		   cf.label, why, cf.conns, st.connected, st.ready, st.failed, st.bad_status,
 		   st.first_status, st.eof, st.deliveries, st.complete, missing,
 		   st.gaps, st.dups, st.reorders, st.resets, st.closed_events, st.other_events,
@@ -907,7 +955,15 @@ lg_report(const char *why)
 		   span_recv > 0 ? (double) st.deliveries / span_recv : 0, cpu_s,
 		   lg_hist_n, lg_hist_n ? lg_lat_min : 0, lg_hist_n ? lg_lat_sum / (double) lg_hist_n : 0,
 		   lg_hist_quantile(0.50), lg_hist_quantile(0.90), lg_hist_quantile(0.99),
-		   lg_hist_quantile(0.999), lg_lat_max);
+		   lg_hist_quantile(0.999), lg_lat_max, st.first_pub_us, st.first_recv_us, st.last_recv_us);
+	if (cf.hist)
+	{
+		printf(",\"hist\":");
+		lg_hist_dump(lg_hist);
+		printf(",\"done\":");
+		lg_hist_dump(lg_done);
+	}
+	printf("}\n");
 	fflush(stdout);
 }
 
@@ -920,6 +976,14 @@ lg_finish(const char *why)
 	if (st.deliveries)
 		st.t_last_event = uv_hrtime();
 	lg_report(why);
+	if (cf.hold)
+	{
+		/* keep every connection open until told (SIGTERM or SIGINT) */
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		for (;;)
+			pause();
+	}
 	/* no need to close thousands of handles one by one: the process exits */
 	exit(0);
 }
@@ -1027,7 +1091,12 @@ usage(void)
 			"  --idle S              stop after S seconds without an event\n"
 			"  --timeout S           hard limit on the run (60)\n"
 			"  --connect-parallel K  connections being set up at once (256)\n"
-			"  --label L             label in the JSON line\n");
+			"  --label L             label in the JSON line\n"
+			"  --bind ADDR           source IPv4 address of every connection\n"
+			"  --hist                add the latency and per-stream completion\n"
+			"                        histograms to the JSON line (for merging)\n"
+			"  --hold                after printing the result, keep the connections\n"
+			"                        open until SIGTERM or SIGINT\n");
 	exit(2);
 }
 
@@ -1074,6 +1143,12 @@ parse_args(int argc, char **argv)
 			cf.connect_parallel = atoi(v);
 		else if (OPT("--label"))
 			cf.label = v;
+		else if (OPT("--bind"))
+			cf.bind = v;
+		else if (strcmp(a, "--hist") == 0)
+			cf.hist = true;
+		else if (strcmp(a, "--hold") == 0)
+			cf.hold = true;
 		else
 			usage();
 #undef OPT

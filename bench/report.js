@@ -45,13 +45,16 @@ function row(scenario, metric, unit, values, ratios, target, met, notes) {
 }
 
 // ---------------------------------------------------------------- fan-out
-for (const n of [1000, 5000]) {
+// Bridge variants (bench/run.sh BASE_BIN, WORKERS): bridge_base, bridge_wN.
+const variants = [...new Set(raw.filter((r) => /^bridge_(base|w[0-9]+)$/.test(r.target)).map((r) => r.target))].sort();
+const fanConns = [...new Set(raw.filter((r) => r.scenario === 'fanout').map((r) => r.conns))].sort((a, b) => a - b);
+for (const n of fanConns) {
   const thr = {};
   const cpu = {};
   const lgcpu = {};
   const lat = {};
   const integ = {};
-  for (const t of ['bridge', 'nchan', 'ceiling', 'ceiling_per_event']) {
+  for (const t of ['bridge', 'nchan', 'ceiling', 'ceiling_per_event', ...variants]) {
     const runs = pick((r) => r.scenario === 'fanout' && r.target === t && r.conns === n && r.mode === 'thr');
     if (runs.length) {
       thr[t] = median(runs.map((r) => r.loadgen && r.loadgen.rate));
@@ -82,6 +85,16 @@ for (const n of [1000, 5000]) {
       { bridge_nchan: ratio(cpu.bridge, cpu.nchan), bridge_ceiling: ratio(cpu.bridge, cpu.ceiling) }, '', null,
       Object.values(lgcpu).some((v) => v != null)
         ? `load generator CPU per delivery: ${Object.entries(lgcpu).filter(([, v]) => v != null).map(([k, v]) => `${k} ${Math.round(v)} ns`).join(', ')}` : '');
+  }
+  for (const v of variants) {
+    if (thr[v] == null && cpu[v] == null) continue;
+    row(`fan-out ${n}`, `${v}: deliveries/s, CPU per delivery`, 'ev/s',
+      { bridge: thr[v], ceiling: thr.ceiling },
+      { [`${v}_ceiling`]: ratio(thr[v], thr.ceiling), [`${v}_bridge`]: ratio(thr[v], thr.bridge),
+        [`${v}_cpu_over_ceiling`]: ratio(cpu[v], cpu.ceiling), [`bridge_cpu_over_${v}`]: ratio(cpu.bridge, cpu[v]) },
+      '', null,
+      `${v}: ${cpu[v] != null ? Math.round(cpu[v]) : '-'} ns CPU per delivery (bridge ${cpu.bridge != null ? Math.round(cpu.bridge) : '-'}, ceiling ${cpu.ceiling != null ? Math.round(cpu.ceiling) : '-'}); integrity ${integ[v]}` +
+      (lgcpu[v] != null ? `; load generator ${Math.round(lgcpu[v])} ns per delivery` : ''));
   }
   if (Object.keys(lat).length) {
     const p = (t, k) => (lat[t] ? lat[t][k] : null);
@@ -155,7 +168,7 @@ for (const n of [1000, 5000]) {
 {
   const per = {};
   const anon = {};
-  for (const t of ['bridge', 'nchan', 'ceiling']) {
+  for (const t of ['bridge', 'nchan', 'ceiling', ...variants]) {
     const r = pick((x) => x.scenario === 'idle' && x.target === t)[0];
     if (r && r.rss1_kb != null && r.loadgen && r.loadgen.ready > 0) {
       per[t] = ((r.rss1_kb - r.rss0_kb) * 1024) / r.loadgen.ready;
@@ -166,7 +179,8 @@ for (const n of [1000, 5000]) {
     row('idle', 'RSS per idle connection', 'bytes', per,
       { bridge_nchan: ratio(per.bridge, per.nchan), bridge_ceiling: ratio(per.bridge, per.ceiling) },
       '<= 1024 bytes', per.bridge != null ? per.bridge <= 1024 : null,
-      `anonymous RSS per connection: ${Object.entries(anon).map(([k, v]) => `${k} ${Math.round(v)}`).join(', ')}`);
+      `anonymous RSS per connection: ${Object.entries(anon).map(([k, v]) => `${k} ${Math.round(v)}`).join(', ')}` +
+      variants.filter((v) => per[v] != null).map((v) => `; ${v}: RSS ${Math.round(per[v])} per connection`).join(''));
   }
 }
 

@@ -11,6 +11,20 @@
 #   KEEP=1 ...                   keep the work directory (logs, raw outputs)
 #   BRIDGE_BIN=path ...          benchmark another sse-bridge build
 #   OUT=file ...                 write the JSON there instead of latest.json
+#   BASE_BIN=path ...            also run that bridge build as target
+#                                bridge_base (a before/after in one run)
+#   WORKERS=1,2 ...              also run the bridge with --workers N
+#                                (target bridge_wN, N > 1) where the bridge
+#                                has --workers; skipped if not.  The bridge
+#                                target is always one process (--workers 1
+#                                when the option exists)
+#   WORKERS_BIN=path ...         the build the worker variants run (default
+#                                BRIDGE_BIN; another build also gets a
+#                                --workers 1 target, bridge_w1)
+#   FAN_CONNS="1000 5000 20000"  fan-out sizes; above LG_MAX (19000)
+#                                connections the load generator runs as
+#                                several processes (one may hold 20,000
+#                                descriptors here)
 #
 # Prints a table and writes it as JSON to bench/results/latest.json.
 # Every server, loop and wait here is bounded in time; a trap stops them all.
@@ -34,7 +48,7 @@ has_target() { [[ " $TARGETS " == *" $1 "* ]]; }
 # is not measured over a few scheduler time slices of this shared machine.
 FAN_SCALE=${FAN_SCALE:-5}
 if [ "$QUICK" = 1 ]; then
-  FAN_EVENTS_1000=200; FAN_EVENTS_5000=40; REPEAT=1
+  FAN_EVENTS_1000=200; FAN_EVENTS_5000=40; REPEAT=${REPEAT:-1}
   LAT_SECONDS=3
   SEL_CONNS=10000; SEL_JOBS=100; SEL_EVENTS=2000; SEL_SCAN_EVENTS=1000; SEL_REPEAT=${SEL_REPEAT:-1}
   IDLE_CONNS=10000
@@ -107,12 +121,24 @@ wait_http() {
   return 1
 }
 
-# CPU seconds used so far by a process (all threads; scheduler nanoseconds).
-cpu_s() {
-  awk '{ printf "%.6f\n", $1 / 1e9 }' "/proc/$1/schedstat" 2>/dev/null || echo 0
+# A process and all its descendants.
+tree_pids() {
+  local p=$1 c
+  echo "$p"
+  for c in $(pgrep -P "$p" 2>/dev/null); do tree_pids "$c"; done
 }
-rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-anon_kb() { awk '/^RssAnon:/ { print $2 }' "/proc/$1/status"; }
+# CPU seconds used so far by a process and its descendants (all threads;
+# scheduler nanoseconds), so that a bridge with worker processes counts whole.
+cpu_s() {
+  local p sum=0
+  for p in $(tree_pids "$1"); do
+    sum=$(awk -v s="$sum" '{ printf "%.6f\n", s + $1 / 1e9 }' "/proc/$p/schedstat" 2>/dev/null || echo "$sum")
+  done
+  echo "$sum"
+}
+# Resident memory of a process and its descendants (kB).
+rss_kb() { local p; for p in $(tree_pids "$1"); do awk '/^VmRSS:/ { print $2 }' "/proc/$p/status"; done | awk '{ s += $1 } END { print s + 0 }'; }
+anon_kb() { local p; for p in $(tree_pids "$1"); do awk '/^RssAnon:/ { print $2 }' "/proc/$p/status"; done | awk '{ s += $1 } END { print s + 0 }'; }
 
 if [ "$NEED_PG" = 1 ]; then
   log "starting a throwaway cluster"
@@ -130,17 +156,76 @@ fi
 BRIDGE_BIN=${BRIDGE_BIN:-$ROOT/bridge/sse-bridge}   # override to A/B another build
 { read -r BPORT; read -r NPORT; read -r CPORT; read -r CCPORT; } < <(scripts/free-port.sh 4)
 BRIDGE_PID=; NGINX_PID=; NCHAN_WORKER=; CEIL_PID=; CEILP_PID=
+LG_MAX=${LG_MAX:-19000}        # connections per load generator process
+
+# Bridge variants: more bridge targets, each its own process and port.
+# VBIN[name] the binary, VARGS[name] its extra options.
+declare -A VBIN=() VARGS=() VPORT=() VPID=()
+BRIDGE_ARGS=()                 # extra options of the main bridge target
+has_workers() { local h; h=$("$1" --help 2>&1 || true); [[ $h == *--workers* ]]; }
+# a bridge with --workers runs one worker per CPU by default: the bridge
+# target stays one process (like the ceiling) unless WORKERS says otherwise
+has_workers "$BRIDGE_BIN" && BRIDGE_ARGS=(--workers 1)
+if [ -n "${BASE_BIN:-}" ] && has_target bridge; then
+  VBIN[bridge_base]=$BASE_BIN; VARGS[bridge_base]=
+  has_workers "$BASE_BIN" && VARGS[bridge_base]="--workers 1"
+  TARGETS+=" bridge_base"
+fi
+WORKERS_BIN=${WORKERS_BIN:-$BRIDGE_BIN}
+if [ -n "${WORKERS:-}" ] && has_target bridge; then
+  if has_workers "$WORKERS_BIN"; then
+    for w in ${WORKERS//,/ }; do
+      if [ "$w" = 1 ]; then
+        [ "$WORKERS_BIN" = "$BRIDGE_BIN" ] && continue   # the bridge target
+        VBIN[bridge_w1]=$WORKERS_BIN
+        VARGS[bridge_w1]="--workers 1"
+        TARGETS+=" bridge_w1"
+      else
+        VBIN[bridge_w$w]=$WORKERS_BIN
+        VARGS[bridge_w$w]="--workers $w --max-clients $(( 19000 * w ))"
+        TARGETS+=" bridge_w$w"
+      fi
+    done
+  else
+    log "WORKERS=$WORKERS: $WORKERS_BIN has no --workers option; skipping the worker variants"
+  fi
+fi
+is_variant() { [ -n "${VBIN[$1]:-}" ]; }
 
 # ---------------------------------------------------------------- servers
 start_bridge() {
   stop_bridge
   "$BRIDGE_BIN" --db "host=$PGHOST port=$PGPORT dbname=$PGDATABASE user=$PGUSER" \
     --listen "127.0.0.1:$BPORT" --public-channels 'bench.#' \
-    --max-clients 20000 --log-level warn "$@" 2>>"$WORK/bridge.log" &
+    --max-clients 20000 --log-level warn "${BRIDGE_ARGS[@]}" "$@" 2>>"$WORK/bridge.log" &
   BRIDGE_PID=$!
   PIDS+=("$BRIDGE_PID")
   wait_http "http://127.0.0.1:$BPORT/healthz" || { log "bridge did not come up"; tail "$WORK/bridge.log" >&2; return 1; }
 }
+# start_variant NAME: a bridge variant (VBIN/VARGS) on a port of its own.
+start_variant() {
+  local v=$1
+  stop_variant "$v"
+  [ -n "${VPORT[$v]:-}" ] || VPORT[$v]=$(scripts/free-port.sh 1)
+  # shellcheck disable=SC2086
+  "${VBIN[$v]}" --db "host=$PGHOST port=$PGPORT dbname=$PGDATABASE user=$PGUSER" \
+    --listen "127.0.0.1:${VPORT[$v]}" --public-channels 'bench.#' \
+    --max-clients 20000 --log-level warn ${VARGS[$v]} 2>>"$WORK/$v.log" &
+  VPID[$v]=$!
+  PIDS+=("${VPID[$v]}")
+  wait_http "http://127.0.0.1:${VPORT[$v]}/healthz" || { log "$v did not come up"; tail "$WORK/$v.log" >&2; return 1; }
+}
+stop_variant() {
+  [ -n "${VPID[$1]:-}" ] || return 0
+  kill "${VPID[$1]}" 2>/dev/null || true
+  wait "${VPID[$1]}" 2>/dev/null || true
+  VPID[$1]=
+}
+start_variants() {
+  local v
+  for v in "${!VBIN[@]}"; do [ -n "${VPID[$v]:-}" ] || start_variant "$v"; done
+}
+
 stop_bridge() {
   [ -n "$BRIDGE_PID" ] || return 0
   kill "$BRIDGE_PID" 2>/dev/null || true
@@ -192,12 +277,14 @@ start_ceiling() {
 }
 
 server_pid() {
+  is_variant "$1" && { echo "${VPID[$1]}"; return; }
   case $1 in
     bridge) echo "$BRIDGE_PID" ;; nchan) echo "$NCHAN_WORKER" ;;
     ceiling) echo "$CEIL_PID" ;; ceiling_per_event) echo "$CEILP_PID" ;;
   esac
 }
 port_of() {
+  is_variant "$1" && { echo "${VPORT[$1]}"; return; }
   case $1 in
     bridge) echo "$BPORT" ;; nchan) echo "$NPORT" ;;
     ceiling) echo "$CPORT" ;; ceiling_per_event) echo "$CCPORT" ;;
@@ -208,18 +295,18 @@ port_of() {
 sub_path() {
   local t=$1 ch=$2 filter=${3:-}
   case $t in
-    bridge) echo "/events?channel=bench.$ch${filter:+&filter=$filter}" ;;
+    bridge*) echo "/events?channel=bench.$ch${filter:+&filter=$filter}" ;;
     nchan) echo "/sub?id=$ch" ;;
     ceiling*) echo "/sub" ;;
   esac
 }
-ready_args() { [ "$1" = bridge ] && echo "--ready-event ready" || true; }
+ready_args() { [[ $1 == bridge* ]] && echo "--ready-event ready" || true; }
 
 # publish TARGET CHANNEL publisher-args...   ({j} in CHANNEL: the job)
 publish() {
   local t=$1 ch=$2; shift 2
   case $t in
-    bridge) timeout 400 "$B/publisher" --pg "bench.$ch" --size "$PAYLOAD" "$@" ;;
+    bridge*) timeout 400 "$B/publisher" --pg "bench.$ch" --size "$PAYLOAD" "$@" ;;
     nchan) timeout 400 "$B/publisher" --http "/pub?id=$ch" --port "$NPORT" --size "$PAYLOAD" "$@" ;;
     ceiling*) timeout 400 "$B/publisher" --http "/pub" --port "$(port_of "$t")" --size "$PAYLOAD" "$@" ;;
   esac
@@ -243,6 +330,10 @@ metrics() {
            /^#/ || NF < 2 { next }
            { k = $1; gsub(/"/, "\\\"", k); printf "%s\"%s\":%s", (n++ ? "," : ""), k, $2 + 0 }
            END { print "}" }'
+}
+
+metrics_of() {
+  if is_variant "$1"; then BPORT=${VPORT[$1]} metrics; else metrics; fi
 }
 
 # perf_start LABEL PID / perf_stop: profile the bridge (PERF=1) into
@@ -280,14 +371,23 @@ fanout_run() {
   local t=$1 n=$2 ev=$3 mode=$4 label=$5
   local ch="f$n$mode$RANDOM" pid out=$WORK/$label.lg pub=$WORK/$label.pub
   local port; port=$(port_of "$t")
-  # shellcheck disable=SC2046
-  "$B/loadgen" --port "$port" --path "$(sub_path "$t" "$ch")" --conns "$n" $(ready_args "$t") \
-    --ready-file "$WORK/$label.ready" --expect-per-conn "$ev" --first-seq 1 \
-    --idle 15 --timeout 180 --label "$label" >"$out" 2>>"$WORK/loadgen.log" &
-  local lg=$!
-  wait_file "$WORK/$label.ready" 60 || { log "$label: clients not ready"; kill "$lg"; }
+  # one load generator per LG_MAX connections (a process holds at most
+  # 20,000 descriptors here); their outputs are merged into one line
+  local k=$(( (n + LG_MAX - 1) / LG_MAX )) i per lgs=() hist=()
+  [ "$k" -gt 1 ] && hist=(--hist)
+  for i in $(seq 1 "$k"); do
+    per=$(( n / k + (i <= n % k ? 1 : 0) ))
+    # shellcheck disable=SC2046
+    "$B/loadgen" --port "$port" --path "$(sub_path "$t" "$ch")" --conns "$per" $(ready_args "$t") \
+      --ready-file "$WORK/$label.ready.$i" --expect-per-conn "$ev" --first-seq 1 "${hist[@]}" \
+      --idle 15 --timeout 180 --label "$label" >"$out.$i" 2>>"$WORK/loadgen.log" &
+    lgs+=($!)
+  done
+  for i in $(seq 1 "$k"); do
+    wait_file "$WORK/$label.ready.$i" 60 || { log "$label: clients not ready"; kill "${lgs[@]}" 2>/dev/null || true; break; }
+  done
   local spid; spid=$(server_pid "$t")
-  [ "$t" = bridge ] && metrics >"$WORK/$label.m0"
+  [[ $t == bridge* ]] && metrics_of "$t" >"$WORK/$label.m0"
   local c0; c0=$(cpu_s "$spid")
   [ "$t" = bridge ] && [ "$mode" = thr ] && perf_start "$label" "$spid"
   local prc=0
@@ -298,27 +398,30 @@ fanout_run() {
   fi
   if [ "$prc" != 0 ]; then
     log "$label: publisher failed ($prc): $(tail -1 "$WORK/publisher.log")"
-    sleep 5; kill -TERM "$lg" 2>/dev/null || true
+    sleep 5; kill -TERM "${lgs[@]}" 2>/dev/null || true
   fi
-  wait "$lg" || true
+  for i in "${lgs[@]}"; do wait "$i" || true; done
   local c1; c1=$(cpu_s "$spid")
   perf_stop
+  if [ "$k" -gt 1 ]; then node bench/lgmerge.js "$out".* >"$out"; else mv "$out.1" "$out"; fi
   local m=null
-  [ "$t" = bridge ] && { metrics >"$WORK/$label.m1"; m="{\"before\":$(cat "$WORK/$label.m0"),\"after\":$(cat "$WORK/$label.m1")}"; }
+  [[ $t == bridge* ]] && { metrics_of "$t" >"$WORK/$label.m1"; m="{\"before\":$(cat "$WORK/$label.m0"),\"after\":$(cat "$WORK/$label.m1")}"; }
   record fanout "$t" "conns=$n" "mode=\"$mode\"" "events=$ev" "batch=$BATCH" "metrics=$m" \
-    "server_cpu_s=$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" \
+    "lg_processes=$k" "server_cpu_s=$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" \
     "loadgen=$(json_or_null "$out")" "publisher=$(json_or_null "$pub")"
 }
 
 scenario_fanout() {
   local n ev t r
   for n in $FAN_CONNS; do
-    ev=$FAN_EVENTS_1000; [ "$n" = 5000 ] && ev=$FAN_EVENTS_5000
+    # the same deliveries at every size (5,000: FAN_EVENTS_5000)
+    ev=$(( FAN_EVENTS_1000 * 1000 / n )); [ "$n" = 5000 ] && ev=$FAN_EVENTS_5000
+    [ "$ev" -ge 1 ] || ev=1
     for r in $(seq 1 "$REPEAT"); do
       for t in $TARGETS ceiling_per_event; do
         [ "$t" = ceiling_per_event ] && { has_target ceiling || continue; }
         local tev=$ev
-        case $t in bridge|ceiling) tev=$(( ev * FAN_SCALE )) ;; esac
+        case $t in bridge*|ceiling) tev=$(( ev * FAN_SCALE )) ;; esac
         log "fan-out: $t, $n connections, $tev events (throughput, run $r)"
         fanout_run "$t" "$n" "$tev" thr "fan-$t-$n-thr-$r"
       done
@@ -427,7 +530,10 @@ scenario_selective() {
 scenario_idle() {
   local t
   for t in $TARGETS; do
-    case $t in bridge) start_bridge ;; nchan) start_nchan ;; ceiling) [ -n "$CEIL_PID" ] || start_ceiling ;; esac
+    case $t in
+      bridge) start_bridge ;; nchan) start_nchan ;; ceiling) [ -n "$CEIL_PID" ] || start_ceiling ;;
+      *) is_variant "$t" && start_variant "$t" ;;
+    esac
     local spid; spid=$(server_pid "$t")
     sleep 1
     local r0 a0 r1 a1
@@ -508,6 +614,7 @@ scenario_replay() {
   local t
   for t in $TARGETS; do
     [ "$t" = ceiling ] && continue   # the ceiling keeps no history
+    is_variant "$t" && continue      # variants: fan-out and idle only
     replay_run "$t"
   done
 }
@@ -566,7 +673,7 @@ scenario_filtercost() {
 
 # ---------------------------------------------------------------- run
 want idle && scenario_idle
-has_target bridge && { [ -n "$BRIDGE_PID" ] || start_bridge; }
+has_target bridge && { [ -n "$BRIDGE_PID" ] || start_bridge; start_variants; }
 has_target nchan && { [ -n "$NGINX_PID" ] || start_nchan; }
 if want fanout; then
   has_target ceiling && { [ -n "$CEIL_PID" ] || start_ceiling; start_ceiling --per-event; }

@@ -10,8 +10,9 @@
  * Invariants:
  *  - reads use one shared buffer (client_alloc), so an idle connection holds
  *    no read buffer;
- *  - output is only written from client_flush_pending (a uv_check handle), at
- *    most one uv_write in flight per client, carrying every queued frame;
+ *  - output is only written from client_flush_pending (a uv_check handle):
+ *    straight into the socket first (uv_try_write), and what the socket does
+ *    not take through at most one uv_write in flight per client;
  *  - a client is never closed inside a write path: slow or broken clients
  *    are marked CF_DOOMED and closed at the next flush;
  *  - every stream the bridge ends or drops goes through client_disconnect
@@ -375,6 +376,15 @@ client_written_streaming(client *c)
 
 /* ---- writing ---- */
 
+/* A write failed: the connection is broken; close it at this flush. */
+static void
+client_write_failed(client *c, int status)
+{
+	log_debug("client %p: write failed: %s", (void *) c, uv_strerror(status));
+	c->flags |= CF_DOOMED;
+	client_mark_pending(c);
+}
+
 static void
 client_on_write(uv_write_t *wr, int status)
 {
@@ -387,9 +397,7 @@ client_on_write(uv_write_t *wr, int status)
 	if (c->flags & CF_CLOSED)
 		return;
 	if (status < 0) {
-		log_debug("client %p: write failed: %s", (void *) c, uv_strerror(status));
-		c->flags |= CF_DOOMED;
-		client_mark_pending(c);
+		client_write_failed(c, status);
 		return;
 	}
 	metrics.bytes_sent += before - outq_bytes(&c->q);
@@ -399,16 +407,13 @@ client_on_write(uv_write_t *wr, int status)
 		ops[c->state].on_written(c);
 }
 
+/* Hand what the direct write left to uv_write (at most one in flight). */
 static void
-client_flush(client *c)
+client_write_rest(client *c, uv_buf_t *bufs)
 {
-	uv_buf_t	bufs[CLIENT_MAX_BUFS];
-	uv_write_t *wr;
+	uv_write_t *wr = malloc(sizeof(uv_write_t));
 	uint32_t	n;
 
-	if ((c->flags & (CF_WRITING | CF_CLOSED)) || outq_pending(&c->q) == 0)
-		return;
-	wr = malloc(sizeof(uv_write_t));
 	if (wr == NULL) {
 		client_close(c);
 		return;
@@ -422,6 +427,37 @@ client_flush(client *c)
 		outq_complete(&c->q);
 		client_close(c);
 	}
+}
+
+/*
+ * Write what is queued: first straight into the socket (one writev of the
+ * shared frames, no request, no callback), then queue only what the socket
+ * did not take, through one uv_write.  Everything sent at once counts as a
+ * finished write (on_written), as the write callback would.
+ */
+static void
+client_flush(client *c)
+{
+	uv_buf_t	bufs[CLIENT_MAX_BUFS];
+	uint32_t	n;
+	int			r;
+
+	if ((c->flags & (CF_WRITING | CF_CLOSED)) || outq_pending(&c->q) == 0)
+		return;
+	n = outq_peek(&c->q, bufs, CLIENT_MAX_BUFS);
+	r = uv_try_write((uv_stream_t *) &c->tcp, bufs, n);
+	if (r < 0 && r != UV_EAGAIN) {
+		client_write_failed(c, r);
+		return;
+	}
+	if (r > 0) {
+		outq_consume(&c->q, (size_t) r);
+		metrics.bytes_sent += (size_t) r;
+	}
+	if (outq_pending(&c->q) > 0)
+		client_write_rest(c, bufs);
+	else if (ops[c->state].on_written)
+		ops[c->state].on_written(c);
 }
 
 /* Deferred work for one client: close, end the stream, write. */
@@ -672,6 +708,7 @@ client_adopt(int fd)
 static void
 client_sweep_one(client *c, uint64_t now)
 {
+	outq_trim(&c->q);			/* an idle client holds no queue array */
 	switch ((client_state) c->state) {
 		case CS_READING:
 			if (now >= c->deadline_ms) {

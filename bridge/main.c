@@ -105,11 +105,16 @@ bridge_flush(void)
 	client_shed();				/* over the memory limit: drop the largest queues */
 	stream_mem_check();
 	client_flush_pending();		/* live events go out every turn */
-	if (stream_run())
+	stream_run();
+	client_flush_pending();
+	/*
+	 * Replays still waiting, or resumed by a write that went out whole at
+	 * this flush (its drain is immediate): poll must not block.
+	 */
+	if (stream_waiting())
 		uv_idle_start(&br.spin, bridge_on_spin);
 	else
 		uv_idle_stop(&br.spin);
-	client_flush_pending();
 	if (br.worker)
 		bridge_publish();
 }

@@ -1110,6 +1110,12 @@ stream_run(void)
 	return !TAILQ_EMPTY(&runq);
 }
 
+bool
+stream_waiting(void)
+{
+	return !TAILQ_EMPTY(&runq);
+}
+
 static void
 stream_page_done(db_job *job, PGresult *res)
 {

@@ -114,6 +114,12 @@ char	  **stream_touch_ids(size_t *n);
 bool		stream_run(void);
 
 /*
+ * True when replays wait in the run queue (the loop must not block in
+ * poll): a write that finished at a flush may have resumed one.
+ */
+bool		stream_waiting(void);
+
+/*
  * Room kept in a replaying client's queue for the control frames (ready,
  * reset) that may follow the last event queued.
  */

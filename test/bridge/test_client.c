@@ -7,6 +7,9 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "test_util.h"
 #include "client.h"
@@ -91,6 +94,82 @@ test_queue_limit(void **state)
 	assert_int_equal(f->refs, 1);
 	assert_int_equal(client_count, 0);
 	frame_unref(f);
+}
+
+/* A streaming, unpaced client on one end of a socket pair; *peer is the other. */
+static client *
+socket_client(int *peer)
+{
+	int			sv[2];
+	client	   *c;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	client_adopt(sv[0]);
+	c = client_first();			/* the newest */
+	assert_non_null(c);
+	c->state = CS_STREAMING;
+	client_set_unpaced(c);
+	*peer = sv[1];
+	return c;
+}
+
+/*
+ * Output goes straight into the socket at the flush: nothing is left in
+ * flight waiting for a loop turn.  What the socket does not take goes
+ * through one write in flight, and the peer reads every byte in order.
+ */
+static void
+test_direct_write(void **state)
+{
+	int			peer;
+	client	   *c = socket_client(&peer);
+	frame	   *f = frame_printf("data: one\n\n");
+	frame	   *big = frame_alloc(4 << 20);
+	uint64_t	sent = metrics.bytes_sent;
+	size_t		total = big->len + f->len, got = 0;
+	char		buf[65536];
+	ssize_t		n;
+
+	(void) state;
+	for (uint32_t i = 0; i < big->len; i++)
+		big->data[i] = (char) (i % 251);
+	client_send(c, frame_ref(f));
+	client_send(c, frame_ref(f));
+	client_flush_pending();
+	assert_int_equal(c->q.n, 0);
+	assert_false(c->flags & CF_WRITING);
+	assert_int_equal(metrics.bytes_sent, sent + 2 * f->len);
+	n = recv(peer, buf, sizeof(buf), MSG_DONTWAIT);
+	assert_int_equal(n, 2 * f->len);
+	assert_memory_equal(buf, "data: one\n\ndata: one\n\n", (size_t) n);
+
+	cfg.client_queue = 8 << 20;
+	client_send(c, big);
+	client_send(c, frame_ref(f));
+	client_flush_pending();
+	assert_true(c->flags & CF_WRITING);			/* the socket took part of it */
+	assert_true(outq_bytes(&c->q) > 0 && outq_bytes(&c->q) < total);
+	for (int i = 0; i < 1000000 && got < total; i++) {
+		uv_run(loop, UV_RUN_NOWAIT);
+		n = recv(peer, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n <= 0)
+			continue;
+		for (ssize_t k = 0; k < n; k++, got++) {
+			if (got < (4u << 20))
+				assert_int_equal((unsigned char) buf[k], got % 251);
+			else
+				assert_int_equal(buf[k], f->data[got - (4u << 20)]);
+		}
+	}
+	assert_int_equal(got, total);
+	client_flush_pending();
+	assert_int_equal(c->q.n, 0);
+	assert_false(c->flags & CF_WRITING);
+	assert_int_equal(f->refs, 1);
+	frame_unref(f);
+	client_close(c);
+	close(peer);
+	test_done();
 }
 
 static void
@@ -872,6 +951,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_queue_limit),
+		cmocka_unit_test(test_direct_write),
 		cmocka_unit_test(test_decide),
 		cmocka_unit_test(test_ring),
 		cmocka_unit_test(test_replay_fair),

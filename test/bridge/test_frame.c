@@ -130,7 +130,8 @@ test_outq_flow(void **state)
 	assert_int_equal(outq_take(&q, bufs, 8), 0);
 	outq_complete(&q);
 	assert_int_equal(outq_bytes(&q), 0);
-	assert_null(q.v);			/* grown arrays are released when empty */
+	outq_trim(&q);				/* grown arrays are released when empty */
+	assert_null(q.v);
 	outq_push(&q, frame_ref(shared));
 	outq_clear(&q);
 	assert_int_equal(shared->refs, 1);
@@ -187,6 +188,91 @@ test_outq_wrap(void **state)
 	outq_clear(&q);
 }
 
+/*
+ * A direct write may stop inside a frame: the next description starts at
+ * the first byte not sent, whole frames sent are released, and the byte
+ * count follows what is left.
+ */
+static void
+test_outq_consume(void **state)
+{
+	outq		q = {0};
+	uv_buf_t	bufs[8];
+	frame	   *shared = frame_printf("abcd");
+
+	(void) state;
+	for (int i = 0; i < 3; i++)
+		assert_true(outq_push(&q, frame_ref(shared)));
+	assert_true(outq_push(&q, frame_printf("xyz")));
+	assert_int_equal(outq_bytes(&q), 15);
+	assert_int_equal(outq_peek(&q, bufs, 8), 4);
+	assert_int_equal(outq_pending(&q), 4);		/* peeking takes nothing */
+	outq_consume(&q, 6);						/* one frame and 2 bytes */
+	assert_int_equal(q.n, 3);
+	assert_int_equal(outq_bytes(&q), 9);
+	assert_int_equal(shared->refs, 3);
+	assert_int_equal(outq_peek(&q, bufs, 8), 3);
+	assert_int_equal(bufs[0].len, 2);
+	assert_memory_equal(bufs[0].base, "cd", 2);
+	assert_int_equal(bufs[2].len, 3);
+	outq_consume(&q, 1);						/* within the same frame */
+	assert_int_equal(outq_peek(&q, bufs, 8), 3);
+	assert_memory_equal(bufs[0].base, "d", 1);
+	/* what is left goes through a write in flight, from the same byte */
+	assert_int_equal(outq_take(&q, bufs, 8), 3);
+	assert_int_equal(bufs[0].len, 1);
+	assert_memory_equal(bufs[0].base, "d", 1);
+	outq_complete(&q);
+	assert_int_equal(outq_bytes(&q), 0);
+	assert_int_equal(q.off, 0);
+	assert_int_equal(shared->refs, 1);
+	assert_true(outq_push(&q, frame_ref(shared)));
+	outq_consume(&q, 4);						/* exactly everything */
+	assert_int_equal(q.n, 0);
+	assert_int_equal(outq_bytes(&q), 0);
+	outq_clear(&q);
+	assert_int_equal(shared->refs, 1);
+	frame_unref(shared);
+}
+
+/*
+ * A busy client's array survives its queue emptying (no allocation per
+ * burst of events); the sweep's outq_trim releases it when it is idle, and
+ * a large one goes at once.
+ */
+static void
+test_outq_keep(void **state)
+{
+	outq		q = {0};
+	uv_buf_t	bufs[64];
+	frame	   *shared = frame_printf("e");
+	frame	  **v;
+
+	(void) state;
+	for (int i = 0; i < 10; i++)
+		assert_true(outq_push(&q, frame_ref(shared)));
+	v = q.v;
+	outq_take(&q, bufs, 64);
+	outq_complete(&q);
+	assert_int_equal(q.n, 0);
+	assert_ptr_equal(q.v, v);					/* kept for the next burst */
+	for (int i = 0; i < 10; i++)
+		assert_true(outq_push(&q, frame_ref(shared)));
+	assert_ptr_equal(q.v, v);					/* and used without growing */
+	outq_trim(&q);								/* not empty: kept */
+	assert_ptr_equal(q.v, v);
+	outq_consume(&q, 10);
+	outq_trim(&q);
+	assert_null(q.v);
+	for (int i = 0; i < 2000; i++)				/* large: released when empty */
+		assert_true(outq_push(&q, frame_ref(shared)));
+	outq_consume(&q, 2000);
+	assert_null(q.v);
+	outq_clear(&q);
+	assert_int_equal(shared->refs, 1);
+	frame_unref(shared);
+}
+
 int
 main(void)
 {
@@ -197,6 +283,8 @@ main(void)
 		cmocka_unit_test(test_logpos),
 		cmocka_unit_test(test_outq_flow),
 		cmocka_unit_test(test_outq_wrap),
+		cmocka_unit_test(test_outq_consume),
+		cmocka_unit_test(test_outq_keep),
 	};
 
 	return cmocka_run_group_tests_name("frame", tests, NULL, NULL);
