@@ -37,6 +37,13 @@ typedef struct cfg_settings {
 	uint64_t	prune_interval_ms; /* between sse_prune calls, 0 = never (option: seconds) */
 	bool		demo;			/* serve the demo page at / */
 	uint64_t	max_memory;		/* bytes; 0 = no bound (mem.h) */
+	char	   *jwt_key;		/* key file: secret, PEM public key or JWKS; "" = no tokens */
+	char	   *jwt_alg;		/* "" = taken from the JWKS */
+	char	   *jwt_issuer;		/* "" = not checked */
+	char	   *jwt_audience;	/* "" = not checked */
+	uint64_t	jwt_leeway_ms;	/* clock skew allowed on exp and nbf (option: seconds) */
+	char	   *jwt_cookie;		/* cookie holding a token */
+	bool		jwt_query;		/* accept ?access_token= */
 } cfg_settings;
 
 extern cfg_settings cfg;

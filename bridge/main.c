@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "client.h"
 #include "config.h"
 #include "feed.h"
@@ -59,6 +60,7 @@ static struct {
 	uv_timer_t	stop_timer;		/* hard deadline during shutdown */
 	uv_signal_t sigterm;
 	uv_signal_t sigint;
+	uv_signal_t sighup;			/* reload the token keys (auth_reload) */
 	scope	   *public_scope;
 	db_link		live;			/* LISTEN + live fetches */
 	db_link		work;			/* opens, replay pages, definition reads, housekeeping */
@@ -125,6 +127,7 @@ bridge_finish(void)
 	uv_close((uv_handle_t *) &br.stop_timer, NULL);
 	uv_close((uv_handle_t *) &br.sigterm, NULL);
 	uv_close((uv_handle_t *) &br.sigint, NULL);
+	uv_close((uv_handle_t *) &br.sighup, NULL);
 }
 
 /* client_ops.closed, and after the last client is gone during shutdown. */
@@ -159,6 +162,16 @@ bridge_on_signal(uv_signal_t *h, int signum)
 	bridge_maybe_finish();
 }
 
+/* SIGHUP: reload what can change without a restart (the token keys). */
+static void
+bridge_on_sighup(uv_signal_t *h, int signum)
+{
+	(void) h;
+	(void) signum;
+	log_info("received SIGHUP: reloading");
+	auth_reload();
+}
+
 static bool
 bridge_setup(void)
 {
@@ -167,6 +180,10 @@ bridge_setup(void)
 	br.public_scope = scope_new(cfg.public_channels, err, sizeof(err));
 	if (br.public_scope == NULL) {
 		log_error("--public-channels: %s", err[0] ? err : "out of memory");
+		return false;
+	}
+	if (!auth_init(err, sizeof(err))) {
+		log_error("%s", err);
 		return false;
 	}
 	br.keepalive = wire_keepalive();
@@ -193,6 +210,8 @@ bridge_setup(void)
 	uv_signal_start(&br.sigterm, bridge_on_signal, SIGTERM);
 	uv_signal_init(br.loop, &br.sigint);
 	uv_signal_start(&br.sigint, bridge_on_signal, SIGINT);
+	uv_signal_init(br.loop, &br.sighup);
+	uv_signal_start(&br.sighup, bridge_on_sighup, SIGHUP);
 	feed_init(br.loop, &br.live, &(feed_ops) {stream_advanced, stream_pruned, stream_marker, stream_timeline});
 	work_init(br.loop, &br.work, &(work_ops) {stream_touch_ids});
 	prune_init(br.loop, &br.work, cfg.prune_interval_ms);
@@ -205,6 +224,7 @@ bridge_teardown(void)
 	uv_loop_close(br.loop);
 	scope_free(br.public_scope);
 	frame_unref(br.keepalive);
+	auth_shutdown();
 	ring_shutdown();
 	hub_shutdown();
 	cfg_free();

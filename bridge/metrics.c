@@ -34,6 +34,7 @@ static const char *const close_reason_names[CLOSE_COUNT] = {
 	[CLOSE_DEFINITION] = "bad_definition",
 	[CLOSE_SUBSCRIPTION] = "subscription_ended",
 	[CLOSE_END_EVENT] = "close_event",
+	[CLOSE_AUTH_EXPIRED] = "token_expired",
 };
 
 const char *

@@ -25,6 +25,7 @@ typedef enum close_reason {
 	CLOSE_DEFINITION,			/* a definition that cannot be applied */
 	CLOSE_SUBSCRIPTION,			/* its subscription was closed or dropped */
 	CLOSE_END_EVENT,			/* a close event on one of its channels */
+	CLOSE_AUTH_EXPIRED,			/* the token it opened with expired */
 	CLOSE_COUNT
 } close_reason;
 

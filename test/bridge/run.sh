@@ -10,8 +10,8 @@ B=test/bridge/build
 mkdir -p "$B"
 
 CC=${CC:-cc}
-PKG_CFLAGS=$(pkg-config --cflags libuv jansson libpq cmocka)
-PKG_LIBS="$(pkg-config --libs libuv jansson libpq cmocka) -lhttp_parser"
+PKG_CFLAGS=$(pkg-config --cflags libuv jansson libpq cmocka libcrypto)
+PKG_LIBS="$(pkg-config --libs libuv jansson libpq cmocka libcrypto) -lhttp_parser"
 CFLAGS_COMMON="-std=c11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -Isrc -Ibridge -Itest/bridge $PKG_CFLAGS"
 SAN="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 SHARED="src/sse_match.c src/sse_filter.c"
@@ -19,7 +19,8 @@ SHARED="src/sse_match.c src/sse_filter.c"
 STREAM_LAYER="bridge/stream.c bridge/subdef.c bridge/client.c bridge/request.c bridge/route.c bridge/query.c
   bridge/scope.c bridge/resp.c bridge/outq.c bridge/frame.c bridge/wire.c bridge/event.c bridge/hub.c
   bridge/hmap.c bridge/ring.c bridge/logpos.c bridge/logread.c bridge/db.c bridge/work.c bridge/config.c bridge/log.c
-  bridge/metrics.c bridge/prune.c bridge/preflight.c bridge/static.c bridge/mem.c"
+  bridge/metrics.c bridge/prune.c bridge/preflight.c bridge/static.c bridge/mem.c
+  bridge/auth.c bridge/jwt.c bridge/filtjson.c"
 
 declare -A DEPS=(
   [test_frame]="bridge/frame.c bridge/wire.c bridge/outq.c bridge/mem.c bridge/logpos.c"
@@ -30,6 +31,7 @@ declare -A DEPS=(
   [test_subdef]="bridge/subdef.c bridge/mem.c"
   [test_client]="$STREAM_LAYER"
   [test_config]="bridge/config.c bridge/log.c"
+  [test_jwt]="bridge/jwt.c bridge/filtjson.c bridge/scope.c"
 )
 
 failed=0; ran=0
@@ -46,7 +48,7 @@ else
 fi
 build_and_run() {   # $1 = variant name, $2 = extra flags
   local variant=$1 flags=$2 t
-  for t in test_frame test_query test_scope test_http test_hub test_subdef test_client test_config; do
+  for t in test_frame test_query test_scope test_http test_hub test_subdef test_client test_config test_jwt; do
     local out="$B/$variant-$t"
     # shellcheck disable=SC2086
     if ! $CC $flags $CFLAGS_COMMON -o "$out" "test/bridge/$t.c" ${DEPS[$t]} $SHARED $PKG_LIBS; then
