@@ -554,8 +554,8 @@ client_route(client *c)
 		return;
 	}
 	auth_route(c->req, env.public_scope, &rr, &grant);
-	if (grant != NULL && rr.kind == ROUTE_ADHOC)
-		c->grant = grant;		/* the stream ends when the token expires */
+	if (grant != NULL && (rr.kind == ROUTE_ADHOC || rr.kind == ROUTE_SUB))
+		c->grant = grant;		/* ad hoc or owned: the stream ends when the token expires */
 	else
 		auth_grant_unref(grant);
 	if ((rr.kind == ROUTE_ADHOC || rr.kind == ROUTE_SUB) && mem_over_soft()) {

@@ -251,6 +251,38 @@ async function reload() {
   await expectOpen('and the previous keys stay in use', p, '/events?channel=rot.1', bearer(newTok));
 }
 
+// Owned subscriptions: sse_subscribe_filter(..., owner => 'alice') (extension
+// 1.3).  Against an older installed extension the owner column is added to
+// the test database's table by hand, which is what 1.3 stores.
+async function owned() {
+  const p = A.port;
+  const has13 = (await psql.one(`SELECT count(*) FROM pg_catalog.pg_proc WHERE proname = 'sse_subscribe_filter' AND pronargs = 4`)) === '1';
+  let sub;
+  if (has13) {
+    sub = await psql.one(`SELECT sse_subscribe_filter(ARRAY['own.x'], '{}', '1 hour', 'alice')`);
+  } else {
+    note('extension before 1.3: the owner column is added by hand');
+    await psql.q('ALTER TABLE sse_bridge.subscriptions ADD COLUMN IF NOT EXISTS owner text');
+    sub = await psql.one(`SELECT sse_subscribe_filter(ARRAY['own.x'])`);
+    await psql.q(`UPDATE sse_bridge.subscriptions SET owner = 'alice' WHERE id = '${sub}'`);
+  }
+  const cap = await psql.one(`SELECT sse_subscribe_filter(ARRAY['own.x'])`);
+  expectRefusal('owned subscription without a token: 401', await refused(p, `/events/${sub}`), 401, 'unauthorized');
+  expectRefusal("another subject's owned subscription: 403",
+    await refused(p, `/events/${sub}`, bearer(tok(rs({ sub: 'bob', sse: { channels: ['own.#'] } })))), 403, 'forbidden');
+  expectRefusal('owned subscription with an invalid token: 401',
+    await refused(p, `/events/${sub}`, bearer(tok(rs({ sub: 'alice', exp: now() - 100 })))), 401, 'token_expired');
+  const o = await opens(p, `/events/${sub}`, bearer(tok(rs({ sub: 'alice' }))));
+  check("the owner's token opens it, with no grant of its channels", o.ok, `status ${o.status}`);
+  await publish('own.x', { n: 11 });
+  const got = await o.s.wait((s) => s.events.find((e) => e.data && JSON.parse(e.data).n === 11), 5000);
+  check('and the owned stream carries its events', !!got);
+  o.s.close();
+  await expectOpen('a subscription without an owner stays a capability: no token needed', p, `/events/${cap}`);
+  expectRefusal('a capability with an invalid token: 401, never anonymous',
+    await refused(p, `/events/${cap}`, bearer(tok('a.b.c'))), 401, 'invalid_token');
+}
+
 function logs() {
   for (const b of [A, B]) {
     const text = b.logText();
@@ -275,6 +307,7 @@ async function main() {
   await refusals();
   await authorization();
   await bridgeB();
+  await owned();
   await reload();
   logs();
 }
