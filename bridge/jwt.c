@@ -15,7 +15,6 @@
  */
 #include <ctype.h>
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -733,9 +732,15 @@ claim_time(json_t *p, const char *name, int64_t *out, bool *nomem)
 		*nomem = true;
 		return false;
 	}
-	d = floor(strtod(text, NULL));	/* beyond double's range: +-HUGE_VAL, clamped */
+	d = strtod(text, NULL);		/* beyond double's range: +-HUGE_VAL, clamped */
 	free(text);
-	*out = d >= 9.2e18 ? INT64_MAX : d <= -9.2e18 ? INT64_MIN : (int64_t) d;
+	if (d != d || d >= 9.2e18 || d <= -9.2e18)	/* NaN cannot come from JSON */
+		*out = d >= 9.2e18 ? INT64_MAX : INT64_MIN;
+	else {
+		*out = (int64_t) d;		/* toward zero, then down: the floor */
+		if ((double) *out > d)
+			(*out)--;
+	}
 	return true;
 }
 
