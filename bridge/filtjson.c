@@ -32,7 +32,7 @@ dbuf_put(dbuf *b, const char *s, size_t n)
 
 	if (b->oom)
 		return;
-	if (b->len + n + 1 > b->cap) {
+	if (b->s == NULL || b->len + n + 1 > b->cap) {
 		cap = b->cap ? b->cap : 64;
 		while (cap < b->len + n + 1)
 			cap *= 2;
@@ -43,7 +43,8 @@ dbuf_put(dbuf *b, const char *s, size_t n)
 		b->s = ns;
 		b->cap = cap;
 	}
-	memcpy(b->s + b->len, s, n);
+	if (n > 0)
+		memcpy(b->s + b->len, s, n);
 	b->len += n;
 	b->s[b->len] = '\0';
 }

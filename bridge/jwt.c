@@ -574,6 +574,8 @@ jwt_keyset_load(const char *path, const char *alg, char *err, size_t errsize)
 
 /* ---- verification ---- */
 
+static const char *claim_str(json_t *v);
+
 /* The key for a token's kid and alg (header already checked). */
 static jwt_status
 pick_key(const jwt_keyset *ks, const char *kid, jwt_alg alg, const jwt_key **out)
@@ -660,23 +662,8 @@ verify_pkey(const jwt_key *k, const char *data, size_t dlen, const unsigned char
 	return rc == 1 ? JWT_OK : rc == 0 || derlen > 0 ? JWT_BAD_SIGNATURE : JWT_INTERNAL;
 }
 
-/* Parse one part's JSON (an object, no duplicate keys). */
-static json_t *
-part_json(const unsigned char *buf, long len, bool *nomem)
-{
-	json_error_t e;
-	json_t	   *v = json_loadb((const char *) buf, (size_t) len, JSON_REJECT_DUPLICATES, &e);
-
-	*nomem = v == NULL && json_error_code(&e) == json_error_out_of_memory;
-	if (v != NULL && !json_is_object(v)) {
-		json_decref(v);
-		v = NULL;
-	}
-	return v;
-}
-
 /*
- * The payload, parsed the way filters see JSON (sse_json_parse): numbers
+ * A part (header or payload), parsed the way filters see JSON: numbers
  * keep their exact value (jansson alone would round or refuse big ones),
  * and a key given twice counts with its last value, as in jsonb.
  */
@@ -697,20 +684,21 @@ payload_json(const unsigned char *buf, long len, bool *nomem)
 static jwt_status
 check_header(const jwt_keyset *ks, json_t *h, const jwt_key **key)
 {
-	json_t	   *alg = json_object_get(h, "alg");
-	json_t	   *kid = json_object_get(h, "kid");
+	const char *alg = claim_str(json_object_get(h, "alg"));
+	json_t	   *kidv = json_object_get(h, "kid");
+	const char *kid = claim_str(kidv);
 	jwt_alg		a;
 
-	if (!json_is_string(alg))
+	if (alg == NULL)
 		return JWT_BAD_ALG;
-	a = jwt_alg_parse(json_string_value(alg), json_string_length(alg));
+	a = jwt_alg_parse(alg, strlen(alg));
 	if (a == JWT_ALG_UNKNOWN)
 		return JWT_BAD_ALG;		/* "none" included */
-	if (kid != NULL && !json_is_string(kid))
+	if (kidv != NULL && kid == NULL)
 		return JWT_MALFORMED;
 	if (json_object_get(h, "crit") != NULL)
 		return JWT_MALFORMED;	/* extensions the bridge does not understand */
-	return pick_key(ks, kid ? json_string_value(kid) : NULL, a, key);
+	return pick_key(ks, kid, a, key);
 }
 
 /*
@@ -761,13 +749,18 @@ aud_ok(json_t *aud, const char *want)
 	size_t		i;
 	json_t	   *v;
 
-	if (claim_str(aud))
-		return strcmp(claim_str(aud), want) == 0;
+	const char *one = claim_str(aud);
+
+	if (one != NULL)
+		return strcmp(one, want) == 0;
 	if (!json_is_array(aud))
 		return false;
-	json_array_foreach(aud, i, v)
-		if (claim_str(v) && strcmp(claim_str(v), want) == 0)
+	json_array_foreach(aud, i, v) {
+		const char *el = claim_str(v);
+
+		if (el != NULL && strcmp(el, want) == 0)
 			return true;
+	}
 	return false;
 }
 
@@ -829,12 +822,13 @@ grant_channels(json_t *chans, jwt_claims *out)
 		return JWT_INTERNAL;
 	json_array_foreach(chans, i, v) {
 		const char *pat = claim_str(v);
+		char	   *copy;
 
 		if (pat == NULL || sse_pattern_check(pat, strlen(pat)) != SSE_NAME_OK)
 			return JWT_BAD_GRANT;
-		if ((out->channels[out->nchannels] = strdup(pat)) == NULL)
+		if ((copy = strdup(pat)) == NULL)
 			return JWT_INTERNAL;
-		out->nchannels++;
+		out->channels[out->nchannels++] = copy;	/* jwt_claims_clear frees it */
 	}
 	return JWT_OK;
 }
@@ -906,7 +900,7 @@ verify_parts(const jwt_keyset *ks, const char *t, size_t len, size_t d1, size_t 
 
 	if (hl <= 0 || pl <= 0 || sl < 0)
 		return JWT_MALFORMED;
-	if ((h = part_json(hbuf, hl, &nomem)) == NULL)
+	if ((h = payload_json(hbuf, hl, &nomem)) == NULL)
 		return nomem ? JWT_INTERNAL : JWT_MALFORMED;
 	st = check_header(ks, h, &k);
 	json_decref(h);

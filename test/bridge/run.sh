@@ -67,12 +67,15 @@ build_and_run plain "-O2 -g"
 build_and_run asan "$SAN"
 
 # Allocation failure at every point of the output paths (test_mem) and of
-# request parsing and routing (test_oom) (bridge/mem.h's injector:
+# request parsing and routing (test_oom), and of token checks (test_authoom)
+# (bridge/mem.h's injector:
 # -DBRIDGE_FAULT_INJECT and ld --wrap of the allocator).
 declare -A FI_DEPS=(
   [test_mem]="$STREAM_LAYER"
   [test_oom]="bridge/request.c bridge/route.c bridge/query.c bridge/scope.c bridge/subdef.c bridge/resp.c
     bridge/frame.c bridge/config.c bridge/log.c bridge/mem.c"
+  [test_authoom]="bridge/auth.c bridge/jwt.c bridge/filtjson.c bridge/request.c bridge/route.c bridge/query.c
+    bridge/scope.c bridge/config.c bridge/log.c bridge/mem.c"
 )
 fi_test() {   # $1 = test name
   local t=$1 out="$B/fi-$1"
@@ -90,6 +93,7 @@ fi_test() {   # $1 = test name
 }
 fi_test test_mem
 fi_test test_oom
+fi_test test_authoom
 
 # ---- smoke run of the sanitized daemon ----
 smoke() {
