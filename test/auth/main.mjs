@@ -283,6 +283,39 @@ async function owned() {
     await refused(p, `/events/${cap}`, bearer(tok('a.b.c'))), 401, 'invalid_token');
 }
 
+// The README's example: its signing code, run as written (with jwt.key in
+// its directory), makes a cookie whose token bridge B accepts, granting the
+// tenant's channels narrowed to the tenant's rows.
+async function readme() {
+  const text = fs.readFileSync(path.join(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'README.md'), 'utf8');
+  const m = /<!-- test: file sse-token\.mjs -->\n```js\n([\s\S]*?)```/.exec(text);
+  if (!check('README: the signing example is there', !!m)) return;
+  const dir = fs.mkdtempSync(path.join(tmp, 'readme-'));
+  fs.writeFileSync(path.join(dir, 'sse-token.mjs'), m[1]);
+  fs.writeFileSync(path.join(dir, 'jwt.key'), secret);
+  const cwd = process.cwd();
+  process.chdir(dir);
+  let cookie;
+  try {
+    const { sseCookie } = await import(path.join(dir, 'sse-token.mjs'));
+    cookie = sseCookie({ id: 'user-17', tenant: 42 });
+  } finally {
+    process.chdir(cwd);
+  }
+  const t = /^sse_token=([^;]+); Path=\/; HttpOnly; Secure; SameSite=Strict$/.exec(cookie);
+  if (!check('README: sseCookie returns a Set-Cookie value for sse_token', !!t, t ? '' : cookie)) return;
+  tok(t[1]);
+  const o = await opens(B.port, '/events?channel=tenant.42.order.%23', { Cookie: `tok=${t[1]}` });
+  check("README: the bridge accepts the example's token for the tenant's channels", o.ok, `status ${o.status}`);
+  expectRefusal("README: another tenant's channels are refused", await refused(B.port, '/events?channel=tenant.43.order.%23', bearer(t[1])), 403, 'forbidden');
+  await publish('tenant.42.order.1', { tenant: 41, n: 1 });
+  await publish('tenant.42.order.1', { tenant: 42, n: 2 });
+  const got = await o.s.wait((s) => s.events.find((e) => e.data && JSON.parse(e.data).n === 2), 5000);
+  const ns = o.s.events.filter((e) => e.event !== 'ready').map((e) => JSON.parse(e.data).n);
+  check("README: the example's filter keeps the tenant's rows only", !!got && JSON.stringify(ns) === '[2]', JSON.stringify(ns));
+  o.s.close();
+}
+
 function logs() {
   for (const b of [A, B]) {
     const text = b.logText();
@@ -308,6 +341,7 @@ async function main() {
   await authorization();
   await bridgeB();
   await owned();
+  await readme();
   await reload();
   logs();
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Token authentication on the wire (Node 20, no packages): every refusal
 # of docs/auth.md against a running bridge, the authorization of patterns
-# and filters, expiry during a stream, SIGHUP key reloads, and that no
-# token reaches a log.  Keys and tokens are made by main.mjs with node's
+# and filters, owned subscriptions, expiry during a stream, SIGHUP key
+# reloads, the README's signing example run as written, and that no token
+# reaches a log.  Keys and tokens are made by main.mjs with node's
 # crypto.  See main.mjs for the checks.
 #
 # Needs the cluster environment exported by scripts/test.sh (PGHOST,
