@@ -358,6 +358,7 @@ btest('helper: a token cookie expires mid-stream -> auth-expired, the refresh ho
     document.cookie = `sse_token=${await window.issueToken()}; path=/; SameSite=Strict`;
     window.refreshCalls = [];
   });
+  t.defer(() => page.evaluate(() => { document.cookie = 'sse_token=; Max-Age=0; path=/'; }).catch(() => {}));
   await page.evaluate((u) => window.openHelper('h', u, {
     refresh: async (why) => {
       window.refreshCalls.push(why);
@@ -381,4 +382,34 @@ btest('helper: a token cookie expires mid-stream -> auth-expired, the refresh ho
   assert.ok(calls.length >= 2 && calls.every((w) => w === 'expired'), `refresh calls: ${calls}`);
   assert.ok(issued >= 3, `${issued} tokens issued`);
   console.log(`    token expiry: ${want.length} events compared across ${expiries} expiries, ${calls.length} refreshes`);
+});
+
+btest('helper: a token passed as `token` (access_token, --jwt-query on) expires -> the hook returns a new one, the stream goes on exactly', async (t) => {
+  const secret = randomBytes(48);
+  const keyFile = tmpPath(`jwt-${uniq()}.key`);
+  writeFileSync(keyFile, secret);
+  const b = await bridge(t, ['--jwt-key', keyFile, '--jwt-alg', 'HS256', '--jwt-leeway', '0', '--jwt-query', 'on']);
+  const ch = `sec.${uniq()}`;
+  const page = await helperPage(t, b.url);
+  await page.exposeFunction('issueToken', () => hsToken(secret, {
+    sub: 'browser', exp: Math.floor(Date.now() / 1000) + 3, sse: { channels: [`${ch}.*`] },
+  }));
+  // cookies ignore ports: an sse_token cookie left for 127.0.0.1 by another
+  // test would come first (Authorization, then the cookie, then the query)
+  await page.evaluate(() => { document.cookie = 'sse_token=; Max-Age=0; path=/'; });
+  const first = await page.evaluate(() => window.issueToken());
+  await page.evaluate((u, tk) => window.openHelper('h', u, {
+    token: tk,
+    refresh: () => window.issueToken(),
+  }), `/events?channel=${ch}.*`, first);
+  await waitSnap(page, 'h', (x) => x.ready, 'ready');
+  const pub = publisher(`${ch}.x`, { batch: 2, pauseMs: 50 });
+  t.defer(() => pub.stop());
+  await waitSnap(page, 'h', (x) => x.stats.refreshes >= 1 && x.state === 'live', 'a refresh', 30_000);
+  await pub.stop();
+  const want = await rows(`channel = ${lit(`${ch}.x`)}`);
+  const s = await waitSnap(page, 'h', (x) => x.events.length >= want.length, `all ${want.length} events`);
+  assertSameEvents(s.events, want, 'helper across a token refresh');
+  assert.equal(s.stats.duplicates, 0);
+  assert.equal(s.state, 'live');
 });
