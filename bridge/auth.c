@@ -42,6 +42,7 @@ static struct {
 
 uint64_t	auth_cache_hits;
 uint64_t	auth_verifications;
+uint64_t	auth_refusals;
 
 int64_t
 auth_now(void)
@@ -402,6 +403,8 @@ auth_refuse_token(route_result *rr, jwt_status st)
 {
 	char		detail[128];
 
+	if (st != JWT_INTERNAL)
+		auth_refusals++;
 	if (st == JWT_INTERNAL)
 		auth_refuse(rr, 503, "unavailable", "token verification failed inside the bridge");
 	else if (st == JWT_TOO_LARGE)

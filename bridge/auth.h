@@ -79,8 +79,9 @@ auth_expired(const auth_grant *g, int64_t now)
 auth_grant *auth_grant_ref(auth_grant *g);
 void		auth_grant_unref(auth_grant *g);
 
-/* Cache statistics: lookups answered from the cache, and full verifications. */
+/* Counters for /metrics: tokens answered from the cache, verified in full, and refused. */
 extern uint64_t auth_cache_hits;
 extern uint64_t auth_verifications;
+extern uint64_t auth_refusals;
 
 #endif

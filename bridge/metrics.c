@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "auth.h"
 #include "hub.h"
 #include "mem.h"
 #include "metrics.h"
@@ -131,6 +132,9 @@ metrics_render(size_t *len)
 	metrics_line(f, "sse_bridge_alloc_failures_injected_total", "counter", "Allocation failures injected (test builds).", mem_injected());
 	metrics_line(f, "sse_bridge_client_queue_peak_bytes", "gauge", "Largest client queue of more than one frame.", metrics.queue_peak);
 	metrics_line(f, "sse_bridge_client_queue_over_total", "counter", "Frames that left such a queue over --client-queue.", metrics.queue_over);
+	metrics_line(f, "sse_bridge_token_verifications_total", "counter", "Tokens verified in full (signature and claims).", auth_verifications);
+	metrics_line(f, "sse_bridge_token_cache_hits_total", "counter", "Tokens found in the cache of verified tokens.", auth_cache_hits);
+	metrics_line(f, "sse_bridge_token_refusals_total", "counter", "Requests refused for their token (401, 431).", auth_refusals);
 	metrics_lag(f);
 	if (fclose(f) != 0) {
 		free(buf);

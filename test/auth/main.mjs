@@ -9,7 +9,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  Bridge, Psql, Sse, check, errorProblem, exchange, note, parseResponse, show, tally, until,
+  Bridge, Psql, Sse, check, errorProblem, exchange, metrics, note, parseResponse, tally, until,
 } from '../abuse/lib.mjs';
 
 const env = process.env;
@@ -332,6 +332,16 @@ function logs() {
   }
 }
 
+// /metrics counts verifications, cache hits and refusals.
+async function counters() {
+  const m = await metrics(A.port);
+  const v = m && m.sse_bridge_token_verifications_total;
+  const h = m && m.sse_bridge_token_cache_hits_total;
+  const r = m && m.sse_bridge_token_refusals_total;
+  check('/metrics: tokens verified, found in the cache and refused are counted', v > 10 && h > 0 && r > 10,
+    `verified ${v}, cache hits ${h}, refused ${r}`);
+}
+
 async function main() {
   const okA = await A.start();
   const okB = await B.start();
@@ -343,6 +353,7 @@ async function main() {
   await owned();
   await readme();
   await reload();
+  await counters();
   logs();
 }
 
