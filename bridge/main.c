@@ -251,8 +251,9 @@ main(int argc, char **argv)
 		bridge_teardown();
 		return 1;
 	}
-	log_info("sse-bridge %s starting; ad hoc %s", BRIDGE_VERSION,
-			 scope_count(br.public_scope) ? "enabled" : "disabled");
+	log_info("sse-bridge %s starting; ad hoc %s%s", BRIDGE_VERSION,
+			 scope_count(br.public_scope) || auth_enabled() ? "enabled" : "disabled",
+			 auth_enabled() ? " (public channels and token grants)" : "");
 	feed_start();
 	work_start();
 	prune_start();
