@@ -29,6 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "client.h"
 #include "config.h"
 #include "log.h"
@@ -38,6 +39,7 @@
 #include "resp.h"
 #include "route.h"
 #include "static.h"
+#include "wire.h"
 
 /* Frames per write: Linux's IOV_MAX, so one writev carries them all. */
 #define CLIENT_MAX_BUFS 1024
@@ -195,6 +197,7 @@ static const log_level close_log_level[CLOSE_COUNT] = {
 	[CLOSE_DEFINITION] = LOG_ERROR,
 	[CLOSE_SUBSCRIPTION] = LOG_INFO,
 	[CLOSE_END_EVENT] = LOG_DEBUG,
+	[CLOSE_AUTH_EXPIRED] = LOG_DEBUG,
 };
 
 void
@@ -303,6 +306,7 @@ client_free(client *c)
 		free(c->req);
 	}
 	free(c->origin);
+	auth_grant_unref(c->grant);
 	free(c);
 }
 
@@ -570,6 +574,7 @@ client_route(client *c)
 	route_result rr;
 	const char *origin = c->req->origin.set ? c->req->origin.s : NULL;
 	frame	   *asset;
+	auth_grant *grant;
 
 	if (c->flags & CF_REJECT) {
 		metrics.rejected++;
@@ -584,7 +589,11 @@ client_route(client *c)
 		client_respond(c, asset);
 		return;
 	}
-	route_request(c->req, env.public_scope, &rr);
+	auth_route(c->req, env.public_scope, &rr, &grant);
+	if (grant != NULL && (rr.kind == ROUTE_ADHOC || rr.kind == ROUTE_SUB))
+		c->grant = grant;		/* ad hoc or owned: the stream ends when the token expires */
+	else
+		auth_grant_unref(grant);
 	if ((rr.kind == ROUTE_ADHOC || rr.kind == ROUTE_SUB) && mem_over_soft()) {
 		metrics.mem_refused++;
 		client_respond(c, resp_busy(origin, "memory limit reached"));
@@ -717,6 +726,11 @@ client_sweep_one(client *c, uint64_t now)
 			}
 			break;
 		case CS_STREAMING:
+			if (c->grant != NULL && !client_gone(c) && auth_expired(c->grant, auth_now())) {
+				client_send(c, wire_auth_expired());
+				client_disconnect(c, true, CLOSE_AUTH_EXPIRED, "its token expired");
+				break;
+			}
 			if (now >= c->deadline_ms + cfg.keepalive_ms && c->q.n == 0)
 				client_send(c, frame_ref(env.keepalive));
 			break;

@@ -60,6 +60,7 @@ enum client_flags {
 };
 
 struct stream;
+struct auth_grant;
 
 typedef struct client {
 	uv_tcp_t	tcp;
@@ -72,6 +73,7 @@ typedef struct client {
 	req		   *req;
 	char	   *origin;			/* request Origin when CORS is configured */
 	struct stream *st;			/* stream.c's, while OPENING or STREAMING */
+	struct auth_grant *grant;	/* the token it opened with (a reference), or NULL */
 } client;
 
 typedef struct client_ops {

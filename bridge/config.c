@@ -84,6 +84,22 @@ static const cfg_entry cfg_table[] = {
 	 "with --workers 2 or more: database links for opens and replays (the live link is one more)"},
 	{"demo", CFG_BOOL, &cfg.demo, "off", "on|off",
 	 "serve the jobs demo page at / (the helper /sse-bridge.js is always served)"},
+	{"jwt-key", CFG_STRING, &cfg.jwt_key, "", "FILE",
+	 "verify JWTs with this key: an HMAC secret (the file's bytes, at least 32), a PEM public key, "
+	 "or a JWKS {\"keys\":[...]} (several keys chosen by kid); SIGHUP reloads it (empty: no tokens)"},
+	{"jwt-alg", CFG_STRING, &cfg.jwt_alg, "", "ALG",
+	 "the one algorithm tokens may use: HS256 HS384 HS512 RS256 RS384 RS512 ES256 ES384 "
+	 "(required unless the key file is a JWKS)"},
+	{"jwt-issuer", CFG_STRING, &cfg.jwt_issuer, "", "ISS",
+	 "required iss claim (empty: not checked)"},
+	{"jwt-audience", CFG_STRING, &cfg.jwt_audience, "", "AUD",
+	 "required aud claim, or an element of it (empty: not checked)"},
+	{"jwt-leeway", CFG_SECONDS, &cfg.jwt_leeway_ms, "30", "SECONDS",
+	 "clock skew allowed on exp and nbf"},
+	{"jwt-cookie", CFG_STRING, &cfg.jwt_cookie, "sse_token", "NAME",
+	 "cookie read for a token when there is no Authorization: Bearer header"},
+	{"jwt-query", CFG_BOOL, &cfg.jwt_query, "off", "on|off",
+	 "also accept a token in the access_token query parameter (it ends up in proxy logs)"},
 };
 
 #define CFG_N (sizeof(cfg_table) / sizeof(cfg_table[0]))

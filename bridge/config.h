@@ -43,6 +43,13 @@ typedef struct cfg_settings {
 	char	   *workers_opt;	/* --workers as written: "auto" or a number */
 	uint64_t	workers;		/* after cfg_load: 1..CFG_WORKERS_MAX */
 	uint64_t	db_pool;		/* work links of a supervisor (--workers >= 2) */
+	char	   *jwt_key;		/* key file: secret, PEM public key or JWKS; "" = no tokens */
+	char	   *jwt_alg;		/* "" = taken from the JWKS */
+	char	   *jwt_issuer;		/* "" = not checked */
+	char	   *jwt_audience;	/* "" = not checked */
+	uint64_t	jwt_leeway_ms;	/* clock skew allowed on exp and nbf (option: seconds) */
+	char	   *jwt_cookie;		/* cookie holding a token */
+	bool		jwt_query;		/* accept ?access_token= */
 } cfg_settings;
 
 extern cfg_settings cfg;

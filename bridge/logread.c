@@ -133,7 +133,7 @@ static const char logread_fork_sql[] =
  */
 enum {OPEN_HEAD, OPEN_PRUNED, OPEN_HEAD_US, OPEN_AT_US, OPEN_CLOSE_ID, OPEN_SID,
 	OPEN_START_ID, OPEN_START_US, OPEN_CLOSED, OPEN_EXPIRED, OPEN_DEF_POS, OPEN_DEF,
-	OPEN_DROPPED, OPEN_NCOLS};
+	OPEN_DROPPED, OPEN_OWNER, OPEN_NCOLS};
 _Static_assert(OPEN_NCOLS == LOGREAD_OPEN_SUB_COLS, "logread.h names the open answer's width");
 
 #define LOGREAD_OPEN_HEAD \
@@ -150,7 +150,9 @@ static const char logread_open_adhoc_sql[] =
  * (def_pos: the resume point, not before the creation marker, clamped to
  * the head, then moved up to the prune point; the same as stream_decide
  * followed by a reset), in the form of a marker's data, and whether the row
- * is the tombstone of an unsubscribed subscription.  Operators and
+ * is the tombstone of an unsubscribed subscription, and its owner (read
+ * from the row as JSON, so the statement also runs against extension
+ * versions before 1.3, which have no owner column: NULL).  Operators and
  * functions are qualified with pg_catalog, so the session's search_path
  * cannot change what this statement does.
  */
@@ -158,7 +160,8 @@ static const char logread_open_sub_sql[] =
 	LOGREAD_OPEN_HEAD LOGREAD_SUB_CLOSE_SQL ", "
 	"s.sid, s.start_id, " LOGREAD_US_AT("s.start_id") ", s.closed_at IS NOT NULL, "
 	"((s.last_seen" OP("+") "s.ttl)" OP("<") PGC "now()), "
-	"p.pos, v.def, s.dropped_at IS NOT NULL "
+	"p.pos, v.def, s.dropped_at IS NOT NULL, "
+	PGC "to_jsonb(s)" OP("->>") "'owner'::" PGC "text "
 	"FROM (" LOGREAD_HEAD_PRUNED_SQL ") h LEFT JOIN sse_bridge.subscriptions s "
 	"ON s.id" OP("=") "$1::" PGC "uuid "
 	"LEFT JOIN LATERAL (SELECT GREATEST(LEAST(GREATEST($2::bigint, s.start_id), h.head), "
@@ -677,6 +680,7 @@ logread_open_info(const PGresult *res, bool is_sub, open_info *info)
 	info->def_pos = logread_int(res, 0, OPEN_DEF_POS, -1);
 	info->def_json = logread_text(res, 0, OPEN_DEF);
 	info->dropped = logread_bool(res, 0, OPEN_DROPPED);
+	info->owner = logread_text(res, 0, OPEN_OWNER);
 }
 
 bool
@@ -690,12 +694,16 @@ logread_open_answer(const PGresult *res, bool is_sub, open_info *info)
 	info->found = !is_sub;
 	logread_open_info(res, is_sub, info);
 	/* a row whose definition could not be copied is not a usable answer */
-	return !(info->found && is_sub && info->def_json == NULL && !PQgetisnull(res, 0, OPEN_DEF));
+	return !(info->found && is_sub &&
+			 ((info->def_json == NULL && !PQgetisnull(res, 0, OPEN_DEF)) ||
+			  (info->owner == NULL && !PQgetisnull(res, 0, OPEN_OWNER))));
 }
 
 void
 open_info_clear(open_info *info)
 {
 	free(info->def_json);
+	free(info->owner);
 	info->def_json = NULL;
+	info->owner = NULL;
 }

@@ -45,6 +45,8 @@ typedef struct open_info {
 	int64_t		close_id;		/* first close event that ends the stream, -1 none:
 								 * ad hoc, on a literal pattern; subscription, on a
 								 * literal pattern of the version valid at its id */
+	char	   *owner;			/* the subscription's owner (a token subject), NULL:
+								 * none, a capability (also before extension 1.3) */
 } open_info;
 
 /* Setup steps of the live link (LISTEN, fetch, head) and the work link. */
@@ -131,7 +133,7 @@ bool		logread_fork_answer(const PGresult *res, int64_t *pruned, int64_t *id,
  * when res is not a usable answer.
  */
 /* Columns of the subscription open answer (a test builds one by hand). */
-#define LOGREAD_OPEN_SUB_COLS 13
+#define LOGREAD_OPEN_SUB_COLS 14
 
 bool		logread_open_answer(const PGresult *res, bool is_sub, open_info *info);
 void		open_info_clear(open_info *info);

@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "client.h"
 #include "config.h"
 #include "feed.h"
@@ -65,6 +66,7 @@ static struct {
 	uv_timer_t	stop_timer;		/* hard deadline during shutdown */
 	uv_signal_t sigterm;
 	uv_signal_t sigint;
+	uv_signal_t sighup;			/* reload the token keys (auth_reload) */
 	scope	   *public_scope;
 	db_link		live;			/* LISTEN + live fetches */
 	db_link		work;			/* opens, replay pages, definition reads, housekeeping */
@@ -165,6 +167,7 @@ bridge_finish(void)
 	uv_close((uv_handle_t *) &br.stop_timer, NULL);
 	uv_close((uv_handle_t *) &br.sigterm, NULL);
 	uv_close((uv_handle_t *) &br.sigint, NULL);
+	uv_close((uv_handle_t *) &br.sighup, NULL);
 }
 
 /* client_ops.closed, and after the last client is gone during shutdown. */
@@ -254,6 +257,16 @@ bridge_on_chan_closed(ipc_chan *c)
 	_exit(3);
 }
 
+/* SIGHUP: reload what can change without a restart (the token keys). */
+static void
+bridge_on_sighup(uv_signal_t *h, int signum)
+{
+	(void) h;
+	(void) signum;
+	log_info("received SIGHUP: reloading");
+	auth_reload();
+}
+
 static bool
 bridge_setup(void)
 {
@@ -262,6 +275,10 @@ bridge_setup(void)
 	br.public_scope = scope_new(cfg.public_channels, err, sizeof(err));
 	if (br.public_scope == NULL) {
 		log_error("--public-channels: %s", err[0] ? err : "out of memory");
+		return false;
+	}
+	if (!auth_init(err, sizeof(err))) {
+		log_error("%s", err);
 		return false;
 	}
 	br.keepalive = wire_keepalive();
@@ -288,6 +305,8 @@ bridge_setup(void)
 	uv_signal_start(&br.sigterm, bridge_on_signal, SIGTERM);
 	uv_signal_init(br.loop, &br.sigint);
 	uv_signal_start(&br.sigint, bridge_on_signal, SIGINT);
+	uv_signal_init(br.loop, &br.sighup);
+	uv_signal_start(&br.sighup, bridge_on_sighup, SIGHUP);
 	if (br.worker) {
 		whole_init(br.ring, br.slot);
 		metrics_set_view(whole_fill, whole_extra);
@@ -309,6 +328,7 @@ bridge_teardown(void)
 	uv_loop_close(br.loop);
 	scope_free(br.public_scope);
 	frame_unref(br.keepalive);
+	auth_shutdown();
 	ring_shutdown();
 	hub_shutdown();
 	cfg_free();
@@ -445,8 +465,9 @@ main(int argc, char **argv)
 		bridge_teardown();
 		return 1;
 	}
-	log_info("sse-bridge %s starting; ad hoc %s", BRIDGE_VERSION,
-			 scope_count(br.public_scope) ? "enabled" : "disabled");
+	log_info("sse-bridge %s starting; ad hoc %s%s", BRIDGE_VERSION,
+			 scope_count(br.public_scope) || auth_enabled() ? "enabled" : "disabled",
+			 auth_enabled() ? " (public channels and token grants)" : "");
 	feed_start();
 	work_start();
 	prune_start();

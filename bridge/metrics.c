@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "auth.h"
 #include "hub.h"
 #include "mem.h"
 #include "metrics.h"
@@ -43,6 +44,7 @@ static const char *const close_reason_names[CLOSE_COUNT] = {
 	[CLOSE_DEFINITION] = "bad_definition",
 	[CLOSE_SUBSCRIPTION] = "subscription_ended",
 	[CLOSE_END_EVENT] = "close_event",
+	[CLOSE_AUTH_EXPIRED] = "token_expired",
 };
 
 const char *
@@ -106,6 +108,9 @@ metrics_own_view(metrics_view *v)
 	for (int k = 0; k < MEM_KINDS && k < 8; k++)
 		v->mem_kind[k] = mem_kind_used((mem_kind) k);
 	v->injected = mem_injected();
+	v->tokens_verified = auth_verifications;
+	v->token_cache_hits = auth_cache_hits;
+	v->token_refusals = auth_refusals;
 }
 
 char *
@@ -165,6 +170,9 @@ metrics_render(size_t *len)
 	metrics_line(f, "sse_bridge_alloc_failures_injected_total", "counter", "Allocation failures injected (test builds).", v.injected);
 	metrics_line(f, "sse_bridge_client_queue_peak_bytes", "gauge", "Largest client queue of more than one frame.", v.c.queue_peak);
 	metrics_line(f, "sse_bridge_client_queue_over_total", "counter", "Frames that left such a queue over --client-queue.", v.c.queue_over);
+	metrics_line(f, "sse_bridge_token_verifications_total", "counter", "Tokens verified in full (signature and claims).", v.tokens_verified);
+	metrics_line(f, "sse_bridge_token_cache_hits_total", "counter", "Tokens found in the cache of verified tokens.", v.token_cache_hits);
+	metrics_line(f, "sse_bridge_token_refusals_total", "counter", "Requests refused for their token (401, 431).", v.token_refusals);
 	metrics_lag(f, &v.c);
 	if (view_extra != NULL)
 		view_extra(f);

@@ -26,6 +26,7 @@ typedef enum close_reason {
 	CLOSE_DEFINITION,			/* a definition that cannot be applied */
 	CLOSE_SUBSCRIPTION,			/* its subscription was closed or dropped */
 	CLOSE_END_EVENT,			/* a close event on one of its channels */
+	CLOSE_AUTH_EXPIRED,			/* the token it opened with expired */
 	CLOSE_COUNT
 } close_reason;
 
@@ -80,6 +81,9 @@ typedef struct metrics_view {
 	uint64_t	mem_limit;
 	uint64_t	mem_kind[8];
 	uint64_t	injected;
+	uint64_t	tokens_verified;	/* auth.c */
+	uint64_t	token_cache_hits;
+	uint64_t	token_refusals;
 } metrics_view;
 
 /*

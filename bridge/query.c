@@ -76,6 +76,7 @@ query_params_free(query_params *p)
 	for (size_t i = 0; i < p->nchannels; i++)
 		free(p->channels[i]);
 	free(p->filter);
+	free(p->access_token);
 	free(p->last_event_id);
 	*p = (query_params) {0};
 }
@@ -106,6 +107,8 @@ query_store(query_params *p, const char *k, size_t klen, char *val,
 		slot = &p->filter;
 	else if (query_key_is(k, klen, "lastEventId"))
 		slot = &p->last_event_id;
+	else if (query_key_is(k, klen, "access_token"))
+		slot = &p->access_token;
 	if (slot == NULL) {
 		free(val);
 		return true;

@@ -29,11 +29,12 @@ typedef struct query_params {
 	size_t		nchannels;
 	char	   *filter;			/* NULL when absent */
 	char	   *last_event_id;	/* NULL when absent */
+	char	   *access_token;	/* NULL when absent (auth.c decides if it may be used) */
 } query_params;
 
 /*
  * Parse "a=b&c=d" (without the '?').  Known keys: channel (repeatable),
- * filter, lastEventId; others are ignored.  Unless QUERY_OK, writes a
+ * filter, lastEventId, access_token; others are ignored.  Unless QUERY_OK, writes a
  * reason to err ("out of memory" for QUERY_INTERNAL); out is then already
  * freed.
  */

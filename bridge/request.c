@@ -42,7 +42,9 @@ req_free(req *r)
 	free(r->url.s);
 	free(r->last_event_id.s);
 	free(r->origin.s);
-	r->url = r->last_event_id = r->origin = (req_str) {0};
+	free(r->authorization.s);
+	free(r->cookie.s);
+	r->url = r->last_event_id = r->origin = r->authorization = r->cookie = (req_str) {0};
 }
 
 const char *
@@ -126,6 +128,10 @@ req_classify(const req *r)
 		return REQ_H_ORIGIN;
 	if (r->field_len == 4 && memcmp(r->field, "host", 4) == 0)
 		return REQ_H_HOST;
+	if (r->field_len == 13 && memcmp(r->field, "authorization", 13) == 0)
+		return REQ_H_AUTHORIZATION;
+	if (r->field_len == 6 && memcmp(r->field, "cookie", 6) == 0)
+		return REQ_H_COOKIE;
 	return REQ_H_OTHER;
 }
 
@@ -141,11 +147,17 @@ req_start_value(req *r)
 		return req_fail(r, 400, "Origin given more than once");
 	if (r->cur == REQ_H_HOST && r->has_host)
 		return req_fail(r, 400, "Host given more than once");
+	if (r->cur == REQ_H_AUTHORIZATION && r->authorization.set)
+		return req_fail(r, 400, "Authorization given more than once");
 	r->has_host |= r->cur == REQ_H_HOST;
 	if (r->cur == REQ_H_LAST_EVENT_ID)
 		return req_append(r, &r->last_event_id, "", 0);
 	if (r->cur == REQ_H_ORIGIN)
 		return req_append(r, &r->origin, "", 0);
+	if (r->cur == REQ_H_AUTHORIZATION)
+		return req_append(r, &r->authorization, "", 0);
+	if (r->cur == REQ_H_COOKIE)
+		return req_append(r, &r->cookie, r->cookie.set ? "; " : "", r->cookie.set ? 2 : 0);
 	return 0;
 }
 
@@ -161,6 +173,10 @@ req_on_value(http_parser *p, const char *at, size_t len)
 			return req_append(r, &r->last_event_id, at, len);
 		case REQ_H_ORIGIN:
 			return req_append(r, &r->origin, at, len);
+		case REQ_H_AUTHORIZATION:
+			return req_append(r, &r->authorization, at, len);
+		case REQ_H_COOKIE:
+			return req_append(r, &r->cookie, at, len);
 		case REQ_H_HOST:
 		case REQ_H_OTHER:
 			break;

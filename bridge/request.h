@@ -1,8 +1,8 @@
 /*
  * request.h - the HTTP/1.1 request head, parsed with http-parser.
  *
- * A req collects the method, the request target and the two headers the
- * bridge uses (Last-Event-ID, Origin) while bytes arrive in pieces.  It
+ * A req collects the method, the request target and the headers the
+ * bridge uses (Last-Event-ID, Origin, Authorization, Cookie) while bytes arrive in pieces.  It
  * enforces the head size limit (431) and refuses bodies, Transfer-Encoding
  * and conflicting Content-Length headers (400: request smuggling).  A
  * failed allocation is the bridge's fault, never the request's: 503.
@@ -27,7 +27,9 @@ typedef enum req_header {
 	REQ_H_OTHER,
 	REQ_H_LAST_EVENT_ID,
 	REQ_H_ORIGIN,
-	REQ_H_HOST
+	REQ_H_HOST,
+	REQ_H_AUTHORIZATION,
+	REQ_H_COOKIE
 } req_header;
 
 typedef struct req_str {
@@ -43,6 +45,8 @@ typedef struct req {
 	req_str		url;
 	req_str		last_event_id;
 	req_str		origin;
+	req_str		authorization;	/* at most one */
+	req_str		cookie;			/* several Cookie headers joined by "; " */
 	char		field[24];		/* current header name, lower case */
 	size_t		field_len;		/* > sizeof(field) means "too long to care" */
 	req_header	cur;			/* header the current value belongs to */

@@ -59,6 +59,7 @@ resp_reason(int status)
 		case 200: return "OK";
 		case 204: return "No Content";
 		case 400: return "Bad Request";
+		case 401: return "Unauthorized";
 		case 403: return "Forbidden";
 		case 404: return "Not Found";
 		case 405: return "Method Not Allowed";
@@ -98,9 +99,10 @@ resp_build(int status, const char *ctype, const char *body, size_t len, const ch
 	frame	   *head, *f;
 
 	head = frame_printf("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-						"Cache-Control: no-store\r\n%s%sConnection: close\r\n%s\r\n",
+						"Cache-Control: no-store\r\n%s%s%sConnection: close\r\n%s\r\n",
 						status, resp_reason(status), ctype, len,
 						status == 503 ? "Retry-After: " RESP_RETRY_AFTER "\r\n" : "",
+						status == 401 ? "WWW-Authenticate: Bearer realm=\"sse-bridge\"\r\n" : "",
 						status == 405 ? "Allow: GET, OPTIONS\r\n" : "", cors);
 	if (head == NULL)
 		return resp_oom();
@@ -180,7 +182,7 @@ resp_empty(int status, const char *origin, int preflight)
 
 	if (preflight && cfg.cors_origin && cfg.cors_origin[0])
 		pre = "Access-Control-Allow-Methods: GET, OPTIONS\r\n"
-			"Access-Control-Allow-Headers: Last-Event-ID, Cache-Control\r\n"
+			"Access-Control-Allow-Headers: Last-Event-ID, Cache-Control, Authorization\r\n"
 			"Access-Control-Max-Age: 600\r\n";
 	frame	   *f = frame_printf("HTTP/1.1 %d %s\r\nConnection: close\r\n%s%s\r\n",
 								 status, resp_reason(status), resp_cors(origin, cors, sizeof(cors)), pre);

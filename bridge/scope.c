@@ -104,6 +104,26 @@ scope_new(const char *list, char *err, size_t errsize)
 	return s;
 }
 
+scope *
+scope_union(const scope *base, char *const *pats, size_t n)
+{
+	scope	   *s = calloc(1, sizeof(scope));
+	size_t		total = base->npats + n;
+
+	if (s == NULL || (total > 0 && (s->pats = calloc(total, sizeof(char *))) == NULL)) {
+		free(s);
+		return NULL;
+	}
+	for (size_t i = 0; i < total; i++) {
+		if ((s->pats[i] = strdup(i < base->npats ? base->pats[i] : pats[i - base->npats])) == NULL) {
+			scope_free(s);
+			return NULL;
+		}
+		s->npats++;
+	}
+	return s;
+}
+
 void
 scope_free(scope *s)
 {

@@ -22,6 +22,12 @@ typedef struct scope scope;
  * or when out of memory.
  */
 scope	   *scope_new(const char *list, char *err, size_t errsize);
+/*
+ * A new scope of base's patterns and n more (each must pass
+ * sse_pattern_check): what a token adds to the public channels.  NULL
+ * when out of memory.
+ */
+scope	   *scope_union(const scope *base, char *const *pats, size_t n);
 void		scope_free(scope *s);
 size_t		scope_count(const scope *s);
 

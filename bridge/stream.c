@@ -55,6 +55,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "config.h"
 #include "hmap.h"
 #include "log.h"
@@ -525,7 +526,32 @@ stream_reopen(stream *st)
 		client_respond_error(st->owner, 503, "unavailable", preflight_unavailable());
 }
 
-/* The open answer arrived: 404, 204, or begin replaying. */
+/*
+ * An owned subscription opens only for a token whose subject is its owner:
+ * 401 without a token, 403 for another subject; the stream then ends when
+ * the token expires.  One without an owner is a capability: a token that
+ * came with the request plays no part in it.
+ */
+static bool
+stream_owner_ok(client *c, const open_info *info)
+{
+	if (info->owner == NULL) {
+		auth_grant_unref(c->grant);
+		c->grant = NULL;
+		return true;
+	}
+	if (c->grant == NULL) {
+		client_respond_error(c, 401, "unauthorized", "this subscription needs a token of its owner");
+		return false;
+	}
+	if (strcmp(c->grant->sub, info->owner) != 0) {
+		client_respond_error(c, 403, "forbidden", "this subscription belongs to another subject");
+		return false;
+	}
+	return true;
+}
+
+/* The open answer arrived: 404, 204, 401/403 (owner), or begin replaying. */
 static void
 stream_opened(stream *st, const open_info *info)
 {
@@ -555,6 +581,8 @@ stream_opened(stream *st, const open_info *info)
 		case STREAM_START:
 			break;
 	}
+	if (st->sub_id != NULL && !stream_owner_ok(c, info))
+		return;
 	if (st->sub_id != NULL && forked && st->forked_at < 0) {
 		/*
 		 * The definition came for the abandoned position: ask again for

@@ -90,6 +90,7 @@ static struct {
 	unsigned	nw;
 	uv_signal_t sigterm;
 	uv_signal_t sigint;
+	uv_signal_t sighup;			/* passed on to every worker */
 	uv_timer_t	status;
 	uv_timer_t	stop_timer;
 	bool		stopping;
@@ -393,6 +394,7 @@ sv_finish(void)
 	uv_close((uv_handle_t *) &sv.stop_timer, NULL);
 	uv_close((uv_handle_t *) &sv.sigterm, NULL);
 	uv_close((uv_handle_t *) &sv.sigint, NULL);
+	uv_close((uv_handle_t *) &sv.sighup, NULL);
 }
 
 static void
@@ -430,6 +432,20 @@ sv_on_signal(uv_signal_t *h, int signum)
 	}
 	uv_timer_start(&sv.stop_timer, sv_on_deadline, SUPER_STOP_DEADLINE_MS, 0);
 	sv_maybe_finish();
+}
+
+/* SIGHUP: each worker reloads what it can change at run time. */
+static void
+sv_on_sighup(uv_signal_t *h, int signum)
+{
+	(void) h;
+	(void) signum;
+	if (sv.stopping)
+		return;
+	log_info("received SIGHUP: passing it on to every worker");
+	for (unsigned i = 0; i < sv.nw; i++)
+		if (sv.w[i].running)
+			uv_process_kill(&sv.w[i].proc, SIGHUP);
 }
 
 static bool
@@ -496,6 +512,8 @@ super_main(int argc, char **argv)
 	uv_signal_start(&sv.sigterm, sv_on_signal, SIGTERM);
 	uv_signal_init(sv.loop, &sv.sigint);
 	uv_signal_start(&sv.sigint, sv_on_signal, SIGINT);
+	uv_signal_init(sv.loop, &sv.sighup);
+	uv_signal_start(&sv.sighup, sv_on_sighup, SIGHUP);
 	for (unsigned i = 0; i < sv.nw; i++) {
 		sv.w[i].slot = i;
 		sv.w[i].backoff_ms = RESPAWN_MS;

@@ -79,6 +79,9 @@ whole_fill(metrics_view *v)
 		for (int k = 0; k < 8; k++)
 			v->mem_kind[k] += s.v.mem_kind[k];
 		v->injected += s.v.injected;
+		v->tokens_verified += s.v.tokens_verified;
+		v->token_cache_hits += s.v.token_cache_hits;
+		v->token_refusals += s.v.token_refusals;
 		if (s.v.cache_events > v->cache_events)
 			v->cache_events = s.v.cache_events;
 		if (i == sup) {

@@ -130,3 +130,9 @@ wire_keepalive(void)
 {
 	return frame_printf(": keepalive\n\n");
 }
+
+frame *
+wire_auth_expired(void)
+{
+	return frame_printf("event: auth-expired\ndata: {\"error\":\"token_expired\"}\n\n");
+}

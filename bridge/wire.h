@@ -46,4 +46,11 @@ frame	   *wire_ready(int64_t head, uint32_t fp);
 /* The ": keepalive" comment. */
 frame	   *wire_keepalive(void);
 
+/*
+ * "event: auth-expired": the token the stream opened with has expired and
+ * the stream ends.  It has no id, so the client's Last-Event-ID stays the
+ * last event it received.
+ */
+frame	   *wire_auth_expired(void);
+
 #endif

@@ -13,6 +13,8 @@ export interface SseStats {
   events: number;
   /** events dropped because their numeric id was not above the last one seen */
   duplicates: number;
+  /** calls of the `refresh` hook (token expired or refused) */
+  refreshes: number;
 }
 
 /** Why the stream stopped by itself: 204 after sse_close, or a 4xx. */
@@ -57,6 +59,18 @@ export interface SseBridgeOptions {
   nativeRetries?: number;
   /** ms allowed for the status probe (default 10000) */
   probeTimeout?: number;
+  /**
+   * a JWT sent as the access_token query parameter (the bridge must run
+   * with --jwt-query on); not needed when the token is in a cookie
+   */
+  token?: string;
+  /**
+   * called when the token expired (`auth-expired`, why = 'expired') or was
+   * refused (401, why = 'unauthorized'): renew the cookie, or return a new
+   * token; the stream then resumes from the last id.  Throwing stops the
+   * stream with status 401; a second 401 before the next `ready` too.
+   */
+  refresh?: (why: 'expired' | 'unauthorized') => void | string | Promise<void | string>;
   onState?: (state: SseState, stats: SseStats) => void;
   onReset?: (lost: SseReset) => void;
   /** stopped for good: error is null after close() */

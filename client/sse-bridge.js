@@ -31,10 +31,15 @@
 //   re-base the position (after a timeline reset the stream goes on below
 //   the last id: {lost_from, lost_through, timeline: true});
 // - a 204 (the stream's channel was closed with sse_close) or another 4xx
-//   stops it for good; close() too.
+//   stops it for good; close() too;
+// - tokens (docs/auth.md): `token` is sent as the access_token parameter
+//   (the bridge needs --jwt-query on; a cookie needs no option here), and
+//   on `auth-expired` or a 401 the `refresh` hook is called: it may renew
+//   the cookie, or return a new token; then the stream resumes from the
+//   last id, so nothing is lost.  A 401 right after a refresh stops it.
 
 const STATES = ['connecting', 'live', 'reconnecting', 'closed'];
-const OWN = ['ready', 'reset', 'close']; // always listened to
+const OWN = ['ready', 'reset', 'close', 'auth-expired']; // always listened to
 
 // The numeric part of a position "<id>-<fp>" or "<id>", as a BigInt; null
 // when id is not a position.
@@ -87,8 +92,11 @@ export class SseBridge {
     };
     this.state = 'connecting';
     this.lastEventId = options.lastEventId != null ? String(options.lastEventId) : null;
-    this.stats = { failures: 0, totalFailures: 0, reopens: 0, events: 0, duplicates: 0 };
+    this.stats = { failures: 0, totalFailures: 0, reopens: 0, events: 0, duplicates: 0, refreshes: 0 };
     this.error = null; // set when stopped by a status: {status, retryAfter}
+    this._token = options.token != null ? String(options.token) : null;
+    this._refreshing = false;
+    this._refreshed = false; // a refresh happened since the last `ready`
     this._handlers = new Map();
     this._es = null;
     this._timer = null;
@@ -130,6 +138,7 @@ export class SseBridge {
   _streamUrl() {
     const u = new URL(this._base, globalThis.location ? globalThis.location.href : undefined);
     if (this.lastEventId != null) u.searchParams.set('lastEventId', this.lastEventId);
+    if (this._token) u.searchParams.set('access_token', this._token);
     return u.href;
   }
 
@@ -150,9 +159,15 @@ export class SseBridge {
   _dispatch(type, e) {
     const id = e.lastEventId;
     this._sawClose = type === 'close';
+    if (type === 'auth-expired') {
+      this._refresh('expired');
+      for (const h of this._handlers.get(type) || []) h(e);
+      return;
+    }
     if (type === 'ready') {
       this._rebase(id);
       this.stats.failures = 0;
+      this._refreshed = false;
       this._setState('live');
       this._resolveReady(parse(e.data));
     } else if (type === 'reset') {
@@ -224,7 +239,9 @@ export class SseBridge {
       ctl.abort();
       if (this.state === 'closed') return;
       const retryAfter = parseRetryAfter(res.headers.get('Retry-After'));
-      if (res.status === 204 || (res.status >= 400 && res.status < 500 &&
+      if (res.status === 401 && this.options.refresh && !this._refreshed) {
+        this._refresh('unauthorized');
+      } else if (res.status === 204 || (res.status >= 400 && res.status < 500 &&
           res.status !== 408 && res.status !== 429)) {
         this._stop({ status: res.status, retryAfter });
       } else if (res.status === 200 && this.stats.failures <= 1) {
@@ -235,6 +252,31 @@ export class SseBridge {
     }, () => {
       clearTimeout(timer);
       if (this.state !== 'closed') this._later(this._backoff(0));
+    });
+  }
+
+  // The token expired (`auth-expired`) or was refused (401): close the
+  // stream, let the hook renew the cookie or return a new token, and
+  // reopen from the last id.  Without a hook the reopen meets the 401 and
+  // stops.  A hook that throws stops the stream with status 401.
+  _refresh(why) {
+    if (this._refreshing || this.state === 'closed') return;
+    this._refreshing = true;
+    this._refreshed = true;
+    if (this._es) this._es.close();
+    this._gen++;
+    this._setState('reconnecting');
+    const hook = this.options.refresh;
+    Promise.resolve(hook ? hook(why) : undefined).then((t) => {
+      this._refreshing = false;
+      if (this.state === 'closed') return;
+      if (typeof t === 'string' && t !== '') this._token = t;
+      this.stats.refreshes++;
+      this.stats.reopens++;
+      this._open();
+    }, () => {
+      this._refreshing = false;
+      this._stop({ status: 401, retryAfter: 0 });
     });
   }
 

@@ -11,7 +11,7 @@ GRANT CREATE ON SCHEMA public TO regress_sse_publisher;
 GRANT EXECUTE ON FUNCTION
     sse_publish(text, text, text), sse_publish(text, jsonb, text),
     sse_close(text), sse_notify_trigger(),
-    sse_subscribe_filter(text[], jsonb, interval),
+    sse_subscribe_filter(text[], jsonb, interval, text),
     sse_subscription_add(uuid, text[]), sse_subscription_remove(uuid, text[]),
     sse_subscription_set_filter(uuid, jsonb), sse_unsubscribe(uuid)
 TO regress_sse_publisher;

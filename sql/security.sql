@@ -18,7 +18,7 @@ GRANT CREATE ON SCHEMA public TO regress_sse_app;
 -- the README's grants, exactly
 GRANT EXECUTE ON FUNCTION sse_publish(text, text, text), sse_publish(text, jsonb, text),
     sse_close(text), sse_notify_trigger(),
-    sse_subscribe_filter(text[], jsonb, interval), sse_subscription_add(uuid, text[]),
+    sse_subscribe_filter(text[], jsonb, interval, text), sse_subscription_add(uuid, text[]),
     sse_subscription_remove(uuid, text[]), sse_subscription_set_filter(uuid, jsonb),
     sse_unsubscribe(uuid) TO regress_sse_app;
 GRANT USAGE ON SCHEMA sse_bridge TO regress_sse_bridge;

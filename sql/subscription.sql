@@ -127,3 +127,15 @@ SELECT sse_close('job.*');
 SELECT sse_close(NULL);
 
 SELECT sse_unsubscribe(id) FROM sse_bridge.subscriptions WHERE dropped_at IS NULL ORDER BY sid;
+
+-- an owner (1.3): the subject of the tokens the bridge opens it for; the
+-- default NULL keeps a subscription a capability
+SELECT sse_subscribe_filter(ARRAY['own.x'], '{}', '1 hour', 'alice') AS o1 \gset
+SELECT sse_subscribe_filter(ARRAY['own.x'], owner => 'user-17') AS o2 \gset
+SELECT sse_subscribe_filter(ARRAY['own.x']) AS o3 \gset
+SELECT sse_subscribe_filter(ARRAY['own.x'], owner => NULL) AS o4 \gset
+SELECT owner FROM sse_bridge.subscriptions WHERE id IN (:'o1', :'o2', :'o3', :'o4') ORDER BY sid;
+SELECT sse_subscribe_filter(ARRAY['own.x'], owner => '');
+SELECT sse_subscribe_filter(ARRAY['own.x'], owner => repeat('x', 257));
+SELECT sse_subscribe_filter(ARRAY['own.x'], owner => repeat('x', 256)) IS NOT NULL AS longest;
+SELECT sse_unsubscribe(id) FROM sse_bridge.subscriptions WHERE dropped_at IS NULL ORDER BY sid;

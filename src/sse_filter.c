@@ -315,7 +315,8 @@ scan(const char *s, size_t n, int depth_max, outbuf *o)
 /*
  * jansson does not say when a parse failed for want of memory: most
  * allocation failures come back as a syntax error ("invalid token") or with
- * no error code set at all.  So while load() parses, jansson's allocations
+ * no error code set at all, and some not at all (a character dropped from
+ * a string).  So while load() parses, jansson's allocations
  * pass through load_malloc, which notes a failure.  The extension's backends
  * and the bridge's event loop are single-threaded, as this requires.
  */
@@ -353,6 +354,17 @@ load(const char *buf, size_t len, int depth_max, json_t **v)
 		load_nomem = false;
 		*v = json_loadb(o.p, o.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
 		json_set_alloc_funcs(load_next_malloc, free_fn);
+		/*
+		 * A parse that met a failed allocation is not used even when it
+		 * returned a tree: jansson's lexer drops a character it cannot
+		 * append to a string buffer and goes on, so the tree may hold a
+		 * shortened string or number.
+		 */
+		if (*v != NULL && load_nomem)
+		{
+			json_decref(*v);
+			*v = NULL;
+		}
 		if (*v == NULL)
 			st = load_nomem ? SSE_JSON_NOMEM : SSE_JSON_SYNTAX;
 	}

@@ -304,20 +304,46 @@ SseUpdatePatterns(const char *sql, Datum id, Datum patterns,
  */
 
 /*
+ * CheckOwner
+ *		An owner is the subject of the tokens that may open the subscription
+ *		(the bridge's --jwt-key): 1 to SSE_OWNER_MAX bytes.
+ */
+#define SSE_OWNER_MAX 256
+
+static void
+CheckOwner(text *owner)
+{
+	int			len = VARSIZE_ANY_EXHDR(owner);
+
+	if (len < 1 || len > SSE_OWNER_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("subscription owner must have 1 to %d bytes", SSE_OWNER_MAX),
+				 errdetail("The owner has %d bytes.", len),
+				 errhint("Pass the sub claim of the tokens that may open the subscription, or NULL for none.")));
+}
+
+/*
  * sse_subscribe_filter(channels text[], filter jsonb DEFAULT '{}',
- *						ttl interval DEFAULT '1 hour') RETURNS uuid
+ *						ttl interval DEFAULT '1 hour',
+ *						owner text DEFAULT NULL) RETURNS uuid
  *
  * start_id is the id of the creation marker, assigned at commit (0 until
  * then): the subscription applies to exactly the events with larger ids,
  * which are the events of transactions that commit after this one, and
  * those of this transaction.
+ *
+ * owner (1.3): the bridge opens the subscription only for a token whose
+ * sub is the owner; NULL keeps it a capability.  The 1.2 definition passes
+ * three arguments, and its table has no owner column.
  */
 Datum
 sse_subscribe_filter(PG_FUNCTION_ARGS)
 {
-	Oid			argtypes[3] = {TEXTARRAYOID, JSONBOID, INTERVALOID};
-	Datum		values[3];
+	Oid			argtypes[4] = {TEXTARRAYOID, JSONBOID, INTERVALOID, TEXTOID};
+	Datum		values[4];
 	Datum		id;
+	bool		owned = PG_NARGS() > 3 && !PG_ARGISNULL(3);
 
 	CheckArgNotNull(fcinfo, 0, "channels");
 	CheckArgNotNull(fcinfo, 1, "filter");
@@ -325,14 +351,23 @@ sse_subscribe_filter(PG_FUNCTION_ARGS)
 	CheckPatterns(PG_GETARG_ARRAYTYPE_P(0));
 	CheckFilter(PG_GETARG_JSONB_P(1));
 	CheckTtl(PG_GETARG_INTERVAL_P(2));
+	if (owned)
+		CheckOwner(PG_GETARG_TEXT_PP(3));
 
 	values[0] = PG_GETARG_DATUM(0);
 	values[1] = PG_GETARG_DATUM(1);
 	values[2] = PG_GETARG_DATUM(2);
+	values[3] = owned ? PG_GETARG_DATUM(3) : (Datum) 0;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SseHasVersions())
+	if (owned)
+		SseExec("INSERT INTO sse_bridge.subscriptions "
+				"(id, channels, filter, ttl, start_id, def_id, owner) "
+				"VALUES (pg_catalog.gen_random_uuid(), " SSE_DEDUP("$1") ", $2, $3, 0, 0, $4)"
+				SSE_CHANGED_COLUMNS ", id",
+				4, argtypes, values, SPI_OK_INSERT_RETURNING);
+	else if (SseHasVersions())
 		SseExec("INSERT INTO sse_bridge.subscriptions "
 				"(id, channels, filter, ttl, start_id, def_id) "
 				"VALUES (pg_catalog.gen_random_uuid(), " SSE_DEDUP("$1") ", $2, $3, 0, 0)"

@@ -67,6 +67,10 @@ export const TROJANS = {
   'unnest(bigint[])': `CREATE FUNCTION public.unnest(a bigint[]) RETURNS SETOF bigint
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
     AS $$BEGIN PERFORM mallory.grab('unnest(bigint[])', a::text); RETURN QUERY SELECT unnest(a); END$$`,
+  // the open's owner: to_jsonb(s) ->> 'owner' (the subscription row, as JSON)
+  'to_jsonb(anyelement)': `CREATE FUNCTION public.to_jsonb(r anyelement) RETURNS jsonb
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$BEGIN PERFORM mallory.grab('to_jsonb(anyelement)', r::text); RETURN to_jsonb(r); END$$`,
   '::text': `CREATE DOMAIN public.text AS pg_catalog.text CHECK (mallory.grab('::text', VALUE))`,
   '::name': `CREATE DOMAIN public.name AS pg_catalog.name CHECK (mallory.grab('::name', VALUE::pg_catalog.text))`,
   'pg_extension': `CREATE VIEW public.pg_extension AS SELECT e.* FROM pg_catalog.pg_extension e
@@ -90,6 +94,7 @@ const OPS = [
   ['<', 'timestamptz', 'timestamptz'],
   ['+', 'timestamptz', 'interval', 'timestamptz'],
   ['*', 'numeric', 'numeric', 'numeric'],
+  ['->>', 'jsonb', 'text', 'text'],
 ];
 const TYPNAME = { bigint: 'int8', boolean: 'bool', integer: 'int4' };
 const q = (t) => `pg_catalog.${TYPNAME[t] || t}`;

@@ -10,8 +10,8 @@ B=test/bridge/build
 mkdir -p "$B"
 
 CC=${CC:-cc}
-PKG_CFLAGS=$(pkg-config --cflags libuv jansson libpq cmocka)
-PKG_LIBS="$(pkg-config --libs libuv jansson libpq cmocka) -lhttp_parser"
+PKG_CFLAGS=$(pkg-config --cflags libuv jansson libpq cmocka libcrypto)
+PKG_LIBS="$(pkg-config --libs libuv jansson libpq cmocka libcrypto) -lhttp_parser"
 CFLAGS_COMMON="-std=c11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -Isrc -Ibridge -Itest/bridge $PKG_CFLAGS"
 SAN="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 SHARED="src/sse_match.c src/sse_filter.c"
@@ -19,7 +19,8 @@ SHARED="src/sse_match.c src/sse_filter.c"
 STREAM_LAYER="bridge/stream.c bridge/subdef.c bridge/client.c bridge/request.c bridge/route.c bridge/query.c
   bridge/scope.c bridge/resp.c bridge/outq.c bridge/frame.c bridge/wire.c bridge/event.c bridge/hub.c
   bridge/hmap.c bridge/ring.c bridge/logpos.c bridge/logread.c bridge/db.c bridge/work.c bridge/config.c bridge/log.c
-  bridge/metrics.c bridge/prune.c bridge/preflight.c bridge/static.c bridge/mem.c"
+  bridge/metrics.c bridge/prune.c bridge/preflight.c bridge/static.c bridge/mem.c
+  bridge/auth.c bridge/jwt.c bridge/filtjson.c"
 
 declare -A DEPS=(
   [test_frame]="bridge/frame.c bridge/wire.c bridge/outq.c bridge/mem.c bridge/logpos.c"
@@ -31,6 +32,7 @@ declare -A DEPS=(
   [test_client]="$STREAM_LAYER"
   [test_config]="bridge/config.c bridge/log.c"
   [test_shr]="bridge/shr.c bridge/event.c bridge/frame.c bridge/wire.c bridge/mem.c bridge/logpos.c bridge/log.c"
+  [test_jwt]="bridge/jwt.c bridge/filtjson.c bridge/scope.c"
 )
 
 failed=0; ran=0
@@ -47,7 +49,7 @@ else
 fi
 build_and_run() {   # $1 = variant name, $2 = extra flags
   local variant=$1 flags=$2 t
-  for t in test_frame test_query test_scope test_http test_hub test_subdef test_client test_config test_shr; do
+  for t in test_frame test_query test_scope test_http test_hub test_subdef test_client test_config test_shr test_jwt; do
     local out="$B/$variant-$t"
     # shellcheck disable=SC2086
     if ! $CC $flags $CFLAGS_COMMON -o "$out" "test/bridge/$t.c" ${DEPS[$t]} $SHARED $PKG_LIBS; then
@@ -66,12 +68,15 @@ build_and_run plain "-O2 -g"
 build_and_run asan "$SAN"
 
 # Allocation failure at every point of the output paths (test_mem) and of
-# request parsing and routing (test_oom) (bridge/mem.h's injector:
+# request parsing and routing (test_oom), and of token checks (test_authoom)
+# (bridge/mem.h's injector:
 # -DBRIDGE_FAULT_INJECT and ld --wrap of the allocator).
 declare -A FI_DEPS=(
   [test_mem]="$STREAM_LAYER"
   [test_oom]="bridge/request.c bridge/route.c bridge/query.c bridge/scope.c bridge/subdef.c bridge/resp.c
     bridge/frame.c bridge/config.c bridge/log.c bridge/mem.c"
+  [test_authoom]="bridge/auth.c bridge/jwt.c bridge/filtjson.c bridge/request.c bridge/route.c bridge/query.c
+    bridge/scope.c bridge/config.c bridge/log.c bridge/mem.c"
 )
 fi_test() {   # $1 = test name
   local t=$1 out="$B/fi-$1"
@@ -89,6 +94,7 @@ fi_test() {   # $1 = test name
 }
 fi_test test_mem
 fi_test test_oom
+fi_test test_authoom
 
 # ---- smoke run of the sanitized daemon ----
 smoke() {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # libFuzzer targets for the bridge's input handling, built with clang
 # -fsanitize=fuzzer,address,undefined and run for a bounded time each
-# (FUZZ_SECONDS, default 12 s per target, about 72 s in total), seeded from
+# (FUZZ_SECONDS, default 12 s per target, about 84 s in total), seeded from
 # test/fuzz/corpus/<target>.  New inputs go to a scratch copy of the corpus,
 # so the committed seeds stay small.  Exits non-zero on any crash.
 set -uo pipefail
@@ -13,7 +13,7 @@ CC=${FUZZ_CC:-clang}
 command -v "$CC" >/dev/null || { echo "FAIL: $CC not found"; exit 1; }
 
 PKG_CFLAGS=$(pkg-config --cflags jansson)
-PKG_LIBS="$(pkg-config --libs jansson) -lhttp_parser"
+PKG_LIBS="$(pkg-config --libs jansson libcrypto) -lhttp_parser"
 FLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter -Isrc -Ibridge $PKG_CFLAGS $(pkg-config --cflags libuv)"
 SHARED="src/sse_match.c src/sse_filter.c"
 
@@ -24,10 +24,11 @@ declare -A DEPS=(
   [filter]="bridge/hub.c bridge/hmap.c bridge/event.c bridge/frame.c bridge/wire.c bridge/mem.c bridge/logpos.c"
   [frame]="bridge/frame.c bridge/wire.c bridge/mem.c bridge/logpos.c"
   [subdef]="bridge/subdef.c bridge/mem.c"
+  [jwt]="bridge/jwt.c bridge/filtjson.c"
 )
 
 failed=0
-for t in http query pattern filter frame subdef; do
+for t in http query pattern filter frame subdef jwt; do
   bin="$B/fuzz_$t"
   # shellcheck disable=SC2086
   if ! $CC $FLAGS -o "$bin" "test/fuzz/fuzz_$t.c" ${DEPS[$t]} $SHARED $PKG_LIBS; then

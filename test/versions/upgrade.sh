@@ -30,13 +30,16 @@ fresh=sse_upg_fresh; old=sse_upg_old; restored=sse_upg_restored
 # role, one whose name needs quoting
 bridge=sse_upg_bridge; member=sse_upg_member; group=sse_upg_readers
 odd='"Sse Upg ""Bridge"""'
+# an application role with EXECUTE on sse_subscribe_filter, whose
+# signature 1.3 changed (the grant must follow the function)
+app=sse_upg_app
 q() { psql -qAtX -v ON_ERROR_STOP=1 -d "$1" -c "$2"; }
 roles_drop() {
   local d
   for d in "$fresh" "$old" "$restored"; do
-    psql -qAtX -d "$d" -c "DROP OWNED BY $bridge, $member, $group, $odd" >/dev/null 2>&1 || true
+    psql -qAtX -d "$d" -c "DROP OWNED BY $bridge, $member, $group, $odd, $app" >/dev/null 2>&1 || true
   done
-  psql -qAtX -d postgres -c "DROP ROLE IF EXISTS $bridge, $member, $group, $odd" >/dev/null 2>&1 || true
+  psql -qAtX -d postgres -c "DROP ROLE IF EXISTS $bridge, $member, $group, $odd, $app" >/dev/null 2>&1 || true
 }
 cleanup() {
   roles_drop
@@ -98,6 +101,18 @@ grant_bridge() {  # grant_bridge DB VERSION
             GRANT EXECUTE ON FUNCTION sse_touch(uuid) TO $r"
   done
 }
+# The application role's grant on sse_subscribe_filter, in the signature
+# of version $2.
+grant_app() {  # grant_app DB VERSION
+  local sig="text[], jsonb, interval, text"
+  case $2 in 1.0|1.1|1.2) sig="text[], jsonb, interval" ;; esac
+  q "$1" "GRANT EXECUTE ON FUNCTION sse_subscribe_filter($sig) TO $app"
+}
+app_subscribes() {  # app_subscribes DB: may the application role subscribe, with an owner?
+  psql -qAtX -v ON_ERROR_STOP=1 -d "$1" -c "SET ROLE $app" \
+    -c "SELECT sse_subscribe_filter(ARRAY['upg.app'], '{}', '1 hour', 'alice') IS NOT NULL" 2>&1
+}
+
 # What the bridge reads (bridge/logread.c: fetch, head, fork, open_adhoc,
 # open_sub with the subscription's definition and close, the heartbeat,
 # touch), as role $2; one line of answers.
@@ -130,11 +145,12 @@ check_bridge() {  # check_bridge DB SUBSCRIPTION WHEN
 }
 
 roles_drop
-q postgres "CREATE ROLE $bridge; CREATE ROLE $group; CREATE ROLE $member IN ROLE $group; CREATE ROLE $odd"
+q postgres "CREATE ROLE $bridge; CREATE ROLE $group; CREATE ROLE $member IN ROLE $group; CREATE ROLE $odd; CREATE ROLE $app"
 
 createdb "$fresh"
 q "$fresh" "CREATE EXTENSION sse_bridge"
 grant_bridge "$fresh" "$default"
+grant_app "$fresh" "$default"
 pg_dump --schema-only --binary-upgrade -d "$fresh" | normalise >"$work/fresh.sql"
 catalog "$fresh" >>"$work/fresh.sql"
 
@@ -156,6 +172,7 @@ for start in $olds 1.0-stepwise; do
   q "$old" "CREATE EXTENSION sse_bridge VERSION '$from'"
   check "created at $from" "$from" "$(q "$old" "SELECT extversion FROM pg_extension WHERE extname = 'sse_bridge'")"
   grant_bridge "$old" "$from"
+  grant_app "$old" "$from"
   # data written by the old version: events, a prune mark, subscriptions
   q "$old" "SELECT sse_publish('upg.a', 'r' || g) FROM generate_series(1, 4) g" >/dev/null
   q "$old" "SELECT sse_publish('upg.b', '{\"n\":' || g || '}', 'tick') FROM generate_series(1, 3) g" >/dev/null
@@ -199,6 +216,7 @@ for start in $olds 1.0-stepwise; do
     "$(q "$old" "SELECT min(id) > $maxid FROM sse_bridge.events WHERE data = 'after update'")"
   live=$(q "$old" "SELECT sse_subscribe_filter(ARRAY['upg.c'])")
   check "subscriptions can be made after the update" 3 "$(q "$old" "SELECT count(*) FROM sse_bridge.subscriptions WHERE dropped_at IS NULL")"
+  check "at $default, updated from $from, the application role still subscribes" t "$(app_subscribes "$old")"
   check "after the update, sse_unsubscribe drops the subscription" t "$(q "$old" "SELECT sse_unsubscribe('$sub')")"
   check "after the update, the dropped subscription is a tombstone" 1 \
     "$(q "$old" "SELECT count(*) FROM sse_bridge.subscriptions WHERE id = '$sub' AND dropped_at IS NOT NULL")"
@@ -211,6 +229,8 @@ for start in $olds 1.0-stepwise; do
   pg_dump -Fc -f "$work/dump" "$old"
   pg_restore --exit-on-error -d "$restored" "$work/dump"
   check_bridge "$restored" "$live" "restored from a dump of the database updated from $from"
+  check "restored from a dump of the database updated from $from, the application role still subscribes" t \
+    "$(app_subscribes "$restored")"
 done
 
 [ "$fail" -eq 0 ] && echo "upgrade: all checks passed"

@@ -1,14 +1,16 @@
 // The browser helper (client/sse-bridge.js, served at /sse-bridge.js) in
 // Chromium, against real bridges: states, ready, order, a kill -9 of the
 // bridge, statuses that make EventSource give up, close, reset after a
-// prune, multi-line payloads and withCredentials.
+// prune, multi-line payloads, withCredentials, and a token cookie renewed
+// by the refresh hook when it expires.
 import assert from 'node:assert/strict';
+import { createHmac, randomBytes } from 'node:crypto';
 import http from 'node:http';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { btest, helperPage, publisher, snap, waitSnap } from '../lib/browser.mjs';
 import { freePort, sleep, startBridge } from '../../e2e/lib/bridge.mjs';
-import { ENV, uniq } from '../../e2e/lib/env.mjs';
+import { ENV, tmpPath, uniq } from '../../e2e/lib/env.mjs';
 import { head, lit, prunedThrough, publish, rows, sql, sqlValue } from '../../e2e/lib/db.mjs';
 import { assertSameEvents } from '../../e2e/lib/expect.mjs';
 
@@ -329,4 +331,85 @@ btest('helper: channels and a filter object are encoded by the helper (a "#" pat
   assert.equal(m.ready, null);
   assert.match(m.readyError, /status 404/);
   assert.deepEqual(m.closes, [{ status: 404, retryAfter: 0 }]);
+});
+
+// A short-lived JWT (HS256) for the token test; the secret is the test's.
+function hsToken(secret, claims) {
+  const b64u = (x) => Buffer.from(x).toString('base64url');
+  const input = `${b64u(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64u(JSON.stringify(claims))}`;
+  return `${input}.${b64u(createHmac('sha256', secret).update(input).digest())}`;
+}
+
+btest('helper: a token cookie expires mid-stream -> auth-expired, the refresh hook renews the cookie, the stream goes on exactly', async (t) => {
+  const secret = randomBytes(48);
+  const keyFile = tmpPath(`jwt-${uniq()}.key`);
+  writeFileSync(keyFile, secret);
+  const b = await bridge(t, ['--jwt-key', keyFile, '--jwt-alg', 'HS256', '--jwt-leeway', '0']);
+  const ch = `sec.${uniq()}`;
+  const grant = (ttl) => hsToken(secret, { sub: 'browser', exp: Math.floor(Date.now() / 1000) + ttl, sse: { channels: [`${ch}.*`] } });
+  const page = await helperPage(t, b.url);
+  let issued = 0;
+  await page.exposeFunction('issueToken', () => {
+    issued++;
+    return grant(3);
+  });
+  // the application's part: a cookie, and a hook that renews it
+  await page.evaluate(async () => {
+    document.cookie = `sse_token=${await window.issueToken()}; path=/; SameSite=Strict`;
+    window.refreshCalls = [];
+  });
+  t.defer(() => page.evaluate(() => { document.cookie = 'sse_token=; Max-Age=0; path=/'; }).catch(() => {}));
+  await page.evaluate((u) => window.openHelper('h', u, {
+    refresh: async (why) => {
+      window.refreshCalls.push(why);
+      document.cookie = `sse_token=${await window.issueToken()}; path=/; SameSite=Strict`;
+    },
+  }, ['message', 'auth-expired']), `/events?channel=${ch}.*`);
+  await waitSnap(page, 'h', (x) => x.ready, 'ready');
+  const pub = publisher(`${ch}.x`, { batch: 2, pauseMs: 50 });
+  t.defer(() => pub.stop());
+  // two expiries, each renewed by the hook
+  await waitSnap(page, 'h', (x) => x.stats.refreshes >= 2 && x.state === 'live', 'two refreshes', 30_000);
+  await pub.stop();
+  const want = await rows(`channel = ${lit(`${ch}.x`)}`);
+  const s = await waitSnap(page, 'h', (x) => x.events.filter((e) => e.event === 'message').length >= want.length, `all ${want.length} events`);
+  const expiries = s.events.filter((e) => e.event === 'auth-expired').length;
+  assertSameEvents(s.events.filter((e) => e.event === 'message'), want, 'helper across token expiries');
+  assert.ok(expiries >= 2, `${expiries} auth-expired events`);
+  assert.equal(s.stats.duplicates, 0);
+  assert.equal(s.state, 'live');
+  const calls = await page.evaluate(() => window.refreshCalls);
+  assert.ok(calls.length >= 2 && calls.every((w) => w === 'expired'), `refresh calls: ${calls}`);
+  assert.ok(issued >= 3, `${issued} tokens issued`);
+  console.log(`    token expiry: ${want.length} events compared across ${expiries} expiries, ${calls.length} refreshes`);
+});
+
+btest('helper: a token passed as `token` (access_token, --jwt-query on) expires -> the hook returns a new one, the stream goes on exactly', async (t) => {
+  const secret = randomBytes(48);
+  const keyFile = tmpPath(`jwt-${uniq()}.key`);
+  writeFileSync(keyFile, secret);
+  const b = await bridge(t, ['--jwt-key', keyFile, '--jwt-alg', 'HS256', '--jwt-leeway', '0', '--jwt-query', 'on']);
+  const ch = `sec.${uniq()}`;
+  const page = await helperPage(t, b.url);
+  await page.exposeFunction('issueToken', () => hsToken(secret, {
+    sub: 'browser', exp: Math.floor(Date.now() / 1000) + 3, sse: { channels: [`${ch}.*`] },
+  }));
+  // cookies ignore ports: an sse_token cookie left for 127.0.0.1 by another
+  // test would come first (Authorization, then the cookie, then the query)
+  await page.evaluate(() => { document.cookie = 'sse_token=; Max-Age=0; path=/'; });
+  const first = await page.evaluate(() => window.issueToken());
+  await page.evaluate((u, tk) => window.openHelper('h', u, {
+    token: tk,
+    refresh: () => window.issueToken(),
+  }), `/events?channel=${ch}.*`, first);
+  await waitSnap(page, 'h', (x) => x.ready, 'ready');
+  const pub = publisher(`${ch}.x`, { batch: 2, pauseMs: 50 });
+  t.defer(() => pub.stop());
+  await waitSnap(page, 'h', (x) => x.stats.refreshes >= 1 && x.state === 'live', 'a refresh', 30_000);
+  await pub.stop();
+  const want = await rows(`channel = ${lit(`${ch}.x`)}`);
+  const s = await waitSnap(page, 'h', (x) => x.events.length >= want.length, `all ${want.length} events`);
+  assertSameEvents(s.events, want, 'helper across a token refresh');
+  assert.equal(s.stats.duplicates, 0);
+  assert.equal(s.state, 'live');
 });

@@ -66,7 +66,7 @@ function sseEvents(out) {
 
 btest('README and docs: no URL with a raw "#" in its query (a fragment, never sent)', async () => {
   for (const f of ['README.md', 'docs/browser.md', 'docs/operations.md', 'docs/sql.md', 'docs/security.md',
-    'docs/guarantees.md', 'docs/testing.md', 'docs/benchmarks.md']) {
+    'docs/guarantees.md', 'docs/testing.md', 'docs/benchmarks.md', 'docs/auth.md']) {
     const text = readFileSync(join(ROOT, f), 'utf8');
     const bad = text.match(/(?:https?:\/\/[^\s'"`)]*|\/events)\?[^\s'"`)]*#[^\s'"`)]*/g) || [];
     assert.deepEqual(bad, [], `${f}: write '#' as %23 in a URL`);
