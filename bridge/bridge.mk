@@ -2,7 +2,8 @@
 # after PGXS.  Objects go to bridge/build/ with the bridge's own flags (PGXS
 # CFLAGS are for the server module and are not used here).
 #
-#   make                 builds bridge/sse-bridge (part of `all`)
+#   make                 builds bridge/sse-bridge and its man page
+#                        bridge/sse-bridge.8 (part of `all`)
 #   make install         installs it into $(BRIDGE_BINDIR) (default: /usr/local/bin,
 #                        a directory on PATH; PostgreSQL's bindir is not)
 #   make clean           removes it
@@ -24,7 +25,7 @@ BRIDGE_OBJS    := $(patsubst bridge/%.c,bridge/build/%.o,$(BRIDGE_SRCS)) \
 BRIDGE_HDRS    := $(wildcard bridge/*.h) src/sse_match.h src/sse_filter.h
 BRIDGE_BINDIR  ?= /usr/local/bin
 
-all: bridge/sse-bridge
+all: bridge/sse-bridge bridge/sse-bridge.8
 install: install-bridge
 clean: clean-bridge
 
@@ -51,13 +52,18 @@ bridge/build/shared_%.o: src/%.c $(BRIDGE_HDRS)
 bridge/sse-bridge: $(BRIDGE_OBJS)
 	$(BRIDGE_CC) $(BRIDGE_CFLAGS) -o $@ $(BRIDGE_OBJS) $(BRIDGE_LIBS)
 
+# sse-bridge(8) comes from the settings table --help prints (cfg_man), so
+# the two cannot drift.
+bridge/sse-bridge.8: bridge/sse-bridge
+	./bridge/sse-bridge --man >$@.tmp && mv $@.tmp $@
+
 .PHONY: install-bridge clean-bridge bridge-asan
 install-bridge: bridge/sse-bridge
 	install -d '$(DESTDIR)$(BRIDGE_BINDIR)'
 	install -m 755 bridge/sse-bridge '$(DESTDIR)$(BRIDGE_BINDIR)/sse-bridge'
 
 clean-bridge:
-	rm -rf bridge/build bridge/sse-bridge
+	rm -rf bridge/build bridge/sse-bridge bridge/sse-bridge.8
 
 BRIDGE_SAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 bridge-asan: bridge/build/asan/sse-bridge

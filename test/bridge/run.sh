@@ -29,7 +29,7 @@ declare -A DEPS=(
   [test_hub]="bridge/hub.c bridge/hmap.c bridge/event.c bridge/frame.c bridge/wire.c bridge/mem.c bridge/logpos.c"
   [test_subdef]="bridge/subdef.c bridge/mem.c"
   [test_client]="$STREAM_LAYER"
-  [test_config]="bridge/config.c bridge/log.c"
+  [test_config]="bridge/config.c bridge/log.c bridge/scope.c"
 )
 
 failed=0; ran=0
@@ -88,6 +88,10 @@ fi_test() {   # $1 = test name
 }
 fi_test test_mem
 fi_test test_oom
+
+# The command line without a database: the configuration file and
+# --check-config, and the man page against --help.
+if test/bridge/cli.sh bridge/sse-bridge; then :; else failed=$((failed + 1)); fi
 
 # ---- smoke run of the sanitized daemon ----
 smoke() {
