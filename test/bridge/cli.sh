@@ -66,4 +66,23 @@ if command -v groff >/dev/null; then
   warn=$(groff -man -Tutf8 -ww -z "$tmp/man" 2>&1)
   [ -z "$warn" ] && ok "groff reads the man page without warnings" || bad "groff: $warn"
 fi
+
+# Under journald (JOURNAL_STREAM names stderr's device:inode) a line has its
+# priority as "<N>" and no timestamp; otherwise the timestamp stays.  The
+# log line: the bridge cannot resolve its --listen address (exit 1).
+log=$tmp/stderr; : >"$log"
+js=$(stat -c '%d:%i' "$log")
+JOURNAL_STREAM=$js "$bridge" --config "" --listen nowhere --db 'host=/nonexistent' 2>>"$log"; rc=$?
+if [ $rc = 1 ] && grep -q '^<3>error: cannot resolve --listen nowhere' "$log" && ! grep -qv '^<[0-7]>' "$log"; then
+  ok "under journald: priority prefixes, no timestamps ($(head -n1 "$log"))"
+else
+  bad "journald format: exit $rc: $(cat "$log")"
+fi
+: >"$log.2"
+JOURNAL_STREAM=$js "$bridge" --config "" --listen nowhere --db 'host=/nonexistent' 2>>"$log.2"; rc=$?
+if [ $rc = 1 ] && grep -q '^[0-9-]*T[0-9:.]*Z sse-bridge error: cannot resolve' "$log.2"; then
+  ok "a JOURNAL_STREAM that is not stderr keeps the timestamps"
+else
+  bad "not journald: exit $rc: $(cat "$log.2")"
+fi
 exit $fail
