@@ -10,13 +10,13 @@
 #   make bridge-asan     builds bridge/build/asan/sse-bridge with ASan+UBSan
 
 BRIDGE_CC      ?= $(if $(filter clang%,$(notdir $(CC))),$(CC),cc)
-BRIDGE_PKGS    := libuv jansson libpq
+BRIDGE_PKGS    := libuv jansson libpq libsystemd
 BRIDGE_PKGCF   := $(shell pkg-config --cflags $(BRIDGE_PKGS) 2>/dev/null)
 BRIDGE_PKGLIBS := $(shell pkg-config --libs $(BRIDGE_PKGS) 2>/dev/null)
 BRIDGE_CFLAGS  ?= -O2 -g
 BRIDGE_WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 BRIDGE_DEFS    := -D_GNU_SOURCE -Isrc -Ibridge $(if $(BRIDGE_PKGCF),$(BRIDGE_PKGCF),-I$(shell pg_config --includedir 2>/dev/null))
-BRIDGE_LIBS    := $(if $(BRIDGE_PKGLIBS),$(BRIDGE_PKGLIBS),-luv -ljansson -lpq) -lhttp_parser
+BRIDGE_LIBS    := $(if $(BRIDGE_PKGLIBS),$(BRIDGE_PKGLIBS),-luv -ljansson -lpq -lsystemd) -lhttp_parser
 BRIDGE_SRCS    := $(sort $(wildcard bridge/*.c))
 BRIDGE_SHARED  := src/sse_match.c src/sse_filter.c
 BRIDGE_ASSETS  := client/sse-bridge.js client/sse-bridge.d.ts client/demo.html

@@ -43,7 +43,7 @@ case "$pgv" in ''|*[!0-9]*) echo "deps.sh: bad PostgreSQL version '$pgv'" >&2; e
 PKGS=(
   build-essential pkg-config
   "postgresql-$pgv" "postgresql-server-dev-$pgv" "postgresql-client-$pgv" libpq-dev
-  libuv1-dev libjansson-dev libhttp-parser-dev
+  libuv1-dev libjansson-dev libhttp-parser-dev libsystemd-dev
   curl procps iproute2
 )
 if [ "$mode" != core ]; then
