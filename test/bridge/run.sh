@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Bridge include- and call-cycle check (layers.py), unit tests (cmocka), plain and under AddressSanitizer +
-# UndefinedBehaviorSanitizer, then a smoke run of the sanitized bridge
+# UndefinedBehaviorSanitizer, the command line (cli.sh: configuration file,
+# --check-config, man page, journald log format), then a smoke run of the
+# sanitized bridge and the service test (service.sh: reload, sd_notify)
 # against the test cluster when one is configured (PGHOST etc.) and the
 # extension is installed.  Exits non-zero on any failure.
 set -uo pipefail
@@ -134,6 +136,13 @@ smoke() {
   echo "ok: smoke (sanitized bridge streamed an event, 403 on a private channel, clean SIGTERM exit)"
 }
 if smoke; then :; else failed=$((failed + 1)); fi
+
+# The bridge as a service: configuration file, reload, sd_notify (needs the cluster).
+if [ -n "${PGHOST:-}" ] && [ "$(psql -XtAc "SELECT count(*) FROM pg_available_extensions WHERE name='sse_bridge'" 2>/dev/null)" = 1 ]; then
+  if test/bridge/service.sh bridge/sse-bridge; then :; else failed=$((failed + 1)); fi
+else
+  echo "skip: service (no cluster)"
+fi
 
 echo "bridge tests: $ran binaries run, $failed failures"
 [ $failed -eq 0 ]
