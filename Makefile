@@ -7,6 +7,8 @@
 #   make test PG=17   one PostgreSQL version alone
 #   make run      run the demo: throwaway cluster, sample jobs, bridge on :8080
 #   make bench    side-by-side benchmarks (not part of make test)
+#   make deb      Debian packages into dist/ (the extension per PostgreSQL
+#                 version, and the daemon with its systemd units)
 
 .DEFAULT_GOAL := all
 
@@ -26,7 +28,7 @@ EXTRA_CLEAN = regression.diffs regression.out results output_iso
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 
-.PHONY: test run bench torture
+.PHONY: test run bench torture deb
 test:
 	@scripts/test.sh
 run:
@@ -35,10 +37,15 @@ bench:
 	@bench/run.sh
 torture:
 	@test/torture/torture.sh $(DURATION)
+deb:
+	@scripts/deb.sh
 
 ifneq ($(PGXS),)
 include $(PGXS)
+# SSE_EXTENSION_ONLY=1: the extension alone (the Debian build, debian/rules)
+ifeq ($(SSE_EXTENSION_ONLY),)
 -include bridge/bridge.mk
+endif
 # The regression tests use PREPARE TRANSACTION: say so before pg_regress
 # fails on it (a server that cannot be reached is left to pg_regress).
 installcheck: installcheck-settings

@@ -14,6 +14,7 @@ BRIDGE_PKGS    := libuv jansson libpq libsystemd
 BRIDGE_PKGCF   := $(shell pkg-config --cflags $(BRIDGE_PKGS) 2>/dev/null)
 BRIDGE_PKGLIBS := $(shell pkg-config --libs $(BRIDGE_PKGS) 2>/dev/null)
 BRIDGE_CFLAGS  ?= -O2 -g
+BRIDGE_LDFLAGS ?=
 BRIDGE_WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 BRIDGE_DEFS    := -D_GNU_SOURCE -Isrc -Ibridge $(if $(BRIDGE_PKGCF),$(BRIDGE_PKGCF),-I$(shell pg_config --includedir 2>/dev/null))
 BRIDGE_LIBS    := $(if $(BRIDGE_PKGLIBS),$(BRIDGE_PKGLIBS),-luv -ljansson -lpq -lsystemd) -lhttp_parser
@@ -50,7 +51,7 @@ bridge/build/shared_%.o: src/%.c $(BRIDGE_HDRS)
 	$(BRIDGE_CC) $(BRIDGE_CFLAGS) $(BRIDGE_WARN) $(BRIDGE_DEFS) -c -o $@ $<
 
 bridge/sse-bridge: $(BRIDGE_OBJS)
-	$(BRIDGE_CC) $(BRIDGE_CFLAGS) -o $@ $(BRIDGE_OBJS) $(BRIDGE_LIBS)
+	$(BRIDGE_CC) $(BRIDGE_CFLAGS) $(BRIDGE_LDFLAGS) -o $@ $(BRIDGE_OBJS) $(BRIDGE_LIBS)
 
 # sse-bridge(8) comes from the settings table --help prints (cfg_man), so
 # the two cannot drift.

@@ -67,6 +67,22 @@ if command -v groff >/dev/null; then
   [ -z "$warn" ] && ok "groff reads the man page without warnings" || bad "groff: $warn"
 fi
 
+# The configuration file the package ships (debian/sse-bridge.conf) names
+# every setting, commented out with its default or set; all of it is valid.
+shipped=$(dirname "$0")/../../debian/sse-bridge.conf
+if [ -f "$shipped" ]; then
+  sed -n 's/^#\{0,1\}\([a-z][a-z-]*\) =.*/\1/p' "$shipped" | sort >"$tmp/shipped.names"
+  "$bridge" --help | awk '/^  --/ && $1 != "--config" && $1 != "--check-config" && $1 != "--man" {print substr($1, 3)}' | sort >"$tmp/help.names"
+  sed 's/^#\([a-z][a-z-]* =\)/\1/' "$shipped" >"$tmp/shipped.conf"
+  if ! diff -u "$tmp/help.names" "$tmp/shipped.names"; then
+    bad "the shipped configuration does not name every setting once"
+  elif out=$("$bridge" --config "$tmp/shipped.conf" --check-config 2>&1) && out=$("$bridge" --config "$shipped" --check-config 2>&1); then
+    ok "the shipped configuration names all $(wc -l <"$tmp/help.names") settings, valid as shipped and uncommented"
+  else
+    bad "the shipped configuration: $out"
+  fi
+fi
+
 # Under journald (JOURNAL_STREAM names stderr's device:inode) a line has its
 # priority as "<N>" and no timestamp; otherwise the timestamp stays.  The
 # log line: the bridge cannot resolve its --listen address (exit 1).

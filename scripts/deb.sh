@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# make deb: the Debian packages, built from a copy of this tree (so the
+# checkout keeps its own build), left in dist/:
+#   postgresql-NN-sse-bridge  the extension, for each version of
+#                             debian/pgversions installed here (pg_buildext)
+#   sse-bridge                the daemon, its units, configuration and man page
+# Needs the build dependencies of debian/control (scripts/deps.sh installs
+# them) and prints lintian's verdict on the result when lintian is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+work=$(mktemp -d /tmp/sse_deb.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+src=$work/sse-bridge
+
+mkdir -p "$src"
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  # tracked files and new ones not ignored, as they are in the work tree
+  git ls-files -z -co --exclude-standard | while IFS= read -r -d '' f; do
+    [ -e "$f" ] && printf '%s\0' "$f"
+  done | tar --null -T - -cf - | tar -xf - -C "$src"
+else
+  tar --exclude=./dist --exclude=./bridge/build --exclude='*.o' -cf - . | tar -xf - -C "$src"
+fi
+# the control file for the versions installed here
+(cd "$src" && pg_buildext updatecontrol >/dev/null 2>&1 || true)
+if ! (cd "$src" && dpkg-buildpackage -us -uc -b >"$work/build.log" 2>&1); then
+  tail -n 40 "$work/build.log"
+  echo "make deb: dpkg-buildpackage failed (above)" >&2
+  exit 1
+fi
+mkdir -p dist
+rm -f dist/*.deb dist/*.changes dist/*.buildinfo
+mv "$work"/*.deb "$work"/*.changes "$work"/*.buildinfo dist/
+for d in dist/*.deb; do
+  printf '%s  %s bytes  installed %s KiB\n' "$(basename "$d")" "$(stat -c %s "$d")" "$(dpkg-deb -f "$d" Installed-Size)"
+done
+if command -v lintian >/dev/null; then
+  rc=0; lintian --fail-on error dist/*.changes >dist/lintian.txt 2>&1 || rc=$?
+  echo "lintian ($(grep -c '^E:' dist/lintian.txt) errors, $(grep -c '^W:' dist/lintian.txt) warnings; dist/lintian.txt):"
+  sed 's/^/  /' dist/lintian.txt
+  [ $rc -eq 0 ] || { echo "make deb: lintian reports errors" >&2; exit 1; }
+fi
