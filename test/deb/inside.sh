@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test/deb/run.sh, second half, in a network namespace of its own (the
 # shipped configuration's 127.0.0.1:8080 and the cluster's port 5432 are
-# this test's alone):  inside.sh WORK SUITE ROOT
+# this test's alone), once the packages are installed:
+#   inside.sh WORK SUITE ROOT
 set -uo pipefail
 work=$1 suite=$2 root=$3
 dir=$work/$suite
@@ -26,25 +27,6 @@ cleanup() {
 }
 trap cleanup EXIT
 ip link set lo up || { echo "  FAILED: no loopback in the namespace"; exit 1; }
-
-# ---- install: apt-get install ./dist/*.deb, dependencies from the archive
-mkdir -p "$dir/tmp/pkg/dist"
-for f in "$root"/dist/*.deb; do
-  case $f in *-dbgsym_*) ;; *) cp "$f" "$dir/tmp/pkg/dist/" ;; esac
-done
-echo "  packages: $(cd "$dir/tmp/pkg/dist" && ls | paste -sd' ')"
-t=$SECONDS
-# systemd only for systemd-analyze below; the packages do not need it
-if C sh -c 'cd /tmp/pkg && apt-get install -y -q ./dist/*.deb systemd' >"$work/apt.log" 2>&1; then
-  ok "apt-get install ./dist/*.deb in a clean $suite: $(grep -c '^Unpacking' "$work/apt.log") packages unpacked ($((SECONDS - t)) s)"
-else
-  tail -n 30 "$work/apt.log"; bad "apt-get install"; exit 1
-fi
-perm=$(C stat -c '%U:%G %a' /etc/sse-bridge/sse-bridge.conf)
-[ "$perm" = "root:sse-bridge 640" ] && C getent passwd sse-bridge >/dev/null \
-  && ok "system user sse-bridge; the configuration is $perm" || bad "user or configuration mode: $perm"
-[ -x "$dir/usr/bin/sse-bridge" ] && [ -f "$dir/usr/share/man/man8/sse-bridge.8.gz" ] \
-  && ok "/usr/bin/sse-bridge and sse-bridge(8) installed" || bad "daemon or man page missing"
 
 # ---- the units
 unit=/lib/systemd/system/sse-bridge.service

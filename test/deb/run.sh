@@ -55,8 +55,36 @@ mkdir -p "$cache/$suite-archives"
 cp "$cache/$suite-archives/"*.deb "$work/$suite/var/cache/apt/archives/" 2>/dev/null
 echo "    copied in $((SECONDS - t0)) s"
 
-unshare --net -- bash "$here/inside.sh" "$work" "$suite" "$root"
-rc=$?
+dir=$work/$suite
+fail=0
+ok() { echo "  ok: $1"; }
+bad() { echo "  FAILED: $1"; fail=1; }
+C() { SSE_CHROOT_CACHE=$work "$root/test/versions/chroot.sh" run "$suite" "$@"; }
+# ---- install: apt-get install ./dist/*.deb, dependencies from the archive
+mkdir -p "$dir/tmp/pkg/dist"
+for f in "$root"/dist/*.deb; do
+  case $f in *-dbgsym_*) ;; *) cp "$f" "$dir/tmp/pkg/dist/" ;; esac
+done
+echo "  packages: $(cd "$dir/tmp/pkg/dist" && ls | paste -sd' ')"
+t=$SECONDS
+# systemd only for systemd-analyze below; the packages do not need it
+if C sh -c 'cd /tmp/pkg && apt-get install -y -q ./dist/*.deb systemd' >"$work/apt.log" 2>&1; then
+  ok "apt-get install ./dist/*.deb in a clean $suite: $(grep -c '^Unpacking' "$work/apt.log") packages unpacked ($((SECONDS - t)) s)"
+else
+  tail -n 30 "$work/apt.log"; bad "apt-get install"; exit 1
+fi
+perm=$(C stat -c '%U:%G %a' /etc/sse-bridge/sse-bridge.conf)
+[ "$perm" = "root:sse-bridge 640" ] && C getent passwd sse-bridge >/dev/null \
+  && ok "system user sse-bridge; the configuration is $perm" || bad "user or configuration mode: $perm"
+[ -x "$dir/usr/bin/sse-bridge" ] && [ -f "$dir/usr/share/man/man8/sse-bridge.8.gz" ] \
+  && ok "/usr/bin/sse-bridge and sse-bridge(8) installed" || bad "daemon or man page missing"
+
+
+rc=1
+if [ $fail = 0 ]; then
+  unshare --net -- bash "$here/inside.sh" "$work" "$suite" "$root"
+  rc=$?
+fi
 cp -n "$work/$suite/var/cache/apt/archives/"*.deb "$cache/$suite-archives/" 2>/dev/null
 echo "    deb step: $((SECONDS - t0)) s"
 exit $rc
