@@ -62,6 +62,7 @@ exec_start=$(sed -n 's/^ExecStart=//p' "$dir$unit")
 exec_reload=$(sed -n 's/^ExecReload=//p' "$dir$unit")
 user=$(sed -n 's/^User=//p' "$dir$unit")
 group=$(sed -n 's/^Group=//p' "$dir$unit")
+wd=$(sed -n 's/^WatchdogSec=\([0-9]*\)s$/\1/p' "$dir$unit")
 echo "  ExecStart=$exec_start  User=$user  Group=$group"
 python3 - "$dir/run/sse-notify.sock" "$work/notify" <<'PY' &
 import os, socket, sys
@@ -76,8 +77,11 @@ lpid=$!
 deadline=$((SECONDS + 10)); until [ -S "$dir/run/sse-notify.sock" ] || [ $SECONDS -ge $deadline ]; do sleep 0.05; done
 # systemd: a clean environment, the unit's user and group, no capabilities
 # shellcheck disable=SC2086
-C sh -c 'echo $$ >/run/sse-bridge.pid; exec setpriv --reuid="$1" --regid="$2" --init-groups --inh-caps=-all --bounding-set=-all \
-  env -i PATH=/usr/bin:/bin NOTIFY_SOCKET=/run/sse-notify.sock "$@"' sh "$user" "$group" $exec_start 2>"$work/bridge.log" &
+# (and WatchdogSec= as systemd passes it)
+C sh -c 'echo $$ >/run/sse-bridge.pid; u=$1 g=$2 w=$3; shift 3; exec setpriv --reuid="$u" --regid="$g" --init-groups \
+  --inh-caps=-all --bounding-set=-all env -i PATH=/usr/bin:/bin NOTIFY_SOCKET=/run/sse-notify.sock \
+  WATCHDOG_USEC=$((w * 1000000)) WATCHDOG_PID=$$ "$@"' \
+  sh "$user" "$group" "${wd:-0}" $exec_start 2>"$work/bridge.log" &
 bpid=$!
 if wait_for "$work/notify" '(^|\|)READY=1'; then
   ok "READY=1 from the daemon once its database links are up"
@@ -87,6 +91,8 @@ fi
 mainpid=$(cat "$dir/run/sse-bridge.pid")
 [ "$(stat -c %U "/proc/$mainpid")" = sse-bridge ] || [ "$(awk '/^Uid:/ {print $2}' "/proc/$mainpid/status")" = "$(C id -u sse-bridge)" ] \
   && ok "running as $user (pid $mainpid)" || bad "not running as $user"
+[ -n "$wd" ] && { wait_for "$work/notify" '^WATCHDOG=1$' && grep -q "systemd watchdog: pinging every $((wd * 500)) ms" "$work/bridge.log" \
+  && ok "WatchdogSec=${wd}s: WATCHDOG=1 pings every $((wd * 500)) ms" || bad "no watchdog ping"; }
 
 url=http://127.0.0.1:8080
 sub=$(psql_app "SELECT sse_subscribe_filter(ARRAY['orders.#'])")

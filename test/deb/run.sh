@@ -46,7 +46,7 @@ echo "--- the $suite chroot"
 ) 9>"$cache/$suite.lock" || { echo "FAIL: deb: $suite sources"; exit 1; }
 
 work=$(mktemp -d /var/tmp/sse_deb.XXXXXX)
-cleanup() { rm -rf "$work"; }
+cleanup() { if [ -n "${SSE_DEB_KEEP:-}" ]; then echo "    kept: $work"; else rm -rf "$work"; fi; }
 trap cleanup EXIT
 cp -a "$cache/$suite" "$work/$suite"
 : >"$work/$suite.ready"
@@ -68,7 +68,7 @@ done
 echo "  packages: $(cd "$dir/tmp/pkg/dist" && ls | paste -sd' ')"
 t=$SECONDS
 # systemd only for systemd-analyze below; the packages do not need it
-if C sh -c 'cd /tmp/pkg && apt-get install -y -q ./dist/*.deb systemd' >"$work/apt.log" 2>&1; then
+if C sh -c 'cd /tmp/pkg && apt-get install -y -q -o Dpkg::Options::=--force-unsafe-io ./dist/*.deb systemd' >"$work/apt.log" 2>&1; then
   ok "apt-get install ./dist/*.deb in a clean $suite: $(grep -c '^Unpacking' "$work/apt.log") packages unpacked ($((SECONDS - t)) s)"
 else
   tail -n 30 "$work/apt.log"; bad "apt-get install"; exit 1
@@ -81,6 +81,7 @@ perm=$(C stat -c '%U:%G %a' /etc/sse-bridge/sse-bridge.conf)
 
 
 rc=1
+[ -n "${SSE_DEB_KEEP:-}" ] && cp -a "$dir" "$work/installed"
 if [ $fail = 0 ]; then
   unshare --net -- bash "$here/inside.sh" "$work" "$suite" "$root"
   rc=$?
