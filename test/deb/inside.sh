@@ -10,6 +10,9 @@ fail=0 bpid= lpid= rpid=
 ok() { echo "  ok: $1"; }
 bad() { echo "  FAILED: $1"; fail=1; }
 C() { SSE_CHROOT_CACHE=$work "$root/test/versions/chroot.sh" run "$suite" "$@"; }
+readme_block() {  # the body of the README's block marked <!-- test: KIND -->
+  awk -v k="<!-- test: $1 -->" 'f == 2 && /^```$/ {exit} f == 2 {print} f == 1 && /^```/ {f = 2; next} $0 == k {f = 1}' "$root/README.md"
+}
 psql_app() { C runuser -u postgres -- psql -qAtX -v ON_ERROR_STOP=1 -d app -c "$1"; }
 wait_for() {  # wait_for FILE REGEX [SECONDS]: until a line of FILE matches
   local deadline=$((SECONDS + ${3:-30}))
@@ -47,15 +50,22 @@ t=$SECONDS
 C pg_createcluster 15 main -o "listen_addresses=" >/dev/null 2>&1 && C pg_ctlcluster 15 main start \
   || { bad "cluster"; exit 1; }
 C runuser -u postgres -- psql -qX -v ON_ERROR_STOP=1 -c 'CREATE DATABASE app' >/dev/null || bad "CREATE DATABASE"
-# the roles and grants of docs/operations.md: the bridge is the service's user
-psql_app "CREATE EXTENSION sse_bridge;
-  CREATE ROLE \"sse-bridge\" LOGIN;
-  GRANT USAGE ON SCHEMA sse_bridge TO \"sse-bridge\";
-  GRANT SELECT ON sse_bridge.events, sse_bridge.meta, sse_bridge.subscriptions,
-      sse_bridge.subscription_versions TO \"sse-bridge\";
-  GRANT EXECUTE ON FUNCTION sse_touch(uuid), sse_expire(), sse_prune(interval) TO \"sse-bridge\";" \
-  && ok "cluster started, CREATE EXTENSION sse_bridge ($(psql_app "SELECT extversion FROM pg_extension WHERE extname = 'sse_bridge'")), role and grants ($((SECONDS - t)) s)" \
-  || { bad "CREATE EXTENSION"; exit 1; }
+# the README's roles and grants, as typed
+readme_block debsql >"$dir/tmp/roles.sql"
+[ -s "$dir/tmp/roles.sql" ] || bad "no debsql block in the README"
+C runuser -u postgres -- psql -qAtX -v ON_ERROR_STOP=1 -d app -f /tmp/roles.sql >/dev/null \
+  && ok "cluster started, the README's CREATE EXTENSION, role and grants: sse_bridge $(psql_app "SELECT extversion FROM pg_extension WHERE extname = 'sse_bridge'") ($((SECONDS - t)) s)" \
+  || { bad "the README's roles and grants"; exit 1; }
+
+# the README's unit block: its check, as the service's user (the default file)
+check=$(readme_block debunit | sed -n 's/^\(sse-bridge --check-config\) .*/\1/p')
+# shellcheck disable=SC2086
+out=$(C setpriv --reuid=sse-bridge --regid=sse-bridge --init-groups env -i PATH=/usr/bin:/bin $check 2>&1); rc=$?
+[ -n "$check" ] && [ $rc = 0 ] && grep -q 'configuration file: /etc/sse-bridge/sse-bridge.conf' <<<"$out" \
+  && ok "the README's '$check' passes on the shipped file (read by default)" || bad "'$check': exit $rc: $out"
+for u in $(readme_block debunit | sed -n 's/^systemctl [a-z]* \(--now \)\{0,1\}\([a-z@-]*\).*/\2/p' | sort -u); do
+  [ -f "$dir/lib/systemd/system/$u.service" ] || bad "the README names a unit the package lacks: $u"
+done
 
 # ---- the daemon as the unit runs it
 exec_start=$(sed -n 's/^ExecStart=//p' "$dir$unit")

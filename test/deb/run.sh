@@ -60,6 +60,10 @@ fail=0
 ok() { echo "  ok: $1"; }
 bad() { echo "  FAILED: $1"; fail=1; }
 C() { SSE_CHROOT_CACHE=$work "$root/test/versions/chroot.sh" run "$suite" "$@"; }
+# readme_block KIND: the body of the README's block marked <!-- test: KIND -->
+readme_block() {
+  awk -v k="<!-- test: $1 -->" 'f == 2 && /^```$/ {exit} f == 2 {print} f == 1 && /^```/ {f = 2; next} $0 == k {f = 1}' "$root/README.md"
+}
 # ---- install: apt-get install ./dist/*.deb, dependencies from the archive
 mkdir -p "$dir/tmp/pkg/dist"
 for f in "$root"/dist/*.deb; do
@@ -67,11 +71,13 @@ for f in "$root"/dist/*.deb; do
 done
 echo "  packages: $(cd "$dir/tmp/pkg/dist" && ls | paste -sd' ')"
 t=$SECONDS
-# systemd only for systemd-analyze below; the packages do not need it
-if C sh -c 'cd /tmp/pkg && apt-get install -y -q -o Dpkg::Options::=--force-unsafe-io ./dist/*.deb systemd' >"$work/apt.log" 2>&1; then
-  ok "apt-get install ./dist/*.deb in a clean $suite: $(grep -c '^Unpacking' "$work/apt.log") packages unpacked ($((SECONDS - t)) s)"
+# the README's command as typed (and systemd, only for systemd-analyze below)
+install=$(readme_block deb)
+[ "$install" = "apt install ./dist/*.deb" ] || bad "README's install block is not 'apt install ./dist/*.deb': $install"
+if C sh -c "cd /tmp/pkg && $install -y -q -o Dpkg::Options::=--force-unsafe-io systemd" >"$work/apt.log" 2>&1; then
+  ok "$install in a clean $suite: $(grep -c '^Unpacking' "$work/apt.log") packages unpacked ($((SECONDS - t)) s)"
 else
-  tail -n 30 "$work/apt.log"; bad "apt-get install"; exit 1
+  tail -n 30 "$work/apt.log"; bad "$install"; exit 1
 fi
 perm=$(C stat -c '%U:%G %a' /etc/sse-bridge/sse-bridge.conf)
 [ "$perm" = "root:sse-bridge 640" ] && C getent passwd sse-bridge >/dev/null \
