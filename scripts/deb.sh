@@ -4,6 +4,7 @@
 #   postgresql-NN-sse-bridge  the extension, for each version of
 #                             debian/pgversions installed here (pg_buildext)
 #   sse-bridge                the daemon, its units, configuration and man page
+# and their debug symbols in dist/debug/.
 # Needs the build dependencies of debian/control (scripts/deps.sh installs
 # them) and prints lintian's verdict on the result when lintian is there.
 set -euo pipefail
@@ -29,15 +30,21 @@ if ! (cd "$src" && dpkg-buildpackage -us -uc -b >"$work/build.log" 2>&1); then
   echo "make deb: dpkg-buildpackage failed (above)" >&2
   exit 1
 fi
-mkdir -p dist
-rm -f dist/*.deb dist/*.changes dist/*.buildinfo
+# lintian on the .changes: every package, the changes and buildinfo files
+lint_rc=0
+if command -v lintian >/dev/null; then
+  rc=0; lintian --fail-on error "$work"/*.changes >"$work"/lintian.txt 2>&1 || rc=$?
+  echo "lintian ($(grep -c '^E:' "$work"/lintian.txt) errors, $(grep -c '^W:' "$work"/lintian.txt) warnings; dist/lintian.txt):"
+  sed 's/^/  /' "$work"/lintian.txt
+  lint_rc=$rc
+fi
+mkdir -p dist/debug
+rm -f dist/*.deb dist/debug/*.deb dist/*.changes dist/*.buildinfo
+# the debug symbols apart, so that `apt install ./dist/*.deb` takes the two packages
+mv "$work"/*-dbgsym_*.deb dist/debug/
 mv "$work"/*.deb "$work"/*.changes "$work"/*.buildinfo dist/
-for d in dist/*.deb; do
+for d in dist/*.deb dist/debug/*.deb; do
   printf '%s  %s bytes  installed %s KiB\n' "$(basename "$d")" "$(stat -c %s "$d")" "$(dpkg-deb -f "$d" Installed-Size)"
 done
-if command -v lintian >/dev/null; then
-  rc=0; lintian --fail-on error dist/*.changes >dist/lintian.txt 2>&1 || rc=$?
-  echo "lintian ($(grep -c '^E:' dist/lintian.txt) errors, $(grep -c '^W:' dist/lintian.txt) warnings; dist/lintian.txt):"
-  sed 's/^/  /' dist/lintian.txt
-  [ $rc -eq 0 ] || { echo "make deb: lintian reports errors" >&2; exit 1; }
-fi
+[ -f "$work/lintian.txt" ] && cp "$work/lintian.txt" dist/lintian.txt
+[ "$lint_rc" -eq 0 ] || { echo "make deb: lintian reports errors" >&2; exit 1; }
