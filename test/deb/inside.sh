@@ -24,7 +24,11 @@ wait_for() {  # wait_for FILE REGEX [SECONDS]: until a line of FILE matches
 cleanup() {
   [ -n "$rpid" ] && kill "$rpid" 2>/dev/null
   [ -n "$bpid" ] && [ -f "$dir/run/sse-bridge.pid" ] && kill -KILL "$(cat "$dir/run/sse-bridge.pid")" 2>/dev/null
-  [ -f "$dir/var/run/postgresql/15-main.pid" ] && C pg_ctlcluster 15 main stop -m fast >/dev/null 2>&1
+  # (/var/run is a link to /run: outside the chroot, $dir/run)
+  if [ -f "$dir/run/postgresql/15-main.pid" ]; then
+    C pg_ctlcluster 15 main stop -m fast >/dev/null 2>&1 ||
+      kill -QUIT "$(head -n1 "$dir/run/postgresql/15-main.pid")" 2>/dev/null
+  fi
   [ -n "$lpid" ] && kill "$lpid" 2>/dev/null
   wait 2>/dev/null
 }
