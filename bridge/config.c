@@ -75,6 +75,7 @@ typedef struct cfg_entry {
 	const char *help;
 } cfg_entry;
 
+/* db stays the first entry (cfg_env reads DATABASE_URL into cfg_table[0]) */
 static const cfg_entry cfg_table[] = {
 	{"db", CFG_STRING, &cfg.db, "", "CONNINFO",
 	 "database connection (default: libpq environment, or DATABASE_URL)"},
@@ -289,7 +290,7 @@ cfg_env(cfg_settings *s)
 			db_set = true;
 	}
 	if (!db_set && s->db[0] == '\0' && getenv("DATABASE_URL"))
-		return cfg_set(cfg_find("db"), s, getenv("DATABASE_URL"), "DATABASE_URL");
+		return cfg_set(&cfg_table[0], s, getenv("DATABASE_URL"), "DATABASE_URL");	/* db */
 	return true;
 }
 
