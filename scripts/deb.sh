@@ -25,7 +25,7 @@ else
 fi
 # the control file for the versions installed here
 (cd "$src" && pg_buildext updatecontrol >/dev/null 2>&1 || true)
-if ! (cd "$src" && dpkg-buildpackage -us -uc -b >"$work/build.log" 2>&1); then
+if ! (cd "$src" && dpkg-buildpackage -us -uc -b -j2 >"$work/build.log" 2>&1); then
   tail -n 40 "$work/build.log"
   echo "make deb: dpkg-buildpackage failed (above)" >&2
   exit 1
@@ -39,6 +39,7 @@ if command -v lintian >/dev/null; then
   lint_rc=$rc
 fi
 mkdir -p dist/debug
+cp "$work/build.log" dist/build.log
 rm -f dist/*.deb dist/debug/*.deb dist/*.changes dist/*.buildinfo
 # the debug symbols apart, so that `apt install ./dist/*.deb` takes the two packages
 mv "$work"/*-dbgsym_*.deb dist/debug/
