@@ -542,18 +542,18 @@ cfg_validate(cfg_settings *s)
 	}
 	if (s->max_memory != 0 && (s->max_memory < (16 << 20) || s->replay_cache > s->max_memory / 4 ||
 							   s->client_queue > s->max_memory / 8)) {
-		cfg_fail("max-memory must be at least 16M, 4 x replay-cache and 8 x client-queue (or 0)");
+		cfg_fail("--max-memory must be at least 16M, 4 x --replay-cache and 8 x --client-queue (or 0)");
 		return false;
 	}
 	if ((origins = cfg_origin_list(s->cors_origin, why, sizeof(why))) == NULL) {
-		cfg_fail("invalid cors-origin: %s", why);
+		cfg_fail("invalid --cors-origin: %s", why);
 		return false;
 	}
 	free(s->cors_origin);
 	s->cors_origin = origins;
 	why[0] = '\0';
 	if ((pub = scope_new(s->public_channels, why, sizeof(why))) == NULL) {
-		cfg_fail("invalid public-channels: %s", why[0] ? why : "out of memory");
+		cfg_fail("invalid --public-channels: %s", why[0] ? why : "out of memory");
 		return false;
 	}
 	scope_free(pub);
