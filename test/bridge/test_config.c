@@ -142,6 +142,7 @@ setup_dir(void **state)
 		return -1;
 	snprintf(conf, sizeof(conf), "%s/sse-bridge.conf", tmpdir);
 	cfg_default_file = NULL;	/* the machine's /etc is not the test's */
+	unsetenv("SSE_BRIDGE_CONFIG");
 	return 0;
 }
 
