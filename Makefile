@@ -8,6 +8,8 @@
 #   make run      run the demo: throwaway cluster, sample jobs, bridge on :8080
 #   make bench    side-by-side benchmarks (not part of make test)
 #   make bench-scale STREAMS=N   N concurrent streams and one broadcast (bench/scale.sh)
+#   make deb      Debian packages into dist/ (the extension per PostgreSQL
+#                 version, and the daemon with its systemd units)
 
 .DEFAULT_GOAL := all
 
@@ -27,7 +29,7 @@ EXTRA_CLEAN = regression.diffs regression.out results output_iso
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 
-.PHONY: test run bench bench-scale torture
+.PHONY: test run bench bench-scale torture deb
 test:
 	@scripts/test.sh
 run:
@@ -39,10 +41,15 @@ bench-scale:
 	@STREAMS=$(STREAMS) bench/scale.sh
 torture:
 	@test/torture/torture.sh $(DURATION)
+deb:
+	@scripts/deb.sh
 
 ifneq ($(PGXS),)
 include $(PGXS)
+# SSE_EXTENSION_ONLY=1: the extension alone (the Debian build, debian/rules)
+ifeq ($(SSE_EXTENSION_ONLY),)
 -include bridge/bridge.mk
+endif
 # The regression tests use PREPARE TRANSACTION: say so before pg_regress
 # fails on it (a server that cannot be reached is left to pg_regress).
 installcheck: installcheck-settings

@@ -195,6 +195,10 @@ auth_reload(void)
 
 	if (!au.on)
 		return true;
+	/* the settings were reread: the policy points into them */
+	au.pol.issuer = cfg.jwt_issuer;
+	au.pol.audience = cfg.jwt_audience;
+	au.pol.leeway = (int64_t) (cfg.jwt_leeway_ms / 1000);
 	if ((ks = auth_load_keys(err, sizeof(err))) == NULL) {
 		log_error("reload: %s; the previous keys stay in use", err);
 		return false;

@@ -2,20 +2,22 @@
 # after PGXS.  Objects go to bridge/build/ with the bridge's own flags (PGXS
 # CFLAGS are for the server module and are not used here).
 #
-#   make                 builds bridge/sse-bridge (part of `all`)
+#   make                 builds bridge/sse-bridge and its man page
+#                        bridge/sse-bridge.8 (part of `all`)
 #   make install         installs it into $(BRIDGE_BINDIR) (default: /usr/local/bin,
 #                        a directory on PATH; PostgreSQL's bindir is not)
 #   make clean           removes it
 #   make bridge-asan     builds bridge/build/asan/sse-bridge with ASan+UBSan
 
 BRIDGE_CC      ?= $(if $(filter clang%,$(notdir $(CC))),$(CC),cc)
-BRIDGE_PKGS    := libuv jansson libpq libcrypto
+BRIDGE_PKGS    := libuv jansson libpq libcrypto libsystemd
 BRIDGE_PKGCF   := $(shell pkg-config --cflags $(BRIDGE_PKGS) 2>/dev/null)
 BRIDGE_PKGLIBS := $(shell pkg-config --libs $(BRIDGE_PKGS) 2>/dev/null)
 BRIDGE_CFLAGS  ?= -O2 -g
+BRIDGE_LDFLAGS ?=
 BRIDGE_WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 BRIDGE_DEFS    := -D_GNU_SOURCE -Isrc -Ibridge $(if $(BRIDGE_PKGCF),$(BRIDGE_PKGCF),-I$(shell pg_config --includedir 2>/dev/null))
-BRIDGE_LIBS    := $(if $(BRIDGE_PKGLIBS),$(BRIDGE_PKGLIBS),-luv -ljansson -lpq -lcrypto) -lhttp_parser
+BRIDGE_LIBS    := $(if $(BRIDGE_PKGLIBS),$(BRIDGE_PKGLIBS),-luv -ljansson -lpq -lcrypto -lsystemd) -lhttp_parser
 BRIDGE_SRCS    := $(sort $(wildcard bridge/*.c))
 BRIDGE_SHARED  := src/sse_match.c src/sse_filter.c
 BRIDGE_ASSETS  := client/sse-bridge.js client/sse-bridge.d.ts client/demo.html
@@ -24,7 +26,7 @@ BRIDGE_OBJS    := $(patsubst bridge/%.c,bridge/build/%.o,$(BRIDGE_SRCS)) \
 BRIDGE_HDRS    := $(wildcard bridge/*.h) src/sse_match.h src/sse_filter.h
 BRIDGE_BINDIR  ?= /usr/local/bin
 
-all: bridge/sse-bridge
+all: bridge/sse-bridge bridge/sse-bridge.8
 install: install-bridge
 clean: clean-bridge
 
@@ -49,7 +51,12 @@ bridge/build/shared_%.o: src/%.c $(BRIDGE_HDRS)
 	$(BRIDGE_CC) $(BRIDGE_CFLAGS) $(BRIDGE_WARN) $(BRIDGE_DEFS) -c -o $@ $<
 
 bridge/sse-bridge: $(BRIDGE_OBJS)
-	$(BRIDGE_CC) $(BRIDGE_CFLAGS) -o $@ $(BRIDGE_OBJS) $(BRIDGE_LIBS)
+	$(BRIDGE_CC) $(BRIDGE_CFLAGS) $(BRIDGE_LDFLAGS) -o $@ $(BRIDGE_OBJS) $(BRIDGE_LIBS)
+
+# sse-bridge(8) comes from the settings table --help prints (cfg_man), so
+# the two cannot drift.
+bridge/sse-bridge.8: bridge/sse-bridge
+	./bridge/sse-bridge --man >$@.tmp && mv $@.tmp $@
 
 .PHONY: install-bridge clean-bridge bridge-asan
 install-bridge: bridge/sse-bridge
@@ -57,7 +64,7 @@ install-bridge: bridge/sse-bridge
 	install -m 755 bridge/sse-bridge '$(DESTDIR)$(BRIDGE_BINDIR)/sse-bridge'
 
 clean-bridge:
-	rm -rf bridge/build bridge/sse-bridge
+	rm -rf bridge/build bridge/sse-bridge bridge/sse-bridge.8
 
 BRIDGE_SAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 bridge-asan: bridge/build/asan/sse-bridge

@@ -1,6 +1,7 @@
 /*
- * config.h - the bridge's settings, filled from defaults, the environment
- * (SSE_BRIDGE_<NAME>) and the command line, in that order of precedence.
+ * config.h - the bridge's settings, filled from defaults, the configuration
+ * file, the environment (SSE_BRIDGE_<NAME>) and the command line, in that
+ * order of precedence (config.c describes the file).
  */
 #ifndef BRIDGE_CONFIG_H
 #define BRIDGE_CONFIG_H
@@ -8,11 +9,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define BRIDGE_VERSION "0.1.0"
 
 /* More worker processes than this is a mistake, not a setting. */
 #define CFG_WORKERS_MAX 256
+#ifndef CFG_DEFAULT_FILE
+#define CFG_DEFAULT_FILE "/etc/sse-bridge/sse-bridge.conf"
+#endif
 
 /*
  * Every duration is held in milliseconds and every size in bytes, whatever
@@ -56,16 +61,45 @@ extern cfg_settings cfg;
 
 typedef enum cfg_result {
 	CFG_OK,					/* run */
-	CFG_EXIT_OK,			/* --help or --version printed */
+	CFG_EXIT_OK,			/* --help, --version, --man printed, or --check-config passed */
 	CFG_EXIT_ERROR			/* bad option, message printed */
 } cfg_result;
 
+/* Read when it exists and neither --config nor SSE_BRIDGE_CONFIG names a file. */
+extern const char *cfg_default_file;
+/* The file in use (NULL: none), chosen once by cfg_load. */
+extern char *cfg_file;
+
 /*
- * Fill cfg from defaults, environment and argv.  Strings in cfg are owned by
- * the module and freed by cfg_free().
+ * Fill cfg from defaults, the file, environment and argv (kept for
+ * cfg_reread).  Strings in cfg are owned by the module and freed by
+ * cfg_free().  A failure prints its reason on stderr.
  */
 cfg_result cfg_load(int argc, char **argv);
 void cfg_free(void);
+
+/* Why the last cfg_load, cfg_reread or cfg_read_file failed. */
+const char *cfg_error(void);
+
+/*
+ * A reload: the same sources again into *next, validated.  A setting that
+ * cannot change while running (cfg_is_fixed) and differs is logged and
+ * keeps its running value in *next.  False (next freed): see cfg_error().
+ */
+bool cfg_reread(cfg_settings *next);
+
+/* Move next's values into cfg, log each change, free next; returns the number changed. */
+size_t cfg_apply(cfg_settings *next);
+void cfg_settings_free(cfg_settings *s);
+
+/* Read one configuration file into s (over what s holds). */
+bool cfg_read_file(const char *path, cfg_settings *s);
+
+/* Does the setting keep its running value on a reload? */
+bool cfg_is_fixed(const char *name);
+
+/* The manual page sse-bridge(8), in roff, from the settings table. */
+void cfg_man(FILE *out);
 
 /* Parse "123", "64k", "1M", "2G" (binary units) into *out. */
 bool cfg_parse_size(const char *s, uint64_t *out);

@@ -18,7 +18,13 @@ extern log_level log_threshold;
 /* Parse "error", "warn", "info" or "debug"; returns false if unknown. */
 bool log_parse_level(const char *s, log_level *out);
 
-/* Write one line "<time> <level> <message>" to stderr if level is enabled. */
+/*
+ * Write one line "<time> sse-bridge <level>: <message>" to stderr if level is
+ * enabled; under journald "<N><level>: <message>" (N: the syslog priority).
+ */
+/* Is stderr the journal (JOURNAL_STREAM matches it)?  Decided once. */
+bool log_to_journal(void);
+
 void log_msg(log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

@@ -2,6 +2,13 @@
  * main.c - process setup: settings, listener, signals, the per-turn flush,
  * the sweep timer, and an orderly shutdown.
  *
+ * Reload (SIGHUP, `systemctl reload`): reload_run rereads the settings and
+ * applies what can change while running; the hooks registered here swap
+ * the public scope and the memory bound.  No connection is touched.
+ * Under systemd (bridge/notify.h): READY=1 once both database links are
+ * up (checked by the sweep timer), RELOADING=1 then READY=1 around a
+ * reload, STOPPING=1 at shutdown, watchdog pings from the loop.
+ *
  * Shutdown (SIGTERM/SIGINT): stop accepting, end every stream after its
  * queued bytes, close the database links once the last client is gone, and
  * exit 0.  A hard deadline closes whatever is left after 4 s.
@@ -42,6 +49,8 @@
 #include "metrics.h"
 #include "prune.h"
 #include "mem.h"
+#include "notify.h"
+#include "reload.h"
 #include "ring.h"
 #include "scope.h"
 #include "ipc.h"
@@ -66,8 +75,11 @@ static struct {
 	uv_timer_t	stop_timer;		/* hard deadline during shutdown */
 	uv_signal_t sigterm;
 	uv_signal_t sigint;
-	uv_signal_t sighup;			/* reload the token keys (auth_reload) */
+	uv_signal_t sighup;			/* reload (reload.h): settings, scope, memory bound, token keys */
 	scope	   *public_scope;
+	scope	   *next_scope;		/* prepared by a reload, not yet live */
+	bool		links_up;		/* both database links were up at the last check */
+	bool		ready;			/* READY=1 sent */
 	db_link		live;			/* LISTEN + live fetches */
 	db_link		work;			/* opens, replay pages, definition reads, housekeeping */
 	frame	   *keepalive;		/* shared ": keepalive" comment */
@@ -135,11 +147,85 @@ bridge_on_flush_pre(uv_prepare_t *h)
 	bridge_flush();
 }
 
+/* READY=1 the first time both links are up; STATUS= when that changes. */
+static void
+bridge_check_links(void)
+{
+	bool		up = db_link_up(&br.live) && db_link_up(&br.work);
+
+	if (up == br.links_up || br.stopping)
+		return;
+	br.links_up = up;
+	if (up && !br.ready) {
+		br.ready = true;
+		notify_ready("ready: both database links are up");
+	} else
+		notify_status(up ? "ready: both database links are up" : "a database link is down, reconnecting");
+}
+
 static void
 bridge_on_sweep(uv_timer_t *t)
 {
 	(void) t;
 	client_sweep(uv_now(br.loop));
+	bridge_check_links();
+}
+
+/* The clients' view of the process (again after a reload swaps the scope). */
+static void
+bridge_client_env(void)
+{
+	client_init(&(client_env) {br.loop, br.public_scope, br.keepalive, &br.live, &br.work});
+}
+
+/* reload hook: --public-channels, a new scope for requests from now on. */
+static bool
+bridge_scope_prepare(void *arg, const cfg_settings *next, char *err, size_t errsize)
+{
+	(void) arg;
+	if (strcmp(next->public_channels, cfg.public_channels) == 0)
+		return true;
+	br.next_scope = scope_new(next->public_channels, err, errsize);
+	return br.next_scope != NULL;
+}
+
+static void
+bridge_scope_commit(void *arg, bool apply)
+{
+	(void) arg;
+	if (br.next_scope == NULL)
+		return;
+	if (apply) {
+		scope_free(br.public_scope);	/* a scope is read only while a request is routed */
+		br.public_scope = br.next_scope;
+		bridge_client_env();
+		log_info("ad hoc %s", scope_count(br.public_scope) ? "enabled" : "disabled");
+	} else
+		scope_free(br.next_scope);
+	br.next_scope = NULL;
+}
+
+/* reload hook: --max-memory */
+static void
+bridge_mem_commit(void *arg, bool apply)
+{
+	(void) arg;
+	if (apply)
+		mem_set_limit(cfg.max_memory);
+}
+
+static void
+bridge_on_hup(uv_signal_t *h, int signum)
+{
+	(void) h;
+	(void) signum;
+	if (br.stopping)
+		return;
+	if (br.ready)
+		notify_reloading();
+	reload_run();
+	if (br.ready)
+		notify_ready("ready: both database links are up");
 }
 
 static void
@@ -149,6 +235,7 @@ bridge_finish(void)
 		return;
 	finished = true;
 	log_info("shut down");
+	notify_close();
 	listen_stop();
 	feed_stop();
 	if (!br.worker)
@@ -196,6 +283,7 @@ bridge_on_signal(uv_signal_t *h, int signum)
 		return;
 	log_info("received %s: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
 	br.stopping = true;
+	notify_stopping();
 	listen_stop();
 	client_shutdown_all();
 	uv_timer_start(&br.stop_timer, bridge_on_deadline, BRIDGE_STOP_DEADLINE_MS, 0);
@@ -257,14 +345,13 @@ bridge_on_chan_closed(ipc_chan *c)
 	_exit(3);
 }
 
-/* SIGHUP: reload what can change without a restart (the token keys). */
+/* A reload rereads the token keys (the key file's path needs a restart). */
 static void
-bridge_on_sighup(uv_signal_t *h, int signum)
+bridge_auth_commit(void *arg, bool apply)
 {
-	(void) h;
-	(void) signum;
-	log_info("received SIGHUP: reloading");
-	auth_reload();
+	(void) arg;
+	if (apply)
+		(void) auth_reload();	/* a key file that does not load keeps the previous keys (logged) */
 }
 
 static bool
@@ -290,7 +377,7 @@ bridge_setup(void)
 	ring_init(cfg.replay_cache, BRIDGE_RING_EVENTS);
 	hub_init(stream_deliver);
 	client_set_ops(&(client_ops) {stream_open, stream_drained, stream_release, bridge_maybe_finish});
-	client_init(&(client_env) {br.loop, br.public_scope, br.keepalive, &br.live, &br.work});
+	bridge_client_env();
 	metrics_init(&br.live, &br.work);
 	hub_set_index(cfg.filter_index);
 	uv_check_init(br.loop, &br.flush);
@@ -306,7 +393,11 @@ bridge_setup(void)
 	uv_signal_init(br.loop, &br.sigint);
 	uv_signal_start(&br.sigint, bridge_on_signal, SIGINT);
 	uv_signal_init(br.loop, &br.sighup);
-	uv_signal_start(&br.sighup, bridge_on_sighup, SIGHUP);
+	uv_signal_start(&br.sighup, bridge_on_hup, SIGHUP);
+	reload_register(&(reload_hook) {"public-channels", bridge_scope_prepare, bridge_scope_commit, NULL});
+	reload_register(&(reload_hook) {"max-memory", NULL, bridge_mem_commit, NULL});
+	reload_register(&(reload_hook) {"jwt-key", NULL, bridge_auth_commit, NULL});
+	notify_init(br.loop);
 	if (br.worker) {
 		whole_init(br.ring, br.slot);
 		metrics_set_view(whole_fill, whole_extra);
@@ -326,6 +417,7 @@ static void
 bridge_teardown(void)
 {
 	uv_loop_close(br.loop);
+	reload_reset();
 	scope_free(br.public_scope);
 	frame_unref(br.keepalive);
 	auth_shutdown();
@@ -471,6 +563,7 @@ main(int argc, char **argv)
 	feed_start();
 	work_start();
 	prune_start();
+	notify_status("waiting for the database");
 	uv_run(br.loop, UV_RUN_DEFAULT);
 	bridge_teardown();
 	return 0;

@@ -39,6 +39,7 @@
 #include "logread.h"
 #include "mem.h"
 #include "metrics.h"
+#include "notify.h"
 #include "prune.h"
 #include "ring.h"
 #include "shr.h"
@@ -94,6 +95,8 @@ static struct {
 	uv_timer_t	status;
 	uv_timer_t	stop_timer;
 	bool		stopping;
+	bool		links_up;		/* both kinds of database link, as last told to the manager */
+	bool		ready;			/* READY=1 sent */
 	bool		finished;
 	int64_t		pub_id;			/* the feed's position after the last record */
 	int64_t		pub_us;
@@ -363,6 +366,23 @@ sv_pool_state(void)
 }
 
 /* The links' states for the workers, and the supervisor's figures. */
+/* The service manager hears of the supervisor's links, as of one process's. */
+static void
+sv_check_links(void)
+{
+	db_state	ps = sv_pool_state();
+	bool		up = db_link_up(&sv.live) && (ps == DB_IDLE || ps == DB_BUSY);
+
+	if (up == sv.links_up || sv.stopping)
+		return;
+	sv.links_up = up;
+	if (up && !sv.ready) {
+		sv.ready = true;
+		notify_ready("ready: both database links are up");
+	} else
+		notify_status(up ? "ready: both database links are up" : "a database link is down, reconnecting");
+}
+
 static void
 sv_on_status(uv_timer_t *t)
 {
@@ -370,6 +390,7 @@ sv_on_status(uv_timer_t *t)
 
 	(void) t;
 	shr_set_links(sv.ring, sv.live.state, sv_pool_state());
+	sv_check_links();
 	shr_slot_begin(s);
 	s->pid = (int32_t) getpid();
 	metrics_own_view(&s->v);
@@ -383,6 +404,7 @@ sv_finish(void)
 		return;
 	sv.finished = true;
 	log_info("shut down");
+	notify_close();
 	feed_stop();
 	prune_stop();
 	work_stop();
@@ -425,6 +447,7 @@ sv_on_signal(uv_signal_t *h, int signum)
 		return;
 	log_info("received %s: draining every worker", signum == SIGTERM ? "SIGTERM" : "SIGINT");
 	sv.stopping = true;
+	notify_stopping();
 	for (unsigned i = 0; i < sv.nw; i++) {
 		uv_timer_stop(&sv.w[i].respawn);
 		if (sv.w[i].running)
@@ -443,9 +466,13 @@ sv_on_sighup(uv_signal_t *h, int signum)
 	if (sv.stopping)
 		return;
 	log_info("received SIGHUP: passing it on to every worker");
+	if (sv.ready)
+		notify_reloading();
 	for (unsigned i = 0; i < sv.nw; i++)
 		if (sv.w[i].running)
 			uv_process_kill(&sv.w[i].proc, SIGHUP);
+	if (sv.ready)
+		notify_ready("ready: both database links are up");
 }
 
 static bool
@@ -458,7 +485,10 @@ sv_env(void)
 	if ((sv.env = calloc(n + 2, sizeof(char *))) == NULL)
 		return false;
 	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], SUPER_WORKER_ENV "=", sizeof(SUPER_WORKER_ENV)) != 0)
+		if (strncmp(environ[i], SUPER_WORKER_ENV "=", sizeof(SUPER_WORKER_ENV)) != 0 &&
+			strncmp(environ[i], "NOTIFY_SOCKET=", 14) != 0 &&
+			strncmp(environ[i], "WATCHDOG_USEC=", 14) != 0 &&
+			strncmp(environ[i], "WATCHDOG_PID=", 13) != 0)
 			sv.env[sv.nenv++] = environ[i];
 	return true;
 }
@@ -507,6 +537,8 @@ super_main(int argc, char **argv)
 	prune_init(sv.loop, &sv.pool[0], cfg.prune_interval_ms);
 	uv_timer_init(sv.loop, &sv.status);
 	uv_timer_start(&sv.status, sv_on_status, 0, SUPER_STATUS_MS);
+	notify_init(sv.loop);
+	notify_status("waiting for the database");
 	uv_timer_init(sv.loop, &sv.stop_timer);
 	uv_signal_init(sv.loop, &sv.sigterm);
 	uv_signal_start(&sv.sigterm, sv_on_signal, SIGTERM);

@@ -43,14 +43,15 @@ case "$pgv" in ''|*[!0-9]*) echo "deps.sh: bad PostgreSQL version '$pgv'" >&2; e
 PKGS=(
   build-essential pkg-config
   "postgresql-$pgv" "postgresql-server-dev-$pgv" "postgresql-client-$pgv" libpq-dev
-  libuv1-dev libjansson-dev libhttp-parser-dev libssl-dev
+  libuv1-dev libjansson-dev libhttp-parser-dev libssl-dev libsystemd-dev
   curl procps iproute2
 )
 if [ "$mode" != core ]; then
   # libFuzzer and the sanitizers come with the suite's default clang
   clangv=$(apt-cache depends clang 2>/dev/null | sed -n 's/^ *Depends: clang-\([0-9][0-9]*\)$/\1/p' | head -1)
   PKGS+=(clang "libclang-rt-${clangv:-14}-dev" libjwt-dev libcmocka-dev libssl-dev ca-certificates
-    debootstrap chromium fonts-dejavu-core nginx openssl)
+    debootstrap chromium fonts-dejavu-core nginx openssl
+    debhelper dpkg-dev fakeroot lintian postgresql-server-dev-all systemd groff-base)
   # node and npm may come from another packaging of Node.js; what matters is
   # that the commands exist.
   command -v node >/dev/null 2>&1 || PKGS+=(nodejs)

@@ -104,7 +104,8 @@ SQL
 bridge_args=(--db "host=$PGHOST port=$PGPORT user=$PGUSER dbname=$PGDATABASE"
              --listen "$listen" --public-channels 'job.#' --demo on)
 [ -n "${SSE_RUN_CORS_ORIGIN:-}" ] && bridge_args+=(--cors-origin "$SSE_RUN_CORS_ORIGIN")
-bridge/sse-bridge "${bridge_args[@]}" &
+# the demo's own settings only, not an installed /etc/sse-bridge/sse-bridge.conf
+bridge/sse-bridge --config "" "${bridge_args[@]}" &
 bridge_pid=$!
 
 deadline=$((SECONDS + 20))

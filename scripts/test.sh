@@ -17,6 +17,9 @@ else
   # the machine's own version; PG only chooses what to run
   PG= scripts/deps.sh || exit 1
 fi
+# The bridges of the tests read no configuration file, not even an
+# installed /etc/sse-bridge/sse-bridge.conf (tests of the file pass --config).
+export SSE_BRIDGE_CONFIG=
 out=$(make -s -j2 all 2>&1) || { echo "$out" | tail -n 40; echo "build failed"; exit 1; }
 out=$(make -s install 2>&1) || { echo "$out" | tail -n 40; echo "install failed"; exit 1; }
 

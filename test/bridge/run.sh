@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Bridge include- and call-cycle check (layers.py), unit tests (cmocka), plain and under AddressSanitizer +
-# UndefinedBehaviorSanitizer, then a smoke run of the sanitized bridge
+# UndefinedBehaviorSanitizer, the command line (cli.sh: configuration file,
+# --check-config, man page, journald log format), then a smoke run of the
+# sanitized bridge and the service test (service.sh: reload, sd_notify)
 # against the test cluster when one is configured (PGHOST etc.) and the
 # extension is installed.  Exits non-zero on any failure.
 set -uo pipefail
@@ -30,7 +32,7 @@ declare -A DEPS=(
   [test_hub]="bridge/hub.c bridge/hmap.c bridge/event.c bridge/frame.c bridge/wire.c bridge/mem.c bridge/logpos.c"
   [test_subdef]="bridge/subdef.c bridge/mem.c"
   [test_client]="$STREAM_LAYER"
-  [test_config]="bridge/config.c bridge/log.c"
+  [test_config]="bridge/config.c bridge/log.c bridge/scope.c"
   [test_shr]="bridge/shr.c bridge/event.c bridge/frame.c bridge/wire.c bridge/mem.c bridge/logpos.c bridge/log.c"
   [test_jwt]="bridge/jwt.c bridge/filtjson.c bridge/scope.c"
 )
@@ -96,6 +98,10 @@ fi_test test_mem
 fi_test test_oom
 fi_test test_authoom
 
+# The command line without a database: the configuration file and
+# --check-config, and the man page against --help.
+if test/bridge/cli.sh bridge/sse-bridge; then :; else failed=$((failed + 1)); fi
+
 # ---- smoke run of the sanitized daemon ----
 smoke() {
   make -s bridge-asan >/dev/null || { echo "FAIL: bridge-asan build"; return 1; }
@@ -137,6 +143,14 @@ smoke() {
   echo "ok: smoke (sanitized bridge streamed an event, 403 on a private channel, clean SIGTERM exit)"
 }
 if smoke; then :; else failed=$((failed + 1)); fi
+
+# The bridge as a service: configuration file, reload, sd_notify (needs the cluster).
+if [ -n "${PGHOST:-}" ] && [ "$(psql -XtAc "SELECT count(*) FROM pg_available_extensions WHERE name='sse_bridge'" 2>/dev/null)" = 1 ]; then
+  # the sanitized build (smoke made it): a leak or UB in the reload paths fails the exit status
+  if ASAN_OPTIONS=detect_leaks=1 test/bridge/service.sh bridge/build/asan/sse-bridge; then :; else failed=$((failed + 1)); fi
+else
+  echo "skip: service (no cluster)"
+fi
 
 echo "bridge tests: $ran binaries run, $failed failures"
 [ $failed -eq 0 ]
