@@ -76,6 +76,14 @@ static const cfg_entry cfg_table[] = {
 	 "period of sse_prune calls when the role may run it (0: never)"},
 	{"max-memory", CFG_SIZE, &cfg.max_memory, "512M", "BYTES",
 	 "memory bound: past 5/8 of it new streams get 503, past 3/4 the largest queues are dropped (0: none)"},
+	{"primary-db", CFG_STRING, &cfg.primary_db, "", "CONNINFO",
+	 "on a hot standby: the primary, for sse_touch of the subscriptions read here (empty: "
+	 "a bridge on the primary, or a scheduled job, must keep them from expiring)"},
+	{"replay-poll", CFG_MS, &cfg.replay_poll_ms, "20", "MS",
+	 "on a hot standby: how often the replay position is checked for new rows"},
+	{"lag-wait", CFG_MS, &cfg.lag_wait_ms, "5000", "MS",
+	 "on a hot standby: how long an open waits for replay to reach a resume point or "
+	 "subscription it does not have yet (then 503, or 404 for an unknown subscription)"},
 	{"demo", CFG_BOOL, &cfg.demo, "off", "on|off",
 	 "serve the jobs demo page at / (the helper /sse-bridge.js is always served)"},
 };
@@ -374,14 +382,15 @@ cfg_validate(void)
 	log_threshold = lv;
 	if (cfg.keepalive_ms == 0 || cfg.batch == 0 || cfg.max_clients == 0 ||
 		cfg.poll_interval_ms == 0 || cfg.touch_interval_ms == 0 || cfg.header_timeout_ms == 0 ||
-		cfg.db_timeout_ms == 0) {
+		cfg.db_timeout_ms == 0 || cfg.replay_poll_ms == 0) {
 		fprintf(stderr, "sse-bridge: keepalive, batch, max-clients, poll-interval, "
-				"touch-interval, header-timeout and db-timeout must be positive\n");
+				"touch-interval, header-timeout, db-timeout and replay-poll must be positive\n");
 		return false;
 	}
 	if (cfg.max_header_bytes < 256 || cfg.max_header_bytes > 1024 * 1024 ||
 		cfg.batch > 100000 || cfg.retry_ms > 86400000 || cfg.keepalive_ms > 86400000 ||
-		cfg.db_timeout_ms > 3600000 || cfg.prune_interval_ms > UINT64_C(86400000) * 7) {
+		cfg.db_timeout_ms > 3600000 || cfg.prune_interval_ms > UINT64_C(86400000) * 7 ||
+		cfg.replay_poll_ms > 60000 || cfg.lag_wait_ms > 600000) {
 		fprintf(stderr, "sse-bridge: a setting is out of range\n");
 		return false;
 	}

@@ -37,6 +37,9 @@ typedef struct cfg_settings {
 	uint64_t	prune_interval_ms; /* between sse_prune calls, 0 = never (option: seconds) */
 	bool		demo;			/* serve the demo page at / */
 	uint64_t	max_memory;		/* bytes; 0 = no bound (mem.h) */
+	char	   *primary_db;		/* conninfo for touches from a standby, "" = none */
+	uint64_t	replay_poll_ms;	/* between replay-position polls on a standby (option: ms) */
+	uint64_t	lag_wait_ms;	/* a standby waits this long for replay before answering (option: ms) */
 } cfg_settings;
 
 extern cfg_settings cfg;
