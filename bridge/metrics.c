@@ -12,7 +12,9 @@
 #include "mem.h"
 #include "metrics.h"
 #include "prune.h"
+#include "replica.h"
 #include "ring.h"
+#include "work.h"
 
 metrics_counters metrics;
 static const db_link *live_link, *work_link;
@@ -110,6 +112,12 @@ metrics_render(size_t *len)
 	metrics_line(f, "sse_bridge_prune_runs_total", "counter", "Successful sse_prune calls by the bridge.", prune_stats.runs);
 	metrics_line(f, "sse_bridge_prune_deleted_total", "counter", "Events deleted by the bridge's sse_prune calls.", prune_stats.deleted);
 	metrics_line(f, "sse_bridge_prune_failures_total", "counter", "sse_prune calls that failed.", prune_stats.failures);
+	metrics_line(f, "sse_bridge_standby", "gauge", "1 while the live link is on a hot standby (no LISTEN; the replay position is watched).", live_link->standby);
+	metrics_line(f, "sse_bridge_replay_polls_total", "counter", "Replay-position queries answered on a standby.", replica_stats.polls);
+	metrics_line(f, "sse_bridge_replay_moves_total", "counter", "Replay-position queries that found it moved (each asks for a fetch).", replica_stats.moves);
+	metrics_line(f, "sse_bridge_promotions_total", "counter", "Times the live link's standby was seen promoted.", replica_stats.promotions);
+	metrics_line(f, "sse_bridge_lag_holds_total", "counter", "Open answers held on a standby because they were behind the client.", work_lag_stats.held);
+	metrics_line(f, "sse_bridge_lag_expired_total", "counter", "Held opens still behind after --lag-wait.", work_lag_stats.expired);
 	metrics_line(f, "sse_bridge_db_up", "gauge", "1 while the live database link is up.", db_link_up(live_link));
 	metrics_line(f, "sse_bridge_head_id", "gauge", "Last event id read from the log.", ring_valid() ? (uint64_t) ring_hi() : 0);
 	metrics_line(f, "sse_bridge_replay_cache_events", "gauge", "Events in the replay cache.", ring_count());
