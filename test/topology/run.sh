@@ -139,3 +139,82 @@ assert [d for k, d in kinds if k == 'message'] == ['lag 2'], kinds
 assert ev[0]['event'] == 'ready' and ev[0]['id'] == sys.argv[2], (ev[0], sys.argv[2])
 print(f'2. a resume from {sys.argv[2]} on the lagging standby waited for replay: ready at that position, no reset, then the next event')
 PY
+
+# 2c. a subscription read only through a standby's bridge does not expire:
+# its ttl is 3 s, the primary's bridge runs sse_expire every second, and
+# the delayed standby's bridge touches it through --primary-db
+subt=$(q "$p0" "SELECT sse_subscribe_filter(ARRAY['topo.t'], '{}', '3 seconds')")
+SC --timeout 120 "$b2/events/$subt" >"$tmp/ttl.jsonl" 2>/dev/null &
+pids+=($!)
+until_ok 30 grep -q '"event":"ready"' "$tmp/ttl.jsonl" || fail "no ready for the short-lived subscription"
+
+# 3. the torture: clients move between the bridges; publishers and
+# subscription changes on the primary
+suba=$(q "$p0" "SELECT sse_subscribe_filter(ARRAY['topo.a'])")
+subb=$(q "$p0" "SELECT sse_subscribe_filter(ARRAY['topo.a', 'topo.b'])")
+printf '%s\n' "$b0" "$b1" "$b2" >"$tmp/bridges"
+streams=("/events?channel=topo.a" "/events?channel=topo.a" "/events?channel=topo.%23" "/events?channel=topo.%23"
+         "/events/$suba" "/events/$suba" "/events/$subb" "/events/$subb")
+node test/topology/clients.mjs "$tmp/clients.json" "$tmp/bridges" "${streams[@]}" 2>"$tmp/clients.err" &
+clients=$!; pids+=($clients)
+# publish PHASE ROUNDS: small transactions every 30 ms on both channels,
+# a subscription change half way (sql: the statement for it)
+publish() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import sys
+phase, rounds, change = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+for r in range(rounds):
+    print("BEGIN;")
+    for k in range(r % 4 + 1):
+        print(f"SELECT sse_publish('topo.a', '{phase} a {r}.{k}');")
+    if r % 3 == 0:
+        print(f"SELECT sse_publish('topo.b', '{phase} b {r}');")
+    print("COMMIT;")
+    if r % 25 == 0:
+        print(f"SELECT sse_publish('topo.t', '{phase} t {r}');")
+    if r == rounds // 2:
+        print(change + ";")
+    print("SELECT pg_sleep(0.03);")
+PY
+}
+publish one 300 "SELECT sse_subscription_add('$suba', ARRAY['topo.b'])" \
+  | psql -XAtq -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$p0" >/dev/null || fail "publishing on the primary"
+kill -0 "$clients" 2>/dev/null || fail "the clients stopped: $(tail -c 500 "$tmp/clients.err")"
+
+SC --timeout 20 --until-event ready "$b1/events/$subt" >"$tmp/ttl-open.jsonl" 2>/dev/null || true
+grep -q '"event":"ready"' "$tmp/ttl-open.jsonl" \
+  || fail "a subscription read only through a standby's bridge expired: $(head -c 300 "$tmp/ttl-open.jsonl")"
+echo "2. a subscription (ttl 3 s) read only through a standby's bridge is alive after $SECONDS s: touched through --primary-db"
+
+# 4. failover: the primary stops cleanly (both standbys receive all its
+# WAL), the first standby is promoted, the second follows it
+lsn=$(q "$p0" "SELECT pg_current_wal_lsn()")
+until_ok 30 [ "$(q "$p1" "SELECT pg_last_wal_replay_lsn() >= '$lsn'")" = t ] || fail "s1 did not catch up"
+as_pg "$SSE_PGBIN/pg_ctl" -D "$SSE_PGDATA" -m fast -w stop >/dev/null || fail "stopping the primary"
+as_pg "$SSE_PGBIN/pg_ctl" -D "$tmp/s1" -w promote >/dev/null || fail "promote s1"
+q "$p2" "ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port=$p1 user=postgres'" >/dev/null
+q "$p2" "SELECT pg_reload_conf()" >/dev/null
+promoted() { [ "$(metric "$b1" sse_bridge_promotions_total)" = 1 ] && [ "$(metric "$b1" sse_bridge_standby)" = 0 ]; }
+until_ok 30 promoted || fail "the promoted standby's bridge did not notice"
+grep -q "listening for notifications on the promoted server" "$tmp/b1.log" || fail "no LISTEN after the promotion"
+until_ok 30 grep -q "touches, expiry and pruning run here now" "$tmp/b1.log" || fail "no housekeeping after the promotion"
+echo "4. the first standby was promoted: its bridge LISTENs and keeps house without a restart"
+
+publish two 200 "SELECT sse_subscription_remove('$subb', ARRAY['topo.b'])" \
+  | psql -XAtq -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$p1" >/dev/null || fail "publishing on the new primary"
+q "$p1" "SELECT sse_publish('topo.a', 'end')" >/dev/null
+end=$((SECONDS + 60))
+while kill -0 "$clients" 2>/dev/null && [ "$SECONDS" -lt "$end" ]; do sleep 0.2; done
+kill -TERM "$clients" 2>/dev/null || true
+wait "$clients" 2>/dev/null || true
+[ -s "$tmp/clients.json" ] || fail "no client report: $(tail -c 500 "$tmp/clients.err")"
+
+q "$p1" "COPY (SELECT id, channel, data FROM sse_bridge.events ORDER BY id) TO STDOUT" >"$tmp/log.tsv"
+q "$p1" "COPY (SELECT id, sid, start_id FROM sse_bridge.subscriptions) TO STDOUT" >"$tmp/subs.tsv"
+q "$p1" "COPY (SELECT sid, from_id, channels, state FROM sse_bridge.subscription_versions) TO STDOUT" >"$tmp/versions.tsv"
+python3 test/topology/verdict.py "$tmp/clients.json" "$tmp/log.tsv" "$tmp/subs.tsv" "$tmp/versions.tsv" \
+  || fail "the clients do not agree with the log"
+for i in 0 1 2; do
+  if grep -Ei "during recovery|read-only transaction" "$tmp/b$i.log"; then fail "bridge $i tried to write on a standby"; fi
+done
+echo "ok - topology: 3 bridges on a primary and 2 standbys, clients moving between them, a failover"
