@@ -188,6 +188,10 @@ echo "2. a subscription (ttl 3 s) read only through a standby's bridge is alive 
 
 # 4. failover: the primary stops cleanly (both standbys receive all its
 # WAL), the first standby is promoted, the second follows it
+# a client that stays on the first standby's bridge through the promotion
+SC --timeout 120 "$b1/events?channel=topo.a" >"$tmp/stay.jsonl" 2>/dev/null &
+pids+=($!)
+until_ok 20 grep -q '"event":"ready"' "$tmp/stay.jsonl" || fail "no ready on the first standby's bridge"
 lsn=$(q "$p0" "SELECT pg_current_wal_lsn()")
 until_ok 30 [ "$(q "$p1" "SELECT pg_last_wal_replay_lsn() >= '$lsn'")" = t ] || fail "s1 did not catch up"
 as_pg "$SSE_PGBIN/pg_ctl" -D "$SSE_PGDATA" -m fast -w stop >/dev/null || fail "stopping the primary"
@@ -203,6 +207,8 @@ echo "4. the first standby was promoted: its bridge LISTENs and keeps house with
 publish two 200 "SELECT sse_subscription_remove('$subb', ARRAY['topo.b'])" \
   | psql -XAtq -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$p1" >/dev/null || fail "publishing on the new primary"
 q "$p1" "SELECT sse_publish('topo.a', 'end')" >/dev/null
+until_ok 30 has "$tmp/stay.jsonl" '"end"' 1 \
+  || fail "a client that stayed on the promoted standby's bridge did not get the new primary's events live"
 end=$((SECONDS + 60))
 while kill -0 "$clients" 2>/dev/null && [ "$SECONDS" -lt "$end" ]; do sleep 0.2; done
 kill -TERM "$clients" 2>/dev/null || true
