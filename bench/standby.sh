@@ -2,7 +2,7 @@
 # Bridges on hot standbys (docs/scaling.md), one JSON line on stdout:
 #
 #  latency  one primary and one streaming standby, a bridge on each with
-#           STB_CONNS clients of one channel; STB_EVENTS events published on
+#           STB_LAT_CONNS clients of one channel; STB_EVENTS events published on
 #           the primary one by one at STB_RATE/s; write-to-client latency
 #           (publisher's clock to the client's) p50/p99 through each bridge,
 #           and the ratio standby / primary.
@@ -14,13 +14,16 @@
 #
 #   bench/standby.sh   (run by bench/run.sh; needs bench/build and the
 #                       bridge; starts and stops its own clusters)
-#   STB_CONNS=1000 STB_EVENTS=300 STB_RATE=30 BRIDGE_BIN=...
+#   STB_LAT_CONNS=100 STB_CONNS=1000 STB_EVENTS=300 STB_RATE=30 STB_REPLAY_POLL=MS BRIDGE_BIN=...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 B=$ROOT/bench/build
 BRIDGE_BIN=${BRIDGE_BIN:-$ROOT/bridge/sse-bridge}
 CONNS=${STB_CONNS:-1000}
+LAT_CONNS=${STB_LAT_CONNS:-100}
+POLL=${STB_REPLAY_POLL:-}       # --replay-poll of the standby bridges (empty: the default)
+poll=(); [ -n "$POLL" ] && poll=(--replay-poll "$POLL")
 EVENTS=${STB_EVENTS:-300}
 RATE=${STB_RATE:-30}
 work=$(mktemp -d /tmp/sse_stb.XXXXXX)
@@ -62,10 +65,10 @@ bridge() {
   for _ in $(seq 1 100); do curl -fs -o /dev/null --max-time 1 "http://127.0.0.1:$BPORT/healthz" && return 0; sleep 0.1; done
   log "bridge $name did not come up"; return 1
 }
-# clients LABEL PORT CHANNEL: STB_CONNS streams (pid in $LPID), a ready
-# file once every one is live
+# clients LABEL PORT CHANNEL [N]: N (STB_CONNS) streams (pid in $LPID), a
+# ready file once every one is live
 clients() {
-  "$B/loadgen" --port "$2" --path "/events?channel=bench.$3" --conns "$CONNS" --ready-event ready \
+  "$B/loadgen" --port "$2" --path "/events?channel=bench.$3" --conns "${4:-$CONNS}" --ready-event ready \
     --ready-file "$work/$1.ready" --expect-per-conn "$EVENTS" --first-seq 1 --idle 10 --timeout 300 \
     --label "$1" >"$work/$1.lg" 2>>"$work/loadgen.log" &
   LPID=$!
@@ -98,11 +101,11 @@ run() {
 }
 
 # latency
-log "a bridge on the primary and one on the standby, $CONNS clients each, $EVENTS events at $RATE/s"
+log "latency: a bridge on the primary and one on the standby, $LAT_CONNS clients each, $EVENTS events at $RATE/s"
 bridge primary "$p0"; bp=$BPORT
-bridge standby "$p1"; bs=$BPORT; bs_pid=$BPID
-clients lat-primary "$bp" lat; l1=$LPID
-clients lat-standby "$bs" lat; l2=$LPID
+bridge standby "$p1" "${poll[@]}"; bs=$BPORT; bs_pid=$BPID
+clients lat-primary "$bp" lat "$LAT_CONNS"; l1=$LPID
+clients lat-standby "$bs" lat "$LAT_CONNS"; l2=$LPID
 wait_ready lat-primary && wait_ready lat-standby || log "clients not ready"
 lat=$(run lat lat "$l1" "$l2")
 kill "$bs_pid"; wait "$bs_pid" 2>/dev/null || true
@@ -116,12 +119,12 @@ log "cost: 3 bridges on the standby with --primary-db, $CONNS clients each"
 lgs=()
 clients cost3p "$bp" cost3; lgs+=("$LPID")
 for i in 1 2 3; do
-  bridge "sb$i" "$p1" --primary-db "$(conn "$p0")"
+  bridge "sb$i" "$p1" --primary-db "$(conn "$p0")" "${poll[@]}"
   clients "cost3s$i" "$BPORT" cost3; lgs+=("$LPID")
 done
 for l in cost3p cost3s1 cost3s2 cost3s3; do wait_ready "$l" || log "$l not ready"; done
 cost3=$(run cost3 cost3 "${lgs[@]}")
 lat_of() { tail -1 "$work/$1.lg"; }
-printf '{"conns_per_bridge":%s,"events":%s,"rate":%s,"latency":{"primary":%s,"standby":%s},"cost":{"0":%s,"3":%s},"cost3_clients":[%s,%s,%s,%s],"lat_run":%s}\n' \
-  "$CONNS" "$EVENTS" "$RATE" "$(lat_of lat-primary)" "$(lat_of lat-standby)" "$cost0" "$cost3" \
+printf '{"lat_conns":%s,"conns_per_bridge":%s,"events":%s,"rate":%s,"latency":{"primary":%s,"standby":%s},"cost":{"0":%s,"3":%s},"cost3_clients":[%s,%s,%s,%s],"lat_run":%s}\n' \
+  "$LAT_CONNS" "$CONNS" "$EVENTS" "$RATE" "$(lat_of lat-primary)" "$(lat_of lat-standby)" "$cost0" "$cost3" \
   "$(lat_of cost3p)" "$(lat_of cost3s1)" "$(lat_of cost3s2)" "$(lat_of cost3s3)" "$lat"
