@@ -79,7 +79,7 @@ static const cfg_entry cfg_table[] = {
 	{"primary-db", CFG_STRING, &cfg.primary_db, "", "CONNINFO",
 	 "on a hot standby: the primary, for sse_touch of the subscriptions read here (empty: "
 	 "a bridge on the primary, or a scheduled job, must keep them from expiring)"},
-	{"replay-poll", CFG_MS, &cfg.replay_poll_ms, "20", "MS",
+	{"replay-poll", CFG_MS, &cfg.replay_poll_ms, "10", "MS",
 	 "on a hot standby: how often the replay position is checked for new rows"},
 	{"lag-wait", CFG_MS, &cfg.lag_wait_ms, "5000", "MS",
 	 "on a hot standby: how long an open waits for replay to reach a resume point or "
