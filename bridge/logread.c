@@ -267,6 +267,7 @@ _Static_assert(PF_SCHEMA == 0 && PF_TABLE == 1 && PF_FUNCTION == 2,
 
 static db_verdict logread_preflight(db_link *l, PGresult *res);
 static bool logread_bool(const PGresult *res, int row, int col);
+static int64_t logread_int(const PGresult *res, int row, int col, int64_t dflt);
 static db_verdict logread_schema(db_link *l, PGresult *res);
 static db_verdict logread_recovery(db_link *l, PGresult *res);
 static db_verdict logread_primary(db_link *l, PGresult *res);
@@ -281,10 +282,11 @@ static db_verdict logread_primary(db_link *l, PGresult *res);
 #define LOGREAD_RECOVERY_SQL "SELECT " PGC "pg_is_in_recovery()"
 #define LOGREAD_RECOVERY_STEP {NULL, LOGREAD_RECOVERY_SQL, logread_recovery, NULL},
 
-enum {REPLAY_IN_RECOVERY, REPLAY_LSN};
+enum {REPLAY_IN_RECOVERY, REPLAY_LSN, REPLAY_HEAD};
 
 static const char logread_replay_sql[] =
-	"SELECT " PGC "pg_is_in_recovery(), " PGC "pg_last_wal_replay_lsn()::" PGC "text";
+	"SELECT " PGC "pg_is_in_recovery(), " PGC "pg_last_wal_replay_lsn()::" PGC "text, "
+	LOGREAD_HEAD_SQL " FROM sse_bridge.meta m";
 
 static bool
 logread_on_standby(const db_link *l)
@@ -633,13 +635,14 @@ logread_open_job(const db_job *job, bool *is_sub, int64_t *after)
 /* ---- decoding ---- */
 
 bool
-logread_replay_answer(const PGresult *res, bool *in_recovery, const char **lsn)
+logread_replay_answer(const PGresult *res, bool *in_recovery, const char **lsn, int64_t *head)
 {
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
-		PQnfields(res) != REPLAY_LSN + 1)
+		PQnfields(res) != REPLAY_HEAD + 1)
 		return false;
 	*in_recovery = logread_bool(res, 0, REPLAY_IN_RECOVERY);
 	*lsn = PQgetisnull(res, 0, REPLAY_LSN) ? "" : PQgetvalue(res, 0, REPLAY_LSN);
+	*head = logread_int(res, 0, REPLAY_HEAD, 0);
 	return true;
 }
 

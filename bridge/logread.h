@@ -88,7 +88,7 @@ db_job	   *logread_expire(db_done_fn done);
 db_job	   *logread_prune_grant(db_done_fn done, void *owner);
 db_job	   *logread_prune(db_done_fn done, void *owner);
 
-/* Is the server in recovery, and its replay position (hot standbys). */
+/* Is the server in recovery, its replay position and log head (hot standbys). */
 db_job	   *logread_replay(db_done_fn done, void *owner);
 /* LISTEN sse_bridge, for a live link whose standby was promoted. */
 db_job	   *logread_listen(db_done_fn done, void *owner);
@@ -100,8 +100,9 @@ bool		logread_open_job(const db_job *job, bool *is_sub, int64_t *after);
 
 /* ---- decoding ---- */
 
-/* A replay answer; lsn ("" when none) points into res. */
-bool		logread_replay_answer(const PGresult *res, bool *in_recovery, const char **lsn);
+/* A replay answer: lsn ("" when none) points into res; head: the log head there. */
+bool		logread_replay_answer(const PGresult *res, bool *in_recovery, const char **lsn,
+								  int64_t *head);
 
 /*
  * A fetch/page result: true when usable (at least the meta row) and read

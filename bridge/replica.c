@@ -73,12 +73,13 @@ replica_done(db_job *job, PGresult *res)
 {
 	bool		in_recovery;
 	const char *lsn;
+	int64_t		head;
 
 	db_job_free(job);
 	rep.inflight = false;
 	if (!rep.running || res == NULL)
 		return;
-	if (!logread_replay_answer(res, &in_recovery, &lsn)) {
+	if (!logread_replay_answer(res, &in_recovery, &lsn, &head)) {
 		log_warn("db %s: reading the replay position failed: %s", rep.link->name,
 				 PQresultErrorMessage(res));
 		return;

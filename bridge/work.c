@@ -18,7 +18,9 @@
  * Lag is not a fork: on a standby, an open lookup whose answer is behind
  * the client (a resume point above the replayed head, a subscription not
  * replayed yet) is held: the answer is not handed up, and the same job is
- * asked again each time the replay position moves, for at most --lag-wait.
+ * asked again once the replayed head reaches its resume point (or, for a
+ * subscription, each time the replay position moves), for at most
+ * --lag-wait.
  * Then the answer goes up as it is (404 for a subscription still unknown),
  * except a resume point still above the head, which fails (503 with
  * Retry-After): only a row that differs, never a missing one, proves a
@@ -132,9 +134,28 @@ work_open_done(db_job *job, PGresult *res)
 	work_open_finish(job, res);	/* a subscription this standby does not know: 404 */
 }
 
-/* The replay moved (or the link is no longer a standby's): ask every held open again. */
+/*
+ * Ask held opens again: all of them (the link is no longer a standby's),
+ * or, after a replay answer (moved: the position moved; head: the log head
+ * there), those whose wait is over, those whose resume point the head has
+ * reached, and on a move the ones waiting for a subscription.  A resume
+ * point above the head is not asked again before the head reaches it.
+ */
+static bool
+work_lag_due(const db_job *job, uint64_t now, bool moved, int64_t head)
+{
+	bool		is_sub;
+	int64_t		after;
+
+	if (now >= job->held_until)
+		return true;			/* its last look */
+	if (!logread_open_job(job, &is_sub, &after) || (after >= 0 && after > head))
+		return false;
+	return moved || after >= 0;
+}
+
 static void
-work_lag_retry(bool all)
+work_lag_retry(bool all, bool moved, int64_t head)
 {
 	db_job	   *list = lag.waiting, *keep = NULL;
 	uint64_t	now = uv_now(work_link->loop);
@@ -147,7 +168,7 @@ work_lag_retry(bool all)
 		job->next = NULL;
 		if (job->cancelled)
 			work_open_finish(job, NULL);
-		else if (!all && now < job->held_until) {
+		else if (!all && !work_lag_due(job, now, moved, head)) {
 			job->next = keep;
 			keep = job;
 		}
@@ -167,12 +188,13 @@ work_lag_retry(bool all)
 static void
 work_replay_done(db_job *job, PGresult *res)
 {
-	bool		in_recovery;
+	bool		in_recovery, moved;
 	const char *lsn;
+	int64_t		head;
 
 	db_job_free(job);
 	lag.inflight = false;
-	if (res == NULL || !logread_replay_answer(res, &in_recovery, &lsn))
+	if (res == NULL || !logread_replay_answer(res, &in_recovery, &lsn, &head))
 		return;
 	lag.checked = uv_now(work_link->loop);
 	if (!in_recovery) {
@@ -180,16 +202,13 @@ work_replay_done(db_job *job, PGresult *res)
 			log_info("db %s: the standby was promoted: touches, expiry and pruning run here now",
 					 work_link->name);
 		work_link->standby = false;
-		work_lag_retry(true);
+		work_lag_retry(true, true, head);
 		return;
 	}
-	if (lag.generation == work_link->generation && strcmp(lsn, lag.lsn) == 0) {
-		work_lag_retry(false);	/* only the ones past their wait: their last look */
-		return;
-	}
+	moved = lag.generation != work_link->generation || strcmp(lsn, lag.lsn) != 0;
 	lag.generation = work_link->generation;
 	snprintf(lag.lsn, sizeof(lag.lsn), "%s", lsn);
-	work_lag_retry(true);
+	work_lag_retry(false, moved, head);
 }
 
 /*
@@ -203,7 +222,7 @@ work_on_replay_tick(uv_timer_t *t)
 	db_job	   *job;
 
 	if (lag.waiting != NULL && (!db_link_up(work_link) || !work_link->standby)) {
-		work_lag_retry(true);	/* answered as they are (or failed while down) */
+		work_lag_retry(true, true, 0);	/* answered as they are (or failed while down) */
 		return;
 	}
 	if (lag.inflight || !work_link->standby || !db_link_up(work_link) ||
