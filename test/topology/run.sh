@@ -8,8 +8,10 @@
 #  2. lag is not a fork: a subscription made on the primary and opened at
 #     once through the delayed standby is served; a client that resumes on
 #     the delayed standby from a position it has not replayed waits for it
-#     and goes on with no reset; a subscription read only through a standby
-#     bridge (with --primary-db) does not expire;
+#     and goes on with no reset, while a resume from a row that is there
+#     with another fingerprint gets its timeline reset at once; a
+#     subscription read only through a standby bridge (with --primary-db)
+#     does not expire;
 #  3. reconnecting clients move between the bridges at random with
 #     Last-Event-ID while publishers and subscription changes run on the
 #     primary; then the primary is stopped, the first standby promoted (its
@@ -139,6 +141,20 @@ assert [d for k, d in kinds if k == 'message'] == ['lag 2'], kinds
 assert ev[0]['event'] == 'ready' and ev[0]['id'] == sys.argv[2], (ev[0], sys.argv[2])
 print(f'2. a resume from {sys.argv[2]} on the lagging standby waited for replay: ready at that position, no reset, then the next event')
 PY
+
+# 2b'. a real fork is still one on a standby: the row at the resume point is
+# there with another fingerprint, so a timeline reset comes at once
+id=${pos%%-*} fp=${pos#*-}
+bad=deadbeef; [ "$fp" = "$bad" ] && bad=deadbee0
+h=$(metric "$b2" sse_bridge_lag_holds_total)
+SC --timeout 20 --until-event ready --last-event-id "$id-$bad" "$b2/events?channel=topo.a" >"$tmp/fork.jsonl" 2>/dev/null || true
+python3 - "$tmp/fork.jsonl" "$id" <<'PY' || fail "a resume from a changed row on the standby"
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1]) if '"kind":"event"' in l]
+assert ev and ev[0]['event'] == 'reset' and json.loads(ev[0]['data']).get('timeline') is True, ev[:2]
+print(f'2. a resume from {sys.argv[2]} with another fingerprint on the standby: a timeline reset, as on the primary')
+PY
+[ "$(metric "$b2" sse_bridge_lag_holds_total)" = "$h" ] || fail "a fork was held as lag"
 
 # 2c. a subscription read only through a standby's bridge does not expire:
 # its ttl is 3 s, the primary's bridge runs sse_expire every second, and
