@@ -255,6 +255,29 @@ for (const r of pick((x) => x.scenario === 'memory')) {
   }
 }
 
+// ---------------------------------------------------------------- standby
+{
+  const r = pick((x) => x.scenario === 'standby')[0];
+  if (r) {
+    const s = r.result;
+    const lp = s && s.latency.primary.lat_us, ls = s && s.latency.standby.lat_us;
+    const ratio = (a, b) => (a && b ? Math.round((a / b) * 100) / 100 : null);
+    row('standby', 'write-to-client latency through a standby\'s bridge / the primary\'s, p50', 'ratio',
+      { bridge: s ? ratio(ls.p50, lp.p50) : null }, {}, '', null,
+      s ? `p50 ${ls.p50} / ${lp.p50} us, p99 ${ls.p99} / ${lp.p99} us (ratio ${ratio(ls.p99, lp.p99)}); ` +
+        `${s.lat_conns} clients per bridge, ${s.events} events at ${s.rate}/s` : 'bench/standby.sh failed');
+    if (s) {
+      const c0 = s.cost['0'], c3 = s.cost['3'];
+      const n = (c) => Object.values(c.primary_connections || {}).reduce((a, b) => a + b, 0);
+      row('standby', 'primary CPU with 3 standby bridges / with 0', 'ratio',
+        { bridge: ratio(c3.primary_cpu_s, c0.primary_cpu_s) }, {}, '', null,
+        `${c3.primary_cpu_s} / ${c0.primary_cpu_s} s for ${s.events} events; connections ` +
+        `${JSON.stringify(c3.primary_connections)} / ${JSON.stringify(c0.primary_connections)} ` +
+        `(${n(c3) - n(c0)} more: the --primary-db links); ${s.conns_per_bridge} clients per bridge`);
+    }
+  }
+}
+
 // ---------------------------------------------------------------- filter cost
 {
   const r = pick((x) => x.scenario === 'filtercost')[0];

@@ -4,7 +4,7 @@
 #
 #   bench/run.sh                 full run (>= 1,000,000 deliveries per fan-out)
 #   QUICK=1 bench/run.sh         short development run
-#   ONLY="fanout idle" bench/run.sh   a subset of: idle fanout selective replay publish proxy filtercost memory
+#   ONLY="fanout idle" bench/run.sh   a subset of: idle fanout selective replay publish proxy standby filtercost memory
 #   TARGETS="bridge nchan" ...   a subset of: bridge nchan ceiling
 #   PERF=1 ...                   also profile the bridge (fan-out, selective,
 #                                replay) into bench/results/perf-*.txt
@@ -32,7 +32,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 QUICK=${QUICK:-0}
-ONLY=${ONLY:-idle fanout selective replay publish proxy filtercost memory}
+ONLY=${ONLY:-idle fanout selective replay publish proxy standby filtercost memory}
 TARGETS=${TARGETS:-bridge nchan ceiling}
 PERF=${PERF:-0}
 B=$ROOT/bench/build
@@ -658,6 +658,18 @@ scenario_proxy() {
   record proxy bridge "result=$(json_or_null "$WORK/proxy.json")"
 }
 
+# Bridges on hot standbys: latency through a standby's bridge against the
+# primary's, and the primary's cost with 0 and 3 standby bridges
+# (bench/standby.sh; its own primary and standby).
+scenario_standby() {
+  has_target bridge || return 0
+  log "standby: bench/standby.sh"
+  local q=(); [ "$QUICK" = 1 ] && q=(env STB_EVENTS=100 STB_CONNS=300)
+  BRIDGE_BIN=$BRIDGE_BIN timeout 600 "${q[@]}" bench/standby.sh >"$WORK/standby.json" 2>>"$WORK/standby.log" \
+    || log "standby: bench/standby.sh failed"
+  record standby bridge "result=$(json_or_null "$WORK/standby.json")"
+}
+
 # Filter cost at the worst case the filter limits allow: bench/filter_worst.c
 # (no server; CPU time of filter evaluation against a 1 MB event).
 scenario_filtercost() {
@@ -683,6 +695,7 @@ want selective && scenario_selective
 want replay && scenario_replay
 want publish && scenario_publish
 want proxy && scenario_proxy
+want standby && scenario_standby
 want filtercost && scenario_filtercost
 # memory last: it leaves big events in the log and restarts the bridge
 if want memory; then . bench/memory.sh; scenario_memory; fi

@@ -122,6 +122,14 @@ static const cfg_entry cfg_table[] = {
 	 "no supervisor); with 2 or more a supervisor holds the database links"},
 	{"db-pool", CFG_UINT, &cfg.db_pool, "1", "N",
 	 "with --workers 2 or more: database links for opens and replays (the live link is one more)"},
+	{"primary-db", CFG_STRING, &cfg.primary_db, "", "CONNINFO",
+	 "on a hot standby: the primary, for sse_touch of the subscriptions read here (empty: "
+	 "a bridge on the primary, or a scheduled job, must keep them from expiring)"},
+	{"replay-poll", CFG_MS, &cfg.replay_poll_ms, "10", "MS",
+	 "on a hot standby: how often the replay position is checked for new rows"},
+	{"lag-wait", CFG_MS, &cfg.lag_wait_ms, "5000", "MS",
+	 "on a hot standby: how long an open waits for replay to reach a resume point or "
+	 "subscription it does not have yet (then 503, or 404 for an unknown subscription)"},
 	{"demo", CFG_BOOL, &cfg.demo, "off", "on|off",
 	 "serve the jobs demo page at / (the helper /sse-bridge.js is always served)"},
 	{"jwt-key", CFG_STRING, &cfg.jwt_key, "", "FILE",
@@ -202,7 +210,7 @@ cfg_parse_bool(const char *s, bool *out)
  * where it is used, or applied by a reload hook (bridge/reload.h).
  */
 static const char *const cfg_fixed[] = {
-	"db", "listen", "workers", "db-pool", "jwt-key", "replay-cache", "filter-index", "db-timeout",
+	"db", "listen", "workers", "db-pool", "jwt-key", "primary-db", "replay-poll", "replay-cache", "filter-index", "db-timeout",
 	"poll-interval", "touch-interval", "prune-interval",
 };
 
@@ -598,14 +606,15 @@ cfg_validate(cfg_settings *s)
 	}
 	if (s->keepalive_ms == 0 || s->batch == 0 || s->max_clients == 0 ||
 		s->poll_interval_ms == 0 || s->touch_interval_ms == 0 || s->header_timeout_ms == 0 ||
-		s->db_timeout_ms == 0) {
+		s->db_timeout_ms == 0 || s->replay_poll_ms == 0) {
 		cfg_fail("keepalive, batch, max-clients, poll-interval, "
-				 "touch-interval, header-timeout and db-timeout must be positive");
+				 "touch-interval, header-timeout, db-timeout and replay-poll must be positive");
 		return false;
 	}
 	if (s->max_header_bytes < 256 || s->max_header_bytes > 1024 * 1024 ||
 		s->batch > 100000 || s->retry_ms > 86400000 || s->keepalive_ms > 86400000 ||
-		s->db_timeout_ms > 3600000 || s->prune_interval_ms > UINT64_C(86400000) * 7) {
+		s->db_timeout_ms > 3600000 || s->prune_interval_ms > UINT64_C(86400000) * 7 ||
+		s->replay_poll_ms > 60000 || s->lag_wait_ms > 600000) {
 		cfg_fail("a setting is out of range");
 		return false;
 	}

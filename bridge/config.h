@@ -55,6 +55,9 @@ typedef struct cfg_settings {
 	uint64_t	jwt_leeway_ms;	/* clock skew allowed on exp and nbf (option: seconds) */
 	char	   *jwt_cookie;		/* cookie holding a token */
 	bool		jwt_query;		/* accept ?access_token= */
+	char	   *primary_db;		/* conninfo for touches from a standby, "" = none */
+	uint64_t	replay_poll_ms;	/* between replay-position polls on a standby (option: ms) */
+	uint64_t	lag_wait_ms;	/* a standby waits this long for replay before answering (option: ms) */
 } cfg_settings;
 
 extern cfg_settings cfg;

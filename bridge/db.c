@@ -221,7 +221,8 @@ db_on_timer(uv_timer_t *t)
 	/* Defaults first: the user's conninfo (expanded from dbname) overrides them. */
 	const char *kw[] = {"keepalives", "keepalives_idle", "keepalives_interval",
 		"keepalives_count", "tcp_user_timeout", "fallback_application_name", "dbname", NULL};
-	const char *val[] = {"1", "10", "5", "3", user_timeout, "sse-bridge", db_conninfo, NULL};
+	const char *val[] = {"1", "10", "5", "3", user_timeout, "sse-bridge",
+		l->conninfo != NULL ? l->conninfo : db_conninfo, NULL};
 
 	if (l->state != DB_DISCONNECTED)
 		return;
@@ -474,6 +475,9 @@ db_send_step(db_link *l)
 	int			ok;
 
 	if (l->step == 0 && db_session_sql == NULL)
+		l->step++;
+	while (l->step > 0 && l->step <= l->nsteps && l->steps[l->step - 1].skip != NULL &&
+		   l->steps[l->step - 1].skip(l))
 		l->step++;
 	if (l->step > l->nsteps) {
 		db_setup_done(l);

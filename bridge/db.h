@@ -76,6 +76,12 @@ struct db_job {
 	int64_t		mark_us;
 	bool		no_retry;		/* fail (res NULL) rather than wait for a reconnect */
 	uint64_t	expires;		/* loop ms; a no_retry job still queued then fails */
+	/*
+	 * For a layer that holds a job between answers (work.c's wait for a
+	 * standby's replay): the done it stands in for, and until when it waits.
+	 */
+	db_done_fn	held_done;
+	uint64_t	held_until;
 };
 
 typedef enum db_verdict {
@@ -89,6 +95,8 @@ typedef struct db_step {
 	const char *sql;
 	/* Optional: inspect the (successful) result; the check logs why it fails. */
 	db_verdict	(*check)(db_link *l, PGresult *res);
+	/* Optional: true when this link does not run the step (LISTEN on a standby). */
+	bool		(*skip)(const db_link *l);
 } db_step;
 
 typedef struct db_ops {
@@ -99,6 +107,7 @@ typedef struct db_ops {
 
 struct db_link {
 	const char *name;			/* for logs: "live", "work" */
+	const char *conninfo;		/* NULL: db_conninfo (set before db_link_start) */
 	uv_loop_t  *loop;
 	db_state	state;
 	PGconn	   *conn;
@@ -125,6 +134,11 @@ struct db_link {
 	uint64_t	holds;			/* setup checks that held the link */
 	uint64_t	refused_at;		/* loop ms of the last reconnect for a refusal */
 	bool		was_up;
+	/*
+	 * The server was in recovery (a hot standby) when the link was set up,
+	 * or at the owner's last check since: the link must not write there.
+	 */
+	bool		standby;
 	void	   *data;
 };
 

@@ -16,6 +16,10 @@
  * (pruned_through if none), drops the cache, continues after F and reports
  * ops.timeline(F) so the streams above F are reset.
  *
+ * On a hot standby the link does not LISTEN (NOTIFY never reaches a
+ * standby): replica.c watches the replay position and asks for a fetch
+ * when it moves, and LISTENs once the server is promoted.
+ *
  * Invariants: at most one fetch, head or fork job is queued or in flight
  * (`inflight`); events are dispatched in id order, each exactly once, and
  * then handed to the replay cache; no event is dispatched from a fetch
@@ -38,6 +42,7 @@
 #include "log.h"
 #include "logread.h"
 #include "metrics.h"
+#include "replica.h"
 #include "ring.h"
 #include "shr.h"
 
@@ -345,6 +350,13 @@ feed_down(db_link *l)
 	log_warn("live link lost; streams stay open and catch up after reconnecting");
 }
 
+/* replica_ops: the standby replayed more WAL, or was promoted and LISTENs now. */
+static void
+feed_replayed(void)
+{
+	feed_request();
+}
+
 static void
 feed_on_poll(uv_timer_t *t)
 {
@@ -475,6 +487,7 @@ feed_init(uv_loop_t *loop, db_link *live, const feed_ops *ops)
 	db_link_init(live, loop, "live", steps, n,
 				 (db_ops) {feed_up, feed_down, feed_on_notify});
 	uv_timer_init(loop, &feed.poll);
+	replica_init(loop, live, &(replica_ops) {feed_replayed, feed_replayed});
 }
 
 void
@@ -487,6 +500,7 @@ feed_start(void)
 	}
 	db_link_start(feed.link);
 	uv_timer_start(&feed.poll, feed_on_poll, cfg.poll_interval_ms, cfg.poll_interval_ms);
+	replica_start(cfg.replay_poll_ms);
 }
 
 void
@@ -494,6 +508,8 @@ feed_stop(void)
 {
 	uv_timer_stop(&feed.poll);
 	uv_close((uv_handle_t *) &feed.poll, NULL);
-	if (feed.link != NULL)
+	if (feed.link != NULL) {
+		replica_stop();
 		db_link_stop(feed.link);
+	}
 }

@@ -272,23 +272,50 @@ _Static_assert(PF_SCHEMA == 0 && PF_TABLE == 1 && PF_FUNCTION == 2,
 
 static db_verdict logread_preflight(db_link *l, PGresult *res);
 static bool logread_bool(const PGresult *res, int row, int col);
+static int64_t logread_int(const PGresult *res, int row, int col, int64_t dflt);
 static db_verdict logread_schema(db_link *l, PGresult *res);
+static db_verdict logread_recovery(db_link *l, PGresult *res);
+static db_verdict logread_primary(db_link *l, PGresult *res);
+
+/*
+ * Hot standbys (docs/scaling.md): every link asks whether its server is in
+ * recovery and notes it in db_link.standby; a link on a standby never
+ * writes there (no LISTEN, touch, expire or prune: the server would refuse
+ * them) and learns of new rows by watching the replay position ("replay":
+ * whether the server is still in recovery, and how far it has replayed).
+ */
+#define LOGREAD_RECOVERY_SQL "SELECT " PGC "pg_is_in_recovery()"
+#define LOGREAD_RECOVERY_STEP {NULL, LOGREAD_RECOVERY_SQL, logread_recovery, NULL},
+
+enum {REPLAY_IN_RECOVERY, REPLAY_LSN, REPLAY_HEAD};
+
+static const char logread_replay_sql[] =
+	"SELECT " PGC "pg_is_in_recovery(), " PGC "pg_last_wal_replay_lsn()::" PGC "text, "
+	LOGREAD_HEAD_SQL " FROM sse_bridge.meta m";
+
+static bool
+logread_on_standby(const db_link *l)
+{
+	return l->standby;
+}
 
 #ifndef LOGREAD_NO_PIN
-#define LOGREAD_PIN_STEP {NULL, LOGREAD_PIN_SQL, NULL},
+#define LOGREAD_PIN_STEP {NULL, LOGREAD_PIN_SQL, NULL, NULL},
 #else
 #define LOGREAD_PIN_STEP
 #endif
 
-#define LOGREAD_PREFLIGHT_STEP {NULL, logread_preflight_sql, logread_preflight},
+#define LOGREAD_PREFLIGHT_STEP {NULL, logread_preflight_sql, logread_preflight, NULL},
 
 static const db_step live_steps[] = {
 	LOGREAD_PIN_STEP
 	LOGREAD_PREFLIGHT_STEP
-	{NULL, "LISTEN sse_bridge", NULL},
-	{"fetch", logread_fetch_sql, NULL},
-	{"head", logread_head_sql, NULL},
-	{"fork", logread_fork_sql, NULL},
+	LOGREAD_RECOVERY_STEP
+	{NULL, "LISTEN sse_bridge", NULL, logread_on_standby},
+	{"fetch", logread_fetch_sql, NULL, NULL},
+	{"head", logread_head_sql, NULL, NULL},
+	{"fork", logread_fork_sql, NULL, NULL},
+	{"replay", logread_replay_sql, NULL, NULL},
 };
 
 static const db_step work_steps[] = {
@@ -296,12 +323,26 @@ static const db_step work_steps[] = {
 	LOGREAD_PREFLIGHT_STEP
 	{NULL, "SELECT n.nspname FROM " PGC "pg_extension e JOIN " PGC "pg_namespace n "
 	 "ON n.oid" OP("=") "e.extnamespace WHERE e.extname" OP("=") "'sse_bridge'::" PGC "name",
-	 logread_schema},
-	{"fetch", logread_fetch_sql, NULL},
-	{"head", logread_head_sql, NULL},
-	{"fork", logread_fork_sql, NULL},
-	{"open_adhoc", logread_open_adhoc_sql, NULL},
-	{"open_sub", logread_open_sub_sql, NULL},
+	 logread_schema, NULL},
+	LOGREAD_RECOVERY_STEP
+	{"fetch", logread_fetch_sql, NULL, NULL},
+	{"head", logread_head_sql, NULL, NULL},
+	{"fork", logread_fork_sql, NULL, NULL},
+	{"open_adhoc", logread_open_adhoc_sql, NULL, NULL},
+	{"open_sub", logread_open_sub_sql, NULL, NULL},
+	{"replay", logread_replay_sql, NULL, NULL},
+};
+
+/*
+ * The --primary-db link: touches only.  It needs the extension's schema
+ * for the call, and a server that is not in recovery (held otherwise).
+ */
+static const db_step primary_steps[] = {
+	LOGREAD_PIN_STEP
+	{NULL, "SELECT n.nspname FROM " PGC "pg_extension e JOIN " PGC "pg_namespace n "
+	 "ON n.oid" OP("=") "e.extnamespace WHERE e.extname" OP("=") "'sse_bridge'::" PGC "name",
+	 logread_schema, NULL},
+	{NULL, LOGREAD_RECOVERY_SQL, logread_primary, NULL},
 };
 
 const db_step *
@@ -316,6 +357,13 @@ logread_work_steps(size_t *n)
 {
 	*n = sizeof(work_steps) / sizeof(work_steps[0]);
 	return work_steps;
+}
+
+const db_step *
+logread_primary_steps(size_t *n)
+{
+	*n = sizeof(primary_steps) / sizeof(primary_steps[0]);
+	return primary_steps;
 }
 
 void
@@ -373,6 +421,40 @@ logread_preflight(db_link *l, PGresult *res)
 		it->granted = logread_bool(res, i, PF_COL_GRANTED);
 	}
 	return preflight_judge(&f) ? DB_STEP_OK : DB_STEP_HOLD;
+}
+
+/* Setup of every link: note whether the server is a hot standby. */
+static db_verdict
+logread_recovery(db_link *l, PGresult *res)
+{
+	bool		standby;
+
+	if (PQntuples(res) != 1 || PQnfields(res) != 1)
+		return DB_STEP_FAIL;
+	standby = logread_bool(res, 0, 0);
+	if (standby && !l->standby)
+		log_info("db %s: the server is a hot standby: this link reads only, and follows "
+				 "the replay position instead of LISTEN", l->name);
+	else if (!standby && l->standby)
+		log_info("db %s: the server is not in recovery (any more)", l->name);
+	l->standby = standby;
+	return DB_STEP_OK;
+}
+
+/* Setup of the --primary-db link: a server in recovery cannot take touches. */
+static db_verdict
+logread_primary(db_link *l, PGresult *res)
+{
+	if (PQntuples(res) != 1 || PQnfields(res) != 1)
+		return DB_STEP_FAIL;
+	l->standby = logread_bool(res, 0, 0);
+	if (l->standby) {
+		log_warn("db %s: --primary-db names a server in recovery; touches wait until it "
+				 "is promoted (or name the primary, e.g. with target_session_attrs=read-write)",
+				 l->name);
+		return DB_STEP_HOLD;
+	}
+	return DB_STEP_OK;
 }
 
 /* Work link setup: build the housekeeping calls on the extension's schema. */
@@ -534,7 +616,42 @@ logread_prune(db_done_fn done, void *owner)
 	return db_job_sql(logread_prune_sql, 0, NULL, done, owner);
 }
 
+db_job *
+logread_replay(db_done_fn done, void *owner)
+{
+	return db_job_new("replay", 0, NULL, done, owner);
+}
+
+db_job *
+logread_listen(db_done_fn done, void *owner)
+{
+	return db_job_sql("LISTEN sse_bridge", 0, NULL, done, owner);
+}
+
+bool
+logread_open_job(const db_job *job, bool *is_sub, int64_t *after)
+{
+	if (job->stmt == NULL || (strcmp(job->stmt, "open_sub") != 0 &&
+							  strcmp(job->stmt, "open_adhoc") != 0) || job->nparams != 2)
+		return false;
+	*is_sub = strcmp(job->stmt, "open_sub") == 0;
+	*after = job->params[1] != NULL ? strtoll(job->params[1], NULL, 10) : -1;
+	return true;
+}
+
 /* ---- decoding ---- */
+
+bool
+logread_replay_answer(const PGresult *res, bool *in_recovery, const char **lsn, int64_t *head)
+{
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+		PQnfields(res) != REPLAY_HEAD + 1)
+		return false;
+	*in_recovery = logread_bool(res, 0, REPLAY_IN_RECOVERY);
+	*lsn = PQgetisnull(res, 0, REPLAY_LSN) ? "" : PQgetvalue(res, 0, REPLAY_LSN);
+	*head = logread_int(res, 0, REPLAY_HEAD, 0);
+	return true;
+}
 
 logread_grant
 logread_prune_grant_answer(const PGresult *res, const char **role, const char **schema)

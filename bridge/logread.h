@@ -52,6 +52,8 @@ typedef struct open_info {
 /* Setup steps of the live link (LISTEN, fetch, head) and the work link. */
 const db_step *logread_live_steps(size_t *n);
 const db_step *logread_work_steps(size_t *n);
+/* Setup steps of the --primary-db link (touches only). */
+const db_step *logread_primary_steps(size_t *n);
 /* Free what the work link's setup built (shutdown). */
 void		logread_shutdown(void);
 
@@ -88,7 +90,21 @@ db_job	   *logread_expire(db_done_fn done);
 db_job	   *logread_prune_grant(db_done_fn done, void *owner);
 db_job	   *logread_prune(db_done_fn done, void *owner);
 
+/* Is the server in recovery, its replay position and log head (hot standbys). */
+db_job	   *logread_replay(db_done_fn done, void *owner);
+/* LISTEN sse_bridge, for a live link whose standby was promoted. */
+db_job	   *logread_listen(db_done_fn done, void *owner);
+/*
+ * Is job an open lookup (logread_open)?  Then whether of a subscription,
+ * and the resume point it asks for (-1: none).
+ */
+bool		logread_open_job(const db_job *job, bool *is_sub, int64_t *after);
+
 /* ---- decoding ---- */
+
+/* A replay answer: lsn ("" when none) points into res; head: the log head there. */
+bool		logread_replay_answer(const PGresult *res, bool *in_recovery, const char **lsn,
+								  int64_t *head);
 
 /*
  * A fetch/page result: true when usable (at least the meta row) and read

@@ -13,7 +13,9 @@
 #include "mem.h"
 #include "metrics.h"
 #include "prune.h"
+#include "replica.h"
 #include "ring.h"
+#include "work.h"
 
 metrics_counters metrics;
 static const db_link *live_link, *work_link;
@@ -111,6 +113,12 @@ metrics_own_view(metrics_view *v)
 	v->tokens_verified = auth_verifications;
 	v->token_cache_hits = auth_cache_hits;
 	v->token_refusals = auth_refusals;
+	v->standby = live_link->standby;
+	v->replay_polls = replica_stats.polls;
+	v->replay_moves = replica_stats.moves;
+	v->promotions = replica_stats.promotions;
+	v->lag_held = work_lag_stats.held;
+	v->lag_expired = work_lag_stats.expired;
 }
 
 char *
@@ -150,6 +158,12 @@ metrics_render(size_t *len)
 	metrics_line(f, "sse_bridge_prune_runs_total", "counter", "Successful sse_prune calls by the bridge.", v.prune_runs);
 	metrics_line(f, "sse_bridge_prune_deleted_total", "counter", "Events deleted by the bridge's sse_prune calls.", v.prune_deleted);
 	metrics_line(f, "sse_bridge_prune_failures_total", "counter", "sse_prune calls that failed.", v.prune_failures);
+	metrics_line(f, "sse_bridge_standby", "gauge", "1 while the live link is on a hot standby (no LISTEN; the replay position is watched).", v.standby);
+	metrics_line(f, "sse_bridge_replay_polls_total", "counter", "Replay-position queries answered on a standby.", v.replay_polls);
+	metrics_line(f, "sse_bridge_replay_moves_total", "counter", "Replay-position queries that found it moved (each asks for a fetch).", v.replay_moves);
+	metrics_line(f, "sse_bridge_promotions_total", "counter", "Times the live link's standby was seen promoted.", v.promotions);
+	metrics_line(f, "sse_bridge_lag_holds_total", "counter", "Open answers held on a standby because they were behind the client.", v.lag_held);
+	metrics_line(f, "sse_bridge_lag_expired_total", "counter", "Held opens still behind after --lag-wait.", v.lag_expired);
 	metrics_line(f, "sse_bridge_db_up", "gauge", "1 while the live database link is up.", v.db_up);
 	metrics_line(f, "sse_bridge_head_id", "gauge", "Last event id read from the log.", v.head_id);
 	metrics_line(f, "sse_bridge_replay_cache_events", "gauge", "Events in the replay cache.", v.cache_events);

@@ -84,6 +84,12 @@ typedef struct metrics_view {
 	uint64_t	tokens_verified;	/* auth.c */
 	uint64_t	token_cache_hits;
 	uint64_t	token_refusals;
+	uint64_t	standby;		/* the live link is on a hot standby (replica.c, work.c) */
+	uint64_t	replay_polls;
+	uint64_t	replay_moves;
+	uint64_t	promotions;
+	uint64_t	lag_held;
+	uint64_t	lag_expired;
 } metrics_view;
 
 /*

@@ -11,6 +11,10 @@
  * on the work link, so they have its deadline; several bridges may prune
  * the same log at once (sse_prune serializes them on the meta row).
  *
+ * On a hot standby (db_link.standby) nothing is called: the prune done on
+ * the primary reaches the standby by replication.  After a promotion the
+ * calls start without a restart.
+ *
  * Invariants: at most one check or prune job is queued or in flight
  * (`inflight`); a callback after prune_stop only frees its job.
  */
@@ -104,8 +108,9 @@ prune_on_tick(uv_timer_t *t)
 	uint64_t	now = uv_now(t->loop);
 	db_job	   *job;
 
-	if (prune.inflight || !db_link_up(prune.link) || db_queue_len(prune.link) > 100)
-		return;
+	if (prune.inflight || !db_link_up(prune.link) || db_queue_len(prune.link) > 100 ||
+		prune.link->standby)
+		return;					/* a hot standby is pruned by the primary's WAL */
 	if (prune.grant == PRUNE_UNKNOWN || prune.checked != prune.link->generation) {
 		job = logread_prune_grant(prune_check_done, &prune);
 		if (job == NULL)

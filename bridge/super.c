@@ -182,14 +182,6 @@ sv_job_done(db_job *job, PGresult *res)
 }
 
 static void
-sv_house_done(db_job *job, PGresult *res)
-{
-	db_job_free(job);
-	if (res != NULL && PQresultStatus(res) != PGRES_TUPLES_OK)
-		log_warn("housekeeping call failed: %s", PQresultErrorMessage(res));
-}
-
-static void
 sv_request(ipc_chan *c, const ipc_req *req)
 {
 	sv_worker  *w = ipc_data(c);
@@ -198,8 +190,7 @@ sv_request(ipc_chan *c, const ipc_req *req)
 	db_job	   *job;
 
 	if (req->kind == IPC_TOUCH) {
-		if ((job = logread_touch(req->params, req->nparams, sv_house_done)) != NULL)
-			db_submit(sv_pick(), job);
+		work_touch(req->params, req->nparams);	/* on a standby: through --primary-db */
 		return;
 	}
 	for (size_t i = 0; i < sizeof(super_stmts) / sizeof(super_stmts[0]); i++)
@@ -219,6 +210,7 @@ sv_request(ipc_chan *c, const ipc_req *req)
 		return;
 	}
 	*ctx = (sv_ctx) {w, w->gen, req->id};
+	work_hold_open(job);		/* on a standby: an open behind the client waits for replay */
 	if (!req->no_retry) {
 		db_submit(sv_pick(), job);
 		return;

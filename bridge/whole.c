@@ -95,6 +95,12 @@ whole_fill(metrics_view *v)
 			v->prune_failures = s.v.prune_failures;
 			v->db_up = s.v.db_up;
 			v->head_id = s.v.head_id;
+			v->standby = s.v.standby;
+			v->replay_polls = s.v.replay_polls;
+			v->replay_moves = s.v.replay_moves;
+			v->promotions = s.v.promotions;
+			v->lag_held = s.v.lag_held;
+			v->lag_expired = s.v.lag_expired;
 		}
 	}
 }

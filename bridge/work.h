@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "db.h"
@@ -43,13 +44,28 @@ void		work_init_remote(uv_loop_t *loop, const work_remote *remote, const work_op
 void		work_start(void);
 void		work_stop(void);
 
+typedef struct work_lag_counters {
+	uint64_t	held;			/* open answers held on a standby, behind the client */
+	uint64_t	expired;		/* ... still behind after --lag-wait */
+} work_lag_counters;
+
+extern work_lag_counters work_lag_stats;
+
 /* Queue job on the work link (it runs after the reconnect if the link is down). */
 void		work_submit(db_job *job);
 
 /*
  * Queue a job that must be answered within --db-timeout or fail (done with
  * res NULL): false, job not taken, while the link is down (db_submit_now).
+ * An open lookup (logread_open) on a standby may be held up to --lag-wait
+ * while the answer is behind the client (work.c).
  */
 bool		work_submit_now(db_job *job);
+
+/* As work_submit_now's hold of a standby's open, for a job run elsewhere. */
+void		work_hold_open(db_job *job);
+
+/* Touch these subscriptions where writes go (a standby: --primary-db). */
+void		work_touch(char *const *ids, size_t n);
 
 #endif

@@ -21,7 +21,7 @@ SHARED="src/sse_match.c src/sse_filter.c"
 STREAM_LAYER="bridge/stream.c bridge/subdef.c bridge/client.c bridge/request.c bridge/route.c bridge/query.c
   bridge/scope.c bridge/resp.c bridge/outq.c bridge/frame.c bridge/wire.c bridge/event.c bridge/hub.c
   bridge/hmap.c bridge/ring.c bridge/logpos.c bridge/logread.c bridge/db.c bridge/work.c bridge/config.c bridge/log.c
-  bridge/metrics.c bridge/prune.c bridge/preflight.c bridge/static.c bridge/mem.c
+  bridge/metrics.c bridge/prune.c bridge/replica.c bridge/preflight.c bridge/static.c bridge/mem.c
   bridge/auth.c bridge/jwt.c bridge/filtjson.c"
 
 declare -A DEPS=(

@@ -106,6 +106,9 @@ test_ranges(void **state)
 		{"--touch-interval", "1", "0"},
 		{"--poll-interval", "1", "0"},
 		{"--db-timeout", "1", "0"},
+		{"--replay-poll", "1", "0"},
+		{"--replay-poll", "60000", "60001"},
+		{"--lag-wait", "600000", "600001"},
 		/* seconds that would overflow once held in ms */
 		{"--touch-interval", "1", "18446744073709552"},
 		{"--keepalive", "15", "-1"},
