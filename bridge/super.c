@@ -233,6 +233,8 @@ sv_chan_closed(ipc_chan *c)
 {
 	sv_worker  *w = ipc_data(c);
 
+	if (w->chan != c)
+		return;					/* closed by sv_on_exit: the process is gone */
 	w->chan = NULL;				/* the process's exit follows (or it is killed) */
 	if (w->running && !sv.stopping)
 		uv_process_kill(&w->proc, SIGKILL);
