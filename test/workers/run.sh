@@ -15,6 +15,9 @@
 #              one, /healthz stays 200, and every client (sseclient.c,
 #              reconnecting with Last-Event-ID) has exactly the log's rows of
 #              its channel, compared row by row;
+#   behind     a shared ring of 64 kB and batches of 1 MB: the workers fall
+#              behind the ring, read the log through the supervisor instead,
+#              and every client still has exactly the log's rows;
 #   superkill  kill -9 of the supervisor: every worker exits and the port
 #              stops answering;
 #   asan       the sanitizer build (make bridge-asan) as supervisor and
@@ -31,7 +34,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 bridge=${SSE_BRIDGE_BIN:-$root/bridge/sse-bridge}
-only=${WORKERS_ONLY:-args fanout dbconns workerkill superkill memory asan}
+only=${WORKERS_ONLY:-args fanout dbconns workerkill behind superkill memory asan}
 streams=${WORKERS_STREAMS:-30000}
 passed=0
 failed=0
@@ -268,6 +271,43 @@ if wants workerkill; then
       ok "workerkill: $nclients clients ($cut cut by the kill) have exactly the log's $(echo "$want" | wc -l) rows, row by row"
     else bad "workerkill: every client has exactly the log's rows after a worker kill" "cut $cut, wrong $lost"; fi
     check "workerkill: the bridge exits 0 on SIGTERM" stop
+  fi
+fi
+
+# ------------------------------------------------------------------ behind
+if wants behind; then
+  # --replay-cache 192k: each process keeps 64 kB, the shared ring 64 kB
+  start behind --workers 2 --replay-cache 192k
+  if ! healthy; then bad "behind: bridge --workers 2 --replay-cache 192k becomes healthy"; else
+    chan="w.behind$RANDOM"
+    nclients=6
+    for i in $(seq $nclients); do
+      "$tmp/sseclient" --reconnect 5 --timeout 60 --until-event "$chan-end" \
+        "http://127.0.0.1:$BPORT/events?channel=$chan" >"$tmp/bh$i.jsonl" 2>"$tmp/bh$i.err" &
+      bp[$i]=$!; pids+=("${bp[$i]}")
+    done
+    t=$((SECONDS + 20))
+    for i in $(seq $nclients); do
+      until grep -q '"event":"ready"' "$tmp/bh$i.jsonl" 2>/dev/null || [ $SECONDS -ge $t ]; do sleep 0.1; done
+    done
+    # 100 events of 10 kB a transaction: each batch is 1 MB, 16 times the ring
+    for b in $(seq 4); do
+      psql -XAtq -d "$db" -c "SELECT sse_publish('$chan', repeat(chr(96 + $b), 10000) || g) FROM generate_series(1, 100) g" >/dev/null
+    done
+    psql -XAtq -d "$db" -c "SELECT sse_publish('$chan', 'end', '$chan-end')" >/dev/null
+    for i in $(seq $nclients); do wait "${bp[$i]}"; done
+    behind=$(curl -s "http://127.0.0.1:$BPORT/metrics" | awk '/^sse_bridge_worker_ring_behind_total/ {s += $2} END {print s + 0}')
+    want=$(psql -XAtq -d "$db" -c "SELECT id FROM sse_bridge.events WHERE channel = '$chan' ORDER BY id")
+    wrong=0
+    for i in $(seq $nclients); do
+      got=$(grep '"kind":"event"' "$tmp/bh$i.jsonl" | grep -v '"event":"ready"' | sed -n 's/.*"id":"\([0-9]*\)-.*/\1/p')
+      [ "$got" = "$want" ] || { wrong=$((wrong + 1)); echo "    client $i: $(diff <(echo "$want") <(echo "$got") | head -4 | tr '\n' ' ')"; }
+    done
+    echo "    the workers fell behind the shared ring $behind times"
+    if [ "${behind:-0}" -gt 0 ] && [ "$wrong" = 0 ]; then
+      ok "behind: workers that fell behind the ring ($behind times) read the log instead: $nclients clients have exactly the log's $(echo "$want" | wc -l) rows"
+    else bad "behind: workers behind the ring never skip" "behind $behind, wrong $wrong"; fi
+    check "behind: the bridge exits 0 on SIGTERM" stop
   fi
 fi
 
