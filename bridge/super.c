@@ -39,6 +39,7 @@
 #include "logread.h"
 #include "mem.h"
 #include "metrics.h"
+#include "preflight.h"
 #include "prune.h"
 #include "ring.h"
 #include "shr.h"
@@ -374,6 +375,8 @@ sv_on_status(uv_timer_t *t)
 	shr_slot_begin(s);
 	s->pid = (int32_t) getpid();
 	metrics_own_view(&s->v);
+	snprintf(s->problem, sizeof(s->problem), "%s", preflight_problem() ? preflight_problem() : "");
+	snprintf(s->unavailable, sizeof(s->unavailable), "%s", preflight_unavailable());
 	shr_slot_end(s);
 }
 
