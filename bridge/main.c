@@ -47,6 +47,7 @@
 #include "log.h"
 #include "logread.h"
 #include "metrics.h"
+#include "preflight.h"
 #include "prune.h"
 #include "mem.h"
 #include "notify.h"
@@ -98,6 +99,20 @@ bridge_on_spin(uv_idle_t *h)
 	(void) h;
 }
 
+/* The supervisor's setup verdict as ours (its slot is the last), when it changed. */
+static void
+bridge_adopt_preflight(void)
+{
+	shr_slot   *sup = shr_slot_at(br.ring, shr_nslots(br.ring) - 1);
+	static uint32_t seen = UINT32_MAX;
+	static shr_slot copy;
+
+	if (sup->seq == seen || !shr_slot_read(br.ring, shr_nslots(br.ring) - 1, &copy))
+		return;
+	seen = copy.seq;
+	preflight_adopt(copy.problem[0] ? copy.problem : NULL, copy.unavailable);
+}
+
 /* A worker's figures into its slot, and the supervisor's links as ours. */
 static void
 bridge_publish(void)
@@ -111,6 +126,7 @@ bridge_publish(void)
 	shr_slot_end(s);
 	br.live.state = (db_state) shr_live_state(br.ring);
 	br.work.state = (db_state) shr_work_state(br.ring);
+	bridge_adopt_preflight();
 }
 
 static void

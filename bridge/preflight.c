@@ -156,6 +156,17 @@ preflight_problem(void)
 	return pf.bad ? pf.problem : NULL;
 }
 
+void
+preflight_adopt(const char *problem, const char *unavailable)
+{
+	pf.judged = true;
+	pf.bad = problem != NULL;
+	if (problem != NULL) {
+		snprintf(pf.problem, sizeof(pf.problem), "%s", problem);
+		snprintf(pf.unavailable, sizeof(pf.unavailable), "%s", unavailable);
+	}
+}
+
 const char *
 preflight_unavailable(void)
 {

@@ -57,4 +57,11 @@ const char *preflight_problem(void);
 /* The detail of a 503 for a stream the database cannot serve now. */
 const char *preflight_unavailable(void);
 
+/*
+ * Take another process's verdict (a worker of --workers N takes its
+ * supervisor's): problem NULL means nothing is missing; otherwise both
+ * texts as preflight_problem and preflight_unavailable gave them there.
+ */
+void		preflight_adopt(const char *problem, const char *unavailable);
+
 #endif

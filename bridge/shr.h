@@ -64,6 +64,9 @@ typedef struct shr_slot {
 	uint32_t	seq;			/* odd while its process writes */
 	metrics_view v;				/* what its /metrics would show alone */
 	uint64_t	ring_behind;	/* times the worker fell behind the shared ring */
+	/* the supervisor's setup verdict (preflight.h); problem "" = none */
+	char		problem[256];
+	char		unavailable[400];
 } shr_slot;
 
 typedef struct shr shr;

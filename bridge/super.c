@@ -40,6 +40,7 @@
 #include "mem.h"
 #include "metrics.h"
 #include "notify.h"
+#include "preflight.h"
 #include "prune.h"
 #include "ring.h"
 #include "shr.h"
@@ -229,6 +230,8 @@ sv_chan_closed(ipc_chan *c)
 {
 	sv_worker  *w = ipc_data(c);
 
+	if (w->chan != c)
+		return;					/* closed by sv_on_exit: the process is gone */
 	w->chan = NULL;				/* the process's exit follows (or it is killed) */
 	if (w->running && !sv.stopping)
 		uv_process_kill(&w->proc, SIGKILL);
@@ -386,6 +389,8 @@ sv_on_status(uv_timer_t *t)
 	shr_slot_begin(s);
 	s->pid = (int32_t) getpid();
 	metrics_own_view(&s->v);
+	snprintf(s->problem, sizeof(s->problem), "%s", preflight_problem() ? preflight_problem() : "");
+	snprintf(s->unavailable, sizeof(s->unavailable), "%s", preflight_unavailable());
 	shr_slot_end(s);
 }
 

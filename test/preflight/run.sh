@@ -25,6 +25,8 @@
 #   h. a grant revoked while the bridge runs: the first statement refused
 #      makes the bridge check again; then as in b, and healthy after the GRANT
 #
+#   (a, c, e and g with --workers 2, the others with one process)
+#
 #   PREFLIGHT_ONLY="a b"   a subset
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -81,13 +83,17 @@ bridge_grants() {  # the grants the bridge's role needs (README, "Privileges")
     GRANT EXECUTE ON FUNCTION sse_touch(uuid), sse_expire() TO $1;"
 }
 
-# start NAME ARGS...: a bridge on a free port; sets port, url, log, bpid
+# start NAME ARGS...: a bridge on a free port; sets port, url, log, bpid.
+# Cases a, c, e and g run a supervisor and two workers (the supervisor
+# checks; its workers answer /healthz and opens with its verdict), the
+# others one process.
 start() {
-  local name=$1; shift
+  local name=$1 w=1; shift
+  case $name in a|c|e|g) w=2 ;; esac
   port=$("$root/scripts/free-port.sh")
   log=$tmp/$name.log
   url=http://127.0.0.1:$port
-  "$bridge" --listen "127.0.0.1:$port" --log-level debug "$@" >"$log" 2>&1 &
+  "$bridge" --listen "127.0.0.1:$port" --log-level debug --workers "$w" "$@" >"$log" 2>&1 &
   bpid=$!
   pids+=("$bpid")
 }

@@ -6,15 +6,18 @@
 #              N x the descriptor limit are refused with exit 2 and a reason;
 #   fanout     more streams than one process may hold here (WORKERS_STREAMS,
 #              default 30000, over 3 client processes on 127.0.0.2-4; the
-#              open-file limit is 20000 a process) on --workers 2: each gets
-#              one broadcast of 10 events exactly, and both workers hold
-#              streams (balanced through the one listening socket);
+#              open-file limit is 20000 a process) on --workers 3: each gets
+#              one broadcast of 10 events exactly, and every worker holds
+#              streams (spread through the one listening socket);
 #   dbconns    pg_stat_activity shows the same number of bridge connections
 #              for --workers 1 and --workers 4;
 #   workerkill kill -9 of a worker mid-stream: the supervisor starts a new
 #              one, /healthz stays 200, and every client (sseclient.c,
 #              reconnecting with Last-Event-ID) has exactly the log's rows of
 #              its channel, compared row by row;
+#   behind     a shared ring of 64 kB and batches of 1 MB: the workers fall
+#              behind the ring, read the log through the supervisor instead,
+#              and every client still has exactly the log's rows;
 #   superkill  kill -9 of the supervisor: every worker exits and the port
 #              stops answering;
 #   asan       the sanitizer build (make bridge-asan) as supervisor and
@@ -31,7 +34,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 bridge=${SSE_BRIDGE_BIN:-$root/bridge/sse-bridge}
-only=${WORKERS_ONLY:-args fanout dbconns workerkill superkill memory asan}
+only=${WORKERS_ONLY:-args fanout dbconns workerkill behind superkill memory asan}
 streams=${WORKERS_STREAMS:-30000}
 passed=0
 failed=0
@@ -136,9 +139,11 @@ fi
 if wants fanout; then
   # 30,000 opens at once wait in the queue of the one work link for about
   # ten seconds here: a longer --db-timeout keeps them within its deadline
-  # (as it would for one process); each worker may hold up to 19,500
-  start fanout --workers 2 --max-clients $(( streams * 13 / 10 )) --keepalive 60 --db-timeout 60
-  if ! healthy; then bad "fanout: bridge --workers 2 becomes healthy"; else
+  # (as it would for one process).  Three workers that may hold 19,000 each
+  # leave room for an uneven spread (the kernel wakes every worker and the
+  # first to accept takes the connection)
+  start fanout --workers 3 --max-clients 57000 --keepalive 60 --db-timeout 60
+  if ! healthy; then bad "fanout: bridge --workers 3 becomes healthy"; else
     per=$(( (streams + 2) / 3 ))
     chan="w.fan$RANDOM"
     for k in 0 1 2; do
@@ -155,13 +160,13 @@ if wants fanout; then
       done
     done
     if [ "$allready" = 1 ]; then
-      ok "fanout: $((per * 3)) streams open on --workers 2 (more than one process may hold: $(ulimit -Hn))"
+      ok "fanout: $((per * 3)) streams open on --workers 3 (more than one process may hold: $(ulimit -Hn))"
       w0=$(metric 'sse_bridge_worker_clients{worker="0"}'); w1=$(metric 'sse_bridge_worker_clients{worker="1"}')
-      total=$(metric sse_bridge_clients)
-      echo "    clients: worker 0 $w0, worker 1 $w1, whole bridge $total"
-      if [ "${w0:-0}" -gt 0 ] && [ "${w1:-0}" -gt 0 ] && [ "${total:-0}" -ge $((per * 3)) ]; then
-        ok "fanout: both workers hold streams; /metrics from any worker counts all of them"
-      else bad "fanout: both workers hold streams; /metrics counts all of them" "w0=$w0 w1=$w1 total=$total"; fi
+      w2=$(metric 'sse_bridge_worker_clients{worker="2"}'); total=$(metric sse_bridge_clients)
+      echo "    clients: worker 0 $w0, worker 1 $w1, worker 2 $w2, whole bridge $total"
+      if [ "${w0:-0}" -gt 0 ] && [ "${w1:-0}" -gt 0 ] && [ "${w2:-0}" -gt 0 ] && [ "${total:-0}" -ge $((per * 3)) ]; then
+        ok "fanout: every worker holds streams; /metrics from any worker counts all of them"
+      else bad "fanout: every worker holds streams; /metrics counts all of them" "w0=$w0 w1=$w1 w2=$w2 total=$total"; fi
       psql -XAtq -d "$db" -c "SELECT sse_publish('$chan', 'b' || g) FROM generate_series(1, 10) g" >/dev/null
       fine=1
       for k in 0 1 2; do wait "${fpid[$k]}" || fine=0; done
@@ -173,7 +178,7 @@ if wants fanout; then
       if [ "$fine" = 1 ]; then ok "fanout: each of $((per * 3)) streams received the broadcast exactly (ids $want)"
       else bad "fanout: each stream received the broadcast exactly"; fi
     else
-      bad "fanout: $((per * 3)) streams open on --workers 2" "$(cat "$tmp"/fan*.err | head -5)"
+      bad "fanout: $((per * 3)) streams open on --workers 3" "$(cat "$tmp"/fan*.err | head -5)"
     fi
     for k in 0 1 2; do kill "${fpid[$k]}" 2>/dev/null; wait "${fpid[$k]}" 2>/dev/null; done
     check "fanout: the bridge drains and exits 0 on SIGTERM" stop
@@ -268,6 +273,43 @@ if wants workerkill; then
       ok "workerkill: $nclients clients ($cut cut by the kill) have exactly the log's $(echo "$want" | wc -l) rows, row by row"
     else bad "workerkill: every client has exactly the log's rows after a worker kill" "cut $cut, wrong $lost"; fi
     check "workerkill: the bridge exits 0 on SIGTERM" stop
+  fi
+fi
+
+# ------------------------------------------------------------------ behind
+if wants behind; then
+  # --replay-cache 192k: each process keeps 64 kB, the shared ring 64 kB
+  start behind --workers 2 --replay-cache 192k
+  if ! healthy; then bad "behind: bridge --workers 2 --replay-cache 192k becomes healthy"; else
+    chan="w.behind$RANDOM"
+    nclients=6
+    for i in $(seq $nclients); do
+      "$tmp/sseclient" --reconnect 5 --timeout 60 --until-event "$chan-end" \
+        "http://127.0.0.1:$BPORT/events?channel=$chan" >"$tmp/bh$i.jsonl" 2>"$tmp/bh$i.err" &
+      bp[$i]=$!; pids+=("${bp[$i]}")
+    done
+    t=$((SECONDS + 20))
+    for i in $(seq $nclients); do
+      until grep -q '"event":"ready"' "$tmp/bh$i.jsonl" 2>/dev/null || [ $SECONDS -ge $t ]; do sleep 0.1; done
+    done
+    # 100 events of 10 kB a transaction: each batch is 1 MB, 16 times the ring
+    for b in $(seq 4); do
+      psql -XAtq -d "$db" -c "SELECT sse_publish('$chan', repeat(chr(96 + $b), 10000) || g) FROM generate_series(1, 100) g" >/dev/null
+    done
+    psql -XAtq -d "$db" -c "SELECT sse_publish('$chan', 'end', '$chan-end')" >/dev/null
+    for i in $(seq $nclients); do wait "${bp[$i]}"; done
+    behind=$(curl -s "http://127.0.0.1:$BPORT/metrics" | awk '/^sse_bridge_worker_ring_behind_total/ {s += $2} END {print s + 0}')
+    want=$(psql -XAtq -d "$db" -c "SELECT id FROM sse_bridge.events WHERE channel = '$chan' ORDER BY id")
+    wrong=0
+    for i in $(seq $nclients); do
+      got=$(grep '"kind":"event"' "$tmp/bh$i.jsonl" | grep -v '"event":"ready"' | sed -n 's/.*"id":"\([0-9]*\)-.*/\1/p')
+      [ "$got" = "$want" ] || { wrong=$((wrong + 1)); echo "    client $i: $(diff <(echo "$want") <(echo "$got") | head -4 | tr '\n' ' ')"; }
+    done
+    echo "    the workers fell behind the shared ring $behind times"
+    if [ "${behind:-0}" -gt 0 ] && [ "$wrong" = 0 ]; then
+      ok "behind: workers that fell behind the ring ($behind times) read the log instead: $nclients clients have exactly the log's $(echo "$want" | wc -l) rows"
+    else bad "behind: workers behind the ring never skip" "behind $behind, wrong $wrong"; fi
+    check "behind: the bridge exits 0 on SIGTERM" stop
   fi
 fi
 
