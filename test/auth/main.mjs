@@ -278,6 +278,19 @@ async function owned() {
   const got = await o.s.wait((s) => s.events.find((e) => e.data && JSON.parse(e.data).n === 11), 5000);
   check('and the owned stream carries its events', !!got);
   o.s.close();
+  // the owner's stream ends when its token expires (bridge B: no leeway)
+  let bobs;
+  if (has13) {
+    bobs = await psql.one(`SELECT sse_subscribe_filter(ARRAY['own.y'], owner => 'bob')`);
+  } else {
+    bobs = await psql.one(`SELECT sse_subscribe_filter(ARRAY['own.y'])`);
+    await psql.q(`UPDATE sse_bridge.subscriptions SET owner = 'bob' WHERE id = '${bobs}'`);
+  }
+  const short = await opens(B.port, `/events/${bobs}`, bearer(tok(hs({ exp: now() + 3 }))));
+  check("the owner's short-lived token opens its subscription", short.ok, `status ${short.status}`);
+  const ended = await short.s.wait((s) => s.events.find((e) => e.event === 'auth-expired'), 15000);
+  await short.s.wait((s) => s.closed, 5000);
+  check('and the owned stream ends with auth-expired when the token expires', !!ended && short.s.closed);
   await expectOpen('a subscription without an owner stays a capability: no token needed', p, `/events/${cap}`);
   expectRefusal('a capability with an invalid token: 401, never anonymous',
     await refused(p, `/events/${cap}`, bearer(tok('a.b.c'))), 401, 'invalid_token');
