@@ -893,7 +893,8 @@ cfg_load(int argc, char **argv)
 	}
 	if (!cfg_choose_file() || !cfg_build(&s) || !cfg_validate(&s)) {
 		cfg_settings_free(&s);
-		fprintf(stderr, "sse-bridge: %s\n", cfg_why);
+		/* under journald with the priority of an error, like log_error's lines */
+		fprintf(stderr, "%ssse-bridge: %s\n", log_to_journal() ? "<3>" : "", cfg_why);
 		return CFG_EXIT_ERROR;
 	}
 	cfg = s;

@@ -9,7 +9,6 @@
 # them) and prints lintian's verdict on the result when lintian is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$PWD
 work=$(mktemp -d /tmp/sse_deb.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 src=$work/sse-bridge

@@ -94,6 +94,11 @@ if [ $rc = 1 ] && grep -q '^<3>error: cannot resolve --listen nowhere' "$log" &&
 else
   bad "journald format: exit $rc: $(cat "$log")"
 fi
+# a refused setting, before any log line, carries the error priority too
+: >"$log.3"; js3=$(stat -c '%d:%i' "$log.3")
+JOURNAL_STREAM=$js3 "$bridge" --config "" --keepalive never 2>>"$log.3"; rc=$?
+[ $rc = 2 ] && [ "$(cat "$log.3")" = '<3>sse-bridge: command line: invalid value "never" for keepalive' ] \
+  && ok "under journald a refused setting is logged as an error" || bad "journald refusal: exit $rc: $(cat "$log.3")"
 : >"$log.2"
 JOURNAL_STREAM=$js "$bridge" --config "" --listen nowhere --db 'host=/nonexistent' 2>>"$log.2"; rc=$?
 if [ $rc = 1 ] && grep -q '^[0-9-]*T[0-9:.]*Z sse-bridge error: cannot resolve' "$log.2"; then

@@ -12,7 +12,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 bridge=${1:?usage: service.sh BRIDGE}
 tmp=$(mktemp -d /tmp/sse_service.XXXXXX)
 db=sse_bridge_service_$$
-bpid= lpid= rpid=
+bpid='' lpid='' rpid=''
 fail=0
 cleanup() {
   [ -n "$rpid" ] && kill "$rpid" 2>/dev/null

@@ -6,7 +6,7 @@
 set -uo pipefail
 work=$1 suite=$2 root=$3
 dir=$work/$suite
-fail=0 bpid= lpid= rpid=
+fail=0 bpid='' lpid='' rpid=''
 ok() { echo "  ok: $1"; }
 bad() { echo "  FAILED: $1"; fail=1; }
 C() { SSE_CHROOT_CACHE=$work "$root/test/versions/chroot.sh" run "$suite" "$@"; }
