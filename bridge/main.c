@@ -222,6 +222,26 @@ bridge_scope_commit(void *arg, bool apply)
 }
 
 /* reload hook: --max-memory */
+/*
+ * A worker holds its share of the clients and of the memory bound (the
+ * replay cache's share is taken at setup: it cannot change at run time).
+ * Applied at start and again after a reload, which rereads whole values.
+ */
+static void
+bridge_worker_shares(void)
+{
+	cfg.max_clients = (cfg.max_clients + cfg.workers - 1) / cfg.workers;
+	cfg.max_memory = cfg.max_memory / (cfg.workers + 1);
+}
+
+static void
+bridge_shares_commit(void *arg, bool apply)
+{
+	(void) arg;
+	if (apply)
+		bridge_worker_shares();
+}
+
 static void
 bridge_mem_commit(void *arg, bool apply)
 {
@@ -390,7 +410,7 @@ bridge_setup(void)
 	db_session_sql = logread_session_sql(db_timeout_ms);
 	db_heartbeat_sql = logread_heartbeat_sql();
 	mem_set_limit(cfg.max_memory);
-	ring_init(cfg.replay_cache, BRIDGE_RING_EVENTS);
+	ring_init(br.worker ? cfg.replay_cache / (cfg.workers + 1) : cfg.replay_cache, BRIDGE_RING_EVENTS);
 	hub_init(stream_deliver);
 	client_set_ops(&(client_ops) {stream_open, stream_drained, stream_release, bridge_maybe_finish});
 	bridge_client_env();
@@ -410,6 +430,8 @@ bridge_setup(void)
 	uv_signal_start(&br.sigint, bridge_on_signal, SIGINT);
 	uv_signal_init(br.loop, &br.sighup);
 	uv_signal_start(&br.sighup, bridge_on_hup, SIGHUP);
+	if (br.worker)				/* first: the hooks after it see this worker's shares */
+		reload_register(&(reload_hook) {"worker shares", NULL, bridge_shares_commit, NULL});
 	reload_register(&(reload_hook) {"public-channels", bridge_scope_prepare, bridge_scope_commit, NULL});
 	reload_register(&(reload_hook) {"max-memory", NULL, bridge_mem_commit, NULL});
 	reload_register(&(reload_hook) {"jwt-key", NULL, bridge_auth_commit, NULL});
@@ -517,9 +539,7 @@ bridge_worker_init(const char *spec)
 	 * supervisor an equal share each of the memory bound and of the replay
 	 * cache (docs/operations.md, "Workers").
 	 */
-	cfg.max_clients = (cfg.max_clients + cfg.workers - 1) / cfg.workers;
-	cfg.max_memory = cfg.max_memory / (cfg.workers + 1);
-	cfg.replay_cache = cfg.replay_cache / (cfg.workers + 1);
+	bridge_worker_shares();
 	br.live.name = "live";
 	br.work.name = "work";
 	return true;
