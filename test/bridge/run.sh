@@ -148,6 +148,8 @@ if smoke; then :; else failed=$((failed + 1)); fi
 if [ -n "${PGHOST:-}" ] && [ "$(psql -XtAc "SELECT count(*) FROM pg_available_extensions WHERE name='sse_bridge'" 2>/dev/null)" = 1 ]; then
   # the sanitized build (smoke made it): a leak or UB in the reload paths fails the exit status
   if ASAN_OPTIONS=detect_leaks=1 test/bridge/service.sh bridge/build/asan/sse-bridge; then :; else failed=$((failed + 1)); fi
+  # the same with a supervisor and two workers
+  if ASAN_OPTIONS=detect_leaks=1 test/bridge/service.sh bridge/build/asan/sse-bridge 2; then :; else failed=$((failed + 1)); fi
 else
   echo "skip: service (no cluster)"
 fi

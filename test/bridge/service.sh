@@ -6,10 +6,13 @@
 # the sd_notify protocol on a NOTIFY_SOCKET this script reads: READY=1
 # once the database links are up, RELOADING=1 then READY=1 around a
 # reload, WATCHDOG=1 pings, STOPPING=1 at shutdown.
-#   service.sh BRIDGE     (run by test/bridge/run.sh when a cluster is exported)
+#   service.sh BRIDGE [WORKERS]   (run by test/bridge/run.sh when a cluster is
+#   exported; WORKERS 2: a supervisor, which alone talks to the service
+#   manager and passes SIGHUP on, and two workers that each reload)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-bridge=${1:?usage: service.sh BRIDGE}
+bridge=${1:?usage: service.sh BRIDGE [WORKERS]}
+workers=${2:-1}
 tmp=$(mktemp -d /tmp/sse_service.XXXXXX)
 db=sse_bridge_service_$$
 bpid='' lpid='' rpid=''
@@ -23,8 +26,16 @@ cleanup() {
   [ $fail = 0 ] && rm -rf "$tmp"
 }
 trap cleanup EXIT
-ok() { echo "ok: service: $1"; }
-bad() { echo "FAIL: service: $1"; fail=1; }
+ok() { echo "ok: service (workers $workers): $1"; }
+bad() { echo "FAIL: service (workers $workers): $1"; fail=1; }
+# wait_count FILE REGEX N: until N lines of FILE match (each worker logs its reload)
+wait_count() {
+  local deadline=$((SECONDS + 20))
+  until [ "$(grep -cE "$2" "$1" 2>/dev/null)" -ge "$3" ]; do
+    [ $SECONDS -ge $deadline ] && return 1
+    sleep 0.05
+  done
+}
 # wait_for FILE REGEX [SECONDS]: until a line of FILE matches (a deadline, not a pause)
 wait_for() {
   local deadline=$((SECONDS + ${3:-20}))
@@ -58,7 +69,7 @@ listen = 127.0.0.1:$port
 public-channels = a.#
 cors-origin = http://a.example
 CONF
-(export NOTIFY_SOCKET=$tmp/notify.sock WATCHDOG_USEC=400000 WATCHDOG_PID=$BASHPID
+(export NOTIFY_SOCKET=$tmp/notify.sock WATCHDOG_USEC=400000 WATCHDOG_PID=$BASHPID SSE_BRIDGE_WORKERS=$workers
  exec "$bridge" --config "$conf" 2>"$tmp/bridge.log") &
 bpid=$!
 url=http://127.0.0.1:$port
@@ -86,7 +97,7 @@ cors-origin = http://b.example
 log-level = debug
 CONF
 kill -HUP "$bpid"
-wait_for "$tmp/bridge.log" 'reload done' || bad "no reload: $(cat "$tmp/bridge.log")"
+wait_count "$tmp/bridge.log" 'reload done' "$workers" || bad "no reload in each of the $workers process(es): $(cat "$tmp/bridge.log")"
 grep -q 'reload: listen cannot change while running' "$tmp/bridge.log" && ok "a changed listen is reported and kept" || bad "listen change not reported"
 [ "$(code "$url/events?channel=b.x")" = 200 ] && ok "after the reload b.x is public (200)" || bad "b.x after reload: $(code "$url/events?channel=b.x")"
 [ "$(acao http://b.example)" = http://b.example ] && [ -z "$(acao http://a.example)" ] \
@@ -105,7 +116,7 @@ wait_for "$tmp/stream" '^data: kept' && kill -0 "$rpid" 2>/dev/null && ok "the s
 # a wrong line: refused with FILE:LINE, the running settings stay
 printf 'public-channels = c.#\nbogus = 1\n' >"$conf"
 kill -HUP "$bpid"
-wait_for "$tmp/bridge.log" 'reload refused' || bad "no refusal logged"
+wait_count "$tmp/bridge.log" 'reload refused' "$workers" || bad "no refusal logged by each process"
 grep -q "reload refused, the running settings stay: $conf:2: unknown setting \"bogus\"" "$tmp/bridge.log" \
   && ok "a wrong line refuses the reload, naming $conf:2" || bad "refusal: $(grep refused "$tmp/bridge.log")"
 [ "$(code "$url/events?channel=b.x")" = 200 ] && [ "$(code "$url/events?channel=c.x")" = 403 ] \
