@@ -82,7 +82,9 @@ for i in 0 1 2; do
   while [[ " ${bports[*]} " == *" $bp "* ]]; do bp=$(scripts/free-port.sh); done
   bports+=("$bp")
   extra=()
-  [ "$i" = 2 ] && extra=(--primary-db "$(conn "$p0" "$p1") target_session_attrs=read-write")
+  # the delayed standby's bridge is a supervisor with two workers: its
+  # workers' opens are held for replay and their touches go to --primary-db
+  [ "$i" = 2 ] && extra=(--workers 2 --primary-db "$(conn "$p0" "$p1") target_session_attrs=read-write")
   "$bridge" --db "${dbs[$i]}" --listen "127.0.0.1:$bp" --public-channels 'topo.#' \
     --poll-interval 600000 --touch-interval 1 --lag-wait 10000 "${extra[@]}" >"$tmp/b$i.log" 2>&1 &
   pids+=($!); bpids+=($!)
