@@ -51,7 +51,6 @@ extern char **environ;
 
 #define SUPER_RING_EVENTS 200000
 #define SUPER_STOP_DEADLINE_MS 6000
-#define SUPER_STATUS_MS 100
 #define RESPAWN_MS 100
 #define RESPAWN_MAX_MS 5000
 /* A request's answer may wait for a reconnect: the worker gives up after this. */
@@ -93,7 +92,7 @@ static struct {
 	uv_signal_t sigterm;
 	uv_signal_t sigint;
 	uv_signal_t sighup;			/* passed on to every worker */
-	uv_timer_t	status;
+	uv_check_t	status;			/* the slot and link states, every loop turn */
 	uv_timer_t	stop_timer;
 	bool		stopping;
 	bool		links_up;		/* both kinds of database link, as last told to the manager */
@@ -360,7 +359,6 @@ sv_pool_state(void)
 	return best;
 }
 
-/* The links' states for the workers, and the supervisor's figures. */
 /* The service manager hears of the supervisor's links, as of one process's. */
 static void
 sv_check_links(void)
@@ -378,12 +376,17 @@ sv_check_links(void)
 		notify_status(up ? "ready: both database links are up" : "a database link is down, reconnecting");
 }
 
+/*
+ * The links' states for the workers, and the supervisor's figures: after
+ * every loop turn, so a worker's /metrics or /healthz never shows a state
+ * older than the turn that changed it.
+ */
 static void
-sv_on_status(uv_timer_t *t)
+sv_on_status(uv_check_t *h)
 {
 	shr_slot   *s = shr_slot_at(sv.ring, sv.nw);
 
-	(void) t;
+	(void) h;
 	shr_set_links(sv.ring, sv.live.state, sv_pool_state());
 	sv_check_links();
 	shr_slot_begin(s);
@@ -532,8 +535,8 @@ super_main(int argc, char **argv)
 	for (size_t i = 1; i < sv.npool; i++)
 		db_link_init(&sv.pool[i], sv.loop, "work", steps, nsteps, (db_ops) {0});
 	prune_init(sv.loop, &sv.pool[0], cfg.prune_interval_ms);
-	uv_timer_init(sv.loop, &sv.status);
-	uv_timer_start(&sv.status, sv_on_status, 0, SUPER_STATUS_MS);
+	uv_check_init(sv.loop, &sv.status);
+	uv_check_start(&sv.status, sv_on_status);
 	notify_init(sv.loop);
 	notify_status("waiting for the database");
 	uv_timer_init(sv.loop, &sv.stop_timer);
