@@ -7,7 +7,6 @@
 #   make test PG=17   one PostgreSQL version alone
 #   make run      run the demo: throwaway cluster, sample jobs, bridge on :8080
 #   make bench    side-by-side benchmarks (not part of make test)
-#   make bench-scale STREAMS=N   N concurrent streams and one broadcast (bench/scale.sh)
 
 .DEFAULT_GOAL := all
 
@@ -27,13 +26,15 @@ EXTRA_CLEAN = regression.diffs regression.out results output_iso
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 
-.PHONY: test run bench bench-scale torture
+.PHONY: test run bench torture
 test:
 	@scripts/test.sh
 run:
 	@scripts/run.sh
 bench:
 	@bench/run.sh
+# make bench-scale STREAMS=N: N concurrent streams and one broadcast (bench/scale.sh)
+.PHONY: bench-scale
 STREAMS ?= 1000000
 bench-scale:
 	@STREAMS=$(STREAMS) bench/scale.sh
