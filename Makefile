@@ -36,6 +36,8 @@ run:
 	@scripts/run.sh
 bench:
 	@bench/run.sh
+# make bench-scale STREAMS=N: N concurrent streams and one broadcast (bench/scale.sh)
+.PHONY: bench-scale
 STREAMS ?= 1000000
 bench-scale:
 	@STREAMS=$(STREAMS) bench/scale.sh

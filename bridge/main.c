@@ -135,18 +135,24 @@ bridge_flush(void)
 	client_shed();				/* over the memory limit: drop the largest queues */
 	stream_mem_check();
 	client_flush_pending();		/* live events go out every turn */
-	stream_run();
-	client_flush_pending();
-	/*
-	 * Replays still waiting, or resumed by a write that went out whole at
-	 * this flush (its drain is immediate): poll must not block.
-	 */
-	if (stream_waiting())
+	if (stream_run())
 		uv_idle_start(&br.spin, bridge_on_spin);
 	else
 		uv_idle_stop(&br.spin);
+	client_flush_pending();
 	if (br.worker)
 		bridge_publish();
+}
+
+/*
+ * A write that went out whole at the flush drains at once and may have
+ * resumed a replay after stream_run: poll must not block then either.
+ */
+static void
+bridge_keep_spinning(void)
+{
+	if (stream_waiting())
+		uv_idle_start(&br.spin, bridge_on_spin);
 }
 
 static void
@@ -154,6 +160,7 @@ bridge_on_flush(uv_check_t *h)
 {
 	(void) h;
 	bridge_flush();
+	bridge_keep_spinning();
 }
 
 static void
@@ -161,6 +168,7 @@ bridge_on_flush_pre(uv_prepare_t *h)
 {
 	(void) h;
 	bridge_flush();
+	bridge_keep_spinning();
 }
 
 /* READY=1 the first time both links are up; STATUS= when that changes. */
