@@ -420,9 +420,11 @@ ipc_result(ibuf *in)
 			const char *name = ib_str(in, &len);
 			char	   *z = len >= 0 ? strndup(name, (size_t) len) : strdup("?");
 
+			if (z == NULL)
+				in->bad = true;	/* out of memory: no answer, as a failed query */
 			att[f] = (PGresAttDesc) {.name = z, .typid = 25, .typlen = -1, .atttypmod = -1};
 		}
-		if (in->bad || !PQsetResultAttrs(res, (int) nf, att)) {
+		if (in->bad || !PQsetResultAttrs(res, (int) nf, att)) {	/* not called with a NULL name */
 			in->bad = true;
 		}
 		for (uint32_t f = 0; f < nf; f++)
@@ -476,7 +478,7 @@ ipc_got_request(ipc_chan *c, ibuf *in)
 	ib_get(in, &flags, 1);
 	stmt = ib_str(in, &len);
 	req.nparams = ib_u32(in);
-	if (in->bad || len < 0 || (size_t) len >= sizeof(name) || req.nparams > IPC_TOUCH_MAX ||
+	if (in->bad || stmt == NULL || len < 0 || (size_t) len >= sizeof(name) || req.nparams > IPC_TOUCH_MAX ||
 		(kind != IPC_STMT && kind != IPC_TOUCH)) {
 		in->bad = true;
 		return;

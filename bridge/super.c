@@ -21,6 +21,7 @@
  * worker asked for is answered or dropped exactly once (the link calls
  * done once).
  */
+#include <assert.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -159,6 +160,7 @@ sv_deliver(hub_sub *s, event *ev, bool ends)
 static db_link *
 sv_pick(void)
 {
+	assert(sv.npool > 0);		/* --db-pool is at least 1 (cfg_validate) */
 	for (size_t i = 0; i < sv.npool; i++) {
 		db_link    *l = &sv.pool[(sv.rr + i) % sv.npool];
 
