@@ -687,6 +687,7 @@ void
 client_adopt(int fd)
 {
 	client	   *c = client_create();
+	uint64_t	held;
 
 	if (c == NULL) {
 		metrics.alloc_failures++;
@@ -698,12 +699,13 @@ client_adopt(int fd)
 		uv_close((uv_handle_t *) &c->tcp, client_reject_closed);
 		return;
 	}
-	if (client_count >= cfg.max_clients + CLIENT_EXTRA_REJECTS) {
+	held = client_count + (env.elsewhere ? env.elsewhere() : 0);	/* --max-clients is the whole bridge's */
+	if (held >= cfg.max_clients + CLIENT_EXTRA_REJECTS) {
 		uv_close((uv_handle_t *) &c->tcp, client_reject_closed);
 		return;
 	}
 	metrics.connections++;
-	if (client_count >= cfg.max_clients)
+	if (held >= cfg.max_clients)
 		c->flags |= CF_REJECT;
 	client_track(c);
 	uv_tcp_nodelay(&c->tcp, 1);

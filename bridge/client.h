@@ -92,6 +92,7 @@ typedef struct client_env {
 	frame	   *keepalive;		/* the shared keepalive comment */
 	const db_link *live;		/* /healthz answers 200 while both are up */
 	const db_link *work;
+	uint64_t	(*elsewhere) (void);	/* clients of the bridge's other processes (NULL: none) */
 } client_env;
 
 void		client_init(const client_env *env);

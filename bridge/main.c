@@ -199,7 +199,8 @@ bridge_on_sweep(uv_timer_t *t)
 static void
 bridge_client_env(void)
 {
-	client_init(&(client_env) {br.loop, br.public_scope, br.keepalive, &br.live, &br.work});
+	client_init(&(client_env) {br.loop, br.public_scope, br.keepalive, &br.live, &br.work,
+				br.worker ? whole_clients_elsewhere : NULL});
 }
 
 /* reload hook: --public-channels, a new scope for requests from now on. */
@@ -231,14 +232,14 @@ bridge_scope_commit(void *arg, bool apply)
 
 /* reload hook: --max-memory */
 /*
- * A worker holds its share of the clients and of the memory bound (the
- * replay cache's share is taken at setup: it cannot change at run time).
+ * A worker holds its share of the memory bound (the replay cache's share
+ * is taken at setup: it cannot change at run time); --max-clients stays
+ * the whole bridge's, counted with the other workers' clients at accept.
  * Applied at start and again after a reload, which rereads whole values.
  */
 static void
 bridge_worker_shares(void)
 {
-	cfg.max_clients = (cfg.max_clients + cfg.workers - 1) / cfg.workers;
 	cfg.max_memory = cfg.max_memory / (cfg.workers + 1);
 }
 

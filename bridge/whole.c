@@ -32,6 +32,19 @@ whole_get(unsigned i, shr_slot *s)
 	return shr_slot_read(whole_ring, i, s);
 }
 
+uint64_t
+whole_clients_elsewhere(void)
+{
+	unsigned	n = shr_nslots(whole_ring);
+	uint64_t	sum = 0;
+	shr_slot	s;
+
+	for (unsigned i = 0; i + 1 < n; i++)	/* the workers' slots; the supervisor holds none */
+		if (i != whole_self && shr_slot_read(whole_ring, i, &s))
+			sum += s.v.c.clients;
+	return sum;
+}
+
 static void
 whole_add(metrics_counters *t, const metrics_counters *m)
 {

@@ -21,4 +21,10 @@ void		whole_init(shr *ring, unsigned self);
 void		whole_fill(metrics_view *v);
 void		whole_extra(FILE *f);
 
+/*
+ * Connections the other workers held at their last loop turn: --max-clients
+ * is the whole bridge's, whichever worker the kernel hands a connection to.
+ */
+uint64_t	whole_clients_elsewhere(void);
+
 #endif
