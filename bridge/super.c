@@ -345,13 +345,24 @@ sv_start_worker(sv_worker *w)
 /* ---- status, shutdown ---- */
 
 /* The best state of the pool: up if one is, connecting if one is. */
+/*
+ * A link whose next attempt is its first (or follows a loss at once) reads
+ * as connecting: a worker's open then waits for it, as on one process,
+ * instead of being refused in the moment before the timer fires.
+ */
+static db_state
+sv_link_state(const db_link *l)
+{
+	return l->state == DB_DISCONNECTED && l->attempt <= 1 ? DB_CONNECTING : l->state;
+}
+
 static db_state
 sv_pool_state(void)
 {
-	db_state	best = sv.pool[0].state;
+	db_state	best = sv_link_state(&sv.pool[0]);
 
 	for (size_t i = 0; i < sv.npool; i++) {
-		db_state	st = sv.pool[i].state;
+		db_state	st = sv_link_state(&sv.pool[i]);
 
 		if (st == DB_IDLE || st == DB_BUSY)
 			return st;
@@ -389,7 +400,7 @@ sv_on_status(uv_check_t *h)
 	shr_slot   *s = shr_slot_at(sv.ring, sv.nw);
 
 	(void) h;
-	shr_set_links(sv.ring, sv.live.state, sv_pool_state());
+	shr_set_links(sv.ring, sv_link_state(&sv.live), sv_pool_state());
 	sv_check_links();
 	shr_slot_begin(s);
 	s->pid = (int32_t) getpid();
