@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define BRIDGE_VERSION "0.1.0"
+#define BRIDGE_VERSION "1.3.0"
 
 /* More worker processes than this is a mistake, not a setting. */
 #define CFG_WORKERS_MAX 256

@@ -106,4 +106,13 @@ if [ $rc = 1 ] && grep -q '^[0-9-]*T[0-9:.]*Z sse-bridge error: cannot resolve' 
 else
   bad "not journald: exit $rc: $(cat "$log.2")"
 fi
+# one version everywhere: the daemon, the extension it ships with, the package
+root=$(cd "$(dirname "$0")/../.." && pwd)
+ext=$(sed -n "s/^default_version *= *'\([0-9.]*\)'.*/\1/p" "$root/sse_bridge.control")
+deb=$(sed -n '1s/^sse-bridge (\([^)]*\)).*/\1/p' "$root/debian/changelog")
+bin=$("$bridge" --version 2>&1 | sed -n 's/^sse-bridge //p')
+[ -n "$ext" ] && [ "$bin" = "$ext.0" ] && [ "$deb" = "$ext.0" ] \
+  && ok "one version: the daemon $bin, the package $deb, the extension $ext" \
+  || bad "versions differ: the daemon '$bin', the package '$deb', the extension '$ext' (want $ext.0 for both)"
+
 exit $fail

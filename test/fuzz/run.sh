@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # libFuzzer targets for the bridge's input handling, built with clang
 # -fsanitize=fuzzer,address,undefined and run for a bounded time each
-# (FUZZ_SECONDS, default 12 s per target, about 84 s in total), seeded from
+# (FUZZ_SECONDS, default 12 s per target, about 96 s in total), seeded from
 # test/fuzz/corpus/<target>.  New inputs go to a scratch copy of the corpus,
 # so the committed seeds stay small.  Exits non-zero on any crash.
 set -uo pipefail
@@ -25,13 +25,18 @@ declare -A DEPS=(
   [frame]="bridge/frame.c bridge/wire.c bridge/mem.c bridge/logpos.c"
   [subdef]="bridge/subdef.c bridge/mem.c"
   [jwt]="bridge/jwt.c bridge/filtjson.c"
+  [ipc]="bridge/ipc.c bridge/log.c"
+)
+# Targets that run a libuv loop and build libpq results.
+declare -A EXTRA=(
+  [ipc]="-I$(pg_config --includedir) $(pkg-config --libs libuv) -lpq"
 )
 
 failed=0
-for t in http query pattern filter frame subdef jwt; do
+for t in http query pattern filter frame subdef jwt ipc; do
   bin="$B/fuzz_$t"
   # shellcheck disable=SC2086
-  if ! $CC $FLAGS -o "$bin" "test/fuzz/fuzz_$t.c" ${DEPS[$t]} $SHARED $PKG_LIBS; then
+  if ! $CC $FLAGS -o "$bin" "test/fuzz/fuzz_$t.c" ${DEPS[$t]} $SHARED $PKG_LIBS ${EXTRA[$t]:-}; then
     echo "FAIL: build fuzz_$t"; failed=$((failed + 1)); continue
   fi
   work="$B/corpus_$t"; rm -rf "$work"; mkdir -p "$work"
