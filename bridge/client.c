@@ -677,6 +677,43 @@ client_new(void)
 }
 
 /*
+ * With workers: should this one leave the next waiting connection to the
+ * others?  Only while the whole bridge has room (at --max-clients every
+ * worker accepts, to answer 503), and when this worker holds its share of
+ * --max-clients (the descriptors it was sized for: accepting more would
+ * end in EMFILE and a 503 while others have room) or clearly more than the
+ * average (the kernel wakes every worker and any may win).  The other
+ * workers' count is read once per loop turn.
+ */
+#define CLIENT_YIELD_SLACK 16
+
+bool
+client_should_yield(void)
+{
+	static uint64_t others, read_at = UINT64_MAX;
+	uint64_t	now, held, share, avg;
+
+	if (env.elsewhere == NULL || cfg.workers < 2)
+		return false;
+	if ((now = uv_now(env.loop)) != read_at) {
+		others = env.elsewhere();
+		read_at = now;
+	}
+	held = client_count + others;
+	if (held >= cfg.max_clients)
+		return false;
+	share = (cfg.max_clients + cfg.workers - 1) / cfg.workers;
+	avg = held / cfg.workers;
+	return client_count >= share || client_count > avg + avg / 8 + CLIENT_YIELD_SLACK;
+}
+
+uint64_t
+client_elsewhere(void)
+{
+	return env.elsewhere != NULL ? env.elsewhere() : 0;
+}
+
+/*
  * The kernel's send buffer per connection (Linux doubles it).  A fixed size
  * turns off autotuning, which would otherwise let a slow reader hold up to
  * net.ipv4.tcp_wmem's maximum (4 MB) of output beyond --client-queue.
