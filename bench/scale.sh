@@ -36,8 +36,9 @@ ROOT=$PWD
 B=$ROOT/bench/build
 STREAMS=${STREAMS:-1000000}
 PER_PROC=${PER_PROC:-19000}
-PER_WORKER=${PER_WORKER:-15000}   # streams planned per worker (the kernel's
-                                  # SO_REUSEPORT hash does not balance exactly)
+PER_WORKER=${PER_WORKER:-19000}   # streams planned per worker (a worker above
+                                  # the average yields new connections to the
+                                  # others, so the spread stays near even)
 WORKER_MAX=${WORKER_MAX:-19900}   # clients one worker may hold (20,000 descriptors)
 SINGLE_MAX=${SINGLE_MAX:-19950}
 EVENTS=10
@@ -63,7 +64,9 @@ HELP=$("$BRIDGE_BIN" --help 2>&1 || true)
 if [[ $HELP == *--workers* ]]; then
   W=${WORKERS:-$(( (STREAMS + PER_WORKER - 1) / PER_WORKER ))}
   [ "$W" -ge 1 ] || W=1
-  WORKERS_OPT=(--workers "$W")
+  # --max-memory is shared by the workers and the supervisor: 64M each
+  MAX_MEMORY=${MAX_MEMORY:-$(( (W + 1) * 64 ))M}
+  WORKERS_OPT=(--workers "$W" --max-memory "$MAX_MEMORY")
   MAX_CLIENTS=$(( W * WORKER_MAX ))
   log "bridge: --workers $W --max-clients $MAX_CLIENTS for $STREAMS streams"
 else
@@ -198,8 +201,11 @@ RSS1=$(tree_sum "$BRIDGE_PID" status VmRSS)
 PSS1=$(tree_sum "$BRIDGE_PID" smaps_rollup Pss)
 SLAB1=$(slab_kb); TCPM1=$(tcp_pages); INUSE1=$(tcp_inuse)
 DBC=$(db_conns || echo null)
-STREAMS_UP=$( { curl -fs --max-time 20 "http://127.0.0.1:$PORT/metrics" || true; } \
-  | awk '$1 == "sse_bridge_streams" { s += $2 } END { print s + 0 }')
+curl -fs --max-time 20 "http://127.0.0.1:$PORT/metrics" >"$WORK/metrics.txt" || true
+STREAMS_UP=$(awk '$1 == "sse_bridge_streams" { s += $2 } END { print s + 0 }' "$WORK/metrics.txt")
+# the spread over the workers: fewest and most clients on one worker
+SPREAD=$(awk '$1 ~ /^sse_bridge_worker_clients[{]/ { n++; if (min == "" || $2 < min) min = $2; if ($2 > max) max = $2 }
+  END { if (n) printf "[%d, %d]", min, max; else printf "null" }' "$WORK/metrics.txt")
 log "connected in $CONNECT_S s ($ready/$PROCS processes ready; bridge reports $STREAMS_UP streams);" \
   "bridge RSS $RSS0 -> $RSS1 kB; slab $SLAB0 -> $SLAB1 kB; TCP sockets $INUSE0 -> $INUSE1; $DBC database connections"
 
@@ -236,6 +242,7 @@ const r = {
   commit: "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)",
   kernel_changes: $(printf '%s\n' "${CHANGED[@]}" | node -e 'process.stdout.write(JSON.stringify(require("fs").readFileSync(0,"utf8").split("\n").filter(Boolean)))'),
   connect_s: $CONNECT_S, streams_ready: m.ready, streams_failed: m.failed, bridge_streams_metric: $STREAMS_UP,
+  worker_clients_min_max: $SPREAD,
   bridge_rss_kb: [$RSS0, $RSS1], bridge_pss_kb: [$PSS0, $PSS1],
   bridge_rss_per_stream_b: Math.round(($RSS1 - $RSS0) * 1024 / streams),
   bridge_pss_per_stream_b: Math.round(($PSS1 - $PSS0) * 1024 / streams),

@@ -24,9 +24,11 @@
  *  - the struct is freed only in client_closed (uv_close callback).
  */
 #include <assert.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "auth.h"
@@ -720,6 +722,22 @@ client_elsewhere(void)
  */
 #define CLIENT_SNDBUF (128 << 10)
 
+/*
+ * A connection that cannot become a client: the prebuilt 503 with
+ * Retry-After (no allocation; a fresh socket's send buffer takes it), then
+ * close.  An internal failure is not a silently dropped connection.
+ */
+static void
+client_unavailable(int fd)
+{
+	frame	   *f = resp_oom();
+
+	if (send(fd, f->data, f->len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("503 to a connection that could not be taken not sent: %s", strerror(errno));
+	frame_unref(f);
+	close(fd);
+}
+
 void
 client_adopt(int fd)
 {
@@ -728,11 +746,11 @@ client_adopt(int fd)
 
 	if (c == NULL) {
 		metrics.alloc_failures++;
-		close(fd);
+		client_unavailable(fd);
 		return;
 	}
 	if (uv_tcp_open(&c->tcp, fd) != 0) {
-		close(fd);
+		client_unavailable(fd);
 		uv_close((uv_handle_t *) &c->tcp, client_reject_closed);
 		return;
 	}
