@@ -7,7 +7,9 @@
 #   WORKERS=N                          bridge worker processes (default: as
 #                                      many as the streams need at PER_WORKER
 #                                      each; only when the bridge has --workers;
-#                                      --max-clients is then WORKERS x WORKER_MAX)
+#                                      --max-clients is then WORKERS x WORKER_MAX
+#                                      and --max-memory (WORKERS + 1) x 64M)
+#   MAX_MEMORY=SIZE                    another --max-memory for the workers
 #   PER_PROC=19000                     streams per load generator process
 #   BRIDGE_BIN=path                    another bridge build
 #   OUT=file                           the JSON result (bench/results/scale-N.json)
