@@ -10,6 +10,9 @@
 #                                      --max-clients is then WORKERS x WORKER_MAX
 #                                      and --max-memory (WORKERS + 1) x 64M)
 #   MAX_MEMORY=SIZE                    another --max-memory for the workers
+#   KEEPALIVE=S                        the bridge's --keepalive (default 15, the
+#                                      bridge's own default: at 1M streams that
+#                                      is 67,000 keepalive writes a second)
 #   PER_PROC=19000                     streams per load generator process
 #   BRIDGE_BIN=path                    another bridge build
 #   OUT=file                           the JSON result (bench/results/scale-N.json)
@@ -107,6 +110,19 @@ raise_sysctl net.core.somaxconn 4096
 raise_sysctl net.ipv4.tcp_max_syn_backlog 8192
 # loopback connections are tracked when nf_conntrack is loaded: one entry each
 raise_sysctl net.netfilter.nf_conntrack_max $(( STREAMS + STREAMS / 4 + 10000 ))
+# TCP buffer memory (pages, all sockets): what a stream's first bytes and
+# keepalives hold in the receive queues of busy load generators reached
+# about 3 pages a stream at 700,000 (the default maximum here is 575,814)
+tcp_need=$(( STREAMS * 3 ))
+read -r tcp_min tcp_press tcp_max </proc/sys/net/ipv4/tcp_mem
+if [ "$tcp_max" -lt "$tcp_need" ]; then
+  if [ "$(id -u)" = 0 ] && echo "$tcp_min $(( tcp_need * 2 / 3 )) $tcp_need" >/proc/sys/net/ipv4/tcp_mem 2>/dev/null; then
+    log "sysctl net.ipv4.tcp_mem: $tcp_min $tcp_press $tcp_max -> $(cat /proc/sys/net/ipv4/tcp_mem) (changed)"
+    CHANGED+=("net.ipv4.tcp_mem $tcp_max->$tcp_need")
+  else
+    log "sysctl net.ipv4.tcp_mem maximum $tcp_max is below $tcp_need pages and cannot be changed here: expect failures"
+  fi
+fi
 range=$(cat /proc/sys/net/ipv4/ip_local_port_range)
 ports=$(( ${range##*[[:space:]]} - ${range%%[[:space:]]*} + 1 ))
 log "ip_local_port_range $range: $ports ports per source address and destination; $PER_PROC streams per address"
@@ -161,7 +177,7 @@ now() { date +%s.%N; }
 PORT=$(scripts/free-port.sh 1)
 "$BRIDGE_BIN" --db "host=$PGHOST port=$PGPORT dbname=$PGDATABASE user=$PGUSER" \
   --listen "127.0.0.1:$PORT" --public-channels 'bench.#' \
-  --max-clients "$MAX_CLIENTS" --log-level warn "${WORKERS_OPT[@]}" 2>>"$WORK/bridge.log" &
+  --max-clients "$MAX_CLIENTS" --keepalive "${KEEPALIVE:-15}" --log-level warn "${WORKERS_OPT[@]}" 2>>"$WORK/bridge.log" &
 BRIDGE_PID=$!
 PIDS+=("$BRIDGE_PID")
 for _ in $(seq 1 200); do curl -fs -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/healthz" && break; sleep 0.1; done
