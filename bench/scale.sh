@@ -7,7 +7,12 @@
 #   WORKERS=N                          bridge worker processes (default: as
 #                                      many as the streams need at PER_WORKER
 #                                      each; only when the bridge has --workers;
-#                                      --max-clients is then WORKERS x WORKER_MAX)
+#                                      --max-clients is then WORKERS x WORKER_MAX
+#                                      and --max-memory (WORKERS + 1) x 64M)
+#   MAX_MEMORY=SIZE                    another --max-memory for the workers
+#   KEEPALIVE=S                        the bridge's --keepalive (default 15, the
+#                                      bridge's own default: at 1M streams that
+#                                      is 67,000 keepalive writes a second)
 #   PER_PROC=19000                     streams per load generator process
 #   BRIDGE_BIN=path                    another bridge build
 #   OUT=file                           the JSON result (bench/results/scale-N.json)
@@ -36,8 +41,9 @@ ROOT=$PWD
 B=$ROOT/bench/build
 STREAMS=${STREAMS:-1000000}
 PER_PROC=${PER_PROC:-19000}
-PER_WORKER=${PER_WORKER:-15000}   # streams planned per worker (the kernel's
-                                  # SO_REUSEPORT hash does not balance exactly)
+PER_WORKER=${PER_WORKER:-19000}   # streams planned per worker (a worker above
+                                  # the average yields new connections to the
+                                  # others, so the spread stays near even)
 WORKER_MAX=${WORKER_MAX:-19900}   # clients one worker may hold (20,000 descriptors)
 SINGLE_MAX=${SINGLE_MAX:-19950}
 EVENTS=10
@@ -63,7 +69,9 @@ HELP=$("$BRIDGE_BIN" --help 2>&1 || true)
 if [[ $HELP == *--workers* ]]; then
   W=${WORKERS:-$(( (STREAMS + PER_WORKER - 1) / PER_WORKER ))}
   [ "$W" -ge 1 ] || W=1
-  WORKERS_OPT=(--workers "$W")
+  # --max-memory is shared by the workers and the supervisor: 64M each
+  MAX_MEMORY=${MAX_MEMORY:-$(( (W + 1) * 64 ))M}
+  WORKERS_OPT=(--workers "$W" --max-memory "$MAX_MEMORY")
   MAX_CLIENTS=$(( W * WORKER_MAX ))
   log "bridge: --workers $W --max-clients $MAX_CLIENTS for $STREAMS streams"
 else
@@ -102,6 +110,19 @@ raise_sysctl net.core.somaxconn 4096
 raise_sysctl net.ipv4.tcp_max_syn_backlog 8192
 # loopback connections are tracked when nf_conntrack is loaded: one entry each
 raise_sysctl net.netfilter.nf_conntrack_max $(( STREAMS + STREAMS / 4 + 10000 ))
+# TCP buffer memory (pages, all sockets): what a stream's first bytes and
+# keepalives hold in the receive queues of busy load generators reached
+# about 3 pages a stream at 700,000 (the default maximum here is 575,814)
+tcp_need=$(( STREAMS * 3 ))
+read -r tcp_min tcp_press tcp_max </proc/sys/net/ipv4/tcp_mem
+if [ "$tcp_max" -lt "$tcp_need" ]; then
+  if [ "$(id -u)" = 0 ] && echo "$tcp_min $(( tcp_need * 2 / 3 )) $tcp_need" >/proc/sys/net/ipv4/tcp_mem 2>/dev/null; then
+    log "sysctl net.ipv4.tcp_mem: $tcp_min $tcp_press $tcp_max -> $(cat /proc/sys/net/ipv4/tcp_mem) (changed)"
+    CHANGED+=("net.ipv4.tcp_mem $tcp_max->$tcp_need")
+  else
+    log "sysctl net.ipv4.tcp_mem maximum $tcp_max is below $tcp_need pages and cannot be changed here: expect failures"
+  fi
+fi
 range=$(cat /proc/sys/net/ipv4/ip_local_port_range)
 ports=$(( ${range##*[[:space:]]} - ${range%%[[:space:]]*} + 1 ))
 log "ip_local_port_range $range: $ports ports per source address and destination; $PER_PROC streams per address"
@@ -156,7 +177,7 @@ now() { date +%s.%N; }
 PORT=$(scripts/free-port.sh 1)
 "$BRIDGE_BIN" --db "host=$PGHOST port=$PGPORT dbname=$PGDATABASE user=$PGUSER" \
   --listen "127.0.0.1:$PORT" --public-channels 'bench.#' \
-  --max-clients "$MAX_CLIENTS" --log-level warn "${WORKERS_OPT[@]}" 2>>"$WORK/bridge.log" &
+  --max-clients "$MAX_CLIENTS" --keepalive "${KEEPALIVE:-15}" --log-level warn "${WORKERS_OPT[@]}" 2>>"$WORK/bridge.log" &
 BRIDGE_PID=$!
 PIDS+=("$BRIDGE_PID")
 for _ in $(seq 1 200); do curl -fs -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/healthz" && break; sleep 0.1; done
@@ -198,8 +219,11 @@ RSS1=$(tree_sum "$BRIDGE_PID" status VmRSS)
 PSS1=$(tree_sum "$BRIDGE_PID" smaps_rollup Pss)
 SLAB1=$(slab_kb); TCPM1=$(tcp_pages); INUSE1=$(tcp_inuse)
 DBC=$(db_conns || echo null)
-STREAMS_UP=$( { curl -fs --max-time 20 "http://127.0.0.1:$PORT/metrics" || true; } \
-  | awk '$1 == "sse_bridge_streams" { s += $2 } END { print s + 0 }')
+curl -fs --max-time 20 "http://127.0.0.1:$PORT/metrics" >"$WORK/metrics.txt" || true
+STREAMS_UP=$(awk '$1 == "sse_bridge_streams" { s += $2 } END { print s + 0 }' "$WORK/metrics.txt")
+# the spread over the workers: fewest and most clients on one worker
+SPREAD=$(awk '$1 ~ /^sse_bridge_worker_clients[{]/ { n++; if (min == "" || $2 < min) min = $2; if ($2 > max) max = $2 }
+  END { if (n) printf "[%d, %d]", min, max; else printf "null" }' "$WORK/metrics.txt")
 log "connected in $CONNECT_S s ($ready/$PROCS processes ready; bridge reports $STREAMS_UP streams);" \
   "bridge RSS $RSS0 -> $RSS1 kB; slab $SLAB0 -> $SLAB1 kB; TCP sockets $INUSE0 -> $INUSE1; $DBC database connections"
 
@@ -236,6 +260,7 @@ const r = {
   commit: "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)",
   kernel_changes: $(printf '%s\n' "${CHANGED[@]}" | node -e 'process.stdout.write(JSON.stringify(require("fs").readFileSync(0,"utf8").split("\n").filter(Boolean)))'),
   connect_s: $CONNECT_S, streams_ready: m.ready, streams_failed: m.failed, bridge_streams_metric: $STREAMS_UP,
+  worker_clients_min_max: $SPREAD,
   bridge_rss_kb: [$RSS0, $RSS1], bridge_pss_kb: [$PSS0, $PSS1],
   bridge_rss_per_stream_b: Math.round(($RSS1 - $RSS0) * 1024 / streams),
   bridge_pss_per_stream_b: Math.round(($PSS1 - $PSS0) * 1024 / streams),

@@ -24,9 +24,11 @@
  *  - the struct is freed only in client_closed (uv_close callback).
  */
 #include <assert.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "auth.h"
@@ -677,11 +679,64 @@ client_new(void)
 }
 
 /*
+ * With workers: should this one leave the next waiting connection to the
+ * others?  Only while the whole bridge has room (at --max-clients every
+ * worker accepts, to answer 503), and when this worker holds its share of
+ * --max-clients (the descriptors it was sized for: accepting more would
+ * end in EMFILE and a 503 while others have room) or clearly more than the
+ * average (the kernel wakes every worker and any may win).  The other
+ * workers' count is read once per loop turn.
+ */
+#define CLIENT_YIELD_SLACK 16
+
+bool
+client_should_yield(void)
+{
+	static uint64_t others, read_at = UINT64_MAX;
+	uint64_t	now, held, share, avg;
+
+	if (env.elsewhere == NULL || cfg.workers < 2)
+		return false;
+	if ((now = uv_now(env.loop)) != read_at) {
+		others = env.elsewhere();
+		read_at = now;
+	}
+	held = client_count + others;
+	if (held >= cfg.max_clients)
+		return false;
+	share = (cfg.max_clients + cfg.workers - 1) / cfg.workers;
+	avg = held / cfg.workers;
+	return client_count >= share || client_count > avg + avg / 8 + CLIENT_YIELD_SLACK;
+}
+
+uint64_t
+client_elsewhere(void)
+{
+	return env.elsewhere != NULL ? env.elsewhere() : 0;
+}
+
+/*
  * The kernel's send buffer per connection (Linux doubles it).  A fixed size
  * turns off autotuning, which would otherwise let a slow reader hold up to
  * net.ipv4.tcp_wmem's maximum (4 MB) of output beyond --client-queue.
  */
 #define CLIENT_SNDBUF (128 << 10)
+
+/*
+ * A connection that cannot become a client: the prebuilt 503 with
+ * Retry-After (no allocation; a fresh socket's send buffer takes it), then
+ * close.  An internal failure is not a silently dropped connection.
+ */
+static void
+client_unavailable(int fd)
+{
+	frame	   *f = resp_oom();
+
+	if (send(fd, f->data, f->len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("503 to a connection that could not be taken not sent: %s", strerror(errno));
+	frame_unref(f);
+	close(fd);
+}
 
 void
 client_adopt(int fd)
@@ -691,11 +746,11 @@ client_adopt(int fd)
 
 	if (c == NULL) {
 		metrics.alloc_failures++;
-		close(fd);
+		client_unavailable(fd);
 		return;
 	}
 	if (uv_tcp_open(&c->tcp, fd) != 0) {
-		close(fd);
+		client_unavailable(fd);
 		uv_close((uv_handle_t *) &c->tcp, client_reject_closed);
 		return;
 	}

@@ -100,6 +100,15 @@ void		client_init(const client_env *env);
 /* A tracked client in READING on a fresh, unconnected socket (tests); NULL on OOM. */
 client	   *client_new(void);
 
+/*
+ * With --workers 2 or more: true when this worker should leave the next
+ * waiting connection to the others (it holds its share of --max-clients,
+ * or clearly more than the average, and the whole bridge has room).
+ */
+bool		client_should_yield(void);
+/* The clients the bridge's other processes hold (0 without workers). */
+uint64_t	client_elsewhere(void);
+
 /* Take an accepted, non-blocking socket (listen.c calls this; it owns fd now). */
 void		client_adopt(int fd);
 

@@ -5,10 +5,15 @@
  * close-on-exec; at most LISTEN_BURST connections are accepted per wakeup
  * so one busy listener cannot hold the loop; when no reserve descriptor is
  * left the poll pauses for LISTEN_PAUSE_MS instead of spinning on a
- * readable socket it cannot accept from.
+ * readable socket it cannot accept from.  A worker that should leave the
+ * waiting connections to the others (client_should_yield) stops polling
+ * for LISTEN_YIELD_MS at a time, and accepts anyway only when the others
+ * took none for LISTEN_STUCK_MS while one kept waiting: yielding never
+ * leaves a connection unanswered.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <netdb.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -27,6 +32,8 @@
 #define LISTEN_BURST 128
 #define LISTEN_PAUSE_MS 100
 #define LISTEN_LOG_MS 1000
+#define LISTEN_YIELD_MS 10
+#define LISTEN_STUCK_MS 2000
 
 static struct {
 	uv_loop_t  *loop;
@@ -39,6 +46,9 @@ static struct {
 	uint64_t	logged_ms;		/* last accept failure logged */
 	uint64_t	unlogged;		/* failures since then */
 	uint64_t	refused;		/* 503s at the limit since then */
+	uint64_t	yield_since;	/* loop ms this worker began to yield; 0: it does not */
+	uint64_t	yield_others;	/* the others' clients then */
+	bool		stuck_logged;
 } ls = {.fd = -1, .spare = -1};
 
 #define LISTEN_FULL_BODY "{\"error\":\"unavailable\",\"detail\":\"server is out of file descriptors\"}\n"
@@ -105,21 +115,57 @@ listen_failed(const char *what, int err)
 static void
 listen_on_pause(uv_timer_t *t)
 {
+	struct pollfd p = {.fd = ls.fd, .events = POLLIN};
+
 	(void) t;
 	listen_reserve();
+	if (ls.yield_since != 0 && poll(&p, 1, 0) == 0)
+		ls.yield_since = 0;		/* the others took what was waiting */
 	if (ls.open && !ls.polling && uv_poll_start(&ls.poll, UV_READABLE, listen_on_ready) == 0)
 		ls.polling = true;
 }
 
-/* Stop polling for a moment: nothing can be accepted now. */
+/* Stop polling for ms: nothing can (or should) be accepted now. */
 static void
-listen_pause(void)
+listen_pause(uint64_t ms)
 {
 	if (ls.polling) {
 		uv_poll_stop(&ls.poll);
 		ls.polling = false;
 	}
-	uv_timer_start(&ls.pause, listen_on_pause, LISTEN_PAUSE_MS, 0);
+	uv_timer_start(&ls.pause, listen_on_pause, ms, 0);
+}
+
+/*
+ * Leave the waiting connections to the other workers for a moment?  False
+ * when this one should accept: it need not yield, or it has yielded for
+ * LISTEN_STUCK_MS while the others' count did not move (they are stopped
+ * or hung, and a connection must not wait for ever).
+ */
+static bool
+listen_yield(void)
+{
+	uint64_t	now = uv_now(ls.loop), others;
+
+	if (!client_should_yield()) {
+		ls.yield_since = 0;
+		ls.stuck_logged = false;
+		return false;
+	}
+	others = client_elsewhere();
+	if (ls.yield_since == 0 || others != ls.yield_others) {
+		ls.yield_since = now;
+		ls.yield_others = others;
+		ls.stuck_logged = false;
+	} else if (now - ls.yield_since >= LISTEN_STUCK_MS) {
+		if (!ls.stuck_logged)
+			log_warn("the other workers took no connection for %d ms; this one accepts past its share",
+					 LISTEN_STUCK_MS);
+		ls.stuck_logged = true;
+		return false;
+	}
+	listen_pause(LISTEN_YIELD_MS);
+	return true;
 }
 
 /*
@@ -159,8 +205,12 @@ listen_on_ready(uv_poll_t *h, int status, int events)
 		return;
 	}
 	for (int i = 0; i < LISTEN_BURST && ls.open; i++) {
-		int			fd = accept4(ls.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		int			err = errno;
+		int			fd, err;
+
+		if (listen_yield())
+			return;
+		fd = accept4(ls.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		err = errno;
 
 		if (fd >= 0) {
 			client_adopt(fd);
@@ -173,7 +223,7 @@ listen_on_ready(uv_poll_t *h, int status, int events)
 		listen_failed("accept", err);
 		if ((err == EMFILE || err == ENFILE) && listen_refuse_one())
 			continue;
-		listen_pause();			/* ENOBUFS, ENOMEM, no reserve: try again shortly */
+		listen_pause(LISTEN_PAUSE_MS);	/* ENOBUFS, ENOMEM, no reserve: try again shortly */
 		return;
 	}
 }

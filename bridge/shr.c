@@ -331,7 +331,11 @@ shr_nslots(shr *r)
 void
 shr_slot_begin(shr_slot *s)
 {
-	atomic_store_explicit((_Atomic uint32_t *) &s->seq, s->seq + 1, memory_order_relaxed);
+	/*
+	 * Odd from here on, and another value than before: a writer killed
+	 * between begin and end left it odd already.
+	 */
+	atomic_store_explicit((_Atomic uint32_t *) &s->seq, (s->seq + 1) | 1, memory_order_relaxed);
 	atomic_thread_fence(memory_order_release);
 }
 
@@ -340,6 +344,16 @@ shr_slot_end(shr_slot *s)
 {
 	atomic_thread_fence(memory_order_release);
 	atomic_store_explicit((_Atomic uint32_t *) &s->seq, s->seq + 1, memory_order_relaxed);
+}
+
+void
+shr_slot_clear(shr_slot *s)
+{
+	shr_slot_begin(s);
+	s->pid = 0;
+	memset(&s->v, 0, sizeof(s->v));
+	s->ring_behind = 0;
+	shr_slot_end(s);
 }
 
 bool

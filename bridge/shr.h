@@ -113,5 +113,10 @@ unsigned	shr_nslots(shr *r);
 bool		shr_slot_read(shr *r, unsigned i, shr_slot *out);
 void		shr_slot_begin(shr_slot *s);
 void		shr_slot_end(shr_slot *s);
+/*
+ * The supervisor, once slot s's worker has exited: nobody is there (pid 0,
+ * figures zero) until the next worker writes it.
+ */
+void		shr_slot_clear(shr_slot *s);
 
 #endif

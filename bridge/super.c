@@ -287,6 +287,7 @@ sv_on_exit(uv_process_t *p, int64_t status, int signo)
 		ipc_close(c);
 	}
 	w->gen++;					/* answers for the dead one are dropped */
+	shr_slot_clear(shr_slot_at(sv.ring, w->slot));	/* its clients are gone */
 	uv_close((uv_handle_t *) p, sv_on_proc_closed);
 }
 

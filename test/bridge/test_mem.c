@@ -11,6 +11,8 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "test_util.h"
 #include "client.h"
@@ -383,6 +385,36 @@ test_live_and_cache_failures(void **state)
 	print_message("live and cache: %" PRIu64 " allocation points failed one by one\n", clean - 1);
 }
 
+/*
+ * A connection the bridge cannot allocate a client for is answered 503
+ * with Retry-After, then closed: an internal failure, not a dropped
+ * connection without a byte.
+ */
+static void
+test_adopt_oom(void **state)
+{
+	int			sv[2];
+	char		buf[1024];
+	size_t		got = 0;
+	ssize_t		n;
+	uint64_t	failures = metrics.alloc_failures;
+
+	(void) state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	mem_fail_at(1);				/* the client's own allocation */
+	client_adopt(sv[0]);
+	mem_fail_at(0);
+	assert_int_equal(client_count, 0);
+	assert_int_equal(metrics.alloc_failures, failures + 1);
+	while (got < sizeof(buf) - 1 && (n = read(sv[1], buf + got, sizeof(buf) - 1 - got)) > 0)
+		got += (size_t) n;		/* until EOF: the bridge closed its end */
+	buf[got] = '\0';
+	assert_int_equal(strncmp(buf, "HTTP/1.1 503 ", 13), 0);
+	assert_non_null(strstr(buf, "\r\nRetry-After: "));
+	assert_non_null(strstr(buf, "\r\nConnection: close\r\n"));
+	close(sv[1]);
+}
+
 int
 main(void)
 {
@@ -391,6 +423,7 @@ main(void)
 		cmocka_unit_test(test_live_and_cache_failures),
 		cmocka_unit_test(test_job_params),
 		cmocka_unit_test(test_page_for_another_cursor),
+		cmocka_unit_test(test_adopt_oom),
 	};
 	int			r;
 

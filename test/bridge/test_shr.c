@@ -155,6 +155,47 @@ test_shr_slots(void **state)
 	shr_destroy(r);
 }
 
+/*
+ * A worker killed while it wrote its slot leaves the sequence odd: the
+ * next worker in that slot must still publish readable figures, and the
+ * supervisor clears a dead worker's slot (its clients are gone).
+ */
+static void
+test_shr_slot_dead_writer(void **state)
+{
+	shr		   *r = shr_create(1 << 16, 2);
+	shr_slot	out;
+	shr_slot   *s = shr_slot_at(r, 0);
+
+	(void) state;
+	shr_slot_begin(s);
+	s->pid = 41;
+	s->v.c.clients = 5000;
+	shr_slot_end(s);
+	shr_slot_begin(s);			/* ...and killed here */
+	s->v.c.clients = 5001;
+	assert_false(shr_slot_read(r, 0, &out));	/* torn: not read */
+	shr_slot_clear(s);			/* the supervisor, after its exit */
+	assert_false(shr_slot_read(r, 0, &out));	/* nobody there: counts nothing */
+	assert_int_equal(s->v.c.clients, 0);
+	shr_slot_begin(s);			/* the new worker */
+	s->pid = 43;
+	s->v.c.clients = 3;
+	shr_slot_end(s);
+	assert_true(shr_slot_read(r, 0, &out));
+	assert_int_equal(out.pid, 43);
+	assert_int_equal(out.v.c.clients, 3);
+	/* and a new writer after a dead one, without the supervisor's clear */
+	shr_slot_begin(s);
+	s->v.c.clients = 4;			/* killed here */
+	shr_slot_begin(s);
+	s->v.c.clients = 9;
+	shr_slot_end(s);
+	assert_true(shr_slot_read(r, 0, &out));
+	assert_int_equal(out.v.c.clients, 9);
+	shr_destroy(r);
+}
+
 int
 main(void)
 {
@@ -163,6 +204,7 @@ main(void)
 		cmocka_unit_test(test_shr_behind),
 		cmocka_unit_test(test_shr_hole),
 		cmocka_unit_test(test_shr_slots),
+		cmocka_unit_test(test_shr_slot_dead_writer),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
