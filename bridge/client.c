@@ -690,29 +690,25 @@ client_new(void)
 #define CLIENT_YIELD_SLACK 16
 
 bool
-client_should_yield(void)
+client_should_yield(uint64_t *elsewhere)
 {
 	static uint64_t others, read_at = UINT64_MAX;
 	uint64_t	now, held, share, avg;
 
+	*elsewhere = 0;
 	if (env.elsewhere == NULL || cfg.workers < 2)
 		return false;
 	if ((now = uv_now(env.loop)) != read_at) {
 		others = env.elsewhere();
 		read_at = now;
 	}
+	*elsewhere = others;
 	held = client_count + others;
 	if (held >= cfg.max_clients)
 		return false;
 	share = (cfg.max_clients + cfg.workers - 1) / cfg.workers;
 	avg = held / cfg.workers;
 	return client_count >= share || client_count > avg + avg / 8 + CLIENT_YIELD_SLACK;
-}
-
-uint64_t
-client_elsewhere(void)
-{
-	return env.elsewhere != NULL ? env.elsewhere() : 0;
 }
 
 /*
@@ -722,20 +718,22 @@ client_elsewhere(void)
  */
 #define CLIENT_SNDBUF (128 << 10)
 
-/*
- * A connection that cannot become a client: the prebuilt 503 with
- * Retry-After (no allocation; a fresh socket's send buffer takes it), then
- * close.  An internal failure is not a silently dropped connection.
- */
+void
+client_turn_away(int fd, const char *text, size_t len)
+{
+	if (send(fd, text, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("503 to a connection that could not be taken not sent: %s", strerror(errno));
+	close(fd);
+}
+
+/* A connection that cannot become a client: the prebuilt out-of-memory 503. */
 static void
 client_unavailable(int fd)
 {
 	frame	   *f = resp_oom();
 
-	if (send(fd, f->data, f->len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-		log_debug("503 to a connection that could not be taken not sent: %s", strerror(errno));
+	client_turn_away(fd, f->data, f->len);
 	frame_unref(f);
-	close(fd);
 }
 
 void

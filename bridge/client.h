@@ -104,10 +104,16 @@ client	   *client_new(void);
  * With --workers 2 or more: true when this worker should leave the next
  * waiting connection to the others (it holds its share of --max-clients,
  * or clearly more than the average, and the whole bridge has room).
+ * *elsewhere: the other processes' clients it judged by (0 without workers).
  */
-bool		client_should_yield(void);
-/* The clients the bridge's other processes hold (0 without workers). */
-uint64_t	client_elsewhere(void);
+bool		client_should_yield(uint64_t *elsewhere);
+
+/*
+ * Answer a connection that will not be served with a prebuilt response
+ * (best effort, no allocation: a fresh socket's send buffer takes it) and
+ * close it.
+ */
+void		client_turn_away(int fd, const char *text, size_t len);
 
 /* Take an accepted, non-blocking socket (listen.c calls this; it owns fd now). */
 void		client_adopt(int fd);

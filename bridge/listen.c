@@ -147,12 +147,11 @@ listen_yield(void)
 {
 	uint64_t	now = uv_now(ls.loop), others;
 
-	if (!client_should_yield()) {
+	if (!client_should_yield(&others)) {
 		ls.yield_since = 0;
 		ls.stuck_logged = false;
 		return false;
 	}
-	others = client_elsewhere();
 	if (ls.yield_since == 0 || others != ls.yield_others) {
 		ls.yield_since = now;
 		ls.yield_others = others;
@@ -184,10 +183,7 @@ listen_refuse_one(void)
 	ls.spare = -1;
 	fd = accept4(ls.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd >= 0) {
-		/* best effort: a fresh socket's send buffer takes these bytes */
-		if (send(fd, listen_full, sizeof(listen_full) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-			log_debug("503 at the descriptor limit not sent: %s", strerror(errno));
-		close(fd);
+		client_turn_away(fd, listen_full, sizeof(listen_full) - 1);
 		ls.refused++;
 		metrics.rejected++;
 	}

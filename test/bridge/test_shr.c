@@ -133,6 +133,16 @@ test_shr_hole(void **state)
 	shr_destroy(r);
 }
 
+/* A whole write of slot s, as a worker publishes it. */
+static void
+slot_write(shr_slot *s, int32_t pid, uint64_t clients)
+{
+	shr_slot_begin(s);
+	s->pid = pid;
+	s->v.c.clients = clients;
+	shr_slot_end(s);
+}
+
 static void
 test_shr_slots(void **state)
 {
@@ -142,10 +152,7 @@ test_shr_slots(void **state)
 
 	(void) state;
 	assert_false(shr_slot_read(r, 0, &out));	/* never written */
-	shr_slot_begin(s);
-	s->pid = 42;
-	s->v.c.clients = 7;
-	shr_slot_end(s);
+	slot_write(s, 42, 7);
 	assert_true(shr_slot_read(r, 1, &out));
 	assert_int_equal(out.pid, 42);
 	assert_int_equal(out.v.c.clients, 7);
@@ -168,20 +175,14 @@ test_shr_slot_dead_writer(void **state)
 	shr_slot   *s = shr_slot_at(r, 0);
 
 	(void) state;
-	shr_slot_begin(s);
-	s->pid = 41;
-	s->v.c.clients = 5000;
-	shr_slot_end(s);
+	slot_write(s, 41, 5000);
 	shr_slot_begin(s);			/* ...and killed here */
 	s->v.c.clients = 5001;
 	assert_false(shr_slot_read(r, 0, &out));	/* torn: not read */
 	shr_slot_clear(s);			/* the supervisor, after its exit */
 	assert_false(shr_slot_read(r, 0, &out));	/* nobody there: counts nothing */
 	assert_int_equal(s->v.c.clients, 0);
-	shr_slot_begin(s);			/* the new worker */
-	s->pid = 43;
-	s->v.c.clients = 3;
-	shr_slot_end(s);
+	slot_write(s, 43, 3);		/* the new worker */
 	assert_true(shr_slot_read(r, 0, &out));
 	assert_int_equal(out.pid, 43);
 	assert_int_equal(out.v.c.clients, 3);

@@ -114,6 +114,13 @@ stop() {
 # The pids of the workers of the bridge whose log is $1, as it logged them.
 worker_pids() { sed -n 's/.*worker [0-9]* started (pid \([0-9]*\)).*/\1/p' "$1"; }
 
+# wait_ready OUT PID SECS: until fanout PID printed its "ready" line to OUT,
+# ended, or SECS passed.
+wait_ready() {
+  local t=$((SECONDS + $3))
+  until grep -q '^ready' "$1" 2>/dev/null || ! kill -0 "$2" 2>/dev/null || [ $SECONDS -ge $t ]; do sleep 0.1; done
+}
+
 metric() { curl -s "http://127.0.0.1:$BPORT/metrics" | awk -v k="$1" '$1 == k {print $2}'; }
 
 # ------------------------------------------------------------------ args
@@ -215,8 +222,7 @@ if wants yield; then
     until [ $(( $(fds "$w0") - base )) -ge 30 ] || [ $SECONDS -ge $t ] || ! kill -0 "$fp" 2>/dev/null; do sleep 0.02; done
     took=$(( $(fds "$w0") - base ))
     kill -CONT "$w1"
-    t=$((SECONDS + 60))
-    until grep -q '^ready' "$tmp/yield.out" 2>/dev/null || ! kill -0 "$fp" 2>/dev/null || [ $SECONDS -ge $t ]; do sleep 0.1; done
+    wait_ready "$tmp/yield.out" "$fp" 60
     c0=$(metric 'sse_bridge_worker_clients{worker="0"}'); c1=$(metric 'sse_bridge_worker_clients{worker="1"}')
     echo "    worker 0 held $took descriptors more when worker 1 was continued; clients now: worker 0 $c0, worker 1 $c1"
     if grep -q '^ready 150' "$tmp/yield.out"; then
@@ -239,8 +245,7 @@ if wants yield; then
   if ! healthy; then bad "yield: bridge --workers 2 becomes healthy"; else
     "$tmp/fanout" 127.0.0.1 "$BPORT" "/events?channel=w.spread" 2000 127.0.0.3 1 60 >"$tmp/spread.out" 2>"$tmp/spread.err" &
     fp=$!; pids+=("$fp")
-    t=$((SECONDS + 60))
-    until grep -q '^ready' "$tmp/spread.out" 2>/dev/null || ! kill -0 "$fp" 2>/dev/null || [ $SECONDS -ge $t ]; do sleep 0.1; done
+    wait_ready "$tmp/spread.out" "$fp" 60
     c0=$(metric 'sse_bridge_worker_clients{worker="0"}'); c1=$(metric 'sse_bridge_worker_clients{worker="1"}')
     echo "    2,000 streams at once: worker 0 holds $c0, worker 1 $c1"
     if grep -q '^ready 2000' "$tmp/spread.out" && [ "${c0:-0}" -le 1200 ] && [ "${c1:-0}" -le 1200 ] &&
@@ -452,8 +457,7 @@ if wants asan; then
       chan="w.asan$RANDOM"
       "$tmp/fanout" 127.0.0.1 "$BPORT" "/events?channel=$chan" 200 127.0.0.2 5 60 >"$tmp/asan-fan.out" 2>"$tmp/asan-fan.err" &
       fp=$!; pids+=("$fp")
-      t=$((SECONDS + 30))
-      until grep -q '^ready' "$tmp/asan-fan.out" 2>/dev/null || ! kill -0 "$fp" 2>/dev/null || [ $SECONDS -ge $t ]; do sleep 0.1; done
+      wait_ready "$tmp/asan-fan.out" "$fp" 30
       psql -XAtq -d "$db" -c "SELECT sse_publish('$chan', 'a' || g) FROM generate_series(1, 5) g" >/dev/null
       wait "$fp"; fst=$?
       kill -9 "$(worker_pids "$BLOG" | head -1)"
