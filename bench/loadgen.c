@@ -150,6 +150,7 @@ static struct
 	double		timeout_s;
 	double		duration_s;		/* stop this long after all are ready */
 	double		idle_s;			/* stop after this long with no event */
+	double		progress_s;		/* print the counts to stderr this often (0: never) */
 	int			connect_parallel;
 } cf = {
 	.host = "127.0.0.1",
@@ -740,6 +741,8 @@ lg_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	{
 		if (nread == UV_EOF)
 			st.eof++;
+		else if (!st.first_status)
+			st.first_status = (int) nread;
 		lg_conn_end(c, c->state != LG_STREAM);
 		return;
 	}
@@ -993,6 +996,7 @@ lg_on_tick(uv_timer_t *t)
 {
 	static uint64_t last_deliveries;
 	static uint64_t last_change;
+	static uint64_t last_progress;
 	uint64_t	now = uv_hrtime();
 
 	(void) t;
@@ -1005,6 +1009,16 @@ lg_on_tick(uv_timer_t *t)
 		lg_finish("timeout");
 	if (cf.duration_s > 0 && st.t_all_ready && (double) (now - st.t_all_ready) / 1e9 >= cf.duration_s)
 		lg_finish("duration");
+	if (cf.progress_s > 0 && (double) (now - last_progress) / 1e9 >= cf.progress_s)
+	{
+		last_progress = now;
+		fprintf(stderr, "loadgen%s%s: %.0f s: %d connected, %d ready, %d failed, %d bad status, "
+				"%d eof, first error %d (%s), %d connecting, %d not started\n",
+				*cf.label ? " " : "", cf.label, (double) (now - st.t_start) / 1e9,
+				st.connected, st.ready, st.failed, st.bad_status, st.eof, st.first_status,
+				st.first_status < 0 ? uv_err_name(st.first_status) : "http",
+				in_flight, cf.conns - next_to_start);
+	}
 	if (cf.idle_s > 0 && st.deliveries > 0 && (double) (now - last_change) / 1e9 >= cf.idle_s)
 		lg_finish("idle");
 	if (next_to_start >= cf.conns && in_flight == 0 && st.stream_ended >= st.connected)
@@ -1089,6 +1103,7 @@ usage(void)
 			"  --expect-total T      stop after T deliveries in total\n"
 			"  --duration S          stop S seconds after all are ready\n"
 			"  --idle S              stop after S seconds without an event\n"
+			"  --progress S          print the counts to stderr every S seconds\n"
 			"  --timeout S           hard limit on the run (60)\n"
 			"  --connect-parallel K  connections being set up at once (256)\n"
 			"  --label L             label in the JSON line\n"
@@ -1137,6 +1152,8 @@ parse_args(int argc, char **argv)
 			cf.duration_s = atof(v);
 		else if (OPT("--idle"))
 			cf.idle_s = atof(v);
+		else if (OPT("--progress"))
+			cf.progress_s = atof(v);
 		else if (OPT("--timeout"))
 			cf.timeout_s = atof(v);
 		else if (OPT("--connect-parallel"))

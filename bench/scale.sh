@@ -194,7 +194,7 @@ for i in $(seq 0 $(( PROCS - 1 ))); do
   n=$(( STREAMS / PROCS + (i < STREAMS % PROCS ? 1 : 0) ))
   "$B/loadgen" --port "$PORT" --bind "127.0.0.$(( 10 + i ))" --path "/events?channel=bench.scale" \
     --conns "$n" --ready-event ready --ready-file "$WORK/ready.$i" --connect-parallel 64 \
-    --expect-per-conn "$EVENTS" --first-seq 1 --hist --hold --idle 60 --timeout $(( CONNECT_TIMEOUT + 600 )) --label "scale-$i" \
+    --expect-per-conn "$EVENTS" --first-seq 1 --hist --hold --idle 60 --progress 30 --timeout $(( CONNECT_TIMEOUT + 600 )) --label "scale-$i" \
     >"$WORK/lg.$i" 2>>"$WORK/loadgen.log" &
   LGS+=($!)
 done
