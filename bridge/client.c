@@ -59,6 +59,49 @@ static LIST_HEAD(, client) clients = LIST_HEAD_INITIALIZER(clients);
 static SLIST_HEAD(, client) pending = SLIST_HEAD_INITIALIZER(pending);
 size_t		client_count;
 
+/*
+ * The sweep's wheel: CLIENT_WHEEL buckets of one tick each.  A client sits
+ * in the bucket of the tick of its next check (due_tick, 1-based; 0: in no
+ * bucket); a bucket holds the clients of every tick congruent to it, and a
+ * sweep takes only those due.  A send does not move a client: the check
+ * reads deadline_ms when it comes, and puts the client in the bucket of
+ * its next possible due time.
+ */
+#define CLIENT_WHEEL 4096		/* ticks (1,024 s), a power of two */
+#define CLIENT_TOKEN_CHECK_MS 1000	/* a token-granted stream's expiry check */
+
+static TAILQ_HEAD(client_bucket, client) wheel[CLIENT_WHEEL];
+static uint64_t wheel_next;		/* the first tick the next sweep takes; 0: none yet */
+uint64_t	client_sweep_visits;
+
+static void
+client_wheel_drop(client *c)
+{
+	if (c->due_tick != 0) {
+		TAILQ_REMOVE(&wheel[c->due_tick & (CLIENT_WHEEL - 1)], c, tick);
+		c->due_tick = 0;
+	}
+}
+
+/* Check c again at loop time due_ms (at the next sweep if that is past). */
+static void
+client_wheel_put(client *c, uint64_t due_ms)
+{
+	uint64_t	t = due_ms / CLIENT_TICK_MS + 1;	/* a check in that tick may be early: it puts c back */
+	static bool init;
+
+	if (!init) {
+		for (int i = 0; i < CLIENT_WHEEL; i++)
+			TAILQ_INIT(&wheel[i]);
+		init = true;
+	}
+	if (t < wheel_next)
+		t = wheel_next;
+	client_wheel_drop(c);
+	c->due_tick = t;
+	TAILQ_INSERT_TAIL(&wheel[t & (CLIENT_WHEEL - 1)], c, tick);
+}
+
 static client_ops up;
 static client_env env;
 static bool stopping;			/* client_shutdown_all was called */
@@ -155,6 +198,7 @@ client_enter_closing(client *c, client_state from)
 {
 	(void) from;
 	c->deadline_ms = client_now() + CLIENT_LINGER_MS;
+	client_wheel_put(c, c->deadline_ms);
 	if (c->q.n == 0)
 		client_written_closing(c);
 }
@@ -164,6 +208,7 @@ client_streaming(client *c)
 {
 	assert(c->state == CS_OPENING && c->st != NULL);
 	client_set_state(c, CS_STREAMING);
+	client_wheel_put(c, client_now() + CLIENT_TICK_MS);
 }
 
 void
@@ -331,6 +376,7 @@ client_close(client *c)
 	}
 	c->flags |= CF_CLOSED;
 	LIST_REMOVE(c, link);
+	client_wheel_drop(c);
 	client_count--;
 	metrics.clients = client_count;
 	uv_close((uv_handle_t *) &c->tcp, client_closed);
@@ -666,6 +712,7 @@ client_track(client *c)
 	metrics.clients = client_count;
 	c->state = CS_READING;
 	c->deadline_ms = client_now() + cfg.header_timeout_ms;
+	client_wheel_put(c, c->deadline_ms);
 }
 
 client *
@@ -799,14 +846,61 @@ client_sweep_one(client *c, uint64_t now)
 	}
 }
 
+/* When c's next check is due, after one found nothing more to do now. */
+static uint64_t
+client_next_check(const client *c, uint64_t now)
+{
+	uint64_t	due;
+
+	switch ((client_state) c->state) {
+		case CS_READING:
+		case CS_CLOSING:
+			return c->deadline_ms;
+		case CS_STREAMING:
+			due = c->deadline_ms + cfg.keepalive_ms;
+			if (c->grant != NULL && due > now + CLIENT_TOKEN_CHECK_MS)
+				due = now + CLIENT_TOKEN_CHECK_MS;
+			break;
+		default:
+			due = now + cfg.keepalive_ms;
+			break;
+	}
+	return due > now ? due : now + CLIENT_TICK_MS;	/* output still queued */
+}
+
+void
+client_reschedule(void)
+{
+	uint64_t	now = client_now();
+
+	for (client *c = LIST_FIRST(&clients); c != NULL; c = LIST_NEXT(c, link))
+		client_wheel_put(c, client_next_check(c, now));
+}
+
 void
 client_sweep(uint64_t now)
 {
+	uint64_t	t = now / CLIENT_TICK_MS + 1, from;
 	client	   *c, *next;
 
-	for (c = LIST_FIRST(&clients); c != NULL; c = next) {
-		next = LIST_NEXT(c, link);
-		client_sweep_one(c, now);
+	if (wheel_next == 0 || t + 1 - wheel_next > CLIENT_WHEEL)
+		from = t >= CLIENT_WHEEL ? t + 1 - CLIENT_WHEEL : 1;	/* every bucket once */
+	else
+		from = wheel_next;
+	wheel_next = t + 1;			/* what is put from here on waits for the next sweep */
+	for (; from <= t; from++) {
+		struct client_bucket *b = &wheel[from & (CLIENT_WHEEL - 1)];
+
+		for (c = TAILQ_FIRST(b); c != NULL; c = next) {
+			next = TAILQ_NEXT(c, tick);
+			if (c->due_tick > t)
+				continue;		/* a later turn of the wheel */
+			client_wheel_drop(c);
+			client_sweep_visits++;
+			client_sweep_one(c, now);
+			if (!(c->flags & CF_CLOSED) && c->due_tick == 0)
+				client_wheel_put(c, client_next_check(c, now));
+		}
 	}
 }
 

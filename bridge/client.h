@@ -69,6 +69,8 @@ typedef struct client {
 	LIST_ENTRY(client) link;	/* every client */
 	SLIST_ENTRY(client) pending;	/* flush list (CF_PENDING) */
 	uint64_t	deadline_ms;	/* READING/CLOSING: give up at; else last send */
+	TAILQ_ENTRY(client) tick;	/* its bucket of the sweep's wheel */
+	uint64_t	due_tick;		/* the sweep tick of its next check; 0: none */
 	outq		q;
 	req		   *req;
 	char	   *origin;			/* request Origin when CORS is configured */
@@ -177,8 +179,17 @@ void		client_close(client *c);
 /* Flush every client with queued output; close doomed ones (uv_check). */
 void		client_flush_pending(void);
 
-/* Periodic sweep: header timeouts, keepalives, lingering closes. */
+/*
+ * Periodic sweep (every CLIENT_TICK_MS): header timeouts, keepalives, token
+ * expiry, lingering closes.  It visits only the clients whose check is due
+ * (a wheel of ticks), so its cost follows them, not all clients.
+ */
+#define CLIENT_TICK_MS 250
 void		client_sweep(uint64_t now_ms);
+/* Check every client again by the running settings (after a reload). */
+void		client_reschedule(void);
+/* Clients the sweeps have visited so far (tests, metrics). */
+extern uint64_t client_sweep_visits;
 
 /* Ask every client to finish (shutdown); later requests are answered 503. */
 void		client_shutdown_all(void);

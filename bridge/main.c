@@ -63,7 +63,7 @@
 #include "work.h"
 
 #define BRIDGE_STOP_DEADLINE_MS 4000
-#define BRIDGE_SWEEP_MS 250
+#define BRIDGE_SWEEP_MS CLIENT_TICK_MS
 #define BRIDGE_RING_EVENTS 200000
 
 /* Everything here runs on the one libuv loop thread. */
@@ -259,6 +259,15 @@ bridge_mem_commit(void *arg, bool apply)
 		mem_set_limit(cfg.max_memory);
 }
 
+/* A changed --keepalive applies to every stream from now, not from its next check. */
+static void
+bridge_sweep_commit(void *arg, bool apply)
+{
+	(void) arg;
+	if (apply)
+		client_reschedule();
+}
+
 static void
 bridge_on_hup(uv_signal_t *h, int signum)
 {
@@ -444,6 +453,7 @@ bridge_setup(void)
 	reload_register(&(reload_hook) {"public-channels", bridge_scope_prepare, bridge_scope_commit, NULL});
 	reload_register(&(reload_hook) {"max-memory", NULL, bridge_mem_commit, NULL});
 	reload_register(&(reload_hook) {"jwt-key", NULL, bridge_auth_commit, NULL});
+	reload_register(&(reload_hook) {"keepalive", NULL, bridge_sweep_commit, NULL});
 	notify_init(br.loop);
 	if (br.worker) {
 		whole_init(br.ring, br.slot);

@@ -946,6 +946,75 @@ test_close_reasons(void **state)
 	test_done();
 }
 
+/*
+ * The sweep visits only the clients whose check is due: 200 idle
+ * streaming clients cost nothing at the sweeps between their checks (a
+ * sweep over every client visited each one 4 times a second), each gets
+ * one keepalive once --keepalive has passed since its last output, and a
+ * request head that does not come is answered 408 at its deadline, not
+ * before.
+ */
+#define SWEEP_N 200
+
+static void
+test_sweep_visits(void **state)
+{
+	frame	   *ka = frame_printf(":\n\n");
+	client	   *c[SWEEP_N], *slow;
+	int			peer[SWEEP_N];
+	uint64_t	now, v0;
+
+	(void) state;
+	cfg.keepalive_ms = 15000;
+	cfg.header_timeout_ms = 10000;
+	cfg.client_queue = 1 << 20;
+	client_init(&(client_env) {.loop = loop, .keepalive = ka, .live = &work, .work = &work});
+	uv_update_time(loop);
+	now = uv_now(loop);
+	client_sweep(now);
+	for (int i = 0; i < SWEEP_N; i++) {
+		c[i] = socket_client(&peer[i]);
+		c[i]->deadline_ms = now;	/* its last output */
+	}
+	slow = client_new();		/* READING: its head never comes */
+	v0 = client_sweep_visits;
+	for (uint64_t t = now + 250; t < now + 10000; t += 250)
+		client_sweep(t);
+	assert_int_equal(client_sweep_visits, v0);	/* nothing due: nobody visited */
+	assert_int_equal(slow->state, CS_READING);
+	client_sweep(now + 10000);	/* the header deadline they were accepted with */
+	assert_int_equal(client_sweep_visits, v0 + SWEEP_N + 1);
+	assert_int_equal(slow->state, CS_CLOSING);
+	client_close(slow);			/* its linger is on the loop's clock, not this test's */
+	for (int i = 0; i < SWEEP_N; i++)
+		assert_int_equal(c[i]->q.n, 0);	/* 10 s idle: no keepalive yet */
+	for (uint64_t t = now + 10250; t < now + 15000; t += 250)
+		client_sweep(t);
+	assert_int_equal(client_sweep_visits, v0 + SWEEP_N + 1);
+	client_sweep(now + 15000);
+	assert_int_equal(client_sweep_visits, v0 + 2 * SWEEP_N + 1);
+	for (int i = 0; i < SWEEP_N; i++) {
+		uv_buf_t	b;
+
+		assert_int_equal(c[i]->q.n, 1);	/* its keepalive */
+		assert_int_equal(outq_peek(&c[i]->q, &b, 1), 1);
+		assert_ptr_equal(b.base, ka->data);
+	}
+	client_flush_pending();
+	for (int i = 0; i < SWEEP_N; i++) {
+		char		buf[8];
+
+		assert_int_equal(read(peer[i], buf, sizeof(buf)), 3);
+		assert_memory_equal(buf, ":\n\n", 3);
+		close(peer[i]);
+	}
+	for (client *x; (x = client_first()) != NULL;)
+		client_close(x);
+	test_done();
+	client_init(&(client_env) {.loop = loop, .live = &work, .work = &work});
+	frame_unref(ka);
+}
+
 int
 main(void)
 {
@@ -962,6 +1031,7 @@ main(void)
 		cmocka_unit_test(test_replay_paced),
 		cmocka_unit_test(test_replay_past_marker),
 		cmocka_unit_test(test_close_reasons),
+		cmocka_unit_test(test_sweep_visits),
 	};
 	int			r;
 
