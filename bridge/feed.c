@@ -128,6 +128,7 @@ feed_pruned(int64_t pruned)
 {
 	log_warn("events %" PRId64 "..%" PRId64 " were pruned before the bridge read them",
 			 ring_hi() + 1, pruned);
+	hub_flush();				/* the events before the gap come before its reset */
 	feed.up.pruned(ring_hi() + 1, pruned);
 	ring_reset(pruned, LOGPOS_NO_ROW);
 }
@@ -211,8 +212,10 @@ feed_take(event *ev, int64_t now_us)
 	assert(ev->id > 0);
 	if (feed.ring == NULL)
 		metrics.events_fetched++;
-	if (event_is_marker(ev))
-		feed.up.marker(ev);		/* applied before any later row; never delivered */
+	if (event_is_marker(ev)) {
+		hub_flush();			/* the rows before it, under the old definition */
+		feed.up.marker(ev);
+	}		/* applied before any later row; never delivered */
 	metrics_observe_lag(ev->created_us, now_us);
 	if (feed.up.pushed)
 		feed.up.pushed(ev);
@@ -268,10 +271,12 @@ feed_fetch_done(db_job *job, PGresult *res)
 	}
 	if (pruned > ring_hi())
 		feed_pruned(pruned);
+	hub_batch_begin(cfg.client_queue);
 	for (int i = 0; i < rows; i++) {
 		logread_row r = feed_row(res, i, now_us);
 
 		if (r == LR_OOM) {
+			hub_batch_end();
 			feed.up.advanced();
 			return;				/* the backstop poll reads on from the cursor */
 		}
@@ -280,6 +285,7 @@ feed_fetch_done(db_job *job, PGresult *res)
 			bytes += logread_payload_bytes(res, i);
 		}
 	}
+	hub_batch_end();
 	feed.up.advanced();
 	if (got >= (int) cfg.batch || bytes >= FEED_BATCH_BYTES || feed.again)
 		feed_request();
@@ -413,6 +419,7 @@ feed_apply(uint64_t at, shr_item *it, int64_t now_us, bool *moved)
 		case SHR_TIMELINE:
 			if (!feed_at(it->prev_id, it->prev_us))
 				return covered;
+			hub_flush();		/* the events before the fork come before its reset */
 			if (it->id > hi)
 				feed.up.pruned(hi + 1, it->id);
 			ring_rebase(it->id, it->us);
@@ -437,6 +444,7 @@ feed_drain(void)
 		feed_request();			/* the head first */
 		return;
 	}
+	hub_batch_begin(cfg.client_queue);
 	for (;;) {
 		uint64_t	at = feed.off;
 		shr_item	it;
@@ -458,6 +466,7 @@ feed_drain(void)
 			break;
 		}
 	}
+	hub_batch_end();
 	if (moved)
 		feed.up.advanced();
 }

@@ -14,11 +14,17 @@
  *  - hub_dispatch never changes the index (callbacks defer changes);
  *  - hub_dispatch parses a payload only when a matching bucket holds a
  *    filter, and before it delivers anything;
+ *  - a solo entry (its subscription has one pattern and no filter) sits in
+ *    its bucket's solo list; inside a batch the bucket's events for them
+ *    wait in the bucket's run (a chain through the batch's item array, in
+ *    id order) and the bucket is on the touched list; outside a batch,
+ *    and while flushing, no bucket has a run;
  *  - hub_matches agrees with sse_pattern_match for every pattern: a
  *    prepared literal pattern (checked, so at most SSE_CHANNEL_MAX bytes of
  *    non-empty segments) matches exactly the byte-equal channel, which is
  *    what sse_pattern_match decides for it.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +45,12 @@ typedef struct hub_bucket {
 	size_t		plen;
 	bool		literal;
 	size_t		n;
-	hub_list	all;			/* no filter */
+	hub_list	all;			/* no filter, several patterns */
+	hub_list	solo;			/* no filter, this one pattern */
+	size_t		nsolo;
+	int			run_first;		/* the batch's items for solo (-1: none) */
+	int			run_last;
+	struct hub_bucket *tnext;	/* touched list (run_first >= 0) */
 	hub_list	scan;			/* filter with no indexable member */
 	hmap		keys;			/* encoded (key, scalar) -> hub_keylist */
 	struct hub_bucket *wnext;	/* wildcard buckets list */
@@ -59,7 +70,11 @@ struct hub_entry {
 	hub_bucket *bucket;
 	hub_keylist *kl;			/* NULL when in all or scan */
 	bool		exact;			/* the filter is exactly kl's key/value pair */
+	bool		solo;			/* in its bucket's solo list */
 };
+
+/* Events a batch holds back for solo subscriptions before it flushes. */
+#define HUB_BATCH_MAX 512
 
 static struct {
 	hmap		literal;		/* pattern text -> bucket */
@@ -67,7 +82,16 @@ static struct {
 	hub_bucket *wild;			/* all wildcard buckets */
 	size_t		nsubs;
 	hub_deliver_fn deliver;
+	hub_deliver_run_fn deliver_run;
 	bool		index;			/* key/value index on (off: every filter scanned) */
+	/* the batch */
+	bool		batching;
+	bool		flushing;
+	size_t		piece_max;
+	hub_bucket *touched;
+	size_t		nitems;
+	hub_item	items[HUB_BATCH_MAX];
+	int			next[HUB_BATCH_MAX];	/* the next item of the same bucket */
 } hub;
 
 uint64_t	hub_filter_evals;
@@ -81,6 +105,13 @@ hub_init(hub_deliver_fn deliver)
 }
 
 void
+hub_set_run(hub_deliver_run_fn deliver_run)
+{
+	if (hub.nsubs == 0)
+		hub.deliver_run = deliver_run;
+}
+
+void
 hub_set_index(bool use_index)
 {
 	if (hub.nsubs == 0)
@@ -90,6 +121,7 @@ hub_set_index(bool use_index)
 void
 hub_shutdown(void)
 {
+	hub_batch_end();
 	hmap_clear(&hub.literal);
 	hmap_clear(&hub.wild_by_text);
 	hub.wild = NULL;
@@ -189,6 +221,7 @@ hub_bucket_get(const char *pat, bool create)
 	}
 	b->plen = plen;
 	b->literal = literal;
+	b->run_first = b->run_last = -1;
 	if (!literal) {
 		b->wnext = hub.wild;
 		if (b->wnext)
@@ -224,6 +257,12 @@ hub_place(hub_bucket *b, hub_entry *e, const sse_filter *f)
 	size_t		klen = f && hub.index ? hub_filter_key(f, key, sizeof(key), &exact) : 0;
 	hub_keylist *kl;
 
+	if (f == NULL && e->sub->npatterns == 1 && hub.deliver_run != NULL) {
+		hub_list_insert(&b->solo, e);
+		e->solo = true;
+		b->nsolo++;
+		return true;
+	}
 	if (f == NULL || klen == 0) {
 		hub_list_insert(f == NULL ? &b->all : &b->scan, e);
 		return true;
@@ -250,6 +289,9 @@ hub_unplace(hub_entry *e)
 	hub_keylist *kl = e->kl;
 
 	hub_list_unlink(e);
+	if (e->solo)
+		e->bucket->nsolo--;
+	e->solo = false;
 	if (kl != NULL && kl->list.first == NULL) {
 		hmap_del(&e->bucket->keys, kl->key, kl->klen);
 		free(kl);
@@ -264,6 +306,8 @@ hub_unplace(hub_entry *e)
 bool
 hub_add(hub_sub *s)
 {
+	assert(!hub.flushing);
+	hub_flush();				/* it gets only the events after now */
 	s->entries = calloc(s->npatterns, sizeof(hub_entry));
 	if (s->entries == NULL)
 		return false;
@@ -293,6 +337,8 @@ hub_remove(hub_sub *s)
 
 	if (s->entries == NULL)
 		return;
+	assert(!hub.flushing);
+	hub_flush();				/* what it was due; and no run holds an emptied bucket */
 	for (size_t i = 0; i < s->npatterns; i++) {
 		if (s->entries[i].bucket != NULL)
 			hub_unplace(&s->entries[i]);
@@ -349,6 +395,7 @@ hub_bucket_close(hub_bucket *b, event *ev)
 	size_t		i;
 
 	hub_list_all(&b->all, ev, true);
+	hub_list_all(&b->solo, ev, true);
 	hub_list_all(&b->scan, ev, true);
 	for (hmap_entry *he = hmap_first(&b->keys, &i); he; he = hmap_next(&b->keys, he, &i))
 		hub_list_all(&((hub_keylist *) he->value)->list, ev, true);
@@ -384,6 +431,34 @@ hub_bucket_needs_doc(const hub_bucket *b, const event *ev)
 	return b->scan.first != NULL || b->keys.n > 0;
 }
 
+/* Hold ev back for b's solo subscriptions (a batch); false: deliver it now. */
+static bool
+hub_bucket_defer(hub_bucket *b, event *ev)
+{
+	frame	   *f;
+	int			i;
+
+	if (!hub.batching || ev->is_close)
+		return false;			/* a close may end streams: in order, at once */
+	if ((f = event_frame(ev)) == NULL) {
+		hub_flush();			/* what came before, then ev alone (its OOM per stream) */
+		return false;
+	}
+	if (hub.nitems == HUB_BATCH_MAX)
+		hub_flush();
+	i = (int) hub.nitems++;
+	hub.items[i] = (hub_item) {frame_ref(f), ev->id, ev->created_us};
+	hub.next[i] = -1;
+	if (b->run_first < 0) {
+		b->run_first = i;
+		b->tnext = hub.touched;
+		hub.touched = b;
+	} else
+		hub.next[b->run_last] = i;
+	b->run_last = i;
+	return true;
+}
+
 static void
 hub_bucket_dispatch(hub_bucket *b, event *ev)
 {
@@ -394,6 +469,8 @@ hub_bucket_dispatch(hub_bucket *b, event *ev)
 		return;
 	}
 	hub_list_all(&b->all, ev, false);
+	if (b->solo.first != NULL && !hub_bucket_defer(b, ev))
+		hub_list_all(&b->solo, ev, false);
 	if (b->scan.first == NULL && b->keys.n == 0)
 		return;
 	/* only an object payload that parsed matches a non-empty filter */
@@ -436,6 +513,8 @@ hub_dispatch(event *ev)
 	}
 	if (need && event_doc(ev) == NULL && ev->json_oom)
 		return false;
+	if (ev->is_close)
+		hub_flush();			/* it may end streams that have a run pending */
 	if (lit != NULL)
 		hub_bucket_dispatch(lit, ev);
 	for (size_t i = 0; i < nseen; i++)
@@ -444,6 +523,109 @@ hub_dispatch(event *ev)
 		if (sse_pattern_match(b->pattern, b->plen, ev->channel, ev->chlen))
 			hub_bucket_dispatch(b, ev);
 	return true;
+}
+
+/* ---- batches ---- */
+
+void
+hub_batch_begin(size_t piece_max)
+{
+	hub.batching = hub.deliver_run != NULL;
+	hub.piece_max = piece_max;
+}
+
+void
+hub_batch_end(void)
+{
+	hub_flush();
+	hub.batching = false;
+}
+
+/*
+ * Join the frames of items[0..n) into pieces of at most piece_max bytes
+ * each (a larger frame is a piece alone; a join that cannot be allocated
+ * leaves its frames as pieces of one).  Returns the number of pieces; each
+ * holds one reference.
+ */
+static size_t
+hub_join(const hub_item *items, size_t n, frame **pieces, size_t *end)
+{
+	size_t		np = 0;
+
+	for (size_t i = 0, j; i < n; i = j) {
+		size_t		len = items[i].f->len;
+		frame	   *f;
+
+		for (j = i + 1; j < n && len + items[j].f->len <= hub.piece_max; j++)
+			len += items[j].f->len;
+		if (j - i == 1 || (f = frame_alloc(len)) == NULL) {
+			j = i + 1;
+			pieces[np] = frame_ref(items[i].f);
+		} else {
+			len = 0;
+			for (size_t k = i; k < j; k++) {
+				memcpy(f->data + len, items[k].f->data, items[k].f->len);
+				len += items[k].f->len;
+			}
+			pieces[np] = f;
+		}
+		end[np++] = j;
+	}
+	return np;
+}
+
+static void
+hub_flush_bucket(hub_bucket *b)
+{
+	static hub_item items[HUB_BATCH_MAX];
+	static frame *pieces[HUB_BATCH_MAX];
+	static size_t end[HUB_BATCH_MAX];
+	hub_run		run = {items, 0, pieces, end, 0};
+	size_t		n = 0;
+
+	for (int i = b->run_first; i >= 0; i = hub.next[i])
+		items[n++] = hub.items[i];
+	b->run_first = b->run_last = -1;
+	run.n = n;
+	if (b->nsolo > 1)
+		run.npieces = hub_join(items, n, pieces, end);
+	else
+		for (; run.npieces < n; run.npieces++) {
+			pieces[run.npieces] = frame_ref(items[run.npieces].f);
+			end[run.npieces] = run.npieces + 1;
+		}
+	for (hub_entry *e = b->solo.first; e != NULL; e = e->next) {
+		hub_sub    *s = e->sub;
+		size_t		from = 0;
+
+		while (from < n && items[from].id <= s->seen)
+			from++;
+		if (from == n)
+			continue;
+		s->seen = items[n - 1].id;
+		hub.deliver_run(s, &run, from);
+	}
+	for (size_t p = 0; p < run.npieces; p++)
+		frame_unref(pieces[p]);
+}
+
+void
+hub_flush(void)
+{
+	hub_bucket *b;
+
+	if (hub.flushing || hub.nitems == 0)
+		return;
+	hub.flushing = true;
+	while ((b = hub.touched) != NULL) {
+		hub.touched = b->tnext;
+		b->tnext = NULL;
+		hub_flush_bucket(b);
+	}
+	for (size_t i = 0; i < hub.nitems; i++)
+		frame_unref(hub.items[i].f);
+	hub.nitems = 0;
+	hub.flushing = false;
 }
 
 void

@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "event.h"
+#include "frame.h"
 #include "sse_json.h"
 
 typedef struct hub_entry hub_entry;
@@ -57,6 +58,41 @@ typedef struct hub_sub {
 typedef void (*hub_deliver_fn)(hub_sub *s, event *ev, bool ends);
 
 /*
+ * Batches.  Between hub_batch_begin and hub_batch_end, an event for a
+ * subscription with one pattern and no filter (a "solo" one: every solo
+ * subscription of a bucket gets exactly the bucket's events) is not
+ * delivered at once: the bucket remembers it, and hub_flush hands each
+ * solo subscription the bucket's whole run in one call.  The run's frames
+ * are joined into pieces of at most piece_max bytes (one frame larger than
+ * that is a piece alone) when two or more subscriptions share them, so a
+ * client queues one frame per piece instead of one per event.  Events are
+ * still delivered in id order to every subscription: a solo subscription
+ * gets events from its one bucket only, and a close event (which may end
+ * streams) first flushes what is pending.  The caller flushes before
+ * anything else that sends to live streams (markers, resets), and
+ * hub_add / hub_remove flush first.
+ */
+typedef struct hub_item {
+	frame	   *f;				/* the event's frame (a reference the hub holds) */
+	int64_t		id;
+	int64_t		created_us;
+} hub_item;
+
+typedef struct hub_run {
+	const hub_item *items;		/* in id order */
+	size_t		n;
+	frame	   *const *pieces;	/* piece p joins the frames of items [end[p-1], end[p]) */
+	const size_t *end;
+	size_t		npieces;
+} hub_run;
+
+/*
+ * Called once per solo subscription that a flushed run has something for:
+ * items [from, n) are new to it (s->seen is already the last id).
+ */
+typedef void (*hub_deliver_run_fn)(hub_sub *s, const hub_run *run, size_t from);
+
+/*
  * Describe s's patterns in s->pinfo (call after setting them; they must have
  * passed sse_pattern_check) so hub_matches decides literal patterns with a
  * length compare and one memcmp.  Best effort: on OOM pinfo stays NULL and
@@ -67,6 +103,11 @@ void		hub_sub_prepare(hub_sub *s);
 void		hub_sub_unprepare(hub_sub *s);
 
 void		hub_init(hub_deliver_fn deliver);
+/* Deliver solo subscriptions' events in runs inside batches (NULL: never). */
+void		hub_set_run(hub_deliver_run_fn deliver_run);
+void		hub_batch_begin(size_t piece_max);
+void		hub_flush(void);
+void		hub_batch_end(void);
 
 /*
  * Turn the key/value index off (every filter is then evaluated for every

@@ -430,6 +430,7 @@ bridge_setup(void)
 	mem_set_limit(cfg.max_memory);
 	ring_init(br.worker ? cfg.replay_cache / (cfg.workers + 1) : cfg.replay_cache, BRIDGE_RING_EVENTS);
 	hub_init(stream_deliver);
+	hub_set_run(stream_deliver_run);
 	client_set_ops(&(client_ops) {stream_open, stream_drained, stream_release, bridge_maybe_finish});
 	bridge_client_env();
 	metrics_init(&br.live, &br.work);

@@ -141,6 +141,8 @@ metrics_render(size_t *len)
 	metrics_line(f, "sse_bridge_rejected_total", "counter", "Connections refused over --max-clients.", v.c.rejected);
 	metrics_line(f, "sse_bridge_events_fetched_total", "counter", "Events read from the log.", v.c.events_fetched);
 	metrics_line(f, "sse_bridge_events_sent_total", "counter", "Event frames queued to clients.", v.c.events_sent);
+	metrics_line(f, "sse_bridge_run_events_sent_total", "counter",
+				 "Of those, live events queued as part of a batch's run (one frame for several events).", v.c.run_sent);
 	metrics_line(f, "sse_bridge_bytes_sent_total", "counter", "Bytes written to clients.", v.c.bytes_sent);
 	metrics_line(f, "sse_bridge_replayed_events_total", "counter", "Event frames sent while replaying.", v.c.replayed);
 	metrics_line(f, "sse_bridge_replay_pages_total", "counter", "Replay pages read from the log.", v.c.replay_pages);

@@ -36,6 +36,7 @@ const char *close_reason_name(close_reason r);
 typedef struct metrics_counters {
 	uint64_t	events_fetched;		/* rows read by live fetches */
 	uint64_t	events_sent;		/* event frames queued to clients */
+	uint64_t	run_sent;			/* of those live, queued in a batch's run */
 	uint64_t	bytes_sent;			/* bytes written to sockets */
 	uint64_t	replayed;			/* event frames sent during replays */
 	uint64_t	replay_pages;		/* replay pages read from the database */

@@ -824,6 +824,32 @@ stream_deliver(hub_sub *s, event *ev, bool ends)
 }
 
 void
+stream_deliver_run(hub_sub *s, const hub_run *run, size_t from)
+{
+	stream	   *st = (stream *) s;
+	size_t		sent = from;	/* items handed to the client so far */
+
+	assert(st->state == SS_LIVE && from < run->n);
+	for (size_t p = 0; p < run->npieces && !client_gone(st->owner); p++) {
+		size_t		start = p > 0 ? run->end[p - 1] : 0;
+
+		if (run->end[p] <= from)
+			continue;
+		if (start >= from)
+			client_send(st->owner, frame_ref(run->pieces[p]));
+		else					/* it had the first ones already: the rest one by one */
+			for (size_t i = from; i < run->end[p]; i++)
+				client_send(st->owner, frame_ref(run->items[i].f));
+		sent = run->end[p];
+	}
+	if (sent > from) {
+		stream_move(st, run->items[sent - 1].id, run->items[sent - 1].created_us);
+		metrics.events_sent += sent - from;
+		metrics.run_sent += sent - from;
+	}
+}
+
+void
 stream_pruned(int64_t from, int64_t through)
 {
 	frame	   *f = wire_reset(from, through, through, 0, false);

@@ -87,6 +87,8 @@ void		stream_drained(client *c);
 void		stream_release(client *c);
 /* hub callback: a live event for a live stream. */
 void		stream_deliver(hub_sub *s, event *ev, bool ends);
+/* hub callback: a run of live events (items from..n) for a live stream. */
+void		stream_deliver_run(hub_sub *s, const hub_run *run, size_t from);
 /* feed_ops */
 void		stream_advanced(void);
 void		stream_pruned(int64_t from, int64_t through);

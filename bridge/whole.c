@@ -49,6 +49,7 @@ static void
 whole_add(metrics_counters *t, const metrics_counters *m)
 {
 	t->events_sent += m->events_sent;
+	t->run_sent += m->run_sent;
 	t->bytes_sent += m->bytes_sent;
 	t->replayed += m->replayed;
 	t->replay_pages += m->replay_pages;

@@ -354,6 +354,149 @@ test_hub_parse_when_needed(void **state)
 	hub_shutdown();
 }
 
+/* ---- batches ---- */
+
+#define BATCH_EVENTS 600		/* more than one batch holds (HUB_BATCH_MAX) */
+#define BATCH_PIECE 300
+
+static int64_t got[NSUBS][BATCH_EVENTS * 2];
+static int	got_ends[NSUBS];
+static size_t ngot[NSUBS];
+static size_t run_calls, joined;
+
+static void
+on_record(hub_sub *s, event *ev, bool ends)
+{
+	size_t		i = (size_t) (s - subs);
+
+	got[i][ngot[i]++] = ev->id;
+	got_ends[i] += ends;
+}
+
+/* Every id of items[from..n), and the pieces hold exactly the items' bytes. */
+static void
+on_run(hub_sub *s, const hub_run *run, size_t from)
+{
+	size_t		i = (size_t) (s - subs), item = 0;
+
+	run_calls++;
+	assert_true(from < run->n && s->seen == run->items[run->n - 1].id);
+	for (size_t k = from; k < run->n; k++)
+		got[i][ngot[i]++] = run->items[k].id;
+	for (size_t p = 0; p < run->npieces; p++) {
+		size_t		off = 0;
+
+		assert_true(run->end[p] > item && run->end[p] <= run->n);
+		if (run->end[p] - item > 1) {
+			joined++;
+			assert_true(run->pieces[p]->len <= BATCH_PIECE);
+		}
+		for (; item < run->end[p]; item++) {
+			const frame *f = run->items[item].f;
+
+			assert_true(off + f->len <= run->pieces[p]->len);
+			assert_memory_equal(run->pieces[p]->data + off, f->data, f->len);
+			off += f->len;
+		}
+		assert_int_equal(off, run->pieces[p]->len);
+	}
+	assert_int_equal(item, run->n);
+}
+
+static void
+batch_subs(void)
+{
+	make_sub(0, "a.1", NULL, NULL);		/* solo, literal: several share a run */
+	make_sub(1, "a.1", NULL, NULL);
+	make_sub(2, "a.1", NULL, NULL);
+	make_sub(3, "a.*", NULL, NULL);		/* solo, wildcard */
+	make_sub(4, "a.*", NULL, NULL);
+	make_sub(5, "b.1", NULL, NULL);		/* solo, alone in its bucket */
+	make_sub(6, "a.1", "b.1", NULL);	/* two patterns: one by one */
+	make_sub(7, "b.1", "a.*", NULL);
+	make_sub(8, "a.1", NULL, "{\"k\":\"1\"}");	/* filtered: one by one */
+	make_sub(9, "a.*", NULL, "{\"k\":\"2\",\"x\":1}");
+}
+
+/*
+ * One random sequence (interleaved channels, close events, an event larger
+ * than a piece) delivered one by one and in batches with random flushes,
+ * batch ends, a subscription removed and added again mid-batch, and one
+ * that has seen some of a run already: every
+ * subscription gets the same ids in the same order and the same ends.
+ */
+static void
+test_hub_batch_same(void **state)
+{
+	static const char *chans[] = {"a.1", "a.2", "b.1", "c.1"};
+	static int64_t want[NSUBS][BATCH_EVENTS * 2];
+	static size_t nwant[NSUBS];
+	static int	want_ends[NSUBS];
+	char		big[400], data[64];
+	event	   *evs[BATCH_EVENTS];
+
+	(void) state;
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	srand(7);
+	for (int k = 0; k < BATCH_EVENTS; k++) {
+		const char *ch = chans[rand() % 4];
+		bool		close = rand() % 50 == 0;
+
+		snprintf(data, sizeof(data), "{\"k\":\"%d\",\"x\":%d}", rand() % 3, k);
+		evs[k] = event_new(k + 1, k, ch, strlen(ch), close ? "close" : NULL, close ? 5 : 0,
+						   k % 97 == 5 ? big : data, strlen(k % 97 == 5 ? big : data));
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		memset(ngot, 0, sizeof(ngot));
+		memset(got_ends, 0, sizeof(got_ends));
+		run_calls = joined = 0;
+		hub_init(on_record);
+		if (pass == 1)
+			hub_set_run(on_run);
+		batch_subs();
+		hub_batch_begin(BATCH_PIECE);
+		for (int k = 0; k < BATCH_EVENTS; k++) {
+			assert_true(hub_dispatch(evs[k]));
+			if (k == 200) {		/* it has seen the next few already (as after a reset) */
+				hub_flush();
+				subs[1].seen = k + 30;
+			}
+			if (k == 300) {		/* a removal and an add flush what is pending */
+				free_sub(4);
+				make_sub(4, "a.*", NULL, NULL);
+			}
+			if (rand() % 40 == 0)
+				hub_flush();
+			if (rand() % 60 == 0) {
+				hub_batch_end();
+				hub_batch_begin(BATCH_PIECE);
+			}
+		}
+		hub_batch_end();
+		for (int i = 0; i < 10; i++)
+			free_sub(i);
+		hub_shutdown();
+		if (pass == 0) {
+			memcpy(want, got, sizeof(want));
+			memcpy(nwant, ngot, sizeof(nwant));
+			memcpy(want_ends, got_ends, sizeof(want_ends));
+			continue;
+		}
+		for (int i = 0; i < 10; i++) {
+			assert_int_equal(ngot[i], nwant[i]);
+			assert_memory_equal(got[i], want[i], nwant[i] * sizeof(int64_t));
+			assert_int_equal(got_ends[i], want_ends[i]);
+		}
+	}
+	/* the solo ones got runs, and runs shared joined pieces */
+	assert_true(run_calls > 0);
+	assert_true(run_calls * 4 < nwant[0] + nwant[1] + nwant[2] + nwant[3] + nwant[4] + nwant[5]);
+	assert_true(joined > 0);
+	for (int k = 0; k < BATCH_EVENTS; k++)
+		event_free(evs[k]);
+}
+
 int
 main(void)
 {
@@ -364,6 +507,7 @@ main(void)
 		cmocka_unit_test(test_hub_literal_path),
 		cmocka_unit_test(test_hub_close_filter),
 		cmocka_unit_test(test_hub_parse_when_needed),
+		cmocka_unit_test(test_hub_batch_same),
 	};
 
 	return cmocka_run_group_tests_name("hub", tests, NULL, NULL);
