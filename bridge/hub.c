@@ -14,11 +14,13 @@
  *  - hub_dispatch never changes the index (callbacks defer changes);
  *  - hub_dispatch parses a payload only when a matching bucket holds a
  *    filter, and before it delivers anything;
- *  - a solo entry (its subscription has one pattern and no filter) sits in
- *    its bucket's solo list; inside a batch the bucket's events for them
- *    wait in the bucket's run (a chain through the batch's item array, in
- *    id order) and the bucket is on the touched list; outside a batch,
- *    and while flushing, no bucket has a run;
+ *  - a solo entry (its subscription has one pattern, and no filter or one
+ *    that is exactly its key list's pair) sits in the solo group of its
+ *    bucket or key list: every member of a group is due exactly the
+ *    group's events.  Inside a batch a group's events wait in its run (a
+ *    chain through the batch's item array, in id order) and the group is
+ *    on the touched list; outside a batch, and while flushing, no group
+ *    has a run;
  *  - hub_matches agrees with sse_pattern_match for every pattern: a
  *    prepared literal pattern (checked, so at most SSE_CHANNEL_MAX bytes of
  *    non-empty segments) matches exactly the byte-equal channel, which is
@@ -40,17 +42,21 @@ typedef struct hub_list {
 	hub_entry  *first;
 } hub_list;
 
+typedef struct hub_solo {
+	hub_list	list;
+	size_t		n;
+	int			first;			/* the batch's items for it (-1: none) */
+	int			last;
+	struct hub_solo *tnext;		/* touched list (first >= 0) */
+} hub_solo;
+
 typedef struct hub_bucket {
 	char	   *pattern;
 	size_t		plen;
 	bool		literal;
 	size_t		n;
 	hub_list	all;			/* no filter, several patterns */
-	hub_list	solo;			/* no filter, this one pattern */
-	size_t		nsolo;
-	int			run_first;		/* the batch's items for solo (-1: none) */
-	int			run_last;
-	struct hub_bucket *tnext;	/* touched list (run_first >= 0) */
+	hub_solo	solo;			/* no filter, this one pattern */
 	hub_list	scan;			/* filter with no indexable member */
 	hmap		keys;			/* encoded (key, scalar) -> hub_keylist */
 	struct hub_bucket *wnext;	/* wildcard buckets list */
@@ -59,6 +65,7 @@ typedef struct hub_bucket {
 
 typedef struct hub_keylist {
 	hub_list	list;
+	hub_solo	solo;			/* exactly this pair, one pattern */
 	size_t		klen;
 	char		key[];
 } hub_keylist;
@@ -70,7 +77,7 @@ struct hub_entry {
 	hub_bucket *bucket;
 	hub_keylist *kl;			/* NULL when in all or scan */
 	bool		exact;			/* the filter is exactly kl's key/value pair */
-	bool		solo;			/* in its bucket's solo list */
+	hub_solo   *group;			/* its solo group, or NULL */
 };
 
 /* Events a batch holds back for solo subscriptions before it flushes. */
@@ -88,7 +95,7 @@ static struct {
 	bool		batching;
 	bool		flushing;
 	size_t		piece_max;
-	hub_bucket *touched;
+	hub_solo   *touched;
 	size_t		nitems;
 	hub_item	items[HUB_BATCH_MAX];
 	int			next[HUB_BATCH_MAX];	/* the next item of the same bucket */
@@ -221,7 +228,7 @@ hub_bucket_get(const char *pat, bool create)
 	}
 	b->plen = plen;
 	b->literal = literal;
-	b->run_first = b->run_last = -1;
+	b->solo.first = b->solo.last = -1;
 	if (!literal) {
 		b->wnext = hub.wild;
 		if (b->wnext)
@@ -256,11 +263,12 @@ hub_place(hub_bucket *b, hub_entry *e, const sse_filter *f)
 	bool		exact = false;
 	size_t		klen = f && hub.index ? hub_filter_key(f, key, sizeof(key), &exact) : 0;
 	hub_keylist *kl;
+	bool		solo = e->sub->npatterns == 1 && hub.deliver_run != NULL;
 
-	if (f == NULL && e->sub->npatterns == 1 && hub.deliver_run != NULL) {
-		hub_list_insert(&b->solo, e);
-		e->solo = true;
-		b->nsolo++;
+	if (f == NULL && solo) {
+		hub_list_insert(&b->solo.list, e);
+		e->group = &b->solo;
+		b->solo.n++;
 		return true;
 	}
 	if (f == NULL || klen == 0) {
@@ -276,9 +284,17 @@ hub_place(hub_bucket *b, hub_entry *e, const sse_filter *f)
 		}
 		kl->klen = klen;
 		memcpy(kl->key, key, klen);
+		kl->solo.first = kl->solo.last = -1;
+	}
+	e->kl = kl;
+	if (exact && solo) {
+		hub_list_insert(&kl->solo.list, e);
+		e->group = &kl->solo;
+		kl->solo.n++;
+		e->exact = true;
+		return true;
 	}
 	hub_list_insert(&kl->list, e);
-	e->kl = kl;
 	e->exact = exact;
 	return true;
 }
@@ -289,10 +305,10 @@ hub_unplace(hub_entry *e)
 	hub_keylist *kl = e->kl;
 
 	hub_list_unlink(e);
-	if (e->solo)
-		e->bucket->nsolo--;
-	e->solo = false;
-	if (kl != NULL && kl->list.first == NULL) {
+	if (e->group != NULL)
+		e->group->n--;
+	e->group = NULL;
+	if (kl != NULL && kl->list.first == NULL && kl->solo.list.first == NULL) {
 		hmap_del(&e->bucket->keys, kl->key, kl->klen);
 		free(kl);
 	}
@@ -395,10 +411,48 @@ hub_bucket_close(hub_bucket *b, event *ev)
 	size_t		i;
 
 	hub_list_all(&b->all, ev, true);
-	hub_list_all(&b->solo, ev, true);
+	hub_list_all(&b->solo.list, ev, true);
 	hub_list_all(&b->scan, ev, true);
-	for (hmap_entry *he = hmap_first(&b->keys, &i); he; he = hmap_next(&b->keys, he, &i))
+	for (hmap_entry *he = hmap_first(&b->keys, &i); he; he = hmap_next(&b->keys, he, &i)) {
 		hub_list_all(&((hub_keylist *) he->value)->list, ev, true);
+		hub_list_all(&((hub_keylist *) he->value)->solo.list, ev, true);
+	}
+}
+
+/* Hold ev back for group's members (a batch); false: deliver it now. */
+static bool
+hub_solo_defer(hub_solo *g, event *ev)
+{
+	frame	   *f;
+	int			i;
+
+	if (!hub.batching || ev->is_close)
+		return false;			/* a close may end streams: in order, at once */
+	if ((f = event_frame(ev)) == NULL) {
+		hub_flush();			/* what came before, then ev alone (its OOM per stream) */
+		return false;
+	}
+	if (hub.nitems == HUB_BATCH_MAX)
+		hub_flush();
+	i = (int) hub.nitems++;
+	hub.items[i] = (hub_item) {frame_ref(f), ev->id, ev->created_us};
+	hub.next[i] = -1;
+	if (g->first < 0) {
+		g->first = i;
+		g->tnext = hub.touched;
+		hub.touched = g;
+	} else
+		hub.next[g->last] = i;
+	g->last = i;
+	return true;
+}
+
+/* ev (not a close on a literal pattern) for every member of group g. */
+static void
+hub_solo_deliver(hub_solo *g, event *ev)
+{
+	if (g->list.first != NULL && !hub_solo_defer(g, ev))
+		hub_list_all(&g->list, ev, false);
 }
 
 static void
@@ -417,8 +471,10 @@ hub_bucket_keyed(hub_bucket *b, event *ev, sse_doc *doc)
 			klen = hub_encode(k, json_object_iter_key_len(json_object_key_to_iter(k)),
 							  &sc, key, sizeof(key));
 		kl = klen ? hmap_get(&b->keys, key, klen) : NULL;
-		if (kl != NULL)
-			hub_list_filtered(&kl->list, ev, doc);
+		if (kl == NULL)
+			continue;
+		hub_list_filtered(&kl->list, ev, doc);
+		hub_solo_deliver(&kl->solo, ev);
 	}
 }
 
@@ -431,34 +487,6 @@ hub_bucket_needs_doc(const hub_bucket *b, const event *ev)
 	return b->scan.first != NULL || b->keys.n > 0;
 }
 
-/* Hold ev back for b's solo subscriptions (a batch); false: deliver it now. */
-static bool
-hub_bucket_defer(hub_bucket *b, event *ev)
-{
-	frame	   *f;
-	int			i;
-
-	if (!hub.batching || ev->is_close)
-		return false;			/* a close may end streams: in order, at once */
-	if ((f = event_frame(ev)) == NULL) {
-		hub_flush();			/* what came before, then ev alone (its OOM per stream) */
-		return false;
-	}
-	if (hub.nitems == HUB_BATCH_MAX)
-		hub_flush();
-	i = (int) hub.nitems++;
-	hub.items[i] = (hub_item) {frame_ref(f), ev->id, ev->created_us};
-	hub.next[i] = -1;
-	if (b->run_first < 0) {
-		b->run_first = i;
-		b->tnext = hub.touched;
-		hub.touched = b;
-	} else
-		hub.next[b->run_last] = i;
-	b->run_last = i;
-	return true;
-}
-
 static void
 hub_bucket_dispatch(hub_bucket *b, event *ev)
 {
@@ -469,8 +497,7 @@ hub_bucket_dispatch(hub_bucket *b, event *ev)
 		return;
 	}
 	hub_list_all(&b->all, ev, false);
-	if (b->solo.first != NULL && !hub_bucket_defer(b, ev))
-		hub_list_all(&b->solo, ev, false);
+	hub_solo_deliver(&b->solo, ev);
 	if (b->scan.first == NULL && b->keys.n == 0)
 		return;
 	/* only an object payload that parsed matches a non-empty filter */
@@ -575,7 +602,7 @@ hub_join(const hub_item *items, size_t n, frame **pieces, size_t *end)
 }
 
 static void
-hub_flush_bucket(hub_bucket *b)
+hub_flush_solo(hub_solo *g)
 {
 	static hub_item items[HUB_BATCH_MAX];
 	static frame *pieces[HUB_BATCH_MAX];
@@ -583,18 +610,18 @@ hub_flush_bucket(hub_bucket *b)
 	hub_run		run = {items, 0, pieces, end, 0};
 	size_t		n = 0;
 
-	for (int i = b->run_first; i >= 0; i = hub.next[i])
+	for (int i = g->first; i >= 0; i = hub.next[i])
 		items[n++] = hub.items[i];
-	b->run_first = b->run_last = -1;
+	g->first = g->last = -1;
 	run.n = n;
-	if (b->nsolo > 1)
+	if (g->n > 1)
 		run.npieces = hub_join(items, n, pieces, end);
 	else
 		for (; run.npieces < n; run.npieces++) {
 			pieces[run.npieces] = frame_ref(items[run.npieces].f);
 			end[run.npieces] = run.npieces + 1;
 		}
-	for (hub_entry *e = b->solo.first; e != NULL; e = e->next) {
+	for (hub_entry *e = g->list.first; e != NULL; e = e->next) {
 		hub_sub    *s = e->sub;
 		size_t		from = 0;
 
@@ -612,15 +639,15 @@ hub_flush_bucket(hub_bucket *b)
 void
 hub_flush(void)
 {
-	hub_bucket *b;
+	hub_solo   *g;
 
 	if (hub.flushing || hub.nitems == 0)
 		return;
 	hub.flushing = true;
-	while ((b = hub.touched) != NULL) {
-		hub.touched = b->tnext;
-		b->tnext = NULL;
-		hub_flush_bucket(b);
+	while ((g = hub.touched) != NULL) {
+		hub.touched = g->tnext;
+		g->tnext = NULL;
+		hub_flush_solo(g);
 	}
 	for (size_t i = 0; i < hub.nitems; i++)
 		frame_unref(hub.items[i].f);

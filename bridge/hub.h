@@ -59,10 +59,12 @@ typedef void (*hub_deliver_fn)(hub_sub *s, event *ev, bool ends);
 
 /*
  * Batches.  Between hub_batch_begin and hub_batch_end, an event for a
- * subscription with one pattern and no filter (a "solo" one: every solo
- * subscription of a bucket gets exactly the bucket's events) is not
- * delivered at once: the bucket remembers it, and hub_flush hands each
- * solo subscription the bucket's whole run in one call.  The run's frames
+ * "solo" subscription is not delivered at once.  A solo subscription has
+ * one pattern and no filter (it gets exactly its bucket's events) or a
+ * filter that is exactly one indexed key/value pair (exactly its key
+ * list's events); its group (the bucket's or the key list's) remembers
+ * the event, and hub_flush hands each member the group's whole run in one
+ * call.  The run's frames
  * are joined into pieces of at most piece_max bytes (one frame larger than
  * that is a piece alone) when two or more subscriptions share them, so a
  * client queues one frame per piece instead of one per event.  Events are
