@@ -69,7 +69,7 @@ typedef void (*hub_deliver_fn)(hub_sub *s, event *ev, bool ends);
  * that is a piece alone) when two or more subscriptions share them, so a
  * client queues one frame per piece instead of one per event.  Events are
  * still delivered in id order to every subscription: a solo subscription
- * gets events from its one bucket only, and a close event (which may end
+ * gets events from its one group only, and a close event (which may end
  * streams) first flushes what is pending.  The caller flushes before
  * anything else that sends to live streams (markers, resets), and
  * hub_add / hub_remove flush first.
