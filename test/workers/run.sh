@@ -191,6 +191,10 @@ if wants fanout; then
       done
       if [ "$fine" = 1 ]; then ok "fanout: each of $((per * 3)) streams received the broadcast exactly (ids $want)"
       else bad "fanout: each stream received the broadcast exactly"; fi
+      # one-channel streams without a filter take live events in runs (hub.h)
+      runs=$(metric sse_bridge_run_events_sent_total)
+      if [ "$runs" = "$((per * 3 * 10))" ]; then ok "fanout: all $runs deliveries went out in runs"
+      else bad "fanout: all deliveries went out in runs" "sse_bridge_run_events_sent_total=$runs, want $((per * 3 * 10))"; fi
     else
       bad "fanout: $((per * 3)) streams open on --workers 3" "$(cat "$tmp"/fan*.err | head -5)"
     fi
