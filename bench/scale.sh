@@ -143,7 +143,6 @@ fi
 log "ip_local_port_range $range: $ports ports per source address and destination;" \
   "$PER_PROC streams per address, $CONNECT_PARALLEL connecting at once"
 [ "$(( ports / 2 ))" -gt "$PER_PROC" ] || log "PER_PROC is above half the port range: expect slow connects and 408s"
-
 log "tcp_mem (pages) $(cat /proc/sys/net/ipv4/tcp_mem); RLIMIT_NOFILE $NOFILE per process"
 
 # ---------------------------------------------------------------- cluster

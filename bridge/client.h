@@ -188,7 +188,7 @@ void		client_flush_pending(void);
 void		client_sweep(uint64_t now_ms);
 /* Check every client again by the running settings (after a reload). */
 void		client_reschedule(void);
-/* Clients the sweeps have visited so far (tests, metrics). */
+/* Clients the sweeps have visited so far (for tests). */
 extern uint64_t client_sweep_visits;
 
 /* Ask every client to finish (shutdown); later requests are answered 503. */

@@ -214,8 +214,8 @@ feed_take(event *ev, int64_t now_us)
 		metrics.events_fetched++;
 	if (event_is_marker(ev)) {
 		hub_flush();			/* the rows before it, under the old definition */
-		feed.up.marker(ev);
-	}		/* applied before any later row; never delivered */
+		feed.up.marker(ev);		/* applied before any later row; never delivered */
+	}
 	metrics_observe_lag(ev->created_us, now_us);
 	if (feed.up.pushed)
 		feed.up.pushed(ev);

@@ -44,7 +44,6 @@ typedef struct hub_list {
 
 typedef struct hub_solo {
 	hub_list	list;
-	size_t		n;
 	int			first;			/* the batch's items for it (-1: none) */
 	int			last;
 	struct hub_solo *tnext;		/* touched list (first >= 0) */
@@ -98,7 +97,7 @@ static struct {
 	hub_solo   *touched;
 	size_t		nitems;
 	hub_item	items[HUB_BATCH_MAX];
-	int			next[HUB_BATCH_MAX];	/* the next item of the same bucket */
+	int			next[HUB_BATCH_MAX];	/* the next item of the same group */
 } hub;
 
 uint64_t	hub_filter_evals;
@@ -268,7 +267,6 @@ hub_place(hub_bucket *b, hub_entry *e, const sse_filter *f)
 	if (f == NULL && solo) {
 		hub_list_insert(&b->solo.list, e);
 		e->group = &b->solo;
-		b->solo.n++;
 		return true;
 	}
 	if (f == NULL || klen == 0) {
@@ -290,7 +288,6 @@ hub_place(hub_bucket *b, hub_entry *e, const sse_filter *f)
 	if (exact && solo) {
 		hub_list_insert(&kl->solo.list, e);
 		e->group = &kl->solo;
-		kl->solo.n++;
 		e->exact = true;
 		return true;
 	}
@@ -305,8 +302,6 @@ hub_unplace(hub_entry *e)
 	hub_keylist *kl = e->kl;
 
 	hub_list_unlink(e);
-	if (e->group != NULL)
-		e->group->n--;
 	e->group = NULL;
 	if (kl != NULL && kl->list.first == NULL && kl->solo.list.first == NULL) {
 		hmap_del(&e->bucket->keys, kl->key, kl->klen);
@@ -569,13 +564,13 @@ hub_batch_end(void)
 }
 
 /*
- * Join the frames of items[0..n) into pieces of at most piece_max bytes
- * each (a larger frame is a piece alone; a join that cannot be allocated
- * leaves its frames as pieces of one).  Returns the number of pieces; each
- * holds one reference.
+ * Join the frames of items[0..n) into pieces of at most max bytes each (a
+ * larger frame is a piece alone, so max 0 leaves every frame alone; a join
+ * that cannot be allocated leaves its frames as pieces of one).  Returns
+ * the number of pieces; each holds one reference.
  */
 static size_t
-hub_join(const hub_item *items, size_t n, frame **pieces, size_t *end)
+hub_join(const hub_item *items, size_t n, size_t max, frame **pieces, size_t *end)
 {
 	size_t		np = 0;
 
@@ -583,7 +578,7 @@ hub_join(const hub_item *items, size_t n, frame **pieces, size_t *end)
 		size_t		len = items[i].f->len;
 		frame	   *f;
 
-		for (j = i + 1; j < n && len + items[j].f->len <= hub.piece_max; j++)
+		for (j = i + 1; j < n && len + items[j].f->len <= max; j++)
 			len += items[j].f->len;
 		if (j - i == 1 || (f = frame_alloc(len)) == NULL) {
 			j = i + 1;
@@ -614,13 +609,9 @@ hub_flush_solo(hub_solo *g)
 		items[n++] = hub.items[i];
 	g->first = g->last = -1;
 	run.n = n;
-	if (g->n > 1)
-		run.npieces = hub_join(items, n, pieces, end);
-	else
-		for (; run.npieces < n; run.npieces++) {
-			pieces[run.npieces] = frame_ref(items[run.npieces].f);
-			end[run.npieces] = run.npieces + 1;
-		}
+	/* a join pays off only when two or more members share it */
+	run.npieces = hub_join(items, n, g->list.first != NULL && g->list.first->next != NULL
+						   ? hub.piece_max : 0, pieces, end);
 	for (hub_entry *e = g->list.first; e != NULL; e = e->next) {
 		hub_sub    *s = e->sub;
 		size_t		from = 0;
